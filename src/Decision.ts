@@ -1,0 +1,118 @@
+/**
+ * The results every backend returns: a `Decision` for a check, peek or debit, a `Forecast` for a
+ * forecast, an `Admission` for an admit. A denial is a `Decision` with `allowed = false`, never an error.
+ *
+ * @since 0.1.0
+ */
+import * as Schema from "effect/Schema"
+
+/**
+ * The five integers of CONTRACT.md §1. `remaining` is never negative and `retryAfterMs` is 0 when allowed.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class Decision extends Schema.Class<Decision>("Decision")({
+  allowed: Schema.Boolean,
+  limit: Schema.Number,
+  remaining: Schema.Number,
+  resetAt: Schema.Number,
+  retryAfterMs: Schema.Number
+}) {}
+
+/**
+ * The plain shape of a decision, as the engine computes it and the wire carries it.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface DecisionData {
+  readonly allowed: boolean
+  readonly limit: number
+  readonly remaining: number
+  readonly resetAt: number
+  readonly retryAfterMs: number
+}
+
+/**
+ * Wraps engine output in a `Decision` without re-validating it (the engine already guarantees the shape).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const fromData = (data: DecisionData): Decision =>
+  new Decision({
+    allowed: data.allowed,
+    limit: data.limit,
+    remaining: data.remaining,
+    resetAt: data.resetAt,
+    retryAfterMs: data.retryAfterMs
+  }, true)
+
+/**
+ * What a key can still take: whole units of `cost` admissible now, when capacity next grows by at least
+ * one unit, and when the limiter is full again (epoch-ms).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class Forecast extends Schema.Class<Forecast>("Forecast")({
+  spendableNow: Schema.Number,
+  nextReplenishAt: Schema.Number,
+  fullAt: Schema.Number
+}) {}
+
+/**
+ * The axis that bound a denied admission, or `""` when it was allowed.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const BindingAxis = Schema.Literal("rate", "concurrency", "cost", "")
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type BindingAxis = typeof BindingAxis.Type
+
+const reclaimedSignals = new WeakMap<Admission, () => boolean>()
+
+/**
+ * The outcome of `admit`: the decision, and when a slot is held, its opaque lease id and expiry.
+ * `held` is true exactly when a slot is held; `reclaimed` reads, at any time, whether the backend
+ * has since reclaimed the slot (a missed heartbeat), in which case it counts as dropped.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export class Admission extends Schema.Class<Admission>("Admission")({
+  decision: Decision,
+  leaseId: Schema.String,
+  leaseExpiresAt: Schema.Number,
+  bindingAxis: BindingAxis,
+  policyDenied: Schema.Boolean
+}) {
+  /** True when this admission holds a slot that must be released. */
+  get held(): boolean {
+    return this.leaseId !== ""
+  }
+
+  /** True once the backend has reclaimed the held slot (it was not renewed in time). */
+  get reclaimed(): boolean {
+    const read = reclaimedSignals.get(this)
+    return read === undefined ? false : read()
+  }
+}
+
+/**
+ * Attaches a live "was it reclaimed" reader to an admission. Used by the admission keeper.
+ *
+ * @since 0.1.0
+ * @category constructors
+ * @internal
+ */
+export const watchReclaimed = (admission: Admission, read: () => boolean): Admission => {
+  reclaimedSignals.set(admission, read)
+  return admission
+}

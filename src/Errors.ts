@@ -1,0 +1,156 @@
+/**
+ * The faults a backend can report, as tagged errors. A denial is never here: it is a `Decision`.
+ *
+ * @since 0.1.0
+ */
+import * as Schema from "effect/Schema"
+import { Decision } from "./Decision.js"
+
+/**
+ * The policy is not configured on this backend.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class PolicyNotFound extends Schema.TaggedError<PolicyNotFound>()("PolicyNotFound", {
+  policy: Schema.String,
+  configured: Schema.Array(Schema.String)
+}) {
+  override get message(): string {
+    const names = this.configured.length === 0 ? "(none)" : this.configured.map((n) => JSON.stringify(n)).join(", ")
+    return `unknown policy ${JSON.stringify(this.policy)}; configured policies: ${names}`
+  }
+}
+
+/**
+ * The operations of the `RateLimiter` service, as named in errors.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Operation = Schema.Literal(
+  "check",
+  "checkMany",
+  "peek",
+  "forecast",
+  "debit",
+  "admit",
+  "reserve"
+)
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Operation = typeof Operation.Type
+
+/**
+ * The policy exists but its kind (or strategy) does not support this operation.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class OperationNotSupported extends Schema.TaggedError<OperationNotSupported>()("OperationNotSupported", {
+  policy: Schema.String,
+  operation: Operation,
+  reason: Schema.optional(Schema.String)
+}) {
+  override get message(): string {
+    const suffix = this.reason === undefined ? "" : ` (${this.reason})`
+    return `policy ${JSON.stringify(this.policy)} does not support ${this.operation}${suffix}`
+  }
+}
+
+/**
+ * The backend (Redis, the ThrottleKit server) could not be reached, or did not answer in time.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class ServiceUnavailable extends Schema.TaggedError<ServiceUnavailable>()("ServiceUnavailable", {
+  service: Schema.String,
+  reason: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {
+  override get message(): string {
+    return `${this.service} unavailable: ${this.reason}`
+  }
+}
+
+/**
+ * An argument was rejected before any state was touched: which one, and why.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class InvalidArgument extends Schema.TaggedError<InvalidArgument>()("InvalidArgument", {
+  argument: Schema.String,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `invalid ${this.argument}: ${this.reason}`
+  }
+}
+
+/**
+ * The caller did not present valid credentials (the Monitor and Fleet doors).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class Unauthenticated extends Schema.TaggedError<Unauthenticated>()("Unauthenticated", {
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `unauthenticated: ${this.reason}`
+  }
+}
+
+/**
+ * The backend answered with a fault it does not classify further (gRPC INTERNAL, PERMISSION_DENIED, …,
+ * or a Redis script error). `code` is the remote status name.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class BackendError extends Schema.TaggedError<BackendError>()("BackendError", {
+  backend: Schema.String,
+  code: Schema.String,
+  detail: Schema.String,
+  cause: Schema.optional(Schema.Defect)
+}) {
+  override get message(): string {
+    return `${this.backend} failed (${this.code}): ${this.detail}`
+  }
+}
+
+/**
+ * Raised by `RateLimiter.limit` and friends when the caller chose to treat a denial as a failure.
+ * Carries the denying `Decision`, so `retryAfterMs` is at hand.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class RateLimited extends Schema.TaggedError<RateLimited>()("RateLimited", {
+  policy: Schema.String,
+  key: Schema.String,
+  decision: Decision
+}) {
+  override get message(): string {
+    return `rate limited on ${JSON.stringify(this.policy)} for ${JSON.stringify(this.key)}: retry after ${this.decision.retryAfterMs} ms`
+  }
+}
+
+/**
+ * Every fault a `RateLimiter` method can fail with.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export type RateLimiterError =
+  | PolicyNotFound
+  | OperationNotSupported
+  | ServiceUnavailable
+  | InvalidArgument
+  | Unauthenticated
+  | BackendError

@@ -1,0 +1,279 @@
+/**
+ * The typed model of named policies: what each limit is, independent of where its state lives.
+ * A policy is a limiter (rate), a meter (cost / token budget) or an admitter (concurrency, optionally
+ * unified with a rate strategy). Config files decode into these (see `Config.ts`).
+ *
+ * @since 0.1.0
+ */
+import * as Schema from "effect/Schema"
+
+/** A whole number ≥ 1 that a JS number holds exactly. */
+const PositiveInt = Schema.Int.pipe(Schema.positive(), Schema.lessThanOrEqualTo(Number.MAX_SAFE_INTEGER))
+/** A finite number > 0. */
+const PositiveNumber = Schema.Number.pipe(Schema.finite(), Schema.positive())
+
+/**
+ * GCRA: `limit` requests per `periodMs`, bursting up to `burst`. The reported limit is `burst`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Gcra = Schema.Struct({
+  kind: Schema.Literal("gcra"),
+  limit: PositiveInt,
+  periodMs: PositiveInt,
+  burst: PositiveInt
+})
+
+/**
+ * Token bucket: holds up to `capacity` tokens, refilled continuously at `refillPerSec`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const TokenBucket = Schema.Struct({
+  kind: Schema.Literal("tokenBucket"),
+  capacity: PositiveInt,
+  refillPerSec: PositiveNumber
+})
+
+/**
+ * Fixed window: `limit` units per epoch-aligned window of `windowMs`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const FixedWindow = Schema.Struct({
+  kind: Schema.Literal("fixedWindow"),
+  limit: PositiveInt,
+  windowMs: PositiveInt
+})
+
+/**
+ * Sliding window, estimated from `buckets` sub-window counters.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const SlidingWindow = Schema.Struct({
+  kind: Schema.Literal("slidingWindow"),
+  limit: PositiveInt,
+  windowMs: PositiveInt,
+  buckets: PositiveInt
+})
+
+/**
+ * Exact sliding window: one log entry per admitted unit (memory grows with `limit`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const SlidingWindowLog = Schema.Struct({
+  kind: Schema.Literal("slidingWindowLog"),
+  limit: PositiveInt,
+  windowMs: PositiveInt
+})
+
+/**
+ * One of the five rate strategies, discriminated by `kind`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Strategy = Schema.Union(Gcra, TokenBucket, FixedWindow, SlidingWindow, SlidingWindowLog)
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Strategy = typeof Strategy.Type
+
+/**
+ * The strategy names, as written in config files and on the Monitor wire.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type StrategyKind = Strategy["kind"]
+
+/**
+ * Two-tier leasing (GALE tier 1): a server keeps local credits leased in batches from the shared store.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const TwoTier = Schema.Struct({
+  mode: Schema.Literal("leased", "strict", "cached-deny"),
+  batch: PositiveInt,
+  lowWater: Schema.Int.pipe(Schema.nonNegative()),
+  windowCoupled: Schema.Boolean
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type TwoTier = typeof TwoTier.Type
+
+/**
+ * A fleet-wide budget per window, shared by `Check` (tier 1) and `Fleet.Reserve` (tier 2).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Federated = Schema.Struct({
+  batch: PositiveInt,
+  region: Schema.String,
+  prefix: Schema.String
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Federated = typeof Federated.Type
+
+/**
+ * A rate limiter policy (served by check, checkMany, peek, forecast).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const LimiterPolicy = Schema.Struct({
+  kind: Schema.Literal("limiter"),
+  name: Schema.String,
+  prefix: Schema.String,
+  strategy: Strategy,
+  maxKeys: PositiveInt,
+  twoTier: Schema.optional(TwoTier),
+  federated: Schema.optional(Federated)
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type LimiterPolicy = typeof LimiterPolicy.Type
+
+/**
+ * A token budget per key per epoch-aligned window (served by debit). `shared` marks a `fleetBudget`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const MeterPolicy = Schema.Struct({
+  kind: Schema.Literal("meter"),
+  name: Schema.String,
+  prefix: Schema.String,
+  budget: PositiveInt,
+  windowMs: PositiveInt,
+  maxKeys: PositiveInt,
+  shared: Schema.Boolean
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type MeterPolicy = typeof MeterPolicy.Type
+
+/**
+ * How a concurrency ceiling moves: pinned (`fixed`), additive-increase / multiplicative-decrease
+ * (`aimd`), or latency-gradient driven (`gradient2`). All contract on a dropped release.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const ConcurrencyAlgorithm = Schema.Literal("fixed", "aimd", "gradient2")
+
+/**
+ * The concurrency axis: one ceiling per policy (keyless), between `minLimit` and `maxLimit`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Concurrency = Schema.Struct({
+  algorithm: ConcurrencyAlgorithm,
+  minLimit: PositiveInt,
+  maxLimit: PositiveInt,
+  initialLimit: PositiveInt,
+  backoffRatio: Schema.Number.pipe(Schema.greaterThanOrEqualTo(0.5), Schema.lessThan(1)),
+  smoothing: Schema.Number.pipe(Schema.greaterThan(0), Schema.lessThanOrEqualTo(1)),
+  tolerance: Schema.Number.pipe(Schema.finite(), Schema.greaterThanOrEqualTo(1)),
+  rttWindow: PositiveInt
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Concurrency = typeof Concurrency.Type
+
+/**
+ * A concurrency admitter (served by admit). With `rate`, it is a unified rate × concurrency admitter whose
+ * rate axis is keyed by the request key.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const AdmitterPolicy = Schema.Struct({
+  kind: Schema.Literal("admitter"),
+  name: Schema.String,
+  prefix: Schema.String,
+  concurrency: Concurrency,
+  rate: Schema.optional(Strategy),
+  maxKeys: PositiveInt
+})
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type AdmitterPolicy = typeof AdmitterPolicy.Type
+
+/**
+ * Any named policy.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export const Policy = Schema.Union(LimiterPolicy, MeterPolicy, AdmitterPolicy)
+
+/**
+ * @since 0.1.0
+ * @category models
+ */
+export type Policy = typeof Policy.Type
+
+/**
+ * The per-policy key cap used when a config does not give one (state beyond it is evicted oldest first).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const DEFAULT_MAX_KEYS = 100_000
+
+/**
+ * The store key of `key` under a policy: `prefix:key`, or `key` alone when the prefix is empty.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const storeKey = (prefix: string, key: string): string => prefix === "" ? key : `${prefix}:${key}`
+
+/**
+ * The ceiling a strategy reports as `limit` in its decisions.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const reportedLimit = (strategy: Strategy): number => {
+  switch (strategy.kind) {
+    case "gcra":
+      return strategy.burst
+    case "tokenBucket":
+      return strategy.capacity
+    default:
+      return strategy.limit
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * Argument checks shared by every backend. They run before any state is touched, so a rejected call
+ * changes nothing. Stricter than the reference server, which silently coerces bad costs to 1.
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import { InvalidArgument } from "./Errors.js"
+
+/**
+ * The longest key accepted, in UTF-8 bytes.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const MAX_KEY_BYTES = 4096
+
+/**
+ * The most keys one `checkMany` call may carry.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const MAX_BATCH_KEYS = 10_000
+
+/**
+ * Why `amount` is not a usable cost, or `undefined` when it is a whole number in [1, 2^53 − 1].
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const costProblem = (amount: number): string | undefined => {
+  if (typeof amount !== "number" || Number.isNaN(amount)) return "must be a number, got NaN"
+  if (!Number.isFinite(amount)) return `must be finite, got ${amount}`
+  if (!Number.isInteger(amount)) return `must be a whole number, got ${amount}`
+  if (amount < 1) return `must be at least 1, got ${amount}`
+  if (amount > Number.MAX_SAFE_INTEGER) return `must be at most 2^53 - 1, got ${amount}`
+  return undefined
+}
+
+/**
+ * Why `key` is not a usable key, or `undefined` when it is.
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const keyProblem = (key: string): string | undefined => {
+  if (typeof key !== "string") return "must be a string"
+  if (key.length === 0) return "must not be empty"
+  if (!key.isWellFormed()) return "must be valid Unicode (it contains a lone surrogate)"
+  if (key.length > MAX_KEY_BYTES || Buffer.byteLength(key, "utf8") > MAX_KEY_BYTES) {
+    return `must be at most ${MAX_KEY_BYTES} UTF-8 bytes`
+  }
+  return undefined
+}
+
+/**
+ * Succeeds with `amount` when it is a usable cost; fails with `InvalidArgument` naming `argument` otherwise.
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const cost = (amount: number, argument = "cost"): Effect.Effect<number, InvalidArgument> => {
+  const problem = costProblem(amount)
+  return problem === undefined ? Effect.succeed(amount) : Effect.fail(new InvalidArgument({ argument, reason: problem }))
+}
+
+/**
+ * Succeeds with `k` when it is a usable key; fails with `InvalidArgument` otherwise.
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const key = (k: string): Effect.Effect<string, InvalidArgument> => {
+  const problem = keyProblem(k)
+  return problem === undefined ? Effect.succeed(k) : Effect.fail(new InvalidArgument({ argument: "key", reason: problem }))
+}
+
+/**
+ * Checks every key of a batch (and the batch size); fails on the first bad one, naming its index.
+ *
+ * @since 0.1.0
+ * @category validation
+ */
+export const keys = (ks: ReadonlyArray<string>): Effect.Effect<ReadonlyArray<string>, InvalidArgument> => {
+  if (ks.length > MAX_BATCH_KEYS) {
+    return Effect.fail(
+      new InvalidArgument({ argument: "keys", reason: `at most ${MAX_BATCH_KEYS} keys per call, got ${ks.length}` })
+    )
+  }
+  for (let i = 0; i < ks.length; i++) {
+    const problem = keyProblem(ks[i]!)
+    if (problem !== undefined) return Effect.fail(new InvalidArgument({ argument: `keys[${i}]`, reason: problem }))
+  }
+  return Effect.succeed(ks)
+}
