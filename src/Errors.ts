@@ -137,7 +137,9 @@ export class RateLimited extends Schema.TaggedError<RateLimited>()("RateLimited"
   decision: Decision
 }) {
   override get message(): string {
-    return `rate limited on ${JSON.stringify(this.policy)} for ${JSON.stringify(this.key)}: retry after ${this.decision.retryAfterMs} ms`
+    return `rate limited on ${JSON.stringify(this.policy)} for ${
+      JSON.stringify(this.key)
+    }: retry after ${this.decision.retryAfterMs} ms`
   }
 }
 

@@ -62,7 +62,9 @@ export const keyProblem = (key: string): string | undefined => {
  */
 export const cost = (amount: number, argument = "cost"): Effect.Effect<number, InvalidArgument> => {
   const problem = costProblem(amount)
-  return problem === undefined ? Effect.succeed(amount) : Effect.fail(new InvalidArgument({ argument, reason: problem }))
+  return problem === undefined
+    ? Effect.succeed(amount)
+    : Effect.fail(new InvalidArgument({ argument, reason: problem }))
 }
 
 /**
@@ -73,7 +75,9 @@ export const cost = (amount: number, argument = "cost"): Effect.Effect<number, I
  */
 export const key = (k: string): Effect.Effect<string, InvalidArgument> => {
   const problem = keyProblem(k)
-  return problem === undefined ? Effect.succeed(k) : Effect.fail(new InvalidArgument({ argument: "key", reason: problem }))
+  return problem === undefined
+    ? Effect.succeed(k)
+    : Effect.fail(new InvalidArgument({ argument: "key", reason: problem }))
 }
 
 /**

@@ -128,7 +128,8 @@ export const limit = (
   Effect.flatMap(RateLimiter, (limiter) =>
     Effect.flatMap(
       limiter.check(policy, key, cost),
-      (decision) => decision.allowed ? Effect.succeed(decision) : Effect.fail(new RateLimited({ policy, key, decision }))
+      (decision) =>
+        decision.allowed ? Effect.succeed(decision) : Effect.fail(new RateLimited({ policy, key, decision }))
     ))
 
 /**
@@ -145,7 +146,8 @@ export const spend = (
   Effect.flatMap(RateLimiter, (limiter) =>
     Effect.flatMap(
       limiter.debit(policy, key, tokens),
-      (decision) => decision.allowed ? Effect.succeed(decision) : Effect.fail(new RateLimited({ policy, key, decision }))
+      (decision) =>
+        decision.allowed ? Effect.succeed(decision) : Effect.fail(new RateLimited({ policy, key, decision }))
     ))
 
 /**

@@ -1,0 +1,400 @@
+/**
+ * The `RateLimiter` conformance suite, written once and run against every door (memory, Redis, the
+ * gRPC service). It needs no control over time: every limit is long enough that the suite runs inside
+ * one window, and every test uses keys of its own, so it also runs against a shared, live backend.
+ */
+import { describe, expect, layer } from "@effect/vitest"
+import { Effect, Exit, type Layer } from "effect"
+import { randomUUID } from "node:crypto"
+import type { RateLimiterError } from "../../src/Errors.js"
+import type { Policy } from "../../src/Policy.js"
+import { admitted, limit, RateLimiter } from "../../src/services/RateLimiter.js"
+
+const HOUR = 3_600_000
+
+/** The policies the suite runs against. Every backend under test must be built with exactly these. */
+export const conformancePolicies: ReadonlyArray<Policy> = [
+  {
+    kind: "limiter",
+    name: "burst",
+    prefix: "conf-burst",
+    maxKeys: 10_000,
+    strategy: { kind: "gcra", limit: 5, periodMs: HOUR, burst: 5 }
+  },
+  {
+    kind: "limiter",
+    name: "window",
+    prefix: "conf-window",
+    maxKeys: 10_000,
+    strategy: { kind: "fixedWindow", limit: 2, windowMs: HOUR }
+  },
+  {
+    kind: "limiter",
+    name: "bucket",
+    prefix: "conf-bucket",
+    maxKeys: 10_000,
+    strategy: { kind: "tokenBucket", capacity: 10, refillPerSec: 0.001 }
+  },
+  {
+    kind: "limiter",
+    name: "sliding",
+    prefix: "conf-sliding",
+    maxKeys: 10_000,
+    strategy: { kind: "slidingWindow", limit: 4, windowMs: HOUR, buckets: 10 }
+  },
+  {
+    kind: "limiter",
+    name: "log",
+    prefix: "conf-log",
+    maxKeys: 10_000,
+    strategy: { kind: "slidingWindowLog", limit: 3, windowMs: HOUR }
+  },
+  {
+    kind: "meter",
+    name: "tokens",
+    prefix: "conf-tokens",
+    maxKeys: 10_000,
+    budget: 10,
+    windowMs: HOUR,
+    shared: false
+  },
+  {
+    kind: "admitter",
+    name: "pool",
+    prefix: "conf-pool",
+    maxKeys: 10_000,
+    concurrency: {
+      algorithm: "fixed",
+      minLimit: 3,
+      maxLimit: 3,
+      initialLimit: 3,
+      backoffRatio: 0.9,
+      smoothing: 0.2,
+      tolerance: 2,
+      rttWindow: 100
+    }
+  },
+  {
+    kind: "admitter",
+    name: "unified",
+    prefix: "conf-unified",
+    maxKeys: 10_000,
+    concurrency: {
+      algorithm: "fixed",
+      minLimit: 2,
+      maxLimit: 2,
+      initialLimit: 2,
+      backoffRatio: 0.9,
+      smoothing: 0.2,
+      tolerance: 2,
+      rttWindow: 100
+    },
+    rate: { kind: "gcra", limit: 1, periodMs: HOUR, burst: 1 }
+  }
+]
+
+const badCosts: ReadonlyArray<readonly [string, number]> = [
+  ["zero", 0],
+  ["negative", -1],
+  ["NaN", Number.NaN],
+  ["infinite", Number.POSITIVE_INFINITY],
+  ["fractional", 1.5],
+  ["above 2^53 - 1", 2 ** 53]
+]
+
+/**
+ * Runs the suite against `backend`, a layer built with `conformancePolicies`. Admission-pool tests use
+ * pool policies shared by the whole suite, so they run one after another within this describe block.
+ */
+export const runConformance = <E>(name: string, backend: Layer.Layer<RateLimiter, E>): void => {
+  // A fresh namespace per run, so a live shared backend (Redis, a server) never sees old state.
+  const run = randomUUID().slice(0, 8)
+  const fresh = (label: string) => `${run}:${label}:${randomUUID().slice(0, 8)}`
+
+  describe(`RateLimiter conformance: ${name}`, () => {
+    layer(backend, { timeout: 60_000, excludeTestServices: true })((it) => {
+      it.effect("a cold gcra burst admits the burst, then denies with a retry hint", () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          const key = fresh("burst")
+          const remaining: Array<number> = []
+          for (let i = 0; i < 5; i++) {
+            const decision = yield* limiter.check("burst", key)
+            expect(decision.allowed).toBe(true)
+            expect(decision.limit).toBe(5)
+            expect(decision.retryAfterMs).toBe(0)
+            remaining.push(decision.remaining)
+          }
+          expect(remaining).toEqual([4, 3, 2, 1, 0])
+          const denied = yield* limiter.check("burst", key)
+          expect(denied.allowed).toBe(false)
+          expect(denied.remaining).toBe(0)
+          expect(denied.retryAfterMs).toBeGreaterThan(0)
+          expect(denied.resetAt).toBeGreaterThan(0)
+        }))
+
+      it.effect("keys are independent", () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          const a = fresh("a")
+          const b = fresh("b")
+          for (let i = 0; i < 2; i++) yield* limiter.check("window", a)
+          expect((yield* limiter.check("window", a)).allowed).toBe(false)
+          const other = yield* limiter.check("window", b)
+          expect(other.allowed).toBe(true)
+          expect(other.remaining).toBe(1)
+        }))
+
+      it.effect("a cost above the remaining capacity is denied and consumes nothing", () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          const key = fresh("cost")
+          const big = yield* limiter.check("bucket", key, 11)
+          expect(big.allowed).toBe(false)
+          expect(big.limit).toBe(10)
+          const after = yield* limiter.check("bucket", key, 10)
+          expect(after.allowed).toBe(true)
+          expect(after.remaining).toBe(0)
+        }))
+
+      it.effect("every strategy admits exactly its limit on a cold key", () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          const expected: ReadonlyArray<readonly [string, number]> = [
+            ["burst", 5],
+            ["window", 2],
+            ["bucket", 10],
+            ["sliding", 4],
+            ["log", 3]
+          ]
+          for (const [policy, admits] of expected) {
+            const key = fresh(policy)
+            let allowed = 0
+            for (let i = 0; i < admits + 2; i++) {
+              if ((yield* limiter.check(policy, key)).allowed) allowed++
+            }
+            expect([policy, allowed]).toEqual([policy, admits])
+          }
+        }))
+
+      it.effect("checkMany answers in input order at one instant", () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          const a = fresh("many-a")
+          const b = fresh("many-b")
+          const decisions = yield* limiter.checkMany("window", [a, b, a, a])
+          expect(decisions.map((d) => [d.allowed, d.remaining])).toEqual([
+            [true, 1],
+            [true, 1],
+            [true, 0],
+            [false, 0]
+          ])
+          expect(new Set(decisions.map((d) => d.resetAt)).size).toBe(1)
+          expect(yield* limiter.checkMany("window", [])).toEqual([])
+        }))
+
+      it.effect("peek does not consume", () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          const key = fresh("peek")
+          yield* limiter.check("window", key)
+          const first = yield* limiter.peek("window", key)
+          const second = yield* limiter.peek("window", key)
+          expect(first.allowed).toBe(true)
+          expect(second).toEqual(first)
+          const check = yield* limiter.check("window", key)
+          expect(check.allowed).toBe(true)
+          expect(check.remaining).toBe(0)
+          expect((yield* limiter.peek("window", key)).allowed).toBe(false)
+        }))
+
+      it.effect("forecast tells what can be spent now, for every strategy", () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          const cases: ReadonlyArray<readonly [string, number, number]> = [
+            ["burst", 1, 5],
+            ["burst", 2, 2],
+            ["window", 1, 2],
+            ["bucket", 3, 3],
+            ["sliding", 1, 4],
+            ["log", 1, 3]
+          ]
+          for (const [policy, cost, spendable] of cases) {
+            const forecast = yield* limiter.forecast(policy, fresh("forecast"), cost)
+            expect([policy, cost, forecast.spendableNow]).toEqual([policy, cost, spendable])
+            expect(forecast.fullAt).toBeGreaterThan(0)
+          }
+          const key = fresh("forecast-used")
+          yield* limiter.check("burst", key, 3)
+          const used = yield* limiter.forecast("burst", key)
+          expect(used.spendableNow).toBe(2)
+          expect(used.fullAt).toBeGreaterThan(Date.now())
+          expect(used.nextReplenishAt).toBeLessThanOrEqual(used.fullAt)
+        }))
+
+      it.effect("a token budget admits the crossing debit in full, then refuses", () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          const key = fresh("budget")
+          const first = yield* limiter.debit("tokens", key, 4)
+          expect([first.allowed, first.remaining, first.limit]).toEqual([true, 6, 10])
+          const crossing = yield* limiter.debit("tokens", key, 7)
+          expect([crossing.allowed, crossing.remaining]).toEqual([true, 0])
+          const refused = yield* limiter.debit("tokens", key, 1)
+          expect(refused.allowed).toBe(false)
+          expect(refused.retryAfterMs).toBeGreaterThan(0)
+        }))
+
+      it.effect("an unknown policy is PolicyNotFound", () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          const error = yield* Effect.flip(limiter.check("nope", fresh("x")))
+          expect(error._tag).toBe("PolicyNotFound")
+          if (error._tag === "PolicyNotFound") expect(error.policy).toBe("nope")
+        }))
+
+      it.effect("an operation the policy's kind does not support is OperationNotSupported", () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          const key = fresh("ops")
+          const cases: ReadonlyArray<Effect.Effect<unknown, RateLimiterError>> = [
+            limiter.debit("burst", key),
+            limiter.check("tokens", key),
+            limiter.checkMany("tokens", [key]),
+            limiter.peek("tokens", key),
+            limiter.check("pool", key),
+            limiter.leases.acquire("burst", key)
+          ]
+          for (const op of cases) {
+            const error = yield* Effect.flip(op)
+            expect(error._tag).toBe("OperationNotSupported")
+          }
+          const scoped = yield* Effect.flip(Effect.scoped(limiter.admit("window", key)))
+          expect(scoped._tag).toBe("OperationNotSupported")
+        }))
+
+      it.effect("bad costs and keys are InvalidArgument and change no state", () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          const key = fresh("bad")
+          for (const [label, cost] of badCosts) {
+            for (
+              const op of <ReadonlyArray<Effect.Effect<unknown, RateLimiterError>>> [
+                limiter.check("window", key, cost),
+                limiter.checkMany("window", [key], cost),
+                limiter.forecast("window", key, cost),
+                limiter.debit("tokens", key, cost)
+              ]
+            ) {
+              const error = yield* Effect.flip(op)
+              expect([label, error._tag]).toEqual([label, "InvalidArgument"])
+            }
+          }
+          for (const badKey of ["", "x".repeat(5000), "lone\ud800surrogate"]) {
+            const error = yield* Effect.flip(limiter.check("window", badKey))
+            expect(error._tag).toBe("InvalidArgument")
+          }
+          const many = yield* Effect.flip(limiter.checkMany("window", [key, ""]))
+          expect(many._tag).toBe("InvalidArgument")
+          // Nothing above touched the key: both units are still there.
+          expect((yield* limiter.peek("window", key)).remaining).toBe(2)
+          expect((yield* limiter.debit("tokens", key, 10)).remaining).toBe(0)
+        }))
+
+      it.effect("a concurrency ceiling holds, releases and re-admits", () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          const key = fresh("pool")
+          const outer = yield* Effect.scoped(Effect.gen(function*() {
+            const held = yield* Effect.forEach([1, 2, 3], () => limiter.admit("pool", key))
+            expect(held.map((a) => a.held)).toEqual([true, true, true])
+            expect(new Set(held.map((a) => a.leaseId)).size).toBe(3)
+            for (const admission of held) {
+              expect(admission.leaseId).toMatch(/^[0-9a-f]{32}$/)
+              expect(admission.leaseExpiresAt).toBeGreaterThan(0)
+              expect(admission.decision.allowed).toBe(true)
+            }
+            const denied = yield* Effect.scoped(limiter.admit("pool", key))
+            expect(denied.held).toBe(false)
+            expect(denied.leaseId).toBe("")
+            expect(denied.bindingAxis).toBe("concurrency")
+            expect(denied.decision.allowed).toBe(false)
+            expect(denied.decision.retryAfterMs).toBeGreaterThanOrEqual(1)
+            return held.length
+          }))
+          expect(outer).toBe(3)
+          const again = yield* Effect.scoped(limiter.admit("pool", key))
+          expect(again.held).toBe(true)
+          expect(again.bindingAxis).toBe("")
+        }))
+
+      it.effect("a slot is released when its scope fails", () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          const key = fresh("pool-fail")
+          for (let i = 0; i < 4; i++) {
+            const exit = yield* Effect.exit(Effect.scoped(
+              Effect.zipRight(limiter.admit("pool", key), Effect.fail("boom" as const))
+            ))
+            expect(Exit.isFailure(exit)).toBe(true)
+          }
+          const held = yield* Effect.scoped(Effect.forEach([1, 2, 3], () => limiter.admit("pool", key)))
+          expect(held.every((a) => a.held)).toBe(true)
+        }))
+
+      it.effect("a unified admitter binds on rate for a key, and on concurrency when full", () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          const a = fresh("ua")
+          const b = fresh("ub")
+          const c = fresh("uc")
+          yield* Effect.scoped(Effect.gen(function*() {
+            const first = yield* limiter.admit("unified", a)
+            expect(first.held).toBe(true)
+            const rateBound = yield* Effect.scoped(limiter.admit("unified", a))
+            expect([rateBound.held, rateBound.bindingAxis]).toEqual([false, "rate"])
+            expect(rateBound.decision.retryAfterMs).toBeGreaterThan(0)
+            const second = yield* limiter.admit("unified", b)
+            expect(second.held).toBe(true)
+            const full = yield* Effect.scoped(limiter.admit("unified", c))
+            expect([full.held, full.bindingAxis]).toEqual([false, "concurrency"])
+          }))
+          // c was refused on concurrency before its rate axis was touched: its one unit is still there.
+          const later = yield* Effect.scoped(limiter.admit("unified", c))
+          expect(later.held).toBe(true)
+        }))
+
+      it.effect("lease operations: heartbeat renews, release is idempotent, unknown ids are reclaimed", () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          const key = fresh("lease")
+          const admission = yield* limiter.leases.acquire("pool", key)
+          expect(admission.held).toBe(true)
+          const beat = yield* limiter.leases.heartbeat([admission.leaseId, "0".repeat(32), ""])
+          expect(beat.live).toEqual([admission.leaseId])
+          expect(beat.reclaimed).toEqual(["0".repeat(32), ""])
+          expect(beat.nextDeadline).toBeGreaterThan(Date.now())
+          yield* limiter.leases.release(admission.leaseId, false)
+          yield* limiter.leases.release(admission.leaseId, false)
+          yield* limiter.leases.release("never-minted", true)
+          const after = yield* limiter.leases.heartbeat([admission.leaseId])
+          expect(after.live).toEqual([])
+          expect(after.reclaimed).toEqual([admission.leaseId])
+        }))
+
+      it.effect("limit and admitted turn a denial into RateLimited", () =>
+        Effect.gen(function*() {
+          const key = fresh("combinators")
+          yield* limit("window", key)
+          yield* limit("window", key)
+          const limited = yield* Effect.flip(limit("window", key))
+          expect(limited._tag).toBe("RateLimited")
+          if (limited._tag === "RateLimited") expect(limited.decision.allowed).toBe(false)
+          const ran = yield* admitted("unified", key)(Effect.succeed("ran"))
+          expect(ran).toBe("ran")
+          const refused = yield* Effect.flip(admitted("unified", key)(Effect.succeed("ran")))
+          expect(refused._tag).toBe("RateLimited")
+        }))
+    })
+  })
+}
