@@ -1,0 +1,153 @@
+/**
+ * gRPC statuses as typed values, and the two-way mapping between them and the `RateLimiter` errors:
+ * the server turns an error into a status, the client turns a status back into the same error.
+ *
+ * @since 0.1.0
+ */
+import { status as Status } from "@grpc/grpc-js"
+import * as Schema from "effect/Schema"
+import {
+  BackendError,
+  InvalidArgument,
+  type Operation,
+  OperationNotSupported,
+  PolicyNotFound,
+  type RateLimiterError,
+  ServiceUnavailable,
+  Unauthenticated
+} from "../Errors.js"
+
+/**
+ * A non-OK gRPC status: its numeric code and its details text.
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class GrpcStatusError extends Schema.TaggedError<GrpcStatusError>()("GrpcStatusError", {
+  code: Schema.Number,
+  details: Schema.String
+}) {
+  /** The status name, e.g. "NOT_FOUND". */
+  get codeName(): string {
+    return statusName(this.code)
+  }
+
+  override get message(): string {
+    return `${this.codeName}: ${this.details}`
+  }
+}
+
+/**
+ * The name of a status code ("NOT_FOUND"), or "CODE_<n>" for a number outside the known set.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const statusName = (code: number): string => Status[code] ?? `CODE_${code}`
+
+/**
+ * Builds a `GrpcStatusError`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const statusError = (code: Status, details: string): GrpcStatusError => new GrpcStatusError({ code, details })
+
+/**
+ * The status the server answers for a `RateLimiter` error. `InvalidArgument` becomes INVALID_ARGUMENT:
+ * the reference server silently coerces bad costs to 1 instead, which hides caller bugs.
+ *
+ * @since 0.1.0
+ * @category server
+ */
+export const fromRateLimiterError = (error: RateLimiterError): GrpcStatusError => {
+  switch (error._tag) {
+    case "PolicyNotFound":
+      return statusError(Status.NOT_FOUND, error.message)
+    case "OperationNotSupported":
+      return statusError(Status.UNIMPLEMENTED, error.message)
+    case "InvalidArgument":
+      return statusError(Status.INVALID_ARGUMENT, error.message)
+    case "ServiceUnavailable":
+      return statusError(Status.UNAVAILABLE, error.message)
+    case "Unauthenticated":
+      return statusError(Status.UNAUTHENTICATED, error.message)
+    case "BackendError":
+      return statusError(Status.INTERNAL, error.message)
+  }
+}
+
+/**
+ * Reads the configured policy names out of a NOT_FOUND details text of the form
+ * `unknown policy "x"; configured policies: "a", "b"` (or `(none)`). Empty when the text has no list.
+ *
+ * @since 0.1.0
+ * @category client
+ */
+export const parseConfiguredPolicies = (details: string): ReadonlyArray<string> => {
+  const marker = "configured policies: "
+  const at = details.indexOf(marker)
+  if (at < 0) return []
+  const names: Array<string> = []
+  for (const match of details.slice(at + marker.length).matchAll(/"(?:[^"\\]|\\.)*"/g)) {
+    try {
+      const name: unknown = JSON.parse(match[0])
+      if (typeof name === "string") names.push(name)
+    } catch {
+      // A quoted fragment that is not valid JSON is not a name we can report; skip it.
+    }
+  }
+  return names
+}
+
+const standardUnsupported = /^policy ".*" does not support \w+$/s
+const invalidArgumentDetails = /^invalid ([^:]+): (.*)$/s
+
+/**
+ * What a client call was about, so a status can be turned back into a precise error.
+ *
+ * @since 0.1.0
+ * @category client
+ */
+export interface CallSubject {
+  /** The remote service, named in `ServiceUnavailable` and `BackendError`. */
+  readonly service: string
+  /** The policy the call named ("" for lease calls). */
+  readonly policy: string
+  /** The operation, named in `OperationNotSupported`. */
+  readonly operation: Operation
+}
+
+/**
+ * The `RateLimiter` error a client reports for a failed call. NOT_FOUND, UNIMPLEMENTED, UNAVAILABLE and
+ * DEADLINE_EXCEEDED, INVALID_ARGUMENT and UNAUTHENTICATED have their own errors; any other status is a
+ * `BackendError` naming it.
+ *
+ * @since 0.1.0
+ * @category client
+ */
+export const toRateLimiterError = (error: GrpcStatusError, subject: CallSubject): RateLimiterError => {
+  switch (error.code) {
+    case Status.NOT_FOUND:
+      return new PolicyNotFound({ policy: subject.policy, configured: parseConfiguredPolicies(error.details) })
+    case Status.UNIMPLEMENTED:
+      return new OperationNotSupported({
+        policy: subject.policy,
+        operation: subject.operation,
+        ...(standardUnsupported.test(error.details) ? {} : { reason: error.details })
+      })
+    case Status.UNAVAILABLE:
+    case Status.DEADLINE_EXCEEDED:
+      return new ServiceUnavailable({ service: subject.service, reason: `${error.codeName}: ${error.details}` })
+    case Status.INVALID_ARGUMENT: {
+      const parsed = invalidArgumentDetails.exec(error.details)
+      return parsed === null
+        ? new InvalidArgument({ argument: "request", reason: error.details })
+        : new InvalidArgument({ argument: parsed[1]!, reason: parsed[2]! })
+    }
+    case Status.UNAUTHENTICATED:
+      return new Unauthenticated({ reason: error.details })
+    default:
+      return new BackendError({ backend: subject.service, code: error.codeName, detail: error.details })
+  }
+}
