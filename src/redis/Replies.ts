@@ -1,0 +1,126 @@
+/**
+ * Decoding script replies into the domain's plain data. A reply of the wrong shape (a script and the code
+ * out of step) is a `BackendError`, never a defect.
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import type { DecisionData } from "../Decision.js"
+import type { ForecastData } from "../engine/types.js"
+import { BackendError } from "../Errors.js"
+import type { Reply } from "./ScriptRunner.js"
+
+const malformed = (what: string, reply: Reply) =>
+  new BackendError({ backend: "redis", code: "REPLY", detail: `malformed ${what} reply: ${JSON.stringify(reply)}` })
+
+const integers = (reply: Reply, from: number, count: number): Array<number> | undefined => {
+  if (!Array.isArray(reply) || reply.length < from + count) return undefined
+  const out: Array<number> = []
+  for (let i = from; i < from + count; i++) {
+    const value: Reply = reply[i]
+    if (typeof value !== "number") return undefined
+    out.push(value)
+  }
+  return out
+}
+
+/**
+ * The five integers `[allowed, limit, remaining, resetAt, retryAfterMs]` at the head of a reply.
+ *
+ * @since 0.1.0
+ * @category decoders
+ */
+export const decision = (reply: Reply): Effect.Effect<DecisionData, BackendError> => {
+  const n = integers(reply, 0, 5)
+  if (n === undefined) return Effect.fail(malformed("decision", reply))
+  return Effect.succeed({ allowed: n[0] === 1, limit: n[1]!, remaining: n[2]!, resetAt: n[3]!, retryAfterMs: n[4]! })
+}
+
+/**
+ * `[spendableNow, nextReplenishAt, fullAt]`.
+ *
+ * @since 0.1.0
+ * @category decoders
+ */
+export const forecast = (reply: Reply): Effect.Effect<ForecastData, BackendError> => {
+  const n = integers(reply, 0, 3)
+  if (n === undefined) return Effect.fail(malformed("forecast", reply))
+  return Effect.succeed({ spendableNow: n[0]!, nextReplenishAt: n[1]!, fullAt: n[2]! })
+}
+
+/**
+ * An admission script's answer.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type AdmitReply =
+  | { readonly _tag: "Collision" }
+  | {
+    readonly _tag: "Decided"
+    readonly decision: DecisionData
+    readonly bindingAxis: "" | "rate" | "concurrency"
+    readonly leaseExpiresAt: number
+    readonly reclaimed: ReadonlyArray<string>
+  }
+
+const strings = (reply: Reply | undefined): Array<string> | undefined => {
+  if (!Array.isArray(reply)) return undefined
+  const out: Array<string> = []
+  for (const value of reply as ReadonlyArray<Reply>) {
+    if (typeof value !== "string") return undefined
+    out.push(value)
+  }
+  return out
+}
+
+/**
+ * `[allowed, limit, remaining, resetAt, retryAfterMs, bindingAxis, leaseExpiresAt, reclaimedIds]`, or
+ * `[-1]` when the lease id was already held.
+ *
+ * @since 0.1.0
+ * @category decoders
+ */
+export const admission = (reply: Reply): Effect.Effect<AdmitReply, BackendError> => {
+  if (Array.isArray(reply) && reply.length === 1 && reply[0] === -1) return Effect.succeed({ _tag: "Collision" })
+  const n = integers(reply, 0, 5)
+  const tail = Array.isArray(reply) ? reply as ReadonlyArray<Reply> : []
+  const axis = tail[5]
+  const expiresAt = tail[6]
+  const reclaimed = strings(tail[7])
+  if (
+    n === undefined || (axis !== "" && axis !== "rate" && axis !== "concurrency") || typeof expiresAt !== "number" ||
+    reclaimed === undefined
+  ) {
+    return Effect.fail(malformed("admission", reply))
+  }
+  return Effect.succeed({
+    _tag: "Decided",
+    decision: { allowed: n[0] === 1, limit: n[1]!, remaining: n[2]!, resetAt: n[3]!, retryAfterMs: n[4]! },
+    bindingAxis: axis,
+    leaseExpiresAt: expiresAt,
+    reclaimed
+  })
+}
+
+/**
+ * A heartbeat's `[liveIds, reclaimedIds, nextDeadline]`.
+ *
+ * @since 0.1.0
+ * @category decoders
+ */
+export const renewal = (
+  reply: Reply
+): Effect.Effect<
+  { readonly live: ReadonlyArray<string>; readonly reclaimed: ReadonlyArray<string>; readonly nextDeadline: number },
+  BackendError
+> => {
+  const parts = Array.isArray(reply) ? reply as ReadonlyArray<Reply> : []
+  const live = strings(parts[0])
+  const reclaimed = strings(parts[1])
+  const nextDeadline = parts[2]
+  if (live === undefined || reclaimed === undefined || typeof nextDeadline !== "number") {
+    return Effect.fail(malformed("renew", reply))
+  }
+  return Effect.succeed({ live, reclaimed, nextDeadline })
+}

@@ -1,0 +1,152 @@
+/**
+ * Runs vendored scripts on an ioredis client: EVALSHA on the script's SHA-1, falling back to EVAL
+ * when Redis answers NOSCRIPT (its cache is empty after a restart or SCRIPT FLUSH). A NOSCRIPT reply
+ * means the script did not run, so the fallback never applies a consuming script twice; no other
+ * failure is retried. Every call is bounded by a timeout and fails with a typed error, never a hang.
+ *
+ * @since 0.1.0
+ */
+import * as Effect from "effect/Effect"
+import type { Redis } from "ioredis"
+import type { BackendError, ServiceUnavailable } from "../Errors.js"
+import { classify, isNoScript, timedOut } from "./RedisErrors.js"
+import { marshal, type Named, type Script } from "./Scripts.js"
+
+/**
+ * A Redis reply as ioredis decodes it (strings for bulk replies, numbers for integers).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type Reply = string | number | null | ReadonlyArray<Reply>
+
+/**
+ * One script invocation with its KEYS and ARGV already in manifest order.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ScriptCall {
+  readonly script: Script
+  readonly keys: ReadonlyArray<string>
+  readonly argv: ReadonlyArray<string>
+}
+
+/**
+ * What a failed script call reports.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type RedisFailure = ServiceUnavailable | BackendError
+
+/**
+ * The script runner of one client.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface ScriptRunner {
+  readonly timeoutMs: number
+  /** Builds a call, ordering `keys` and `argv` by the script's manifest names. */
+  readonly prepare: (script: Script, keys: Named, argv: Named) => Effect.Effect<ScriptCall, BackendError>
+  /** Runs one call (EVALSHA, EVAL on NOSCRIPT). */
+  readonly run: (call: ScriptCall) => Effect.Effect<Reply, RedisFailure>
+  /**
+   * Runs calls in one pipeline round trip, replies in order. Calls that hit NOSCRIPT (and so did not
+   * run) are re-sent with EVAL in a second round trip; any other failure fails the whole batch.
+   */
+  readonly runPipelined: (calls: ReadonlyArray<ScriptCall>) => Effect.Effect<ReadonlyArray<Reply>, RedisFailure>
+}
+
+/**
+ * The arguments after the script (or its SHA-1) of an EVAL / EVALSHA: numkeys, KEYS, ARGV.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const evalArgs = (call: ScriptCall): [number, ...Array<string>] => [call.keys.length, ...call.keys, ...call.argv]
+
+type PipelineResult = Array<[error: Error | null, result: unknown]> | null
+
+const settle = (results: PipelineResult, size: number): Array<Reply | RedisFailure> => {
+  if (results === null) {
+    return Array.from({ length: size }, () => classify(new Error("pipeline discarded (transaction aborted)")))
+  }
+  return results.map(([error, result]) => error === null ? result as Reply : classify(error))
+}
+
+const isFailure = (value: Reply | RedisFailure): value is RedisFailure =>
+  typeof value === "object" && value !== null && "_tag" in value
+
+/**
+ * Builds the runner over `client`; every call fails with `ServiceUnavailable` when it gets no answer
+ * within `timeoutMs`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeScriptRunner = (client: Redis, timeoutMs: number): ScriptRunner => {
+  const bounded = <A>(what: string, effect: Effect.Effect<A, RedisFailure>) =>
+    Effect.timeoutFail(effect, { duration: timeoutMs, onTimeout: () => timedOut(timeoutMs, what) })
+
+  const send = <A>(promise: () => Promise<A>) => Effect.tryPromise({ try: promise, catch: classify })
+
+  const prepare: ScriptRunner["prepare"] = (script, keys, argv) =>
+    Effect.zipWith(
+      marshal(script, "keys", keys),
+      marshal(script, "argv", argv),
+      (k, a): ScriptCall => ({ script, keys: k, argv: a })
+    )
+
+  const run: ScriptRunner["run"] = (call) =>
+    bounded(
+      call.script.name,
+      send(() => client.evalsha(call.script.sha1, ...evalArgs(call)) as Promise<Reply>).pipe(
+        Effect.catchIf(isNoScript, () => send(() => client.eval(call.script.text, ...evalArgs(call)) as Promise<Reply>))
+      )
+    )
+
+  const runPipelined: ScriptRunner["runPipelined"] = (calls) => {
+    if (calls.length === 0) return Effect.succeed([])
+    return bounded(
+      `pipeline of ${calls.length} scripts`,
+      Effect.gen(function*() {
+        const first = settle(
+          yield* send(() => {
+            const pipeline = client.pipeline()
+            for (const call of calls) pipeline.evalsha(call.script.sha1, ...evalArgs(call))
+            return pipeline.exec()
+          }),
+          calls.length
+        )
+        const missing: Array<number> = []
+        for (let i = 0; i < first.length; i++) {
+          const reply = first[i]!
+          if (isFailure(reply)) {
+            if (!isNoScript(reply)) return yield* Effect.fail(reply)
+            missing.push(i)
+          }
+        }
+        if (missing.length > 0) {
+          const second = settle(
+            yield* send(() => {
+              const pipeline = client.pipeline()
+              for (const i of missing) pipeline.eval(calls[i]!.script.text, ...evalArgs(calls[i]!))
+              return pipeline.exec()
+            }),
+            missing.length
+          )
+          for (let j = 0; j < missing.length; j++) {
+            const reply = second[j]!
+            if (isFailure(reply)) return yield* Effect.fail(reply)
+            first[missing[j]!] = reply
+          }
+        }
+        return first as Array<Reply>
+      })
+    )
+  }
+
+  return { timeoutMs, prepare, run, runPipelined }
+}

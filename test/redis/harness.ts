@@ -1,0 +1,106 @@
+/**
+ * Shared pieces of the Redis tests: a Redis to talk to (a private `redis-server`, or `REDIS_URL` for
+ * suites that do not stop the server), the vendored scripts, and a way to run a sequence of script calls
+ * and raw commands inside one MULTI/EXEC. Redis freezes its expiry clock during a transaction, so a
+ * replay with explicit `now` is not disturbed by keys expiring in real time mid-sequence.
+ */
+import { Context, Data, Effect, Layer } from "effect"
+import { Redis } from "ioredis"
+import { randomUUID } from "node:crypto"
+import {
+  evalArgs,
+  makeScriptRunner,
+  type Reply,
+  type ScriptCall,
+  type ScriptRunner
+} from "../../src/redis/ScriptRunner.js"
+import { loadScripts, type Named, type Script, type ScriptCatalog } from "../../src/redis/Scripts.js"
+import { type RedisServerHandle, startRedisServer } from "../support/redisServer.js"
+
+/** A failure of the test plumbing itself (not of the code under test). */
+export class HarnessError extends Data.TaggedError("HarnessError")<{ readonly reason: string }> {}
+
+const harnessError = (cause: unknown) =>
+  new HarnessError({ reason: cause instanceof Error ? cause.message : String(cause) })
+
+/** What a Redis test gets. `server` is set when the test owns a private server (fault tests). */
+export interface RedisEnv {
+  readonly url: string
+  readonly server: RedisServerHandle | undefined
+  readonly client: Redis
+  readonly catalog: ScriptCatalog
+  readonly runner: ScriptRunner
+  /** A key namespace unique to this run. */
+  readonly ns: string
+}
+
+/** The Redis test environment as a service. */
+export class TestRedis extends Context.Tag("test/TestRedis")<TestRedis, RedisEnv>() {}
+
+/**
+ * Builds the environment: `REDIS_URL` when set and `privateServer` is false, else a private server
+ * started for this layer and killed with it.
+ */
+export const testRedisLayer = (
+  options: { readonly privateServer?: boolean } = {}
+): Layer.Layer<TestRedis, HarnessError> =>
+  Layer.scoped(
+    TestRedis,
+    Effect.gen(function*() {
+      const external = process.env["REDIS_URL"]
+      const server = options.privateServer === true || external === undefined || external === ""
+        ? yield* Effect.acquireRelease(
+          Effect.tryPromise({ try: () => startRedisServer(), catch: harnessError }),
+          (handle) => Effect.promise(() => handle.close())
+        )
+        : undefined
+      const url = server === undefined ? external! : server.url
+      const client = yield* Effect.acquireRelease(
+        Effect.sync(() => new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 1 })),
+        (c) => Effect.sync(() => c.disconnect())
+      )
+      client.on("error", () => {})
+      yield* Effect.tryPromise({ try: () => client.connect(), catch: harnessError })
+      const catalog = yield* loadScripts().pipe(Effect.mapError(harnessError))
+      return { url, server, client, catalog, runner: makeScriptRunner(client, 5_000), ns: randomUUID().slice(0, 8) }
+    })
+  )
+
+/** The script `name` from the catalog (a test bug if missing). */
+export const script = (env: RedisEnv, name: string): Script => {
+  const found = env.catalog.scripts.get(name)
+  if (found === undefined) throw new Error(`no script ${name} in the manifest`)
+  return found
+}
+
+/** A call of `name` with named KEYS and ARGV. */
+export const call = (env: RedisEnv, name: string, keys: Named, argv: Named): Effect.Effect<ScriptCall, HarnessError> =>
+  env.runner.prepare(script(env, name), keys, argv).pipe(Effect.mapError(harnessError))
+
+/** One step of a transaction: a script call or a raw command. */
+export type Step = ScriptCall | { readonly command: string; readonly args: ReadonlyArray<string | number> }
+
+/**
+ * Runs `steps` inside one MULTI/EXEC (scripts by EVALSHA after SCRIPT LOAD); replies in order. Any error
+ * reply fails the whole run.
+ */
+export const transaction = (env: RedisEnv, steps: ReadonlyArray<Step>): Effect.Effect<Array<Reply>, HarnessError> =>
+  Effect.tryPromise({
+    try: async () => {
+      const texts = new Map<string, string>()
+      for (const step of steps) if ("script" in step) texts.set(step.script.sha1, step.script.text)
+      for (const text of texts.values()) await env.client.script("LOAD", text)
+      const multi = env.client.multi()
+      for (const step of steps) {
+        if ("script" in step) multi.evalsha(step.script.sha1, ...evalArgs(step))
+        else multi.call(step.command, ...step.args)
+      }
+      const results = await multi.exec()
+      if (results === null) throw new Error("transaction aborted")
+      return results.map(([error, reply], i) => {
+        if (error !== null) throw new Error(`step ${i}: ${error.message}`)
+        return reply as Reply
+      })
+    },
+    catch: harnessError
+  })

@@ -1,0 +1,74 @@
+/**
+ * The vendored scripts and their manifest: every SHA-1 is the SHA-1 of the file's bytes, the built files
+ * are in step with `vendor/lua/src` (so `npm run lua:build` was run), the contract's check/read scripts
+ * take the ARGV of CONTRACT.md §5 in its order, and the loader refuses a drifted file.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect } from "effect"
+import { Schema } from "effect"
+import { createHash } from "node:crypto"
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import { join } from "node:path"
+import { drift, luaDir } from "../../scripts/lua-build.js"
+import { loadScripts, Manifest } from "../../src/redis/Scripts.js"
+
+const manifest = Schema.decodeUnknownSync(Manifest)(JSON.parse(readFileSync(join(luaDir, "manifest.json"), "utf8")))
+const byName = new Map(manifest.scripts.map((s) => [s.name, s]))
+
+describe("vendor/lua manifest", () => {
+  it("lists every script with the SHA-1 of its exact bytes", () => {
+    expect(manifest.scripts.length).toBe(32)
+    for (const spec of manifest.scripts) {
+      const bytes = readFileSync(join(luaDir, spec.file))
+      expect([spec.name, createHash("sha1").update(bytes).digest("hex")]).toEqual([spec.name, spec.sha1])
+    }
+  })
+
+  it("is in step with vendor/lua/src (npm run lua:build)", () => {
+    expect(drift()).toEqual([])
+  })
+
+  it("gives the contract's check and read scripts the wire's KEYS and ARGV order", () => {
+    const wire: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = [
+      ["gcra", ["now", "periodMs", "limit", "burst", "cost"]],
+      ["tokenBucket", ["now", "capacity", "refillPerSec", "cost"]],
+      ["fixedWindow", ["now", "limit", "windowMs", "cost"]],
+      ["slidingWindow", ["now", "windowMs", "limit", "cost", "buckets"]],
+      ["slidingWindowLog", ["now", "windowMs", "limit", "cost"]]
+    ]
+    for (const [strategy, argv] of wire) {
+      expect(byName.get(`${strategy}.check`)).toMatchObject({ strategy, role: "check", keys: ["key"], argv })
+      expect(byName.get(`${strategy}.read`)).toMatchObject({ strategy, role: "read", keys: ["key"], argv: [] })
+      for (const role of ["peek", "forecast", "admit"]) expect(byName.has(`${strategy}.${role}`)).toBe(true)
+    }
+    for (const role of ["acquire", "release", "renew", "reclaim", "read"]) {
+      expect(byName.get(`concurrency.${role}`)?.keys).toEqual(["leases", "guard"])
+    }
+    expect(byName.get("tokenBudget.debit")?.argv).toEqual(["now", "budget", "windowMs", "tokens"])
+  })
+
+  it.effect("loads every script, and refuses a file whose bytes drifted from the manifest", () =>
+    Effect.gen(function*() {
+      const catalog = yield* loadScripts()
+      expect(catalog.scripts.size).toBe(32)
+      expect(catalog.find("gcra", "check")?.name).toBe("gcra.check")
+
+      const copy = mkdtempSync(join(tmpdir(), "tk-lua-"))
+      try {
+        cpSync(luaDir, copy, { recursive: true })
+        writeFileSync(
+          join(copy, "gcra.check.lua"),
+          readFileSync(join(copy, "gcra.check.lua"), "utf8") + "\n-- edited\n"
+        )
+        const error = yield* Effect.flip(loadScripts(copy))
+        expect(error._tag).toBe("BackendError")
+        expect(error.code).toBe("SCRIPT_LOAD")
+        expect(error.detail).toContain("gcra.check.lua")
+        const missing = yield* Effect.flip(loadScripts(join(copy, "nowhere")))
+        expect(missing.code).toBe("SCRIPT_LOAD")
+      } finally {
+        rmSync(copy, { recursive: true, force: true })
+      }
+    }))
+})

@@ -1,0 +1,192 @@
+-- throttlekit-effect concurrency.reclaim: built from vendor/lua/src by `npm run lua:build` (edit the sources, not this file).
+-- KEYS: leases, guard
+-- ARGV: now, algorithm, minLimit, maxLimit, initialLimit, backoffRatio, smoothing, tolerance, rttWindow
+-- Concurrency reclaim: releases (as dropped) every lease whose expiry is at or before now; replies with their ids.
+
+-- ARGV "now" is epoch-ms; 0 means the Redis server clock (TIME: seconds * 1000 + floor(microseconds / 1000)),
+-- the skew-free choice when many processes share a key.
+local function tk_now(arg)
+  local now = tonumber(arg)
+  if now == 0 then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now
+end
+
+-- Every number written to Redis goes through %.17g: 17 significant digits round-trip a double exactly, and
+-- whole numbers print without a fraction or exponent (below 1e17).
+local function tk_fmt(x)
+  return string.format('%.17g', x)
+end
+
+-- The earliest whole-ms instant in (from, to] at which reached(t) holds (reached is monotone), by bisection
+-- over the offset from `from`; `to` when it holds nowhere earlier.
+local function tk_first_instant(from, to, reached)
+  local lo = 0
+  local hi = math.ceil(to - from)
+  if hi <= 0 then return to end
+  while hi - lo > 1 do
+    local mid = lo + math.floor((hi - lo) / 2)
+    if reached(from + mid) then hi = mid else lo = mid end
+  end
+  local t = from + hi
+  if t < to then return t end
+  return to
+end
+
+-- floor(a / b) for whole a >= 0, b >= 1, corrected where the float quotient rounds across an integer.
+local function tk_whole_quotient(a, b)
+  if a <= 0 then return 0 end
+  local q = math.floor(a / b)
+  while q > 0 and q * b > a do q = q - 1 end
+  while (q + 1) * b <= a do q = q + 1 end
+  return q
+end
+
+-- Concurrency admission: one in-flight ceiling per policy, shared by every process on this Redis.
+-- KEYS: leases = a sorted set of held lease ids scored by their expiry (epoch-ms); guard = a hash with the
+-- adaptive ceiling's state (e = estimate, n/i/sum/lt/last = RTT statistics, r<k> = the RTT ring, and
+-- a:<leaseId> = when each held lease was acquired). Both share a hash tag, so they live in one cluster slot.
+-- A lease whose expiry is at or before now is reclaimed (released as dropped) by whichever script runs next.
+-- The ceiling is floor(e), moved by releases: fixed (never), aimd (x backoffRatio on a drop, +1 on a healthy
+-- release near the limit) or gradient2 (RTT gradient), exactly as the in-process guard does.
+
+local function cc_clamp(value, lo, hi)
+  if value < lo then return lo end
+  if value > hi then return hi end
+  return value
+end
+
+-- The eight guard parameters from ARGV[base .. base + 7], normalised like the in-process guard.
+local function cc_params(argv, base)
+  local p = {
+    algorithm = argv[base],
+    backoffRatio = tonumber(argv[base + 4]),
+    smoothing = tonumber(argv[base + 5]),
+    tolerance = tonumber(argv[base + 6])
+  }
+  p.maxLimit = math.floor(tonumber(argv[base + 2]))
+  if p.maxLimit < 1 then p.maxLimit = 1 end
+  p.minLimit = cc_clamp(math.floor(tonumber(argv[base + 1])), 1, p.maxLimit)
+  p.initial = cc_clamp(math.floor(tonumber(argv[base + 3])), p.minLimit, p.maxLimit)
+  p.window = math.floor(tonumber(argv[base + 7]))
+  if p.window < 1 then p.window = 1 end
+  p.longFactor = p.smoothing / p.window
+  return p
+end
+
+local function cc_load(guard, p)
+  local f = redis.call('HMGET', guard, 'e', 'n', 'i', 'sum', 'lt', 'last')
+  return {
+    key = guard,
+    e = tonumber(f[1]) or p.initial,
+    n = tonumber(f[2]) or 0,
+    i = tonumber(f[3]) or 0,
+    sum = tonumber(f[4]) or 0,
+    lt = tonumber(f[5]) or 0,
+    last = tonumber(f[6]) or 0,
+    dirty = false
+  }
+end
+
+local function cc_save(g)
+  if g.dirty then
+    redis.call('HSET', g.key, 'e', tk_fmt(g.e), 'n', tk_fmt(g.n), 'i', tk_fmt(g.i), 'sum', tk_fmt(g.sum),
+      'lt', tk_fmt(g.lt), 'last', tk_fmt(g.last))
+  end
+end
+
+-- Records a healthy release's RTT: the last sample, the slow moving average, the ring and its running sum
+-- (re-added exactly once per lap).
+local function cc_record(g, p, rtt)
+  g.last = rtt
+  if g.n == 0 then
+    g.lt = rtt
+  else
+    g.lt = g.lt * (1 - p.longFactor) + rtt * p.longFactor
+  end
+  local slot = 'r' .. tk_fmt(g.i)
+  local evicted = 0
+  if g.n == p.window then evicted = tonumber(redis.call('HGET', g.key, slot)) or 0 end
+  redis.call('HSET', g.key, slot, tk_fmt(rtt))
+  if g.n < p.window then g.n = g.n + 1 end
+  g.i = g.i + 1
+  if g.i == p.window then
+    g.i = 0
+    local names = {}
+    for k = 0, p.window - 1 do names[#names + 1] = 'r' .. tk_fmt(k) end
+    local values = redis.call('HMGET', g.key, unpack(names))
+    local sum = 0
+    for k = 1, p.window do sum = sum + (tonumber(values[k]) or 0) end
+    g.sum = sum
+  else
+    g.sum = g.sum - evicted + rtt
+  end
+end
+
+-- Moves the ceiling for one release; inflightBefore counts this lease.
+local function cc_release(g, p, dropped, rtt, inflightBefore)
+  g.dirty = true
+  if rtt < 0 then rtt = 0 end
+  if not dropped then cc_record(g, p, rtt) end
+  if p.algorithm == 'aimd' then
+    if dropped then
+      g.e = cc_clamp(math.floor(g.e * p.backoffRatio), p.minLimit, p.maxLimit)
+    elseif inflightBefore * 2 >= math.floor(g.e) then
+      g.e = cc_clamp(g.e + 1, p.minLimit, p.maxLimit)
+    end
+  elseif p.algorithm == 'gradient2' then
+    if dropped then
+      g.e = cc_clamp(g.e * p.backoffRatio, p.minLimit, p.maxLimit)
+      return
+    end
+    local shortRtt = 0
+    if g.n > 0 then shortRtt = g.sum / g.n end
+    local gradient = 1
+    if shortRtt > 0 then gradient = cc_clamp(p.tolerance * g.lt / shortRtt, 0.5, 1) end
+    local target = g.e * gradient + math.sqrt(g.e)
+    local nextE = cc_clamp(g.e * (1 - p.smoothing) + target * p.smoothing, p.minLimit, p.maxLimit)
+    if nextE < g.e or inflightBefore * 2 >= math.floor(g.e) then g.e = nextE end
+  end
+end
+
+-- Removes one held lease and releases it into the guard.
+local function cc_drop_lease(leases, g, p, id, dropped, now)
+  local held = redis.call('ZCARD', leases)
+  redis.call('ZREM', leases, id)
+  local field = 'a:' .. id
+  local acquiredAt = tonumber(redis.call('HGET', g.key, field)) or now
+  redis.call('HDEL', g.key, field)
+  cc_release(g, p, dropped, now - acquiredAt, held)
+end
+
+-- Reclaims (as dropped) every lease whose expiry is at or before now; returns their ids.
+local function cc_sweep(leases, g, p, now)
+  local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', tk_fmt(now))
+  for _, id in ipairs(expired) do cc_drop_lease(leases, g, p, id, true, now) end
+  return expired
+end
+
+-- The concurrency axis of an admission after the sweep: nil when a slot is free, else the denial.
+local function cc_denial(leases, g, now)
+  local held = redis.call('ZCARD', leases)
+  local limit = math.floor(g.e)
+  if held < limit then return nil, held, limit end
+  local retry = math.floor(g.last + 0.5)
+  if retry < 1 then retry = 1 end
+  return { 0, limit, 0, now, retry }, held, limit
+end
+
+-- Holds a slot under `id` until now + ttl.
+local function cc_hold(leases, g, id, now, ttl)
+  redis.call('ZADD', leases, tk_fmt(now + ttl), id)
+  redis.call('HSET', g.key, 'a:' .. id, tk_fmt(now))
+end
+
+local now = tk_now(ARGV[1])
+local p = cc_params(ARGV, 2)
+local g = cc_load(KEYS[2], p)
+local reclaimed = cc_sweep(KEYS[1], g, p, now)
+cc_save(g)
+return reclaimed

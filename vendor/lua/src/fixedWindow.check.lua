@@ -1,0 +1,12 @@
+-- fixedWindow check (CONTRACT.md §5): consumes `cost` and replies {allowed, limit, remaining, resetAt, retryAfterMs}.
+-- Nothing is written on a denial.
+--! strategy: fixedWindow
+--! role: check
+--! keys: key
+--! argv: now limit windowMs cost
+--! uses: clock fixedWindow
+local now = tk_now(ARGV[1])
+local a = { limit = tonumber(ARGV[2]), windowMs = tonumber(ARGV[3]) }
+local decision, write = fw_check(KEYS[1], now, a, tonumber(ARGV[4]))
+if write then write() end
+return decision

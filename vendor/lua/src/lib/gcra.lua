@@ -1,0 +1,83 @@
+-- GCRA. The key is a string: the theoretical arrival time (TAT), written with %.17g.
+-- a = { periodMs, limit, burst }; T = periodMs / limit; tau = T * burst; the reported limit is burst.
+local GCRA_FORECAST_SIMULATION_LIMIT = 4096
+
+local function gcra_tat(key, now)
+  local stored = redis.call('GET', key)
+  local tat = now
+  if stored then tat = tonumber(stored) end
+  if tat < now then tat = now end
+  return tat
+end
+
+local function gcra_units_left(tat, now, T, tau)
+  local remaining = math.floor((tau - (tat - now)) / T)
+  if remaining < 0 then remaining = 0 end
+  return remaining
+end
+
+-- Decides a check of `cost`; returns the five-integer reply and, when allowed, the write to apply.
+local function gcra_check(key, now, a, cost)
+  local T = a.periodMs / a.limit
+  local tau = T * a.burst
+  local tat = gcra_tat(key, now)
+  local inc = T * cost
+  local newTat = tat + inc
+  local allowAt = newTat - tau
+  if now < allowAt then
+    return { 0, a.burst, gcra_units_left(tat, now, T, tau), math.ceil(tat), math.ceil(allowAt - now) }, nil
+  end
+  local remaining = math.floor((tau - (newTat - now)) / T)
+  if remaining < 0 then remaining = 0 end
+  local px = math.ceil(newTat - now)
+  if px < 1 then px = 1 end
+  local write = function()
+    redis.call('SET', key, tk_fmt(newTat), 'PX', tk_fmt(px))
+  end
+  return { 1, a.burst, remaining, math.ceil(newTat), 0 }, write
+end
+
+-- The decision a 1-unit check would get, consuming nothing; remaining/resetAt describe the state as it stands.
+local function gcra_peek(key, now, a)
+  local T = a.periodMs / a.limit
+  local tau = T * a.burst
+  local tat = gcra_tat(key, now)
+  local newTat = tat + T
+  local allowAt = newTat - tau
+  local remaining = gcra_units_left(tat, now, T, tau)
+  if now < allowAt then
+    return { 0, a.burst, remaining, math.ceil(tat), math.ceil(allowAt - now) }
+  end
+  if remaining < 1 then remaining = 1 end
+  return { 1, a.burst, remaining, math.ceil(tat), 0 }
+end
+
+-- { spendableNow, nextReplenishAt, fullAt } for units of `cost`: successive checks are simulated one by one
+-- (exactly what check would do) up to a bound, beyond which the closed form takes over.
+local function gcra_forecast(key, now, a, cost)
+  local T = a.periodMs / a.limit
+  local tau = T * a.burst
+  local tat0 = gcra_tat(key, now)
+  local inc = T * cost
+  local spendable = 0
+  local tat = tat0
+  while spendable < GCRA_FORECAST_SIMULATION_LIMIT do
+    local newTat = tat + inc
+    if now < newTat - tau then break end
+    tat = newTat
+    spendable = spendable + 1
+  end
+  if spendable == GCRA_FORECAST_SIMULATION_LIMIT then
+    local closed = math.floor((tau - (tat0 - now)) / inc)
+    if closed > spendable then spendable = closed end
+  end
+  if tat0 <= now then return { spendable, now, now } end
+  local fullAt = math.ceil(tat0)
+  local current = gcra_units_left(tat0, now, T, tau)
+  local nextAt = tk_first_instant(now, fullAt, function(t)
+    local x = tat0
+    if x < t then x = t end
+    return gcra_units_left(x, t, T, tau) > current
+  end)
+  return { spendable, nextAt, fullAt }
+end

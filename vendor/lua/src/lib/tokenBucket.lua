@@ -1,0 +1,74 @@
+-- Token bucket. The key is a hash: t = tokens (fractional, %.17g), l = the epoch-ms they were last brought
+-- current. a = { capacity, refillPerSec }; r = refillPerSec / 1000 tokens per ms; the reported limit is capacity.
+
+-- The tokens held at `now`: the stored count (capacity when there is none) refilled since l.
+local function tb_tokens_at(stored, last, now, capacity, r)
+  local elapsed = now - last
+  if elapsed < 0 then elapsed = 0 end
+  local tokens = stored + elapsed * r
+  if tokens > capacity then tokens = capacity end
+  return tokens
+end
+
+local function tb_state(key, now, capacity)
+  local fields = redis.call('HMGET', key, 't', 'l')
+  local stored = capacity
+  local last = now
+  if fields[1] then stored = tonumber(fields[1]) end
+  if fields[2] then last = tonumber(fields[2]) end
+  return stored, last
+end
+
+local function tb_whole(tokens)
+  local whole = math.floor(tokens)
+  if whole < 0 then whole = 0 end
+  return whole
+end
+
+local function tb_check(key, now, a, cost)
+  local capacity = a.capacity
+  local r = a.refillPerSec / 1000
+  local stored, last = tb_state(key, now, capacity)
+  local tokens = tb_tokens_at(stored, last, now, capacity, r)
+  if tokens >= cost then
+    local newTokens = tokens - cost
+    local ttl = math.ceil(capacity / r)
+    if ttl < 1 then ttl = 1 end
+    local write = function()
+      redis.call('HSET', key, 't', tk_fmt(newTokens), 'l', tk_fmt(now))
+      redis.call('PEXPIRE', key, tk_fmt(ttl))
+    end
+    return { 1, capacity, tb_whole(newTokens), now + math.ceil((capacity - newTokens) / r), 0 }, write
+  end
+  return {
+    0, capacity, tb_whole(tokens), now + math.ceil((capacity - tokens) / r), math.ceil((cost - tokens) / r)
+  }, nil
+end
+
+local function tb_peek(key, now, a)
+  local capacity = a.capacity
+  local r = a.refillPerSec / 1000
+  local stored, last = tb_state(key, now, capacity)
+  local tokens = tb_tokens_at(stored, last, now, capacity, r)
+  local resetAt = now + math.ceil((capacity - tokens) / r)
+  if tokens >= 1 then return { 1, capacity, tb_whole(tokens), resetAt, 0 } end
+  return { 0, capacity, tb_whole(tokens), resetAt, math.ceil((1 - tokens) / r) }
+end
+
+local function tb_forecast(key, now, a, cost)
+  local capacity = a.capacity
+  local r = a.refillPerSec / 1000
+  local stored, last = tb_state(key, now, capacity)
+  local tokens = tb_tokens_at(stored, last, now, capacity, r)
+  local spendable = 0
+  if tokens >= cost then spendable = math.floor(tokens / cost) end
+  while spendable > 0 and spendable * cost > tokens do spendable = spendable - 1 end
+  while (spendable + 1) * cost <= tokens do spendable = spendable + 1 end
+  if tokens >= capacity then return { spendable, now, now } end
+  local fullAt = now + math.ceil((capacity - tokens) / r)
+  local current = tb_whole(tokens)
+  local nextAt = tk_first_instant(now, fullAt, function(t)
+    return tb_whole(tb_tokens_at(stored, last, t, capacity, r)) > current
+  end)
+  return { spendable, nextAt, fullAt }
+end
