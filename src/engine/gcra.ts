@@ -1,0 +1,165 @@
+/**
+ * GCRA (generic cell rate algorithm), CONTRACT.md §5. The state is one number, the theoretical arrival
+ * time (TAT), exactly what the Redis key holds as a string.
+ *
+ * Expression order of a check (every step one IEEE-754 double operation, in this order; the Lua script
+ * must do the same, nothing is rounded in between):
+ *
+ * ```
+ * T       = periodMs / limit
+ * tau     = T * burst
+ * stored  = the stored TAT, or now when there is none (or it expired)
+ * tat     = stored < now ? now : stored            -- max(stored, now)
+ * inc     = T * cost
+ * newTat  = tat + inc
+ * allowAt = newTat - tau
+ * deny when now < allowAt:
+ *   remaining = max(0, floor((tau - (tat - now)) / T))
+ *   resetAt = ceil(tat);  retryAfterMs = ceil(allowAt - now)
+ * otherwise store newTat (written with %.17g, so it round-trips exactly):
+ *   remaining = max(0, floor((tau - (newTat - now)) / T))
+ *   resetAt = ceil(newTat)
+ *   px = ceil(newTat - now), at least 1;  the key expires at now + px
+ * ```
+ *
+ * The reported limit is `burst`.
+ *
+ * Peek (a cost-1 check that consumes nothing): `allowed` and `retryAfterMs` are those of the cost-1 check;
+ * `remaining` and `resetAt` describe the state as it stands (the denial formulas above), so an allowed
+ * peek reports the units that could be taken now (at least 1, should rounding say 0).
+ *
+ * Forecast: `spendableNow` replays successive checks of `cost` at `now` (see
+ * `FORECAST_SIMULATION_LIMIT`). Capacity is peek's `remaining`: `fullAt` is the first whole ms at which it
+ * equals a fresh key's (at most ceil(tat)), `nextReplenishAt` the first at which it has grown by one; both
+ * are `now` when the key already reads as fresh.
+ *
+ * @since 0.1.0
+ */
+import type { DecisionData } from "../Decision.js"
+import { allow, deny, firstInstant, live } from "./internal.js"
+import type { ForecastData, RateEngine, Step } from "./types.js"
+
+/**
+ * The stored state: the theoretical arrival time (epoch-ms, fractional) and the key's expiry.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface State {
+  readonly tat: number
+  readonly expiresAt: number
+}
+
+/**
+ * The GCRA parameters (the `gcra` strategy of `Policy`, with or without its `kind`).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Options {
+  readonly limit: number
+  readonly periodMs: number
+  readonly burst: number
+}
+
+/**
+ * Forecasts simulate successive checks one by one (bit-exact with what `check` would do) up to this many;
+ * beyond it the count is the closed form `floor((tau - (tat - now)) / (T * cost))`, which can differ by
+ * one from the float-accumulated sequence at a rounding boundary.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const FORECAST_SIMULATION_LIMIT = 4096
+
+/**
+ * Builds the GCRA engine for `options`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: Options): RateEngine<State> => {
+  const burst = options.burst
+  const T = options.periodMs / options.limit
+  const tau = T * burst
+
+  /** max(stored TAT or now, now). */
+  const currentTat = (state: State | undefined, now: number): number => {
+    const current = live(state, now)
+    const stored = current === undefined ? now : current.tat
+    return stored < now ? now : stored
+  }
+
+  /** The units left at `now` for a TAT of `tat` (the denial formula). */
+  const unitsLeft = (tat: number, now: number): number => {
+    const remaining = Math.floor((tau - (tat - now)) / T)
+    return remaining < 0 ? 0 : remaining
+  }
+
+  const check = (state: State | undefined, now: number, cost: number): Step<State> => {
+    const tat = currentTat(state, now)
+    const inc = T * cost
+    const newTat = tat + inc
+    const allowAt = newTat - tau
+    if (now < allowAt) {
+      return { decision: deny(burst, unitsLeft(tat, now), Math.ceil(tat), Math.ceil(allowAt - now)), state }
+    }
+    let remaining = Math.floor((tau - (newTat - now)) / T)
+    if (remaining < 0) remaining = 0
+    let px = Math.ceil(newTat - now)
+    if (px < 1) px = 1
+    return {
+      decision: allow(burst, remaining, Math.ceil(newTat)),
+      state: { tat: newTat, expiresAt: now + px }
+    }
+  }
+
+  /** Peek's `remaining` for a current TAT of `tat` (at least 1 when a cost-1 check would pass). */
+  const peekUnits = (tat: number, now: number): number => {
+    const remaining = unitsLeft(tat, now)
+    const newTat = tat + T
+    return remaining < 1 && !(now < newTat - tau) ? 1 : remaining
+  }
+
+  const peek = (state: State | undefined, now: number): DecisionData => {
+    const tat = currentTat(state, now)
+    const newTat = tat + T
+    const allowAt = newTat - tau
+    const remaining = peekUnits(tat, now)
+    if (now < allowAt) return deny(burst, remaining, Math.ceil(tat), Math.ceil(allowAt - now))
+    return allow(burst, remaining, Math.ceil(tat))
+  }
+
+  const forecast = (state: State | undefined, now: number, cost: number): ForecastData => {
+    const tat0 = currentTat(state, now)
+    const inc = T * cost
+    let spendableNow = 0
+    let tat = tat0
+    while (spendableNow < FORECAST_SIMULATION_LIMIT) {
+      const newTat = tat + inc
+      if (now < newTat - tau) break
+      tat = newTat
+      spendableNow++
+    }
+    if (spendableNow === FORECAST_SIMULATION_LIMIT) {
+      const closed = Math.floor((tau - (tat0 - now)) / inc)
+      if (closed > spendableNow) spendableNow = closed
+    }
+    // Capacity in whole units as peek reports it; "full" is what a fresh key reports.
+    const full = peekUnits(now, now)
+    const current = peekUnits(tat0, now)
+    if (current >= full) return { spendableNow, nextReplenishAt: now, fullAt: now }
+    const unitsAt = (t: number): number => peekUnits(tat0 > t ? tat0 : t, t)
+    const fullAt = firstInstant(now, Math.ceil(tat0), (t) => unitsAt(t) >= full)
+    const nextReplenishAt = firstInstant(now, fullAt, (t) => unitsAt(t) > current)
+    return { spendableNow, nextReplenishAt, fullAt }
+  }
+
+  return {
+    limit: burst,
+    check,
+    peek,
+    forecast,
+    expiresAt: (state) => state.expiresAt
+  }
+}

@@ -1,0 +1,391 @@
+/**
+ * Properties of the pure rate engines and the token budget over random parameters and op sequences:
+ * decision invariants, "a denial writes nothing", admission bounds per strategy, peek/forecast agreeing
+ * with check, and the key expiry never dropping a state that still matters.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import * as fc from "fast-check"
+import type { DecisionData } from "../../src/Decision.js"
+import { rateEngine } from "../../src/engine/index.js"
+import * as TokenBudget from "../../src/engine/tokenBudget.js"
+import type { RateEngine } from "../../src/engine/types.js"
+import { reportedLimit, type Strategy } from "../../src/Policy.js"
+
+const RUNS = Number(process.env["ENGINE_PROP_RUNS"] ?? 300)
+
+// ---------------------------------------------------------------------------------------------------
+// Generators
+// ---------------------------------------------------------------------------------------------------
+
+const gcraArb = fc.record({
+  kind: fc.constant("gcra" as const),
+  limit: fc.integer({ min: 1, max: 40 }),
+  periodMs: fc.oneof(fc.constantFrom(1, 7, 100, 1000, 60_000), fc.integer({ min: 1, max: 100_000 })),
+  burst: fc.integer({ min: 1, max: 40 })
+})
+const tokenBucketArb = fc.record({
+  kind: fc.constant("tokenBucket" as const),
+  capacity: fc.integer({ min: 1, max: 40 }),
+  refillPerSec: fc.oneof(
+    fc.integer({ min: 1, max: 200 }),
+    fc.double({ min: 0.05, max: 200, noNaN: true, noDefaultInfinity: true })
+  )
+})
+const fixedWindowArb = fc.record({
+  kind: fc.constant("fixedWindow" as const),
+  limit: fc.integer({ min: 1, max: 40 }),
+  windowMs: fc.integer({ min: 1, max: 5_000 })
+})
+const slidingWindowArb = fc.record({
+  kind: fc.constant("slidingWindow" as const),
+  limit: fc.integer({ min: 1, max: 40 }),
+  windowMs: fc.integer({ min: 1, max: 5_000 }),
+  buckets: fc.integer({ min: 1, max: 16 })
+})
+const slidingWindowLogArb = fc.record({
+  kind: fc.constant("slidingWindowLog" as const),
+  limit: fc.integer({ min: 1, max: 40 }),
+  windowMs: fc.integer({ min: 1, max: 5_000 })
+})
+
+/** A characteristic time scale of a strategy: where its boundaries fall. */
+const scaleOf = (strategy: Strategy): number => {
+  switch (strategy.kind) {
+    case "gcra":
+      return strategy.periodMs / strategy.limit
+    case "tokenBucket":
+      return 1000 / strategy.refillPerSec
+    case "slidingWindow":
+      return strategy.windowMs / strategy.buckets
+    default:
+      return strategy.windowMs
+  }
+}
+
+/** How time moves before an op: by `dt`, or to the next multiple of the scale, plus -1, 0 or +1 ms. */
+type TimeMove = { readonly _tag: "step"; readonly dt: number } | { readonly _tag: "boundary"; readonly offset: number }
+
+interface Op {
+  readonly move: TimeMove
+  readonly cost: number
+}
+
+const opsArb = (scale: number, limit: number): fc.Arbitrary<ReadonlyArray<Op>> => {
+  const span = Math.max(2, Math.ceil(scale))
+  const move: fc.Arbitrary<TimeMove> = fc.oneof(
+    { weight: 4, arbitrary: fc.constant<TimeMove>({ _tag: "step", dt: 0 }) },
+    { weight: 3, arbitrary: fc.integer({ min: 0, max: 3 }).map((dt): TimeMove => ({ _tag: "step", dt })) },
+    { weight: 4, arbitrary: fc.integer({ min: 0, max: span * 2 }).map((dt): TimeMove => ({ _tag: "step", dt })) },
+    { weight: 1, arbitrary: fc.integer({ min: 0, max: span * 40 }).map((dt): TimeMove => ({ _tag: "step", dt })) },
+    { weight: 3, arbitrary: fc.constantFrom(-1, 0, 1).map((offset): TimeMove => ({ _tag: "boundary", offset })) }
+  )
+  const cost = fc.oneof(
+    { weight: 6, arbitrary: fc.constant(1) },
+    { weight: 3, arbitrary: fc.integer({ min: 1, max: Math.max(1, limit) }) },
+    { weight: 1, arbitrary: fc.integer({ min: limit, max: limit * 3 + 2 }) }
+  )
+  return fc.array(fc.record({ move, cost }), { minLength: 1, maxLength: 60 })
+}
+
+const epochArb = fc.oneof(
+  fc.constant(0),
+  fc.integer({ min: 0, max: 100_000 }),
+  fc.integer({ min: 1_700_000_000_000, max: 1_700_000_100_000 })
+)
+
+const scenarioArb = fc
+  .oneof(gcraArb, tokenBucketArb, fixedWindowArb, slidingWindowArb, slidingWindowLogArb)
+  .chain((strategy: Strategy) =>
+    fc.record({
+      strategy: fc.constant(strategy),
+      start: epochArb,
+      ops: opsArb(scaleOf(strategy), reportedLimit(strategy))
+    })
+  )
+
+const advance = (now: number, move: TimeMove, scale: number): number => {
+  if (move._tag === "step") return now + move.dt
+  const boundary = Math.ceil((Math.floor(now / scale) + 1) * scale)
+  return Math.max(now, boundary + move.offset)
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Replay
+// ---------------------------------------------------------------------------------------------------
+
+interface Event {
+  readonly now: number
+  readonly cost: number
+  readonly before: unknown
+  readonly decision: DecisionData
+  readonly after: unknown
+}
+
+const replay = (strategy: Strategy, start: number, ops: ReadonlyArray<Op>) => {
+  const engine = rateEngine(strategy)
+  const scale = scaleOf(strategy)
+  const events: Array<Event> = []
+  let state: unknown = undefined
+  let now = start
+  for (const op of ops) {
+    now = advance(now, op.move, scale)
+    const step = engine.check(state, now, op.cost)
+    events.push({ now, cost: op.cost, before: state, decision: step.decision, after: step.state })
+    state = step.state
+  }
+  return { engine, events }
+}
+
+/** How many checks of `cost` in a row are admitted at `now` from `state`. */
+const admittedInARow = (engine: RateEngine<unknown>, state: unknown, now: number, cost: number): number => {
+  let count = 0
+  let current = state
+  for (;;) {
+    const step = engine.check(current, now, cost)
+    if (!step.decision.allowed) return count
+    current = step.state
+    count++
+    if (count > 100_000) throw new Error("runaway admission")
+  }
+}
+
+const isWhole = (n: number): boolean => Number.isSafeInteger(n)
+
+const expectDecisionShape = (decision: DecisionData, limit: number, now: number): void => {
+  expect(isWhole(decision.limit) && isWhole(decision.remaining)).toBe(true)
+  expect(isWhole(decision.resetAt) && isWhole(decision.retryAfterMs)).toBe(true)
+  expect(decision.limit).toBe(limit)
+  expect(decision.remaining).toBeGreaterThanOrEqual(0)
+  expect(decision.resetAt).toBeGreaterThanOrEqual(now)
+  if (decision.allowed) expect(decision.retryAfterMs).toBe(0)
+  else expect(decision.retryAfterMs).toBeGreaterThanOrEqual(1)
+}
+
+const withoutExpiry = (state: unknown): unknown =>
+  typeof state === "object" && state !== null ? { ...state, expiresAt: Number.POSITIVE_INFINITY } : state
+
+// ---------------------------------------------------------------------------------------------------
+// Properties
+// ---------------------------------------------------------------------------------------------------
+
+describe("engine properties", () => {
+  it("decisions are whole, non-negative and consistent; a denial returns the input state", () => {
+    fc.assert(
+      fc.property(scenarioArb, ({ ops, start, strategy }) => {
+        const { events } = replay(strategy, start, ops)
+        for (const event of events) {
+          expectDecisionShape(event.decision, reportedLimit(strategy), event.now)
+          if (!event.decision.allowed) expect(event.after).toBe(event.before)
+          else expect(event.after).not.toBe(undefined)
+        }
+      }),
+      { numRuns: RUNS }
+    )
+  })
+
+  it("never admits more than the strategy allows", () => {
+    fc.assert(
+      fc.property(scenarioArb, ({ ops, start, strategy }) => {
+        const { events } = replay(strategy, start, ops)
+        const admitted = events.filter((e) => e.decision.allowed)
+        switch (strategy.kind) {
+          case "fixedWindow": {
+            // Exact model: admitted iff the window's admitted units + cost <= limit.
+            const used = new Map<number, number>()
+            for (const e of events) {
+              const window = Math.floor(e.now / strategy.windowMs)
+              const sum = used.get(window) ?? 0
+              expect(e.decision.allowed).toBe(sum + e.cost <= strategy.limit)
+              if (e.decision.allowed) used.set(window, sum + e.cost)
+            }
+            break
+          }
+          case "slidingWindowLog": {
+            // Exact model: admitted iff the units admitted in (now - windowMs, now] + cost <= limit.
+            const log: Array<{ at: number; cost: number }> = []
+            for (const e of events) {
+              const inWindow = log.filter((x) => x.at > e.now - strategy.windowMs).reduce((n, x) => n + x.cost, 0)
+              expect(e.decision.allowed).toBe(inWindow + e.cost <= strategy.limit)
+              if (e.decision.allowed) log.push({ at: e.now, cost: e.cost })
+            }
+            break
+          }
+          case "slidingWindow": {
+            // Sound bound: over any `buckets` consecutive ticks (one tick-aligned window), at most `limit`.
+            const w = strategy.windowMs / strategy.buckets
+            const ticks = admitted.map((e) => ({ tick: Math.floor(e.now / w), cost: e.cost }))
+            for (const last of ticks) {
+              const sum = ticks
+                .filter((x) => x.tick > last.tick - strategy.buckets && x.tick <= last.tick)
+                .reduce((n, x) => n + x.cost, 0)
+              expect(sum).toBeLessThanOrEqual(strategy.limit)
+            }
+            break
+          }
+          case "gcra":
+          case "tokenBucket": {
+            // Over any span [t_i, t_j]: admitted units <= burst + span / T (capacity + span * rate).
+            const ceiling = strategy.kind === "gcra" ? strategy.burst : strategy.capacity
+            const perMs = strategy.kind === "gcra"
+              ? strategy.limit / strategy.periodMs
+              : strategy.refillPerSec / 1000
+            for (let i = 0; i < admitted.length; i++) {
+              let units = 0
+              for (let j = i; j < admitted.length; j++) {
+                units += admitted[j]!.cost
+                const span = admitted[j]!.now - admitted[i]!.now
+                expect(units).toBeLessThanOrEqual(ceiling + span * perMs + 1e-6)
+              }
+            }
+            break
+          }
+        }
+      }),
+      { numRuns: RUNS }
+    )
+  })
+
+  it("peek changes nothing and agrees with a cost-1 check", () => {
+    fc.assert(
+      fc.property(scenarioArb, ({ ops, start, strategy }) => {
+        const { engine, events } = replay(strategy, start, ops)
+        for (const { after: state, now } of events) {
+          const snapshot = structuredClone(state)
+          const peeked = engine.peek(state, now)
+          expect(state).toEqual(snapshot)
+          expectDecisionShape(peeked, reportedLimit(strategy), now)
+          const checked = engine.check(state, now, 1).decision
+          expect(peeked.allowed).toBe(checked.allowed)
+          if (!checked.allowed) {
+            expect(peeked).toEqual(checked)
+          } else {
+            expect(peeked.remaining).toBeGreaterThanOrEqual(1)
+            if (strategy.kind !== "gcra" && strategy.kind !== "slidingWindow") {
+              // Exact arithmetic: taking one unit leaves one fewer.
+              expect(checked.remaining).toBe(peeked.remaining - 1)
+            }
+          }
+        }
+      }),
+      { numRuns: RUNS }
+    )
+  })
+
+  it("forecast counts the back-to-back admissions and the replenish instants", () => {
+    fc.assert(
+      fc.property(scenarioArb, fc.integer({ min: 1, max: 45 }), ({ ops, start, strategy }, cost) => {
+        const { engine, events } = replay(strategy, start, ops)
+        for (const { after: state, now } of events) {
+          const snapshot = structuredClone(state)
+          const forecast = engine.forecast(state, now, cost)
+          expect(state).toEqual(snapshot)
+          expect(forecast.spendableNow).toBe(admittedInARow(engine, state, now, cost))
+          expect(isWhole(forecast.nextReplenishAt) && isWhole(forecast.fullAt)).toBe(true)
+          expect(forecast.nextReplenishAt).toBeGreaterThanOrEqual(now)
+          expect(forecast.fullAt).toBeGreaterThanOrEqual(forecast.nextReplenishAt)
+          const remainingNow = engine.peek(state, now).remaining
+          const fresh = (t: number) => engine.peek(undefined, t).remaining
+          // At fullAt the key reads as fresh.
+          expect(engine.peek(state, forecast.fullAt).remaining).toBe(fresh(forecast.fullAt))
+          if (forecast.nextReplenishAt === now) {
+            expect(forecast.fullAt).toBe(now)
+            expect(remainingNow).toBe(fresh(now))
+          } else {
+            // Capacity grows by at least one unit at nextReplenishAt, and not a ms earlier.
+            expect(engine.peek(state, forecast.nextReplenishAt).remaining).toBeGreaterThan(remainingNow)
+            if (forecast.nextReplenishAt - 1 > now) {
+              expect(engine.peek(state, forecast.nextReplenishAt - 1).remaining).toBe(remainingNow)
+            }
+          }
+        }
+      }),
+      { numRuns: RUNS }
+    )
+  })
+
+  it("a state past its key expiry decides exactly like no state (the expiry is never early)", () => {
+    fc.assert(
+      fc.property(
+        scenarioArb,
+        fc.integer({ min: 1, max: 45 }),
+        fc.integer({ min: 1, max: 10_000 }),
+        ({ ops, start, strategy }, cost, after) => {
+          const { engine, events } = replay(strategy, start, ops)
+          for (const { after: state, decision, now } of events) {
+            if (state === undefined) continue
+            const expiresAt = engine.expiresAt(state, now)
+            // A write always leaves a key that outlives the instant it was written.
+            if (decision.allowed) expect(expiresAt).toBeGreaterThan(now)
+            for (const t of [expiresAt + 1, expiresAt + after]) {
+              // With the expiry ignored, the stale state must already be indistinguishable from no state.
+              const stale = withoutExpiry(state)
+              expect(engine.check(stale, t, cost).decision).toEqual(engine.check(undefined, t, cost).decision)
+              expect(engine.peek(stale, t)).toEqual(engine.peek(undefined, t))
+              expect(engine.forecast(stale, t, cost)).toEqual(engine.forecast(undefined, t, cost))
+              // And past the expiry the engine itself treats it as absent.
+              expect(engine.check(state, t, cost).decision).toEqual(engine.check(undefined, t, cost).decision)
+            }
+          }
+        }
+      ),
+      { numRuns: RUNS }
+    )
+  })
+})
+
+// ---------------------------------------------------------------------------------------------------
+// Token budget
+// ---------------------------------------------------------------------------------------------------
+
+const budgetScenarioArb = fc
+  .record({ budget: fc.integer({ min: 1, max: 60 }), windowMs: fc.integer({ min: 1, max: 5_000 }) })
+  .chain((options) =>
+    fc.record({
+      options: fc.constant(options),
+      start: epochArb,
+      ops: opsArb(options.windowMs, options.budget)
+    })
+  )
+
+describe("token budget properties", () => {
+  it("admits a debit iff budget remains before it, and peek/forecast agree", () => {
+    fc.assert(
+      fc.property(budgetScenarioArb, fc.integer({ min: 1, max: 70 }), ({ ops, options, start }, probe) => {
+        const engine = TokenBudget.make(options)
+        const spent = new Map<number, number>()
+        let state: TokenBudget.State | undefined = undefined
+        let now = start
+        for (const op of ops) {
+          now = advance(now, op.move, options.windowMs)
+          const window = Math.floor(now / options.windowMs)
+          const before = spent.get(window) ?? 0
+          const step = engine.debit(state, now, op.cost)
+          expectDecisionShape(step.decision, options.budget, now)
+          expect(step.decision.allowed).toBe(before < options.budget)
+          expect(step.decision.resetAt).toBe((window + 1) * options.windowMs)
+          if (step.decision.allowed) {
+            spent.set(window, before + op.cost)
+            expect(step.decision.remaining).toBe(Math.max(0, options.budget - before - op.cost))
+          } else {
+            expect(step.state).toBe(state)
+            expect(step.decision.retryAfterMs).toBe((window + 1) * options.windowMs - now)
+          }
+          state = step.state
+
+          const peeked = engine.peek(state, now)
+          expect(peeked.allowed).toBe(engine.debit(state, now, 1).decision.allowed)
+          expect(peeked.remaining).toBe(Math.max(0, options.budget - (spent.get(window) ?? 0)))
+          const forecast = engine.forecast(state, now, probe)
+          let count = 0
+          let s = state
+          for (let step = engine.debit(s, now, probe); step.decision.allowed; step = engine.debit(s, now, probe)) {
+            s = step.state
+            count++
+          }
+          expect(forecast.spendableNow).toBe(count)
+        }
+      }),
+      { numRuns: RUNS }
+    )
+  })
+})
