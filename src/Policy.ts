@@ -34,7 +34,8 @@ export const Gcra = Schema.Struct({
 export const TokenBucket = Schema.Struct({
   kind: Schema.Literal("tokenBucket"),
   capacity: PositiveInt,
-  refillPerSec: PositiveNumber
+  // At least one token per ~11.6 days: slower rates make the refill horizon overflow exact arithmetic.
+  refillPerSec: PositiveNumber.pipe(Schema.greaterThanOrEqualTo(1e-6))
 })
 
 /**

@@ -11,7 +11,6 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Fiber from "effect/Fiber"
-import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import { type Admission, watchReclaimed } from "../Decision.js"
 import type { RateLimiterError } from "../Errors.js"
@@ -78,12 +77,28 @@ export const makeAdmit = (leases: Leases, options: KeeperOptions = {}): Effect.E
       )
     })
 
-    yield* beat.pipe(
-      Effect.repeat(Schedule.spaced(Duration.millis(intervalMs))),
-      Effect.interruptible,
-      Effect.annotateLogs({ component: "admission-keeper" }),
-      Effect.forkScoped
-    )
+    // The keeper runs only while kept-alive leases exist, so an idle backend schedules nothing (and a
+    // TestClock jump does not replay millions of idle beats).
+    const scope = yield* Effect.scope
+    let keeperRunning = false
+    const keeper = Effect.gen(function*() {
+      while (true) {
+        yield* Effect.sleep(Duration.millis(intervalMs))
+        yield* beat
+        if (kept.size === 0) {
+          keeperRunning = false
+          return
+        }
+      }
+    }).pipe(Effect.interruptible, Effect.annotateLogs({ component: "admission-keeper" }))
+
+    const keep = (admission: Admission, lease: KeptLease): Effect.Effect<Admission> => {
+      kept.set(admission.leaseId, lease)
+      const watched = watchReclaimed(admission, () => lease.reclaimed)
+      if (keeperRunning) return Effect.succeed(watched)
+      keeperRunning = true
+      return Effect.as(Effect.forkIn(keeper, scope), watched)
+    }
 
     const release = (admission: Admission, exit: Exit.Exit<unknown, unknown>) => {
       if (!admission.held) return Effect.void
@@ -102,21 +117,19 @@ export const makeAdmit = (leases: Leases, options: KeeperOptions = {}): Effect.E
     return (policy, key, admitOptions = {}) =>
       Effect.withFiberRuntime<Admission, RateLimiterError, Scope.Scope>((fiber) =>
         Effect.acquireRelease(
-          Effect.map(
+          Effect.flatMap(
             leases.acquire(policy, key, {
               ...(admitOptions.cost === undefined ? {} : { cost: admitOptions.cost }),
               ...(admitOptions.hold === undefined ? {} : { hold: admitOptions.hold }),
               ...(admitOptions.value === undefined ? {} : { value: admitOptions.value })
             }),
-            (admission) => {
-              if (!admission.held || admitOptions.keepAlive !== true) return admission
-              const lease: KeptLease = {
-                reclaimed: false,
-                holder: admitOptions.interruptOnReclaim === true ? fiber : undefined
-              }
-              kept.set(admission.leaseId, lease)
-              return watchReclaimed(admission, () => lease.reclaimed)
-            }
+            (admission) =>
+              !admission.held || admitOptions.keepAlive !== true
+                ? Effect.succeed(admission)
+                : keep(admission, {
+                  reclaimed: false,
+                  holder: admitOptions.interruptOnReclaim === true ? fiber : undefined
+                })
           ),
           release
         )

@@ -1,0 +1,128 @@
+/**
+ * The Memory door beyond the shared conformance suite (in its own file, since a suite-level layer
+ * and `TestClock` tests do not mix in one file): what only an in-process backend with `TestClock`
+ * can show exactly: lease expiry and reclaim, keep-alive heartbeats, adaptive contraction on dropped
+ * releases, and the bounded key tables.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Fiber, TestClock } from "effect"
+import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
+import type { Policy } from "../../src/Policy.js"
+import { RateLimiter } from "../../src/services/RateLimiter.js"
+
+const pool = (name: string, algorithm: "fixed" | "aimd", min: number, max: number): Policy => ({
+  kind: "admitter",
+  name,
+  prefix: name,
+  maxKeys: 100,
+  concurrency: {
+    algorithm,
+    minLimit: min,
+    maxLimit: max,
+    initialLimit: max,
+    backoffRatio: 0.5,
+    smoothing: 0.2,
+    tolerance: 2,
+    rttWindow: 10
+  }
+})
+
+const policies: ReadonlyArray<Policy> = [
+  pool("pool", "fixed", 2, 2),
+  pool("adaptive", "aimd", 1, 8),
+  {
+    kind: "limiter",
+    name: "small",
+    prefix: "small",
+    maxKeys: 3,
+    strategy: { kind: "fixedWindow", limit: 1, windowMs: 60_000 }
+  }
+]
+
+const backend = MemoryBackend.layer({ policies, leaseTtlMs: 2000 })
+
+describe("MemoryBackend with TestClock", () => {
+  it.scoped("an abandoned lease is reclaimed after its TTL and the slot comes back", () =>
+    Effect.gen(function*() {
+      const limiter = yield* RateLimiter
+      const a = yield* limiter.leases.acquire("pool", "k")
+      const b = yield* limiter.leases.acquire("pool", "k")
+      expect([a.held, b.held]).toEqual([true, true])
+      expect(a.leaseExpiresAt).toBe(2000)
+      expect((yield* limiter.leases.acquire("pool", "k")).bindingAxis).toBe("concurrency")
+      yield* TestClock.adjust(1999)
+      expect((yield* limiter.leases.acquire("pool", "k")).held).toBe(false)
+      yield* TestClock.adjust(1)
+      const c = yield* limiter.leases.acquire("pool", "k")
+      expect(c.held).toBe(true)
+      const beat = yield* limiter.leases.heartbeat([a.leaseId, c.leaseId])
+      expect(beat).toEqual({ live: [c.leaseId], reclaimed: [a.leaseId], nextDeadline: 4000 })
+    }).pipe(Effect.provide(backend)))
+
+  it.scoped("a heartbeat keeps a lease past its TTL", () =>
+    Effect.gen(function*() {
+      const limiter = yield* RateLimiter
+      const a = yield* limiter.leases.acquire("pool", "k")
+      yield* TestClock.adjust(1500)
+      expect((yield* limiter.leases.heartbeat([a.leaseId])).live).toEqual([a.leaseId])
+      yield* TestClock.adjust(1500)
+      expect((yield* limiter.leases.heartbeat([a.leaseId])).live).toEqual([a.leaseId])
+    }).pipe(Effect.provide(backend)))
+
+  it.scoped("keepAlive holds a slot through a 3 s hold with a 2 s TTL", () =>
+    Effect.gen(function*() {
+      const limiter = yield* RateLimiter
+      const held = yield* Effect.scoped(Effect.gen(function*() {
+        const admission = yield* limiter.admit("pool", "k", { keepAlive: true })
+        yield* TestClock.adjust(3000)
+        const beat = yield* limiter.leases.heartbeat([admission.leaseId])
+        return [admission.held, admission.reclaimed, beat.live.length] as const
+      }))
+      expect(held).toEqual([true, false, 1])
+    }).pipe(Effect.provide(backend)))
+
+  it.scoped("without keepAlive, a 3 s hold loses its lease to the sweep", () =>
+    Effect.gen(function*() {
+      const limiter = yield* RateLimiter
+      const admission = yield* limiter.admit("pool", "k")
+      yield* TestClock.adjust(3000)
+      const beat = yield* limiter.leases.heartbeat([admission.leaseId])
+      expect(beat.reclaimed).toEqual([admission.leaseId])
+    }).pipe(Effect.provide(backend)))
+
+  it.scoped("interruptOnReclaim interrupts the holder when the lease is lost", () =>
+    Effect.gen(function*() {
+      const limiter = yield* RateLimiter
+      const holder = yield* Effect.fork(Effect.scoped(Effect.gen(function*() {
+        const admission = yield* limiter.admit("pool", "k", { keepAlive: true, interruptOnReclaim: true })
+        // Someone else releases the lease out from under us (e.g. an operator, or a server restart).
+        yield* limiter.leases.release(admission.leaseId, true)
+        yield* Effect.never
+      })))
+      yield* TestClock.adjust(1000)
+      const exit = yield* Fiber.await(holder)
+      expect(exit._tag).toBe("Failure")
+    }).pipe(Effect.provide(backend)))
+
+  it.scoped("an adaptive ceiling contracts on dropped releases", () =>
+    Effect.gen(function*() {
+      const limiter = yield* RateLimiter
+      const admitOne = Effect.scoped(limiter.admit("adaptive", "k"))
+      const first = yield* admitOne
+      expect(first.decision.limit).toBe(8)
+      yield* Effect.exit(Effect.scoped(Effect.zipRight(limiter.admit("adaptive", "k"), Effect.fail("overload"))))
+      const after = yield* admitOne
+      expect(after.decision.limit).toBe(4)
+    }).pipe(Effect.provide(backend)))
+
+  it.effect("key tables are bounded by maxKeys, evicting the oldest", () =>
+    Effect.gen(function*() {
+      const limiter = yield* RateLimiter
+      for (const key of ["a", "b", "c"]) expect((yield* limiter.check("small", key)).allowed).toBe(true)
+      expect((yield* limiter.check("small", "a")).allowed).toBe(false)
+      yield* limiter.check("small", "d")
+      // "a" was refreshed by nothing (a denial writes nothing), so it is the oldest and was evicted.
+      expect((yield* limiter.check("small", "a")).allowed).toBe(true)
+      expect((yield* limiter.check("small", "c")).allowed).toBe(false)
+    }).pipe(Effect.provide(backend)))
+})
