@@ -1,0 +1,32 @@
+#!/usr/bin/env node
+/**
+ * The `throttlekit-effect` executable: `throttlekit-effect serve --config FILE [...]` (see `--help`).
+ * A bad flag, config, TLS file or bind exits 1 with a one-line reason on stderr; SIGINT/SIGTERM shut
+ * the server down gracefully and exit 0.
+ */
+import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import * as Cause from "effect/Cause"
+import * as Console from "effect/Console"
+import * as Effect from "effect/Effect"
+import * as Option from "effect/Option"
+import { main } from "./Serve.js"
+
+const oneLine = (text: string): string => text.replace(/\s*\n\s*/g, " ").trim()
+
+/** The reason a run failed, as one line: the error's message, or the defect. */
+const reason = (cause: Cause.Cause<{ readonly message: string }>): string =>
+  oneLine(
+    Option.match(Cause.failureOption(cause), {
+      onNone: () => `internal error: ${Cause.pretty(cause)}`,
+      onSome: (error) => error.message
+    })
+  )
+
+const program = main(process.argv.slice(2), process.env).pipe(
+  Effect.tapErrorCause((cause) =>
+    Cause.isInterruptedOnly(cause) ? Effect.void : Console.error(`throttlekit-effect: ${reason(cause)}`)
+  ),
+  Effect.provide(NodeContext.layer)
+)
+
+NodeRuntime.runMain(program, { disableErrorReporting: true })

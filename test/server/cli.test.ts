@@ -1,0 +1,254 @@
+/**
+ * The server as a user runs it: `throttlekit-effect serve` in its own process, on a free loopback port,
+ * exercised through `ServiceBackend`.
+ */
+import { describe, expect, it, layer } from "@effect/vitest"
+import { Duration, Effect, Schedule } from "effect"
+import { randomUUID } from "node:crypto"
+import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
+import { RateLimiter } from "../../src/services/RateLimiter.js"
+import { CliServer, cliServerLayer, runToEnd, startServer, tempFile } from "./cliProcess.js"
+
+const policies = `
+limiters:
+  api:
+    strategy: gcra
+    limit: 5
+    period: 1h
+    burst: 5
+  tokens:
+    tokenBudget:
+      budget: 100
+      windowMs: 1h
+  pool:
+    concurrency:
+      algorithm: fixed
+      minLimit: 3
+      maxLimit: 3
+  unified:
+    strategy: gcra
+    limit: 1
+    period: 1h
+    burst: 1
+    concurrency:
+      algorithm: fixed
+      minLimit: 2
+      maxLimit: 2
+  keeper:
+    concurrency:
+      algorithm: fixed
+      minLimit: 1
+      maxLimit: 1
+  abandoned:
+    concurrency:
+      algorithm: fixed
+      minLimit: 2
+      maxLimit: 2
+`
+
+const policyFile = tempFile("policies.yaml", policies)
+const fresh = (label: string) => `${label}-${randomUUID().slice(0, 8)}`
+
+/** Runs `program` against the shared CLI server through a fresh ServiceBackend. */
+const viaService = <A, E>(program: Effect.Effect<A, E, RateLimiter>) =>
+  Effect.flatMap(CliServer, (server) => Effect.provide(program, ServiceBackend.layer({ target: server.address })))
+
+describe("throttlekit-effect serve (the CLI in its own process)", () => {
+  layer(cliServerLayer(["--config", policyFile, "--port", "0"]), { timeout: 120_000, excludeTestServices: true })(
+    (it) => {
+      it.effect("prints the bound address, store, security and policy names", () =>
+        Effect.gen(function*() {
+          const server = yield* CliServer
+          expect(server.port).toBeGreaterThan(0)
+          expect(server.startupLine).toBe(
+            `throttlekit-effect listening on 127.0.0.1:${server.port} [store=memory, insecure, lease-ttl=2000ms] ` +
+              "(6 policies: api, tokens, pool, unified, keeper, abandoned)"
+          )
+        }))
+
+      it.effect("a cold GCRA burst of 5 admits 5 and denies the 6th with a retry hint", () =>
+        viaService(Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          const key = fresh("burst")
+          const decisions = yield* Effect.forEach(Array.from({ length: 6 }), () => limiter.check("api", key))
+          expect(decisions.map((d) => d.allowed)).toEqual([true, true, true, true, true, false])
+          expect(decisions.map((d) => d.remaining)).toEqual([4, 3, 2, 1, 0, 0])
+          expect(decisions[5]!.retryAfterMs).toBeGreaterThan(0)
+          expect(decisions[5]!.limit).toBe(5)
+        })))
+
+      it.effect("keys are independent", () =>
+        viaService(Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          const a = fresh("a")
+          yield* limiter.check("api", a, 5)
+          expect((yield* limiter.check("api", a)).allowed).toBe(false)
+          const b = yield* limiter.check("api", fresh("b"))
+          expect([b.allowed, b.remaining]).toEqual([true, 4])
+        })))
+
+      it.effect("a token budget runs out", () =>
+        viaService(Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          const key = fresh("budget")
+          const first = yield* limiter.debit("tokens", key, 60)
+          expect([first.allowed, first.remaining, first.limit]).toEqual([true, 40, 100])
+          const crossing = yield* limiter.debit("tokens", key, 50)
+          expect([crossing.allowed, crossing.remaining]).toEqual([true, 0])
+          const refused = yield* limiter.debit("tokens", key, 1)
+          expect(refused.allowed).toBe(false)
+          expect(refused.retryAfterMs).toBeGreaterThan(0)
+        })))
+
+      it.effect("an unknown policy is PolicyNotFound, naming the configured policies", () =>
+        viaService(Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          const error = yield* Effect.flip(limiter.check("nope", "k"))
+          expect(error._tag).toBe("PolicyNotFound")
+          if (error._tag === "PolicyNotFound") {
+            expect(error.policy).toBe("nope")
+            expect(error.configured).toEqual(["api", "tokens", "pool", "unified", "keeper", "abandoned"])
+          }
+        })))
+
+      it.effect("admit on a rate limiter is OperationNotSupported", () =>
+        viaService(Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          const error = yield* Effect.flip(Effect.scoped(limiter.admit("api", fresh("x"))))
+          expect(error._tag).toBe("OperationNotSupported")
+          if (error._tag === "OperationNotSupported") expect([error.policy, error.operation]).toEqual(["api", "admit"])
+        })))
+
+      it.effect("a bad cost is InvalidArgument on the wire too (negative costs are not coerced to 1)", () =>
+        viaService(Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          const error = yield* Effect.flip(limiter.check("api", fresh("neg"), -3))
+          expect(error._tag).toBe("InvalidArgument")
+        })))
+
+      it.effect("a concurrency ceiling of 3 holds, releases and re-admits", () =>
+        viaService(Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          yield* Effect.scoped(Effect.gen(function*() {
+            const held = yield* Effect.forEach([1, 2, 3], () => limiter.admit("pool", fresh("p")))
+            expect(held.map((a) => a.held)).toEqual([true, true, true])
+            const fourth = yield* Effect.scoped(limiter.admit("pool", fresh("p")))
+            expect([fourth.held, fourth.bindingAxis, fourth.decision.allowed]).toEqual([false, "concurrency", false])
+          }))
+          const again = yield* Effect.scoped(Effect.forEach([1, 2, 3], () => limiter.admit("pool", fresh("p"))))
+          expect(again.every((a) => a.held)).toBe(true)
+        })))
+
+      it.effect("a unified admitter binds on concurrency before rate", () =>
+        viaService(Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          const a = fresh("ua")
+          yield* Effect.scoped(Effect.gen(function*() {
+            expect((yield* limiter.admit("unified", a)).held).toBe(true)
+            expect((yield* limiter.admit("unified", fresh("ub"))).held).toBe(true)
+            // Both axes would refuse `a` now (its one unit is spent, and the pool is full): concurrency binds.
+            const both = yield* Effect.scoped(limiter.admit("unified", a))
+            expect([both.held, both.bindingAxis]).toEqual([false, "concurrency"])
+          }))
+          // With the slots back, only the rate axis refuses `a`.
+          const rateOnly = yield* Effect.scoped(limiter.admit("unified", a))
+          expect([rateOnly.held, rateOnly.bindingAxis]).toEqual([false, "rate"])
+          expect(rateOnly.decision.retryAfterMs).toBeGreaterThan(0)
+        })))
+
+      it.effect("a kept-alive lease survives a 3 s hold past its 2 s TTL", () =>
+        viaService(Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          yield* Effect.scoped(Effect.gen(function*() {
+            const admission = yield* limiter.admit("keeper", fresh("k"), { keepAlive: true })
+            expect(admission.held).toBe(true)
+            yield* Effect.sleep(Duration.seconds(3))
+            expect(admission.reclaimed).toBe(false)
+            const beat = yield* limiter.leases.heartbeat([admission.leaseId])
+            expect(beat.live).toEqual([admission.leaseId])
+            const other = yield* Effect.scoped(limiter.admit("keeper", fresh("k")))
+            expect([other.held, other.bindingAxis]).toEqual([false, "concurrency"])
+          }))
+          expect((yield* Effect.scoped(limiter.admit("keeper", fresh("k")))).held).toBe(true)
+        })), { timeout: 30_000 })
+
+      it.effect("abandoned leases are reclaimed after TTL + sweep", () =>
+        viaService(Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          const leases = yield* Effect.forEach([1, 2], () => limiter.leases.acquire("abandoned", fresh("gone")))
+          expect(leases.every((a) => a.held)).toBe(true)
+          const ids = leases.map((a) => a.leaseId)
+          expect((yield* Effect.scoped(limiter.admit("abandoned", fresh("x")))).held).toBe(false)
+          // TTL 2 s + one 1 s sweep, plus slack; then poll briefly in case the machine is busy.
+          yield* Effect.sleep(Duration.millis(3500))
+          const admitted = yield* Effect.scoped(limiter.admit("abandoned", fresh("x"))).pipe(
+            Effect.filterOrFail((a) => a.held, () => "the abandoned leases are still held" as const),
+            Effect.retry({ schedule: Schedule.spaced(Duration.millis(250)), times: 12 })
+          )
+          expect(admitted.held).toBe(true)
+          const beat = yield* limiter.leases.heartbeat(ids)
+          expect(beat.live).toEqual([])
+          expect(beat.reclaimed).toEqual(ids)
+        })), { timeout: 30_000 })
+    }
+  )
+
+  it.live(
+    "a server that hangs or stops mid-run is ServiceUnavailable within the deadline",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const server = yield* startServer(["--config", policyFile, "--port", "0"])
+        const program = Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          expect((yield* limiter.check("api", fresh("up"))).allowed).toBe(true)
+
+          // Frozen: the call is sent but never answered, so the 1 s deadline ends it.
+          server.child.kill("SIGSTOP")
+          const hung = yield* Effect.flip(limiter.check("api", fresh("hung"))).pipe(
+            Effect.timeout(Duration.seconds(10))
+          )
+          server.child.kill("SIGCONT")
+          expect(hung._tag).toBe("ServiceUnavailable")
+          if (hung._tag === "ServiceUnavailable") expect(hung.reason).toContain("DEADLINE_EXCEEDED")
+          expect((yield* limiter.check("api", fresh("back"))).allowed).toBe(true)
+
+          // Stopped: SIGTERM drains and exits 0; the next call cannot reach it.
+          const ended = yield* server.stop
+          expect(ended.code).toBe(0)
+          expect(ended.stdout).toContain("throttlekit-effect stopped")
+          const down = yield* Effect.flip(limiter.check("api", fresh("down"))).pipe(
+            Effect.timeout(Duration.seconds(10))
+          )
+          expect(down._tag).toBe("ServiceUnavailable")
+        })
+        yield* Effect.provide(program, ServiceBackend.layer({ target: server.address, deadline: "1 second" }))
+      })),
+    { timeout: 120_000 }
+  )
+
+  it.live("a bad flag or a bad config exits 1 with a one-line reason", () =>
+    Effect.gen(function*() {
+      const badConfig = tempFile("bad.yaml", "limiters:\n  api:\n    strategy: gcra\n    limit: -1\n    period: 1s\n")
+      const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
+        [["--config", policyFile, "--port", "70000"], "--port must be a whole number from 0 to 65535"],
+        [["--config", policyFile, "--bogus"], "unknown argument: --bogus"],
+        [["--port", "0"], "--config is required"],
+        [["--config", policyFile, "--tls-ca", policyFile], "TLS needs both --tls-cert and --tls-key"],
+        [["--config", badConfig, "--port", "0"], "limiters.api.limit"]
+      ]
+      const ended = yield* Effect.forEach(
+        cases,
+        ([args]) => runToEnd("npx", ["tsx", "src/server/bin.ts", "serve", ...args]),
+        { concurrency: 2 }
+      )
+      ended.forEach((result, i) => {
+        const [, reason] = cases[i]!
+        expect(result.code).toBe(1)
+        expect(result.stdout).toBe("")
+        const lines = result.stderr.trimEnd().split("\n")
+        expect(lines).toHaveLength(1)
+        expect(lines[0]).toMatch(/^throttlekit-effect: /)
+        expect(lines[0]).toContain(reason)
+      })
+    }), { timeout: 180_000 })
+})
