@@ -6,6 +6,7 @@
  *
  * @since 0.1.0
  */
+import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import type { Redis } from "ioredis"
 import type { BackendError, ServiceUnavailable } from "../Errors.js"
@@ -67,6 +68,9 @@ export interface ScriptRunner {
  */
 export const evalArgs = (call: ScriptCall): [number, ...Array<string>] => [call.keys.length, ...call.keys, ...call.argv]
 
+/** Bounds run on the real clock, so a `TestClock` in the caller's context never stalls a timeout. */
+const liveClock = Clock.make()
+
 type PipelineResult = Array<[error: Error | null, result: unknown]> | null
 
 const settle = (results: PipelineResult, size: number): Array<Reply | RedisFailure> => {
@@ -88,7 +92,9 @@ const isFailure = (value: Reply | RedisFailure): value is RedisFailure =>
  */
 export const makeScriptRunner = (client: Redis, timeoutMs: number): ScriptRunner => {
   const bounded = <A>(what: string, effect: Effect.Effect<A, RedisFailure>) =>
-    Effect.timeoutFail(effect, { duration: timeoutMs, onTimeout: () => timedOut(timeoutMs, what) })
+    Effect.timeoutFail(effect, { duration: timeoutMs, onTimeout: () => timedOut(timeoutMs, what) }).pipe(
+      Effect.withClock(liveClock)
+    )
 
   const send = <A>(promise: () => Promise<A>) => Effect.tryPromise({ try: promise, catch: classify })
 
