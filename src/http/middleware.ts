@@ -1,0 +1,106 @@
+/**
+ * The rate-limit middleware for `@effect/platform` HTTP apps (an `HttpRouter`, any `HttpApp`, or a whole
+ * `HttpApi` through `HttpApiBuilder.middleware`). Per request it checks a policy (or admits into a
+ * concurrency policy around the handler), answers 429 with `Retry-After` on a denial, stamps the
+ * rate-limit headers on allowed responses, and fails open or closed when the backend cannot decide.
+ *
+ * ```ts
+ * const limited = yield* HttpRateLimit.make({ policy: "api", trustedProxies: ["loopback"] })
+ * HttpServer.serve(router.pipe(limited))                         // a router or app
+ * HttpRouter.post("/expensive", limited(handler))                 // one route
+ * HttpApiBuilder.middleware(HttpRateLimit.make({ policy: "api" })) // a whole HttpApi (a Layer)
+ * ```
+ *
+ * @since 0.1.0
+ */
+import * as HttpApp from "@effect/platform/HttpApp"
+import * as HttpMiddleware from "@effect/platform/HttpMiddleware"
+import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
+import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+import * as Effect from "effect/Effect"
+import * as Scope from "effect/Scope"
+import type { Decision } from "../Decision.js"
+import type { InvalidArgument } from "../Errors.js"
+import type { RateLimiter } from "../services/RateLimiter.js"
+import { compile, type HttpLimiter, type RateLimitOptions } from "./decision.js"
+import { retryAfterSeconds } from "./headers.js"
+
+/**
+ * A compiled rate-limit middleware: wraps an `HttpApp` (a router, a route handler, a whole app). The key
+ * and cost functions' errors and requirements (`EK`, `RK`) join the app's.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface RateLimitMiddleware<EK = never, RK = never> {
+  <E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<E | EK, R | RK>
+}
+
+/**
+ * The body of a 429: `{ "error": "rate_limited", "policy", "retryAfter" }` (seconds).
+ *
+ * @since 0.1.0
+ * @category responses
+ */
+export const tooManyRequests = (policy: string, decision: Decision, headers: Record<string, string>) =>
+  HttpServerResponse.unsafeJson(
+    { error: "rate_limited", policy, retryAfter: retryAfterSeconds(decision) },
+    { status: 429, headers }
+  )
+
+/**
+ * The body of a fail-closed 503: `{ "error": "rate_limiter_unavailable", "policy" }`.
+ *
+ * @since 0.1.0
+ * @category responses
+ */
+export const limiterUnavailable = (policy: string) =>
+  HttpServerResponse.unsafeJson({ error: "rate_limiter_unavailable", policy }, { status: 503 })
+
+/**
+ * Builds the middleware from a compiled limiter. The admission scope (when the limiter admits) is opened
+ * around the decision and closed with the handler's exit, so the slot is held while the handler runs and
+ * released when it ends; in admission mode the handler is made interruptible, so a client disconnect
+ * (which @effect/platform-node turns into an interruption) releases the slot at once. A streamed body is
+ * sent after the handler returned, outside the slot.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const fromLimiter = <EK, RK>(limiter: HttpLimiter<EK, RK>): RateLimitMiddleware<EK, RK> =>
+  HttpMiddleware.make(<E, R>(app: HttpApp.Default<E, R>): HttpApp.Default<E | EK, R | RK> =>
+    Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
+      Effect.acquireUseRelease(
+        Scope.make(),
+        (scope) =>
+          Effect.flatMap(Scope.extend(limiter.decide(request), scope), (outcome) => {
+            switch (outcome._tag) {
+              case "Allowed":
+                return Effect.zipRight(
+                  HttpApp.appendPreResponseHandler((_request, response) =>
+                    Effect.succeed(HttpServerResponse.setHeaders(response, outcome.headers))
+                  ),
+                  limiter.admits ? Effect.interruptible(app) : app
+                )
+              case "Denied":
+                return Effect.succeed(tooManyRequests(limiter.policy, outcome.decision, outcome.headers))
+              case "FailedOpen":
+                return limiter.admits ? Effect.interruptible(app) : app
+              case "FailedClosed":
+                return Effect.succeed(limiterUnavailable(limiter.policy))
+            }
+          }),
+        (scope, exit) => Scope.close(scope, exit)
+      ))
+  )
+
+/**
+ * Validates `options`, captures the `RateLimiter` and returns the middleware. Fails with
+ * `InvalidArgument` on bad options (empty policy name, bad fixed cost or window, bad proxy entry).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = <EK = never, RK = never>(
+  options: RateLimitOptions<EK, RK>
+): Effect.Effect<RateLimitMiddleware<EK, RK>, InvalidArgument, RateLimiter> => Effect.map(compile(options), fromLimiter)
