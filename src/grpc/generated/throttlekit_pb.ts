@@ -1035,7 +1035,8 @@ export const AxisSchema: GenEnum<Axis> = /*@__PURE__*/
 
 /**
  * Decisions and admissions. Every RPC is unary. Unknown policy: NOT_FOUND; an operation the policy's
- * kind does not support: UNIMPLEMENTED.
+ * kind does not support: UNIMPLEMENTED. This server answers INVALID_ARGUMENT for bad input (a negative
+ * or oversized cost, an empty key) and changes nothing, where the reference server coerces it to 1.
  *
  * @generated from service throttlekit.v1.RateLimiter
  */
