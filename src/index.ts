@@ -1,0 +1,30 @@
+/**
+ * throttlekit-effect: ThrottleKit for TypeScript and Effect. Govern rate, concurrency and cost with typed
+ * decisions and typed errors, through backends swapped with one Layer.
+ *
+ * @since 0.1.0
+ */
+
+/** @since 0.1.0 */
+export * from "./Decision.js"
+
+/** @since 0.1.0 */
+export * from "./Errors.js"
+
+/** @since 0.1.0 */
+export * from "./services/RateLimiter.js"
+
+/** @since 0.1.0 */
+export * as Config from "./Config.js"
+
+/** @since 0.1.0 */
+export * as Policy from "./Policy.js"
+
+/** @since 0.1.0 */
+export * as MemoryBackend from "./layers/MemoryBackend.js"
+
+/** @since 0.1.0 */
+export * as RedisBackend from "./layers/RedisBackend.js"
+
+/** @since 0.1.0 */
+export * as ServiceBackend from "./layers/ServiceBackend.js"
