@@ -1,6 +1,7 @@
 /**
- * Unary gRPC calls as Effects over a grpc-js `Client`, typed by the generated method descriptors.
- * Interrupting the Effect cancels the call; every call carries a deadline.
+ * Unary and server-streaming gRPC calls as Effects and Streams over a grpc-js `Client`, typed by the
+ * generated method descriptors.
+ * Interrupting a call cancels it on the wire; every unary call carries a deadline.
  *
  * @since 0.1.0
  */
@@ -8,6 +9,7 @@ import type { DescMethod, MessageInitShape, MessageShape } from "@bufbuild/proto
 import { create } from "@bufbuild/protobuf"
 import * as grpc from "@grpc/grpc-js"
 import * as Effect from "effect/Effect"
+import * as Stream from "effect/Stream"
 import { deserializer, methodPath, serializer } from "./codec.js"
 import { GrpcStatusError } from "./status.js"
 
@@ -63,5 +65,55 @@ export const unary = <M extends UnaryMethod>(
         }
       }
     )
+    return Effect.sync(() => call.cancel())
+  })
+
+/**
+ * Per-call options of a server stream (no deadline unless given: a watch may run indefinitely).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface StreamOptions {
+  readonly deadlineMs?: number
+  readonly metadata?: grpc.Metadata
+}
+
+/**
+ * A server-streaming method of a generated service.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type ServerStreamingMethod = DescMethod & { readonly methodKind: "server_streaming" }
+
+/**
+ * Calls a server-streaming method: the messages as a `Stream` that ends when the server ends the call
+ * and fails with its status otherwise. Ending the stream early cancels the call.
+ *
+ * @since 0.1.0
+ * @category calls
+ */
+export const serverStream = <M extends ServerStreamingMethod>(
+  client: grpc.Client,
+  method: M,
+  request: MessageInitShape<M["input"]>,
+  options: StreamOptions = {}
+): Stream.Stream<MessageShape<M["output"]>, GrpcStatusError> =>
+  Stream.async<MessageShape<M["output"]>, GrpcStatusError>((emit) => {
+    const call = client.makeServerStreamRequest<MessageShape<M["input"]>, MessageShape<M["output"]>>(
+      methodPath(method),
+      serializer<M["input"]>(method.input),
+      deserializer<M["output"]>(method.output),
+      create<M["input"]>(method.input, request),
+      options.metadata ?? new grpc.Metadata(),
+      options.deadlineMs === undefined ? {} : { deadline: Date.now() + options.deadlineMs }
+    )
+    call.on("data", (message: MessageShape<M["output"]>) => void emit.single(message))
+    call.on(
+      "error",
+      (error: grpc.ServiceError) => void emit.fail(new GrpcStatusError({ code: error.code, details: error.details }))
+    )
+    call.on("end", () => void emit.end())
     return Effect.sync(() => call.cancel())
   })

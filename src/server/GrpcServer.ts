@@ -134,7 +134,9 @@ const credentialsOf = (tls: ServerTls | undefined): grpc.ServerCredentials =>
 const shutdown = (server: grpc.Server, draining: Deferred.Deferred<void>, timeoutMs: number) =>
   Effect.gen(function*() {
     yield* Deferred.succeed(draining, undefined)
+    // Finalizers run uninterruptibly; the wait must be interruptible for the timeout to cut it short.
     yield* Effect.async<void>((resume) => server.tryShutdown(() => resume(Effect.void))).pipe(
+      Effect.interruptible,
       Effect.timeout(Duration.millis(timeoutMs)),
       Effect.catchTag("TimeoutException", () =>
         Effect.zipRight(
