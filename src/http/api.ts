@@ -32,7 +32,7 @@ import * as Schema from "effect/Schema"
 import type { InvalidArgument } from "../Errors.js"
 import type { RateLimiter } from "../services/RateLimiter.js"
 import { compile, type RateLimitOptions } from "./decision.js"
-import { retryAfterSeconds } from "./headers.js"
+import { mergeRateLimitHeaders, retryAfterSeconds } from "./headers.js"
 
 /**
  * The endpoint failure of a denied request: status 429. `retryAfter` is in seconds (as `Retry-After`).
@@ -85,7 +85,7 @@ export class RateLimit extends HttpApiMiddleware.Tag<RateLimit>()("throttlekit-e
 /** Stamps `headers` on whatever response this request ends with (including an error response). */
 const stampHeaders = (headers: Record<string, string>): Effect.Effect<void> =>
   HttpApp.appendPreResponseHandler((_request, response) =>
-    Effect.succeed(HttpServerResponse.setHeaders(response, headers))
+    Effect.succeed(HttpServerResponse.setHeaders(response, mergeRateLimitHeaders(response.headers, headers)))
   )
 
 /**

@@ -75,6 +75,52 @@ export const rateLimitHeaders = (decision: Decision, context: HeaderContext): Re
   return headers
 }
 
+/** The items of a structured-field list whose members start with a quoted name, minus those named `name`. */
+const otherItems = (list: string | undefined, name: string): Array<string> =>
+  list === undefined || list.trim() === ""
+    ? []
+    : list.split(/,\s*(?=")/).map((item) => item.trim()).filter((item) => item.split(";")[0] !== name)
+
+/**
+ * Merges the rate-limit headers of one decision into headers already on a response, so several limits on
+ * one request (e.g. a global rate and a route's admission) all show:
+ * - IETF: `RateLimit-Policy` and `RateLimit` are lists; the policy's item is added (or replaces the item of
+ *   the same policy);
+ * - legacy: the `X-RateLimit-*` trio of the more restrictive limit (fewer remaining) is kept;
+ * - `Retry-After`: the longer wait wins.
+ *
+ * @since 0.1.0
+ * @category headers
+ */
+export const mergeRateLimitHeaders = (
+  existing: Readonly<Record<string, string | undefined>>,
+  added: Readonly<Record<string, string>>
+): Record<string, string> => {
+  const merged: Record<string, string> = {}
+  for (const header of ["ratelimit-policy", "ratelimit"]) {
+    const item = added[header]
+    if (item === undefined) continue
+    const name = item.split(";")[0] ?? item
+    merged[header] = [...otherItems(existing[header], name), item].join(", ")
+  }
+  const addedRemaining = added["x-ratelimit-remaining"]
+  if (addedRemaining !== undefined) {
+    const existingRemaining = existing["x-ratelimit-remaining"]
+    if (existingRemaining === undefined || Number(addedRemaining) < Number(existingRemaining)) {
+      for (const header of ["x-ratelimit-limit", "x-ratelimit-remaining", "x-ratelimit-reset"]) {
+        const value = added[header]
+        if (value !== undefined) merged[header] = value
+      }
+    }
+  }
+  const retryAfter = added["retry-after"]
+  if (retryAfter !== undefined) {
+    const existingRetry = Number(existing["retry-after"] ?? "0")
+    merged["retry-after"] = String(Math.max(Number(retryAfter), Number.isFinite(existingRetry) ? existingRetry : 0))
+  }
+  return merged
+}
+
 /** The time a strategy takes to replenish its full reported limit, in ms. */
 const strategyWindowMs = (strategy: Strategy): number => {
   switch (strategy.kind) {

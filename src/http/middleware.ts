@@ -23,7 +23,7 @@ import type { Decision } from "../Decision.js"
 import type { InvalidArgument } from "../Errors.js"
 import type { RateLimiter } from "../services/RateLimiter.js"
 import { compile, type HttpLimiter, type RateLimitOptions } from "./decision.js"
-import { retryAfterSeconds } from "./headers.js"
+import { mergeRateLimitHeaders, retryAfterSeconds } from "./headers.js"
 
 /**
  * A compiled rate-limit middleware: wraps an `HttpApp` (a router, a route handler, a whole app). The key
@@ -78,7 +78,9 @@ export const fromLimiter = <EK, RK>(limiter: HttpLimiter<EK, RK>): RateLimitMidd
               case "Allowed":
                 return Effect.zipRight(
                   HttpApp.appendPreResponseHandler((_request, response) =>
-                    Effect.succeed(HttpServerResponse.setHeaders(response, outcome.headers))
+                    Effect.succeed(
+                      HttpServerResponse.setHeaders(response, mergeRateLimitHeaders(response.headers, outcome.headers))
+                    )
                   ),
                   limiter.admits ? Effect.interruptible(app) : app
                 )
