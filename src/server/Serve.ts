@@ -11,9 +11,11 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import * as PolicyConfig from "../Config.js"
 import * as MemoryBackend from "../layers/MemoryBackend.js"
+import * as RedisBackend from "../layers/RedisBackend.js"
 import type { RateLimiter } from "../services/RateLimiter.js"
 import * as Cli from "./Cli.js"
 import { type GrpcBindError, GrpcServer, type RunningServer, type ServerTls } from "./GrpcServer.js"
@@ -63,12 +65,14 @@ const readTls = (paths: Option.Option<Cli.TlsPaths>) =>
 const storeLayer = (
   args: Cli.ServeArgs,
   policies: PolicyConfig.PolicySet
-): Effect.Effect<Layer.Layer<RateLimiter>, StartupError> => {
+): Layer.Layer<RateLimiter, StartupError> => {
   switch (args.store.kind) {
     case "memory":
-      return Effect.succeed(MemoryBackend.layer({ policies, leaseTtlMs: args.leaseTtlMs }))
+      return MemoryBackend.layer({ policies, leaseTtlMs: args.leaseTtlMs })
     case "redis":
-      return Effect.fail(new StartupError({ reason: "--store redis is not available in this build yet" }))
+      return RedisBackend.layer({ policies, redis: args.store.url, leaseTtlMs: args.leaseTtlMs }).pipe(
+        Layer.mapError((error) => new StartupError({ reason: `the Redis store failed to start: ${error.message}` }))
+      )
   }
 }
 
@@ -96,31 +100,34 @@ export const startupLine = (
  * @category programs
  */
 export const serve = (args: Cli.ServeArgs): Effect.Effect<never, ServeError, FileSystem.FileSystem> =>
-  Effect.scoped(
-    Effect.gen(function*() {
-      const policies = yield* PolicyConfig.load(args.config)
-      const tls = yield* readTls(args.tls)
-      const store = yield* storeLayer(args, policies)
-      yield* Effect.addFinalizer(() => Console.log("throttlekit-effect stopped"))
-      const context = yield* Layer.build(
-        Server.layer({
-          host: args.host,
-          port: args.port,
-          shutdownTimeoutMs: args.shutdownTimeoutMs,
-          ...(tls === undefined ? {} : { tls })
-        }).pipe(Layer.provide(store))
-      )
-      yield* Effect.addFinalizer(() => Console.log("throttlekit-effect shutting down: draining in-flight calls"))
-      const server = Context.get(context, GrpcServer)
-      yield* Console.log(startupLine(server, args, policies))
-      if (server.security === "insecure" && !LOOPBACK.has(args.host)) {
-        yield* Console.error(
-          `warning: serving insecure gRPC on ${server.address}; use --tls-cert/--tls-key off loopback`
+  Effect.gen(function*() {
+    const started = yield* Ref.make(false)
+    return yield* Effect.scoped(
+      Effect.gen(function*() {
+        const policies = yield* PolicyConfig.load(args.config)
+        const tls = yield* readTls(args.tls)
+        const context = yield* Layer.build(
+          Server.layer({
+            host: args.host,
+            port: args.port,
+            shutdownTimeoutMs: args.shutdownTimeoutMs,
+            ...(tls === undefined ? {} : { tls })
+          }).pipe(Layer.provide(storeLayer(args, policies)))
         )
-      }
-      return yield* Effect.never
-    })
-  )
+        // Runs before the server and the store are released (finalizers run last-added first).
+        yield* Effect.addFinalizer(() => Console.log("throttlekit-effect shutting down: draining in-flight calls"))
+        const server = Context.get(context, GrpcServer)
+        yield* Console.log(startupLine(server, args, policies))
+        yield* Ref.set(started, true)
+        if (server.security === "insecure" && !LOOPBACK.has(args.host)) {
+          yield* Console.error(
+            `warning: serving insecure gRPC on ${server.address}; use --tls-cert/--tls-key off loopback`
+          )
+        }
+        return yield* Effect.never
+      })
+    ).pipe(Effect.ensuring(Effect.whenEffect(Console.log("throttlekit-effect stopped"), Ref.get(started))))
+  })
 
 /**
  * The whole command line: `--help` prints the usage, `serve` serves.
