@@ -6,13 +6,16 @@
  * On the Lua wire `now = 0` selects the Redis server clock, so a vector's `now = 0` is sent as
  * `Number.MIN_VALUE` (5e-324): every expression of the scripts treats it exactly as 0 (`x ± 5e-324 = x` for
  * every `x ≥ 1`, and `floor(5e-324 / w) = 0`), while the script still takes it as an explicit instant.
- * Every other `now` is sent as written.
+ * Every other `now` is sent as written. The simulated clock runs far from Redis's, so a TTL must not
+ * remove a key in real time mid-suite: each check runs through `persisting` (the vendored text, then
+ * PERSIST in the same script run). Expired state is equivalent to no state in every strategy, so no
+ * decision depends on when Redis would have dropped it.
  */
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import { decision } from "../../src/redis/Replies.js"
 import { goldenSuites, toStrategy } from "../support/golden.js"
-import { call, TestRedis, testRedisLayer, transaction } from "./harness.js"
+import { call, persisted, persisting, TestRedis, testRedisLayer, transaction } from "./harness.js"
 
 const explicitNow = (now: number): number => now === 0 ? Number.MIN_VALUE : now
 
@@ -33,11 +36,10 @@ describe("golden vectors through the Lua", () => {
           const key = `${env.ns}:golden:${suite.name}:${suite.key}`
           const calls = yield* Effect.forEach(suite.ops, (op) =>
             call(env, `${kind}.check`, { key }, { ...params, now: explicitNow(op.now), cost: op.cost }))
-          const replies = yield* transaction(env, calls)
-          const got = yield* Effect.forEach(replies, decision)
-          expect(got).toEqual(suite.ops.map((op) =>
-            op.expect
-          ))
+          const replies = yield* transaction(env, calls.map(persisting))
+          const got = yield* Effect.forEach(replies, (r) =>
+            decision(persisted(r).reply))
+          expect(got).toEqual(suite.ops.map((op) => op.expect))
         }))
     }
 
@@ -48,8 +50,9 @@ describe("golden vectors through the Lua", () => {
           const key = `${env.ns}:golden:${suite.name}`
           const calls = yield* Effect.forEach(suite.ops, (op) =>
             call(env, "tokenBudget.debit", { key }, { ...suite.options, now: explicitNow(op.now), tokens: op.tokens }))
-          const replies = yield* transaction(env, calls)
-          const got = yield* Effect.forEach(replies, decision)
+          const replies = yield* transaction(env, calls.map(persisting))
+          const got = yield* Effect.forEach(replies, (r) =>
+            decision(persisted(r).reply))
           expect(got).toEqual(suite.ops.map((op) =>
             op.expect
           ))

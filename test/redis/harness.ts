@@ -14,7 +14,7 @@ import {
   type ScriptCall,
   type ScriptRunner
 } from "../../src/redis/ScriptRunner.js"
-import { loadScripts, type Named, type Script, type ScriptCatalog } from "../../src/redis/Scripts.js"
+import { loadScripts, type Named, type Script, type ScriptCatalog, sha1Hex } from "../../src/redis/Scripts.js"
 import { type RedisServerHandle, startRedisServer } from "../support/redisServer.js"
 
 /** A failure of the test plumbing itself (not of the code under test). */
@@ -104,3 +104,43 @@ export const transaction = (env: RedisEnv, steps: ReadonlyArray<Step>): Effect.E
     },
     catch: harnessError
   })
+
+/**
+ * A consuming call run so that its key keeps no TTL in real time: the vendored script's exact text runs
+ * as the body of a function inside a test-only wrapper script, which then reads the key's absolute expiry
+ * (PEXPIRETIME), samples TIME before and after, and removes the TTL (PERSIST), all in the same atomic
+ * script run. Redis evaluates expiry inside a script at the script's start instant, so nothing can expire
+ * in between. Reply: `[scriptReply, timeBefore, expiry, timeAfter]`.
+ */
+export const persisting = (inner: ScriptCall): ScriptCall => {
+  const text = [
+    "local tk_time_before = redis.call('TIME')",
+    "local function tk_vendored()",
+    inner.script.text,
+    "end",
+    "local tk_reply = tk_vendored()",
+    "local tk_expiry = redis.call('PEXPIRETIME', KEYS[1])",
+    "local tk_time_after = redis.call('TIME')",
+    "redis.call('PERSIST', KEYS[1])",
+    "return { tk_reply, tk_time_before, tk_expiry, tk_time_after }"
+  ].join("\n")
+  return { ...inner, script: { ...inner.script, name: `${inner.script.name}+persist`, text, sha1: sha1Hex(text) } }
+}
+
+/** Epoch-ms bounds of a TIME reply (seconds, microseconds). */
+export const timeBounds = (reply: Reply): { readonly floor: number; readonly ceil: number } => {
+  const [s, us] = reply as ReadonlyArray<string>
+  const ms = Number(s) * 1000 + Number(us) / 1000
+  return { floor: Math.floor(ms), ceil: Math.ceil(ms) }
+}
+
+/** The parts of a `persisting` reply. */
+export const persisted = (reply: Reply): {
+  readonly reply: Reply
+  readonly before: number
+  readonly expiry: number
+  readonly after: number
+} => {
+  const [inner, before, expiry, after] = reply as ReadonlyArray<Reply>
+  return { reply: inner!, before: timeBounds(before!).floor, expiry: Number(expiry), after: timeBounds(after!).ceil }
+}

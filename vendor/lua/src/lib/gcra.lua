@@ -37,23 +37,30 @@ local function gcra_check(key, now, a, cost)
   return { 1, a.burst, remaining, math.ceil(newTat), 0 }, write
 end
 
--- The decision a 1-unit check would get, consuming nothing; remaining/resetAt describe the state as it stands.
+-- Peek's remaining for a current TAT: the units left, but at least 1 when a 1-unit check would pass.
+local function gcra_peek_units(tat, now, T, tau)
+  local remaining = gcra_units_left(tat, now, T, tau)
+  if remaining < 1 and not (now < tat + T - tau) then return 1 end
+  return remaining
+end
+
+-- The decision a 1-unit check would get, consuming nothing; resetAt describes the state as it stands.
 local function gcra_peek(key, now, a)
   local T = a.periodMs / a.limit
   local tau = T * a.burst
   local tat = gcra_tat(key, now)
   local newTat = tat + T
   local allowAt = newTat - tau
-  local remaining = gcra_units_left(tat, now, T, tau)
+  local remaining = gcra_peek_units(tat, now, T, tau)
   if now < allowAt then
     return { 0, a.burst, remaining, math.ceil(tat), math.ceil(allowAt - now) }
   end
-  if remaining < 1 then remaining = 1 end
   return { 1, a.burst, remaining, math.ceil(tat), 0 }
 end
 
 -- { spendableNow, nextReplenishAt, fullAt } for units of `cost`: successive checks are simulated one by one
--- (exactly what check would do) up to a bound, beyond which the closed form takes over.
+-- (exactly what check would do) up to a bound, beyond which the closed form takes over. Capacity is counted
+-- in whole units as peek reports them; "full" is what a fresh key reports.
 local function gcra_forecast(key, now, a, cost)
   local T = a.periodMs / a.limit
   local tau = T * a.burst
@@ -71,13 +78,15 @@ local function gcra_forecast(key, now, a, cost)
     local closed = math.floor((tau - (tat0 - now)) / inc)
     if closed > spendable then spendable = closed end
   end
-  if tat0 <= now then return { spendable, now, now } end
-  local fullAt = math.ceil(tat0)
-  local current = gcra_units_left(tat0, now, T, tau)
-  local nextAt = tk_first_instant(now, fullAt, function(t)
-    local x = tat0
-    if x < t then x = t end
-    return gcra_units_left(x, t, T, tau) > current
-  end)
+  local full = gcra_peek_units(now, now, T, tau)
+  local current = gcra_peek_units(tat0, now, T, tau)
+  if current >= full then return { spendable, now, now } end
+  local units_at = function(t)
+    local x = t
+    if tat0 > t then x = tat0 end
+    return gcra_peek_units(x, t, T, tau)
+  end
+  local fullAt = tk_first_instant(now, math.ceil(tat0), function(t) return units_at(t) >= full end)
+  local nextAt = tk_first_instant(now, fullAt, function(t) return units_at(t) > current end)
   return { spendable, nextAt, fullAt }
 end

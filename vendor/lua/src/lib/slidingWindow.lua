@@ -79,15 +79,18 @@ local function sw_check(key, now, a, cost)
   return { 0, a.limit, sw_left(a.limit, v.estimate), v.resetAt, sw_retry(v, now, projected, a.limit) }, nil
 end
 
+-- Peek's remaining: the whole units left, but at least 1 when a 1-unit check would pass.
+local function sw_peek_units(v, limit)
+  local remaining = sw_left(limit, v.estimate)
+  if remaining < 1 and v.estimate + 1 <= limit then return 1 end
+  return remaining
+end
+
 local function sw_peek(key, now, a)
   local v = sw_view(sw_ring(key), now, a)
   local projected = v.estimate + 1
-  local remaining = sw_left(a.limit, v.estimate)
-  if projected <= a.limit then
-    if remaining < 1 then remaining = 1 end
-    return { 1, a.limit, remaining, v.resetAt, 0 }
-  end
-  return { 0, a.limit, remaining, v.resetAt, sw_retry(v, now, projected, a.limit) }
+  if projected <= a.limit then return { 1, a.limit, sw_peek_units(v, a.limit), v.resetAt, 0 } end
+  return { 0, a.limit, sw_peek_units(v, a.limit), v.resetAt, sw_retry(v, now, projected, a.limit) }
 end
 
 local function sw_forecast(key, now, a, cost)
@@ -107,7 +110,11 @@ local function sw_forecast(key, now, a, cost)
     if (v.full + mid * cost + weighted) + cost <= limit then lo = mid + 1 else hi = mid end
   end
   local spendable = lo
-  if v.estimate <= 0 then return { spendable, now, now } end
+  -- Capacity in whole units as peek reports them; "full" is a fresh key's limit.
+  local current = sw_peek_units(v, limit)
+  if current >= limit then return { spendable, now, now } end
+  local units_at = function(t) return sw_peek_units(sw_view(ring, t, a), limit) end
+  -- The newest tick with a count still in view leaves the window entirely at (tick + S + 1) * w.
   local newest = v.c - S
   for j = v.c, v.c - S + 1, -1 do
     if sw_count(ring, j, slots) > 0 then
@@ -115,14 +122,13 @@ local function sw_forecast(key, now, a, cost)
       break
     end
   end
-  local fullAt = math.ceil((newest + S + 1) * v.w)
-  if fullAt < now then fullAt = now end
+  local emptyAt = math.ceil((newest + S + 1) * v.w)
+  if emptyAt <= now then emptyAt = now + 1 end
+  -- Float rounding can leave a sliver of weight at the boundary: step to the first full instant.
   for _ = 1, 4 do
-    if sw_view(ring, fullAt, a).estimate > 0 then fullAt = fullAt + 1 else break end
+    if units_at(emptyAt) < limit then emptyAt = emptyAt + 1 else break end
   end
-  local current = sw_left(limit, v.estimate)
-  local nextAt = tk_first_instant(now, fullAt, function(t)
-    return sw_left(limit, sw_view(ring, t, a).estimate) > current
-  end)
+  local fullAt = tk_first_instant(now, emptyAt, function(t) return units_at(t) >= limit end)
+  local nextAt = tk_first_instant(now, fullAt, function(t) return units_at(t) > current end)
   return { spendable, nextAt, fullAt }
 end

@@ -65,10 +65,14 @@ local function tb_forecast(key, now, a, cost)
   while spendable > 0 and spendable * cost > tokens do spendable = spendable - 1 end
   while (spendable + 1) * cost <= tokens do spendable = spendable + 1 end
   if tokens >= capacity then return { spendable, now, now } end
-  local fullAt = now + math.ceil((capacity - tokens) / r)
+  local tokens_at = function(t) return tb_tokens_at(stored, last, t, capacity, r) end
+  local refilledAt = now + math.ceil((capacity - tokens) / r)
+  -- Refilling from the stored state can land a rounding error short of capacity: step past it.
+  for _ = 1, 4 do
+    if tokens_at(refilledAt) < capacity then refilledAt = refilledAt + 1 else break end
+  end
+  local fullAt = tk_first_instant(now, refilledAt, function(t) return tokens_at(t) >= capacity end)
   local current = tb_whole(tokens)
-  local nextAt = tk_first_instant(now, fullAt, function(t)
-    return tb_whole(tb_tokens_at(stored, last, t, capacity, r)) > current
-  end)
+  local nextAt = tk_first_instant(now, fullAt, function(t) return tb_whole(tokens_at(t)) > current end)
   return { spendable, nextAt, fullAt }
 end

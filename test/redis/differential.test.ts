@@ -1,0 +1,349 @@
+/**
+ * Engine vs Lua: the same random op sequences (random strategy parameters, time steps including 0, window
+ * boundaries ±1, epochs near 1.7e12, costs above the limit) run through the pure engine and through the
+ * vendored scripts in a real Redis, with explicit `now`. Every reply (check, peek, forecast, debit) must be
+ * identical, and so must the final state read back with the read scripts.
+ *
+ * Keys must not expire in real time mid-sequence (the simulated clock runs far from the real one), so every
+ * check runs through `persisting`: the vendored script's exact text, then, in the same atomic script run,
+ * its key's absolute expiry (PEXPIRETIME) between two TIME samples, and PERSIST. Redis's TTL must equal
+ * the engine's `expiresAt - now`. Expiry at the simulated instants is then emulated: before an op whose
+ * `now` is past the engine's expiry of the state, the key is deleted, which is what Redis does when its
+ * clock passes the TTL just verified. Each sequence runs in one MULTI/EXEC.
+ */
+import { describe, expect, layer } from "@effect/vitest"
+import { Effect } from "effect"
+import type { DecisionData } from "../../src/Decision.js"
+import * as Engine from "../../src/engine/index.js"
+import type { ForecastData, RateEngine } from "../../src/engine/types.js"
+import type { Strategy } from "../../src/Policy.js"
+import type { Reply } from "../../src/redis/ScriptRunner.js"
+import {
+  call,
+  type HarnessError,
+  persisted,
+  persisting,
+  type RedisEnv,
+  type Step,
+  TestRedis,
+  testRedisLayer,
+  transaction
+} from "./harness.js"
+
+const OPS_PER_STRATEGY = Number(process.env["REDIS_DIFF_OPS"] ?? 10_000)
+const OPS_PER_SEQUENCE = 200
+const SEED = Number(process.env["REDIS_DIFF_SEED"] ?? 20_261_129)
+
+/** mulberry32: a small seeded PRNG, so a failing run can be replayed with REDIS_DIFF_SEED. */
+const prng = (seed: number) => {
+  let a = seed >>> 0
+  const next = (): number => {
+    a = (a + 0x6D2B79F5) >>> 0
+    let t = a
+    t = Math.imul(t ^ (t >>> 15), t | 1)
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
+  }
+  const int = (lo: number, hi: number): number => lo + Math.floor(next() * (hi - lo + 1))
+  const pick = <A>(items: ReadonlyArray<A>): A => items[Math.floor(next() * items.length)]!
+  return { next, int, pick }
+}
+type Rng = ReturnType<typeof prng>
+
+const randomStrategy = (rng: Rng, kind: Strategy["kind"]): Strategy => {
+  const limit = rng.int(1, 30)
+  switch (kind) {
+    case "gcra":
+      return {
+        kind,
+        limit,
+        periodMs: rng.next() < 0.5 ? rng.pick([1, 7, 100, 1000, 60_000, 3_600_000]) : rng.int(1, 100_000),
+        burst: rng.int(1, 30)
+      }
+    case "tokenBucket":
+      return {
+        kind,
+        capacity: rng.int(1, 40),
+        refillPerSec: rng.next() < 0.5
+          ? rng.pick([0.001, 0.3, 1, 3, 5, 7.5, 100, 1000, 2500])
+          : Math.round(rng.next() * 200_000) / 1000 + 0.001
+      }
+    case "fixedWindow":
+      return { kind, limit, windowMs: rng.next() < 0.5 ? rng.pick([1, 10, 1000, 60_000]) : rng.int(1, 100_000) }
+    case "slidingWindow":
+      return {
+        kind,
+        limit,
+        windowMs: rng.next() < 0.5 ? rng.pick([10, 100, 1000, 60_000]) : rng.int(1, 100_000),
+        buckets: rng.int(1, 12)
+      }
+    case "slidingWindowLog":
+      return { kind, limit, windowMs: rng.next() < 0.5 ? rng.pick([1, 100, 1000, 60_000]) : rng.int(1, 100_000) }
+  }
+}
+
+/** Where a strategy's behaviour changes: its window (or tick, or emission interval). */
+const periodOf = (strategy: Strategy): number => {
+  switch (strategy.kind) {
+    case "gcra":
+      return strategy.periodMs / strategy.limit
+    case "tokenBucket":
+      return 1000 / strategy.refillPerSec
+    case "slidingWindow":
+      return strategy.windowMs / strategy.buckets
+    default:
+      return strategy.windowMs
+  }
+}
+
+const limitOf = (strategy: Strategy): number =>
+  strategy.kind === "gcra" ? strategy.burst : strategy.kind === "tokenBucket" ? strategy.capacity : strategy.limit
+
+/** The next instant: a repeat (step 0), a small step, a boundary ±1, a fraction of the period, or a jump. */
+const nextNow = (rng: Rng, now: number, period: number): number => {
+  const roll = rng.next()
+  if (roll < 0.3) return now
+  if (roll < 0.5) return now + rng.int(1, 10)
+  if (roll < 0.7) {
+    const boundary = Math.ceil((now + 1) / period) * period
+    return Math.max(now, Math.round(boundary) + rng.int(-1, 1))
+  }
+  if (roll < 0.92) return now + Math.max(0, Math.round(rng.next() * period))
+  return now + Math.round(rng.next() * period * rng.int(2, 40)) + rng.int(0, 3)
+}
+
+const startNow = (rng: Rng): number =>
+  rng.next() < 0.5 ? 1_700_000_000_000 + rng.int(0, 10_000_000) : rng.int(1, 100_000)
+
+interface Op {
+  readonly kind: "check" | "peek" | "forecast"
+  readonly now: number
+  readonly cost: number
+}
+
+const randomOps = (rng: Rng, strategy: Strategy, count: number): Array<Op> => {
+  const period = periodOf(strategy)
+  const limit = limitOf(strategy)
+  const ops: Array<Op> = []
+  let now = startNow(rng)
+  for (let i = 0; i < count; i++) {
+    now = nextNow(rng, now, period)
+    const roll = rng.next()
+    const kind = roll < 0.7 ? "check" : roll < 0.85 ? "peek" : "forecast"
+    const cost = rng.next() < 0.6 ? 1 : rng.next() < 0.85 ? rng.int(1, limit) : rng.int(limit + 1, limit + 5)
+    ops.push({ kind, now, cost })
+  }
+  return ops
+}
+
+/** What the engine predicts for one sequence, and the steps that replay it in Redis. */
+interface Plan {
+  readonly steps: Array<Step>
+  /** For each op, the index of its reply among the step replies, and what the engine answered. */
+  readonly expected: Array<
+    { readonly at: number; readonly op: Op; readonly answer: DecisionData | ForecastData; readonly persisted: boolean }
+  >
+  /** For each allowed check: the index of its (persisting) reply and the engine's px. */
+  readonly ttls: Array<{ readonly at: number; readonly px: number }>
+  readonly finalState: unknown
+  readonly lastCheckNow: number | undefined
+}
+
+const stripKind = ({ kind: _kind, ...params }: Strategy) => params
+
+const plan = (
+  env: RedisEnv,
+  engine: RateEngine<unknown>,
+  strategy: Strategy,
+  key: string,
+  ops: ReadonlyArray<Op>
+): Effect.Effect<Plan, HarnessError> =>
+  Effect.gen(function*() {
+    const steps: Array<Step> = []
+    const expected: Plan["expected"] = []
+    const ttls: Plan["ttls"] = []
+    const params = stripKind(strategy)
+    let state: unknown = undefined
+    let lastCheckNow: number | undefined
+    for (const op of ops) {
+      if (state !== undefined && op.now > engine.expiresAt(state, op.now)) {
+        steps.push({ command: "DEL", args: [key] })
+        state = undefined
+      }
+      if (op.kind === "check") {
+        const step = engine.check(state, op.now, op.cost)
+        const check = yield* call(env, `${strategy.kind}.check`, { key }, { ...params, now: op.now, cost: op.cost })
+        steps.push(persisting(check))
+        expected.push({ at: steps.length - 1, op, answer: step.decision, persisted: true })
+        if (step.decision.allowed) {
+          ttls.push({ at: steps.length - 1, px: engine.expiresAt(step.state, op.now) - op.now })
+        }
+        state = step.state
+        lastCheckNow = op.now
+      } else if (op.kind === "peek") {
+        steps.push(yield* call(env, `${strategy.kind}.peek`, { key }, { ...params, now: op.now }))
+        expected.push({ at: steps.length - 1, op, answer: engine.peek(state, op.now), persisted: false })
+      } else {
+        steps.push(yield* call(env, `${strategy.kind}.forecast`, { key }, { ...params, now: op.now, cost: op.cost }))
+        expected.push({ at: steps.length - 1, op, answer: engine.forecast(state, op.now, op.cost), persisted: false })
+      }
+    }
+    steps.push(yield* call(env, `${strategy.kind}.read`, { key }, {}))
+    return { steps, expected, ttls, finalState: state, lastCheckNow }
+  })
+
+const asDecision = (reply: Reply): DecisionData | undefined => {
+  if (!Array.isArray(reply) || reply.length !== 5) return undefined
+  const [allowed, limit, remaining, resetAt, retryAfterMs] = reply as ReadonlyArray<number>
+  return {
+    allowed: allowed === 1,
+    limit: limit!,
+    remaining: remaining!,
+    resetAt: resetAt!,
+    retryAfterMs: retryAfterMs!
+  }
+}
+
+const asForecast = (reply: Reply): ForecastData | undefined => {
+  if (!Array.isArray(reply) || reply.length !== 3) return undefined
+  const [spendableNow, nextReplenishAt, fullAt] = reply as ReadonlyArray<number>
+  return { spendableNow: spendableNow!, nextReplenishAt: nextReplenishAt!, fullAt: fullAt! }
+}
+
+/** The raw state a read script returned, in the engine's terms (undefined when the key is absent). */
+const stateFromRead = (strategy: Strategy, reply: Reply): unknown => {
+  switch (strategy.kind) {
+    case "gcra":
+      return reply === null ? undefined : { tat: Number(reply) }
+    case "tokenBucket":
+    case "fixedWindow": {
+      const [a, b] = reply as ReadonlyArray<string | null>
+      if (a === null || b === null) return undefined
+      return strategy.kind === "tokenBucket"
+        ? { tokens: Number(a), last: Number(b) }
+        : { start: Number(a), count: Number(b) }
+    }
+    case "slidingWindow": {
+      const flat = reply as ReadonlyArray<string>
+      if (flat.length === 0) return undefined
+      const fields: Record<string, string> = {}
+      for (let i = 0; i < flat.length; i += 2) fields[flat[i]!] = flat[i + 1]!
+      return { slots: Engine.slidingWindow.fromHash(strategy.buckets, fields, 0).slots }
+    }
+    case "slidingWindowLog": {
+      const flat = reply as ReadonlyArray<string>
+      if (flat.length === 0) return undefined
+      const scores: Array<number> = []
+      for (let i = 1; i < flat.length; i += 2) scores.push(Number(flat[i]))
+      return { runs: Engine.slidingWindowLog.fromScores(scores, 0).runs }
+    }
+  }
+}
+
+/** The engine's final state in the read script's terms (no expiry; a log pruned as Redis prunes it). */
+const normalised = (strategy: Strategy, state: unknown, lastCheckNow: number | undefined): unknown => {
+  if (state === undefined) return undefined
+  switch (strategy.kind) {
+    case "gcra": {
+      const s = state as Engine.gcra.State
+      return { tat: s.tat }
+    }
+    case "tokenBucket": {
+      const s = state as Engine.tokenBucket.State
+      return { tokens: s.tokens, last: s.last }
+    }
+    case "fixedWindow": {
+      const s = state as Engine.fixedWindow.State
+      return { start: s.start, count: s.count }
+    }
+    case "slidingWindow":
+      return { slots: (state as Engine.slidingWindow.State).slots }
+    case "slidingWindowLog": {
+      // The check script drops departed entries on every call, denials included; the engine only when
+      // it writes. Both hold the same live entries.
+      const windowStart = (lastCheckNow ?? 0) - strategy.windowMs
+      const runs = (state as Engine.slidingWindowLog.State).runs.filter((r) => r.at > windowStart)
+      return runs.length === 0 ? undefined : { runs }
+    }
+  }
+}
+
+interface Tally {
+  ops: number
+  allowed: number
+  denied: number
+  peeks: number
+  forecasts: number
+  deletes: number
+}
+
+const runStrategy = (kind: Strategy["kind"], seed: number) =>
+  Effect.gen(function*() {
+    const env = yield* TestRedis
+    const rng = prng(seed)
+    const tally: Tally = { ops: 0, allowed: 0, denied: 0, peeks: 0, forecasts: 0, deletes: 0 }
+    const sequences = Math.ceil(OPS_PER_STRATEGY / OPS_PER_SEQUENCE)
+    for (let batch = 0; batch < sequences; batch += 10) {
+      const plans: Array<{ strategy: Strategy; plan: Plan; key: string }> = []
+      for (let s = batch; s < Math.min(sequences, batch + 10); s++) {
+        const strategy = randomStrategy(rng, kind)
+        const key = `${env.ns}:diff:${kind}:${s}`
+        const ops = randomOps(rng, strategy, OPS_PER_SEQUENCE)
+        plans.push({ strategy, key, plan: yield* plan(env, Engine.rateEngine(strategy), strategy, key, ops) })
+      }
+      const replies = yield* Effect.forEach(plans, (p) => transaction(env, p.plan.steps), { concurrency: 4 })
+      for (let i = 0; i < plans.length; i++) {
+        const { key, plan: p, strategy } = plans[i]!
+        const got = replies[i]!
+        const label = `${key} ${JSON.stringify(strategy)}`
+        for (const { answer, at, op, persisted: wrapped } of p.expected) {
+          const reply = wrapped ? persisted(got[at]!).reply : got[at]!
+          const actual = op.kind === "forecast" ? asForecast(reply) : asDecision(reply)
+          expect(actual, `${label} op ${JSON.stringify(op)}`).toEqual(answer)
+          tally.ops++
+          if (op.kind === "peek") tally.peeks++
+          else if (op.kind === "forecast") tally.forecasts++
+          else if ((answer as DecisionData).allowed) tally.allowed++
+          else tally.denied++
+        }
+        for (const ttl of p.ttls) {
+          const { after, before, expiry } = persisted(got[ttl.at]!)
+          const base = expiry - ttl.px
+          expect({ px: ttl.px, base, before, after }, label).toSatisfy(() => before <= base && base <= after)
+        }
+        tally.deletes += p.steps.filter((s) => "command" in s && s.command === "DEL").length
+        const stored = stateFromRead(strategy, got[got.length - 1]!)
+        expect(stored, `${label} final state`).toEqual(normalised(strategy, p.finalState, p.lastCheckNow))
+      }
+    }
+    return tally
+  })
+
+describe("engine and Lua agree (differential)", () => {
+  layer(testRedisLayer(), { timeout: 300_000 })((it) => {
+    const kinds: ReadonlyArray<Strategy["kind"]> = [
+      "gcra",
+      "tokenBucket",
+      "fixedWindow",
+      "slidingWindow",
+      "slidingWindowLog"
+    ]
+    kinds.forEach((kind, i) => {
+      it.effect(
+        `${kind}: ${OPS_PER_STRATEGY} random ops, identical replies, TTLs and final state`,
+        () =>
+          Effect.gen(function*() {
+            const tally = yield* runStrategy(kind, SEED + i)
+            expect(tally.ops).toBe(Math.ceil(OPS_PER_STRATEGY / OPS_PER_SEQUENCE) * OPS_PER_SEQUENCE)
+            // The mix must exercise both outcomes and every op kind.
+            expect(tally.allowed).toBeGreaterThan(0)
+            expect(tally.denied).toBeGreaterThan(0)
+            expect(tally.peeks).toBeGreaterThan(0)
+            expect(tally.forecasts).toBeGreaterThan(0)
+            console.log(`${kind}: ${JSON.stringify(tally)}`)
+          }),
+        300_000
+      )
+    })
+  })
+})
