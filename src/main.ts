@@ -58,12 +58,22 @@ const concurrency = Effect.gen(function*() {
 
 const unified = Effect.gen(function*() {
   const limiter = yield* RateLimiter
-  yield* Console.log("\n== unified: policy \"jobs\" (concurrency × rate per tenant)")
+  yield* Console.log("\n== unified: policy \"jobs\" (2 in flight to start, and 10 jobs per minute per tenant)")
   yield* Effect.scoped(Effect.gen(function*() {
-    for (const tenant of ["acme", "acme", "acme", "globex"]) {
-      yield* Console.log(showAdmission(`${tenant} job`, yield* limiter.admit("jobs", tenant)))
-    }
+    yield* Console.log(showAdmission("acme long job 1", yield* limiter.admit("jobs", "acme")))
+    yield* Console.log(showAdmission("acme long job 2", yield* limiter.admit("jobs", "acme")))
+    yield* Console.log(showAdmission("globex job (2 running)", yield* Effect.scoped(limiter.admit("jobs", "globex"))))
   }))
+  let started = 2
+  while (true) {
+    const admission = yield* Effect.scoped(limiter.admit("jobs", "acme"))
+    if (!admission.held) {
+      yield* Console.log(showAdmission(`acme short job ${++started}`, admission))
+      break
+    }
+    started++
+  }
+  yield* Console.log(`(acme's short jobs 3..${started - 1} were admitted one after another)`)
 })
 
 const program = Effect.gen(function*() {
