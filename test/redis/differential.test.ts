@@ -319,6 +319,80 @@ const runStrategy = (kind: Strategy["kind"], seed: number) =>
     return tally
   })
 
+/** The token budget's debit: the same random sequences through the engine and the debit script. */
+const runBudget = (seed: number) =>
+  Effect.gen(function*() {
+    const env = yield* TestRedis
+    const rng = prng(seed)
+    const tally = { ops: 0, allowed: 0, denied: 0, deletes: 0 }
+    const sequences = Math.ceil(OPS_PER_STRATEGY / OPS_PER_SEQUENCE)
+    for (let batch = 0; batch < sequences; batch += 10) {
+      const runs: Array<{
+        label: string
+        steps: Array<Step>
+        expected: Array<{ at: number; answer: DecisionData; px: number | undefined }>
+        final: Engine.tokenBudget.State | undefined
+      }> = []
+      for (let s = batch; s < Math.min(sequences, batch + 10); s++) {
+        const options = {
+          budget: rng.int(1, 50),
+          windowMs: rng.next() < 0.5 ? rng.pick([1, 10, 1000, 60_000]) : rng.int(1, 100_000)
+        }
+        const engine = Engine.tokenBudget.make(options)
+        const key = `${env.ns}:diff:tokenBudget:${s}`
+        const steps: Array<Step> = []
+        const expected: Array<{ at: number; answer: DecisionData; px: number | undefined }> = []
+        let state: Engine.tokenBudget.State | undefined
+        let now = startNow(rng)
+        for (let i = 0; i < OPS_PER_SEQUENCE; i++) {
+          now = nextNow(rng, now, options.windowMs)
+          const tokens = rng.next() < 0.5
+            ? 1
+            : rng.next() < 0.8
+            ? rng.int(1, options.budget)
+            : rng.int(options.budget, options.budget * 3)
+          if (state !== undefined && now > engine.expiresAt(state, now)) {
+            steps.push({ command: "DEL", args: [key] })
+            state = undefined
+            tally.deletes++
+          }
+          const step = engine.debit(state, now, tokens)
+          steps.push(persisting(yield* call(env, "tokenBudget.debit", { key }, { ...options, now, tokens })))
+          expected.push({
+            at: steps.length - 1,
+            answer: step.decision,
+            px: step.decision.allowed && step.state !== undefined ? engine.expiresAt(step.state, now) - now : undefined
+          })
+          state = step.state
+        }
+        steps.push(yield* call(env, "tokenBudget.read", { key }, {}))
+        runs.push({ label: `${key} ${JSON.stringify(options)}`, steps, expected, final: state })
+      }
+      const replies = yield* Effect.forEach(runs, (r) => transaction(env, r.steps), { concurrency: 4 })
+      for (let i = 0; i < runs.length; i++) {
+        const run = runs[i]!
+        const got = replies[i]!
+        for (const { answer, at, px } of run.expected) {
+          const { after, before, expiry, reply } = persisted(got[at]!)
+          expect(asDecision(reply), run.label).toEqual(answer)
+          if (px !== undefined) {
+            const base = expiry - px
+            expect({ px, base, before, after }, run.label).toSatisfy(() => before <= base && base <= after)
+          }
+          tally.ops++
+          if (answer.allowed) tally.allowed++
+          else tally.denied++
+        }
+        const [start, spent] = got[got.length - 1] as ReadonlyArray<string | null>
+        const stored = start === null || spent === null ? undefined : { start: Number(start), spent: Number(spent) }
+        expect(stored, `${run.label} final state`).toEqual(
+          run.final === undefined ? undefined : { start: run.final.start, spent: run.final.spent }
+        )
+      }
+    }
+    return tally
+  })
+
 describe("engine and Lua agree (differential)", () => {
   layer(testRedisLayer(), { timeout: 300_000 })((it) => {
     const kinds: ReadonlyArray<Strategy["kind"]> = [
@@ -345,5 +419,18 @@ describe("engine and Lua agree (differential)", () => {
         300_000
       )
     })
+
+    it.effect(
+      `tokenBudget debit: ${OPS_PER_STRATEGY} random ops, identical replies, TTLs and final state`,
+      () =>
+        Effect.gen(function*() {
+          const tally = yield* runBudget(SEED + 100)
+          expect(tally.ops).toBe(Math.ceil(OPS_PER_STRATEGY / OPS_PER_SEQUENCE) * OPS_PER_SEQUENCE)
+          expect(tally.allowed).toBeGreaterThan(0)
+          expect(tally.denied).toBeGreaterThan(0)
+          console.log(`tokenBudget: ${JSON.stringify(tally)}`)
+        }),
+      300_000
+    )
   })
 })

@@ -106,25 +106,28 @@ export const transaction = (env: RedisEnv, steps: ReadonlyArray<Step>): Effect.E
   })
 
 /**
- * A consuming call run so that its key keeps no TTL in real time: the vendored script's exact text runs
+ * A consuming call run so that its key (`KEYS[keyIndex]`) keeps no TTL in real time: the vendored script's exact text runs
  * as the body of a function inside a test-only wrapper script, which then reads the key's absolute expiry
  * (PEXPIRETIME), samples TIME before and after, and removes the TTL (PERSIST), all in the same atomic
  * script run. Redis evaluates expiry inside a script at the script's start instant, so nothing can expire
  * in between. Reply: `[scriptReply, timeBefore, expiry, timeAfter]`.
  */
-export const persisting = (inner: ScriptCall): ScriptCall => {
+export const persisting = (inner: ScriptCall, keyIndex = 1): ScriptCall => {
   const text = [
     "local tk_time_before = redis.call('TIME')",
     "local function tk_vendored()",
     inner.script.text,
     "end",
     "local tk_reply = tk_vendored()",
-    "local tk_expiry = redis.call('PEXPIRETIME', KEYS[1])",
+    `local tk_expiry = redis.call('PEXPIRETIME', KEYS[${keyIndex}])`,
     "local tk_time_after = redis.call('TIME')",
-    "redis.call('PERSIST', KEYS[1])",
+    `redis.call('PERSIST', KEYS[${keyIndex}])`,
     "return { tk_reply, tk_time_before, tk_expiry, tk_time_after }"
   ].join("\n")
-  return { ...inner, script: { ...inner.script, name: `${inner.script.name}+persist`, text, sha1: sha1Hex(text) } }
+  return {
+    ...inner,
+    script: { ...inner.script, name: `${inner.script.name}+persist${keyIndex}`, text, sha1: sha1Hex(text) }
+  }
 }
 
 /** Epoch-ms bounds of a TIME reply (seconds, microseconds). */
