@@ -18,7 +18,11 @@ import { loadScripts, type Named, type Script, type ScriptCatalog, sha1Hex } fro
 import { type RedisServerHandle, startRedisServer } from "../support/redisServer.js"
 
 /** A failure of the test plumbing itself (not of the code under test). */
-export class HarnessError extends Data.TaggedError("HarnessError")<{ readonly reason: string }> {}
+export class HarnessError extends Data.TaggedError("HarnessError")<{ readonly reason: string }> {
+  override get message(): string {
+    return this.reason
+  }
+}
 
 const harnessError = (cause: unknown) =>
   new HarnessError({ reason: cause instanceof Error ? cause.message : String(cause) })
