@@ -7,6 +7,7 @@ import { Duration, Effect, Schedule } from "effect"
 import { randomUUID } from "node:crypto"
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
+import { redisServer } from "../support/redisServer.js"
 import { CliServer, cliServerLayer, runToEnd, startServer, tempFile } from "./cliProcess.js"
 
 const policies = `
@@ -226,15 +227,37 @@ describe("throttlekit-effect serve (the CLI in its own process)", () => {
     { timeout: 120_000 }
   )
 
+  it.live(
+    "serve --store redis keeps state in Redis, shared by two server processes",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const redis = yield* redisServer
+        const args = ["--config", policyFile, "--port", "0", "--store", "redis", "--redis", redis.url]
+        const [one, two] = yield* Effect.all([startServer(args), startServer(args)], { concurrency: 2 })
+        expect(one.startupLine).toContain("[store=redis, insecure, lease-ttl=2000ms]")
+        const key = fresh("shared")
+        const viaOne = Effect.provide(
+          Effect.flatMap(RateLimiter, (limiter) => limiter.check("api", key, 3)),
+          ServiceBackend.layer({ target: one.address })
+        )
+        const viaTwo = Effect.provide(
+          Effect.flatMap(RateLimiter, (limiter) => Effect.forEach([1, 2, 3], () => limiter.check("api", key))),
+          ServiceBackend.layer({ target: two.address })
+        )
+        expect((yield* viaOne).remaining).toBe(2)
+        expect((yield* viaTwo).map((d) => [d.allowed, d.remaining])).toEqual([[true, 1], [true, 0], [false, 0]])
+      })),
+    { timeout: 180_000 }
+  )
+
   it.live("a bad flag or a bad config exits 1 with a one-line reason", () =>
     Effect.gen(function*() {
       const badConfig = tempFile("bad.yaml", "limiters:\n  api:\n    strategy: gcra\n    limit: -1\n    period: 1s\n")
       const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
+        // Every flag rule is unit-tested in Cli.test.ts; here, one of each kind end to end.
         [["--config", policyFile, "--port", "70000"], "--port must be a whole number from 0 to 65535"],
-        [["--config", policyFile, "--bogus"], "unknown argument: --bogus"],
-        [["--port", "0"], "--config is required"],
-        [["--config", policyFile, "--tls-ca", policyFile], "TLS needs both --tls-cert and --tls-key"],
-        [["--config", badConfig, "--port", "0"], "limiters.api.limit"]
+        [["--config", badConfig, "--port", "0"], "limiters.api.limit"],
+        [["--config", policyFile, "--port", "0", "--redis", "redis://127.0.0.1:1"], "the Redis store failed to start"]
       ]
       const ended = yield* Effect.forEach(
         cases,

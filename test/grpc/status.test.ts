@@ -1,0 +1,88 @@
+import { describe, expect, it } from "@effect/vitest"
+import { status as Status } from "@grpc/grpc-js"
+import {
+  BackendError,
+  InvalidArgument,
+  OperationNotSupported,
+  PolicyNotFound,
+  ServiceUnavailable,
+  Unauthenticated
+} from "../../src/Errors.js"
+import {
+  fromRateLimiterError,
+  parseConfiguredPolicies,
+  statusError,
+  toRateLimiterError
+} from "../../src/grpc/status.js"
+
+const subject = { service: "svc", policy: "api", operation: "check" } as const
+
+describe("status mapping", () => {
+  it("server side: each RateLimiter error has its status, and the message as details", () => {
+    const cases = [
+      [new PolicyNotFound({ policy: "x", configured: ["a", "b"] }), Status.NOT_FOUND],
+      [new OperationNotSupported({ policy: "x", operation: "debit" }), Status.UNIMPLEMENTED],
+      [new InvalidArgument({ argument: "cost", reason: "must be at least 1, got -1" }), Status.INVALID_ARGUMENT],
+      [new ServiceUnavailable({ service: "redis", reason: "down" }), Status.UNAVAILABLE],
+      [new Unauthenticated({ reason: "no secret" }), Status.UNAUTHENTICATED],
+      [new BackendError({ backend: "redis", code: "SCRIPT", detail: "boom" }), Status.INTERNAL]
+    ] as const
+    for (const [error, code] of cases) {
+      const status = fromRateLimiterError(error)
+      expect([error._tag, status.code, status.details]).toEqual([error._tag, code, error.message])
+    }
+  })
+
+  it("round trip: the client gets back the error the server mapped", () => {
+    const notFound = toRateLimiterError(
+      fromRateLimiterError(new PolicyNotFound({ policy: "api", configured: ["a", "b \\\"q\\\""] })),
+      subject
+    )
+    expect(notFound).toEqual(new PolicyNotFound({ policy: "api", configured: ["a", "b \\\"q\\\""] }))
+    const unsupported = toRateLimiterError(
+      fromRateLimiterError(new OperationNotSupported({ policy: "api", operation: "check" })),
+      subject
+    )
+    expect(unsupported).toEqual(new OperationNotSupported({ policy: "api", operation: "check" }))
+    const invalid = toRateLimiterError(
+      fromRateLimiterError(new InvalidArgument({ argument: "keys[1]", reason: "must not be empty" })),
+      subject
+    )
+    expect(invalid).toEqual(new InvalidArgument({ argument: "keys[1]", reason: "must not be empty" }))
+  })
+
+  it("client side: transport statuses and foreign details", () => {
+    const unavailable = toRateLimiterError(statusError(Status.UNAVAILABLE, "connect ECONNREFUSED"), subject)
+    expect(unavailable._tag).toBe("ServiceUnavailable")
+    const deadline = toRateLimiterError(statusError(Status.DEADLINE_EXCEEDED, "Deadline exceeded"), subject)
+    expect(deadline).toEqual(new ServiceUnavailable({ service: "svc", reason: "DEADLINE_EXCEEDED: Deadline exceeded" }))
+    const unimplemented = toRateLimiterError(
+      statusError(Status.UNIMPLEMENTED, "The server does not implement"),
+      subject
+    )
+    expect(unimplemented).toEqual(
+      new OperationNotSupported({ policy: "api", operation: "check", reason: "The server does not implement" })
+    )
+    expect(toRateLimiterError(statusError(Status.NOT_FOUND, "gone"), subject)).toEqual(
+      new PolicyNotFound({ policy: "api", configured: [] })
+    )
+    expect(toRateLimiterError(statusError(Status.INVALID_ARGUMENT, "bad"), subject)).toEqual(
+      new InvalidArgument({ argument: "request", reason: "bad" })
+    )
+    expect(toRateLimiterError(statusError(Status.UNAUTHENTICATED, "who"), subject)).toEqual(
+      new Unauthenticated({ reason: "who" })
+    )
+    expect(toRateLimiterError(statusError(Status.PERMISSION_DENIED, "no"), subject)).toEqual(
+      new BackendError({ backend: "svc", code: "PERMISSION_DENIED", detail: "no" })
+    )
+  })
+
+  it("reads the configured names from the reference server's NOT_FOUND text", () => {
+    expect(parseConfiguredPolicies("unknown policy \"x\"; configured policies: \"api\", \"llm\"")).toEqual([
+      "api",
+      "llm"
+    ])
+    expect(parseConfiguredPolicies("unknown policy \"x\"; configured policies: (none)")).toEqual([])
+    expect(parseConfiguredPolicies("no list here")).toEqual([])
+  })
+})
