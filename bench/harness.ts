@@ -1,0 +1,280 @@
+/**
+ * The measuring core of the benchmarks: workloads (one implementation of one scenario), rounds that
+ * alternate the implementations of a scenario, medians of the rounds' throughput and latency
+ * percentiles from `process.hrtime.bigint()` timings.
+ *
+ * A workload runs for a time budget and reports how many operations it completed and the latencies it
+ * timed: per operation for network calls (serial or 64 in flight), per batch (divided by the batch size)
+ * for in-process calls, where a clock read per operation would cost as much as the operation itself.
+ */
+
+/** The latencies of one round, in ns per operation, grown as needed. */
+export class Latencies {
+  private values = new Float64Array(4096)
+  private count = 0
+
+  /** Records one latency (ns per operation). */
+  push(ns: number): void {
+    if (this.count === this.values.length) {
+      const grown = new Float64Array(this.values.length * 2)
+      grown.set(this.values)
+      this.values = grown
+    }
+    this.values[this.count++] = ns
+  }
+
+  /** Appends every latency of `other`. */
+  append(other: Latencies): void {
+    for (let i = 0; i < other.count; i++) this.push(other.values[i]!)
+  }
+
+  get size(): number {
+    return this.count
+  }
+
+  /** The `p`-th percentile (0..100) by nearest rank, or NaN when nothing was recorded. */
+  percentile(p: number): number {
+    if (this.count === 0) return Number.NaN
+    const sorted = this.values.slice(0, this.count).sort()
+    const rank = Math.min(this.count - 1, Math.max(0, Math.ceil((p / 100) * this.count) - 1))
+    return sorted[rank]!
+  }
+}
+
+/** What one round of a workload measured. */
+export interface RoundSample {
+  readonly ops: number
+  readonly elapsedNs: number
+  readonly latencies: Latencies
+}
+
+/** One implementation of one scenario. */
+export interface Workload {
+  /** The implementation's name in the table, e.g. "MemoryBackend.check". */
+  readonly impl: string
+  /** True for our code, false for an incumbent or a raw client (the table marks ours). */
+  readonly ours: boolean
+  /** Runs operations for about `budgetMs` and reports what it measured. */
+  readonly round: (budgetMs: number) => Promise<RoundSample>
+  /** One operation whose answer is checked (e.g. that a check was allowed); throws when it is wrong. */
+  readonly verify?: () => Promise<void>
+}
+
+/** One row of the results: a workload's median throughput and its latency percentiles. */
+export interface Result {
+  readonly scenario: string
+  readonly impl: string
+  readonly ours: boolean
+  readonly opsPerSec: number
+  readonly p50Us: number
+  readonly p99Us: number
+  /** Throughput of each round, ops/s, in the order they ran. */
+  readonly rounds: ReadonlyArray<number>
+}
+
+/** How long to measure. */
+export interface Plan {
+  readonly warmupMs: number
+  readonly rounds: number
+  readonly roundMs: number
+}
+
+/** The full plan and the `--quick` plan (the whole quick run stays under a minute). */
+export const plans = {
+  full: { warmupMs: 1000, rounds: 5, roundMs: 1000 },
+  quick: { warmupMs: 150, rounds: 3, roundMs: 200 }
+} satisfies Record<string, Plan>
+
+/** The current time in ns, as a number (exact for far longer than any benchmark runs). */
+export const nowNs = (): number => Number(process.hrtime.bigint())
+
+const median = (values: ReadonlyArray<number>): number => {
+  const sorted = [...values].sort((a, b) => a - b)
+  const mid = sorted.length >> 1
+  return sorted.length % 2 === 1 ? sorted[mid]! : (sorted[mid - 1]! + sorted[mid]!) / 2
+}
+
+const collectGarbage = (): void => {
+  const gc = (globalThis as { gc?: () => void }).gc
+  if (gc !== undefined) gc()
+}
+
+/** Writes a progress line to stderr. */
+export const progress = (line: string): void => {
+  process.stderr.write(`${line}\n`)
+}
+
+/**
+ * Measures the workloads of one scenario side by side: each is verified, warmed up, then the rounds
+ * alternate them (A B, then B A, ...), so drift of the machine (other load, thermal state) hits all of
+ * them alike. Throughput is the median of the rounds; the percentiles pool every round's latencies.
+ */
+export const measure = async (
+  scenario: string,
+  workloads: ReadonlyArray<Workload>,
+  plan: Plan
+): Promise<Array<Result>> => {
+  for (const workload of workloads) {
+    if (workload.verify !== undefined) await workload.verify()
+  }
+  for (const workload of workloads) await workload.round(plan.warmupMs)
+  const perWorkload = workloads.map(() => ({ rounds: [] as Array<number>, latencies: new Latencies() }))
+  for (let round = 0; round < plan.rounds; round++) {
+    const order = workloads.map((_, i) => i)
+    if (round % 2 === 1) order.reverse()
+    for (const i of order) {
+      collectGarbage()
+      const sample = await workloads[i]!.round(plan.roundMs)
+      const slot = perWorkload[i]!
+      slot.rounds.push(sample.ops / (sample.elapsedNs / 1e9))
+      slot.latencies.append(sample.latencies)
+    }
+  }
+  const results = workloads.map((workload, i): Result => {
+    const slot = perWorkload[i]!
+    return {
+      scenario,
+      impl: workload.impl,
+      ours: workload.ours,
+      opsPerSec: median(slot.rounds),
+      p50Us: slot.latencies.percentile(50) / 1000,
+      p99Us: slot.latencies.percentile(99) / 1000,
+      rounds: slot.rounds
+    }
+  })
+  for (const result of results) {
+    progress(
+      `  ${scenario.padEnd(24)} ${result.impl.padEnd(34)} ${formatOps(result.opsPerSec).padStart(12)} ops/s`
+    )
+  }
+  return results
+}
+
+/** Ops/s with thousands separators. */
+export const formatOps = (opsPerSec: number): string => Math.round(opsPerSec).toLocaleString("en-US")
+
+// ---------------------------------------------------------------------------------------------------
+// Workload shapes for plain functions and promises (the incumbents, the raw clients, the engine).
+// The Effect shapes live in effectWorkloads.ts.
+// ---------------------------------------------------------------------------------------------------
+
+/** A synchronous operation, timed per batch of `batch` operations. */
+export const syncBatched = (
+  impl: string,
+  ours: boolean,
+  op: (i: number) => unknown,
+  batch = 1000
+): Workload => {
+  let i = 0
+  return {
+    impl,
+    ours,
+    round: (budgetMs) => {
+      const latencies = new Latencies()
+      const start = nowNs()
+      const deadline = start + budgetMs * 1e6
+      let ops = 0
+      let t = start
+      while (t < deadline) {
+        for (let b = 0; b < batch; b++) op(i++)
+        const t1 = nowNs()
+        latencies.push((t1 - t) / batch)
+        t = t1
+        ops += batch
+      }
+      return Promise.resolve({ ops, elapsedNs: t - start, latencies })
+    }
+  }
+}
+
+/** An asynchronous operation awaited one at a time, timed per batch (for in-process promises). */
+export const promiseBatched = (
+  impl: string,
+  ours: boolean,
+  op: (i: number) => Promise<unknown>,
+  batch = 1000
+): Workload => {
+  let i = 0
+  return {
+    impl,
+    ours,
+    round: async (budgetMs) => {
+      const latencies = new Latencies()
+      const start = nowNs()
+      const deadline = start + budgetMs * 1e6
+      let ops = 0
+      let t = start
+      while (t < deadline) {
+        for (let b = 0; b < batch; b++) await op(i++)
+        const t1 = nowNs()
+        latencies.push((t1 - t) / batch)
+        t = t1
+        ops += batch
+      }
+      return { ops, elapsedNs: t - start, latencies }
+    }
+  }
+}
+
+/** An asynchronous operation awaited one at a time, each timed. */
+export const promiseSerial = (impl: string, ours: boolean, op: (i: number) => Promise<unknown>): Workload => {
+  let i = 0
+  return {
+    impl,
+    ours,
+    round: async (budgetMs) => {
+      const latencies = new Latencies()
+      const start = nowNs()
+      const deadline = start + budgetMs * 1e6
+      let ops = 0
+      let t = start
+      while (t < deadline) {
+        await op(i++)
+        const t1 = nowNs()
+        latencies.push(t1 - t)
+        t = t1
+        ops++
+      }
+      return { ops, elapsedNs: t - start, latencies }
+    }
+  }
+}
+
+/** The number of operations in flight in the concurrent scenarios. */
+export const WINDOW = 64
+
+/**
+ * An asynchronous operation run in windows of `width` in flight (`Promise.all`), each operation timed
+ * from its start to its completion.
+ */
+export const promiseWindows = (
+  impl: string,
+  ours: boolean,
+  op: (i: number) => Promise<unknown>,
+  width = WINDOW
+): Workload => {
+  let i = 0
+  return {
+    impl,
+    ours,
+    round: async (budgetMs) => {
+      const latencies = new Latencies()
+      const start = nowNs()
+      const deadline = start + budgetMs * 1e6
+      let ops = 0
+      let t = start
+      const timed = (n: number) => {
+        const t0 = nowNs()
+        return op(n).then(() => latencies.push(nowNs() - t0))
+      }
+      const window: Array<Promise<void>> = new Array(width)
+      while (t < deadline) {
+        for (let w = 0; w < width; w++) window[w] = timed(i++)
+        await Promise.all(window)
+        t = nowNs()
+        ops += width
+      }
+      return { ops, elapsedNs: t - start, latencies }
+    }
+  }
+}

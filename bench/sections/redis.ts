@@ -1,0 +1,123 @@
+/**
+ * Redis: a private redis-server on a free port, started by the bench. The Redis door's check (serial and
+ * 64 in flight) against raw ioredis EVALSHA of the very same vendored script with the same KEYS and ARGV
+ * (the floor: what any wrapper of that script pays at least) and against rate-limiter-flexible's
+ * `RateLimiterRedis` on the same Redis. Each side has its own connection; the sides take turns, so they
+ * never load Redis at the same time. Keys rotate over 10k.
+ */
+import { Effect, ManagedRuntime } from "effect"
+import { Redis } from "ioredis"
+import { RateLimiterRedis } from "rate-limiter-flexible"
+import * as RedisBackend from "../../src/layers/RedisBackend.js"
+import { storeKey } from "../../src/Policy.js"
+import * as Replies from "../../src/redis/Replies.js"
+import { evalArgs, type Reply } from "../../src/redis/ScriptRunner.js"
+import { loadScripts, marshal } from "../../src/redis/Scripts.js"
+import { RateLimiter } from "../../src/services/RateLimiter.js"
+import {
+  MISSING_REDIS_HINT,
+  redisServerAvailable,
+  type RedisServerHandle,
+  startRedisServer
+} from "../../test/support/redisServer.js"
+import { effectSerial, effectWindows } from "../effectWorkloads.js"
+import { measure, type Plan, promiseSerial, promiseWindows, type Result, type Workload } from "../harness.js"
+import { benchPolicy, gcraStrategy, keyOf, LIMIT_PER_SEC, POLICY } from "../policies.js"
+import { ratio, type Section, type SectionOutcome } from "../section.js"
+
+const OURS = "RedisBackend.check"
+const RAW = "raw ioredis EVALSHA (same script)"
+const RLF = "rate-limiter-flexible Redis.consume"
+
+const connect = async (url: string): Promise<Redis> => {
+  const client = new Redis(url, { lazyConnect: true })
+  await client.connect()
+  return client
+}
+
+const run = async (plan: Plan): Promise<SectionOutcome> => {
+  if (!redisServerAvailable()) {
+    return {
+      results: [],
+      comparisons: [],
+      skipped: [
+        { name: "redis.c64.vsRaw", reason: `skipped: ${MISSING_REDIS_HINT}` },
+        { name: "redis.c64.vsRlf", reason: `skipped: ${MISSING_REDIS_HINT}` }
+      ]
+    }
+  }
+  const server: RedisServerHandle = await startRedisServer()
+  const clients: Array<Redis> = []
+  const runtime = ManagedRuntime.make(RedisBackend.layer({ policies: [benchPolicy], redis: server.url }))
+  try {
+    const limiter = await runtime.runPromise(RateLimiter)
+
+    // The floor: the same script, KEYS and ARGV as the Redis door sends, straight through ioredis.
+    const catalog = await Effect.runPromise(loadScripts())
+    const script = catalog.find("gcra", "check")
+    if (script === undefined) throw new Error("vendor/lua has no gcra check script")
+    const { kind: _kind, ...params } = gcraStrategy
+    const argv = await Effect.runPromise(marshal(script, "argv", { ...params, now: 0, cost: 1 }))
+    const raw = await connect(server.url)
+    clients.push(raw)
+    await raw.script("LOAD", script.text)
+    const rawCheck = (i: number) =>
+      raw.evalsha(
+        script.sha1,
+        ...evalArgs({ script, keys: [storeKey(benchPolicy.prefix, keyOf(i))], argv })
+      ) as Promise<Reply>
+
+    const rlfClient = await connect(server.url)
+    clients.push(rlfClient)
+    const rlf = new RateLimiterRedis({
+      storeClient: rlfClient,
+      points: LIMIT_PER_SEC,
+      duration: 1,
+      keyPrefix: "rlf"
+    })
+
+    const verifyOurs = () =>
+      runtime.runPromise(limiter.check(POLICY, keyOf(0))).then((decision) => {
+        if (!decision.allowed) throw new Error(`${OURS}: the first check was denied`)
+      })
+    const verifyRaw = () =>
+      rawCheck(0).then((reply) =>
+        Effect.runPromise(Replies.decision(reply)).then((decision) => {
+          if (!decision.allowed) throw new Error(`${RAW}: the first check was denied`)
+        })
+      )
+    const verifyRlf = () => rlf.consume(keyOf(0)).then(() => undefined)
+
+    const results: Array<Result> = []
+    const serial: ReadonlyArray<Workload> = [
+      { ...effectSerial(OURS, runtime.runPromise, (i) => limiter.check(POLICY, keyOf(i))), verify: verifyOurs },
+      { ...promiseSerial(RAW, false, rawCheck), verify: verifyRaw },
+      { ...promiseSerial(RLF, false, (i) => rlf.consume(keyOf(i))), verify: verifyRlf }
+    ]
+    results.push(...(await measure("redis.serial", serial, plan)))
+    const c64: ReadonlyArray<Workload> = [
+      { ...effectWindows(OURS, runtime.runPromise, (i) => limiter.check(POLICY, keyOf(i))), verify: verifyOurs },
+      { ...promiseWindows(RAW, false, rawCheck), verify: verifyRaw },
+      { ...promiseWindows(RLF, false, (i) => rlf.consume(keyOf(i))), verify: verifyRlf }
+    ]
+    results.push(...(await measure("redis.c64", c64, plan)))
+
+    return {
+      results,
+      comparisons: [
+        ratio(results, "redis.c64.vsRaw", "redis.c64", OURS, RAW, { target: { op: ">=", value: 0.9 }, headline: true }),
+        ratio(results, "redis.c64.vsRlf", "redis.c64", OURS, RLF, { target: { op: ">=", value: 1.2 }, headline: true }),
+        ratio(results, "redis.serial.vsRaw", "redis.serial", OURS, RAW),
+        ratio(results, "redis.serial.vsRlf", "redis.serial", OURS, RLF)
+      ],
+      skipped: []
+    }
+  } finally {
+    await runtime.dispose()
+    for (const client of clients) client.disconnect()
+    await server.close()
+  }
+}
+
+/** The redis section. */
+export const redis: Section = { name: "redis", run }

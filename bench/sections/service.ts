@@ -1,0 +1,92 @@
+/**
+ * Service: the Service door's check against our gRPC server (Memory store, in its own process), serial
+ * and 64 in flight, against raw `@grpc/grpc-js` unary calls to the same server with the same descriptors
+ * and codecs (the floor: no deadline, no validation, no typed errors). Each side has its own client;
+ * the sides take turns. Keys rotate over 10k.
+ */
+import { create } from "@bufbuild/protobuf"
+import * as grpc from "@grpc/grpc-js"
+import { ManagedRuntime } from "effect"
+import { deserializer, methodPath, serializer } from "../../src/grpc/codec.js"
+import { type CheckResponse, RateLimiter as RateLimiterRpc } from "../../src/grpc/generated/throttlekit_pb.js"
+import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
+import { RateLimiter } from "../../src/services/RateLimiter.js"
+import { startChildServer } from "../childServer.js"
+import { effectSerial, effectWindows } from "../effectWorkloads.js"
+import { measure, type Plan, promiseSerial, promiseWindows, type Result, type Workload } from "../harness.js"
+import { keyOf, POLICY } from "../policies.js"
+import { ratio, type Section, type SectionOutcome } from "../section.js"
+
+const OURS = "ServiceBackend.check"
+const RAW = "raw grpc-js unary Check"
+
+/** A plain grpc-js client calling Check with the generated descriptors and our codecs. */
+const rawClient = (target: string) => {
+  const client = new grpc.Client(target, grpc.credentials.createInsecure())
+  const method = RateLimiterRpc.method.check
+  const path = methodPath(method)
+  const serialize = serializer(method.input)
+  const deserialize = deserializer(method.output)
+  const metadata = new grpc.Metadata()
+  const check = (key: string): Promise<CheckResponse> =>
+    new Promise((resolve, reject) => {
+      client.makeUnaryRequest(
+        path,
+        serialize,
+        deserialize,
+        create(method.input, { policy: POLICY, key, cost: 1n }),
+        metadata,
+        (error, response) => {
+          if (error !== null || response === undefined) reject(error ?? new Error("empty response"))
+          else resolve(response)
+        }
+      )
+    })
+  return { check, close: () => client.close() }
+}
+
+const run = async (plan: Plan): Promise<SectionOutcome> => {
+  const server = await startChildServer()
+  const raw = rawClient(server.target)
+  const runtime = ManagedRuntime.make(ServiceBackend.layer({ target: server.target }))
+  try {
+    const limiter = await runtime.runPromise(RateLimiter)
+    const verifyOurs = () =>
+      runtime.runPromise(limiter.check(POLICY, keyOf(0))).then((decision) => {
+        if (!decision.allowed) throw new Error(`${OURS}: the first check was denied`)
+      })
+    const verifyRaw = () =>
+      raw.check(keyOf(0)).then((response) => {
+        if (response.decision?.allowed !== true) throw new Error(`${RAW}: the first check was denied`)
+      })
+    const results: Array<Result> = []
+    const serial: ReadonlyArray<Workload> = [
+      { ...effectSerial(OURS, runtime.runPromise, (i) => limiter.check(POLICY, keyOf(i))), verify: verifyOurs },
+      { ...promiseSerial(RAW, false, (i) => raw.check(keyOf(i))), verify: verifyRaw }
+    ]
+    results.push(...(await measure("service.serial", serial, plan)))
+    const c64: ReadonlyArray<Workload> = [
+      { ...effectWindows(OURS, runtime.runPromise, (i) => limiter.check(POLICY, keyOf(i))), verify: verifyOurs },
+      { ...promiseWindows(RAW, false, (i) => raw.check(keyOf(i))), verify: verifyRaw }
+    ]
+    results.push(...(await measure("service.c64", c64, plan)))
+    return {
+      results,
+      comparisons: [
+        ratio(results, "service.c64.vsRaw", "service.c64", OURS, RAW, {
+          target: { op: ">=", value: 0.9 },
+          headline: true
+        }),
+        ratio(results, "service.serial.vsRaw", "service.serial", OURS, RAW)
+      ],
+      skipped: []
+    }
+  } finally {
+    await runtime.dispose()
+    raw.close()
+    await server.close()
+  }
+}
+
+/** The service section. */
+export const service: Section = { name: "service", run }
