@@ -29,6 +29,10 @@ export interface RedisServerHandle {
   readonly stop: () => Promise<void>
   /** Starts it again on the same port and waits until it answers PING. */
   readonly start: () => Promise<void>
+  /** Freezes the process (SIGSTOP): connections stay open but nothing is answered (a hung server). */
+  readonly pause: () => void
+  /** Thaws a paused process (SIGCONT). */
+  readonly resume: () => void
   /** Stops it for good. */
   readonly close: () => Promise<void>
 }
@@ -132,7 +136,16 @@ export const startRedisServer = async (): Promise<RedisServerHandle> => {
     running: () => child !== undefined && child.exitCode === null && child.signalCode === null,
     stop,
     start,
-    close: stop
+    pause: () => {
+      child?.kill("SIGSTOP")
+    },
+    resume: () => {
+      child?.kill("SIGCONT")
+    },
+    close: async () => {
+      child?.kill("SIGCONT")
+      await stop()
+    }
   }
 }
 

@@ -1,0 +1,175 @@
+/**
+ * What the Redis door adds beyond the shared conformance suite: Effect's clock (driven by `TestClock`),
+ * leases that live in Redis (released and renewed through another instance, reclaimed when expired),
+ * the key scheme, `checkMany` as one pipeline, an adopted client left open, and `layerConfig`.
+ */
+import { describe, expect, layer, vi } from "@effect/vitest"
+import { ConfigProvider, Effect, Exit, Layer, TestClock } from "effect"
+import { Redis } from "ioredis"
+import * as RedisBackend from "../../src/layers/RedisBackend.js"
+import type { Policy } from "../../src/Policy.js"
+import { safeOptions } from "../../src/redis/RedisClient.js"
+import { RateLimiter } from "../../src/services/RateLimiter.js"
+import { TestRedis, testRedisLayer } from "./harness.js"
+
+const HOUR = 3_600_000
+
+const fixedConcurrency = (limit: number) => ({
+  algorithm: "fixed" as const,
+  minLimit: limit,
+  maxLimit: limit,
+  initialLimit: limit,
+  backoffRatio: 0.9,
+  smoothing: 0.2,
+  tolerance: 2,
+  rttWindow: 10
+})
+
+const policies = (ns: string): ReadonlyArray<Policy> => [
+  {
+    kind: "limiter",
+    name: "window",
+    prefix: `${ns}:window`,
+    maxKeys: 1000,
+    strategy: { kind: "fixedWindow", limit: 5, windowMs: HOUR }
+  },
+  { kind: "meter", name: "tokens", prefix: `${ns}:tokens`, maxKeys: 1000, budget: 10, windowMs: HOUR, shared: false },
+  { kind: "admitter", name: "pool", prefix: `${ns}:pool`, maxKeys: 1000, concurrency: fixedConcurrency(2) },
+  {
+    kind: "admitter",
+    name: "unified",
+    prefix: `${ns}:unified`,
+    maxKeys: 1000,
+    concurrency: fixedConcurrency(5),
+    rate: { kind: "gcra", limit: 1, periodMs: HOUR, burst: 2 }
+  }
+]
+
+const T0 = 1_800_000_000_000
+
+describe("RedisBackend", () => {
+  layer(testRedisLayer())((it) => {
+    it.scoped("with Effect's clock, an instant of 0 is refused (0 would select the Redis clock)", () =>
+      Effect.gen(function*() {
+        const env = yield* TestRedis
+        const limiter = yield* RedisBackend.make({
+          policies: policies(`${env.ns}:zero`),
+          redis: env.url,
+          clock: "effect"
+        })
+        const error = yield* Effect.flip(limiter.check("window", "k"))
+        expect(error._tag).toBe("InvalidArgument")
+        if (error._tag === "InvalidArgument") expect(error.argument).toBe("clock")
+        yield* TestClock.setTime(T0)
+        const decision = yield* limiter.check("window", "k")
+        expect(decision.resetAt).toBe(T0 + HOUR - (T0 % HOUR))
+        // The state is at the wire's key, prefix:key.
+        expect(yield* Effect.promise(() => env.client.hmget(`${env.ns}:zero:window:k`, "s", "c"))).toEqual([
+          String(T0 - (T0 % HOUR)),
+          "1"
+        ])
+      }))
+
+    it.scoped("leases live in Redis: another instance releases and renews them; expired ones are reclaimed", () =>
+      Effect.gen(function*() {
+        const env = yield* TestRedis
+        const shared = policies(`${env.ns}:leases`)
+        const a = yield* RedisBackend.make({ policies: shared, redis: env.url, clock: "effect" })
+        const b = yield* RedisBackend.make({ policies: shared, redis: env.url, clock: "effect" })
+        yield* TestClock.setTime(T0)
+
+        const a1 = yield* a.leases.acquire("pool", "x")
+        const a2 = yield* a.leases.acquire("pool", "x")
+        expect([a1.held, a2.held, a1.leaseExpiresAt]).toEqual([true, true, T0 + 2000])
+        const full = yield* b.leases.acquire("pool", "y")
+        expect([full.held, full.bindingAxis, full.decision.limit, full.decision.resetAt]).toEqual([
+          false,
+          "concurrency",
+          2,
+          T0
+        ])
+
+        // B gives back a lease A took.
+        yield* b.leases.release(a1.leaseId, false)
+        const b1 = yield* b.leases.acquire("pool", "y")
+        expect(b1.held).toBe(true)
+
+        // B renews A's other lease; a1 (released) and an id of no admitter here are reported reclaimed.
+        yield* TestClock.adjust(1500)
+        const beat = yield* b.leases.heartbeat([a2.leaseId, a1.leaseId, "f".repeat(32)])
+        expect(beat).toEqual({ live: [a2.leaseId], reclaimed: [a1.leaseId, "f".repeat(32)], nextDeadline: T0 + 3500 })
+
+        // At T0 + 2500, b1 (taken at T0, never renewed) has expired; a2 (renewed) has not.
+        yield* TestClock.adjust(1000)
+        const next = yield* a.leases.acquire("pool", "z")
+        expect(next.held).toBe(true)
+        const after = yield* a.leases.heartbeat([a2.leaseId, b1.leaseId, next.leaseId])
+        expect(after.live).toEqual([a2.leaseId, next.leaseId])
+        expect(after.reclaimed).toEqual([b1.leaseId])
+        // Releasing a reclaimed lease is a no-op.
+        yield* b.leases.release(b1.leaseId, true)
+        expect((yield* b.leases.acquire("pool", "w")).held).toBe(false)
+      }))
+
+    it.scoped("a unified admitter's keys share one hash tag, and a rate denial holds nothing", () =>
+      Effect.gen(function*() {
+        const env = yield* TestRedis
+        const ns = `${env.ns}:tags`
+        const limiter = yield* RedisBackend.make({ policies: policies(ns), redis: env.url, clock: "effect" })
+        yield* TestClock.setTime(T0)
+        const first = yield* limiter.leases.acquire("unified", "user")
+        const second = yield* limiter.leases.acquire("unified", "user")
+        const third = yield* limiter.leases.acquire("unified", "user")
+        expect([first.held, second.held, third.held, third.bindingAxis]).toEqual([true, true, false, "rate"])
+        // Rate remaining (0 after the second) is tighter than concurrency remaining (3), so it is reported.
+        expect([second.decision.limit, second.decision.remaining]).toEqual([2, 0])
+        const held = yield* Effect.promise(() => env.client.zrange(`{${ns}:unified}#leases`, 0, -1))
+        expect(held.slice().sort()).toEqual([first.leaseId, second.leaseId].sort())
+        expect(yield* Effect.promise(() => env.client.exists(`{${ns}:unified}:user`))).toBe(1)
+        expect(first.leaseId.slice(0, 8)).toBe(second.leaseId.slice(0, 8))
+      }))
+
+    it.scoped("checkMany is one pipeline; an adopted client is used as given and left open", () =>
+      Effect.gen(function*() {
+        const env = yield* TestRedis
+        const client = new Redis(env.url, { ...safeOptions(1000), lazyConnect: false })
+        yield* Effect.addFinalizer(() => Effect.sync(() => client.disconnect()))
+        const pipeline = vi.spyOn(client, "pipeline")
+        const evalsha = vi.spyOn(client, "evalsha")
+        const keys = Array.from({ length: 50 }, (_, i) => `k${i % 10}`)
+        const decisions = yield* Effect.scoped(Effect.gen(function*() {
+          const limiter = yield* RedisBackend.make({ policies: policies(`${env.ns}:many`), redis: { client } })
+          return yield* limiter.checkMany("window", keys)
+        }))
+        expect(pipeline).toHaveBeenCalledTimes(1)
+        expect(evalsha).not.toHaveBeenCalled()
+        // Each of the 10 keys admits 5 of its 5 occurrences, in input order.
+        expect(decisions.filter((d) => d.allowed)).toHaveLength(50)
+        expect(decisions.slice(0, 10).map((d) => d.remaining)).toEqual(Array(10).fill(4))
+        expect(decisions.slice(40).map((d) => d.remaining)).toEqual(Array(10).fill(0))
+        // The layer's scope is closed; the client it was given is still ours and still open.
+        expect(client.status).toBe("ready")
+        expect(yield* Effect.promise(() => client.ping())).toBe("PONG")
+      }))
+
+    it.effect("layerConfig reads THROTTLEKIT_REDIS_URL, and fails with a ConfigError without it", () =>
+      Effect.gen(function*() {
+        const env = yield* TestRedis
+        const backend = RedisBackend.layerConfig({ policies: policies(`${env.ns}:config`) })
+        const withUrl = Layer.provide(
+          backend,
+          Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["THROTTLEKIT_REDIS_URL", env.url]])))
+        )
+        const debit = yield* Effect.provide(
+          Effect.flatMap(RateLimiter, (limiter) => limiter.debit("tokens", "k", 4)),
+          withUrl
+        )
+        expect([debit.allowed, debit.remaining, debit.limit]).toEqual([true, 6, 10])
+
+        const without = Layer.provide(backend, Layer.setConfigProvider(ConfigProvider.fromMap(new Map())))
+        const exit = yield* Effect.exit(Effect.provide(RateLimiter, without))
+        expect(Exit.isFailure(exit)).toBe(true)
+        if (Exit.isFailure(exit)) expect(String(exit.cause)).toContain("THROTTLEKIT_REDIS_URL")
+      }))
+  })
+})
