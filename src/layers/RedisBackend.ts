@@ -8,7 +8,9 @@
  *   and a unified admitter's rate keys in `{prefix}:key`: one hash tag, so one admission is one script
  *   in one cluster slot.
  * - Time: the Redis server clock by default (skew-free across a fleet); `clock: "effect"` passes Effect's
- *   `Clock` instead (deterministic tests and replays).
+ *   `Clock` instead (deterministic tests and replays). `checkMany` is one pipelined round trip; with the
+ *   Redis clock each key's script reads `TIME` itself, so one instant for the batch is likely (the scripts
+ *   run back to back) but not guaranteed; with Effect's clock the whole batch gets one instant.
  * - Faults: every call is bounded (`timeoutMs`, default 1000 ms) and fails with `ServiceUnavailable` when
  *   Redis is unreachable or too slow, with `BackendError` when a script fails. Nothing is retried blindly:
  *   a consuming check runs at most once per call. ioredis reconnects in the background, so the backend
