@@ -48,25 +48,42 @@ export const unary = <M extends UnaryMethod>(
   options: CallOptions
 ): Effect.Effect<MessageShape<M["output"]>, GrpcStatusError> =>
   Effect.async<MessageShape<M["output"]>, GrpcStatusError>((resume) => {
-    const call = client.makeUnaryRequest<MessageShape<M["input"]>, MessageShape<M["output"]>>(
-      methodPath(method),
-      serializer<M["input"]>(method.input),
-      deserializer<M["output"]>(method.output),
-      create<M["input"]>(method.input, request),
-      options.metadata ?? new grpc.Metadata(),
-      { deadline: Date.now() + options.deadlineMs },
-      (error, response) => {
-        if (error !== null) {
-          resume(Effect.fail(new GrpcStatusError({ code: error.code, details: error.details })))
-        } else if (response === undefined) {
-          resume(Effect.fail(new GrpcStatusError({ code: grpc.status.INTERNAL, details: "empty response" })))
-        } else {
-          resume(Effect.succeed(response))
-        }
-      }
-    )
+    let call: grpc.ClientUnaryCall
+    try {
+      call = startUnary(client, method, request, options, resume)
+    } catch (error) {
+      // grpc-js throws synchronously on a closed channel (a call made after its layer was released).
+      return resume(Effect.fail(new GrpcStatusError({ code: grpc.status.UNAVAILABLE, details: describe(error) })))
+    }
     return Effect.sync(() => call.cancel())
   })
+
+const describe = (error: unknown): string => error instanceof Error ? error.message : String(error)
+
+const startUnary = <M extends UnaryMethod>(
+  client: grpc.Client,
+  method: M,
+  request: MessageInitShape<M["input"]>,
+  options: CallOptions,
+  resume: (effect: Effect.Effect<MessageShape<M["output"]>, GrpcStatusError>) => void
+): grpc.ClientUnaryCall =>
+  client.makeUnaryRequest<MessageShape<M["input"]>, MessageShape<M["output"]>>(
+    methodPath(method),
+    serializer<M["input"]>(method.input),
+    deserializer<M["output"]>(method.output),
+    create<M["input"]>(method.input, request),
+    options.metadata ?? new grpc.Metadata(),
+    { deadline: Date.now() + options.deadlineMs },
+    (error, response) => {
+      if (error !== null) {
+        resume(Effect.fail(new GrpcStatusError({ code: error.code, details: error.details })))
+      } else if (response === undefined) {
+        resume(Effect.fail(new GrpcStatusError({ code: grpc.status.INTERNAL, details: "empty response" })))
+      } else {
+        resume(Effect.succeed(response))
+      }
+    }
+  )
 
 /**
  * Per-call options of a server stream (no deadline unless given: a watch may run indefinitely).
