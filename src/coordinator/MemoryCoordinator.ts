@@ -41,14 +41,17 @@ interface Entry {
 export const make = (options: MemoryCoordinatorOptions = {}): CoordinatorService => {
   const maxKeys = options.maxKeys ?? DEFAULT_MAX_KEYS
   const entries = new Map<string, Entry>()
-  // One reserver per strategy value: policies hand the same strategy object on every call.
-  const reservers = new WeakMap<Reserve.WindowedStrategy, Reserve.Reserver<unknown>>()
+  // One reserver per distinct strategy (by its parameters, so equal strategies share budgets).
+  const reservers = new Map<string, Reserve.Reserver<unknown>>()
 
   const reserverOf = (strategy: Reserve.WindowedStrategy) => {
-    let reserver = reservers.get(strategy)
+    const signature = strategy.kind === "fixedWindow"
+      ? `fixedWindow:${strategy.limit}:${strategy.windowMs}`
+      : `slidingWindow:${strategy.limit}:${strategy.windowMs}:${strategy.buckets}`
+    let reserver = reservers.get(signature)
     if (reserver === undefined) {
       reserver = Reserve.make(strategy)
-      reservers.set(strategy, reserver)
+      reservers.set(signature, reserver)
     }
     return reserver
   }
