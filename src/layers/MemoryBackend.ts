@@ -99,21 +99,16 @@ class KeyTable<S> {
     return this.entries.size
   }
 
+  /**
+   * Brings the table back under its cap in one pass, amortized: it drops expired state, then every key
+   * not written in the last `keep` writes (at most `keep` keys were, since each write stamps one slot),
+   * so the next eviction is about a tenth of `maxKeys` inserts away and a check never scans the table.
+   */
   private evict(now: number): void {
+    const keep = Math.max(1, Math.floor(this.maxKeys * 0.9))
+    const oldestKept = this.writes - keep
     for (const [key, slot] of this.entries) {
-      if (this.expiresAt(slot.state, now) < now) this.entries.delete(key)
-    }
-    while (this.entries.size > this.maxKeys) {
-      let oldest: string | undefined
-      let oldestWrite = Number.POSITIVE_INFINITY
-      for (const [key, slot] of this.entries) {
-        if (slot.written < oldestWrite) {
-          oldestWrite = slot.written
-          oldest = key
-        }
-      }
-      if (oldest === undefined) return
-      this.entries.delete(oldest)
+      if (slot.written <= oldestKept || this.expiresAt(slot.state, now) < now) this.entries.delete(key)
     }
   }
 }
