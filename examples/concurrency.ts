@@ -60,7 +60,7 @@ const program = Effect.gen(function*() {
   // Unified rate x concurrency: a tenant may start 10 jobs per minute, 8 may run at once in total.
   const tenant = `tenant-${runTag()}`
   const bound = yield* Effect.gen(function*() {
-    for (let i = 1; i <= 12; i++) {
+    for (let i = 1; i <= 20; i++) {
       const admission = yield* Effect.scoped(limiter.admit("jobs", tenant))
       if (!admission.held) return { i, axis: admission.bindingAxis, retryAfterMs: admission.decision.retryAfterMs }
     }
@@ -68,7 +68,7 @@ const program = Effect.gen(function*() {
   })
   yield* Console.log(
     bound === undefined
-      ? `"jobs": 12 starts in a row were admitted`
+      ? `"jobs": 20 starts in a row were admitted`
       : `"jobs": start #${bound.i} for ${tenant} denied, bound by the ${bound.axis} axis (retry in ${bound.retryAfterMs} ms)`
   )
 })

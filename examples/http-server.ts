@@ -82,8 +82,8 @@ const selfTest = (url: string) =>
       "GET / carried no rate-limit headers"
     )
 
-    const exports = []
-    for (let i = 0; i < 5; i++) exports.push(yield* get("/export"))
+    // Five exports at once, 25 units against a bucket of 20: at least one must be refused.
+    const exports = yield* Effect.all(Array.from({ length: 5 }, () => get("/export")), { concurrency: "unbounded" })
     const denied = exports.find((response) => response.status === 429)
     yield* expect(denied !== undefined, "five exports (cost 5 each) never hit the limit of 20")
     yield* expect(denied?.headers["retry-after"] !== undefined, "the 429 had no Retry-After")

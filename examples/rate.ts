@@ -21,15 +21,14 @@ const program = Effect.gen(function*() {
   const alice = `alice-${tag}`
   const bob = `bob-${tag}`
 
-  yield* Console.log("burst of 7 requests from alice on \"api\" (5/s, burst 5):")
-  let denied: Decision | undefined
-  let allowed = 0
-  for (let i = 1; i <= 7; i++) {
-    const decision = yield* limiter.check("api", alice)
-    if (decision.allowed) allowed++
-    else denied ??= decision
-    yield* Console.log(show(`  alice #${i}`, decision))
-  }
+  // A burst: seven requests at once (as a client retrying in a loop, or a page firing many calls).
+  yield* Console.log("burst of 7 concurrent requests from alice on \"api\" (5/s, burst 5):")
+  const burst = yield* Effect.all(Array.from({ length: 7 }, () => limiter.check("api", alice)), {
+    concurrency: "unbounded"
+  })
+  const allowed = burst.filter((d) => d.allowed).length
+  const denied = burst.find((d) => !d.allowed)
+  for (const [i, decision] of burst.entries()) yield* Console.log(show(`  alice #${i + 1}`, decision))
   yield* Console.log(show("  bob #1", yield* limiter.check("api", bob)))
 
   const peek = yield* limiter.peek("api", alice)
