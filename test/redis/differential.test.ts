@@ -6,10 +6,11 @@
  *
  * Keys must not expire in real time mid-sequence (the simulated clock runs far from the real one), so every
  * check runs through `persisting`: the vendored script's exact text, then, in the same atomic script run,
- * its key's absolute expiry (PEXPIRETIME) between two TIME samples, and PERSIST. Redis's TTL must equal
- * the engine's `expiresAt - now`. Expiry at the simulated instants is then emulated: before an op whose
- * `now` is past the engine's expiry of the state, the key is deleted, which is what Redis does when its
- * clock passes the TTL just verified. Each sequence runs in one MULTI/EXEC.
+ * its key's absolute expiry (PEXPIRETIME), a TIME sample and PERSIST; a plain TIME just before the call
+ * bounds the TTL's base from below. Redis's TTL must equal the engine's `expiresAt - now`. Expiry at the
+ * simulated instants is then emulated: before an op whose `now` is past the engine's expiry of the state,
+ * the key is deleted, which is what Redis does when its clock passes the TTL just verified. Each sequence
+ * runs in one MULTI/EXEC.
  */
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
@@ -27,6 +28,7 @@ import {
   type Step,
   TestRedis,
   testRedisLayer,
+  timeBounds,
   transaction
 } from "./harness.js"
 
@@ -173,6 +175,7 @@ const plan = (
       if (op.kind === "check") {
         const step = engine.check(state, op.now, op.cost)
         const check = yield* call(env, `${strategy.kind}.check`, { key }, { ...params, now: op.now, cost: op.cost })
+        steps.push({ command: "TIME", args: [] })
         steps.push(persisting(check))
         expected.push({ at: steps.length - 1, op, answer: step.decision, persisted: true })
         if (step.decision.allowed) {
@@ -307,7 +310,8 @@ const runStrategy = (kind: Strategy["kind"], seed: number) =>
           else tally.denied++
         }
         for (const ttl of p.ttls) {
-          const { after, before, expiry } = persisted(got[ttl.at]!)
+          const { after, expiry } = persisted(got[ttl.at]!)
+          const before = timeBounds(got[ttl.at - 1]!).floor
           const base = expiry - ttl.px
           expect({ px: ttl.px, base, before, after }, label).toSatisfy(() => before <= base && base <= after)
         }
@@ -357,6 +361,7 @@ const runBudget = (seed: number) =>
             tally.deletes++
           }
           const step = engine.debit(state, now, tokens)
+          steps.push({ command: "TIME", args: [] })
           steps.push(persisting(yield* call(env, "tokenBudget.debit", { key }, { ...options, now, tokens })))
           expected.push({
             at: steps.length - 1,
@@ -373,7 +378,8 @@ const runBudget = (seed: number) =>
         const run = runs[i]!
         const got = replies[i]!
         for (const { answer, at, px } of run.expected) {
-          const { after, before, expiry, reply } = persisted(got[at]!)
+          const { after, expiry, reply } = persisted(got[at]!)
+          const before = timeBounds(got[at - 1]!).floor
           expect(asDecision(reply), run.label).toEqual(answer)
           if (px !== undefined) {
             const base = expiry - px

@@ -110,15 +110,15 @@ export const transaction = (env: RedisEnv, steps: ReadonlyArray<Step>): Effect.E
   })
 
 /**
- * A consuming call run so that its key (`KEYS[keyIndex]`) keeps no TTL in real time: the vendored script's exact text runs
- * as the body of a function inside a test-only wrapper script, which then reads the key's absolute expiry
- * (PEXPIRETIME), samples TIME before and after, and removes the TTL (PERSIST), all in the same atomic
+ * A consuming call run so that its key (`KEYS[keyIndex]`) keeps no TTL in real time: the vendored script's
+ * exact text runs as the body of a function inside a test-only wrapper script, which then reads the key's
+ * absolute expiry (PEXPIRETIME), samples TIME, and removes the TTL (PERSIST), all in the same atomic
  * script run. Redis evaluates expiry inside a script at the script's start instant, so nothing can expire
- * in between. Reply: `[scriptReply, timeBefore, expiry, timeAfter]`.
+ * in between. Reply: `[scriptReply, expiry, timeAfter]`. For a lower bound on when the TTL was set, send
+ * a plain TIME just before (the script's own start instant precedes anything it can sample).
  */
 export const persisting = (inner: ScriptCall, keyIndex = 1): ScriptCall => {
   const text = [
-    "local tk_time_before = redis.call('TIME')",
     "local function tk_vendored()",
     inner.script.text,
     "end",
@@ -126,7 +126,7 @@ export const persisting = (inner: ScriptCall, keyIndex = 1): ScriptCall => {
     `local tk_expiry = redis.call('PEXPIRETIME', KEYS[${keyIndex}])`,
     "local tk_time_after = redis.call('TIME')",
     `redis.call('PERSIST', KEYS[${keyIndex}])`,
-    "return { tk_reply, tk_time_before, tk_expiry, tk_time_after }"
+    "return { tk_reply, tk_expiry, tk_time_after }"
   ].join("\n")
   return {
     ...inner,
@@ -144,10 +144,9 @@ export const timeBounds = (reply: Reply): { readonly floor: number; readonly cei
 /** The parts of a `persisting` reply. */
 export const persisted = (reply: Reply): {
   readonly reply: Reply
-  readonly before: number
   readonly expiry: number
   readonly after: number
 } => {
-  const [inner, before, expiry, after] = reply as ReadonlyArray<Reply>
-  return { reply: inner!, before: timeBounds(before!).floor, expiry: Number(expiry), after: timeBounds(after!).ceil }
+  const [inner, expiry, after] = reply as ReadonlyArray<Reply>
+  return { reply: inner!, expiry: Number(expiry), after: timeBounds(after!).ceil }
 }
