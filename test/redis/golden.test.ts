@@ -36,9 +36,13 @@ describe("golden vectors through the Lua", () => {
           const key = `${env.ns}:golden:${suite.name}:${suite.key}`
           const calls = yield* Effect.forEach(suite.ops, (op) =>
             call(env, `${kind}.check`, { key }, { ...params, now: explicitNow(op.now), cost: op.cost }))
-          const replies = yield* transaction(env, calls.map((c) => persisting(c)))
-          const got = yield* Effect.forEach(replies, (r) =>
-            decision(persisted(r).reply))
+          const replies = yield* transaction(
+            env,
+            calls.map((c) =>
+              persisting(c)
+            )
+          )
+          const got = yield* Effect.forEach(replies, (r) => decision(persisted(r).reply))
           expect(got).toEqual(suite.ops.map((op) => op.expect))
         }))
     }
@@ -50,12 +54,14 @@ describe("golden vectors through the Lua", () => {
           const key = `${env.ns}:golden:${suite.name}`
           const calls = yield* Effect.forEach(suite.ops, (op) =>
             call(env, "tokenBudget.debit", { key }, { ...suite.options, now: explicitNow(op.now), tokens: op.tokens }))
-          const replies = yield* transaction(env, calls.map((c) => persisting(c)))
-          const got = yield* Effect.forEach(replies, (r) =>
-            decision(persisted(r).reply))
-          expect(got).toEqual(suite.ops.map((op) =>
-            op.expect
-          ))
+          const replies = yield* transaction(
+            env,
+            calls.map((c) =>
+              persisting(c)
+            )
+          )
+          const got = yield* Effect.forEach(replies, (r) => decision(persisted(r).reply))
+          expect(got).toEqual(suite.ops.map((op) => op.expect))
         }))
     }
   })
