@@ -105,13 +105,41 @@ export const makeScriptRunner = (client: Redis, timeoutMs: number): ScriptRunner
       (k, a): ScriptCall => ({ script, keys: k, argv: a })
     )
 
+  // The hot path: one callback-based Effect with its own timer. (`bounded` races the call against a
+  // sleep, which forks two fibers per call; on a check that cost more than the Redis round trip.)
   const run: ScriptRunner["run"] = (call) =>
-    bounded(
-      call.script.name,
-      send(() => client.evalsha(call.script.sha1, ...evalArgs(call)) as Promise<Reply>).pipe(
-        Effect.catchIf(isNoScript, () => send(() => client.eval(call.script.text, ...evalArgs(call)) as Promise<Reply>))
-      )
-    )
+    Effect.async<Reply, RedisFailure>((resume) => {
+      let settled = false
+      const timer = setTimeout(() => {
+        settled = true
+        resume(Effect.fail(timedOut(timeoutMs, call.script.name)))
+      }, timeoutMs)
+      const args = evalArgs(call)
+      const sent = client.evalsha(call.script.sha1, ...args) as Promise<Reply>
+      sent
+        .catch((error: unknown) =>
+          // NOSCRIPT: the script did not run, so sending its text cannot apply it twice.
+          isNoScript(classify(error)) ? client.eval(call.script.text, ...args) as Promise<Reply> : Promise.reject(error)
+        )
+        .then(
+          (reply) => {
+            if (settled) return
+            settled = true
+            clearTimeout(timer)
+            resume(Effect.succeed(reply))
+          },
+          (error: unknown) => {
+            if (settled) return
+            settled = true
+            clearTimeout(timer)
+            resume(Effect.fail(classify(error)))
+          }
+        )
+      return Effect.sync(() => {
+        settled = true
+        clearTimeout(timer)
+      })
+    })
 
   const runPipelined: ScriptRunner["runPipelined"] = (calls) => {
     if (calls.length === 0) return Effect.succeed([])
