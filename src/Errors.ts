@@ -35,7 +35,9 @@ export const Operation = Schema.Literal(
   "forecast",
   "debit",
   "admit",
-  "reserve"
+  "reserve",
+  "snapshot",
+  "watch"
 )
 
 /**

@@ -14,11 +14,12 @@ import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import * as PolicyConfig from "../Config.js"
+import * as ServerDoors from "../fleet/ServerDoors.js"
 import * as MemoryBackend from "../layers/MemoryBackend.js"
 import * as RedisBackend from "../layers/RedisBackend.js"
 import type { RateLimiter } from "../services/RateLimiter.js"
 import * as Cli from "./Cli.js"
-import { type GrpcBindError, GrpcServer, type RunningServer, type ServerTls } from "./GrpcServer.js"
+import { formatAddress, type GrpcBindError, GrpcServer, type RunningServer, type ServerTls } from "./GrpcServer.js"
 import * as Server from "./Server.js"
 
 /**
@@ -106,13 +107,24 @@ export const serve = (args: Cli.ServeArgs): Effect.Effect<never, ServeError, Fil
       Effect.gen(function*() {
         const policies = yield* PolicyConfig.load(args.config)
         const tls = yield* readTls(args.tls)
+        // The Monitor and Fleet doors, the two-tier wrapper and the Monitor tap around the store.
+        const doors = yield* ServerDoors.make({
+          policies,
+          store: args.store,
+          monitorSecret: args.monitorSecret,
+          fleetSecret: args.fleetSecret,
+          nodeId: formatAddress(args.host, args.port)
+        }).pipe(
+          Effect.mapError((error) => new StartupError({ reason: `the coordinator failed to start: ${error.message}` }))
+        )
         const context = yield* Layer.build(
           Server.layer({
             host: args.host,
             port: args.port,
             shutdownTimeoutMs: args.shutdownTimeoutMs,
+            services: doors.services,
             ...(tls === undefined ? {} : { tls })
-          }).pipe(Layer.provide(storeLayer(args, policies)))
+          }).pipe(Layer.provide(doors.around(storeLayer(args, policies))))
         )
         // Runs before the server and the store are released (finalizers run last-added first).
         yield* Effect.addFinalizer(() => Console.log("throttlekit-effect shutting down: draining in-flight calls"))
@@ -124,6 +136,7 @@ export const serve = (args: Cli.ServeArgs): Effect.Effect<never, ServeError, Fil
             `warning: serving insecure gRPC on ${server.address}; use --tls-cert/--tls-key off loopback`
           )
         }
+        for (const warning of doors.warnings(args.host)) yield* Console.error(warning)
         return yield* Effect.never
       })
     ).pipe(Effect.ensuring(Effect.whenEffect(Console.log("throttlekit-effect stopped"), Ref.get(started))))

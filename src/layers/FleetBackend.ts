@@ -1,0 +1,190 @@
+/**
+ * The `Fleet` service over gRPC: `Fleet.Reserve` on a ThrottleKit server (ours, or the reference
+ * `throttlekit-server`). The channel is scoped and closed with the layer; every call carries a deadline
+ * (1 s by default) and a missed one is `ServiceUnavailable`. The secret, when given, travels as
+ * `x-fleet-secret` call metadata and is read out of its `Redacted` only to build that header.
+ *
+ * A reservation consumes budget, so it is never retried: a lost answer may still have granted.
+ *
+ * @since 0.1.0
+ */
+import * as grpc from "@grpc/grpc-js"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
+import type * as Scope from "effect/Scope"
+import { BackendError, InvalidArgument, type RateLimiterError } from "../Errors.js"
+import * as LeasedCredits from "../fleet/LeasedCredits.js"
+import { unary } from "../grpc/client.js"
+import { fromInt64 } from "../grpc/convert.js"
+import { Axis, Fleet as FleetRpc, type Lease as WireLease } from "../grpc/generated/throttlekit_pb.js"
+import { toRateLimiterError } from "../grpc/status.js"
+import { Fleet, type FleetAxis, type FleetService, Lease, type LeasedLimiter } from "../services/Fleet.js"
+import * as Validate from "../Validate.js"
+
+/**
+ * Options of the Fleet client.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface FleetBackendOptions {
+  /** The server, as a gRPC target: "host:port", "dns:///host:port", "unix:/path". */
+  readonly target: string
+  /** The server's fleet secret, sent as `x-fleet-secret` (needed off loopback, or when the server has one). */
+  readonly secret?: Redacted.Redacted<string>
+  /** The deadline of each call in ms (default 1000). */
+  readonly deadlineMs?: number
+  /** Channel credentials (default insecure; `grpc.credentials.createSsl(...)` for TLS). */
+  readonly credentials?: grpc.ChannelCredentials
+  /** Extra grpc-js channel options. */
+  readonly channelOptions?: grpc.ChannelOptions
+}
+
+/**
+ * The default per-call deadline, in ms.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const DEFAULT_DEADLINE_MS = 1000
+
+const BACKEND = "fleet"
+
+const axisToWire: Record<FleetAxis, Axis> = {
+  rate: Axis.RATE,
+  concurrency: Axis.CONCURRENCY,
+  tokenBudget: Axis.TOKEN_BUDGET
+}
+
+const leaseFromWire = (lease: WireLease | undefined): Effect.Effect<Lease, BackendError> =>
+  lease === undefined
+    ? Effect.fail(new BackendError({ backend: BACKEND, code: "PROTOCOL", detail: "the response has no lease" }))
+    : Effect.succeed(
+      new Lease({
+        capacity: fromInt64(lease.capacity),
+        expiryMs: fromInt64(lease.expiryMs),
+        refreshIntervalMs: fromInt64(lease.refreshIntervalMs),
+        safeCapacity: fromInt64(lease.safeCapacity),
+        retryAfterMs: fromInt64(lease.retryAfterMs),
+        limit: fromInt64(lease.limit)
+      }, true)
+    )
+
+const wholeAtLeastOne = (value: number, argument: string) => {
+  const problem = Validate.costProblem(value)
+  return problem === undefined ? Effect.void : Effect.fail(new InvalidArgument({ argument, reason: problem }))
+}
+
+/**
+ * A grpc-js client for `target` (created lazily: nothing is dialled until the first call), closed with the
+ * scope. Shared by the Fleet and Monitor clients.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const acquireChannel = (options: {
+  readonly target: string
+  readonly credentials?: grpc.ChannelCredentials
+  readonly channelOptions?: grpc.ChannelOptions
+}): Effect.Effect<grpc.Client, InvalidArgument, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.try({
+      try: () =>
+        new grpc.Client(
+          options.target,
+          options.credentials ?? grpc.credentials.createInsecure(),
+          options.channelOptions ?? {}
+        ),
+      catch: (error) =>
+        new InvalidArgument({ argument: "target", reason: error instanceof Error ? error.message : String(error) })
+    }),
+    (client) => Effect.sync(() => client.close())
+  )
+
+/**
+ * Call metadata carrying `secret` under `header` (empty without a secret).
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const secretMetadata = (header: string, secret: Redacted.Redacted<string> | undefined): grpc.Metadata => {
+  const metadata = new grpc.Metadata()
+  if (secret !== undefined) metadata.set(header, Redacted.value(secret))
+  return metadata
+}
+
+/**
+ * Builds the Fleet client over a scoped channel to `options.target`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: FleetBackendOptions): Effect.Effect<FleetService, InvalidArgument, Scope.Scope> =>
+  Effect.gen(function*() {
+    const service = `throttlekit-server at ${options.target}`
+    const client = yield* acquireChannel(options)
+    const deadlineMs = options.deadlineMs ?? DEFAULT_DEADLINE_MS
+    const metadata = secretMetadata("x-fleet-secret", options.secret)
+
+    const reserve = Effect.fn("Fleet.reserve")(
+      function*(
+        policy: string,
+        reserveOptions: Parameters<FleetService["reserve"]>[1] = {}
+      ): Effect.fn.Return<Lease, RateLimiterError> {
+        const wants = reserveOptions.wants ?? 1
+        yield* wholeAtLeastOne(wants, "wants")
+        const response = yield* unary(client, FleetRpc.method.reserve, {
+          policy,
+          caller: { domain: reserveOptions.domain ?? "", clientId: reserveOptions.clientId ?? "" },
+          wants: BigInt(wants),
+          axis: axisToWire[reserveOptions.axis ?? "rate"]
+        }, { deadlineMs, metadata: metadata.clone() }).pipe(
+          Effect.mapError((error) => toRateLimiterError(error, { service, policy, operation: "reserve" }))
+        )
+        return yield* leaseFromWire(response.lease)
+      }
+    )
+
+    const leased: FleetService["leased"] = (policy, leasedOptions) =>
+      Effect.gen(function*() {
+        yield* wholeAtLeastOne(leasedOptions.batch, "batch")
+        const credits = yield* LeasedCredits.make({
+          limit: 0,
+          batch: leasedOptions.batch,
+          windowCoupled: leasedOptions.windowCoupled ?? true,
+          name: `fleet lease of ${JSON.stringify(policy)}`,
+          reserve: (wants) =>
+            Effect.map(
+              reserve(policy, {
+                wants,
+                ...(leasedOptions.domain === undefined ? {} : { domain: leasedOptions.domain }),
+                ...(leasedOptions.clientId === undefined ? {} : { clientId: leasedOptions.clientId })
+              }),
+              (lease) => ({
+                granted: lease.capacity,
+                expiresAt: lease.expiryMs,
+                retryAfterMs: lease.retryAfterMs,
+                limit: lease.limit
+              })
+            )
+        })
+        const limiter: LeasedLimiter = {
+          check: (cost) => credits.check(cost),
+          credits: () => credits.credits,
+          expiresAt: () => credits.expiresAt
+        }
+        return limiter
+      })
+
+    return { reserve, leased }
+  })
+
+/**
+ * The Fleet client as a layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: FleetBackendOptions): Layer.Layer<Fleet, InvalidArgument> =>
+  Layer.scoped(Fleet, make(options))

@@ -1,0 +1,168 @@
+/**
+ * The `Monitor` service over gRPC: `Monitor.GetSnapshot` and `Monitor.Watch` on a ThrottleKit server.
+ * The channel is scoped and closed with the layer. A snapshot call carries a deadline (1 s by default);
+ * a watch has none (it runs until interrupted, which cancels the call on the wire). The secret, when
+ * given, travels as `x-monitor-secret` call metadata.
+ *
+ * Everything the server sends is decoded with Schema: a snapshot whose fields or `raw_json` do not match
+ * fails with `SnapshotDecodeError`, a watch message without its event with `BackendError` — never a defect.
+ *
+ * @since 0.1.0
+ */
+import type * as grpc from "@grpc/grpc-js"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import * as Layer from "effect/Layer"
+import * as ParseResult from "effect/ParseResult"
+import type * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import { BackendError, type InvalidArgument, type RateLimiterError } from "../Errors.js"
+import { serverStream, unary } from "../grpc/client.js"
+import { fromInt64 } from "../grpc/convert.js"
+import type * as pb from "../grpc/generated/throttlekit_pb.js"
+import { Monitor as MonitorRpc } from "../grpc/generated/throttlekit_pb.js"
+import { toRateLimiterError } from "../grpc/status.js"
+import { DenialEvent } from "../monitor/Snapshot.js"
+import { Monitor, type MonitorService, Snapshot, SnapshotDecodeError } from "../services/Monitor.js"
+import { acquireChannel, secretMetadata } from "./FleetBackend.js"
+
+/**
+ * Options of the Monitor client.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface MonitorBackendOptions {
+  /** The server, as a gRPC target: "host:port", "dns:///host:port", "unix:/path". */
+  readonly target: string
+  /** The server's monitor secret, sent as `x-monitor-secret` (needed off loopback, or when the server has one). */
+  readonly secret?: Redacted.Redacted<string>
+  /** The deadline of a snapshot call in ms (default 1000). */
+  readonly deadlineMs?: number
+  /** Channel credentials (default insecure). */
+  readonly credentials?: grpc.ChannelCredentials
+  /** Extra grpc-js channel options. */
+  readonly channelOptions?: grpc.ChannelOptions
+}
+
+const BACKEND = "monitor"
+
+const denialFromWire = (d: pb.DenialEvent) => ({
+  at: fromInt64(d.at),
+  policy: d.policy,
+  key: d.key,
+  axis: d.axis,
+  limit: fromInt64(d.limit),
+  remaining: fromInt64(d.remaining),
+  retryAfterMs: fromInt64(d.retryAfterMs)
+})
+
+const keyCounts = (counts: ReadonlyArray<pb.KeyCount>) =>
+  counts.map((kc) => ({ key: kc.key, count: fromInt64(kc.count) }))
+
+const latencyFromWire = (l: pb.LatencySummary | undefined) =>
+  l === undefined
+    ? { avgMs: 0, p50Ms: 0, p99Ms: 0, maxMs: 0, n: 0 }
+    : { avgMs: l.avgMs, p50Ms: l.p50Ms, p99Ms: l.p99Ms, maxMs: l.maxMs, n: fromInt64(l.n) }
+
+const parseRawJson = Schema.decodeUnknownEither(Schema.parseJson())
+const decodeSnapshot = Schema.decodeUnknownEither(Snapshot)
+
+const decodeFailure = (what: string, error: ParseResult.ParseError) =>
+  new SnapshotDecodeError({ reason: `${what}: ${ParseResult.TreeFormatter.formatErrorSync(error)}` })
+
+/**
+ * A wire snapshot as a `Snapshot`: the typed fields and the decoded `raw_json`, both checked by Schema.
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const snapshotFromWire = (
+  snapshot: pb.Snapshot | undefined
+): Effect.Effect<Snapshot, SnapshotDecodeError> => {
+  if (snapshot === undefined) return Effect.fail(new SnapshotDecodeError({ reason: "the response has no snapshot" }))
+  const raw = parseRawJson(snapshot.rawJson)
+  if (Either.isLeft(raw)) return Effect.fail(decodeFailure("raw_json is not JSON", raw.left))
+  const meta = snapshot.meta
+  const typed = decodeSnapshot({
+    meta: meta === undefined ? undefined : {
+      generatedAt: fromInt64(meta.generatedAt),
+      windowMs: fromInt64(meta.windowMs),
+      mode: meta.mode,
+      lensVersion: meta.lensVersion,
+      nodeId: meta.nodeId
+    },
+    policies: snapshot.policies.map((p) => ({
+      name: p.name,
+      kind: p.kind,
+      strategy: p.strategy,
+      allowed: fromInt64(p.allowed),
+      denied: fromInt64(p.denied),
+      limit: fromInt64(p.limit),
+      latency: latencyFromWire(p.latency),
+      topDenied: keyCounts(p.topDenied),
+      topRequested: keyCounts(p.topRequested)
+    })),
+    guards: snapshot.guards.map((g) => ({
+      name: g.name,
+      limit: fromInt64(g.limit),
+      inflight: fromInt64(g.inflight),
+      share: g.share,
+      lGlobal: fromInt64(g.lGlobal),
+      nodes: fromInt64(g.nodes),
+      fenced: g.fenced
+    })),
+    recentDenials: snapshot.recentDenials.map(denialFromWire),
+    raw: raw.right
+  })
+  return Either.isLeft(typed) ? Effect.fail(decodeFailure("snapshot", typed.left)) : Effect.succeed(typed.right)
+}
+
+/**
+ * Builds the Monitor client over a scoped channel to `options.target`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: MonitorBackendOptions): Effect.Effect<MonitorService, InvalidArgument, Scope.Scope> =>
+  Effect.gen(function*() {
+    const service = `throttlekit-server at ${options.target}`
+    const client = yield* acquireChannel(options)
+    const deadlineMs = options.deadlineMs ?? 1000
+    const metadata = secretMetadata("x-monitor-secret", options.secret)
+
+    const snapshot: MonitorService["snapshot"] = Effect.gen(function*() {
+      const response = yield* unary(client, MonitorRpc.method.getSnapshot, {}, {
+        deadlineMs,
+        metadata: metadata.clone()
+      }).pipe(Effect.mapError((error) => toRateLimiterError(error, { service, policy: "", operation: "snapshot" })))
+      return yield* snapshotFromWire(response.snapshot)
+    }).pipe(Effect.withSpan("Monitor.snapshot"))
+
+    const watch = (policy: string = ""): Stream.Stream<DenialEvent, RateLimiterError> =>
+      serverStream(client, MonitorRpc.method.watch, { policy }, { metadata: metadata.clone() }).pipe(
+        Stream.mapError((error): RateLimiterError =>
+          toRateLimiterError(error, { service, policy, operation: "watch" })
+        ),
+        Stream.mapEffect((message) =>
+          message.denial === undefined
+            ? Effect.fail(
+              new BackendError({ backend: BACKEND, code: "PROTOCOL", detail: "a watch message has no denial" })
+            )
+            : Effect.succeed(new DenialEvent(denialFromWire(message.denial), true))
+        )
+      )
+
+    return { snapshot, watch }
+  })
+
+/**
+ * The Monitor client as a layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: MonitorBackendOptions): Layer.Layer<Monitor, InvalidArgument> =>
+  Layer.scoped(Monitor, make(options))

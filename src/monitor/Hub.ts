@@ -1,0 +1,469 @@
+/**
+ * The Monitor hub: what the server's decisions looked like recently, fed by the tap (`Tap.ts`) around
+ * the `RateLimiter` it serves, read by `GetSnapshot` and `Watch`.
+ *
+ * Per policy (limiters, then admitters, in config order; meters are not tracked): decisions allowed and
+ * denied over a rolling window (60 one-second buckets by default), the limit of the latest decision, the
+ * latency of the last 256 decisions (p50/p99 by nearest rank), the 10 keys most often requested and
+ * denied, totals, and denials by axis. Per admitter: its concurrency guard's ceiling and slots held. The
+ * last 200 denials are kept in a ring.
+ *
+ * Every structure is bounded: the latency ring, the denial ring, and the key counts, which are
+ * Space-Saving summaries of 128 keys each (a key flood evicts the least counted key; a key seen more than
+ * 1/128 of the time is always kept, and the counts reported are lower bounds). Recording is synchronous, never throws into a decision
+ * and never waits: a denial is published to a sliding `PubSub`, so a slow Watch reader loses its oldest
+ * unread events instead of holding memory or blocking decisions.
+ *
+ * @since 0.1.0
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as PubSub from "effect/PubSub"
+import type * as Scope from "effect/Scope"
+import * as Stream from "effect/Stream"
+import type { DecisionData } from "../Decision.js"
+import type { Policy } from "../Policy.js"
+import {
+  DenialEvent,
+  type GuardSummary,
+  type KeyCount,
+  type LatencySummary,
+  type PolicyDetail,
+  type RawSnapshot
+} from "./Snapshot.js"
+
+/**
+ * The version this hub reports as `lens_version`.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const LENS_VERSION = "throttlekit-effect/0.1.0"
+
+/**
+ * Sizes of the hub's bounded structures.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const limits = {
+  windowMs: 60_000,
+  latencySamples: 256,
+  topKeys: 10,
+  trackedKeys: 128,
+  recentDenials: 200,
+  watchBuffer: 256,
+  watchEventsPerSecond: 500
+} as const
+
+/**
+ * Options of the hub.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface HubOptions {
+  /** The served policies (their names, kinds and strategies). */
+  readonly policies: ReadonlyArray<Policy> | { readonly policies: ReadonlyArray<Policy> }
+  /** The node id the snapshot reports (the server's configured `host:port`; default ""). */
+  readonly nodeId?: string
+  /** The store behind the decisions, reported under `health` (default "memory"). */
+  readonly backend?: string
+  /** The rolling window of the allowed/denied counts, in ms (default 60 000; whole seconds). */
+  readonly windowMs?: number
+}
+
+/**
+ * Approximate top-k by the Space-Saving algorithm over at most `capacity` keys: a new key past the
+ * capacity replaces the least counted one and inherits its count as error. A key seen more than
+ * total / capacity times is always kept. The count reported is the guaranteed part (count − error), a
+ * lower bound of the true count, so a flood of one-off keys shows as keys seen once, not as heavy hitters.
+ */
+class TopKeys {
+  private readonly counts = new Map<string, { count: number; error: number }>()
+  constructor(private readonly capacity: number) {}
+
+  add(key: string): void {
+    const entry = this.counts.get(key)
+    if (entry !== undefined) {
+      entry.count++
+      return
+    }
+    if (this.counts.size < this.capacity) {
+      this.counts.set(key, { count: 1, error: 0 })
+      return
+    }
+    let minKey = ""
+    let min = Number.POSITIVE_INFINITY
+    for (const [k, e] of this.counts) {
+      if (e.count < min) {
+        min = e.count
+        minKey = k
+      }
+    }
+    this.counts.delete(minKey)
+    this.counts.set(key, { count: min + 1, error: min })
+  }
+
+  top(n: number): Array<KeyCount> {
+    return Array.from(this.counts, ([key, e]) => ({ key, count: e.count - e.error }))
+      .sort((a, b) => b.count - a.count || (a.key < b.key ? -1 : a.key > b.key ? 1 : 0))
+      .slice(0, n)
+  }
+}
+
+/** Allowed/denied counts in one-second buckets over a rolling window. */
+class RollingCounts {
+  private readonly second: Array<number>
+  private readonly allowed: Array<number>
+  private readonly denied: Array<number>
+  constructor(private readonly buckets: number) {
+    this.second = new Array<number>(buckets).fill(-1)
+    this.allowed = new Array<number>(buckets).fill(0)
+    this.denied = new Array<number>(buckets).fill(0)
+  }
+
+  add(now: number, allowed: boolean): void {
+    const second = Math.floor(now / 1000)
+    const i = ((second % this.buckets) + this.buckets) % this.buckets
+    if (this.second[i] !== second) {
+      this.second[i] = second
+      this.allowed[i] = 0
+      this.denied[i] = 0
+    }
+    if (allowed) this.allowed[i]! += 1
+    else this.denied[i]! += 1
+  }
+
+  totals(now: number): { allowed: number; denied: number } {
+    const current = Math.floor(now / 1000)
+    let allowed = 0
+    let denied = 0
+    for (let i = 0; i < this.buckets; i++) {
+      const second = this.second[i]!
+      if (second > current - this.buckets && second <= current) {
+        allowed += this.allowed[i]!
+        denied += this.denied[i]!
+      }
+    }
+    return { allowed, denied }
+  }
+}
+
+/** The last `size` latency samples. */
+class LatencyRing {
+  private readonly samples: Float64Array
+  private count = 0
+  private next = 0
+  constructor(size: number) {
+    this.samples = new Float64Array(size)
+  }
+
+  add(ms: number): void {
+    this.samples[this.next] = ms
+    this.next = (this.next + 1) % this.samples.length
+    if (this.count < this.samples.length) this.count++
+  }
+
+  summary(): LatencySummary {
+    const n = this.count
+    if (n === 0) return { avgMs: 0, p50Ms: 0, p99Ms: 0, maxMs: 0, n: 0 }
+    const sorted = Array.from(this.samples.subarray(0, n)).sort((a, b) => a - b)
+    const rank = (p: number) => sorted[Math.max(0, Math.ceil((p / 100) * n) - 1)]!
+    let sum = 0
+    for (const ms of sorted) sum += ms
+    return { avgMs: sum / n, p50Ms: rank(50), p99Ms: rank(99), maxMs: sorted[n - 1]!, n }
+  }
+}
+
+/** Everything tracked for one policy. */
+class PolicyStats {
+  readonly rolling: RollingCounts
+  readonly latency = new LatencyRing(limits.latencySamples)
+  readonly requested = new TopKeys(limits.trackedKeys)
+  readonly deniedKeys = new TopKeys(limits.trackedKeys)
+  readonly deniedByAxis = new Map<string, number>()
+  allowedTotal = 0
+  deniedTotal = 0
+  limit = 0
+  constructor(
+    readonly name: string,
+    readonly kind: "limiter" | "admitter",
+    readonly strategy: string,
+    buckets: number
+  ) {
+    this.rolling = new RollingCounts(buckets)
+  }
+}
+
+/** A concurrency guard as seen through the admissions. */
+class GuardStats {
+  inflight = 0
+  constructor(readonly name: string, public limit: number, readonly rateAxis: boolean) {}
+}
+
+/**
+ * The hub's operations.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Hub {
+  /** Records a decision (denials also go to the ring and the Watch stream). Never fails. */
+  readonly recordDecision: (
+    policy: string,
+    key: string,
+    decision: DecisionData,
+    latencyMs: number,
+    axis: string
+  ) => Effect.Effect<void>
+  /** An admission of `policy` now (at `now`) holds a slot until `expiresAt` (or until `slotEnded`). */
+  readonly slotHeld: (policy: string, leaseId: string, expiresAt: number, now: number) => void
+  /** A held slot was released or reclaimed (unknown ids are ignored). */
+  readonly slotEnded: (leaseId: string) => void
+  /** Held slots were renewed until `expiresAt`. */
+  readonly slotsRenewed: (leaseIds: ReadonlyArray<string>, expiresAt: number) => void
+  /** The full snapshot now. */
+  readonly snapshot: Effect.Effect<RawSnapshot>
+  /**
+   * The live denials of `policy` ("" or none = all), at most 500 per second (events over the cap are
+   * dropped). Ends when the hub shuts down.
+   */
+  readonly watch: (policy?: string) => Stream.Stream<DenialEvent>
+  /** How many Watch streams are subscribed now. */
+  readonly watchers: () => number
+}
+
+/**
+ * The hub, as a service.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class MonitorHub extends Context.Tag("throttlekit-effect/MonitorHub")<MonitorHub, Hub>() {}
+
+const strategyName = (policy: Policy): string => policy.kind === "limiter" ? policy.strategy.kind : ""
+
+/**
+ * Caps a stream of events at `perSecond` per second of event time; the surplus is dropped.
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const capPerSecond = (perSecond: number) =>
+<E, R>(
+  events: Stream.Stream<DenialEvent, E, R>
+): Stream.Stream<DenialEvent, E, R> =>
+  Stream.suspend(() => {
+    let second = Number.NaN
+    let sent = 0
+    return Stream.filter(events, (event) => {
+      const s = Math.floor(event.at / 1000)
+      if (s !== second) {
+        second = s
+        sent = 0
+      }
+      return sent++ < perSecond
+    })
+  })
+
+/**
+ * Builds a hub; its Watch streams end when the scope closes.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (options: HubOptions): Effect.Effect<Hub, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const list = "policies" in options.policies ? options.policies.policies : options.policies
+    const windowMs = Math.max(1000, Math.round((options.windowMs ?? limits.windowMs) / 1000) * 1000)
+    const buckets = windowMs / 1000
+    const stats = new Map<string, PolicyStats>()
+    const guards = new Map<string, GuardStats>()
+    for (const policy of list) {
+      if (policy.kind === "limiter") {
+        stats.set(policy.name, new PolicyStats(policy.name, "limiter", strategyName(policy), buckets))
+      }
+    }
+    for (const policy of list) {
+      if (policy.kind !== "admitter") {
+        continue
+      }
+      stats.set(policy.name, new PolicyStats(policy.name, "admitter", policy.rate?.kind ?? "", buckets))
+      guards.set(policy.name, new GuardStats(policy.name, policy.concurrency.initialLimit, policy.rate !== undefined))
+    }
+    const recent: Array<DenialEvent> = []
+    let recentNext = 0
+    const slots = new Map<string, { readonly policy: string; expiresAt: number }>()
+    let sinceSweep = 0
+
+    const pubsub = yield* PubSub.sliding<DenialEvent>(limits.watchBuffer)
+    yield* Effect.addFinalizer(() => PubSub.shutdown(pubsub))
+
+    const endSlot = (leaseId: string) => {
+      const slot = slots.get(leaseId)
+      if (slot === undefined) return
+      slots.delete(leaseId)
+      const guard = guards.get(slot.policy)
+      if (guard !== undefined && guard.inflight > 0) guard.inflight--
+    }
+
+    /** Drops slots whose lease expired without a release (a crashed holder): the backend reclaimed them. */
+    const sweep = (now: number) => {
+      for (const [id, slot] of slots) if (slot.expiresAt <= now) endSlot(id)
+    }
+
+    /** The bookkeeping of one decision; returns the denial event, if any. */
+    const note = (
+      policy: string,
+      key: string,
+      decision: DecisionData,
+      latencyMs: number,
+      axis: string,
+      now: number
+    ): DenialEvent | undefined => {
+      const s = stats.get(policy)
+      if (s === undefined) return undefined
+      s.rolling.add(now, decision.allowed)
+      s.latency.add(latencyMs)
+      s.requested.add(key)
+      s.limit = decision.limit
+      const guard = guards.get(policy)
+      if (guard !== undefined && (axis === "concurrency" || !guard.rateAxis)) guard.limit = decision.limit
+      if (decision.allowed) {
+        s.allowedTotal++
+        return undefined
+      }
+      s.deniedTotal++
+      s.deniedKeys.add(key)
+      s.deniedByAxis.set(axis, (s.deniedByAxis.get(axis) ?? 0) + 1)
+      const event = new DenialEvent({
+        at: now,
+        policy,
+        key,
+        axis,
+        limit: decision.limit,
+        remaining: decision.remaining,
+        retryAfterMs: decision.retryAfterMs
+      }, true)
+      if (recent.length < limits.recentDenials) recent.push(event)
+      else recent[recentNext] = event
+      recentNext = (recentNext + 1) % limits.recentDenials
+      return event
+    }
+
+    const recordDecision: Hub["recordDecision"] = (policy, key, decision, latencyMs, axis) =>
+      Effect.clockWith((clock) => {
+        let event: DenialEvent | undefined
+        try {
+          event = note(policy, key, decision, latencyMs, axis, clock.unsafeCurrentTimeMillis())
+        } catch {
+          // Monitoring must never break a decision; a broken record is dropped.
+          return Effect.void
+        }
+        return event === undefined
+          ? Effect.void
+          : PubSub.publish(pubsub, event).pipe(Effect.catchAllCause(() => Effect.void), Effect.asVoid)
+      })
+
+    const slotHeld: Hub["slotHeld"] = (policy, leaseId, expiresAt, now) => {
+      const guard = guards.get(policy)
+      if (guard === undefined || slots.has(leaseId)) return
+      guard.inflight++
+      slots.set(leaseId, { policy, expiresAt })
+      if (++sinceSweep >= 1024) {
+        sinceSweep = 0
+        sweep(now)
+      }
+    }
+
+    const slotsRenewed: Hub["slotsRenewed"] = (leaseIds, expiresAt) => {
+      for (const id of leaseIds) {
+        const slot = slots.get(id)
+        if (slot !== undefined) slot.expiresAt = expiresAt
+      }
+    }
+
+    const snapshot: Effect.Effect<RawSnapshot> = Effect.clockWith((clock) =>
+      Effect.sync(() => {
+        const now = clock.unsafeCurrentTimeMillis()
+        sweep(now)
+        const policies: Array<PolicyDetail> = []
+        for (const s of stats.values()) {
+          const counts = s.rolling.totals(now)
+          policies.push({
+            name: s.name,
+            kind: s.kind,
+            strategy: s.strategy,
+            allowed: counts.allowed,
+            denied: counts.denied,
+            limit: s.limit,
+            latency: s.latency.summary(),
+            topDenied: s.deniedKeys.top(limits.topKeys),
+            topRequested: s.requested.top(limits.topKeys),
+            allowedTotal: s.allowedTotal,
+            deniedTotal: s.deniedTotal,
+            deniedByAxis: Object.fromEntries(s.deniedByAxis)
+          })
+        }
+        const guardList: Array<GuardSummary> = Array.from(guards.values(), (g) => ({
+          name: g.name,
+          limit: g.limit,
+          inflight: g.inflight,
+          share: 0,
+          lGlobal: 0,
+          nodes: 0,
+          fenced: false
+        }))
+        const denials = recent.length < limits.recentDenials
+          ? recent.slice()
+          : [...recent.slice(recentNext), ...recent.slice(0, recentNext)]
+        return {
+          meta: {
+            generatedAt: now,
+            windowMs,
+            mode: "process" as const,
+            lensVersion: LENS_VERSION,
+            nodeId: options.nodeId ?? ""
+          },
+          policies,
+          guards: guardList,
+          recentDenials: denials,
+          health: { backend: options.backend ?? "memory" }
+        }
+      })
+    )
+
+    let watching = 0
+    const watch: Hub["watch"] = (policy = "") =>
+      Stream.unwrapScoped(
+        Effect.gen(function*() {
+          const subscription = yield* PubSub.subscribe(pubsub)
+          watching++
+          yield* Effect.addFinalizer(() => Effect.sync(() => watching--))
+          return Stream.fromQueue(subscription, { shutdown: true })
+        })
+      ).pipe(
+        Stream.filter((event) => policy === "" || event.policy === policy),
+        capPerSecond(limits.watchEventsPerSecond)
+      )
+
+    return {
+      recordDecision,
+      slotHeld,
+      slotEnded: endSlot,
+      slotsRenewed,
+      snapshot,
+      watch,
+      watchers: () => watching
+    }
+  })
+
+/**
+ * The hub as a layer.
+ *
+ * @since 0.1.0
+ * @category layers
+ */
+export const layer = (options: HubOptions): Layer.Layer<MonitorHub> => Layer.scoped(MonitorHub, make(options))

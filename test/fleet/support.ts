@@ -1,0 +1,87 @@
+/**
+ * Test wiring for the fleet and Monitor doors: our gRPC server, in this process, wired exactly as
+ * `throttlekit-effect serve` wires it (`ServerDoors` around the Memory door), on a free port.
+ */
+import { Context, Effect, Layer, Option, Redacted, type Scope } from "effect"
+import { spawnSync } from "node:child_process"
+import { networkInterfaces } from "node:os"
+import * as Config from "../../src/Config.js"
+import type { CoordinatorService } from "../../src/coordinator/Coordinator.js"
+import * as ServerDoors from "../../src/fleet/ServerDoors.js"
+import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
+import { GrpcServer } from "../../src/server/GrpcServer.js"
+import * as Server from "../../src/server/Server.js"
+
+/** What a test server is started with. */
+export interface TestServerOptions {
+  readonly config: string
+  /** The interface to bind (default 127.0.0.1). */
+  readonly host?: string
+  readonly monitorSecret?: string
+  readonly fleetSecret?: string
+  /** The coordinator the doors use (default an in-process one). */
+  readonly coordinator?: CoordinatorService
+}
+
+/** A running test server. */
+export interface TestServer {
+  readonly port: number
+  /** A loopback target for clients. */
+  readonly target: string
+  readonly doors: ServerDoors.ServerDoors
+}
+
+const secret = (value: string | undefined) => Option.map(Option.fromNullable(value), Redacted.make)
+
+/** Starts the server for the life of the scope. */
+export const startServer = (options: TestServerOptions): Effect.Effect<TestServer, unknown, Scope.Scope> =>
+  Effect.gen(function*() {
+    const policies = yield* Config.parse(options.config, "test")
+    const doors = yield* ServerDoors.make({
+      policies,
+      store: { kind: "memory" },
+      monitorSecret: secret(options.monitorSecret),
+      fleetSecret: secret(options.fleetSecret),
+      nodeId: "test-node",
+      ...(options.coordinator === undefined ? {} : { coordinator: options.coordinator })
+    })
+    const context = yield* Layer.build(
+      Server.layer({ host: options.host ?? "127.0.0.1", port: 0, services: doors.services }).pipe(
+        Layer.provide(doors.around(MemoryBackend.layer({ policies })))
+      )
+    )
+    const server = Context.get(context, GrpcServer)
+    return { port: server.port, target: `127.0.0.1:${server.port}`, doors }
+  })
+
+/**
+ * A non-loopback IPv4 address of this machine, to reach a server bound on 0.0.0.0 as a remote peer would
+ * (the traffic stays on this machine). Uses an existing interface's address; when there is none and we
+ * are root, adds a dummy interface `tkdummy0` with 10.203.0.1/32 and removes it when the scope closes.
+ * Fails (never skips) when neither works. `how` says which was used.
+ */
+export const nonLoopbackAddress: Effect.Effect<
+  { readonly address: string; readonly how: string },
+  Error,
+  Scope.Scope
+> = Effect.suspend(() => {
+  for (const [name, addresses] of Object.entries(networkInterfaces())) {
+    for (const a of addresses ?? []) {
+      if (a.family === "IPv4" && !a.internal && !a.address.startsWith("127.")) {
+        return Effect.succeed({ address: a.address, how: `the address of this machine's interface ${name}` })
+      }
+    }
+  }
+  const ip = (...args: ReadonlyArray<string>) => spawnSync("ip", args, { stdio: "ignore" }).status === 0
+  return Effect.acquireRelease(
+    Effect.suspend(() =>
+      ip("link", "add", "tkdummy0", "type", "dummy") && ip("addr", "add", "10.203.0.1/32", "dev", "tkdummy0") &&
+        ip("link", "set", "tkdummy0", "up")
+        ? Effect.succeed({ address: "10.203.0.1", how: "a dummy interface tkdummy0 added for this test" })
+        : Effect.fail(
+          new Error("no non-loopback IPv4 address on this machine, and `ip link add tkdummy0 type dummy` failed")
+        )
+    ),
+    () => Effect.sync(() => ip("link", "del", "tkdummy0"))
+  )
+})
