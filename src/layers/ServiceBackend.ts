@@ -50,7 +50,10 @@ export interface ServiceBackendOptions {
   readonly leaseTtlMs?: number
   /** Retries of the idempotent calls (Peek, Forecast, Release, Heartbeat) on `ServiceUnavailable` (default 0). */
   readonly idempotentRetries?: number
-  /** Extra grpc-js channel options. */
+  /**
+   * Extra grpc-js channel options. By default reconnect backoff is capped at 5 s (`RECONNECT_BACKOFF_CAP_MS`)
+   * instead of grpc-js's 120 s, so a client recovers within seconds of a server restart.
+   */
   readonly channelOptions?: grpc.ChannelOptions
 }
 
@@ -61,6 +64,15 @@ export interface ServiceBackendOptions {
  * @category constants
  */
 export const DEFAULT_DEADLINE: Duration.Duration = Duration.seconds(1)
+
+/**
+ * The default cap on the channel's reconnect backoff, in ms. grpc-js grows the backoff to 120 s while a
+ * server is down, so after a long restart its clients kept failing for up to two more minutes.
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const RECONNECT_BACKOFF_CAP_MS = 5000
 
 const BACKEND = "service"
 
@@ -93,7 +105,7 @@ export const make = (
           new grpc.Client(
             options.target,
             options.credentials ?? grpc.credentials.createInsecure(),
-            options.channelOptions ?? {}
+            { "grpc.max_reconnect_backoff_ms": RECONNECT_BACKOFF_CAP_MS, ...options.channelOptions }
           ),
         catch: (error) =>
           new InvalidArgument({ argument: "target", reason: error instanceof Error ? error.message : String(error) })

@@ -5,6 +5,7 @@
  * the server down gracefully and exit 0.
  */
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import * as grpc from "@grpc/grpc-js"
 import * as Cause from "effect/Cause"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
@@ -21,6 +22,10 @@ const reason = (cause: Cause.Cause<{ readonly message: string }>): string =>
       onSome: (error) => error.message
     })
   )
+
+// grpc-js prints its own copy of some failures (a bind error: "E No address added…") beside the typed
+// error reported below, which breaks the one-line contract; GRPC_VERBOSITY still turns it back on.
+if (process.env["GRPC_VERBOSITY"] === undefined) grpc.setLogVerbosity(grpc.logVerbosity.NONE)
 
 const program = main(process.argv.slice(2), process.env).pipe(
   Effect.tapErrorCause((cause) =>

@@ -275,7 +275,7 @@ describe("HTTP fail modes under load while Redis is down", () => {
 
 describe("admissions held in Redis", () => {
   const slots = pool("slots", 2)
-  const TTL_MS = 1000
+  const TTL_MS = 2000
 
   it.live(
     "outlive the client that took them, and are reclaimed after their TTL",
