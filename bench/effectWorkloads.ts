@@ -14,12 +14,13 @@ export const effectBatched = <E, R>(
   impl: string,
   run: Run<R>,
   op: (i: number) => Effect.Effect<unknown, E, R>,
-  batch = 1000
+  batch = 1000,
+  ours = true
 ): Workload => {
   let i = 0
   return {
     impl,
-    ours: true,
+    ours,
     round: (budgetMs) =>
       run(Effect.gen(function*() {
         const latencies = new Latencies()
@@ -43,12 +44,13 @@ export const effectBatched = <E, R>(
 export const effectSerial = <E, R>(
   impl: string,
   run: Run<R>,
-  op: (i: number) => Effect.Effect<unknown, E, R>
+  op: (i: number) => Effect.Effect<unknown, E, R>,
+  ours = true
 ): Workload => {
   let i = 0
   return {
     impl,
-    ours: true,
+    ours,
     round: (budgetMs) =>
       run(Effect.gen(function*() {
         const latencies = new Latencies()
@@ -77,13 +79,14 @@ export const effectWindows = <E, R>(
   impl: string,
   run: Run<R>,
   op: (i: number) => Effect.Effect<unknown, E, R>,
-  width = WINDOW
+  width = WINDOW,
+  ours = true
 ): Workload => {
   let i = 0
   const slots = Array.from({ length: width }, (_, w) => w)
   return {
     impl,
-    ours: true,
+    ours,
     round: (budgetMs) =>
       run(Effect.gen(function*() {
         const latencies = new Latencies()

@@ -4,9 +4,10 @@
  * hot key and on 10k keys.
  *
  * `memory.vsRlf` is the Memory door over rate-limiter-flexible in the less favourable of the two key
- * shapes.
+ * shapes. The Effect floor row runs the engine's check inside `Effect.sync` in the same Effect loop as
+ * the Memory door: what any Effect call costs before a limiter adds anything.
  */
-import { ManagedRuntime } from "effect"
+import { Effect, ManagedRuntime } from "effect"
 import { RateLimiterMemory } from "rate-limiter-flexible"
 import { rateEngine } from "../../src/engine/index.js"
 import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
@@ -19,25 +20,35 @@ import { type Comparison, ratio, type Section, type SectionOutcome } from "../se
 const ENGINE = "engine.check (plain function)"
 const OURS = "MemoryBackend.check (service)"
 const RLF = "rate-limiter-flexible Memory.consume"
+const FLOOR = "Effect.sync(engine.check)"
 
 const expectAllowed = (impl: string, allowed: boolean) => {
   if (!allowed) throw new Error(`${impl}: the first check was denied; the bench policy must allow everything`)
 }
 
 /** The engine with its states in a Map, as a plain in-process limiter would hold them. */
-const engineWorkload = (keyAt: (i: number) => string): Workload => {
+const engineCheck = (keyAt: (i: number) => string) => {
   const engine = rateEngine(gcraStrategy)
   const states = new Map<string, unknown>()
-  const check = (i: number) => {
+  return (i: number) => {
     const key = keyAt(i)
     const step = engine.check(states.get(key), Date.now(), 1)
     if (step.decision.allowed) states.set(key, step.state)
     return step.decision
   }
+}
+
+const engineWorkload = (keyAt: (i: number) => string): Workload => {
+  const check = engineCheck(keyAt)
   return {
     ...syncBatched(ENGINE, true, check),
     verify: () => Promise.resolve(expectAllowed(ENGINE, check(0).allowed))
   }
+}
+
+const floorWorkload = (keyAt: (i: number) => string): Workload => {
+  const check = engineCheck(keyAt)
+  return effectBatched(FLOOR, Effect.runPromise, (i) => Effect.sync(() => check(i)), 1000, false)
 }
 
 const run = async (plan: Plan): Promise<SectionOutcome> => {
@@ -60,7 +71,7 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
         // consume rejects when the key is over its points.
         verify: () => rlf.consume(keyAt(0)).then(() => undefined)
       }
-      results.push(...(await measure(scenario, [engineWorkload(keyAt), ours, incumbent], plan)))
+      results.push(...(await measure(scenario, [engineWorkload(keyAt), ours, incumbent, floorWorkload(keyAt)], plan)))
     }
     const hot = ratio(results, "memory.hotKey.vsRlf", "memory.hotKey", OURS, RLF)
     const many = ratio(results, "memory.keys10k.vsRlf", "memory.keys10k", OURS, RLF)
@@ -76,6 +87,9 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
       },
       hot,
       many,
+      ratio(results, "memory.hotKey.vsEffectFloor", "memory.hotKey", OURS, FLOOR),
+      ratio(results, "memory.hotKey.effectFloorVsRlf", "memory.hotKey", FLOOR, RLF),
+      ratio(results, "memory.hotKey.engineVsRlf", "memory.hotKey", ENGINE, RLF),
       ratio(results, "memory.hotKey.serviceVsEngine", "memory.hotKey", OURS, ENGINE),
       ratio(results, "memory.keys10k.serviceVsEngine", "memory.keys10k", OURS, ENGINE)
     ]

@@ -2,11 +2,12 @@
  * Service: the Service door's check against our gRPC server (Memory store, in its own process), serial
  * and 64 in flight, against raw `@grpc/grpc-js` unary calls to the same server with the same descriptors
  * and codecs (the floor: no deadline, no validation, no typed errors). Each side has its own client;
- * the sides take turns. Keys rotate over 10k.
+ * the sides take turns. Keys rotate over 10k. The Effect floor row runs the raw call inside
+ * `Effect.tryPromise` in the same Effect loop as ours: the gap between it and ours is the door's own cost.
  */
 import { create } from "@bufbuild/protobuf"
 import * as grpc from "@grpc/grpc-js"
-import { ManagedRuntime } from "effect"
+import { Effect, ManagedRuntime } from "effect"
 import { deserializer, methodPath, serializer } from "../../src/grpc/codec.js"
 import { type CheckResponse, RateLimiter as RateLimiterRpc } from "../../src/grpc/generated/throttlekit_pb.js"
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
@@ -19,6 +20,7 @@ import { ratio, type Section, type SectionOutcome } from "../section.js"
 
 const OURS = "ServiceBackend.check"
 const RAW = "raw grpc-js unary Check"
+const FLOOR = "Effect.tryPromise(raw grpc-js Check)"
 
 /** A plain grpc-js client calling Check with the generated descriptors and our codecs. */
 const rawClient = (target: string) => {
@@ -62,12 +64,14 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
     const results: Array<Result> = []
     const serial: ReadonlyArray<Workload> = [
       { ...effectSerial(OURS, runtime.runPromise, (i) => limiter.check(POLICY, keyOf(i))), verify: verifyOurs },
-      { ...promiseSerial(RAW, false, (i) => raw.check(keyOf(i))), verify: verifyRaw }
+      { ...promiseSerial(RAW, false, (i) => raw.check(keyOf(i))), verify: verifyRaw },
+      effectSerial(FLOOR, Effect.runPromise, (i) => Effect.tryPromise(() => raw.check(keyOf(i))), false)
     ]
     results.push(...(await measure("service.serial", serial, plan)))
     const c64: ReadonlyArray<Workload> = [
       { ...effectWindows(OURS, runtime.runPromise, (i) => limiter.check(POLICY, keyOf(i))), verify: verifyOurs },
-      { ...promiseWindows(RAW, false, (i) => raw.check(keyOf(i))), verify: verifyRaw }
+      { ...promiseWindows(RAW, false, (i) => raw.check(keyOf(i))), verify: verifyRaw },
+      effectWindows(FLOOR, Effect.runPromise, (i) => Effect.tryPromise(() => raw.check(keyOf(i))), undefined, false)
     ]
     results.push(...(await measure("service.c64", c64, plan)))
     return {
@@ -77,6 +81,8 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
           target: { op: ">=", value: 0.9 },
           headline: true
         }),
+        ratio(results, "service.c64.vsEffectFloor", "service.c64", OURS, FLOOR),
+        ratio(results, "service.c64.effectFloorVsRaw", "service.c64", FLOOR, RAW),
         ratio(results, "service.serial.vsRaw", "service.serial", OURS, RAW)
       ],
       skipped: []
