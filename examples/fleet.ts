@@ -7,7 +7,7 @@
  *    short does one fiber call Reserve (the others wait for that one refresh, never start their own).
  * 3. The next window: the budget is back.
  *
-^ *   npx tsx examples/fleet.ts                                  our server, in this process (memory store)
+ *   npx tsx examples/fleet.ts                                  our server, in this process (memory store)
  *   npx tsx examples/fleet.ts --service host:port [--policy NAME]
  *
  * Without `--service` the example starts our server on a free loopback port serving the policy below.
