@@ -70,8 +70,21 @@ const latencyFromWire = (l: pb.LatencySummary | undefined) =>
 const parseRawJson = Schema.decodeUnknownEither(Schema.parseJson())
 const decodeSnapshot = Schema.decodeUnknownEither(Snapshot)
 
+/** The longest description of a decoding failure kept in the error (the server's payload is not echoed whole). */
+const MAX_REASON_CHARS = 1000
+
+const describeFailure = (error: ParseResult.ParseError): string => {
+  try {
+    const text = ParseResult.TreeFormatter.formatErrorSync(error)
+    return text.length <= MAX_REASON_CHARS ? text : `${text.slice(0, MAX_REASON_CHARS)}… (truncated)`
+  } catch {
+    // Formatting recurses into the offending value; one nested deep enough overflows the stack.
+    return "the value is nested too deeply to describe"
+  }
+}
+
 const decodeFailure = (what: string, error: ParseResult.ParseError) =>
-  new SnapshotDecodeError({ reason: `${what}: ${ParseResult.TreeFormatter.formatErrorSync(error)}` })
+  new SnapshotDecodeError({ reason: `${what}: ${describeFailure(error)}` })
 
 /**
  * A wire snapshot as a `Snapshot`: the typed fields and the decoded `raw_json`, both checked by Schema.

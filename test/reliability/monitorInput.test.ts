@@ -1,0 +1,111 @@
+/**
+ * A hostile or broken Monitor server: the `MonitorBackend` client decodes whatever comes back into a
+ * typed error, never a defect. A stand-in server (our server never sends these) answers GetSnapshot with
+ * each row's `raw_json` or typed fields, and Watch with an event-less message. Each row asserts the typed
+ * error, that its message stays short (a 1 MiB payload is not echoed into logs), and that nothing in the
+ * payload reached `Object.prototype`.
+ */
+import type { MessageInitShape } from "@bufbuild/protobuf"
+import { describe, expect, layer } from "@effect/vitest"
+import { Context, Effect, Layer, Stream } from "effect"
+import {
+  type GetSnapshotResponseSchema,
+  Monitor as MonitorDescriptor
+} from "../../src/grpc/generated/throttlekit_pb.js"
+import * as MonitorBackend from "../../src/layers/MonitorBackend.js"
+import * as GrpcServer from "../../src/server/GrpcServer.js"
+import { implement } from "../../src/server/Service.js"
+import { Monitor, type MonitorService } from "../../src/services/Monitor.js"
+
+type Response = MessageInitShape<typeof GetSnapshotResponseSchema>
+
+const deepArray = (depth: number) => "[".repeat(depth) + "]".repeat(depth)
+const deepObject = (depth: number) => "{\"a\":".repeat(depth) + "1" + "}".repeat(depth)
+
+const rawRows: ReadonlyArray<readonly [string, string]> = [
+  ["empty", ""],
+  ["whitespace", "  \n\t "],
+  ["null", "null"],
+  ["a number", "42"],
+  ["a string", "\"snapshot\""],
+  ["an array", "[]"],
+  ["an empty object", "{}"],
+  ["truncated", "{\"meta\": 42"],
+  ["the wrong shape", "{\"meta\": 42}"],
+  ["NaN and comments", "{\"meta\": NaN /* no */}"],
+  ["a lone surrogate escape", "\"\\ud800\""],
+  ["a __proto__ key", "{\"__proto__\": {\"polluted\": true}, \"constructor\": {\"prototype\": {\"polluted\": true}}}"],
+  ["arrays nested 100 000 deep", deepArray(100_000)],
+  ["objects nested 20 000 deep", deepObject(20_000)],
+  ["a field nested 50 000 deep", `{"meta":${deepArray(50_000)}}`],
+  ["1 MiB of junk", "x".repeat(1 << 20)],
+  ["a 1 MiB string where an object belongs", `{"meta": "${"x".repeat(1 << 20)}"}`]
+]
+
+interface Stage {
+  next: Response
+}
+
+class StandIn
+  extends Context.Tag("test/StandIn")<StandIn, { readonly stage: Stage; readonly monitor: MonitorService }>()
+{}
+
+const standIn = Layer.scoped(
+  StandIn,
+  Effect.gen(function*() {
+    const stage: Stage = { next: {} }
+    const service = implement(MonitorDescriptor, {
+      getSnapshot: () => Effect.sync(() => stage.next),
+      // A message without its event, then the end.
+      watch: () => Stream.make({})
+    })
+    const running = yield* GrpcServer.make({ host: "127.0.0.1", port: 0 }, [service])
+    const monitor = Context.get(yield* Layer.build(MonitorBackend.layer({ target: running.address })), Monitor)
+    return { stage, monitor }
+  }).pipe(Effect.orDie)
+)
+
+const snapshotWith = (rawJson: string): Response => ({ snapshot: { meta: { mode: "process" }, rawJson } })
+
+const typedRows: ReadonlyArray<readonly [string, Response]> = [
+  ["no snapshot at all", {}],
+  ["an unknown policy kind", {
+    snapshot: { meta: { mode: "process" }, policies: [{ name: "p", kind: "bogus" }], rawJson: "{}" }
+  }],
+  ["an unknown mode", { snapshot: { meta: { mode: "cluster-of-one" }, rawJson: "{}" } }]
+]
+
+describe("a broken Monitor server is a typed error, never a defect", () => {
+  layer(standIn, { excludeTestServices: true, timeout: 60_000 })((it) => {
+    it.effect.each(
+      rawRows.map(([name, raw]) => ({ name, response: snapshotWith(raw) })).concat(
+        typedRows.map(([name, response]) => ({ name, response }))
+      )
+    )("$name", ({ response }) =>
+      Effect.gen(function*() {
+        const { monitor, stage } = yield* StandIn
+        stage.next = response
+        const exit = yield* Effect.exit(monitor.snapshot)
+        expect(exit._tag).toBe("Failure")
+        if (exit._tag === "Failure") {
+          expect(exit.cause._tag, String(exit.cause).slice(0, 300)).toBe("Fail")
+          if (exit.cause._tag === "Fail") {
+            expect(exit.cause.error._tag).toBe("SnapshotDecodeError")
+            expect(exit.cause.error.message.length).toBeLessThan(4096)
+          }
+        }
+        expect(({} as Record<string, unknown>)["polluted"]).toBeUndefined()
+      }))
+
+    it.effect("a Watch message without its event is a typed error", () =>
+      Effect.gen(function*() {
+        const { monitor } = yield* StandIn
+        const exit = yield* Effect.exit(Stream.runDrain(monitor.watch()))
+        expect(exit._tag).toBe("Failure")
+        if (exit._tag === "Failure") {
+          expect(exit.cause._tag).toBe("Fail")
+          if (exit.cause._tag === "Fail") expect(exit.cause.error._tag).toBe("BackendError")
+        }
+      }))
+  })
+})
