@@ -28,3 +28,27 @@ export * as RedisBackend from "./layers/RedisBackend.js"
 
 /** @since 0.1.0 */
 export * as ServiceBackend from "./layers/ServiceBackend.js"
+
+/** @since 0.1.0 */
+export * from "./services/Fleet.js"
+
+/** @since 0.1.0 */
+export * from "./services/Monitor.js"
+
+/** @since 0.1.0 */
+export * as FleetBackend from "./layers/FleetBackend.js"
+
+/** @since 0.1.0 */
+export * as MonitorBackend from "./layers/MonitorBackend.js"
+
+/** @since 0.1.0 */
+export * as TwoTier from "./layers/TwoTier.js"
+
+/** @since 0.1.0 */
+export * as Coordinator from "./coordinator/Coordinator.js"
+
+/** @since 0.1.0 */
+export * as MemoryCoordinator from "./coordinator/MemoryCoordinator.js"
+
+/** @since 0.1.0 */
+export * as RedisCoordinator from "./coordinator/RedisCoordinator.js"
