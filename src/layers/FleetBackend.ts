@@ -134,6 +134,14 @@ export const make = (options: FleetBackendOptions): Effect.Effect<FleetService, 
       ): Effect.fn.Return<Lease, RateLimiterError> {
         const wants = reserveOptions.wants ?? 1
         yield* wholeAtLeastOne(wants, "wants")
+        // A domain is a coordinator key: checked here, since a lone surrogate would reach the server as
+        // U+FFFD, silently naming another tenant's budget.
+        const domainProblem = reserveOptions.domain === undefined || reserveOptions.domain === ""
+          ? undefined
+          : Validate.keyProblem(reserveOptions.domain)
+        if (domainProblem !== undefined) {
+          return yield* Effect.fail(new InvalidArgument({ argument: "domain", reason: domainProblem }))
+        }
         const response = yield* unary(client, FleetRpc.method.reserve, {
           policy,
           caller: { domain: reserveOptions.domain ?? "", clientId: reserveOptions.clientId ?? "" },

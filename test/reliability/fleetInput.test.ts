@@ -1,0 +1,200 @@
+/**
+ * Bad input to Fleet.Reserve, table-driven, through the `FleetBackend` client to our server wired as
+ * `serve` wires it (the Monitor/Fleet doors around a Redis store, so the coordinator is Redis's): each row
+ * asserts the typed error AND that no state changed (the whole Redis keyspace, and afterwards a reserve of
+ * the whole budget is still granted in full). Then random bytes as Reserve and GetSnapshot bodies: the
+ * server answers each with a status, logs no defect, and keeps serving.
+ */
+import { describe, expect, layer } from "@effect/vitest"
+import * as grpc from "@grpc/grpc-js"
+import { Cause, Context, Effect, Layer, Logger, Option, Redacted } from "effect"
+import * as fc from "fast-check"
+import { Redis } from "ioredis"
+import * as Config from "../../src/Config.js"
+import * as ServerDoors from "../../src/fleet/ServerDoors.js"
+import { methodPath } from "../../src/grpc/codec.js"
+import { Fleet as FleetRpc, Monitor as MonitorRpc } from "../../src/grpc/generated/throttlekit_pb.js"
+import * as FleetBackend from "../../src/layers/FleetBackend.js"
+import * as RedisBackend from "../../src/layers/RedisBackend.js"
+import { GrpcServer } from "../../src/server/GrpcServer.js"
+import * as Server from "../../src/server/Server.js"
+import { Fleet, type FleetService, type ReserveOptions } from "../../src/services/Fleet.js"
+import { MAX_KEY_BYTES } from "../../src/Validate.js"
+import { redisServer } from "../support/redisServer.js"
+
+const LIMIT = 50
+const config = `
+limiters:
+  fleet:
+    strategy: fixedWindow
+    limit: ${LIMIT}
+    windowMs: 3600000
+    federated: {}
+  local:
+    strategy: fixedWindow
+    limit: 5
+    windowMs: 3600000
+`
+
+interface Rig {
+  readonly fleet: FleetService
+  readonly raw: grpc.Client
+  readonly keyspace: Effect.Effect<string>
+  readonly errors: Array<string>
+}
+
+class FleetRig extends Context.Tag("test/FleetRig")<FleetRig, Rig>() {}
+
+const rig = Layer.scoped(
+  FleetRig,
+  Effect.gen(function*() {
+    const redis = yield* redisServer
+    const policies = yield* Config.parse(config, "fleet.yaml")
+    const errors: Array<string> = []
+    const logger = Logger.make(({ logLevel, message }) => {
+      if (logLevel._tag === "Error" || logLevel._tag === "Fatal") errors.push(String(message))
+    })
+    const doors = yield* ServerDoors.make({
+      policies,
+      store: { kind: "redis", url: redis.url },
+      monitorSecret: Option.none(),
+      fleetSecret: Option.some(Redacted.make("fleet-key")),
+      nodeId: "fleet-input"
+    })
+    const context = yield* Layer.build(
+      Server.layer({ host: "127.0.0.1", port: 0, services: doors.services }).pipe(
+        Layer.provide(doors.around(RedisBackend.layer({ policies, redis: redis.url }))),
+        Layer.provide(Logger.replace(Logger.defaultLogger, logger))
+      )
+    )
+    const address = Context.get(context, GrpcServer).address
+    const fleet = Context.get(
+      yield* Layer.build(
+        FleetBackend.layer({ target: address, secret: Redacted.make("fleet-key"), deadlineMs: 10_000 })
+      ),
+      Fleet
+    )
+    const raw = yield* Effect.acquireRelease(
+      Effect.sync(() => new grpc.Client(address, grpc.credentials.createInsecure())),
+      (client) => Effect.sync(() => client.close())
+    )
+    const admin = yield* Effect.acquireRelease(
+      Effect.sync(() => new Redis(redis.url)),
+      (client) => Effect.sync(() => client.disconnect())
+    )
+    const keyspace = Effect.promise(async () => {
+      const keys = (await admin.keys("*")).sort()
+      const dumps = await Promise.all(keys.map((key) => admin.dumpBuffer(key)))
+      return keys.map((key, i) => `${key} ${dumps[i]?.toString("hex")}`).join("\n")
+    })
+    return { fleet, raw, keyspace, errors }
+  }).pipe(Effect.orDie)
+)
+
+interface Row {
+  readonly name: string
+  readonly policy: string
+  readonly options: ReserveOptions
+  readonly error: string
+  readonly argument?: string
+}
+
+const badWants: ReadonlyArray<readonly [string, number]> = [
+  ["negative", -1],
+  ["zero", 0],
+  ["NaN", Number.NaN],
+  ["infinite", Number.POSITIVE_INFINITY],
+  ["fractional", 2.5],
+  ["2^53", 2 ** 53]
+]
+
+const badDomains: ReadonlyArray<readonly [string, string]> = [
+  ["1 MiB", "d".repeat(1 << 20)],
+  ["one byte over the key cap", "d".repeat(MAX_KEY_BYTES + 1)],
+  ["a lone surrogate (not encodable as UTF-8)", "tenant-\uD800"],
+  ["a reversed surrogate pair", "\uDC00\uD800"]
+]
+
+const rows: ReadonlyArray<Row> = [
+  ...badWants.map(([label, wants]): Row => ({
+    name: `${label} wants`,
+    policy: "fleet",
+    options: { wants },
+    error: "InvalidArgument",
+    argument: "wants"
+  })),
+  ...badDomains.map(([label, domain]): Row => ({
+    name: `a domain: ${label}`,
+    policy: "fleet",
+    options: { domain },
+    error: "InvalidArgument",
+    argument: "domain"
+  })),
+  { name: "an unknown policy", policy: "nope", options: {}, error: "PolicyNotFound" },
+  { name: "a policy that is not federated", policy: "local", options: {}, error: "PolicyNotFound" },
+  { name: "the empty policy name", policy: "", options: {}, error: "PolicyNotFound" },
+  { name: "the concurrency axis", policy: "fleet", options: { axis: "concurrency" }, error: "OperationNotSupported" }
+]
+
+describe("bad input to Fleet.Reserve changes nothing", () => {
+  layer(rig, { excludeTestServices: true, timeout: 60_000 })((it) => {
+    it.effect.each(rows)("$name", (row) =>
+      Effect.gen(function*() {
+        const { fleet, keyspace } = yield* FleetRig
+        const domain = `row-${row.name}`
+        const before = yield* keyspace
+        const exit = yield* Effect.exit(fleet.reserve(row.policy, { domain, ...row.options }))
+        expect(exit._tag).toBe("Failure")
+        if (exit._tag === "Failure") {
+          const failure = Option.getOrUndefined(Cause.failureOption(exit.cause))
+          expect(failure?._tag, String(exit.cause).slice(0, 300)).toBe(row.error)
+          if (failure?._tag === "InvalidArgument" && row.argument !== undefined) {
+            expect(failure.argument).toBe(row.argument)
+          }
+        }
+        expect(yield* keyspace).toBe(before)
+        // The row's own domain still has its whole budget.
+        const lease = yield* fleet.reserve("fleet", { domain, wants: LIMIT })
+        expect(lease.capacity).toBe(LIMIT)
+      }))
+
+    it.effect(
+      "fuzz: random bytes as Reserve and GetSnapshot bodies are answered with a status; still serving",
+      () =>
+        Effect.gen(function*() {
+          const { errors, fleet, raw } = yield* FleetRig
+          const paths = [methodPath(FleetRpc.method.reserve), methodPath(MonitorRpc.method.getSnapshot)]
+          const seen = new Map<string, number>()
+          const metadata = new grpc.Metadata()
+          metadata.set("x-fleet-secret", "fleet-key")
+          yield* Effect.promise(() =>
+            fc.assert(
+              fc.asyncProperty(fc.constantFrom(...paths), fc.uint8Array({ maxLength: 256 }), async (path, bytes) => {
+                const code = await new Promise<number>((resolve) => {
+                  raw.makeUnaryRequest<Buffer, Buffer>(
+                    path,
+                    (b) => b,
+                    (b) => b,
+                    Buffer.from(bytes),
+                    metadata.clone(),
+                    { deadline: Date.now() + 10_000 },
+                    (error) => resolve(error === null ? grpc.status.OK : error.code)
+                  )
+                })
+                const name = `${path.split("/").pop()} ${grpc.status[code]}`
+                seen.set(name, (seen.get(name) ?? 0) + 1)
+                expect([grpc.status.DEADLINE_EXCEEDED, grpc.status.UNAVAILABLE, grpc.status.UNKNOWN]).not.toContain(
+                  code
+                )
+              }),
+              { numRuns: 300 }
+            )
+          )
+          console.log(`[wire fuzz] Fleet/Monitor bodies: ${JSON.stringify(Object.fromEntries(seen))}`)
+          expect(errors).toEqual([])
+          expect((yield* fleet.reserve("fleet", { domain: "after-fuzz" })).capacity).toBe(1)
+        }),
+      { timeout: 120_000 }
+    )
+  })
+})
