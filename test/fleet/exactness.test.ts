@@ -19,8 +19,10 @@ import { describe, expect, it } from "@effect/vitest"
 import { Clock, Context, Effect, Layer } from "effect"
 import type { Decision } from "../../src/Decision.js"
 import * as FleetBackend from "../../src/layers/FleetBackend.js"
+import * as MonitorBackend from "../../src/layers/MonitorBackend.js"
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
 import { Fleet, type LeasedLimiter } from "../../src/services/Fleet.js"
+import { Monitor } from "../../src/services/Monitor.js"
 import { RateLimiter, type RateLimiterService } from "../../src/services/RateLimiter.js"
 import { type ServerProcess, startServer, tempFile } from "../server/cliProcess.js"
 import { redisServer } from "../support/redisServer.js"
@@ -140,6 +142,15 @@ describe("fleet exactness (3 server processes on one Redis)", () => {
         expect(rows.some((r) => r.total >= LIMIT / 2)).toBe(true)
         expect(rows.reduce((n, r) => n + r.tier1, 0)).toBeGreaterThan(0)
         expect(rows.reduce((n, r) => n + r.tier2, 0)).toBeGreaterThan(0)
+
+        // Each server's Monitor saw its own tier-1 decisions.
+        for (const target of targets) {
+          const monitor = yield* Effect.map(Layer.build(MonitorBackend.layer({ target })), Context.get(Monitor))
+          const snapshot = yield* monitor.snapshot
+          const seen = snapshot.policies.find((p) => p.name === "coupled")!
+          expect(seen.allowed + seen.denied).toBeGreaterThan(0)
+          expect(snapshot.raw.health.backend).toBe("redis")
+        }
 
         // --- moderate demand (about 1.05 × LIMIT per window), where leftovers are held at the boundary:
         // coupled leased clients vs uncoupled ones, each admission placed in the window it happened in

@@ -6,7 +6,7 @@
  * snapshot is a typed `SnapshotDecodeError` (from a stand-in server: ours never sends one).
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Context, Effect, Fiber, Layer, Redacted, type Scope, Stream } from "effect"
+import { Chunk, Context, Effect, Exit, Fiber, Layer, Redacted, Scope, Stream } from "effect"
 import { Monitor as MonitorDescriptor } from "../../src/grpc/generated/throttlekit_pb.js"
 import * as MonitorBackend from "../../src/layers/MonitorBackend.js"
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
@@ -129,6 +129,19 @@ describe("Monitor door", () => {
       yield* subscribed(server, 1)
       yield* burst(limiter, "bob", 4)
       expect(Chunk.toArray(yield* Fiber.join(watcher))[0]).toMatchObject({ policy: "api", key: "bob" })
+    })))
+
+  it.live("an open Watch stream ends cleanly when the server shuts down", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const serverScope = yield* Scope.make()
+      const server = yield* Scope.extend(startServer({ config }), serverScope)
+      const monitor = yield* monitorIn(server.target)
+      const watcher = yield* Effect.fork(Stream.runCollect(monitor.watch()))
+      yield* subscribed(server, 1)
+      yield* Scope.close(serverScope, Exit.void)
+      const exit = yield* Fiber.await(watcher)
+      expect(Exit.isSuccess(exit)).toBe(true)
+      expect(server.doors.hub.watchers()).toBe(0)
     })))
 
   it.live("a raw_json that is not a snapshot is a SnapshotDecodeError, not a defect", () =>
