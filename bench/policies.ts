@@ -40,3 +40,9 @@ export const keyOf = (i: number): string => keys[i % KEY_COUNT]!
 
 /** The one key of a hot-key scenario. */
 export const HOT_KEY = "hot"
+
+/** The federated policy the fleet tiers share (served by the bench server, see childServer.ts). */
+export const FLEET_POLICY = "fleet"
+
+/** The budget domain of the fleet tiers: a tier-1 Check on this key and a tier-2 lease of it share it. */
+export const FLEET_DOMAIN = "bench-domain"

@@ -6,27 +6,37 @@
  *
  * - `leasing.spendNs` is measured with a clock read per spend, as a leased limiter needs `now` for every
  *   spend; the row without it shows the spender alone.
+ * - `leasing.tier2VsTier1`: one caller, one budget domain of a federated fixed-window policy on our
+ *   server (its own process, `throttlekit-effect serve`). Tier 2: a `Fleet.leased` limiter (FleetBackend)
+ *   reserving 100 units per Reserve and spending them locally; tier 1: a Check RPC per request
+ *   (ServiceBackend), which the server answers from its own leased credits.
  * - `leasing.twoTierVsStrict`: one caller checking one hot key of a fixed-window policy (a 60 s window, so
  *   window-coupled credits rarely die mid-round). Leased: `TwoTier` over the Redis door and the Redis
  *   coordinator, reserving 100 units per trip; strict: every check a Redis round trip.
  */
-import { Layer, ManagedRuntime } from "effect"
+import { Effect, Layer, ManagedRuntime } from "effect"
 import * as RedisCoordinator from "../../src/coordinator/RedisCoordinator.js"
 import { LeaseSpender } from "../../src/engine/leaseSpender.js"
+import * as FleetBackend from "../../src/layers/FleetBackend.js"
 import * as RedisBackend from "../../src/layers/RedisBackend.js"
+import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
 import * as TwoTier from "../../src/layers/TwoTier.js"
 import type { LimiterPolicy } from "../../src/Policy.js"
+import { Fleet } from "../../src/services/Fleet.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
 import { MISSING_REDIS_HINT, redisServerAvailable, startRedisServer } from "../../test/support/redisServer.js"
+import { sharedChildServer } from "../childServer.js"
 import { effectSerial } from "../effectWorkloads.js"
 import { measure, type Plan, type Result, syncBatched, type Workload } from "../harness.js"
-import { HOT_KEY, LIMIT_PER_SEC } from "../policies.js"
+import { FLEET_DOMAIN, FLEET_POLICY, HOT_KEY, LIMIT_PER_SEC } from "../policies.js"
 import { type Comparison, ratio, type Section, type SectionOutcome, type Skipped } from "../section.js"
 
 const WITH_CLOCK = "LeaseSpender.spend + Date.now()"
 const ALONE = "LeaseSpender.spend (fixed now)"
 const LEASED = "TwoTier leased (batch 100) over Redis"
 const STRICT = "strict (RedisBackend.check)"
+const TIER2 = "tier 2: Fleet.leased (batch 100)"
+const TIER1 = "tier 1: ServiceBackend.check"
 
 /** A spender holding far more credits than a run can spend, in a window that does not end. */
 const fundedSpender = (): LeaseSpender => {
@@ -82,6 +92,37 @@ const twoTierVsStrict = async (plan: Plan): Promise<Array<Result>> => {
   }
 }
 
+const tier2VsTier1 = async (plan: Plan): Promise<Array<Result>> => {
+  const server = await sharedChildServer()
+  const runtime = ManagedRuntime.make(
+    Layer.merge(FleetBackend.layer({ target: server.target }), ServiceBackend.layer({ target: server.target }))
+  )
+  try {
+    const { leased, limiter } = await runtime.runPromise(Effect.gen(function*() {
+      const fleet = yield* Fleet
+      return {
+        leased: yield* fleet.leased(FLEET_POLICY, { batch: 100, domain: FLEET_DOMAIN }),
+        limiter: yield* RateLimiter
+      }
+    }))
+    const expectAllowed = (impl: string) => (decision: { readonly allowed: boolean }) => {
+      if (!decision.allowed) throw new Error(`${impl}: the first check was denied`)
+    }
+    const tier2: Workload = {
+      ...effectSerial(TIER2, runtime.runPromise, () => leased.check()),
+      verify: () => runtime.runPromise(leased.check()).then(expectAllowed(TIER2))
+    }
+    const tier1: Workload = {
+      ...effectSerial(TIER1, runtime.runPromise, () => limiter.check(FLEET_POLICY, FLEET_DOMAIN)),
+      verify: () => runtime.runPromise(limiter.check(FLEET_POLICY, FLEET_DOMAIN)).then(expectAllowed(TIER1))
+    }
+    return await measure("leasing.fleet", [tier2, tier1], plan)
+  } finally {
+    await runtime.dispose()
+    // The server is shared with the other sections; main stops it at the end.
+  }
+}
+
 const run = async (plan: Plan): Promise<SectionOutcome> => {
   const fixedNow = Date.now()
   const results = await measure(
@@ -108,9 +149,14 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
       headline: false
     }
   ]
-  const skipped: Array<Skipped> = [
-    { name: "leasing.tier2VsTier1", reason: "skipped: the Fleet door (FleetBackend, Fleet.Reserve) is not built yet" }
-  ]
+  const skipped: Array<Skipped> = []
+  results.push(...(await tier2VsTier1(plan)))
+  comparisons.push(
+    ratio(results, "leasing.tier2VsTier1", "leasing.fleet", TIER2, TIER1, {
+      target: { op: ">=", value: 50 },
+      headline: true
+    })
+  )
   if (redisServerAvailable()) {
     results.push(...(await twoTierVsStrict(plan)))
     comparisons.push(

@@ -12,7 +12,7 @@ import { deserializer, methodPath, serializer } from "../../src/grpc/codec.js"
 import { type CheckResponse, RateLimiter as RateLimiterRpc } from "../../src/grpc/generated/throttlekit_pb.js"
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
-import { startChildServer } from "../childServer.js"
+import { sharedChildServer } from "../childServer.js"
 import { effectSerial, effectWindows } from "../effectWorkloads.js"
 import { measure, type Plan, promiseSerial, promiseWindows, type Result, type Workload } from "../harness.js"
 import { keyOf, POLICY } from "../policies.js"
@@ -48,7 +48,7 @@ const rawClient = (target: string) => {
 }
 
 const run = async (plan: Plan): Promise<SectionOutcome> => {
-  const server = await startChildServer()
+  const server = await sharedChildServer()
   const raw = rawClient(server.target)
   const runtime = ManagedRuntime.make(ServiceBackend.layer({ target: server.target }))
   try {
@@ -90,7 +90,7 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
   } finally {
     await runtime.dispose()
     raw.close()
-    await server.close()
+    // The server is shared with the leasing section; main stops it at the end.
   }
 }
 
