@@ -4,8 +4,11 @@
  * a watch has none (it runs until interrupted, which cancels the call on the wire). The secret, when
  * given, travels as `x-monitor-secret` call metadata.
  *
- * Everything the server sends is decoded with Schema: a snapshot whose fields or `raw_json` do not match
- * fails with `SnapshotDecodeError`, a watch message without its event with `BackendError` — never a defect.
+ * Everything the server sends is decoded with Schema: a snapshot whose fields do not match, whose
+ * `raw_json` is not JSON, or (from a throttlekit-effect server, which names itself in `lens_version`)
+ * whose `raw_json` is not a `RawSnapshot`, fails with `SnapshotDecodeError`; a watch message without its
+ * event with `BackendError` — never a defect. Another server's `raw_json` (its own internal shape) is
+ * kept as text.
  *
  * @since 0.1.0
  */
@@ -13,6 +16,7 @@ import type * as grpc from "@grpc/grpc-js"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
 import * as ParseResult from "effect/ParseResult"
 import type * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
@@ -24,7 +28,8 @@ import { fromInt64 } from "../grpc/convert.js"
 import type * as pb from "../grpc/generated/throttlekit_pb.js"
 import { Monitor as MonitorRpc } from "../grpc/generated/throttlekit_pb.js"
 import { toRateLimiterError } from "../grpc/status.js"
-import { DenialEvent } from "../monitor/Snapshot.js"
+import { LENS_VERSION } from "../monitor/Hub.js"
+import { DenialEvent, RawSnapshot } from "../monitor/Snapshot.js"
 import { Monitor, type MonitorService, Snapshot, SnapshotDecodeError } from "../services/Monitor.js"
 import { acquireChannel, secretMetadata } from "./FleetBackend.js"
 
@@ -68,6 +73,10 @@ const latencyFromWire = (l: pb.LatencySummary | undefined) =>
     : { avgMs: l.avgMs, p50Ms: l.p50Ms, p99Ms: l.p99Ms, maxMs: l.maxMs, n: fromInt64(l.n) }
 
 const parseRawJson = Schema.decodeUnknownEither(Schema.parseJson())
+const decodeRaw = Schema.decodeUnknownEither(RawSnapshot)
+
+/** How a throttlekit-effect server names itself in `lens_version` (its `raw_json` is then ours). */
+const LENS_PREFIX = LENS_VERSION.slice(0, LENS_VERSION.indexOf("/") + 1)
 const decodeSnapshot = Schema.decodeUnknownEither(Snapshot)
 
 /** The longest description of a decoding failure kept in the error (the server's payload is not echoed whole). */
@@ -96,9 +105,15 @@ export const snapshotFromWire = (
   snapshot: pb.Snapshot | undefined
 ): Effect.Effect<Snapshot, SnapshotDecodeError> => {
   if (snapshot === undefined) return Effect.fail(new SnapshotDecodeError({ reason: "the response has no snapshot" }))
-  const raw = parseRawJson(snapshot.rawJson)
-  if (Either.isLeft(raw)) return Effect.fail(decodeFailure("raw_json is not JSON", raw.left))
+  const json = parseRawJson(snapshot.rawJson)
+  if (Either.isLeft(json)) return Effect.fail(decodeFailure("raw_json is not JSON", json.left))
   const meta = snapshot.meta
+  let raw: Option.Option<RawSnapshot> = Option.none()
+  if (meta !== undefined && meta.lensVersion.startsWith(LENS_PREFIX)) {
+    const decoded = decodeRaw(json.right)
+    if (Either.isLeft(decoded)) return Effect.fail(decodeFailure("raw_json", decoded.left))
+    raw = Option.some(decoded.right)
+  }
   const typed = decodeSnapshot({
     meta: meta === undefined ? undefined : {
       generatedAt: fromInt64(meta.generatedAt),
@@ -128,7 +143,8 @@ export const snapshotFromWire = (
       fenced: g.fenced
     })),
     recentDenials: snapshot.recentDenials.map(denialFromWire),
-    raw: raw.right
+    rawJson: snapshot.rawJson,
+    raw
   })
   return Either.isLeft(typed) ? Effect.fail(decodeFailure("snapshot", typed.left)) : Effect.succeed(typed.right)
 }

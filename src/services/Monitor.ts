@@ -1,7 +1,8 @@
 /**
  * The `Monitor` service: a live view of a ThrottleKit server's decisions. `snapshot` reads what the
  * server's hub counted (per policy allowed/denied over a rolling minute, latency, top keys, guards, recent
- * denials), typed, with the full `raw_json` decoded by Schema; `watch` follows denials as they happen.
+ * denials), typed, with the full `raw_json` decoded by Schema (from a throttlekit-effect server); `watch`
+ * follows denials as they happen.
  *
  * Provide it with `MonitorBackend.layer`.
  *
@@ -26,8 +27,11 @@ export {
 } from "../monitor/Snapshot.js"
 
 /**
- * A snapshot: the typed fields of the wire message and, as `raw`, the full snapshot the server sent as
- * `raw_json` (with totals and denials by axis).
+ * A snapshot: the typed fields of the wire message; `rawJson`, the full snapshot as the server sent it;
+ * and `raw`, that full snapshot decoded (with totals and denials by axis) when the server is a
+ * throttlekit-effect server (its `lensVersion` says so). Other servers (the reference
+ * `throttlekit-server`) put their own internal shape in `raw_json`: `raw` is then `None` and `rawJson`
+ * is left to the caller.
  *
  * @since 0.1.0
  * @category models
@@ -37,7 +41,8 @@ export class Snapshot extends Schema.Class<Snapshot>("Snapshot")({
   policies: Schema.Array(PolicySummary),
   guards: Schema.Array(GuardSummary),
   recentDenials: Schema.Array(DenialEvent),
-  raw: RawSnapshot
+  rawJson: Schema.String,
+  raw: Schema.OptionFromSelf(RawSnapshot)
 }) {}
 
 /**

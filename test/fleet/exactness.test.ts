@@ -16,7 +16,7 @@
  *   printed against both. Whether an uncoupled run overshoots at all depends on the timing.)
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Clock, Context, Effect, Layer } from "effect"
+import { Clock, Context, Effect, Layer, Option } from "effect"
 import type { Decision } from "../../src/Decision.js"
 import * as FleetBackend from "../../src/layers/FleetBackend.js"
 import * as MonitorBackend from "../../src/layers/MonitorBackend.js"
@@ -149,7 +149,7 @@ describe("fleet exactness (3 server processes on one Redis)", () => {
           const snapshot = yield* monitor.snapshot
           const seen = snapshot.policies.find((p) => p.name === "coupled")!
           expect(seen.allowed + seen.denied).toBeGreaterThan(0)
-          expect(snapshot.raw.health.backend).toBe("redis")
+          expect(Option.getOrThrow(snapshot.raw).health.backend).toBe("redis")
         }
 
         // --- moderate demand (about 1.05 × LIMIT per window), where leftovers are held at the boundary:

@@ -6,10 +6,11 @@
  * snapshot is a typed `SnapshotDecodeError` (from a stand-in server: ours never sends one).
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Context, Effect, Exit, Fiber, Layer, Redacted, Scope, Stream } from "effect"
+import { Chunk, Context, Effect, Exit, Fiber, Layer, Option, Redacted, Scope, Stream } from "effect"
 import { Monitor as MonitorDescriptor } from "../../src/grpc/generated/throttlekit_pb.js"
 import * as MonitorBackend from "../../src/layers/MonitorBackend.js"
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
+import { LENS_VERSION } from "../../src/monitor/Hub.js"
 import * as GrpcServer from "../../src/server/GrpcServer.js"
 import { implement } from "../../src/server/Service.js"
 import { Monitor, type MonitorService } from "../../src/services/Monitor.js"
@@ -85,14 +86,16 @@ describe("Monitor door", () => {
         { name: "pool", limit: 4, inflight: 0, share: 0, lGlobal: 0, nodes: 0, fenced: false }
       ])
       // The raw snapshot decodes to the same facts, plus what only it carries.
-      expect(snapshot.raw.policies.find((p) => p.name === "api")).toMatchObject({
+      const raw = Option.getOrThrow(snapshot.raw)
+      expect(JSON.parse(snapshot.rawJson)).toMatchObject({ meta: { nodeId: "test-node" } })
+      expect(raw.policies.find((p) => p.name === "api")).toMatchObject({
         allowed: 3,
         denied: 7,
         allowedTotal: 3,
         deniedTotal: 7,
         deniedByAxis: { "": 7 }
       })
-      expect(snapshot.raw.health.backend).toBe("memory")
+      expect(raw.health.backend).toBe("memory")
 
       // A stream with no matching denials runs until interrupted, which cancels the call on the server.
       yield* Fiber.interrupt(onlyQuiet)
@@ -144,23 +147,34 @@ describe("Monitor door", () => {
       expect(server.doors.hub.watchers()).toBe(0)
     })))
 
-  it.live("a raw_json that is not a snapshot is a SnapshotDecodeError, not a defect", () =>
+  it.live("a raw_json that is not a snapshot is a SnapshotDecodeError, not a defect; another server's is kept as text", () =>
     Effect.scoped(Effect.gen(function*() {
-      const garbage = implement(MonitorDescriptor, {
-        getSnapshot: () => Effect.succeed({ snapshot: { meta: { mode: "process" }, rawJson: "{\"meta\": 42" } }),
-        watch: () => Stream.empty
-      })
-      const wrongShape = implement(MonitorDescriptor, {
-        getSnapshot: () => Effect.succeed({ snapshot: { meta: { mode: "process" }, rawJson: "{\"meta\": 42}" } }),
-        watch: () => Stream.empty
-      })
-      for (const service of [garbage, wrongShape]) {
-        const running = yield* GrpcServer.make({ host: "127.0.0.1", port: 0 }, [service])
-        const monitor = yield* monitorIn(running.address)
-        const error = yield* Effect.flip(monitor.snapshot)
-        expect(error._tag).toBe("SnapshotDecodeError")
-        expect(error.message).toContain("raw_json")
-      }
+      const standIn = (lensVersion: string, rawJson: string) =>
+        implement(MonitorDescriptor, {
+          getSnapshot: () => Effect.succeed({ snapshot: { meta: { mode: "process", lensVersion }, rawJson } }),
+          watch: () => Stream.empty
+        })
+      const monitorOf = (service: ReturnType<typeof standIn>) =>
+        Effect.flatMap(
+          GrpcServer.make({ host: "127.0.0.1", port: 0 }, [service]),
+          (running) => monitorIn(running.address)
+        )
+      // Not JSON at all, from any server.
+      const garbage = yield* monitorOf(standIn("anything", "{\"meta\": 42"))
+      const notJson = yield* Effect.flip(garbage.snapshot)
+      expect(notJson._tag).toBe("SnapshotDecodeError")
+      expect(notJson.message).toContain("raw_json is not JSON")
+      // JSON, but not our snapshot, from a server that says it is throttlekit-effect.
+      const ours = yield* monitorOf(standIn(LENS_VERSION, "{\"meta\": 42}"))
+      const wrongShape = yield* Effect.flip(ours.snapshot)
+      expect(wrongShape._tag).toBe("SnapshotDecodeError")
+      expect(wrongShape.message).toContain("raw_json")
+      // Another server's own shape (the reference server's is internal): kept as text, not decoded.
+      const foreign = yield* monitorOf(standIn("0.2.0-experimental.0", "{\"stats\": []}"))
+      const snapshot = yield* foreign.snapshot
+      expect(Option.isNone(snapshot.raw)).toBe(true)
+      expect(snapshot.rawJson).toBe("{\"stats\": []}")
+      expect(snapshot.meta.lensVersion).toBe("0.2.0-experimental.0")
     })))
 })
 
