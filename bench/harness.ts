@@ -158,6 +158,9 @@ export const formatOps = (opsPerSec: number): string => Math.round(opsPerSec).to
 // The Effect shapes live in effectWorkloads.ts.
 // ---------------------------------------------------------------------------------------------------
 
+/** The last result of a synchronous operation: kept so the JIT cannot drop an unused result's allocation. */
+export let sink: unknown = undefined
+
 /** A synchronous operation, timed per batch of `batch` operations. */
 export const syncBatched = (
   impl: string,
@@ -176,7 +179,7 @@ export const syncBatched = (
       let ops = 0
       let t = start
       while (t < deadline) {
-        for (let b = 0; b < batch; b++) op(i++)
+        for (let b = 0; b < batch; b++) sink = op(i++)
         const t1 = nowNs()
         latencies.push((t1 - t) / batch)
         t = t1
