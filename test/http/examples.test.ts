@@ -96,9 +96,11 @@ describe("examples", () => {
         const byName = yield* runExample("run.ts", ["llm-budget"])
         expect(byName.code, byName.stderr).toBe(0)
         expect(byName.stdout).toMatch(/budget reached/)
-        const unknown = yield* runExample("run.ts", ["fleet"])
+        const unknown = yield* runExample("run.ts", ["no-such-example"])
         expect(unknown.code).toBe(2)
-        expect(unknown.stderr).toMatch(/usage: npm run example -- <rate\|llm-budget\|concurrency\|http-server>/)
+        expect(unknown.stderr).toMatch(
+          /usage: npm run example -- <rate\|llm-budget\|concurrency\|fleet\|monitor\|http-server>/
+        )
         const badFlag = yield* runExample("rate.ts", ["--redis"])
         expect(badFlag.code).toBe(2)
         expect(badFlag.stderr).toMatch(/--redis needs a value/)
