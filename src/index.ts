@@ -52,3 +52,9 @@ export * as MemoryCoordinator from "./coordinator/MemoryCoordinator.js"
 
 /** @since 0.1.0 */
 export * as RedisCoordinator from "./coordinator/RedisCoordinator.js"
+
+/** The gRPC server as a layer over any `RateLimiter` (what `throttlekit-effect serve` runs). @since 0.1.0 */
+export * as Server from "./server/Server.js"
+
+/** The HTTP middleware for @effect/platform apps. @since 0.1.0 */
+export * from "./http/index.js"
