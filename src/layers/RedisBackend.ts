@@ -16,7 +16,8 @@
  *   a consuming check runs at most once per call. ioredis reconnects in the background, so the backend
  *   recovers when Redis comes back.
  * - Leases live in Redis: any process serving the same admitter can release or renew them. A lease id is
- *   32 hex characters whose first 8 name the admitter (a hash of its lease key) and the rest is random.
+ *   40 hex characters: the first 8 name the admitter (a hash of its lease key), the other 32 are 128
+ *   random bits, as unguessable as the Memory door's.
  * - Key caps (`maxKeys`) do not apply: Redis keys expire on their own TTLs.
  *
  * @since 0.1.0
@@ -336,7 +337,7 @@ export const make = (
 
     const mintLeaseId = (entry: AdmitterEntry) =>
       Effect.sync(() =>
-        entry.leaseTag + randomBytes(12).toString("hex")
+        entry.leaseTag + randomBytes(16).toString("hex")
       )
 
     const acquire = Effect.fn("RedisBackend.acquire")(
@@ -376,7 +377,7 @@ export const make = (
     )
 
     const admitterOfLease = (leaseId: string): AdmitterEntry | undefined =>
-      /^[0-9a-f]{32}$/.test(leaseId) ? admitters.get(leaseId.slice(0, 8)) : undefined
+      /^[0-9a-f]{40}$/.test(leaseId) ? admitters.get(leaseId.slice(0, 8)) : undefined
 
     const release = Effect.fn("RedisBackend.release")(
       function*(leaseId: string, dropped: boolean): Effect.fn.Return<void, RateLimiterError> {
