@@ -12,36 +12,8 @@ import { Effect, Layer, Schema } from "effect"
 import * as HttpRateLimitApi from "../../src/http/api.js"
 import * as HttpRateLimit from "../../src/http/middleware.js"
 import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
-import type { AdmitterPolicy, LimiterPolicy } from "../../src/Policy.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
-import { request, serveLayer } from "./support.js"
-
-const HOUR = 3_600_000
-
-const burstPolicy = (name: string, burst: number): LimiterPolicy => ({
-  kind: "limiter",
-  name,
-  prefix: name,
-  maxKeys: 1000,
-  strategy: { kind: "gcra", limit: burst, periodMs: HOUR, burst }
-})
-
-const slotsPolicy = (name: string, slots: number): AdmitterPolicy => ({
-  kind: "admitter",
-  name,
-  prefix: name,
-  maxKeys: 1000,
-  concurrency: {
-    algorithm: "fixed",
-    minLimit: slots,
-    maxLimit: slots,
-    initialLimit: slots,
-    backoffRatio: 0.9,
-    smoothing: 0.2,
-    tolerance: 1.5,
-    rttWindow: 10
-  }
-})
+import { burstPolicy, HOUR, request, serveLayer, slotsPolicy } from "./support.js"
 
 /** An app-defined second rate-limit tag, for a different policy on one endpoint. */
 class ReportLimit extends HttpApiMiddleware.Tag<ReportLimit>()("test/ReportLimit", {

@@ -11,19 +11,8 @@ import * as Metrics from "../../src/http/metrics.js"
 import * as HttpRateLimit from "../../src/http/middleware.js"
 import * as RedisBackend from "../../src/layers/RedisBackend.js"
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
-import type { LimiterPolicy } from "../../src/Policy.js"
 import { redisServer } from "../support/redisServer.js"
-import { request, serve } from "./support.js"
-
-const HOUR = 3_600_000
-
-const burstPolicy = (name: string, burst: number): LimiterPolicy => ({
-  kind: "limiter",
-  name,
-  prefix: name,
-  maxKeys: 1000,
-  strategy: { kind: "gcra", limit: burst, periodMs: HOUR, burst }
-})
+import { burstPolicy, request, serve } from "./support.js"
 
 const app = HttpRouter.empty.pipe(HttpRouter.get("/", HttpServerResponse.text("ok")))
 

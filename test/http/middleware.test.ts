@@ -12,38 +12,9 @@ import { byHeader } from "../../src/http/keying.js"
 import * as Metrics from "../../src/http/metrics.js"
 import * as HttpRateLimit from "../../src/http/middleware.js"
 import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
-import type { AdmitterPolicy, LimiterPolicy, Policy } from "../../src/Policy.js"
+import type { Policy } from "../../src/Policy.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
-import { request, serve } from "./support.js"
-
-const HOUR = 3_600_000
-
-/** A GCRA limiter allowing `burst` requests per hour (nothing replenishes during a test). */
-const burstPolicy = (name: string, burst: number): LimiterPolicy => ({
-  kind: "limiter",
-  name,
-  prefix: name,
-  maxKeys: 1000,
-  strategy: { kind: "gcra", limit: burst, periodMs: HOUR, burst }
-})
-
-/** A fixed concurrency ceiling of `slots`. */
-const slotsPolicy = (name: string, slots: number): AdmitterPolicy => ({
-  kind: "admitter",
-  name,
-  prefix: name,
-  maxKeys: 1000,
-  concurrency: {
-    algorithm: "fixed",
-    minLimit: slots,
-    maxLimit: slots,
-    initialLimit: slots,
-    backoffRatio: 0.9,
-    smoothing: 0.2,
-    tolerance: 1.5,
-    rttWindow: 10
-  }
-})
+import { burstPolicy, HOUR, request, serve, slotsPolicy } from "./support.js"
 
 const ok = HttpRouter.empty.pipe(
   HttpRouter.get("/", HttpServerResponse.text("ok")),

@@ -6,6 +6,7 @@ import type * as HttpApp from "@effect/platform/HttpApp"
 import * as HttpServer from "@effect/platform/HttpServer"
 import { Context, Data, Effect, Layer } from "effect"
 import { createServer, type Server } from "node:http"
+import type { AdmitterPolicy, LimiterPolicy } from "../../src/Policy.js"
 
 /** A failed `fetch` (connection refused, aborted, …). */
 export class FetchFailed extends Data.TaggedError("FetchFailed")<{ readonly cause: unknown }> {}
@@ -63,3 +64,33 @@ export const request = (url: string, init: RequestInit = {}): Effect.Effect<Repl
     },
     catch: (cause) => new FetchFailed({ cause })
   })
+
+/** An hour in milliseconds: long enough that nothing replenishes or expires while a test runs. */
+export const HOUR = 3_600_000
+
+/** A GCRA limiter allowing `burst` requests per hour (nothing replenishes during a test). */
+export const burstPolicy = (name: string, burst: number): LimiterPolicy => ({
+  kind: "limiter",
+  name,
+  prefix: name,
+  maxKeys: 1000,
+  strategy: { kind: "gcra", limit: burst, periodMs: HOUR, burst }
+})
+
+/** A fixed concurrency ceiling of `slots`. */
+export const slotsPolicy = (name: string, slots: number): AdmitterPolicy => ({
+  kind: "admitter",
+  name,
+  prefix: name,
+  maxKeys: 1000,
+  concurrency: {
+    algorithm: "fixed",
+    minLimit: slots,
+    maxLimit: slots,
+    initialLimit: slots,
+    backoffRatio: 0.9,
+    smoothing: 0.2,
+    tolerance: 1.5,
+    rttWindow: 10
+  }
+})
