@@ -14,19 +14,11 @@ import type { Grant, WindowedStrategy } from "../../src/coordinator/reserve.js"
 import * as RedisBackend from "../../src/layers/RedisBackend.js"
 import type { Policy } from "../../src/Policy.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
+import { prng } from "../support/prng.js"
 import { RedisServer } from "../support/redisServer.js"
 
 const fixed: WindowedStrategy = { kind: "fixedWindow", limit: 5, windowMs: 60_000 }
 const sliding: WindowedStrategy = { kind: "slidingWindow", limit: 10, windowMs: 1000, buckets: 4 }
-
-/** A small deterministic generator (mulberry32), so a failure replays. */
-const random = (seed: number) => () => {
-  seed = (seed + 0x6d2b79f5) | 0
-  let t = seed
-  t = Math.imul(t ^ (t >>> 15), t | 1)
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-}
 
 describe("reserve (pure)", () => {
   it("grants partially, refuses at 0 until the window's end, and refills in the next window", () => {
@@ -93,7 +85,7 @@ describe("MemoryCoordinator", () => {
 
 /** A seeded sequence of (advance, strategy, key, wants) steps. */
 const sequence = (seed: number, steps: number) => {
-  const next = random(seed)
+  const { next } = prng(seed)
   const strategies: ReadonlyArray<WindowedStrategy> = [
     { kind: "fixedWindow", limit: 7, windowMs: 1000 },
     { kind: "slidingWindow", limit: 9, windowMs: 1000, buckets: 3 },

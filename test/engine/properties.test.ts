@@ -10,6 +10,7 @@ import { rateEngine } from "../../src/engine/index.js"
 import * as TokenBudget from "../../src/engine/tokenBudget.js"
 import type { RateEngine } from "../../src/engine/types.js"
 import { reportedLimit, type Strategy } from "../../src/Policy.js"
+import { timeScaleOf } from "../support/strategyScale.js"
 
 const RUNS = Number(process.env["ENGINE_PROP_RUNS"] ?? 300)
 
@@ -48,20 +49,6 @@ const slidingWindowLogArb = fc.record({
   windowMs: fc.integer({ min: 1, max: 5_000 })
 })
 
-/** A characteristic time scale of a strategy: where its boundaries fall. */
-const scaleOf = (strategy: Strategy): number => {
-  switch (strategy.kind) {
-    case "gcra":
-      return strategy.periodMs / strategy.limit
-    case "tokenBucket":
-      return 1000 / strategy.refillPerSec
-    case "slidingWindow":
-      return strategy.windowMs / strategy.buckets
-    default:
-      return strategy.windowMs
-  }
-}
-
 /** How time moves before an op: by `dt`, or to the next multiple of the scale, plus -1, 0 or +1 ms. */
 type TimeMove = { readonly _tag: "step"; readonly dt: number } | { readonly _tag: "boundary"; readonly offset: number }
 
@@ -99,7 +86,7 @@ const scenarioArb = fc
     fc.record({
       strategy: fc.constant(strategy),
       start: epochArb,
-      ops: opsArb(scaleOf(strategy), reportedLimit(strategy))
+      ops: opsArb(timeScaleOf(strategy), reportedLimit(strategy))
     })
   )
 
@@ -123,7 +110,7 @@ interface Event {
 
 const replay = (strategy: Strategy, start: number, ops: ReadonlyArray<Op>) => {
   const engine = rateEngine(strategy)
-  const scale = scaleOf(strategy)
+  const scale = timeScaleOf(strategy)
   const events: Array<Event> = []
   let state: unknown = undefined
   let now = start

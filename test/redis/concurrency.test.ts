@@ -11,6 +11,7 @@ import * as Engine from "../../src/engine/index.js"
 import type { Concurrency, Strategy } from "../../src/Policy.js"
 import { storeKey } from "../../src/Policy.js"
 import type { Reply } from "../../src/redis/ScriptRunner.js"
+import { prng, type Rng } from "../support/prng.js"
 import {
   call,
   persisted,
@@ -25,22 +26,6 @@ import {
 const SEQUENCES = Number(process.env["REDIS_CONC_SEQUENCES"] ?? 50)
 const OPS_PER_SEQUENCE = 200
 const SEED = Number(process.env["REDIS_DIFF_SEED"] ?? 20_261_129)
-
-const prng = (seed: number) => {
-  let a = seed >>> 0
-  const next = (): number => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-  const int = (lo: number, hi: number): number => lo + Math.floor(next() * (hi - lo + 1))
-  const pick = <A>(items: ReadonlyArray<A>): A => items[Math.floor(next() * items.length)]!
-  const hex = (length: number): string => Array.from({ length }, () => "0123456789abcdef"[int(0, 15)]).join("")
-  return { next, int, pick, hex }
-}
-type Rng = ReturnType<typeof prng>
 
 const randomConcurrency = (rng: Rng): Concurrency => {
   const minLimit = rng.int(1, 4)

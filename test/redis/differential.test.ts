@@ -17,8 +17,10 @@ import { Effect } from "effect"
 import type { DecisionData } from "../../src/Decision.js"
 import * as Engine from "../../src/engine/index.js"
 import type { ForecastData, RateEngine } from "../../src/engine/types.js"
-import type { Strategy } from "../../src/Policy.js"
+import { reportedLimit, type Strategy } from "../../src/Policy.js"
 import type { Reply } from "../../src/redis/ScriptRunner.js"
+import { prng, type Rng } from "../support/prng.js"
+import { timeScaleOf } from "../support/strategyScale.js"
 import {
   call,
   type HarnessError,
@@ -34,23 +36,8 @@ import {
 
 const OPS_PER_STRATEGY = Number(process.env["REDIS_DIFF_OPS"] ?? 10_000)
 const OPS_PER_SEQUENCE = 200
+/** The PRNG seed; set REDIS_DIFF_SEED to replay a failing run. */
 const SEED = Number(process.env["REDIS_DIFF_SEED"] ?? 20_261_129)
-
-/** mulberry32: a small seeded PRNG, so a failing run can be replayed with REDIS_DIFF_SEED. */
-const prng = (seed: number) => {
-  let a = seed >>> 0
-  const next = (): number => {
-    a = (a + 0x6D2B79F5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-  const int = (lo: number, hi: number): number => lo + Math.floor(next() * (hi - lo + 1))
-  const pick = <A>(items: ReadonlyArray<A>): A => items[Math.floor(next() * items.length)]!
-  return { next, int, pick }
-}
-type Rng = ReturnType<typeof prng>
 
 const randomStrategy = (rng: Rng, kind: Strategy["kind"]): Strategy => {
   const limit = rng.int(1, 30)
@@ -84,23 +71,6 @@ const randomStrategy = (rng: Rng, kind: Strategy["kind"]): Strategy => {
   }
 }
 
-/** Where a strategy's behaviour changes: its window (or tick, or emission interval). */
-const periodOf = (strategy: Strategy): number => {
-  switch (strategy.kind) {
-    case "gcra":
-      return strategy.periodMs / strategy.limit
-    case "tokenBucket":
-      return 1000 / strategy.refillPerSec
-    case "slidingWindow":
-      return strategy.windowMs / strategy.buckets
-    default:
-      return strategy.windowMs
-  }
-}
-
-const limitOf = (strategy: Strategy): number =>
-  strategy.kind === "gcra" ? strategy.burst : strategy.kind === "tokenBucket" ? strategy.capacity : strategy.limit
-
 /** The next instant: a repeat (step 0), a small step, a boundary ±1, a fraction of the period, or a jump. */
 const nextNow = (rng: Rng, now: number, period: number): number => {
   const roll = rng.next()
@@ -124,8 +94,8 @@ interface Op {
 }
 
 const randomOps = (rng: Rng, strategy: Strategy, count: number): Array<Op> => {
-  const period = periodOf(strategy)
-  const limit = limitOf(strategy)
+  const period = timeScaleOf(strategy)
+  const limit = reportedLimit(strategy)
   const ops: Array<Op> = []
   let now = startNow(rng)
   for (let i = 0; i < count; i++) {
