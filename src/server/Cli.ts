@@ -8,6 +8,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import { DEFAULT_FAIL_MODE, type FailMode, failModes } from "./FailMode.js"
 import { DEFAULT_PORT } from "./GrpcServer.js"
 
 /**
@@ -26,6 +27,9 @@ options:
   -p, --port N               the port; 0 picks a free one (default ${DEFAULT_PORT})
       --store memory|redis   where limit state lives (default: redis when --redis is given, else memory)
       --redis URL            the Redis server for --store redis (default redis://127.0.0.1:6379)
+      --fail open|closed     while the store is down, Check/CheckMany on limiter policies answer allowed
+                             (open) or denied (closed) instead of UNAVAILABLE; other calls and other
+                             errors are unchanged (default open)
       --monitor-secret S     secret for the Monitor door (env THROTTLEKIT_MONITOR_SECRET)
       --fleet-secret S       secret for the Fleet door (env THROTTLEKIT_FLEET_SECRET)
       --tls-cert FILE        PEM certificate chain; with --tls-key enables TLS
@@ -81,6 +85,8 @@ export interface ServeArgs {
   readonly host: string
   readonly port: number
   readonly store: Store
+  /** How limiter checks answer while the store is down (`--fail`). */
+  readonly failMode: FailMode
   readonly monitorSecret: Option.Option<Redacted.Redacted<string>>
   readonly fleetSecret: Option.Option<Redacted.Redacted<string>>
   readonly tls: Option.Option<TlsPaths>
@@ -112,6 +118,7 @@ const valueFlags: Record<string, string> = {
   "--port": "port",
   "--store": "store",
   "--redis": "redis",
+  "--fail": "fail",
   "--monitor-secret": "monitor-secret",
   "--fleet-secret": "fleet-secret",
   "--tls-cert": "tls-cert",
@@ -192,6 +199,10 @@ export const parse = (
       return yield* fail(`--store must be memory or redis, got ${JSON.stringify(storeName)}`)
     }
 
+    const failText = values.get("fail") ?? DEFAULT_FAIL_MODE
+    const failMode = failModes.find((mode) => mode === failText)
+    if (failMode === undefined) return yield* fail(`--fail must be open or closed, got ${JSON.stringify(failText)}`)
+
     const cert = values.get("tls-cert")
     const key = values.get("tls-key")
     const ca = values.get("tls-ca")
@@ -223,6 +234,7 @@ export const parse = (
         host,
         port,
         store,
+        failMode,
         monitorSecret: secret("monitor-secret", "THROTTLEKIT_MONITOR_SECRET"),
         fleetSecret: secret("fleet-secret", "THROTTLEKIT_FLEET_SECRET"),
         tls,

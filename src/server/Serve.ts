@@ -19,6 +19,7 @@ import * as MemoryBackend from "../layers/MemoryBackend.js"
 import * as RedisBackend from "../layers/RedisBackend.js"
 import type { RateLimiter } from "../services/RateLimiter.js"
 import * as Cli from "./Cli.js"
+import * as FailMode from "./FailMode.js"
 import { formatAddress, type GrpcBindError, GrpcServer, type RunningServer, type ServerTls } from "./GrpcServer.js"
 import * as Server from "./Server.js"
 
@@ -79,7 +80,7 @@ const storeLayer = (
 
 /**
  * The one line printed once the server is listening, e.g.
- * `throttlekit-effect listening on 127.0.0.1:50051 [store=memory, insecure, lease-ttl=2000ms] (2 policies: api, llm)`.
+ * `throttlekit-effect listening on 127.0.0.1:50051 [store=memory, insecure, lease-ttl=2000ms, fail=open] (2 policies: api, llm)`.
  *
  * @since 0.1.0
  * @category utils
@@ -91,7 +92,7 @@ export const startupLine = (
 ): string => {
   const names = policies.names.length === 0 ? "none" : policies.names.join(", ")
   const count = `${policies.names.length} ${policies.names.length === 1 ? "policy" : "policies"}`
-  return `throttlekit-effect listening on ${server.address} [store=${args.store.kind}, ${server.security}, lease-ttl=${args.leaseTtlMs}ms] (${count}: ${names})`
+  return `throttlekit-effect listening on ${server.address} [store=${args.store.kind}, ${server.security}, lease-ttl=${args.leaseTtlMs}ms, fail=${args.failMode}] (${count}: ${names})`
 }
 
 /**
@@ -107,7 +108,9 @@ export const serve = (args: Cli.ServeArgs): Effect.Effect<never, ServeError, Fil
       Effect.gen(function*() {
         const policies = yield* PolicyConfig.load(args.config)
         const tls = yield* readTls(args.tls)
-        // The Monitor and Fleet doors, the two-tier wrapper and the Monitor tap around the store.
+        // The Monitor and Fleet doors, the two-tier wrapper and the Monitor tap around the store; the fail
+        // mode outermost, so it also covers a two-tier coordinator outage and the Monitor records no
+        // synthesized decision (an outage is not a decision).
         const doors = yield* ServerDoors.make({
           policies,
           store: args.store,
@@ -124,7 +127,10 @@ export const serve = (args: Cli.ServeArgs): Effect.Effect<never, ServeError, Fil
             shutdownTimeoutMs: args.shutdownTimeoutMs,
             services: doors.services,
             ...(tls === undefined ? {} : { tls })
-          }).pipe(Layer.provide(doors.around(storeLayer(args, policies))))
+          }).pipe(
+            Layer.provide(FailMode.layer({ mode: args.failMode, policies })),
+            Layer.provide(doors.around(storeLayer(args, policies)))
+          )
         )
         // Runs before the server and the store are released (finalizers run last-added first).
         yield* Effect.addFinalizer(() => Console.log("throttlekit-effect shutting down: draining in-flight calls"))

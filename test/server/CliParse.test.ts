@@ -72,6 +72,15 @@ describe("Cli.parse", () => {
       expect(Option.map(command.args.monitorSecret, Redacted.value)).toEqual(Option.some("from-env"))
     }))
 
+  it.effect("--fail: open by default, open or closed when given", () =>
+    Effect.gen(function*() {
+      const failMode = (...flags: ReadonlyArray<string>) =>
+        Effect.map(serve("--config", "p.yaml", ...flags), (c) => c._tag === "Serve" ? c.args.failMode : "help")
+      expect(yield* failMode()).toBe("open")
+      expect(yield* failMode("--fail", "closed")).toBe("closed")
+      expect(yield* failMode("--fail=open")).toBe("open")
+    }))
+
   it.effect("help", () =>
     Effect.gen(function*() {
       expect((yield* parse(["--help"]))._tag).toBe("Help")
@@ -110,7 +119,9 @@ describe("Cli.parse", () => {
           ["serve", "--config", "p", "--lease-ttl-ms", "0"],
           "--lease-ttl-ms must be a whole number from 1 to 86400000, got \"0\""
         ],
-        [["serve", "--config", "p", "--host", ""], "--host must not be empty"]
+        [["serve", "--config", "p", "--host", ""], "--host must not be empty"],
+        [["serve", "--config", "p", "--fail", "ajar"], "--fail must be open or closed, got \"ajar\""],
+        [["serve", "--config", "p", "--fail"], "--fail needs a value"]
       ]
       for (const [argv, expected] of cases) expect([argv, yield* reason(argv)]).toEqual([argv, expected])
     }))

@@ -62,7 +62,7 @@ describe("throttlekit-effect serve (the CLI in its own process)", () => {
           const server = yield* CliServer
           expect(server.port).toBeGreaterThan(0)
           expect(server.startupLine).toBe(
-            `throttlekit-effect listening on 127.0.0.1:${server.port} [store=memory, insecure, lease-ttl=2000ms] ` +
+            `throttlekit-effect listening on 127.0.0.1:${server.port} [store=memory, insecure, lease-ttl=2000ms, fail=open] ` +
               "(6 policies: api, tokens, pool, unified, keeper, abandoned)"
           )
         }))
@@ -234,7 +234,7 @@ describe("throttlekit-effect serve (the CLI in its own process)", () => {
         const redis = yield* redisServer
         const args = ["--config", policyFile, "--port", "0", "--store", "redis", "--redis", redis.url]
         const [one, two] = yield* Effect.all([startServer(args), startServer(args)], { concurrency: 2 })
-        expect(one.startupLine).toContain("[store=redis, insecure, lease-ttl=2000ms]")
+        expect(one.startupLine).toContain("[store=redis, insecure, lease-ttl=2000ms, fail=open]")
         const key = fresh("shared")
         const viaOne = Effect.provide(
           Effect.flatMap(RateLimiter, (limiter) => limiter.check("api", key, 3)),

@@ -71,7 +71,7 @@ describe("TLS", () => {
           "--tls-ca",
           fixture("ca.pem")
         ])
-        expect(cli.startupLine).toContain("[store=memory, mTLS, lease-ttl=2000ms]")
+        expect(cli.startupLine).toContain("[store=memory, mTLS, lease-ttl=2000ms, fail=open]")
         const decision = yield* checkVia(cli.address, grpc.credentials.createSsl(ca, client.key, client.cert))
         expect(decision.allowed).toBe(true)
       })),
