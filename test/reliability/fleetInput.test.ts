@@ -7,9 +7,8 @@
  */
 import { describe, expect, layer } from "@effect/vitest"
 import * as grpc from "@grpc/grpc-js"
-import { Cause, Context, Effect, Layer, Logger, Option, Redacted } from "effect"
+import { Cause, Context, Effect, Layer, Option, Redacted } from "effect"
 import * as fc from "fast-check"
-import { Redis } from "ioredis"
 import * as Config from "../../src/Config.js"
 import * as ServerDoors from "../../src/fleet/ServerDoors.js"
 import { methodPath } from "../../src/grpc/codec.js"
@@ -20,6 +19,7 @@ import { GrpcServer } from "../../src/server/GrpcServer.js"
 import * as Server from "../../src/server/Server.js"
 import { Fleet, type FleetService, type ReserveOptions } from "../../src/services/Fleet.js"
 import { MAX_KEY_BYTES } from "../../src/Validate.js"
+import { errorRecorder, keyspaceReader, rawClient, sendRaw } from "../support/rawWire.js"
 import { redisServer } from "../support/redisServer.js"
 
 const LIMIT = 50
@@ -51,9 +51,6 @@ const rig = Layer.scoped(
     const redis = yield* redisServer
     const policies = yield* Config.parse(config, "fleet.yaml")
     const errors: Array<string> = []
-    const logger = Logger.make(({ logLevel, message }) => {
-      if (logLevel._tag === "Error" || logLevel._tag === "Fatal") errors.push(String(message))
-    })
     const doors = yield* ServerDoors.make({
       policies,
       store: { kind: "redis", url: redis.url },
@@ -64,7 +61,7 @@ const rig = Layer.scoped(
     const context = yield* Layer.build(
       Server.layer({ host: "127.0.0.1", port: 0, services: doors.services }).pipe(
         Layer.provide(doors.around(RedisBackend.layer({ policies, redis: redis.url }))),
-        Layer.provide(Logger.replace(Logger.defaultLogger, logger))
+        Layer.provide(errorRecorder(errors))
       )
     )
     const address = Context.get(context, GrpcServer).address
@@ -74,19 +71,8 @@ const rig = Layer.scoped(
       ),
       Fleet
     )
-    const raw = yield* Effect.acquireRelease(
-      Effect.sync(() => new grpc.Client(address, grpc.credentials.createInsecure())),
-      (client) => Effect.sync(() => client.close())
-    )
-    const admin = yield* Effect.acquireRelease(
-      Effect.sync(() => new Redis(redis.url)),
-      (client) => Effect.sync(() => client.disconnect())
-    )
-    const keyspace = Effect.promise(async () => {
-      const keys = (await admin.keys("*")).sort()
-      const dumps = await Promise.all(keys.map((key) => admin.dumpBuffer(key)))
-      return keys.map((key, i) => `${key} ${dumps[i]?.toString("hex")}`).join("\n")
-    })
+    const raw = yield* rawClient(address)
+    const keyspace = yield* keyspaceReader(redis.url)
     return { fleet, raw, keyspace, errors }
   }).pipe(Effect.orDie)
 )
@@ -170,17 +156,9 @@ describe("bad input to Fleet.Reserve changes nothing", () => {
           yield* Effect.promise(() =>
             fc.assert(
               fc.asyncProperty(fc.constantFrom(...paths), fc.uint8Array({ maxLength: 256 }), async (path, bytes) => {
-                const code = await new Promise<number>((resolve) => {
-                  raw.makeUnaryRequest<Buffer, Buffer>(
-                    path,
-                    (b) => b,
-                    (b) => b,
-                    Buffer.from(bytes),
-                    metadata.clone(),
-                    { deadline: Date.now() + 10_000 },
-                    (error) => resolve(error === null ? grpc.status.OK : error.code)
-                  )
-                })
+                const { code } = await Effect.runPromise(
+                  sendRaw(raw, path, Buffer.from(bytes), { metadata: metadata.clone() })
+                )
                 const name = `${path.split("/").pop()} ${grpc.status[code]}`
                 seen.set(name, (seen.get(name) ?? 0) + 1)
                 expect([grpc.status.DEADLINE_EXCEEDED, grpc.status.UNAVAILABLE, grpc.status.UNKNOWN]).not.toContain(

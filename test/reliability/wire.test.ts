@@ -8,9 +8,8 @@
 import { fromBinary } from "@bufbuild/protobuf"
 import { describe, expect, layer } from "@effect/vitest"
 import * as grpc from "@grpc/grpc-js"
-import { Context, Effect, Layer, Logger } from "effect"
+import { Context, Effect, Layer } from "effect"
 import * as fc from "fast-check"
-import { Redis } from "ioredis"
 import { methodPath } from "../../src/grpc/codec.js"
 import { Health } from "../../src/grpc/generated/health_pb.js"
 import { CheckResponseSchema, RateLimiter as RateLimiterRpc } from "../../src/grpc/generated/throttlekit_pb.js"
@@ -19,6 +18,7 @@ import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
 import { GrpcServer } from "../../src/server/GrpcServer.js"
 import * as Server from "../../src/server/Server.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
+import { errorRecorder, keyspaceReader, rawClient, sendRaw } from "../support/rawWire.js"
 import { redisServer } from "../support/redisServer.js"
 import { fixedWindow, pool } from "./support.js"
 
@@ -78,59 +78,18 @@ const rig = Layer.scoped(
   Effect.gen(function*() {
     const redis = yield* redisServer
     const errors: Array<string> = []
-    const logger = Logger.make(({ logLevel, message }) => {
-      if (logLevel._tag === "Error" || logLevel._tag === "Fatal") errors.push(String(message))
-    })
     const context = yield* Layer.build(
       Server.layerTest.pipe(
         Layer.provide(RedisBackend.layer({ policies, redis: redis.url })),
-        Layer.provide(Logger.replace(Logger.defaultLogger, logger))
+        Layer.provide(errorRecorder(errors))
       )
     )
     const address = Context.get(context, GrpcServer).address
-    const raw = yield* Effect.acquireRelease(
-      Effect.sync(() => new grpc.Client(address, grpc.credentials.createInsecure())),
-      (client) => Effect.sync(() => client.close())
-    )
-    const admin = yield* Effect.acquireRelease(
-      Effect.sync(() => new Redis(redis.url)),
-      (client) => Effect.sync(() => client.disconnect())
-    )
-    const keyspace = Effect.promise(async () => {
-      const keys = (await admin.keys("*")).sort()
-      const dumps = await Promise.all(keys.map((key) => admin.dumpBuffer(key)))
-      return keys.map((key, i) => `${key} ${dumps[i]?.toString("hex")}`).join("\n")
-    })
+    const raw = yield* rawClient(address)
+    const keyspace = yield* keyspaceReader(redis.url)
     return { address, raw, keyspace, errors }
   }).pipe(Effect.orDie)
 )
-
-/** What the server answered to one raw call. */
-interface Answer {
-  readonly code: grpc.status
-  readonly details: string
-  readonly body: Buffer | undefined
-}
-
-/** Sends `body` as the request of `path`, bypassing every client-side codec. */
-const sendRaw = (client: grpc.Client, path: string, body: Buffer, deadlineMs = 10_000) =>
-  Effect.async<Answer>((resume) => {
-    const call = client.makeUnaryRequest<Buffer, Buffer>(
-      path,
-      (b) => b,
-      (b) => b,
-      body,
-      new grpc.Metadata(),
-      { deadline: Date.now() + deadlineMs },
-      (error, response) =>
-        resume(Effect.succeed(
-          error === null
-            ? { code: grpc.status.OK, details: "", body: response }
-            : { code: error.code, details: error.details, body: undefined }
-        ))
-    )
-    return Effect.sync(() => call.cancel())
-  })
 
 const path = (name: keyof typeof RateLimiterRpc.method) => methodPath(RateLimiterRpc.method[name])
 

@@ -21,6 +21,7 @@ import { Monitor } from "../../src/services/Monitor.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
 import { nonLoopbackAddress } from "../fleet/support.js"
 import { type ServerProcess, startServer, tempFile } from "../server/cliProcess.js"
+import { rawClient, sendRaw } from "../support/rawWire.js"
 
 const MONITOR_SECRET = "m0n-Secret-7f3a9c"
 const FLEET_SECRET = "f1eet-Secret-b2e8d1"
@@ -67,25 +68,13 @@ const answers = (result: Effect.Effect.Success<ReturnType<typeof probe>>) => ({
 /** A Fleet.Reserve with raw metadata (to present `authorization: Bearer …` exactly as given). */
 const reserveWithHeader = (target: string, header: string, value: string) =>
   Effect.scoped(Effect.gen(function*() {
-    const client = yield* Effect.acquireRelease(
-      Effect.sync(() => new grpc.Client(target, grpc.credentials.createInsecure())),
-      (c) => Effect.sync(() => c.close())
-    )
+    const client = yield* rawClient(target)
     const metadata = new grpc.Metadata()
     metadata.set(header, value)
     // ReserveRequest { policy: "api", wants: 1 }
     const body = Buffer.from([0x0a, 3, ...Buffer.from("api"), 0x18, 1])
-    return yield* Effect.async<number>((resume) => {
-      client.makeUnaryRequest<Buffer, Buffer>(
-        methodPath(FleetRpc.method.reserve),
-        (b) => b,
-        (b) => b,
-        body,
-        metadata,
-        { deadline: Date.now() + 10_000 },
-        (error) => resume(Effect.succeed(error === null ? grpc.status.OK : error.code))
-      )
-    })
+    const answer = yield* sendRaw(client, methodPath(FleetRpc.method.reserve), body, { metadata })
+    return answer.code
   }))
 
 const loopbackTarget = (server: ServerProcess) => `127.0.0.1:${server.port}`
