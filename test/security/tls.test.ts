@@ -12,9 +12,23 @@ import * as tls from "node:tls"
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
 import { startServer, tempFile } from "../server/cliProcess.js"
-import { certificates } from "../support/tls.js"
+import { type Certificates, certificates } from "../support/tls.js"
 
 const policyFile = tempFile("tls.yaml", "limiters:\n  api:\n    strategy: gcra\n    limit: 100\n    period: 1h\n")
+
+/** `serve` on a free port with the CA-signed server certificate, plus `extra` arguments. */
+const serveWithTls = (certs: Certificates, ...extra: Array<string>) =>
+  startServer([
+    "--config",
+    policyFile,
+    "--port",
+    "0",
+    "--tls-cert",
+    certs.server.certPath,
+    "--tls-key",
+    certs.server.keyPath,
+    ...extra
+  ])
 
 /** One check through a ServiceBackend with `credentials`: its decision's `allowed`, or the error's tag. */
 const checkWith = (address: string, credentials: grpc.ChannelCredentials) =>
@@ -53,16 +67,7 @@ describe("TLS and mTLS are enforced", () => {
     () =>
       Effect.scoped(Effect.gen(function*() {
         const certs = yield* certificates
-        const server = yield* startServer([
-          "--config",
-          policyFile,
-          "--port",
-          "0",
-          "--tls-cert",
-          certs.server.certPath,
-          "--tls-key",
-          certs.server.keyPath
-        ])
+        const server = yield* serveWithTls(certs)
         expect(server.startupLine).toContain(", TLS,")
 
         const plaintext = yield* checkWith(server.address, grpc.credentials.createInsecure())
@@ -85,18 +90,7 @@ describe("TLS and mTLS are enforced", () => {
     () =>
       Effect.scoped(Effect.gen(function*() {
         const certs = yield* certificates
-        const server = yield* startServer([
-          "--config",
-          policyFile,
-          "--port",
-          "0",
-          "--tls-cert",
-          certs.server.certPath,
-          "--tls-key",
-          certs.server.keyPath,
-          "--tls-ca",
-          certs.ca.certPath
-        ])
+        const server = yield* serveWithTls(certs, "--tls-ca", certs.ca.certPath)
         expect(server.startupLine).toContain(", mTLS,")
 
         const results = {
