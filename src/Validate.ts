@@ -48,7 +48,10 @@ export const keyProblem = (key: string): string | undefined => {
   if (typeof key !== "string") return "must be a string"
   if (key.length === 0) return "must not be empty"
   if (!key.isWellFormed()) return "must be valid Unicode (it contains a lone surrogate)"
-  if (key.length > MAX_KEY_BYTES || Buffer.byteLength(key, "utf8") > MAX_KEY_BYTES) {
+  // A UTF-16 code unit takes at most 3 UTF-8 bytes, so short keys skip the byte count (a hot-path cost).
+  if (
+    key.length > MAX_KEY_BYTES || (key.length * 3 > MAX_KEY_BYTES && Buffer.byteLength(key, "utf8") > MAX_KEY_BYTES)
+  ) {
     return `must be at most ${MAX_KEY_BYTES} UTF-8 bytes`
   }
   return undefined
