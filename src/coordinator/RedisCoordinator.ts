@@ -12,12 +12,12 @@
  *
  * @since 0.1.0
  */
-import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
-import { BackendError, InvalidArgument, type ServiceUnavailable } from "../Errors.js"
+import { BackendError, type ServiceUnavailable } from "../Errors.js"
 import { acquireClient, DEFAULT_TIMEOUT_MS, type RedisConnection } from "../redis/RedisClient.js"
+import { type ScriptClock, scriptNow } from "../redis/ScriptClock.js"
 import { makeScriptRunner, type Reply } from "../redis/ScriptRunner.js"
 import { loadScripts, type Script } from "../redis/Scripts.js"
 import { Coordinator, type CoordinatorService, reservationProblem } from "./Coordinator.js"
@@ -33,7 +33,7 @@ export interface RedisCoordinatorOptions {
   /** A URL, ioredis options, or `{ client }` (an existing client, left open when the layer closes). */
   readonly redis: RedisConnection
   /** Whose clock decides: Redis's (default) or Effect's `Clock`. */
-  readonly clock?: "redis" | "effect"
+  readonly clock?: ScriptClock
   /** Bound on every Redis call, in ms (default 1000). */
   readonly timeoutMs?: number
 }
@@ -81,17 +81,7 @@ export const make = (
     const client = yield* acquireClient(options.redis, timeoutMs)
     const runner = makeScriptRunner(client, timeoutMs)
 
-    const now: Effect.Effect<number, InvalidArgument> = options.clock === "effect"
-      ? Effect.flatMap(Clock.currentTimeMillis, (ms) =>
-        ms >= 1
-          ? Effect.succeed(ms)
-          : Effect.fail(
-            new InvalidArgument({
-              argument: "clock",
-              reason: `Effect's clock reads ${ms} ms; 0 would select the Redis clock (advance a TestClock first)`
-            })
-          ))
-      : Effect.succeed(0)
+    const now = scriptNow(options.clock)
 
     const argvOf = (strategy: WindowedStrategy, at: number, wants: number) =>
       strategy.kind === "fixedWindow"

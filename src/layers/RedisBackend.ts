@@ -51,6 +51,7 @@ import {
 } from "../Policy.js"
 import { acquireClient, DEFAULT_TIMEOUT_MS, type RedisConnection } from "../redis/RedisClient.js"
 import * as Replies from "../redis/Replies.js"
+import { type ScriptClock, scriptNow } from "../redis/ScriptClock.js"
 import { makeScriptRunner, type ScriptCall, type ScriptRunner } from "../redis/ScriptRunner.js"
 import { loadScripts, type Named, type Script, type ScriptCatalog, sha1Hex } from "../redis/Scripts.js"
 import {
@@ -74,7 +75,7 @@ export interface RedisBackendOptions {
   /** A URL, ioredis options, or `{ client }` (an existing client, left open when the layer closes). */
   readonly redis: RedisConnection
   /** Whose clock decides: Redis's (default) or Effect's `Clock`. */
-  readonly clock?: "redis" | "effect"
+  readonly clock?: ScriptClock
   /** Bound on every Redis call, in ms (default 1000). */
   readonly timeoutMs?: number
   /** Lease TTL in ms (default 2000): a lease not renewed within it is reclaimed as dropped. */
@@ -213,17 +214,7 @@ export const make = (
     const runner: ScriptRunner = makeScriptRunner(client, timeoutMs)
 
     /** The `now` ARGV: 0 (the Redis clock) or Effect's clock, which must be a real instant. */
-    const now: Effect.Effect<number, InvalidArgument> = options.clock === "effect"
-      ? Effect.flatMap(Clock.currentTimeMillis, (ms) =>
-        ms >= 1
-          ? Effect.succeed(ms)
-          : Effect.fail(
-            new InvalidArgument({
-              argument: "clock",
-              reason: `Effect's clock reads ${ms} ms; 0 would select the Redis clock (advance a TestClock first)`
-            })
-          ))
-      : Effect.succeed(0)
+    const now = scriptNow(options.clock)
 
     const lookup = (name: string): Effect.Effect<Entry, PolicyNotFound> => {
       const entry = entries.get(name)
