@@ -15,15 +15,11 @@
  * (the Fleet door answers loopback callers only unless the server has a `--fleet-secret`).
  */
 import { NodeRuntime } from "@effect/platform-node"
-import { Console, Context, Effect, Layer, Option } from "effect"
+import { Console, Effect } from "effect"
 import * as Config from "../src/Config.js"
-import * as ServerDoors from "../src/fleet/ServerDoors.js"
 import * as FleetBackend from "../src/layers/FleetBackend.js"
-import * as MemoryBackend from "../src/layers/MemoryBackend.js"
-import { GrpcServer } from "../src/server/GrpcServer.js"
-import * as Server from "../src/server/Server.js"
 import { Fleet, type Lease } from "../src/services/Fleet.js"
-import { isMain, runTag } from "./support.js"
+import { embeddedServer, isMain, runTag } from "./support.js"
 
 /** The embedded server's policy: 20 units per second for the whole fleet, leased 5 at a time by its checks. */
 const embeddedConfig = `
@@ -41,23 +37,8 @@ const showLease = (label: string, lease: Lease): string =>
     Math.max(0, lease.expiryMs - Date.now())
   } ms` + (lease.refused ? ` (refused: retry after ${lease.retryAfterMs} ms)` : "")
 
-/** Our server in this process on a free loopback port, wired as `throttlekit-effect serve` wires it. */
-const embeddedServer = Effect.gen(function*() {
-  const policies = yield* Config.parse(embeddedConfig, "examples/fleet.ts")
-  const doors = yield* ServerDoors.make({
-    policies,
-    store: { kind: "memory" },
-    monitorSecret: Option.none(),
-    fleetSecret: Option.none(),
-    nodeId: "example"
-  })
-  const context = yield* Layer.build(
-    Server.layer({ host: "127.0.0.1", port: 0, services: doors.services }).pipe(
-      Layer.provide(doors.around(MemoryBackend.layer({ policies })))
-    )
-  )
-  return Context.get(context, GrpcServer).address
-})
+/** Our server in this process on a free loopback port, serving the policy above. */
+const embeddedFleetServer = Effect.flatMap(Config.parse(embeddedConfig, "examples/fleet.ts"), embeddedServer)
 
 const program = (target: string, policy: string) =>
   Effect.gen(function*() {
@@ -108,7 +89,7 @@ export const run = (argv: ReadonlyArray<string>): void => {
     }
   }
   const main = Effect.scoped(Effect.gen(function*() {
-    const target = service ?? (yield* embeddedServer)
+    const target = service ?? (yield* embeddedFleetServer)
     yield* Console.log(
       service === undefined
         ? `using our server in this process at ${target} (memory store)`

@@ -9,35 +9,19 @@
  * The Monitor door answers loopback callers only unless the server has a `--monitor-secret`.
  */
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
-import { Chunk, Console, Context, Effect, Fiber, Layer, Option, Stream } from "effect"
+import { Chunk, Console, Effect, Fiber, Stream } from "effect"
 import * as Config from "../src/Config.js"
-import * as ServerDoors from "../src/fleet/ServerDoors.js"
-import * as MemoryBackend from "../src/layers/MemoryBackend.js"
 import * as MonitorBackend from "../src/layers/MonitorBackend.js"
 import * as ServiceBackend from "../src/layers/ServiceBackend.js"
-import { GrpcServer } from "../src/server/GrpcServer.js"
-import * as Server from "../src/server/Server.js"
 import { Monitor } from "../src/services/Monitor.js"
 import { RateLimiter } from "../src/services/RateLimiter.js"
-import { defaultPolicyFile, isMain, runTag } from "./support.js"
+import { defaultPolicyFile, embeddedServer, isMain, runTag } from "./support.js"
 
 /** Our server in this process on a free loopback port, serving examples/policies.yaml. */
-const embeddedServer = Effect.gen(function*() {
-  const policies = yield* Config.load(defaultPolicyFile).pipe(Effect.provide(NodeContext.layer))
-  const doors = yield* ServerDoors.make({
-    policies,
-    store: { kind: "memory" },
-    monitorSecret: Option.none(),
-    fleetSecret: Option.none(),
-    nodeId: "example"
-  })
-  const context = yield* Layer.build(
-    Server.layer({ host: "127.0.0.1", port: 0, services: doors.services }).pipe(
-      Layer.provide(doors.around(MemoryBackend.layer({ policies })))
-    )
-  )
-  return Context.get(context, GrpcServer).address
-})
+const embeddedMonitorServer = Effect.flatMap(
+  Config.load(defaultPolicyFile).pipe(Effect.provide(NodeContext.layer)),
+  embeddedServer
+)
 
 const program = Effect.gen(function*() {
   const monitor = yield* Monitor
@@ -97,7 +81,7 @@ export const run = (argv: ReadonlyArray<string>): void => {
     }
   }
   const main = Effect.scoped(Effect.gen(function*() {
-    const target = service ?? (yield* embeddedServer)
+    const target = service ?? (yield* embeddedMonitorServer)
     yield* Console.log(
       service === undefined
         ? `using our server in this process at ${target} (memory store, examples/policies.yaml)`
