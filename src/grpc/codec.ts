@@ -6,16 +6,7 @@
  */
 import type { DescMessage, DescMethod, DescService, Message, MessageShape } from "@bufbuild/protobuf"
 import { fromBinary, toBinary } from "@bufbuild/protobuf"
-import type { GenService, GenServiceMethods } from "@bufbuild/protobuf/codegenv2"
 import type * as grpc from "@grpc/grpc-js"
-
-/**
- * The method table of a generated service descriptor.
- *
- * @since 0.1.0
- * @category models
- */
-export type MethodsOf<S> = S extends GenService<infer M> ? M : never
 
 /**
  * The full gRPC path of a method: `/package.Service/Method`.
@@ -73,11 +64,3 @@ export const serviceDefinition = (service: DescService): grpc.ServiceDefinition 
   for (const method of service.methods) definition[method.localName] = methodDefinition(method)
   return definition
 }
-
-/**
- * A method of a generated service, with its static request and response types.
- *
- * @since 0.1.0
- * @category models
- */
-export type TypedMethod<M extends GenServiceMethods[string]> = M & DescMethod

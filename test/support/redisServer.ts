@@ -164,14 +164,3 @@ export class RedisServer extends Context.Tag("test/RedisServer")<RedisServer, Re
   /** A fresh private server per layer build. */
   static readonly layer: Layer.Layer<RedisServer, RedisServerError> = Layer.scoped(RedisServer, redisServer)
 }
-
-/**
- * A Redis URL for non-destructive tests: `REDIS_URL` when set, else a private server (closed by the
- * returned `close`).
- */
-export const sharedRedisUrl = async (): Promise<{ readonly url: string; readonly close: () => Promise<void> }> => {
-  const external = process.env["REDIS_URL"]
-  if (external !== undefined && external !== "") return { url: external, close: () => Promise.resolve() }
-  const handle = await startRedisServer()
-  return { url: handle.url, close: handle.close }
-}
