@@ -14,10 +14,18 @@
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
 import { decision } from "../../src/redis/Replies.js"
+import type { ScriptCall } from "../../src/redis/ScriptRunner.js"
 import { goldenSuites, toStrategy } from "../support/golden.js"
-import { call, persisted, persisting, TestRedis, testRedisLayer, transaction } from "./harness.js"
+import { call, persisted, persisting, type RedisEnv, TestRedis, testRedisLayer, transaction } from "./harness.js"
 
 const explicitNow = (now: number): number => now === 0 ? Number.MIN_VALUE : now
+
+/** Runs `calls` in one MULTI/EXEC, each through `persisting`, and decodes each reply's decision. */
+const decisionsOf = (env: RedisEnv, calls: ReadonlyArray<ScriptCall>) =>
+  Effect.flatMap(
+    transaction(env, calls.map((c) => persisting(c))),
+    (replies) => Effect.forEach(replies, (r) => decision(persisted(r).reply))
+  )
 
 const suites = goldenSuites()
 
@@ -36,14 +44,10 @@ describe("golden vectors through the Lua", () => {
           const key = `${env.ns}:golden:${suite.name}:${suite.key}`
           const calls = yield* Effect.forEach(suite.ops, (op) =>
             call(env, `${kind}.check`, { key }, { ...params, now: explicitNow(op.now), cost: op.cost }))
-          const replies = yield* transaction(
-            env,
-            calls.map((c) =>
-              persisting(c)
-            )
-          )
-          const got = yield* Effect.forEach(replies, (r) => decision(persisted(r).reply))
-          expect(got).toEqual(suite.ops.map((op) => op.expect))
+          const got = yield* decisionsOf(env, calls)
+          expect(got).toEqual(suite.ops.map((op) =>
+            op.expect
+          ))
         }))
     }
 
@@ -54,14 +58,10 @@ describe("golden vectors through the Lua", () => {
           const key = `${env.ns}:golden:${suite.name}`
           const calls = yield* Effect.forEach(suite.ops, (op) =>
             call(env, "tokenBudget.debit", { key }, { ...suite.options, now: explicitNow(op.now), tokens: op.tokens }))
-          const replies = yield* transaction(
-            env,
-            calls.map((c) =>
-              persisting(c)
-            )
-          )
-          const got = yield* Effect.forEach(replies, (r) => decision(persisted(r).reply))
-          expect(got).toEqual(suite.ops.map((op) => op.expect))
+          const got = yield* decisionsOf(env, calls)
+          expect(got).toEqual(suite.ops.map((op) =>
+            op.expect
+          ))
         }))
     }
   })
