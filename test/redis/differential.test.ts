@@ -283,7 +283,13 @@ const runStrategy = (kind: Strategy["kind"], seed: number) =>
           const { after, expiry } = persisted(got[ttl.at]!)
           const before = timeBounds(got[ttl.at - 1]!).floor
           const base = expiry - ttl.px
-          expect({ px: ttl.px, base, before, after }, label).toSatisfy(() => before <= base && base <= after)
+          // A TTL of a millisecond or two can run out before PEXPIRETIME reads it (seen on a loaded CI
+          // machine: the key was already gone, -2). That is only acceptable when the TTL was due within
+          // the real time the call took; any longer TTL must be read back exactly.
+          const expiredInFlight = expiry === -2 && ttl.px <= after - before + 1
+          expect({ px: ttl.px, base, before, after }, label).toSatisfy(() =>
+            expiredInFlight || (before <= base && base <= after)
+          )
         }
         tally.deletes += p.steps.filter((s) => "command" in s && s.command === "DEL").length
         const stored = stateFromRead(strategy, got[got.length - 1]!)
