@@ -91,6 +91,22 @@ describe("examples", () => {
       yield* runAll(["--service", server.address], /using the ThrottleKit server at 127\.0\.0\.1:\d+/)
     }), { timeout: 240_000 })
 
+  it.live("fleet and monitor run against their own embedded server", () =>
+    Effect.forEach(
+      [
+        ["fleet.ts", /fleet example done: \d+ of 40 leased checks were allowed/],
+        ["monitor.ts", /monitor example done: [1-9]\d* denials watched live, [1-9]\d* in the snapshot/]
+      ] as const,
+      ([script, done]) =>
+        Effect.gen(function*() {
+          const ran = yield* runExample(script, [])
+          const context = `${script}\nstdout:\n${ran.stdout}\nstderr:\n${ran.stderr}`
+          expect(ran.code, context).toBe(0)
+          expect(ran.stdout, context).toMatch(done)
+        }),
+      { discard: true }
+    ), { timeout: 120_000 })
+
   it.live(
     "the dispatcher runs one by name; an unknown name or flag is a usage error (exit 2)",
     () =>
