@@ -40,35 +40,13 @@ export const effectBatched = <E, R>(
   }
 }
 
-/** An Effect operation run one at a time, each timed. */
+/** An Effect operation run one at a time, each timed (a batch of one). */
 export const effectSerial = <E, R>(
   impl: string,
   run: Run<R>,
   op: (i: number) => Effect.Effect<unknown, E, R>,
   ours = true
-): Workload => {
-  let i = 0
-  return {
-    impl,
-    ours,
-    round: (budgetMs) =>
-      run(Effect.gen(function*() {
-        const latencies = new Latencies()
-        const start = nowNs()
-        const deadline = start + budgetMs * 1e6
-        let ops = 0
-        let t = start
-        while (t < deadline) {
-          yield* op(i++)
-          const t1 = nowNs()
-          latencies.push(t1 - t)
-          t = t1
-          ops++
-        }
-        return { ops, elapsedNs: t - start, latencies } satisfies RoundSample
-      }))
-  }
-}
+): Workload => effectBatched(impl, run, op, 1, ours)
 
 /**
  * An Effect operation run in windows of `width` in flight (`Effect.forEach` with `concurrency: width`,

@@ -219,29 +219,9 @@ export const promiseBatched = (
   }
 }
 
-/** An asynchronous operation awaited one at a time, each timed. */
-export const promiseSerial = (impl: string, ours: boolean, op: (i: number) => Promise<unknown>): Workload => {
-  let i = 0
-  return {
-    impl,
-    ours,
-    round: async (budgetMs) => {
-      const latencies = new Latencies()
-      const start = nowNs()
-      const deadline = start + budgetMs * 1e6
-      let ops = 0
-      let t = start
-      while (t < deadline) {
-        await op(i++)
-        const t1 = nowNs()
-        latencies.push(t1 - t)
-        t = t1
-        ops++
-      }
-      return { ops, elapsedNs: t - start, latencies }
-    }
-  }
-}
+/** An asynchronous operation awaited one at a time, each timed (a batch of one). */
+export const promiseSerial = (impl: string, ours: boolean, op: (i: number) => Promise<unknown>): Workload =>
+  promiseBatched(impl, ours, op, 1)
 
 /** The number of operations in flight in the concurrent scenarios. */
 export const WINDOW = 64
