@@ -49,10 +49,11 @@ import {
   storeKey,
   type Strategy
 } from "../Policy.js"
+import * as CallTemplate from "../redis/CallTemplate.js"
 import { acquireClient, DEFAULT_TIMEOUT_MS, type RedisConnection } from "../redis/RedisClient.js"
 import * as Replies from "../redis/Replies.js"
 import { type ScriptClock, scriptNow } from "../redis/ScriptClock.js"
-import { makeScriptRunner, type ScriptCall, type ScriptRunner } from "../redis/ScriptRunner.js"
+import { evalArgs, makeScriptRunner, type ScriptCall, type ScriptRunner } from "../redis/ScriptRunner.js"
 import { loadScripts, type Named, type Script, type ScriptCatalog, sha1Hex } from "../redis/Scripts.js"
 import {
   type AdmitOptions,
@@ -97,6 +98,8 @@ interface LimiterEntry {
   readonly policy: LimiterPolicy
   readonly params: Named
   readonly check: Script
+  /** The check's prebuilt call (the hot path), when the script's shape allows one. */
+  readonly checkCall: CallTemplate.CallTemplate | undefined
   readonly peek: Script
   readonly forecast: Script
 }
@@ -140,11 +143,19 @@ const compile = (catalog: ScriptCatalog, policy: Policy): Effect.Effect<Entry, B
   }
   switch (policy.kind) {
     case "limiter":
-      return Effect.all({
-        check: need(policy.strategy.kind, "check"),
-        peek: need(policy.strategy.kind, "peek"),
-        forecast: need(policy.strategy.kind, "forecast")
-      }).pipe(Effect.map((s): Entry => ({ kind: "limiter", policy, params: strategyParams(policy.strategy), ...s })))
+      return Effect.gen(function*() {
+        const params = strategyParams(policy.strategy)
+        const check = yield* need(policy.strategy.kind, "check")
+        return {
+          kind: "limiter",
+          policy,
+          params,
+          check,
+          checkCall: yield* CallTemplate.make(check, params),
+          peek: yield* need(policy.strategy.kind, "peek"),
+          forecast: yield* need(policy.strategy.kind, "forecast")
+        }
+      })
     case "meter":
       return Effect.map(need("tokenBudget", "debit"), (debit): Entry => ({ kind: "meter", policy, debit }))
     case "admitter": {
@@ -215,6 +226,7 @@ export const make = (
 
     /** The `now` ARGV: 0 (the Redis clock) or Effect's clock, which must be a real instant. */
     const now = scriptNow(options.clock)
+    const redisClock = options.clock !== "effect"
 
     const lookup = (name: string): Effect.Effect<Entry, PolicyNotFound> => {
       const entry = entries.get(name)
@@ -243,24 +255,33 @@ export const make = (
     }
 
     const runDecision = (call: ScriptCall) =>
-      Effect.flatMap(runner.run(call), (reply) =>
-        Effect.map(Replies.decision(reply), fromData))
+      runner.runDecoded(call.script, evalArgs(call), Replies.decisionOf)
 
-    // The hot path carries no span of its own: a span per call cost about as much CPU as the whole raw
-    // EVALSHA it wraps (see bench/). Callers that want one per check wrap it (the HTTP middleware does).
-    const check = Effect.fnUntraced(
-      function*(name: string, key: string, cost: number = 1): Effect.fn.Return<Decision, RateLimiterError> {
-        yield* validCost(cost)
-        yield* validKey(key)
-        const entry = yield* limiterOf(name, "check")
-        const call = yield* runner.prepare(entry.check, { key: storeKey(entry.policy.prefix, key) }, {
-          ...entry.params,
-          now: yield* now,
-          cost
-        })
-        return yield* runDecision(call)
+    // The hot path: plain argument checks, then one Effect (the script call and the reply's decoding).
+    // It carries no span of its own: a span per call cost about as much CPU as the whole raw EVALSHA it
+    // wraps (see bench/). Callers that want one per check wrap it (the HTTP middleware does).
+    const check = (name: string, key: string, cost: number = 1): Effect.Effect<Decision, RateLimiterError> => {
+      const costProblem = Validate.costProblem(cost)
+      if (costProblem !== undefined) return Effect.fail(new InvalidArgument({ argument: "cost", reason: costProblem }))
+      const keyProblem = Validate.keyProblem(key)
+      if (keyProblem !== undefined) return Effect.fail(new InvalidArgument({ argument: "key", reason: keyProblem }))
+      const entry = entries.get(name)
+      if (entry === undefined) return Effect.fail(new PolicyNotFound({ policy: name, configured: names }))
+      if (entry.kind !== "limiter") return unsupported(name, "check", entry.kind)
+      const storeK = storeKey(entry.policy.prefix, key)
+      const template = entry.checkCall
+      if (template === undefined) {
+        return Effect.flatMap(now, (at) =>
+          Effect.flatMap(
+            runner.prepare(entry.check, { key: storeK }, { ...entry.params, now: at, cost }),
+            runDecision
+          ))
       }
-    )
+      return redisClock
+        ? runner.runDecoded(template.script, template.args(storeK, 0, cost), Replies.decisionOf)
+        : Effect.flatMap(now, (at) =>
+          runner.runDecoded(template.script, template.args(storeK, at, cost), Replies.decisionOf))
+    }
 
     const checkMany = Effect.fn("RedisBackend.checkMany")(
       function*(
@@ -271,13 +292,14 @@ export const make = (
         yield* validCost(cost)
         yield* Validate.keys(keys)
         const entry = yield* limiterOf(name, "checkMany")
-        if (keys.length === 0) return []
+        if (keys.length === 0) {
+          return []
+        }
         const at = yield* now
         const calls = yield* Effect.forEach(keys, (key) =>
           runner.prepare(entry.check, { key: storeKey(entry.policy.prefix, key) }, { ...entry.params, now: at, cost }))
         const replies = yield* runner.runPipelined(calls)
-        return yield* Effect.forEach(replies, (reply) =>
-          Effect.map(Replies.decision(reply), fromData))
+        return yield* Effect.forEach(replies, Replies.decisionOf)
       }
     )
 
@@ -341,7 +363,9 @@ export const make = (
         yield* validCost(cost)
         yield* validKey(key)
         const entry = yield* lookup(name)
-        if (entry.kind !== "admitter") return yield* unsupported(name, "admit", entry.kind)
+        if (entry.kind !== "admitter") {
+          return yield* unsupported(name, "admit", entry.kind)
+        }
         const keys: Named = entry.ratePrefix === undefined
           ? entry.keys
           : { ...entry.keys, key: storeKey(entry.ratePrefix, key) }
@@ -351,7 +375,9 @@ export const make = (
           const call = yield* runner.prepare(entry.acquire, keys, { ...entry.params, now: at, leaseId, ttlMs, cost })
           const answer = yield* Effect.flatMap(runner.run(call), Replies.admission)
           // A collision wrote nothing: draw another id.
-          if (answer._tag === "Collision") continue
+          if (answer._tag === "Collision") {
+            continue
+          }
           const held = answer.decision.allowed
           return new Admission({
             decision: fromData(answer.decision),
@@ -373,7 +399,9 @@ export const make = (
     const release = Effect.fn("RedisBackend.release")(
       function*(leaseId: string, dropped: boolean): Effect.fn.Return<void, RateLimiterError> {
         const entry = admitterOfLease(leaseId)
-        if (entry === undefined) return
+        if (entry === undefined) {
+          return
+        }
         const call = yield* runner.prepare(entry.release, entry.keys, {
           ...entry.params,
           now: yield* now,
@@ -389,10 +417,13 @@ export const make = (
         const byAdmitter = new Map<AdmitterEntry, Array<string>>()
         for (const id of leaseIds) {
           const entry = admitterOfLease(id)
-          if (entry === undefined) continue
+          if (entry === undefined) {
+            continue
+          }
           const ids = byAdmitter.get(entry)
-          if (ids === undefined) byAdmitter.set(entry, [id])
-          else ids.push(id)
+          if (ids === undefined) {
+            byAdmitter.set(entry, [id])
+          } else ids.push(id)
         }
         const at = yield* now
         const groups = Array.from(byAdmitter.entries())
@@ -417,7 +448,9 @@ export const make = (
           live: leaseIds.filter((id) =>
             live.has(id)
           ),
-          reclaimed: leaseIds.filter((id) => !live.has(id)),
+          reclaimed: leaseIds.filter((id) =>
+            !live.has(id)
+          ),
           nextDeadline
         }
       }

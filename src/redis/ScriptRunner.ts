@@ -54,6 +54,15 @@ export interface ScriptRunner {
   /** Runs one call (EVALSHA, EVAL on NOSCRIPT). */
   readonly run: (call: ScriptCall) => Effect.Effect<Reply, RedisFailure>
   /**
+   * The hot path: runs `script` with `args` (what follows the SHA-1: numkeys, KEYS, ARGV, as
+   * `evalArgs` builds them) and continues with `decode(reply)`, all in one Effect step.
+   */
+  readonly runDecoded: <A>(
+    script: Script,
+    args: EvalArgs,
+    decode: (reply: Reply) => Effect.Effect<A, BackendError>
+  ) => Effect.Effect<A, RedisFailure>
+  /**
    * Runs calls in one pipeline round trip, replies in order. Calls that hit NOSCRIPT (and so did not
    * run) are re-sent with EVAL in a second round trip; any other failure fails the whole batch.
    */
@@ -61,12 +70,20 @@ export interface ScriptRunner {
 }
 
 /**
+ * What follows the script (or its SHA-1) in an EVAL / EVALSHA: numkeys, then KEYS and ARGV.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type EvalArgs = [numkeys: number, ...keysThenArgv: Array<string | number>]
+
+/**
  * The arguments after the script (or its SHA-1) of an EVAL / EVALSHA: numkeys, KEYS, ARGV.
  *
  * @since 0.1.0
  * @category utils
  */
-export const evalArgs = (call: ScriptCall): [number, ...Array<string>] => [call.keys.length, ...call.keys, ...call.argv]
+export const evalArgs = (call: ScriptCall): EvalArgs => [call.keys.length, ...call.keys, ...call.argv]
 
 /** Bounds run on the real clock, so a `TestClock` in the caller's context never stalls a timeout. */
 const liveClock = Clock.make()
@@ -91,6 +108,21 @@ const isFailure = (value: Reply | RedisFailure): value is RedisFailure =>
  * @category constructors
  */
 export const makeScriptRunner = (client: Redis, timeoutMs: number): ScriptRunner => {
+  let corked = false
+  const uncork = () => {
+    corked = false
+    client.stream?.uncork()
+  }
+  // Every command issued in this tick leaves in one write: the first one corks the socket until the
+  // tick ends (Node's cork/nextTick-uncork pattern). Concurrent checks arrive from many fibers a few
+  // µs apart; one syscall each cost more than their whole Effect overhead.
+  const coalesceWrites = () => {
+    if (corked || client.stream === undefined) return
+    corked = true
+    client.stream.cork()
+    process.nextTick(uncork)
+  }
+
   const bounded = <A>(what: string, effect: Effect.Effect<A, RedisFailure>) =>
     Effect.timeoutFail(effect, { duration: timeoutMs, onTimeout: () => timedOut(timeoutMs, what) }).pipe(
       Effect.withClock(liveClock)
@@ -105,28 +137,28 @@ export const makeScriptRunner = (client: Redis, timeoutMs: number): ScriptRunner
       (k, a): ScriptCall => ({ script, keys: k, argv: a })
     )
 
-  // The hot path: one callback-based Effect with its own timer. (`bounded` races the call against a
-  // sleep, which forks two fibers per call; on a check that cost more than the Redis round trip.)
-  const run: ScriptRunner["run"] = (call) =>
-    Effect.async<Reply, RedisFailure>((resume) => {
+  // One callback-based Effect with its own timer. (`bounded` races the call against a sleep, which forks
+  // two fibers per call; on a check that cost more than the Redis round trip.)
+  const runDecoded: ScriptRunner["runDecoded"] = (script, args, decode) =>
+    Effect.async((resume) => {
       let settled = false
       const timer = setTimeout(() => {
         settled = true
-        resume(Effect.fail(timedOut(timeoutMs, call.script.name)))
+        resume(Effect.fail(timedOut(timeoutMs, script.name)))
       }, timeoutMs)
-      const args = evalArgs(call)
-      const sent = client.evalsha(call.script.sha1, ...args) as Promise<Reply>
+      coalesceWrites()
+      const sent = client.evalsha(script.sha1, ...args) as Promise<Reply>
       sent
         .catch((error: unknown) =>
           // NOSCRIPT: the script did not run, so sending its text cannot apply it twice.
-          isNoScript(classify(error)) ? client.eval(call.script.text, ...args) as Promise<Reply> : Promise.reject(error)
+          isNoScript(classify(error)) ? client.eval(script.text, ...args) as Promise<Reply> : Promise.reject(error)
         )
         .then(
           (reply) => {
             if (settled) return
             settled = true
             clearTimeout(timer)
-            resume(Effect.succeed(reply))
+            resume(decode(reply))
           },
           (error: unknown) => {
             if (settled) return
@@ -140,6 +172,8 @@ export const makeScriptRunner = (client: Redis, timeoutMs: number): ScriptRunner
         clearTimeout(timer)
       })
     })
+
+  const run: ScriptRunner["run"] = (call) => runDecoded(call.script, evalArgs(call), Effect.succeed)
 
   const runPipelined: ScriptRunner["runPipelined"] = (calls) => {
     if (calls.length === 0) return Effect.succeed([])
@@ -182,5 +216,5 @@ export const makeScriptRunner = (client: Redis, timeoutMs: number): ScriptRunner
     )
   }
 
-  return { timeoutMs, prepare, run, runPipelined }
+  return { timeoutMs, prepare, run, runDecoded, runPipelined }
 }
