@@ -102,10 +102,10 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
     ]
     results.push(...(await measure("redis.serial", serial, plan)))
     const c64: ReadonlyArray<Workload> = [
-      { ...effectWindows(OURS, runtime.runPromise, (i) => limiter.check(POLICY, keyOf(i))), verify: verifyOurs },
+      { ...effectWindows(OURS, runtime.runFork, (i) => limiter.check(POLICY, keyOf(i))), verify: verifyOurs },
       { ...promiseWindows(RAW, false, rawCheck), verify: verifyRaw },
       { ...promiseWindows(RLF, false, (i) => rlf.consume(keyOf(i))), verify: verifyRlf },
-      effectWindows(FLOOR, Effect.runPromise, (i) => Effect.tryPromise(() => rawCheck(i)), undefined, false)
+      effectWindows(FLOOR, Effect.runFork, (i) => Effect.tryPromise(() => rawCheck(i)), undefined, false)
     ]
     results.push(...(await measure("redis.c64", c64, plan)))
 

@@ -69,9 +69,9 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
     ]
     results.push(...(await measure("service.serial", serial, plan)))
     const c64: ReadonlyArray<Workload> = [
-      { ...effectWindows(OURS, runtime.runPromise, (i) => limiter.check(POLICY, keyOf(i))), verify: verifyOurs },
+      { ...effectWindows(OURS, runtime.runFork, (i) => limiter.check(POLICY, keyOf(i))), verify: verifyOurs },
       { ...promiseWindows(RAW, false, (i) => raw.check(keyOf(i))), verify: verifyRaw },
-      effectWindows(FLOOR, Effect.runPromise, (i) => Effect.tryPromise(() => raw.check(keyOf(i))), undefined, false)
+      effectWindows(FLOOR, Effect.runFork, (i) => Effect.tryPromise(() => raw.check(keyOf(i))), undefined, false)
     ]
     results.push(...(await measure("service.c64", c64, plan)))
     return {
