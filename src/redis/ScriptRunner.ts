@@ -108,19 +108,26 @@ const isFailure = (value: Reply | RedisFailure): value is RedisFailure =>
  * @category constructors
  */
 export const makeScriptRunner = (client: Redis, timeoutMs: number): ScriptRunner => {
-  let corked = false
-  const uncork = () => {
-    corked = false
-    client.stream?.uncork()
+  // Every command after the first of a tick leaves in one write with the others: the second corks the
+  // socket until the tick ends (Node's cork / nextTick-uncork pattern). Concurrent checks arrive from
+  // many fibers a few µs apart, and a write syscall each cost more than their whole Effect overhead; a
+  // lone command (a serial caller) is written at once, as without corking.
+  let commandsThisTick = 0
+  let corked: Redis["stream"] | undefined
+  const endTick = () => {
+    commandsThisTick = 0
+    const stream = corked
+    corked = undefined
+    stream?.uncork()
   }
-  // Every command issued in this tick leaves in one write: the first one corks the socket until the
-  // tick ends (Node's cork/nextTick-uncork pattern). Concurrent checks arrive from many fibers a few
-  // µs apart; one syscall each cost more than their whole Effect overhead.
   const coalesceWrites = () => {
-    if (corked || client.stream === undefined) return
-    corked = true
-    client.stream.cork()
-    process.nextTick(uncork)
+    commandsThisTick++
+    if (commandsThisTick === 1) {
+      process.nextTick(endTick)
+    } else if (corked === undefined && client.stream !== undefined) {
+      corked = client.stream
+      corked.cork()
+    }
   }
 
   const bounded = <A>(what: string, effect: Effect.Effect<A, RedisFailure>) =>
