@@ -153,27 +153,28 @@ export const makeScriptRunner = (client: Redis, timeoutMs: number): ScriptRunner
         settled = true
         resume(Effect.fail(timedOut(timeoutMs, script.name)))
       }, timeoutMs)
+      const answer = (reply: Reply) => {
+        if (settled) return
+        settled = true
+        clearTimeout(timer)
+        resume(decode(reply))
+      }
+      const fail = (error: unknown) => {
+        if (settled) return
+        settled = true
+        clearTimeout(timer)
+        resume(Effect.fail(classify(error)))
+      }
+      const retryAsEval = (error: unknown) => {
+        // NOSCRIPT: the script did not run, so sending its text cannot apply it twice.
+        if (settled || !isNoScript(classify(error))) return fail(error)
+        coalesceWrites()
+        const resent = client.eval(script.text, ...args) as Promise<Reply>
+        resent.then(answer, fail)
+      }
       coalesceWrites()
       const sent = client.evalsha(script.sha1, ...args) as Promise<Reply>
-      sent
-        .catch((error: unknown) =>
-          // NOSCRIPT: the script did not run, so sending its text cannot apply it twice.
-          isNoScript(classify(error)) ? client.eval(script.text, ...args) as Promise<Reply> : Promise.reject(error)
-        )
-        .then(
-          (reply) => {
-            if (settled) return
-            settled = true
-            clearTimeout(timer)
-            resume(decode(reply))
-          },
-          (error: unknown) => {
-            if (settled) return
-            settled = true
-            clearTimeout(timer)
-            resume(Effect.fail(classify(error)))
-          }
-        )
+      sent.then(answer, retryAsEval)
       return Effect.sync(() => {
         settled = true
         clearTimeout(timer)
