@@ -19,6 +19,7 @@
  *   them, since `JSON.parse` keeps the last one silently).
  * - Policy-level `maxKeys` is accepted on limiters and admitters (a meter takes it inside its block).
  * - A concurrency block may say `algorithm: fixed` (a pinned ceiling); `minLimit == maxLimit` also pins it.
+ * - A leased `twoTier` block needs `lowWater` below `batch` (the reference takes any value).
  *
  * Errors: loading stops at the first problem, in file order, and fails with one `ConfigError` naming the
  * path of the offending field (`limiters.api.burst`) and the reason. A bad file never yields a partial
@@ -158,8 +159,21 @@ const policyRuleProblem = (policy: Policy): Problem | undefined => {
   if (policy.kind === "limiter" && policy.federated !== undefined && !isWindowed(policy.strategy.kind)) {
     return { path: [...base, "strategy"], reason: federatedStrategyReason(policy.strategy.kind) }
   }
+  if (policy.kind === "limiter" && policy.twoTier !== undefined) {
+    const reason = twoTierRuleProblem(policy.twoTier)
+    return reason === undefined ? undefined : { path: [...base, "twoTier", "lowWater"], reason }
+  }
   return undefined
 }
+
+/**
+ * A leased policy refreshes in the background once its credits drop to `lowWater`; at `batch` or above
+ * every grant would leave it at the mark, refreshing without end, so `lowWater` must stay below `batch`.
+ */
+const twoTierRuleProblem = (twoTier: TwoTier): string | undefined =>
+  twoTier.mode === "leased" && twoTier.lowWater >= twoTier.batch
+    ? `must be less than batch (${twoTier.batch}), got ${twoTier.lowWater}`
+    : undefined
 
 const concurrencyRuleProblem = (c: Concurrency): readonly [string, string] | undefined => {
   if (c.minLimit > c.maxLimit) {

@@ -107,9 +107,12 @@ export const make = (
     }
 
     const around = <E, R>(store: Layer.Layer<RateLimiter, E, R>): Layer.Layer<RateLimiter, E, R> =>
-      Layer.effect(
+      Layer.scoped(
         RateLimiter,
-        Effect.map(RateLimiter, (inner) => Tap.wrap(TwoTier.wrap(inner, coordinator, options), hub))
+        Effect.flatMap(
+          RateLimiter,
+          (inner) => Effect.map(TwoTier.make(inner, coordinator, options), (limiter) => Tap.wrap(limiter, hub))
+        )
       ).pipe(Layer.provide(store))
 
     const warnings = (host: string): ReadonlyArray<string> => {

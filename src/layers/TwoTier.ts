@@ -9,7 +9,11 @@
  *   strategy's state and a plain check of the same key shares it; grants are partial when little is left.
  *   On any other strategy the L2 lease is a check of `batch` units on the store below (all or nothing, as
  *   the ThrottleKit core does). `windowCoupled` discards credits at the window boundary: the fleet then
- *   admits at most `limit` per window, however many servers lease.
+ *   admits at most `limit` per window, however many servers lease. With `lowWater > 0`, a key whose
+ *   credits drop to `lowWater` or below refreshes in the background (one refresh per key at a time; the
+ *   check that crossed does not wait), so a steady key rarely waits for the store; a grant that lands
+ *   after its window ended dies with it, so the per-window bound is unchanged. The refresh fibers live in
+ *   the wrapper's scope.
  * - `twoTier` `strict`: every check goes to the store (nothing is intercepted).
  * - `twoTier` `cached-deny`: a key's denial is remembered until its `retryAfterMs` and answered locally,
  *   so a flood on a blocked key costs the store nothing; allowed traffic stays exact.
@@ -20,13 +24,15 @@
  * `peek` and `forecast` on a leased, cached-deny or federated policy fail with `OperationNotSupported`
  * (the local credits are not the budget's state), as on the reference server. Per-policy tables are
  * bounded by the policy's `maxKeys` (the oldest key's credits are dropped first: dropping credits never
- * loosens a bound).
+ * loosens a bound). A dropped key's background refresh still lands, in the dropped holder only: the key is
+ * not put back, and its next check starts a new holder that leases afresh.
  *
  * @since 0.1.0
  */
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import type * as Scope from "effect/Scope"
 import { Coordinator, type CoordinatorService, federatedKey } from "../coordinator/Coordinator.js"
 import { isWindowed } from "../coordinator/reserve.js"
 import { type Decision, type DecisionData, fromData } from "../Decision.js"
@@ -91,7 +97,13 @@ const retryUntil = (expiresAt: number) =>
 /** Leased credits per key, refreshed by `reserve(key, wants)`. */
 const leasedHandler = (
   policy: LimiterPolicy,
-  options: { readonly batch: number; readonly windowCoupled: boolean; readonly why: string },
+  options: {
+    readonly batch: number
+    readonly lowWater: number
+    readonly windowCoupled: boolean
+    readonly why: string
+    readonly background: LeasedCredits.Background
+  },
   reserve: (key: string, wants: number) => Effect.Effect<LeasedCredits.LeaseGrant, RateLimiterError>
 ): Handler => {
   const limit = reportedLimit(policy.strategy)
@@ -100,6 +112,8 @@ const leasedHandler = (
     LeasedCredits.unsafeMake({
       limit,
       batch: options.batch,
+      lowWater: options.lowWater,
+      background: options.background,
       windowCoupled: options.windowCoupled,
       name: `policy ${JSON.stringify(policy.name)}`,
       reserve: (wants) => reserve(key, wants)
@@ -163,14 +177,15 @@ const cachedDenyHandler = (inner: RateLimiterService, policy: LimiterPolicy): Ha
 const handlerOf = (
   policy: Policy,
   inner: RateLimiterService,
-  coordinator: CoordinatorService
+  coordinator: CoordinatorService,
+  background: LeasedCredits.Background
 ): Handler | undefined => {
   if (policy.kind !== "limiter") return undefined
   if (policy.federated !== undefined) {
     const prefix = policy.federated.prefix
     return leasedHandler(
       policy,
-      { batch: policy.federated.batch, windowCoupled: true, why: "a federated policy" },
+      { batch: policy.federated.batch, lowWater: 0, windowCoupled: true, why: "a federated policy", background },
       fromCoordinator(coordinator, policy, (domain) => federatedKey(prefix, domain))
     )
   }
@@ -179,7 +194,13 @@ const handlerOf = (
   if (twoTier.mode === "cached-deny") return cachedDenyHandler(inner, policy)
   return leasedHandler(
     policy,
-    { batch: twoTier.batch, windowCoupled: twoTier.windowCoupled, why: "a leased two-tier policy" },
+    {
+      batch: twoTier.batch,
+      lowWater: twoTier.lowWater,
+      windowCoupled: twoTier.windowCoupled,
+      why: "a leased two-tier policy",
+      background
+    },
     isWindowed(policy.strategy)
       ? fromCoordinator(coordinator, policy, (key) => storeKey(policy.prefix, key))
       : fromStore(inner, policy)
@@ -191,20 +212,29 @@ const invalid = (argument: string, reason: string | undefined) =>
 
 /**
  * Wraps `inner`: checks of two-tier and federated policies are answered here, everything else is
- * `inner`'s.
+ * `inner`'s. Background lease refreshes (`twoTier.lowWater`) run in the scope and are interrupted when it
+ * closes.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const wrap = (
+export const make = (
   inner: RateLimiterService,
   coordinator: CoordinatorService,
   options: TwoTierOptions
+): Effect.Effect<RateLimiterService, never, Scope.Scope> =>
+  Effect.map(LeasedCredits.makeBackground, (background) => wrapWith(inner, coordinator, options, background))
+
+const wrapWith = (
+  inner: RateLimiterService,
+  coordinator: CoordinatorService,
+  options: TwoTierOptions,
+  background: LeasedCredits.Background
 ): RateLimiterService => {
   const list = "policies" in options.policies ? options.policies.policies : options.policies
   const handlers = new Map<string, Handler>()
   for (const policy of list) {
-    const handler = handlerOf(policy, inner, coordinator)
+    const handler = handlerOf(policy, inner, coordinator, background)
     if (handler !== undefined) handlers.set(policy.name, handler)
   }
   if (handlers.size === 0) return inner
@@ -248,7 +278,7 @@ export const wrap = (
  * @category layers
  */
 export const layer = (options: TwoTierOptions): Layer.Layer<RateLimiter, never, RateLimiter | Coordinator> =>
-  Layer.effect(
+  Layer.scoped(
     RateLimiter,
-    Effect.zipWith(RateLimiter, Coordinator, (inner, coordinator) => wrap(inner, coordinator, options))
+    Effect.flatMap(Effect.zip(RateLimiter, Coordinator), ([inner, coordinator]) => make(inner, coordinator, options))
   )

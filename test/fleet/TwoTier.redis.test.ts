@@ -3,15 +3,24 @@
  * clock): two wrappers (two "servers") leasing one windowed budget admit at most its limit per window,
  * the leased units are the strategy's own state (a plain check of the same key on the Redis door sees
  * them), and leasing on a non-windowed strategy takes whole batches through the Redis door.
+ *
+ * With `lowWater`: two servers refreshing in the background still admit exactly the limit; with the
+ * server frozen (SIGSTOP) a check that crosses the mark returns while its refresh waits on Redis, the
+ * remaining credits are spent meanwhile, and a check at 0 waits for that one refresh; with the server
+ * killed a failed refresh leaves the credits spendable and the check that needs Redis gets
+ * `ServiceUnavailable`; closing the wrapper interrupts a refresh in flight. The coordinator is the real
+ * one, wrapped only to count its reservations (and see one interrupted).
  */
-import { expect, layer } from "@effect/vitest"
-import { Context, Effect, Layer } from "effect"
+import { describe, expect, it, layer } from "@effect/vitest"
+import { Context, Effect, Exit, Fiber, Layer, Scope } from "effect"
 import * as Config from "../../src/Config.js"
+import { Coordinator, type CoordinatorService } from "../../src/coordinator/Coordinator.js"
 import * as RedisCoordinator from "../../src/coordinator/RedisCoordinator.js"
+import { ServiceUnavailable } from "../../src/Errors.js"
 import * as RedisBackend from "../../src/layers/RedisBackend.js"
 import * as TwoTier from "../../src/layers/TwoTier.js"
-import { RateLimiter } from "../../src/services/RateLimiter.js"
-import { RedisServer } from "../support/redisServer.js"
+import { RateLimiter, type RateLimiterService } from "../../src/services/RateLimiter.js"
+import { RedisServer, redisServer } from "../support/redisServer.js"
 
 const config = `
 limiters:
@@ -35,6 +44,29 @@ limiters:
     twoTier:
       mode: leased
       batch: 4
+  leasedLow:
+    strategy: fixedWindow
+    limit: 12
+    windowMs: 60000
+    twoTier:
+      mode: leased
+      batch: 5
+      lowWater: 2
+      windowCoupled: true
+  plainLowView:
+    strategy: fixedWindow
+    limit: 12
+    windowMs: 60000
+    prefix: leasedLow
+  hot:
+    strategy: fixedWindow
+    limit: 1000
+    windowMs: 3600000
+    twoTier:
+      mode: leased
+      batch: 10
+      lowWater: 5
+      windowCoupled: true
 `
 
 /** One "server": the two-tier wrapper over its own Redis door and Redis coordinator. */
@@ -86,5 +118,127 @@ layer(RedisServer.layer, { timeout: 60_000 })("TwoTier over Redis", (it) => {
       // Each server leased 4 of the 6 tokens at its first check; the second batch did not fit.
       expect(results.map((d) => d.allowed)).toEqual([true, false, true, false])
       expect(results[1]).toMatchObject({ allowed: false, limit: 6 })
+    }))
+
+  it.scoped("lowWater: two servers refreshing in the background admit exactly the limit", () =>
+    Effect.gen(function*() {
+      const redis = yield* RedisServer
+      const a = yield* serverOn(redis.url)
+      const b = yield* serverOn(redis.url)
+      const intoWindow = Date.now() % 60_000
+      if (intoWindow > 55_000) yield* Effect.sleep(60_000 - intoWindow + 10)
+      // Each server checks 15 times (more than the limit, so whatever it leased it also spends).
+      const [fromA, fromB] = yield* Effect.all(
+        [a, b].map((s) => Effect.forEach(Array.from({ length: 15 }), () => s.check("leasedLow", "k"))),
+        { concurrency: "unbounded" }
+      )
+      const allowed = [...fromA!, ...fromB!].filter((d) => d.allowed)
+      expect(allowed.length).toBe(12)
+      expect(new Set(allowed.map((d) => d.resetAt)).size).toBe(1)
+      expect(yield* a.check("plainLowView", "k")).toMatchObject({ allowed: false, remaining: 0, limit: 12 })
+    }))
+})
+
+/** The Redis coordinator, counting reservations (started, in flight, interrupted). */
+const counted = (inner: CoordinatorService) => {
+  const stats = { calls: 0, inFlight: 0, maxInFlight: 0, interrupted: 0 }
+  const coordinator: CoordinatorService = {
+    store: inner.store,
+    reserve: (strategy, key, wants) =>
+      Effect.suspend(() => {
+        stats.calls++
+        stats.inFlight++
+        stats.maxInFlight = Math.max(stats.maxInFlight, stats.inFlight)
+        return inner.reserve(strategy, key, wants).pipe(
+          Effect.onInterrupt(() => Effect.sync(() => stats.interrupted++)),
+          Effect.ensuring(Effect.sync(() => stats.inFlight--))
+        )
+      })
+  }
+  return { coordinator, stats }
+}
+
+/** A private Redis (these tests freeze and kill it) and one wrapper over it, in `scope`. */
+const isolated = (scope: Scope.Scope) =>
+  Effect.gen(function*() {
+    const redis = yield* redisServer
+    const policies = yield* Config.parse(config, "test")
+    const context = yield* Layer.build(
+      Layer.merge(RedisBackend.layer({ policies, redis: redis.url }), RedisCoordinator.layer({ redis: redis.url }))
+    )
+    const { coordinator, stats } = counted(Context.get(context, Coordinator))
+    const server: RateLimiterService = yield* Scope.extend(
+      TwoTier.make(Context.get(context, RateLimiter), coordinator, { policies }),
+      scope
+    )
+    return { redis, server, stats }
+  })
+
+/** Waits (live, at most 5 s) until `done` holds. */
+const eventually = (done: () => boolean) =>
+  Effect.gen(function*() {
+    for (let i = 0; i < 500 && !done(); i++) yield* Effect.sleep("10 millis")
+  })
+
+describe("TwoTier lowWater over a private Redis", () => {
+  it.scopedLive("the crossing check returns while its refresh waits on Redis; a check at 0 waits for it", () =>
+    Effect.gen(function*() {
+      const { redis, server, stats } = yield* isolated(yield* Effect.scope)
+      const check = server.check("hot", "k")
+      yield* Effect.forEach([1, 2, 3, 4], () => check) // 6 of 10 left
+      expect(stats.calls).toBe(1)
+      redis.pause()
+      // Redis answers nothing now (calls time out after 1 s): everything until `resume` is local.
+      expect(yield* check).toMatchObject({ allowed: true, remaining: 5 })
+      expect(stats).toMatchObject({ calls: 2, inFlight: 1 })
+      const spent = yield* Effect.forEach([1, 2, 3, 4, 5], () => check)
+      expect(spent.map((d) => d.remaining)).toEqual([4, 3, 2, 1, 0])
+      const waiting = yield* Effect.fork(check)
+      yield* Effect.sleep("50 millis")
+      expect(waiting.unsafePoll()).toBeNull()
+      expect(stats).toMatchObject({ calls: 2, inFlight: 1 })
+      redis.resume()
+      expect(yield* Fiber.join(waiting)).toMatchObject({ allowed: true, remaining: 9 })
+      expect(stats).toMatchObject({ calls: 2, inFlight: 0, maxInFlight: 1 })
+    }))
+
+  it.scopedLive("a failed refresh keeps the credits; the check that needs Redis gets ServiceUnavailable", () =>
+    Effect.gen(function*() {
+      const { redis, server, stats } = yield* isolated(yield* Effect.scope)
+      const check = server.check("hot", "k")
+      yield* Effect.forEach([1, 2, 3, 4], () => check)
+      yield* Effect.promise(() => redis.stop())
+      // Crossing the mark starts a refresh that fails; the credits held are still spent.
+      expect(yield* check).toMatchObject({ allowed: true, remaining: 5 })
+      yield* eventually(() => stats.inFlight === 0)
+      expect(stats).toMatchObject({ calls: 2, inFlight: 0 })
+      const spent = yield* Effect.forEach([1, 2, 3, 4, 5], () => check)
+      expect(spent.every((d) => d.allowed)).toBe(true)
+      expect(stats.calls).toBe(2)
+      const error = yield* Effect.flip(check)
+      expect(error).toBeInstanceOf(ServiceUnavailable)
+      expect(stats.calls).toBe(3)
+      // Redis is back (empty: it kept nothing): the next checks lease again.
+      yield* Effect.promise(() => redis.start())
+      let decision = yield* Effect.either(check)
+      for (let i = 0; i < 100 && decision._tag === "Left"; i++) {
+        yield* Effect.sleep("50 millis")
+        decision = yield* Effect.either(check)
+      }
+      expect(decision).toMatchObject({ _tag: "Right", right: { allowed: true, remaining: 9 } })
+    }))
+
+  it.scopedLive("closing the wrapper interrupts a refresh in flight", () =>
+    Effect.gen(function*() {
+      const scope = yield* Scope.make()
+      const { redis, server, stats } = yield* isolated(scope)
+      const check = server.check("hot", "k")
+      yield* Effect.forEach([1, 2, 3, 4], () => check)
+      redis.pause()
+      yield* check
+      expect(stats.inFlight).toBe(1)
+      yield* Scope.close(scope, Exit.void)
+      expect(stats).toMatchObject({ interrupted: 1, inFlight: 0 })
+      redis.resume()
     }))
 })

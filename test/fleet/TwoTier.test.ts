@@ -93,8 +93,8 @@ const setup = Effect.gen(function*() {
   const set = yield* policies
   const coordinator = yield* Coordinator
   const store = yield* counting
-  /** A "server": its own wrapper (its own L1 credits) over the shared store and coordinator. */
-  const server = () => TwoTier.wrap(store.service, coordinator, { policies: set })
+  /** A "server": its own wrapper (its own L1 credits) over the shared store and coordinator, in the test's scope. */
+  const server = () => TwoTier.make(store.service, coordinator, { policies: set })
   return { server, store: store.calls, coordinator }
 }).pipe(
   Effect.provide(
@@ -109,10 +109,10 @@ const run = (limiter: RateLimiterService, policy: string, key: string, times: nu
   Effect.forEach(Array.from({ length: times }), () => limiter.check(policy, key))
 
 describe("TwoTier", () => {
-  it.effect("window-coupled leasing: several servers on one budget admit at most limit per window", () =>
+  it.scoped("window-coupled leasing: several servers on one budget admit at most limit per window", () =>
     Effect.gen(function*() {
       const { server } = yield* setup
-      const servers = [server(), server(), server()]
+      const servers = yield* Effect.all([server(), server(), server()])
       for (let window = 0; window < 4; window++) {
         yield* TestClock.setTime(window * 1000 + 1)
         let admitted = 0
@@ -131,10 +131,10 @@ describe("TwoTier", () => {
       }
     }))
 
-  it.effect("without coupling, leftovers carry over: at most limit + N × (batch − 1) in a window", () =>
+  it.scoped("without coupling, leftovers carry over: at most limit + N × (batch − 1) in a window", () =>
     Effect.gen(function*() {
       const { server } = yield* setup
-      const servers = [server(), server(), server()]
+      const servers = yield* Effect.all([server(), server(), server()])
       yield* TestClock.setTime(999)
       // Each server leases a batch and spends one unit just before the boundary.
       for (const s of servers) expect((yield* s.check("carried", "k")).allowed).toBe(true)
@@ -146,11 +146,11 @@ describe("TwoTier", () => {
       expect(admitted).toBe(20 + 3 * 3)
     }))
 
-  it.effect("a sliding-window policy leases per tick and stays within its estimate", () =>
+  it.scoped("a sliding-window policy leases per tick and stays within its estimate", () =>
     Effect.gen(function*() {
       const { server } = yield* setup
-      const a = server()
-      const b = server()
+      const a = yield* server()
+      const b = yield* server()
       yield* TestClock.setTime(1_000_000)
       const first = yield* Effect.all([run(a, "sliding", "k", 10), run(b, "sliding", "k", 10)])
       const admitted = first.flat().filter((d) => d.allowed).length
@@ -162,10 +162,10 @@ describe("TwoTier", () => {
       expect((yield* run(a, "sliding", "k", 12)).filter((d) => d.allowed).length).toBe(12)
     }))
 
-  it.effect("leasing on a non-windowed strategy takes whole batches from the store", () =>
+  it.scoped("leasing on a non-windowed strategy takes whole batches from the store", () =>
     Effect.gen(function*() {
       const { server, store } = yield* setup
-      const s = server()
+      const s = yield* server()
       yield* TestClock.setTime(5000)
       const decisions = yield* run(s, "bucket", "k", 8)
       // Two batches of 3 fit the bucket of 6; the third batch does not.
@@ -174,10 +174,10 @@ describe("TwoTier", () => {
       expect(store.check).toBe(3)
     }))
 
-  it.effect("cached-deny answers a blocked key locally until its retry time", () =>
+  it.scoped("cached-deny answers a blocked key locally until its retry time", () =>
     Effect.gen(function*() {
       const { server, store } = yield* setup
-      const s = server()
+      const s = yield* server()
       yield* TestClock.setTime(200)
       const decisions = yield* run(s, "guarded", "k", 6)
       expect(decisions.map((d) => d.allowed)).toEqual([true, true, false, false, false, false])
@@ -188,10 +188,10 @@ describe("TwoTier", () => {
       expect(store.check).toBe(4)
     }))
 
-  it.effect("strict and plain policies go to the store on every check, peek included", () =>
+  it.scoped("strict and plain policies go to the store on every check, peek included", () =>
     Effect.gen(function*() {
       const { server, store } = yield* setup
-      const s = server()
+      const s = yield* server()
       yield* TestClock.setTime(100)
       yield* run(s, "exact", "k", 3)
       yield* run(s, "plain", "k", 2)
@@ -200,7 +200,7 @@ describe("TwoTier", () => {
       expect((yield* s.peek("plain", "k")).remaining).toBe(1)
     }))
 
-  it.effect("federated checks lease from the domain's budget, shared with direct reservations", () =>
+  it.scoped("federated checks lease from the domain's budget, shared with direct reservations", () =>
     Effect.gen(function*() {
       const { coordinator, server } = yield* setup
       const set = yield* policies
@@ -211,7 +211,7 @@ describe("TwoTier", () => {
       if (global.kind === "limiter" && global.strategy.kind === "fixedWindow") {
         expect((yield* coordinator.reserve(global.strategy, federatedKey("tk:fed", "api"), 8)).granted).toBe(8)
       }
-      const s = server()
+      const s = yield* server()
       const decisions = yield* run(s, "global", "api", 4)
       expect(decisions.map((d) => d.allowed)).toEqual([true, true, false, false])
       expect(decisions[2]).toMatchObject({ limit: 10, remaining: 0, resetAt: 4000, retryAfterMs: 1000 })
@@ -219,10 +219,10 @@ describe("TwoTier", () => {
       expect((yield* s.check("global", "web")).allowed).toBe(true)
     }))
 
-  it.effect("peek and forecast on leased, cached-deny and federated policies are unsupported", () =>
+  it.scoped("peek and forecast on leased, cached-deny and federated policies are unsupported", () =>
     Effect.gen(function*() {
       const { server } = yield* setup
-      const s = server()
+      const s = yield* server()
       for (const policy of ["coupled", "guarded", "global", "bucket"]) {
         const peek = yield* Effect.flip(s.peek(policy, "k"))
         expect(peek).toMatchObject({ _tag: "OperationNotSupported", policy, operation: "peek" })
@@ -231,10 +231,10 @@ describe("TwoTier", () => {
       }
     }))
 
-  it.effect("bad input fails with InvalidArgument and leases nothing; unknown policies are the store's", () =>
+  it.scoped("bad input fails with InvalidArgument and leases nothing; unknown policies are the store's", () =>
     Effect.gen(function*() {
       const { server } = yield* setup
-      const s = server()
+      const s = yield* server()
       yield* TestClock.setTime(100)
       expect((yield* Effect.flip(s.check("coupled", "k", 0)))._tag).toBe("InvalidArgument")
       expect((yield* Effect.flip(s.check("coupled", "", 1)))._tag).toBe("InvalidArgument")
