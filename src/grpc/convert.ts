@@ -6,7 +6,7 @@
  */
 import type { MessageInitShape } from "@bufbuild/protobuf"
 import * as Effect from "effect/Effect"
-import { Admission, BindingAxis, Decision, type DecisionData, Forecast } from "../Decision.js"
+import { Admission, BindingAxis, type Decision, type DecisionData, Forecast, fromData } from "../Decision.js"
 import type { ForecastData } from "../engine/types.js"
 import { BackendError, InvalidArgument } from "../Errors.js"
 import type * as pb from "./generated/throttlekit_pb.js"
@@ -100,15 +100,13 @@ export const decisionFromWire = (
 ): Effect.Effect<Decision, BackendError> =>
   d === undefined
     ? Effect.fail(missing(backend, "decision"))
-    : Effect.succeed(
-      new Decision({
-        allowed: d.allowed,
-        limit: fromInt64(d.limit),
-        remaining: fromInt64(d.remaining),
-        resetAt: fromInt64(d.resetAt),
-        retryAfterMs: fromInt64(d.retryAfterMs)
-      }, true)
-    )
+    : Effect.succeed(fromData({
+      allowed: d.allowed,
+      limit: fromInt64(d.limit),
+      remaining: fromInt64(d.remaining),
+      resetAt: fromInt64(d.resetAt),
+      retryAfterMs: fromInt64(d.retryAfterMs)
+    }))
 
 /**
  * A wire forecast as a `Forecast`; a response without one is a protocol fault (`BackendError`).

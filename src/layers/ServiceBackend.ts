@@ -9,6 +9,7 @@
  *
  * @since 0.1.0
  */
+import { create, type MessageInitShape } from "@bufbuild/protobuf"
 import * as grpc from "@grpc/grpc-js"
 import * as Config from "effect/Config"
 import type * as ConfigError from "effect/ConfigError"
@@ -19,9 +20,13 @@ import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import type { Admission, Decision, Forecast } from "../Decision.js"
 import { BackendError, InvalidArgument, type Operation, type RateLimiterError } from "../Errors.js"
-import { type CallOptions, unary, type UnaryMethod } from "../grpc/client.js"
+import { type CallOptions, type UnaryMethod, unaryWith } from "../grpc/client.js"
 import { admissionFromWire, decisionFromWire, forecastFromWire, fromInt64 } from "../grpc/convert.js"
-import { RateLimiter as RateLimiterRpc } from "../grpc/generated/throttlekit_pb.js"
+import {
+  type CheckRequest,
+  type CheckResponse,
+  RateLimiter as RateLimiterRpc
+} from "../grpc/generated/throttlekit_pb.js"
 import { toRateLimiterError } from "../grpc/status.js"
 import { makeAdmit } from "../internal/admission.js"
 import {
@@ -127,28 +132,46 @@ export const make = (
 
     const call = <M extends UnaryMethod>(
       method: M,
-      request: Parameters<typeof unary<M>>[2],
+      request: MessageInitShape<M["input"]>,
       policy: string,
       operation: Operation
     ) =>
-      Effect.mapError(
-        unary(client, method, request, callOptions),
+      unaryWith(
+        client,
+        method,
+        create<M["input"]>(method.input, request),
+        callOptions,
+        Effect.succeed,
         (error) => toRateLimiterError(error, { service, policy, operation })
       )
 
-    const check = Effect.fn("ServiceBackend.check")(
-      function*(policy: string, key: string, cost: number = 1): Effect.fn.Return<Decision, RateLimiterError> {
-        yield* Validate.key(key)
-        const amount = yield* Validate.cost(cost)
-        const response = yield* call(
-          RateLimiterRpc.method.check,
-          { policy, key, cost: BigInt(amount) },
-          policy,
-          "check"
-        )
-        return yield* decisionFromWire(response.decision, BACKEND)
+    const checkMethod = RateLimiterRpc.method.check
+    const checkResponse = (response: CheckResponse) => decisionFromWire(response.decision, BACKEND)
+
+    // The hot path: plain argument checks, then one `Effect.async` that sends the request (a literal
+    // message, not `create`) and answers the decision or the typed error from the call's callback. It
+    // carries no span of its own: `Effect.fn`'s span, its stack capture per call and the generator's
+    // steps were most of this door's own cost per check (see bench/). Callers that want a span wrap it.
+    const check = (policy: string, key: string, cost: number = 1): Effect.Effect<Decision, RateLimiterError> => {
+      const keyProblem = Validate.keyProblem(key)
+      if (keyProblem !== undefined) return Effect.fail(new InvalidArgument({ argument: "key", reason: keyProblem }))
+      const costProblem = Validate.costProblem(cost)
+      if (costProblem !== undefined) return Effect.fail(new InvalidArgument({ argument: "cost", reason: costProblem }))
+      const request: CheckRequest = {
+        $typeName: "throttlekit.v1.CheckRequest",
+        policy,
+        key,
+        cost: cost === 1 ? 1n : BigInt(cost)
       }
-    )
+      return unaryWith(
+        client,
+        checkMethod,
+        request,
+        callOptions,
+        checkResponse,
+        (error) => toRateLimiterError(error, { service, policy, operation: "check" })
+      )
+    }
 
     const checkMany = Effect.fn("ServiceBackend.checkMany")(
       function*(

@@ -2,10 +2,19 @@
  * ServiceBackend specifics beyond the conformance suite: configuration, local validation, and the
  * admission keeper over the Admit/Release/Heartbeat RPCs (reclaimed leases marked, holders interrupted).
  */
+import { create } from "@bufbuild/protobuf"
 import { describe, expect, it } from "@effect/vitest"
+import * as grpc from "@grpc/grpc-js"
 import { ConfigProvider, Context, Deferred, Duration, Effect, Exit, Fiber, Layer } from "effect"
 import { randomUUID } from "node:crypto"
 import type { Admission } from "../../src/Decision.js"
+import { serviceDefinition } from "../../src/grpc/codec.js"
+import {
+  type CheckRequest,
+  type CheckResponse,
+  CheckResponseSchema,
+  RateLimiter as RateLimiterService
+} from "../../src/grpc/generated/throttlekit_pb.js"
 import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
 import * as GrpcServer from "../../src/server/GrpcServer.js"
@@ -17,6 +26,33 @@ const memoryServer = Effect.flatMap(
   MemoryBackend.make({ policies: conformancePolicies }),
   (limiter) => GrpcServer.make({ host: "127.0.0.1", port: 0 }, [RateLimiterRpc.make(limiter)])
 )
+
+/**
+ * A bare grpc-js server (not ours) answering Check with `answer(request)` and recording each request, to
+ * see what the client puts on the wire and how it takes answers our server never gives.
+ */
+const bareCheckServer = (answer: (request: CheckRequest) => CheckResponse) =>
+  Effect.gen(function*() {
+    const received: Array<CheckRequest> = []
+    const server = yield* Effect.acquireRelease(
+      Effect.sync(() => new grpc.Server()),
+      (server) => Effect.sync(() => server.forceShutdown())
+    )
+    server.addService(serviceDefinition(RateLimiterService), {
+      check: (
+        call: grpc.ServerUnaryCall<CheckRequest, CheckResponse>,
+        callback: grpc.sendUnaryData<CheckResponse>
+      ) => {
+        received.push(call.request)
+        callback(null, answer(call.request))
+      }
+    })
+    const port = yield* Effect.async<number, Error>((resume) =>
+      server.bindAsync("127.0.0.1:0", grpc.ServerCredentials.createInsecure(), (error, port) =>
+        resume(error === null ? Effect.succeed(port) : Effect.fail(error)))
+    )
+    return { address: `127.0.0.1:${port}`, received }
+  })
 
 describe("ServiceBackend", () => {
   it.live("layerConfig reads THROTTLEKIT_TARGET and THROTTLEKIT_DEADLINE", () =>
@@ -70,6 +106,23 @@ describe("ServiceBackend", () => {
       const released = yield* Effect.provide(RateLimiter, ServiceBackend.layer({ target: server.address }))
       const error = yield* Effect.flip(released.check("burst", randomUUID()))
       expect(error._tag).toBe("ServiceUnavailable")
+    })))
+
+  it.live("check sends policy, key and cost as given; an answer without a decision is a protocol BackendError", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const server = yield* bareCheckServer((request) =>
+        create(CheckResponseSchema, request.key === "answered" ? { decision: { allowed: true, limit: 9n } } : {})
+      )
+      const limiter = yield* ServiceBackend.make({ target: server.address })
+      const decision = yield* limiter.check("p", "answered")
+      expect([decision.allowed, decision.limit, decision.remaining]).toEqual([true, 9, 0])
+      const error = yield* Effect.flip(limiter.check("p", "k\u00e9y", 3))
+      expect(error._tag).toBe("BackendError")
+      if (error._tag === "BackendError") expect(error.code).toBe("PROTOCOL")
+      expect(server.received.map(({ cost, key, policy }) => ({ policy, key, cost }))).toEqual([
+        { policy: "p", key: "answered", cost: 1n },
+        { policy: "p", key: "k\u00e9y", cost: 3n }
+      ])
     })))
 
   it.live("a kept-alive lease the server no longer holds is marked reclaimed, and its holder interrupted", () =>
