@@ -13,7 +13,8 @@
  *   (ServiceBackend), which the server answers from its own leased credits.
  * - `leasing.twoTierVsStrict`: one caller checking one hot key of a fixed-window policy (a 60 s window, so
  *   window-coupled credits rarely die mid-round). Leased: `TwoTier` over the Redis door and the Redis
- *   coordinator, reserving 100 units per trip; strict: every check a Redis round trip.
+ *   coordinator, reserving 100 units per trip, in the background once 50 are left (`lowWater: 50`);
+ *   strict: every check a Redis round trip.
  */
 import { Effect, Layer, ManagedRuntime } from "effect"
 import * as RedisCoordinator from "../../src/coordinator/RedisCoordinator.js"
@@ -72,7 +73,7 @@ const windowPolicy = (name: string, mode: "leased" | "strict"): LimiterPolicy =>
   prefix: name,
   strategy: { kind: "fixedWindow", limit: LIMIT_PER_SEC, windowMs: 60_000 },
   maxKeys: 100_000,
-  twoTier: { mode, batch: 100, lowWater: 0, windowCoupled: true }
+  twoTier: { mode, batch: 100, lowWater: 50, windowCoupled: true }
 })
 
 const twoTierVsStrict = async (plan: Plan): Promise<Array<Result>> => {
