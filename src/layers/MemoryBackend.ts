@@ -7,25 +7,42 @@
  * dropped when neither released nor renewed in time: expired leases are swept on every acquire and
  * heartbeat, so the backend runs no timer of its own.
  *
+ * Besides `RateLimiter`, `layer` provides `Local`: the same key tables behind a synchronous `check` that
+ * returns an `Either` (see `MemoryLocal.ts`), for loops where an Effect step per check costs more than
+ * the check; `makeLocal` builds one without any Effect runtime.
+ *
  * @since 0.1.0
  */
 import type * as FileSystem from "@effect/platform/FileSystem"
 import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import { randomBytes } from "node:crypto"
 import * as Config from "../Config.js"
 import { Admission, type Decision, type DecisionData, Forecast, fromData } from "../Decision.js"
-import * as Concurrency from "../engine/concurrency.js"
-import { rateEngine } from "../engine/index.js"
 import * as TokenBudget from "../engine/tokenBudget.js"
-import type { RateEngine } from "../engine/types.js"
-import { InvalidArgument, OperationNotSupported, PolicyNotFound, type RateLimiterError } from "../Errors.js"
+import { InvalidArgument, type OperationNotSupported, type PolicyNotFound, type RateLimiterError } from "../Errors.js"
 import { makeAdmit } from "../internal/admission.js"
-import type { AdmitterPolicy, LimiterPolicy, MeterPolicy, Policy } from "../Policy.js"
+import type { Policy } from "../Policy.js"
 import { type HeartbeatResult, RateLimiter, type RateLimiterService } from "../services/RateLimiter.js"
 import * as Validate from "../Validate.js"
+import {
+  type Compiled,
+  type LocalLimiter,
+  makeLocalLimiter,
+  PolicyStore,
+  RateState,
+  unsupported
+} from "./MemoryLocal.js"
+
+export type {
+  /** @since 0.1.0 */
+  LocalError,
+  /** @since 0.1.0 */
+  LocalLimiter
+} from "./MemoryLocal.js"
 
 /**
  * Options of the Memory door.
@@ -48,122 +65,6 @@ export interface MemoryBackendOptions {
  */
 export const DEFAULT_LEASE_TTL_MS = 2000
 
-/** One key's state and the table's write count when it was last written (its recency). */
-interface Slot<S> {
-  state: S
-  written: number
-}
-
-/**
- * A per-policy key table with a cap: expired entries go first, then the least recently written.
- *
- * A write updates the key's slot in place and stamps it with a write counter. (Keeping the Map itself in
- * write order by deleting and re-inserting the key on every write looks cheaper, but V8 then walks a
- * growing chain of deleted entries on every lookup of a hot key: tens of µs per check once the table
- * holds thousands of keys.)
- */
-class KeyTable<S> {
-  private readonly entries = new Map<string, Slot<S>>()
-  private writes = 0
-  constructor(
-    private readonly maxKeys: number,
-    private readonly expiresAt: (state: S, now: number) => number
-  ) {}
-
-  get(key: string, now: number): S | undefined {
-    const slot = this.entries.get(key)
-    if (slot === undefined) return undefined
-    if (this.expiresAt(slot.state, now) < now) {
-      this.entries.delete(key)
-      return undefined
-    }
-    return slot.state
-  }
-
-  set(key: string, state: S | undefined, now: number): void {
-    if (state === undefined) {
-      this.entries.delete(key)
-      return
-    }
-    const slot = this.entries.get(key)
-    if (slot !== undefined) {
-      slot.state = state
-      slot.written = ++this.writes
-      return
-    }
-    this.entries.set(key, { state, written: ++this.writes })
-    if (this.entries.size > this.maxKeys) this.evict(now)
-  }
-
-  get size(): number {
-    return this.entries.size
-  }
-
-  /**
-   * Brings the table back under its cap in one pass, amortized: it drops expired state, then every key
-   * not written in the last `keep` writes (at most `keep` keys were, since each write stamps one slot),
-   * so the next eviction is about a tenth of `maxKeys` inserts away and a check never scans the table.
-   */
-  private evict(now: number): void {
-    const keep = Math.max(1, Math.floor(this.maxKeys * 0.9))
-    const oldestKept = this.writes - keep
-    for (const [key, slot] of this.entries) {
-      if (slot.written <= oldestKept || this.expiresAt(slot.state, now) < now) this.entries.delete(key)
-    }
-  }
-}
-
-/** A rate strategy with its key table. */
-class RateState {
-  readonly table: KeyTable<unknown>
-  constructor(readonly engine: RateEngine<unknown>, maxKeys: number) {
-    this.table = new KeyTable(maxKeys, engine.expiresAt)
-  }
-
-  check(key: string, now: number, cost: number): DecisionData {
-    const step = this.engine.check(this.table.get(key, now), now, cost)
-    if (step.decision.allowed) this.table.set(key, step.state, now)
-    return step.decision
-  }
-
-  peek(key: string, now: number): DecisionData {
-    return this.engine.peek(this.table.get(key, now), now)
-  }
-}
-
-type Compiled =
-  | { readonly kind: "limiter"; readonly policy: LimiterPolicy; readonly rate: RateState }
-  | {
-    readonly kind: "meter"
-    readonly policy: MeterPolicy
-    readonly table: KeyTable<TokenBudget.State>
-    readonly budget: TokenBudget.Options
-  }
-  | {
-    readonly kind: "admitter"
-    readonly policy: AdmitterPolicy
-    readonly guard: Concurrency.Guard
-    readonly rate: RateState | undefined
-  }
-
-const compile = (policy: Policy): Compiled => {
-  switch (policy.kind) {
-    case "limiter":
-      return { kind: "limiter", policy, rate: new RateState(rateEngine(policy.strategy), policy.maxKeys) }
-    case "meter": {
-      const budget: TokenBudget.Options = { budget: policy.budget, windowMs: policy.windowMs }
-      return { kind: "meter", policy, budget, table: new KeyTable(policy.maxKeys, TokenBudget.expiresAt) }
-    }
-    case "admitter":
-      return {
-        kind: "admitter",
-        policy,
-        guard: new Concurrency.Guard(policy.concurrency),
-        rate: policy.rate === undefined ? undefined : new RateState(rateEngine(policy.rate), policy.maxKeys)
-      }
-  }
-}
-
 interface HeldLease {
   readonly policy: Extract<Compiled, { kind: "admitter" }>
   readonly acquiredAt: number
@@ -171,6 +72,10 @@ interface HeldLease {
 }
 
 const mintLeaseId = (): string => randomBytes(16).toString("hex")
+
+/** The policies of `options`, from an array or a `PolicySet`. */
+const policyList = (policies: MemoryBackendOptions["policies"]): ReadonlyArray<Policy> =>
+  "policies" in policies ? policies.policies : policies
 
 /**
  * Builds the Memory door's `RateLimiter` service. The lease sweeper and the admission keeper live in
@@ -180,43 +85,38 @@ const mintLeaseId = (): string => randomBytes(16).toString("hex")
  * @category constructors
  */
 export const make = (options: MemoryBackendOptions): Effect.Effect<RateLimiterService, never, Scope.Scope> =>
+  makeService(new PolicyStore(policyList(options.policies)), options)
+
+/** The `RateLimiter` service over `store`. */
+const makeService = (
+  store: PolicyStore,
+  options: MemoryBackendOptions
+): Effect.Effect<RateLimiterService, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const list = "policies" in options.policies ? options.policies.policies : options.policies
-    const policies = new Map<string, Compiled>(list.map((p) => [p.name, compile(p)]))
-    const names = Array.from(policies.keys())
     const ttlMs = options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS
     const leases = new Map<string, HeldLease>()
 
     const lookup = (name: string): Effect.Effect<Compiled, PolicyNotFound> => {
-      const compiled = policies.get(name)
-      return compiled === undefined
-        ? Effect.fail(new PolicyNotFound({ policy: name, configured: names }))
-        : Effect.succeed(compiled)
+      const compiled = store.get(name)
+      return compiled === undefined ? Effect.fail(store.notFound(name)) : Effect.succeed(compiled)
     }
 
-    const unsupported = (policy: string, operation: OperationNotSupported["operation"], kind: string) =>
-      Effect.fail(new OperationNotSupported({ policy, operation, reason: `a ${kind} policy` }))
-
-    const limiterOf = (name: string, operation: OperationNotSupported["operation"]) =>
-      Effect.flatMap(lookup(name), (compiled) =>
-        compiled.kind === "limiter"
-          ? Effect.succeed(compiled.rate)
-          : unsupported(name, operation, compiled.kind))
-
-    const argumentError = (argument: string, reason: string | undefined) =>
-      reason === undefined ? undefined : new InvalidArgument({ argument, reason })
+    const limiterOf = (name: string, operation: OperationNotSupported["operation"]) => {
+      const rate = store.rateOf(name, operation)
+      return rate instanceof RateState ? Effect.succeed(rate) : Effect.fail(rate)
+    }
 
     const check = (name: string, key: string, cost = 1): Effect.Effect<Decision, RateLimiterError> => {
-      const bad = argumentError("cost", Validate.costProblem(cost)) ?? argumentError("key", Validate.keyProblem(key))
-      if (bad !== undefined) return Effect.fail(bad)
-      const compiled = policies.get(name)
-      if (compiled === undefined) return Effect.fail(new PolicyNotFound({ policy: name, configured: names }))
-      if (compiled.kind !== "limiter") return unsupported(name, "check", compiled.kind)
-      const rate = compiled.rate
-      // The hot path: one clock read and the engine, no further Effect steps.
-      return Effect.clockWith((clock) =>
-        Effect.succeed(fromData(rate.check(key, clock.unsafeCurrentTimeMillis(), cost)))
-      )
+      const rate = store.limiterFor(name, cost)
+      if (rate === undefined) return Effect.fail(store.faultOf(name, key, cost, "check"))
+      // The hot path: one clock read and the engine, no further Effect steps. (The key is checked there,
+      // and only when the table does not hold it already; a bad one fails before any state is touched.)
+      return Effect.clockWith((clock) => {
+        const decision = rate.checkUnvalidated(key, clock.unsafeCurrentTimeMillis(), cost)
+        return decision === undefined
+          ? Effect.fail(store.faultOf(name, key, cost, "check"))
+          : Effect.succeed(fromData(decision))
+      })
     }
 
     const checkMany = (
@@ -224,8 +124,8 @@ export const make = (options: MemoryBackendOptions): Effect.Effect<RateLimiterSe
       keys: ReadonlyArray<string>,
       cost = 1
     ): Effect.Effect<ReadonlyArray<Decision>, RateLimiterError> => {
-      const bad = argumentError("cost", Validate.costProblem(cost))
-      if (bad !== undefined) return Effect.fail(bad)
+      const costProblem = Validate.costProblem(cost)
+      if (costProblem !== undefined) return Effect.fail(new InvalidArgument({ argument: "cost", reason: costProblem }))
       return Effect.zipRight(
         Validate.keys(keys),
         Effect.flatMap(
@@ -239,8 +139,10 @@ export const make = (options: MemoryBackendOptions): Effect.Effect<RateLimiterSe
     const peek = (name: string, key: string): Effect.Effect<Decision, RateLimiterError> =>
       Effect.zipRight(
         Validate.key(key),
-        Effect.flatMap(limiterOf(name, "peek"), (rate) =>
-          Effect.map(Clock.currentTimeMillis, (now) => fromData(rate.peek(key, now))))
+        Effect.flatMap(
+          limiterOf(name, "peek"),
+          (rate) => Effect.map(Clock.currentTimeMillis, (now) => fromData(rate.peek(key, now)))
+        )
       )
 
     const forecast = (name: string, key: string, cost = 1): Effect.Effect<Forecast, RateLimiterError> =>
@@ -257,7 +159,7 @@ export const make = (options: MemoryBackendOptions): Effect.Effect<RateLimiterSe
       Effect.zipRight(
         Effect.zipRight(Validate.cost(tokens, "tokens"), Validate.key(key)),
         Effect.flatMap(lookup(name), (compiled) => {
-          if (compiled.kind !== "meter") return unsupported(name, "debit", compiled.kind)
+          if (compiled.kind !== "meter") return Effect.fail(unsupported(name, "debit", compiled.kind))
           return Effect.map(Clock.currentTimeMillis, (now) => {
             const step = TokenBudget.debit(compiled.budget, compiled.table.get(key, now), now, tokens)
             if (step.decision.allowed) compiled.table.set(key, step.state, now)
@@ -288,7 +190,7 @@ export const make = (options: MemoryBackendOptions): Effect.Effect<RateLimiterSe
       return Effect.zipRight(
         Effect.zipRight(Validate.cost(cost), Validate.key(key)),
         Effect.flatMap(lookup(name), (compiled) => {
-          if (compiled.kind !== "admitter") return unsupported(name, "admit", compiled.kind)
+          if (compiled.kind !== "admitter") return Effect.fail(unsupported(name, "admit", compiled.kind))
           return Effect.map(Clock.currentTimeMillis, (now) => {
             sweep(now)
             const guard = compiled.guard
@@ -372,16 +274,68 @@ const denied = (decision: DecisionData, axis: "rate" | "concurrency"): Admission
   }, true)
 
 /**
- * The Memory door as a layer.
+ * The Memory door's synchronous limiter, provided by `layer` and `layerFile` beside `RateLimiter` and
+ * sharing its key tables: a check through either counts against the same limits. Take it once and call
+ * `local.check(...)` per item where an Effect step per check would cost more than the check.
+ *
+ * Its clock is the `Clock` of the fiber that built the layer, captured then (so a layer built under
+ * `TestClock` follows the `TestClock`); the service's own methods read the calling fiber's `Clock` on
+ * every call. In production both are the system clock.
+ *
+ * @since 0.1.0
+ * @category tags
+ */
+export class Local extends Context.Tag("throttlekit-effect/MemoryBackend/Local")<Local, LocalLimiter>() {}
+
+/**
+ * Options of `makeLocal`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface LocalOptions {
+  /** The policies to serve: an array, or a `PolicySet` from `Config.load`/`Config.parse`. */
+  readonly policies: MemoryBackendOptions["policies"]
+  /** The clock, in epoch-ms (default `Date.now`). */
+  readonly now?: () => number
+}
+
+/**
+ * A standalone synchronous Memory limiter for code without an Effect runtime: its own key tables, read
+ * with `now` (`Date.now` by default). To share state with a `RateLimiter` service, take `Local` from
+ * `layer` instead.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const makeLocal = (options: LocalOptions): LocalLimiter =>
+  makeLocalLimiter(new PolicyStore(policyList(options.policies)), options.now ?? Date.now)
+
+/** Both doors over one store; the synchronous one reads the building fiber's `Clock`. */
+const makeDoors = (
+  options: MemoryBackendOptions
+): Effect.Effect<Context.Context<RateLimiter | Local>, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const store = new PolicyStore(policyList(options.policies))
+    const service = yield* makeService(store, options)
+    const clock = yield* Effect.clock
+    const local = makeLocalLimiter(store, () => clock.unsafeCurrentTimeMillis())
+    return Context.add(Context.make(RateLimiter, service), Local, local)
+  })
+
+/**
+ * The Memory door as a layer: the `RateLimiter` service and, on the same state, its synchronous
+ * `Local` limiter.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: MemoryBackendOptions): Layer.Layer<RateLimiter> =>
-  Layer.scoped(RateLimiter, make(options))
+export const layer = (options: MemoryBackendOptions): Layer.Layer<RateLimiter | Local> =>
+  Layer.scopedContext(makeDoors(options))
 
 /**
- * The Memory door serving the policies of a config file (YAML or JSON, the reference server's format).
+ * The Memory door serving the policies of a config file (YAML or JSON, the reference server's format),
+ * with its `Local` limiter like `layer`.
  *
  * @since 0.1.0
  * @category layers
@@ -389,5 +343,5 @@ export const layer = (options: MemoryBackendOptions): Layer.Layer<RateLimiter> =
 export const layerFile = (
   path: string,
   options: Omit<MemoryBackendOptions, "policies"> = {}
-): Layer.Layer<RateLimiter, Config.ConfigError, FileSystem.FileSystem> =>
-  Layer.scoped(RateLimiter, Effect.flatMap(Config.load(path), (policies) => make({ ...options, policies })))
+): Layer.Layer<RateLimiter | Local, Config.ConfigError, FileSystem.FileSystem> =>
+  Layer.scopedContext(Effect.flatMap(Config.load(path), (policies) => makeDoors({ ...options, policies })))

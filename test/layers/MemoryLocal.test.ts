@@ -1,0 +1,195 @@
+/**
+ * The Memory door's synchronous limiter: it shares key tables with the `RateLimiter` service of the
+ * same layer, answers a denial as a `Right(Decision)` and a fault as a `Left` tagged error that changes
+ * no state, follows the `Clock` the layer was built under, and runs with no Effect runtime at all.
+ */
+import { describe, expect, it } from "@effect/vitest"
+import { Effect, Either, TestClock } from "effect"
+import type { Decision } from "../../src/Decision.js"
+import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
+import type { Policy } from "../../src/Policy.js"
+import { RateLimiter } from "../../src/services/RateLimiter.js"
+
+const HOUR = 3_600_000
+/** 5 per hour, burst 5: one unit comes back every 720 000 ms. */
+const EMISSION_MS = HOUR / 5
+
+const policies: ReadonlyArray<Policy> = [
+  {
+    kind: "limiter",
+    name: "api",
+    prefix: "api",
+    maxKeys: 100,
+    strategy: { kind: "gcra", limit: 5, periodMs: HOUR, burst: 5 }
+  },
+  { kind: "meter", name: "tokens", prefix: "tokens", maxKeys: 100, budget: 10, windowMs: HOUR, shared: false },
+  {
+    kind: "admitter",
+    name: "pool",
+    prefix: "pool",
+    maxKeys: 100,
+    concurrency: {
+      algorithm: "fixed",
+      minLimit: 2,
+      maxLimit: 2,
+      initialLimit: 2,
+      backoffRatio: 0.5,
+      smoothing: 0.2,
+      tolerance: 2,
+      rttWindow: 10
+    }
+  }
+]
+
+const backend = MemoryBackend.layer({ policies })
+
+/** The decision in `result`, failing the test with the fault when there is one. */
+const decisionOf = (result: Either.Either<Decision, MemoryBackend.LocalError>): Decision => {
+  if (Either.isLeft(result)) throw new Error(`expected a decision, got ${result.left._tag}: ${result.left.message}`)
+  return result.right
+}
+
+/** The fault in `result`, failing the test when there is a decision instead. */
+const faultOf = (result: Either.Either<Decision, MemoryBackend.LocalError>): MemoryBackend.LocalError => {
+  if (Either.isRight(result)) throw new Error(`expected a fault, got a decision (allowed ${result.right.allowed})`)
+  return result.left
+}
+
+describe("MemoryBackend.Local", () => {
+  it.effect("local and service checks count against the same limit", () =>
+    Effect.gen(function*() {
+      const limiter = yield* RateLimiter
+      const local = yield* MemoryBackend.Local
+      const remaining: Array<number> = []
+      // 3 local checks and 2 service checks, interleaved, on a burst of 5.
+      remaining.push(decisionOf(local.check("api", "k")).remaining)
+      remaining.push((yield* limiter.check("api", "k")).remaining)
+      remaining.push(decisionOf(local.check("api", "k")).remaining)
+      remaining.push((yield* limiter.check("api", "k")).remaining)
+      remaining.push(decisionOf(local.check("api", "k")).remaining)
+      expect(remaining).toEqual([4, 3, 2, 1, 0])
+      expect(decisionOf(local.check("api", "k")).allowed).toBe(false)
+      expect((yield* limiter.check("api", "k")).allowed).toBe(false)
+      // The service's peek sees the state the local checks wrote, and the reverse.
+      expect((yield* limiter.peek("api", "k")).allowed).toBe(false)
+      expect(decisionOf(local.peek("api", "k")).allowed).toBe(false)
+      // Another key is untouched.
+      expect(decisionOf(local.check("api", "other")).remaining).toBe(4)
+    }).pipe(Effect.provide(backend)))
+
+  it.effect("a denial is a Right(Decision) with allowed false and a retry hint", () =>
+    Effect.gen(function*() {
+      const local = yield* MemoryBackend.Local
+      for (let i = 0; i < 5; i++) expect(decisionOf(local.check("api", "d")).allowed).toBe(true)
+      const result = local.check("api", "d")
+      expect(Either.isRight(result)).toBe(true)
+      const denied = decisionOf(result)
+      expect(denied.allowed).toBe(false)
+      expect(denied.limit).toBe(5)
+      expect(denied.remaining).toBe(0)
+      expect(denied.retryAfterMs).toBe(EMISSION_MS)
+      // A cost above the burst is a denial too, not a fault.
+      expect(decisionOf(local.check("api", "fresh", 6)).allowed).toBe(false)
+    }).pipe(Effect.provide(backend)))
+
+  it.effect("each fault is a Left with its tagged error and changes no state", () =>
+    Effect.gen(function*() {
+      const limiter = yield* RateLimiter
+      const local = yield* MemoryBackend.Local
+      expect(decisionOf(local.check("api", "f", 2)).remaining).toBe(3)
+      const before = yield* limiter.peek("api", "f")
+
+      for (const cost of [0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53]) {
+        const fault = faultOf(local.check("api", "f", cost))
+        expect(fault._tag).toBe("InvalidArgument")
+        expect(fault).toMatchObject({ argument: "cost" })
+      }
+      for (const key of ["", "bad\uD800key", "k".repeat(4097)]) {
+        const fault = faultOf(local.check("api", key))
+        expect(fault._tag).toBe("InvalidArgument")
+        expect(fault).toMatchObject({ argument: "key" })
+        expect(faultOf(local.peek("api", key))._tag).toBe("InvalidArgument")
+      }
+      const missing = faultOf(local.check("nope", "f"))
+      expect(missing._tag).toBe("PolicyNotFound")
+      expect(missing).toMatchObject({ policy: "nope", configured: ["api", "tokens", "pool"] })
+      expect(faultOf(local.peek("nope", "f"))._tag).toBe("PolicyNotFound")
+      for (const name of ["tokens", "pool"]) {
+        const fault = faultOf(local.check(name, "f"))
+        expect(fault._tag).toBe("OperationNotSupported")
+        expect(fault).toMatchObject({ policy: name, operation: "check" })
+        expect(faultOf(local.peek(name, "f"))).toMatchObject({ _tag: "OperationNotSupported", operation: "peek" })
+      }
+      // Bad cost is reported before a bad key, and both before the policy (the service's order).
+      expect(faultOf(local.check("nope", "", 0))).toMatchObject({ _tag: "InvalidArgument", argument: "cost" })
+      expect(faultOf(local.check("nope", ""))).toMatchObject({ _tag: "InvalidArgument", argument: "key" })
+
+      const after = yield* limiter.peek("api", "f")
+      expect(after).toEqual(before)
+      expect(after.remaining).toBe(3)
+      expect(decisionOf(local.check("api", "f")).remaining).toBe(2)
+    }).pipe(Effect.provide(backend)))
+
+  it.effect("a layer built under TestClock gives a Local that follows the TestClock", () =>
+    Effect.gen(function*() {
+      const local = yield* MemoryBackend.Local
+      const first = decisionOf(local.check("api", "t"))
+      // At TestClock time 0, the first check's TAT is one emission interval.
+      expect(first.resetAt).toBe(EMISSION_MS)
+      for (let i = 0; i < 4; i++) decisionOf(local.check("api", "t"))
+      expect(decisionOf(local.check("api", "t")).retryAfterMs).toBe(EMISSION_MS)
+      yield* TestClock.adjust(EMISSION_MS - 1)
+      expect(decisionOf(local.check("api", "t"))).toMatchObject({ allowed: false, retryAfterMs: 1 })
+      yield* TestClock.adjust(1)
+      expect(decisionOf(local.check("api", "t"))).toMatchObject({ allowed: true, remaining: 0 })
+      // The service, reading the same TestClock per call, agrees.
+      expect((yield* (yield* RateLimiter).check("api", "t")).allowed).toBe(false)
+    }).pipe(Effect.provide(backend)))
+
+  it.effect("the Either yields in Effect.gen: Right as the decision, Left as the failure", () =>
+    Effect.gen(function*() {
+      const local = yield* MemoryBackend.Local
+      const decision = yield* local.check("api", "y")
+      expect(decision.allowed).toBe(true)
+      expect(decision.remaining).toBe(4)
+      const failure = yield* Effect.flip(Effect.gen(function*() {
+        return yield* local.check("nope", "y")
+      }))
+      expect(failure._tag).toBe("PolicyNotFound")
+    }).pipe(Effect.provide(backend)))
+})
+
+describe("MemoryBackend.makeLocal (no Effect runtime)", () => {
+  it("checks with an injected clock", () => {
+    let now = 1_000_000
+    const local = MemoryBackend.makeLocal({ policies, now: () => now })
+    const remaining = Array.from({ length: 5 }, () => decisionOf(local.check("api", "k")).remaining)
+    expect(remaining).toEqual([4, 3, 2, 1, 0])
+    const denied = decisionOf(local.check("api", "k"))
+    expect(denied).toMatchObject({ allowed: false, retryAfterMs: EMISSION_MS })
+    expect(decisionOf(local.peek("api", "k")).allowed).toBe(false)
+    now += EMISSION_MS
+    expect(decisionOf(local.peek("api", "k"))).toMatchObject({ allowed: true, remaining: 1 })
+    expect(decisionOf(local.check("api", "k"))).toMatchObject({ allowed: true, remaining: 0 })
+    expect(faultOf(local.check("api", "k", 0))._tag).toBe("InvalidArgument")
+  })
+
+  it("reads Date.now by default and accepts a PolicySet", () => {
+    const local = MemoryBackend.makeLocal({ policies: { policies } })
+    const before = Date.now()
+    const decision = decisionOf(local.check("api", "k"))
+    const after = Date.now()
+    expect(decision.allowed).toBe(true)
+    // resetAt is ceil(now + 720 000) for the clock read during the check.
+    expect(decision.resetAt).toBeGreaterThanOrEqual(before + EMISSION_MS)
+    expect(decision.resetAt).toBeLessThanOrEqual(after + EMISSION_MS + 1)
+  })
+
+  it("two makeLocal limiters keep separate state", () => {
+    const a = MemoryBackend.makeLocal({ policies, now: () => 0 })
+    const b = MemoryBackend.makeLocal({ policies, now: () => 0 })
+    for (let i = 0; i < 5; i++) decisionOf(a.check("api", "k"))
+    expect(decisionOf(a.check("api", "k")).allowed).toBe(false)
+    expect(decisionOf(b.check("api", "k")).remaining).toBe(4)
+  })
+})
