@@ -41,22 +41,54 @@ export interface DecisionData {
  * function rather than `Object.create(Decision.prototype)` plus five stores: V8 then lays the five fields
  * out inside the object from the first call, where the `Object.create` form grew them one by one.
  */
-const DecisionOf = function(this: { -readonly [K in keyof DecisionData]: DecisionData[K] }, data: DecisionData) {
-  this.allowed = data.allowed
-  this.limit = data.limit
-  this.remaining = data.remaining
-  this.resetAt = data.resetAt
-  this.retryAfterMs = data.retryAfterMs
-} as unknown as new(data: DecisionData) => Decision
+const DecisionOf = function(
+  this: { -readonly [K in keyof DecisionData]: DecisionData[K] },
+  allowed: boolean,
+  limit: number,
+  remaining: number,
+  resetAt: number,
+  retryAfterMs: number
+) {
+  this.allowed = allowed
+  this.limit = limit
+  this.remaining = remaining
+  this.resetAt = resetAt
+  this.retryAfterMs = retryAfterMs
+} as unknown as new(
+  allowed: boolean,
+  limit: number,
+  remaining: number,
+  resetAt: number,
+  retryAfterMs: number
+) => Decision
 DecisionOf.prototype = Decision.prototype
 
 /**
- * Wraps engine output in a `Decision` without re-validating it (the engine already guarantees the shape).
+ * Builds a `Decision` from its five fields without validating them: for code that computed them exactly
+ * (the engines), so their output is the `Decision` itself and no door copies it.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const fromData = (data: DecisionData): Decision => new DecisionOf(data)
+export const decisionOf = (
+  allowed: boolean,
+  limit: number,
+  remaining: number,
+  resetAt: number,
+  retryAfterMs: number
+): Decision => new DecisionOf(allowed, limit, remaining, resetAt, retryAfterMs)
+
+/**
+ * Wraps engine output in a `Decision` without re-validating it (the engine already guarantees the shape).
+ * A `Decision` is returned as it is (it is immutable).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const fromData = (data: DecisionData): Decision =>
+  data instanceof DecisionOf
+    ? data
+    : new DecisionOf(data.allowed, data.limit, data.remaining, data.resetAt, data.retryAfterMs)
 
 /**
  * What a key can still take: whole units of `cost` admissible now, when capacity next grows by at least

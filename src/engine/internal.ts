@@ -5,7 +5,7 @@
  * @since 0.1.0
  * @internal
  */
-import type { DecisionData } from "../Decision.js"
+import { type DecisionData, decisionOf } from "../Decision.js"
 
 /**
  * Anything stored under a key that expires: `expiresAt` is the epoch-ms of the key's expiry.
@@ -42,13 +42,8 @@ export const luaMod = (a: number, n: number): number => a - Math.floor(a / n) * 
  * @since 0.1.0
  * @internal
  */
-export const allow = (limit: number, remaining: number, resetAt: number): DecisionData => ({
-  allowed: true,
-  limit,
-  remaining,
-  resetAt,
-  retryAfterMs: 0
-})
+export const allow = (limit: number, remaining: number, resetAt: number): DecisionData =>
+  decisionOf(true, limit, remaining, resetAt, 0)
 
 /**
  * A denial decision.
@@ -56,13 +51,8 @@ export const allow = (limit: number, remaining: number, resetAt: number): Decisi
  * @since 0.1.0
  * @internal
  */
-export const deny = (limit: number, remaining: number, resetAt: number, retryAfterMs: number): DecisionData => ({
-  allowed: false,
-  limit,
-  remaining,
-  resetAt,
-  retryAfterMs
-})
+export const deny = (limit: number, remaining: number, resetAt: number, retryAfterMs: number): DecisionData =>
+  decisionOf(false, limit, remaining, resetAt, retryAfterMs)
 
 /**
  * `floor(a / b)` for whole numbers `a >= 0`, `b >= 1`, corrected where the float quotient rounds across
