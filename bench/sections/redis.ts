@@ -87,7 +87,7 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
       })
     const verifyRaw = () =>
       rawCheck(0).then((reply) =>
-        Effect.runPromise(Replies.decision(reply)).then((decision) => {
+        Effect.runPromise(Replies.decisionOf(reply)).then((decision) => {
           if (!decision.allowed) throw new Error(`${RAW}: the first check was denied`)
         })
       )

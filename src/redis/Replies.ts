@@ -5,7 +5,7 @@
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
-import { type Decision, type DecisionData, fromData } from "../Decision.js"
+import * as Decision from "../Decision.js"
 import type { ForecastData } from "../engine/types.js"
 import { BackendError } from "../Errors.js"
 import type { Reply } from "./ScriptRunner.js"
@@ -25,34 +25,19 @@ const integers = (reply: Reply, from: number, count: number): Array<number> | un
 }
 
 /**
- * The five integers `[allowed, limit, remaining, resetAt, retryAfterMs]` at the head of a reply.
+ * The five integers `[allowed, limit, remaining, resetAt, retryAfterMs]` at the head of a reply, as a
+ * `Decision` (no intermediate array, one Effect: the Redis door's hot path).
  *
  * @since 0.1.0
  * @category decoders
  */
-export const decision = (reply: Reply): Effect.Effect<DecisionData, BackendError> => {
-  const data = decisionData(reply)
-  return data === undefined ? Effect.fail(malformed("decision", reply)) : Effect.succeed(data)
-}
-
-/**
- * The same reply as a `Decision` (the Redis door's hot path: no intermediate array, one Effect).
- *
- * @since 0.1.0
- * @category decoders
- */
-export const decisionOf = (reply: Reply): Effect.Effect<Decision, BackendError> => {
-  const data = decisionData(reply)
-  return data === undefined ? Effect.fail(malformed("decision", reply)) : Effect.succeed(fromData(data))
-}
-
-const decisionData = (reply: Reply): DecisionData | undefined => {
-  if (!Array.isArray(reply) || reply.length < 5) return undefined
+export const decisionOf = (reply: Reply): Effect.Effect<Decision.Decision, BackendError> => {
+  if (!Array.isArray(reply) || reply.length < 5) return Effect.fail(malformed("decision", reply))
   const [allowed, limit, remaining, resetAt, retryAfterMs] = reply as ReadonlyArray<Reply>
   return typeof allowed === "number" && typeof limit === "number" && typeof remaining === "number" &&
       typeof resetAt === "number" && typeof retryAfterMs === "number"
-    ? { allowed: allowed === 1, limit, remaining, resetAt, retryAfterMs }
-    : undefined
+    ? Effect.succeed(Decision.decisionOf(allowed === 1, limit, remaining, resetAt, retryAfterMs))
+    : Effect.fail(malformed("decision", reply))
 }
 
 /**
@@ -77,7 +62,7 @@ export type AdmitReply =
   | { readonly _tag: "Collision" }
   | {
     readonly _tag: "Decided"
-    readonly decision: DecisionData
+    readonly decision: Decision.DecisionData
     readonly bindingAxis: "" | "rate" | "concurrency"
     readonly leaseExpiresAt: number
     readonly reclaimed: ReadonlyArray<string>

@@ -13,7 +13,7 @@
  */
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import { decision } from "../../src/redis/Replies.js"
+import { decisionOf } from "../../src/redis/Replies.js"
 import type { ScriptCall } from "../../src/redis/ScriptRunner.js"
 import { goldenSuites, toStrategy } from "../support/golden.js"
 import { call, persisted, persisting, type RedisEnv, TestRedis, testRedisLayer, transaction } from "./harness.js"
@@ -24,7 +24,7 @@ const explicitNow = (now: number): number => now === 0 ? Number.MIN_VALUE : now
 const decisionsOf = (env: RedisEnv, calls: ReadonlyArray<ScriptCall>) =>
   Effect.flatMap(
     transaction(env, calls.map((c) => persisting(c))),
-    (replies) => Effect.forEach(replies, (r) => decision(persisted(r).reply))
+    (replies) => Effect.forEach(replies, (r) => decisionOf(persisted(r).reply))
   )
 
 const suites = goldenSuites()
