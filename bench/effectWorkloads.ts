@@ -4,7 +4,7 @@
  * operation). 64 in flight: a root fiber per operation, as an Effect HTTP server runs its requests.
  */
 import { Cause, Effect, Exit, type Fiber } from "effect"
-import { Latencies, nowNs, type RoundSample, WINDOW, type Workload } from "./harness.js"
+import { Latencies, nowNs, type RoundSample, WINDOW, windowed, type Workload } from "./harness.js"
 
 /** Runs an Effect program to a promise (a `ManagedRuntime`'s `runPromise`, or `Effect.runPromise`). */
 export type Run<R> = <A, E>(effect: Effect.Effect<A, E, R>) => Promise<A>
@@ -67,15 +67,14 @@ export const effectWindows = <E, R>(
   op: (i: number) => Effect.Effect<unknown, E, R>,
   width = WINDOW,
   ours = true
-): Workload => {
-  let i = 0
-  const window = (latencies: Latencies) =>
+): Workload =>
+  windowed(impl, ours, width, (first, latencies) =>
     new Promise<void>((resolve, reject) => {
       let pending = width
       let failed = false
       for (let w = 0; w < width; w++) {
         const t0 = nowNs()
-        fork(op(i++)).addObserver((exit) => {
+        fork(op(first + w)).addObserver((exit) => {
           latencies.push(nowNs() - t0)
           if (Exit.isFailure(exit) && !failed) {
             failed = true
@@ -84,22 +83,4 @@ export const effectWindows = <E, R>(
           if (--pending === 0) resolve()
         })
       }
-    })
-  return {
-    impl,
-    ours,
-    round: async (budgetMs) => {
-      const latencies = new Latencies()
-      const start = nowNs()
-      const deadline = start + budgetMs * 1e6
-      let ops = 0
-      let t = start
-      while (t < deadline) {
-        await window(latencies)
-        t = nowNs()
-        ops += width
-      }
-      return { ops, elapsedNs: t - start, latencies } satisfies RoundSample
-    }
-  }
-}
+    }))

@@ -227,14 +227,15 @@ export const promiseSerial = (impl: string, ours: boolean, op: (i: number) => Pr
 export const WINDOW = 64
 
 /**
- * An asynchronous operation run in windows of `width` in flight (`Promise.all`), each operation timed
- * from its start to its completion.
+ * Rounds of windows of `width` operations in flight: `runWindow(first, latencies)` starts operations
+ * `first` .. `first + width - 1`, records each one's latency from its start to its completion, and
+ * settles once all have completed; a round repeats it until its budget has passed.
  */
-export const promiseWindows = (
+export const windowed = (
   impl: string,
   ours: boolean,
-  op: (i: number) => Promise<unknown>,
-  width = WINDOW
+  width: number,
+  runWindow: (first: number, latencies: Latencies) => Promise<void>
 ): Workload => {
   let i = 0
   return {
@@ -246,18 +247,33 @@ export const promiseWindows = (
       const deadline = start + budgetMs * 1e6
       let ops = 0
       let t = start
-      const timed = (n: number) => {
-        const t0 = nowNs()
-        return op(n).then(() => latencies.push(nowNs() - t0))
-      }
-      const window: Array<Promise<void>> = new Array(width)
       while (t < deadline) {
-        for (let w = 0; w < width; w++) window[w] = timed(i++)
-        await Promise.all(window)
+        await runWindow(i, latencies)
+        i += width
         t = nowNs()
         ops += width
       }
       return { ops, elapsedNs: t - start, latencies }
     }
   }
+}
+
+/**
+ * An asynchronous operation run in windows of `width` in flight (`Promise.all`), each operation timed
+ * from its start to its completion.
+ */
+export const promiseWindows = (
+  impl: string,
+  ours: boolean,
+  op: (i: number) => Promise<unknown>,
+  width = WINDOW
+): Workload => {
+  const window: Array<Promise<void>> = new Array(width)
+  return windowed(impl, ours, width, (first, latencies) => {
+    for (let w = 0; w < width; w++) {
+      const t0 = nowNs()
+      window[w] = op(first + w).then(() => latencies.push(nowNs() - t0))
+    }
+    return Promise.all(window).then(() => undefined)
+  })
 }
