@@ -243,6 +243,8 @@ const normalised = (strategy: Strategy, state: unknown, lastCheckNow: number | u
 
 interface Tally {
   ops: number
+  /** Ops not compared: their sequence was cut short where a key's TTL ran out in flight (see `lostInFlight`). */
+  skipped: number
   allowed: number
   denied: number
   peeks: number
@@ -254,7 +256,7 @@ const runStrategy = (kind: Strategy["kind"], seed: number) =>
   Effect.gen(function*() {
     const env = yield* TestRedis
     const rng = prng(seed)
-    const tally: Tally = { ops: 0, allowed: 0, denied: 0, peeks: 0, forecasts: 0, deletes: 0 }
+    const tally: Tally = { ops: 0, skipped: 0, allowed: 0, denied: 0, peeks: 0, forecasts: 0, deletes: 0 }
     const sequences = Math.ceil(OPS_PER_STRATEGY / OPS_PER_SEQUENCE)
     for (let batch = 0; batch < sequences; batch += 10) {
       const plans: Array<{ strategy: Strategy; plan: Plan; key: string }> = []
@@ -269,7 +271,12 @@ const runStrategy = (kind: Strategy["kind"], seed: number) =>
         const { key, plan: p, strategy } = plans[i]!
         const got = replies[i]!
         const label = `${key} ${JSON.stringify(strategy)}`
+        let cutAt = Infinity
         for (const { answer, at, op, persisted: wrapped } of p.expected) {
+          if (at > cutAt) {
+            tally.skipped++
+            continue
+          }
           const reply = wrapped ? persisted(got[at]!).reply : got[at]!
           const actual = op.kind === "forecast" ? asForecast(reply) : asDecision(reply)
           expect(actual, `${label} op ${JSON.stringify(op)}`).toEqual(answer)
@@ -278,15 +285,19 @@ const runStrategy = (kind: Strategy["kind"], seed: number) =>
           else if (op.kind === "forecast") tally.forecasts++
           else if ((answer as DecisionData).allowed) tally.allowed++
           else tally.denied++
+          if (wrapped && (answer as DecisionData).allowed && lostInFlight(got, at)) cutAt = at
         }
         for (const ttl of p.ttls) {
+          if (ttl.at > cutAt) continue
           const { after, expiry } = persisted(got[ttl.at]!)
           const before = timeBounds(got[ttl.at - 1]!).floor
           expectTtlSetDuringCall({ px: ttl.px, expiry, before, after }, label)
         }
         tally.deletes += p.steps.filter((s) => "command" in s && s.command === "DEL").length
-        const stored = stateFromRead(strategy, got[got.length - 1]!)
-        expect(stored, `${label} final state`).toEqual(normalised(strategy, p.finalState, p.lastCheckNow))
+        if (cutAt === Infinity) {
+          const stored = stateFromRead(strategy, got[got.length - 1]!)
+          expect(stored, `${label} final state`).toEqual(normalised(strategy, p.finalState, p.lastCheckNow))
+        }
       }
     }
     return tally
@@ -297,7 +308,7 @@ const runBudget = (seed: number) =>
   Effect.gen(function*() {
     const env = yield* TestRedis
     const rng = prng(seed)
-    const tally = { ops: 0, allowed: 0, denied: 0, deletes: 0 }
+    const tally = { ops: 0, skipped: 0, allowed: 0, denied: 0, deletes: 0 }
     const sequences = Math.ceil(OPS_PER_STRATEGY / OPS_PER_SEQUENCE)
     for (let batch = 0; batch < sequences; batch += 10) {
       const runs: Array<{
@@ -346,7 +357,12 @@ const runBudget = (seed: number) =>
       for (let i = 0; i < runs.length; i++) {
         const run = runs[i]!
         const got = replies[i]!
+        let cut = false
         for (const { answer, at, px } of run.expected) {
+          if (cut) {
+            tally.skipped++
+            continue
+          }
           const { after, expiry, reply } = persisted(got[at]!)
           const before = timeBounds(got[at - 1]!).floor
           expect(asDecision(reply), run.label).toEqual(answer)
@@ -354,12 +370,15 @@ const runBudget = (seed: number) =>
           tally.ops++
           if (answer.allowed) tally.allowed++
           else tally.denied++
+          cut = answer.allowed && lostInFlight(got, at)
         }
-        const [start, spent] = got[got.length - 1] as ReadonlyArray<string | null>
-        const stored = start === null || spent === null ? undefined : { start: Number(start), spent: Number(spent) }
-        expect(stored, `${run.label} final state`).toEqual(
-          run.final === undefined ? undefined : { start: run.final.start, spent: run.final.spent }
-        )
+        if (!cut) {
+          const [start, spent] = got[got.length - 1] as ReadonlyArray<string | null>
+          const stored = start === null || spent === null ? undefined : { start: Number(start), spent: Number(spent) }
+          expect(stored, `${run.label} final state`).toEqual(
+            run.final === undefined ? undefined : { start: run.final.start, spent: run.final.spent }
+          )
+        }
       }
     }
     return tally
@@ -380,6 +399,21 @@ const expectTtlSetDuringCall = (
   expect({ ...ttl, base }, label).toSatisfy(() => expiredInFlight || (ttl.before <= base && base <= ttl.after))
 }
 
+/**
+ * True when the persisting call at `at` found its key already gone (-2) when it read it back: for a call
+ * that wrote the key (an allowed one), a TTL of a millisecond or two ran out in real time inside the
+ * call, before PERSIST could pin it (seen on loaded machines). Redis then lost state the engine keeps, so the rest of that sequence cannot be compared; it
+ * is cut short there (the TTL itself is still checked by `expectTtlSetDuringCall`).
+ */
+const lostInFlight = (got: ReadonlyArray<Reply>, at: number): boolean => persisted(got[at]!).expiry === -2
+
+/** Every op of a strategy's run is compared, except those of sequences cut short (at most a quarter). */
+const expectComparedOps = (tally: { readonly ops: number; readonly skipped: number }) => {
+  const total = Math.ceil(OPS_PER_STRATEGY / OPS_PER_SEQUENCE) * OPS_PER_SEQUENCE
+  expect(tally.ops + tally.skipped).toBe(total)
+  expect(tally.skipped).toBeLessThanOrEqual(total / 4)
+}
+
 describe("engine and Lua agree (differential)", () => {
   layer(testRedisLayer(), { timeout: 300_000 })((it) => {
     const kinds: ReadonlyArray<Strategy["kind"]> = [
@@ -395,7 +429,7 @@ describe("engine and Lua agree (differential)", () => {
         () =>
           Effect.gen(function*() {
             const tally = yield* runStrategy(kind, SEED + i)
-            expect(tally.ops).toBe(Math.ceil(OPS_PER_STRATEGY / OPS_PER_SEQUENCE) * OPS_PER_SEQUENCE)
+            expectComparedOps(tally)
             // The mix must exercise both outcomes and every op kind.
             expect(tally.allowed).toBeGreaterThan(0)
             expect(tally.denied).toBeGreaterThan(0)
@@ -412,7 +446,7 @@ describe("engine and Lua agree (differential)", () => {
       () =>
         Effect.gen(function*() {
           const tally = yield* runBudget(SEED + 100)
-          expect(tally.ops).toBe(Math.ceil(OPS_PER_STRATEGY / OPS_PER_SEQUENCE) * OPS_PER_SEQUENCE)
+          expectComparedOps(tally)
           expect(tally.allowed).toBeGreaterThan(0)
           expect(tally.denied).toBeGreaterThan(0)
           console.log(`tokenBudget: ${JSON.stringify(tally)}`)
