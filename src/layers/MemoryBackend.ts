@@ -39,6 +39,8 @@ import {
 
 export type {
   /** @since 0.1.0 */
+  LocalCheck,
+  /** @since 0.1.0 */
   LocalError,
   /** @since 0.1.0 */
   LocalLimiter

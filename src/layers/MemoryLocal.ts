@@ -327,9 +327,23 @@ export const unsupported = (
 export interface LocalLimiter {
   /** Consumes `cost` units (default 1) of `key` under the limiter policy `name`. */
   readonly check: (name: string, key: string, cost?: number) => Either.Either<Decision, LocalError>
+  /**
+   * The check of the limiter policy `name`, bound once: `(key, cost?)` as `check` answers it, without
+   * looking the policy up per call (for a hot loop on one policy). An unknown or non-limiter policy is
+   * the `Left` here; a bad key or cost is the `Left` of each call.
+   */
+  readonly limiter: (name: string) => Either.Either<LocalCheck, LocalError>
   /** What a cost-1 check would decide now, consuming nothing. */
   readonly peek: (name: string, key: string) => Either.Either<Decision, LocalError>
 }
+
+/**
+ * The check of one limiter policy, bound by `LocalLimiter.limiter`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export type LocalCheck = (key: string, cost?: number) => Either.Either<Decision, LocalError>
 
 /**
  * A synchronous limiter over `store`, reading time (epoch-ms) from `now`.
@@ -344,6 +358,16 @@ export const makeLocalLimiter = (store: PolicyStore, now: () => number): LocalLi
     const decision = rate.checkUnvalidated(key, now(), cost)
     if (decision === undefined) return Either.left(store.faultOf(name, key, cost, "check"))
     return Either.right(fromData(decision))
+  },
+  limiter: (name) => {
+    const rate = store.rateOf(name, "check")
+    if (!(rate instanceof RateState)) return Either.left(rate)
+    return Either.right((key, cost = 1) => {
+      const decision = Number.isSafeInteger(cost) && cost >= 1 ? rate.checkUnvalidated(key, now(), cost) : undefined
+      return decision === undefined
+        ? Either.left(store.faultOf(name, key, cost, "check"))
+        : Either.right(fromData(decision))
+    })
   },
   peek: (name, key) => {
     const keyProblem = Validate.keyProblem(key)

@@ -77,6 +77,43 @@ describe("MemoryBackend.Local", () => {
       expect(decisionOf(local.check("api", "other")).remaining).toBe(4)
     }).pipe(Effect.provide(backend)))
 
+  it.effect("a bound policy check shares the limit; its policy faults come at binding, its argument faults per call", () =>
+    Effect.gen(function*() {
+      const limiter = yield* RateLimiter
+      const local = yield* MemoryBackend.Local
+      const bound = local.limiter("api")
+      if (Either.isLeft(bound)) throw new Error(`binding "api" failed: ${bound.left.message}`)
+      const check = bound.right
+      const remaining = [
+        decisionOf(check("b")).remaining,
+        decisionOf(local.check("api", "b")).remaining,
+        (yield* limiter.check("api", "b")).remaining,
+        decisionOf(check("b", 2)).remaining
+      ]
+      expect(remaining).toEqual([4, 3, 2, 0])
+      expect(decisionOf(check("b")).allowed).toBe(false)
+
+      // A bad cost or key is the call's Left and changes nothing.
+      const before = decisionOf(local.peek("api", "b2"))
+      expect(faultOf(check("b2", 0))).toMatchObject({ _tag: "InvalidArgument", argument: "cost" })
+      expect(faultOf(check("b2", 1.5))).toMatchObject({ _tag: "InvalidArgument", argument: "cost" })
+      expect(faultOf(check(""))).toMatchObject({ _tag: "InvalidArgument", argument: "key" })
+      expect(faultOf(check("bad\uD800key"))).toMatchObject({ _tag: "InvalidArgument", argument: "key" })
+      expect(decisionOf(local.peek("api", "b2"))).toEqual(before)
+
+      // An unknown or non-limiter policy is the binding's Left.
+      const missing = local.limiter("nope")
+      expect(Either.isLeft(missing) && missing.left._tag).toBe("PolicyNotFound")
+      for (const name of ["tokens", "pool"]) {
+        const refused = local.limiter(name)
+        expect(Either.isLeft(refused) && refused.left).toMatchObject({
+          _tag: "OperationNotSupported",
+          policy: name,
+          operation: "check"
+        })
+      }
+    }).pipe(Effect.provide(backend)))
+
   it.effect("a denial is a Right(Decision) with allowed false and a retry hint", () =>
     Effect.gen(function*() {
       const local = yield* MemoryBackend.Local
