@@ -83,6 +83,18 @@ const spend = (credits: LeasedCredits.LeasedCredits, times: number) =>
 
 const allowed = (decisions: ReadonlyArray<Decision>) => decisions.filter((d) => d.allowed).length
 
+/** Window-coupled credits that refresh in the background, their fibers in the test's scope. */
+const backgroundCredits = (options: {
+  readonly limit: number
+  readonly batch: number
+  readonly lowWater: number
+  readonly reserve: LeasedCredits.LeasedCreditsOptions["reserve"]
+}) =>
+  Effect.flatMap(
+    LeasedCredits.makeBackground,
+    (background) => LeasedCredits.make({ ...options, background, windowCoupled: true, name: "t" })
+  )
+
 describe("LeasedCredits", () => {
   it.effect("spends locally and reserves only when the credits run short", () =>
     Effect.gen(function*() {
@@ -250,15 +262,7 @@ describe("LeasedCredits", () => {
       Effect.gen(function*() {
         yield* TestClock.setTime(0)
         const { reserve, stats } = budget(1000, 60_000, { delayMs: 100 })
-        const credits = yield* LeasedCredits.make({
-          limit: 1000,
-          batch: 20,
-          lowWater: 10,
-          background: yield* LeasedCredits.makeBackground,
-          windowCoupled: true,
-          reserve,
-          name: "t"
-        })
+        const credits = yield* backgroundCredits({ limit: 1000, batch: 20, lowWater: 10, reserve })
         yield* across(100, credits.check())
         expect(credits.credits).toBe(19)
         const fiber = yield* Effect.fork(
@@ -285,15 +289,7 @@ describe("LeasedCredits", () => {
       Effect.gen(function*() {
         yield* TestClock.setTime(0)
         const { control, reserve, stats } = budget(1000, 60_000)
-        const credits = yield* LeasedCredits.make({
-          limit: 1000,
-          batch: 10,
-          lowWater: 5,
-          background: yield* LeasedCredits.makeBackground,
-          windowCoupled: true,
-          reserve,
-          name: "t"
-        })
+        const credits = yield* backgroundCredits({ limit: 1000, batch: 10, lowWater: 5, reserve })
         yield* spend(credits, 4)
         expect(stats.calls).toBe(1)
         control.down = true
@@ -320,15 +316,7 @@ describe("LeasedCredits", () => {
       Effect.gen(function*() {
         yield* TestClock.setTime(0)
         const { control, reserve, stats } = budget(1000, 60_000, { delayMs: 100 })
-        const credits = yield* LeasedCredits.make({
-          limit: 1000,
-          batch: 4,
-          lowWater: 1,
-          background: yield* LeasedCredits.makeBackground,
-          windowCoupled: true,
-          reserve,
-          name: "t"
-        })
+        const credits = yield* backgroundCredits({ limit: 1000, batch: 4, lowWater: 1, reserve })
         yield* across(100, credits.check())
         yield* spend(credits, 2) // 1 left: a refresh is in flight
         expect(credits.refreshing).toBe(true)
@@ -345,15 +333,7 @@ describe("LeasedCredits", () => {
       Effect.gen(function*() {
         yield* TestClock.setTime(200)
         const { reserve, stats } = budget(6, 1000)
-        const credits = yield* LeasedCredits.make({
-          limit: 6,
-          batch: 4,
-          lowWater: 2,
-          background: yield* LeasedCredits.makeBackground,
-          windowCoupled: true,
-          reserve,
-          name: "t"
-        })
+        const credits = yield* backgroundCredits({ limit: 6, batch: 4, lowWater: 2, reserve })
         // 4 granted, then a background refresh at 2 left gets the last 2, and one at 2 left is refused.
         const decisions = yield* spend(credits, 9)
         expect(allowed(decisions)).toBe(6)
@@ -370,15 +350,7 @@ describe("LeasedCredits", () => {
         yield* TestClock.setTime(800)
         // Each grant is sized for the window in which it was asked, and arrives 100 ms later.
         const { reserve, stats } = budget(100, 1000, { delayMs: 100, answeredAtStart: true })
-        const credits = yield* LeasedCredits.make({
-          limit: 100,
-          batch: 10,
-          lowWater: 5,
-          background: yield* LeasedCredits.makeBackground,
-          windowCoupled: true,
-          reserve,
-          name: "t"
-        })
+        const credits = yield* backgroundCredits({ limit: 100, batch: 10, lowWater: 5, reserve })
         expect(yield* across(100, credits.check())).toMatchObject({ allowed: true, remaining: 9, resetAt: 1000 })
         yield* TestClock.setTime(950)
         yield* spend(credits, 4) // 5 left: a refresh for the window ending at 1000 is asked at 950
@@ -397,15 +369,7 @@ describe("LeasedCredits", () => {
         yield* TestClock.setTime(850)
         // Grants are sized when the 100 ms trip reaches the store.
         const { reserve } = budget(100, 1000, { delayMs: 100 })
-        const credits = yield* LeasedCredits.make({
-          limit: 100,
-          batch: 10,
-          lowWater: 5,
-          background: yield* LeasedCredits.makeBackground,
-          windowCoupled: true,
-          reserve,
-          name: "t"
-        })
+        const credits = yield* backgroundCredits({ limit: 100, batch: 10, lowWater: 5, reserve })
         yield* across(100, credits.check()) // granted at 950 for the window ending at 1000
         yield* spend(credits, 4) // a refresh asked at 950 reaches the store at 1050
         yield* TestClock.setTime(1050)
@@ -450,15 +414,7 @@ describe("LeasedCredits", () => {
       Effect.gen(function*() {
         yield* TestClock.setTime(0)
         const { reserve, stats } = budget(1000, 60_000)
-        const credits = yield* LeasedCredits.make({
-          limit: 1000,
-          batch: 5,
-          lowWater: 0,
-          background: yield* LeasedCredits.makeBackground,
-          windowCoupled: true,
-          reserve,
-          name: "t"
-        })
+        const credits = yield* backgroundCredits({ limit: 1000, batch: 5, lowWater: 0, reserve })
         yield* spend(credits, 5)
         expect(stats.calls).toBe(1)
         expect(credits.credits).toBe(0)
