@@ -196,28 +196,12 @@ export const promiseBatched = (
   ours: boolean,
   op: (i: number) => Promise<unknown>,
   batch = 1000
-): Workload => {
-  let i = 0
-  return {
-    impl,
-    ours,
-    round: async (budgetMs) => {
-      const latencies = new Latencies()
-      const start = nowNs()
-      const deadline = start + budgetMs * 1e6
-      let ops = 0
-      let t = start
-      while (t < deadline) {
-        for (let b = 0; b < batch; b++) await op(i++)
-        const t1 = nowNs()
-        latencies.push((t1 - t) / batch)
-        t = t1
-        ops += batch
-      }
-      return { ops, elapsedNs: t - start, latencies }
-    }
-  }
-}
+): Workload =>
+  windowed(impl, ours, batch, async (first, latencies) => {
+    const t0 = nowNs()
+    for (let b = 0; b < batch; b++) await op(first + b)
+    latencies.push((nowNs() - t0) / batch)
+  })
 
 /** An asynchronous operation awaited one at a time, each timed (a batch of one). */
 export const promiseSerial = (impl: string, ours: boolean, op: (i: number) => Promise<unknown>): Workload =>
@@ -227,9 +211,9 @@ export const promiseSerial = (impl: string, ours: boolean, op: (i: number) => Pr
 export const WINDOW = 64
 
 /**
- * Rounds of windows of `width` operations in flight: `runWindow(first, latencies)` starts operations
- * `first` .. `first + width - 1`, records each one's latency from its start to its completion, and
- * settles once all have completed; a round repeats it until its budget has passed.
+ * Rounds of windows of `width` operations: `runWindow(first, latencies)` runs operations `first` ..
+ * `first + width - 1` (in flight together, or one after another for a batch), records their latencies,
+ * and settles once all have completed; a round repeats it until its budget has passed.
  */
 export const windowed = (
   impl: string,
