@@ -1,10 +1,10 @@
 /**
  * Workload shapes for Effect programs, shaped as an Effect application calls us. One at a time: each
  * round is one whole measured loop inside one `runPromise` (no promise and no runtime entry per
- * operation). 64 in flight: a root fiber per operation, as an Effect HTTP server runs its requests.
+ * operation). 64 in flight: 64 caller fibers, each calling one operation after another.
  */
 import { Cause, Effect, Exit, type Fiber } from "effect"
-import { Latencies, nowNs, type RoundSample, WINDOW, windowed, type Workload } from "./harness.js"
+import { concurrentCallers, Latencies, nowNs, type RoundSample, type Workload } from "./harness.js"
 
 /** Runs an Effect program to a promise (a `ManagedRuntime`'s `runPromise`, or `Effect.runPromise`). */
 export type Run<R> = <A, E>(effect: Effect.Effect<A, E, R>) => Promise<A>
@@ -51,36 +51,58 @@ export const effectSerial = <E, R>(
 /** Starts an Effect as a root fiber (a `ManagedRuntime`'s `runFork`, or `Effect.runFork`). */
 export type Fork<R> = <A, E>(effect: Effect.Effect<A, E, R>) => Fiber.RuntimeFiber<A, unknown>
 
+/** Awaits a root fiber's exit; a failure rejects with the pretty cause, naming the workload. */
+const exitOf = <A>(impl: string, fiber: Fiber.RuntimeFiber<A, unknown>): Promise<void> =>
+  new Promise((resolve, reject) => {
+    fiber.addObserver((exit) => {
+      if (Exit.isFailure(exit)) reject(new Error(`${impl} failed: ${Cause.pretty(exit.cause)}`))
+      else resolve()
+    })
+  })
+
 /**
- * An Effect operation run in windows of `width` in flight, each in its own root fiber started with
- * `fork`, as an Effect HTTP server runs each request (`@effect/platform-node`'s server calls
- * `Runtime.runFork` per request): the same shape as the raw clients' `Promise.all` windows. Each
- * operation is timed from its start to its completion; a failed operation fails the round.
- *
- * (Forking the window's operations as children of one fiber, `Effect.forEach` with `concurrency`, also
- * joins each child's `FiberRef`s back into the parent: on this bench's VM that alone costs ~20 µs of CPU
- * per operation, more than a raw Redis call, and is not a cost a request-per-fiber server pays.)
+ * An Effect operation called by 64 concurrent callers, each a root fiber started with `fork` that calls
+ * the operation one after another until the round's budget has passed: the shape of 64 requests in
+ * flight, each already running in its fiber when it reaches the limiter (as in an Effect HTTP server),
+ * and the same shape as the Promise callers of the raw clients. A failed operation fails the round.
  */
-export const effectWindows = <E, R>(
+export const effectCallers = <E, R>(
   impl: string,
   fork: Fork<R>,
   op: (i: number) => Effect.Effect<unknown, E, R>,
-  width = WINDOW,
   ours = true
 ): Workload =>
-  windowed(impl, ours, width, (first, latencies) =>
-    new Promise<void>((resolve, reject) => {
-      let pending = width
-      let failed = false
-      for (let w = 0; w < width; w++) {
-        const t0 = nowNs()
-        fork(op(first + w)).addObserver((exit) => {
-          latencies.push(nowNs() - t0)
-          if (Exit.isFailure(exit) && !failed) {
-            failed = true
-            reject(new Error(`${impl} failed: ${Cause.pretty(exit.cause)}`))
-          }
-          if (--pending === 0) resolve()
-        })
-      }
-    }))
+  concurrentCallers(impl, ours, (deadline, next, record) =>
+    exitOf(
+      impl,
+      fork(Effect.gen(function*() {
+        let t = nowNs()
+        while (t < deadline) {
+          yield* op(next())
+          const t1 = nowNs()
+          record(t1 - t)
+          t = t1
+        }
+      }))
+    ))
+
+/**
+ * Like `effectCallers`, but each call starts a new root fiber (what a server pays per request when it
+ * starts a fiber for each): the difference from `effectCallers` is the Effect runtime's cost of starting
+ * and finishing a fiber, which any Effect code pays alike, and not the limiter's.
+ */
+export const effectCallersFiberPerCall = <E, R>(
+  impl: string,
+  fork: Fork<R>,
+  op: (i: number) => Effect.Effect<unknown, E, R>,
+  ours = true
+): Workload =>
+  concurrentCallers(impl, ours, async (deadline, next, record) => {
+    let t = nowNs()
+    while (t < deadline) {
+      await exitOf(impl, fork(op(next())))
+      const t1 = nowNs()
+      record(t1 - t)
+      t = t1
+    }
+  })

@@ -208,12 +208,12 @@ export const promiseSerial = (impl: string, ours: boolean, op: (i: number) => Pr
   promiseBatched(impl, ours, op, 1)
 
 /** The number of operations in flight in the concurrent scenarios. */
-export const WINDOW = 64
+export const CALLERS = 64
 
 /**
  * Rounds of windows of `width` operations: `runWindow(first, latencies)` runs operations `first` ..
- * `first + width - 1` (in flight together, or one after another for a batch), records their latencies,
- * and settles once all have completed; a round repeats it until its budget has passed.
+ * `first + width - 1` one after another, records their latencies, and settles once all have completed; a
+ * round repeats it until its budget has passed.
  */
 export const windowed = (
   impl: string,
@@ -242,22 +242,50 @@ export const windowed = (
   }
 }
 
+/** What one caller of a concurrent round does: runs operations until `deadline` (ns), timing each. */
+export type Caller = (deadline: number, next: () => number, record: (ns: number) => void) => Promise<void>
+
 /**
- * An asynchronous operation run in windows of `width` in flight (`Promise.all`), each operation timed
- * from its start to its completion.
+ * Rounds of `width` concurrent callers (64 in flight), each calling one operation after another until the
+ * round's budget has passed: the shape of 64 clients with a request always outstanding. Every operation is
+ * timed from its start to its completion; a round ends when its last caller has finished its last call.
  */
-export const promiseWindows = (
+export const concurrentCallers = (impl: string, ours: boolean, caller: Caller, width = CALLERS): Workload => {
+  let i = 0
+  const next = () => i++
+  return {
+    impl,
+    ours,
+    round: async (budgetMs) => {
+      const latencies = new Latencies()
+      const start = nowNs()
+      const deadline = start + budgetMs * 1e6
+      let ops = 0
+      const record = (ns: number) => {
+        latencies.push(ns)
+        ops++
+      }
+      const callers: Array<Promise<void>> = []
+      for (let c = 0; c < width; c++) callers.push(caller(deadline, next, record))
+      await Promise.all(callers)
+      return { ops, elapsedNs: nowNs() - start, latencies }
+    }
+  }
+}
+
+/** An asynchronous operation called by 64 concurrent callers (see `concurrentCallers`). */
+export const promiseCallers = (
   impl: string,
   ours: boolean,
   op: (i: number) => Promise<unknown>,
-  width = WINDOW
-): Workload => {
-  const window: Array<Promise<void>> = new Array(width)
-  return windowed(impl, ours, width, (first, latencies) => {
-    for (let w = 0; w < width; w++) {
-      const t0 = nowNs()
-      window[w] = op(first + w).then(() => latencies.push(nowNs() - t0))
+  width = CALLERS
+): Workload =>
+  concurrentCallers(impl, ours, async (deadline, next, record) => {
+    let t = nowNs()
+    while (t < deadline) {
+      await op(next())
+      const t1 = nowNs()
+      record(t1 - t)
+      t = t1
     }
-    return Promise.all(window).then(() => undefined)
-  })
-}
+  }, width)

@@ -6,8 +6,9 @@
  * never load Redis at the same time. Keys rotate over 10k.
  *
  * A fourth row, the Effect floor, runs the raw EVALSHA inside `Effect.tryPromise` in the same Effect loop
- * as ours (`Effect.forEach` with `concurrency: 64` in the c64 scenario): what any Effect program pays
- * before a limiter adds anything, so the gap between it and ours is the door's own cost.
+ * as ours (64 caller fibers in the c64 scenario): what any Effect program pays before a limiter adds
+ * anything, so the gap between it and ours is the door's own cost. A fifth c64 row starts a root fiber per
+ * call, to show what starting a fiber per request costs on the machine (the runtime's cost, not ours).
  */
 import { Effect, ManagedRuntime } from "effect"
 import { Redis } from "ioredis"
@@ -24,8 +25,8 @@ import {
   type RedisServerHandle,
   startRedisServer
 } from "../../test/support/redisServer.js"
-import { effectSerial, effectWindows } from "../effectWorkloads.js"
-import { measure, type Plan, promiseSerial, promiseWindows, type Result, type Workload } from "../harness.js"
+import { effectCallers, effectCallersFiberPerCall, effectSerial } from "../effectWorkloads.js"
+import { measure, type Plan, promiseCallers, promiseSerial, type Result, type Workload } from "../harness.js"
 import { benchPolicy, gcraStrategy, keyOf, LIMIT_PER_SEC, POLICY } from "../policies.js"
 import { ratio, type Section, type SectionOutcome } from "../section.js"
 
@@ -33,6 +34,7 @@ const OURS = "RedisBackend.check"
 const RAW = "raw ioredis EVALSHA (same script)"
 const RLF = "rate-limiter-flexible Redis.consume"
 const FLOOR = "Effect.tryPromise(raw EVALSHA)"
+const OURS_FIBER_PER_CALL = "RedisBackend.check, a root fiber per call"
 
 const connect = async (url: string): Promise<Redis> => {
   const client = new Redis(url, { lazyConnect: true })
@@ -102,10 +104,11 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
     ]
     results.push(...(await measure("redis.serial", serial, plan)))
     const c64: ReadonlyArray<Workload> = [
-      { ...effectWindows(OURS, runtime.runFork, (i) => limiter.check(POLICY, keyOf(i))), verify: verifyOurs },
-      { ...promiseWindows(RAW, false, rawCheck), verify: verifyRaw },
-      { ...promiseWindows(RLF, false, (i) => rlf.consume(keyOf(i))), verify: verifyRlf },
-      effectWindows(FLOOR, Effect.runFork, (i) => Effect.tryPromise(() => rawCheck(i)), undefined, false)
+      { ...effectCallers(OURS, runtime.runFork, (i) => limiter.check(POLICY, keyOf(i))), verify: verifyOurs },
+      { ...promiseCallers(RAW, false, rawCheck), verify: verifyRaw },
+      { ...promiseCallers(RLF, false, (i) => rlf.consume(keyOf(i))), verify: verifyRlf },
+      effectCallers(FLOOR, Effect.runFork, (i) => Effect.tryPromise(() => rawCheck(i)), false),
+      effectCallersFiberPerCall(OURS_FIBER_PER_CALL, runtime.runFork, (i) => limiter.check(POLICY, keyOf(i)))
     ]
     results.push(...(await measure("redis.c64", c64, plan)))
 
@@ -116,6 +119,7 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
         ratio(results, "redis.c64.vsRlf", "redis.c64", OURS, RLF, { target: { op: ">=", value: 1.2 }, headline: true }),
         ratio(results, "redis.c64.vsEffectFloor", "redis.c64", OURS, FLOOR),
         ratio(results, "redis.c64.effectFloorVsRaw", "redis.c64", FLOOR, RAW),
+        ratio(results, "redis.c64.fiberPerCall.vsRaw", "redis.c64", OURS_FIBER_PER_CALL, RAW),
         ratio(results, "redis.serial.vsRaw", "redis.serial", OURS, RAW),
         ratio(results, "redis.serial.vsRlf", "redis.serial", OURS, RLF)
       ],

@@ -4,6 +4,8 @@
  * and codecs (the floor: no deadline, no validation, no typed errors). Each side has its own client;
  * the sides take turns. Keys rotate over 10k. The Effect floor row runs the raw call inside
  * `Effect.tryPromise` in the same Effect loop as ours: the gap between it and ours is the door's own cost.
+ * 64 in flight means 64 callers (fibers for Effect, async loops for the raw client), each calling one
+ * after another; a last c64 row starts a root fiber per call (the runtime's per-fiber cost, not ours).
  */
 import { create } from "@bufbuild/protobuf"
 import * as grpc from "@grpc/grpc-js"
@@ -13,14 +15,15 @@ import { type CheckResponse, RateLimiter as RateLimiterRpc } from "../../src/grp
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
 import { sharedChildServer } from "../childServer.js"
-import { effectSerial, effectWindows } from "../effectWorkloads.js"
-import { measure, type Plan, promiseSerial, promiseWindows, type Result, type Workload } from "../harness.js"
+import { effectCallers, effectCallersFiberPerCall, effectSerial } from "../effectWorkloads.js"
+import { measure, type Plan, promiseCallers, promiseSerial, type Result, type Workload } from "../harness.js"
 import { keyOf, POLICY } from "../policies.js"
 import { ratio, type Section, type SectionOutcome } from "../section.js"
 
 const OURS = "ServiceBackend.check"
 const RAW = "raw grpc-js unary Check"
 const FLOOR = "Effect.tryPromise(raw grpc-js Check)"
+const OURS_FIBER_PER_CALL = "ServiceBackend.check, a root fiber per call"
 
 /** A plain grpc-js client calling Check with the generated descriptors and our codecs. */
 const rawClient = (target: string) => {
@@ -69,9 +72,10 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
     ]
     results.push(...(await measure("service.serial", serial, plan)))
     const c64: ReadonlyArray<Workload> = [
-      { ...effectWindows(OURS, runtime.runFork, (i) => limiter.check(POLICY, keyOf(i))), verify: verifyOurs },
-      { ...promiseWindows(RAW, false, (i) => raw.check(keyOf(i))), verify: verifyRaw },
-      effectWindows(FLOOR, Effect.runFork, (i) => Effect.tryPromise(() => raw.check(keyOf(i))), undefined, false)
+      { ...effectCallers(OURS, runtime.runFork, (i) => limiter.check(POLICY, keyOf(i))), verify: verifyOurs },
+      { ...promiseCallers(RAW, false, (i) => raw.check(keyOf(i))), verify: verifyRaw },
+      effectCallers(FLOOR, Effect.runFork, (i) => Effect.tryPromise(() => raw.check(keyOf(i))), false),
+      effectCallersFiberPerCall(OURS_FIBER_PER_CALL, runtime.runFork, (i) => limiter.check(POLICY, keyOf(i)))
     ]
     results.push(...(await measure("service.c64", c64, plan)))
     return {
@@ -83,6 +87,7 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
         }),
         ratio(results, "service.c64.vsEffectFloor", "service.c64", OURS, FLOOR),
         ratio(results, "service.c64.effectFloorVsRaw", "service.c64", FLOOR, RAW),
+        ratio(results, "service.c64.fiberPerCall.vsRaw", "service.c64", OURS_FIBER_PER_CALL, RAW),
         ratio(results, "service.serial.vsRaw", "service.serial", OURS, RAW)
       ],
       skipped: []

@@ -2,8 +2,10 @@
  * The ioredis client of a Redis backend, as a scoped resource. A client we create is configured so that a
  * consuming script is never applied twice and no call waits for a connection that is not there:
  * no offline queue (a command while disconnected fails at once), no automatic resend of commands that
- * were in flight when the connection dropped, no per-request retries, and a command timeout. ioredis
- * keeps reconnecting in the background, so the backend recovers by itself when Redis comes back.
+ * were in flight when the connection dropped, and no per-request retries. Calls are bounded by the
+ * script runner (one timer for all calls in flight), not by ioredis' `commandTimeout`, which arms a timer
+ * per command. ioredis keeps reconnecting in the background, so the backend recovers by itself when Redis
+ * comes back.
  *
  * @since 0.1.0
  */
@@ -32,18 +34,17 @@ export type RedisConnection = string | RedisOptions | { readonly client: Redis }
 export const DEFAULT_TIMEOUT_MS = 1000
 
 /**
- * The options forced on a client the backend creates (see the module doc), given the call bound.
+ * The options forced on a client the backend creates (see the module doc).
  *
  * @since 0.1.0
  * @category utils
  */
-export const safeOptions = (timeoutMs: number): RedisOptions => ({
+export const safeOptions: RedisOptions = {
   lazyConnect: true,
   enableOfflineQueue: false,
   autoResendUnfulfilledCommands: false,
-  maxRetriesPerRequest: 0,
-  commandTimeout: timeoutMs
-})
+  maxRetriesPerRequest: 0
+}
 
 /** Defaults a caller may override: how fast to reconnect and how long a connect attempt may take. */
 const defaultOptions = (timeoutMs: number): RedisOptions => ({
@@ -98,8 +99,8 @@ export const acquireClient = (
     const client = yield* Effect.acquireRelease(
       Effect.sync(() =>
         typeof connection === "string"
-          ? new Redis(connection, { ...defaultOptions(timeoutMs), ...safeOptions(timeoutMs) })
-          : new Redis({ ...defaultOptions(timeoutMs), ...connection, ...safeOptions(timeoutMs) })
+          ? new Redis(connection, { ...defaultOptions(timeoutMs), ...safeOptions })
+          : new Redis({ ...defaultOptions(timeoutMs), ...connection, ...safeOptions })
       ),
       closeClient
     )

@@ -101,19 +101,109 @@ const isFailure = (value: Reply | RedisFailure): value is RedisFailure =>
   typeof value === "object" && value !== null && "_tag" in value
 
 /**
- * Builds the runner over `client`; every call fails with `ServiceUnavailable` when it gets no answer
- * within `timeoutMs`.
- *
- * @since 0.1.0
- * @category constructors
- */
-/**
  * At most this many commands of one tick share a write: Redis starts on a batch while the next one is
  * being prepared (one write for the whole tick left Redis idle until every fiber of the tick had run,
  * then the process idle while Redis ran them all; measured at 64 in flight, 16 beat 8, 32 and no limit).
  */
 const COMMANDS_PER_WRITE = 16
 
+/**
+ * One hot-path call in flight: the fiber's continuation, the reply's decoder and the call's deadline.
+ * One object per call (its two promise reactions close over it), and no timer of its own: the runner's
+ * `Deadlines` bound every call with one timer.
+ */
+class PendingCall<A> implements Expiring {
+  settled = false
+  constructor(
+    readonly resume: (effect: Effect.Effect<A, RedisFailure>) => void,
+    readonly decode: (reply: Reply) => Effect.Effect<A, BackendError>,
+    readonly what: string,
+    readonly deadline: number
+  ) {}
+
+  answer(reply: Reply): void {
+    if (this.settled) return
+    this.settled = true
+    this.resume(this.decode(reply))
+  }
+
+  fail(failure: RedisFailure): void {
+    if (this.settled) return
+    this.settled = true
+    this.resume(Effect.fail(failure))
+  }
+
+  expire(timeoutMs: number): void {
+    this.fail(timedOut(timeoutMs, this.what))
+  }
+}
+
+/** What `Deadlines` needs of a call. */
+interface Expiring {
+  readonly settled: boolean
+  readonly deadline: number
+  /** Fails the call as timed out, unless it settled already. */
+  expire(timeoutMs: number): void
+}
+
+/**
+ * The deadlines (on the monotonic `performance.now()` clock) of a runner's calls in flight. Every call
+ * gets the same bound, so deadlines come in the order calls start: a queue whose head is the next to
+ * expire, and one timer armed for the head. Calls that settled leave the head as soon as they reach it
+ * (replies on one connection come in order, so the queue holds about the calls in flight). The timer is
+ * unreferenced while nothing is in flight, so an idle runner never keeps the process alive.
+ */
+class Deadlines {
+  private readonly calls: Array<Expiring> = []
+  private head = 0
+  private timer: ReturnType<typeof setTimeout> | undefined = undefined
+
+  constructor(readonly timeoutMs: number) {}
+
+  /** Tracks `call` (whose deadline is now + timeoutMs) until it settles or expires. */
+  track(call: Expiring): void {
+    this.calls.push(call)
+    if (this.timer === undefined) this.arm(this.timeoutMs)
+    else if (this.calls.length - this.head === 1) this.timer.ref()
+  }
+
+  /** Drops settled calls from the head; called after a call settles. */
+  settled(): void {
+    const calls = this.calls
+    while (this.head < calls.length && calls[this.head]!.settled) this.head++
+    if (this.head === calls.length) {
+      calls.length = 0
+      this.head = 0
+      this.timer?.unref()
+    } else if (this.head >= 1024 && this.head * 2 >= calls.length) {
+      calls.splice(0, this.head)
+      this.head = 0
+    }
+  }
+
+  private arm(inMs: number): void {
+    this.timer = setTimeout(this.expire, Math.max(1, inMs))
+  }
+
+  private readonly expire = (): void => {
+    this.timer = undefined
+    const now = performance.now()
+    const calls = this.calls
+    while (this.head < calls.length && calls[this.head]!.deadline <= now) {
+      calls[this.head++]!.expire(this.timeoutMs)
+    }
+    this.settled()
+    if (this.head < calls.length) this.arm(calls[this.head]!.deadline - now)
+  }
+}
+
+/**
+ * Builds the runner over `client`; every call fails with `ServiceUnavailable` when it gets no answer
+ * within `timeoutMs`.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
 export const makeScriptRunner = (client: Redis, timeoutMs: number): ScriptRunner => {
   // The commands after the first of a tick leave in shared writes (of up to COMMANDS_PER_WRITE): the
   // second corks the socket until the tick ends (Node's cork / nextTick-uncork pattern). Concurrent
@@ -155,41 +245,44 @@ export const makeScriptRunner = (client: Redis, timeoutMs: number): ScriptRunner
       (k, a): ScriptCall => ({ script, keys: k, argv: a })
     )
 
-  // One callback-based Effect with its own timer. (`bounded` races the call against a sleep, which forks
-  // two fibers per call; on a check that cost more than the Redis round trip.)
+  const deadlines = new Deadlines(timeoutMs)
+
+  // One callback-based Effect with no canceler (a canceler wraps the call in an interruption handler;
+  // an interrupted fiber ignores a late answer anyway) and no timer of its own. (`bounded` races the
+  // call against a sleep, which forks two fibers per call; on a check that cost more than the round trip.)
   const runDecoded: ScriptRunner["runDecoded"] = (script, args, decode) =>
     Effect.async((resume) => {
-      let settled = false
-      const timer = setTimeout(() => {
-        settled = true
-        resume(Effect.fail(timedOut(timeoutMs, script.name)))
-      }, timeoutMs)
-      const answer = (reply: Reply) => {
-        if (settled) return
-        settled = true
-        clearTimeout(timer)
-        resume(decode(reply))
-      }
-      const fail = (error: unknown) => {
-        if (settled) return
-        settled = true
-        clearTimeout(timer)
-        resume(Effect.fail(classify(error)))
-      }
-      const retryAsEval = (error: unknown) => {
-        // NOSCRIPT: the script did not run, so sending its text cannot apply it twice.
-        if (settled || !isNoScript(classify(error))) return fail(error)
-        coalesceWrites()
-        const resent = client.eval(script.text, ...args) as Promise<Reply>
-        resent.then(answer, fail)
-      }
+      const call = new PendingCall(resume, decode, script.name, performance.now() + timeoutMs)
+      deadlines.track(call)
       coalesceWrites()
       const sent = client.evalsha(script.sha1, ...args) as Promise<Reply>
-      sent.then(answer, retryAsEval)
-      return Effect.sync(() => {
-        settled = true
-        clearTimeout(timer)
-      })
+      sent.then(
+        (reply) => {
+          call.answer(reply)
+          deadlines.settled()
+        },
+        (error: unknown) => {
+          const failure = classify(error)
+          if (call.settled || !isNoScript(failure)) {
+            call.fail(failure)
+            deadlines.settled()
+            return
+          }
+          // NOSCRIPT: the script did not run, so sending its text cannot apply it twice.
+          coalesceWrites()
+          const resent = client.eval(script.text, ...args) as Promise<Reply>
+          resent.then(
+            (reply) => {
+              call.answer(reply)
+              deadlines.settled()
+            },
+            (retryError: unknown) => {
+              call.fail(classify(retryError))
+              deadlines.settled()
+            }
+          )
+        }
+      )
     })
 
   const run: ScriptRunner["run"] = (call) => runDecoded(call.script, evalArgs(call), Effect.succeed)

@@ -132,7 +132,7 @@ describe("RedisBackend", () => {
     it.scoped("checkMany is one pipeline; an adopted client is used as given and left open", () =>
       Effect.gen(function*() {
         const env = yield* TestRedis
-        const client = new Redis(env.url, { ...safeOptions(1000), lazyConnect: false })
+        const client = new Redis(env.url, { ...safeOptions, lazyConnect: false })
         yield* Effect.addFinalizer(() => Effect.sync(() => client.disconnect()))
         const pipeline = vi.spyOn(client, "pipeline")
         const evalsha = vi.spyOn(client, "evalsha")

@@ -6,7 +6,7 @@
  * limit together.
  */
 import { describe, expect, layer } from "@effect/vitest"
-import { Cause, Effect, Exit, Ref, Schedule } from "effect"
+import { Cause, Effect, Exit, Fiber, Ref, Schedule } from "effect"
 import * as RedisBackend from "../../src/layers/RedisBackend.js"
 import type { Policy } from "../../src/Policy.js"
 import type { RateLimiterService } from "../../src/services/RateLimiter.js"
@@ -107,6 +107,46 @@ describe("RedisBackend faults", () => {
         const after = yield* eventually(limiter.peek("window", "k"))
         // The hung check reached Redis and ran once when it thawed: one unit, never two (no resend).
         expect(after.remaining).toBe(before.remaining - 1)
+      })))
+
+    it.effect("on a hung Redis, checks started apart each time out on their own bound (one shared timer), interrupted ones too", () =>
+      Effect.scoped(Effect.gen(function*() {
+        const env = yield* TestRedis
+        const server = env.server!
+        const limiter = yield* backend(env.url, `${env.ns}:deadlines`)
+        yield* eventually(limiter.check("window", "k"))
+        const before = yield* eventually(limiter.peek("window", "k"))
+        /** A check's failure tag and how long after its start it came (performance.now, as the runner's). */
+        const timed = Effect.gen(function*() {
+          const started = performance.now()
+          const exit = yield* Effect.exit(limiter.check("window", "k"))
+          return { tag: failureTag(exit), elapsed: performance.now() - started }
+        })
+        server.pause()
+        try {
+          const first = yield* Effect.fork(
+            Effect.all(Array.from({ length: 10 }, () => timed), { concurrency: "unbounded" })
+          )
+          // Interrupted while waiting: it neither fails later calls nor leaves the queue stuck.
+          const abandoned = yield* Effect.fork(limiter.check("window", "k"))
+          yield* Effect.sleep("100 millis")
+          yield* Fiber.interrupt(abandoned)
+          const second = yield* Effect.all(Array.from({ length: 10 }, () => timed), { concurrency: "unbounded" })
+          const all = [...(yield* Fiber.join(first)), ...second]
+          for (const { elapsed, tag } of all) {
+            expect(tag).toBe("ServiceUnavailable")
+            // Timers never fire early; 2 ms covers the event loop's ms-rounded clock.
+            expect(elapsed).toBeGreaterThanOrEqual(BOUND_MS - 2)
+            expect(elapsed).toBeLessThan(LIVENESS_MS)
+          }
+        } finally {
+          server.resume()
+        }
+        // 21 checks reached Redis while it was frozen and each ran once when it thawed (no resend).
+        expect(before.remaining).toBeGreaterThanOrEqual(21)
+        const after = yield* eventually(limiter.peek("window", "k"))
+        expect(after.remaining).toBe(before.remaining - 21)
+        expect((yield* limiter.check("window", "other")).allowed).toBe(true)
       })))
 
     it.effect("Redis killed mid-run: typed failures, no defects; restarted, the same layer recovers (EVAL refills the cache)", () =>
