@@ -35,9 +35,9 @@
  *
  * @since 0.1.0
  */
-import type { DecisionData } from "../Decision.js"
+import type { Decision, DecisionData } from "../Decision.js"
 import { allow, deny, firstInstant, live } from "./internal.js"
-import type { ForecastData, RateEngine, Step } from "./types.js"
+import type { ForecastData, InPlaceEngine, RateEngine, Step } from "./types.js"
 
 /**
  * The stored state: the theoretical arrival time (epoch-ms, fractional) and the key's expiry.
@@ -51,14 +51,27 @@ export interface State {
 }
 
 /**
- * A stored state as a class instance rather than an object literal. V8 watches each literal's
- * allocation site, and a key table filling up (every fresh state survives the next minor GC) can make
- * it allocate all later states straight into the old generation, where the short-lived ones the
- * steady state writes are slow to make and to collect: a 10k-key check loop then ran up to 5× slower,
- * depending on when a GC happened to run. A constructor has no such site. (Same fields, same values.)
+ * A GCRA state that its in-place check updates (`make(...).inPlace`): the Memory door's key tables keep
+ * one per key, so a check there allocates no state. The pure `check` returns fresh ones, never touched
+ * again. A class instance rather than an object literal: V8 watches each literal's allocation site, and
+ * a key table filling up (every fresh state survives the next minor GC) can make it allocate all later
+ * states straight into the old generation, where a 10k-key check loop ran up to 5× slower, depending
+ * on when a GC happened to run. A constructor has no such site.
+ *
+ * @since 0.1.0
+ * @internal
  */
-class TatState implements State {
-  constructor(readonly tat: number, readonly expiresAt: number) {}
+export class Cell implements State {
+  // `declare`d and set in the constructor: a class field (`tat: number`, or a parameter property) is
+  // defined as `undefined` before the constructor runs, which leaves V8 holding each number in a
+  // separate box that every write replaces (an allocation and a write barrier per update), where a field
+  // first written with a number is kept as a double that an update overwrites in place.
+  declare tat: number
+  declare expiresAt: number
+  constructor(tat: number, expiresAt: number) {
+    this.tat = tat
+    this.expiresAt = expiresAt
+  }
 }
 
 /**
@@ -84,21 +97,33 @@ export interface Options {
 export const FORECAST_SIMULATION_LIMIT = 4096
 
 /**
+ * The GCRA engine: the pure functions, and the same check run in place on a `Cell`.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface Engine extends RateEngine<State> {
+  readonly inPlace: InPlaceEngine<Cell, State>
+}
+
+/**
  * Builds the GCRA engine for `options`.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: Options): RateEngine<State> => {
+export const make = (options: Options): Engine => {
   const burst = options.burst
   const T = options.periodMs / options.limit
   const tau = T * burst
 
+  /** max(stored, now). */
+  const atLeastNow = (stored: number, now: number): number => stored < now ? now : stored
+
   /** max(stored TAT or now, now). */
   const currentTat = (state: State | undefined, now: number): number => {
     const current = live(state, now)
-    const stored = current === undefined ? now : current.tat
-    return stored < now ? now : stored
+    return atLeastNow(current === undefined ? now : current.tat, now)
   }
 
   /** The units left at `now` for a TAT of `tat` (the denial formula). */
@@ -107,28 +132,35 @@ export const make = (options: Options): RateEngine<State> => {
     return remaining < 0 ? 0 : remaining
   }
 
-  /** A denied check: the state is kept as it is. */
-  const denied = (state: State | undefined, tat: number, now: number, allowAt: number): Step<State> => ({
-    decision: deny(burst, unitsLeft(tat, now), Math.ceil(tat), Math.ceil(allowAt - now)),
-    state
-  })
+  /** A denied check's decision (the state is kept as it is). */
+  const denial = (tat: number, now: number, allowAt: number): Decision =>
+    deny(burst, unitsLeft(tat, now), Math.ceil(tat), Math.ceil(allowAt - now))
 
-  // The denial lives in its own function so the allow path, nearly every check's, stays small enough
-  // for the JIT to inline it into a caller (the in-process doors' hot path).
-  const check = (state: State | undefined, now: number, cost: number): Step<State> => {
-    const tat = currentTat(state, now)
+  // The one place the check's arithmetic lives: the pure `check` runs it on a copy of its input state.
+  // The denial lives in its own function so the allow path, nearly every check's, stays small enough for
+  // the JIT to inline it into a caller (the in-process doors' hot path).
+  const checkInPlace = (cell: Cell, isLive: boolean, now: number, cost: number): Decision => {
+    const tat = atLeastNow(isLive ? cell.tat : now, now)
     const inc = T * cost
     const newTat = tat + inc
     const allowAt = newTat - tau
-    if (now < allowAt) return denied(state, tat, now, allowAt)
-    let remaining = Math.floor((tau - (newTat - now)) / T)
-    if (remaining < 0) remaining = 0
+    if (now < allowAt) return denial(tat, now, allowAt)
+    const remaining = unitsLeft(newTat, now)
     let px = Math.ceil(newTat - now)
     if (px < 1) px = 1
-    return {
-      decision: allow(burst, remaining, Math.ceil(newTat)),
-      state: new TatState(newTat, now + px)
-    }
+    cell.tat = newTat
+    cell.expiresAt = now + px
+    return allow(burst, remaining, Math.ceil(newTat))
+  }
+
+  /** A cell holding no state (its fields are never read before a write). */
+  const emptyCell = (): Cell => new Cell(Number.NaN, Number.NEGATIVE_INFINITY)
+
+  const check = (state: State | undefined, now: number, cost: number): Step<State> => {
+    const current = live(state, now)
+    const cell = current === undefined ? emptyCell() : new Cell(current.tat, current.expiresAt)
+    const decision = checkInPlace(cell, current !== undefined, now, cost)
+    return { decision, state: decision.allowed ? cell : state }
   }
 
   /** Peek's `remaining` for a current TAT of `tat` (at least 1 when a cost-1 check would pass). */
@@ -177,6 +209,12 @@ export const make = (options: Options): RateEngine<State> => {
     check,
     peek,
     forecast,
-    expiresAt: (state) => state.expiresAt
+    expiresAt: (state) => state.expiresAt,
+    inPlace: {
+      emptyCell,
+      checkInPlace,
+      expiresAt: (cell) => cell.expiresAt,
+      stateOf: (cell) => cell
+    }
   }
 }

@@ -5,7 +5,8 @@
  * @since 0.1.0
  * @internal
  */
-import { type DecisionData, decisionOf } from "../Decision.js"
+import { type Decision, decisionOf, fromData } from "../Decision.js"
+import type { InPlaceEngine, RateEngine } from "./types.js"
 
 /**
  * Anything stored under a key that expires: `expiresAt` is the epoch-ms of the key's expiry.
@@ -42,7 +43,7 @@ export const luaMod = (a: number, n: number): number => a - Math.floor(a / n) * 
  * @since 0.1.0
  * @internal
  */
-export const allow = (limit: number, remaining: number, resetAt: number): DecisionData =>
+export const allow = (limit: number, remaining: number, resetAt: number): Decision =>
   decisionOf(true, limit, remaining, resetAt, 0)
 
 /**
@@ -51,7 +52,7 @@ export const allow = (limit: number, remaining: number, resetAt: number): Decisi
  * @since 0.1.0
  * @internal
  */
-export const deny = (limit: number, remaining: number, resetAt: number, retryAfterMs: number): DecisionData =>
+export const deny = (limit: number, remaining: number, resetAt: number, retryAfterMs: number): Decision =>
   decisionOf(false, limit, remaining, resetAt, retryAfterMs)
 
 /**
@@ -103,3 +104,34 @@ export const firstInstant = (from: number, to: number, reached: (t: number) => b
   const t = from + hi
   return t < to ? t : to
 }
+
+/**
+ * A key's state held by reference, for a strategy whose state is replaced whole on every write: the
+ * in-place check of {@link boxed} swaps the box's content.
+ *
+ * @since 0.1.0
+ * @internal
+ */
+export class Box<S> {
+  constructor(public state: S | undefined) {}
+}
+
+/**
+ * The in-place check of any pure engine: each cell is a {@link Box} whose state an allowed check
+ * replaces with the state `engine.check` returned. (A strategy with its own in-place arithmetic, like
+ * GCRA's, writes its fields instead and allocates no state at all.)
+ *
+ * @since 0.1.0
+ * @internal
+ */
+export const boxed = <S>(engine: RateEngine<S>): InPlaceEngine<Box<S>, S> => ({
+  emptyCell: () => new Box<S>(undefined),
+  checkInPlace: (box, live, now, cost) => {
+    const step = engine.check(live ? box.state : undefined, now, cost)
+    if (step.decision.allowed) box.state = step.state
+    return fromData(step.decision)
+  },
+  // A box an allowed check left empty holds nothing, as if expired.
+  expiresAt: (box, now) => box.state === undefined ? Number.NEGATIVE_INFINITY : engine.expiresAt(box.state, now),
+  stateOf: (box) => box.state
+})

@@ -4,7 +4,7 @@
  *
  * @since 0.1.0
  */
-import type { DecisionData } from "../Decision.js"
+import type { Decision, DecisionData } from "../Decision.js"
 
 /**
  * A forecast as plain data.
@@ -43,4 +43,29 @@ export interface RateEngine<S> {
   readonly peek: (state: S | undefined, now: number) => DecisionData
   readonly forecast: (state: S | undefined, now: number, cost: number) => ForecastData
   readonly expiresAt: (state: S, now: number) => number
+}
+
+/**
+ * A rate strategy's consuming check run on state kept in place: a key holds one mutable cell for its
+ * whole life, and an allowed check writes the new state into it, so the check allocates nothing but its
+ * decision (the key tables of the Memory door hold cells). Its arithmetic is the strategy's one: for
+ * the same state, time and cost, `checkInPlace` decides what `RateEngine.check` decides and leaves the
+ * cell holding the state `check` returns.
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface InPlaceEngine<C, S> {
+  /** A cell holding no state yet (a new key's, until its first allowed check writes it). */
+  readonly emptyCell: () => C
+  /**
+   * Consumes `cost` units of the cell's state at `now` (no state when `live` is false: a new key, or one
+   * whose state expired). An allowed check overwrites the cell with the new state; a denied one leaves
+   * it untouched. The decision is a `Decision` already (no door copies it).
+   */
+  readonly checkInPlace: (cell: C, live: boolean, now: number, cost: number) => Decision
+  /** When the cell's state expires (epoch-ms, as `RateEngine.expiresAt`); past it the cell reads as no state. */
+  readonly expiresAt: (cell: C, now: number) => number
+  /** The cell's state as the strategy's pure functions take it (for peek and forecast). */
+  readonly stateOf: (cell: C) => S | undefined
 }

@@ -117,7 +117,7 @@ const makeService = (
         const decision = rate.checkUnvalidated(key, clock.unsafeCurrentTimeMillis(), cost)
         return decision === undefined
           ? Effect.fail(store.faultOf(name, key, cost, "check"))
-          : Effect.succeed(fromData(decision))
+          : Effect.succeed(decision)
       })
     }
 
@@ -132,8 +132,7 @@ const makeService = (
         Validate.keys(keys),
         Effect.flatMap(
           limiterOf(name, "checkMany"),
-          (rate) =>
-            Effect.map(Clock.currentTimeMillis, (now) => keys.map((key) => fromData(rate.check(key, now, cost))))
+          (rate) => Effect.map(Clock.currentTimeMillis, (now) => keys.map((key) => rate.check(key, now, cost)))
         )
       )
     }
@@ -150,11 +149,10 @@ const makeService = (
     const forecast = (name: string, key: string, cost = 1): Effect.Effect<Forecast, RateLimiterError> =>
       Effect.zipRight(
         Effect.zipRight(Validate.cost(cost), Validate.key(key)),
-        Effect.flatMap(limiterOf(name, "forecast"), (rate) =>
-          Effect.map(Clock.currentTimeMillis, (now) => {
-            const data = rate.engine.forecast(rate.table.get(key, now), now, cost)
-            return new Forecast(data, true)
-          }))
+        Effect.flatMap(
+          limiterOf(name, "forecast"),
+          (rate) => Effect.map(Clock.currentTimeMillis, (now) => new Forecast(rate.forecast(key, now, cost), true))
+        )
       )
 
     const debit = (name: string, key: string, tokens = 1): Effect.Effect<Decision, RateLimiterError> =>

@@ -1,14 +1,17 @@
 /**
  * Properties of the pure rate engines and the token budget over random parameters and op sequences:
  * decision invariants, "a denial writes nothing", admission bounds per strategy, peek/forecast agreeing
- * with check, and the key expiry never dropping a state that still matters.
+ * with check, the key expiry never dropping a state that still matters, and the in-place check (what the
+ * Memory door's key tables run) agreeing with the pure one.
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as fc from "fast-check"
 import type { DecisionData } from "../../src/Decision.js"
+import * as Gcra from "../../src/engine/gcra.js"
 import { rateEngine } from "../../src/engine/index.js"
+import { boxed } from "../../src/engine/internal.js"
 import * as TokenBudget from "../../src/engine/tokenBudget.js"
-import type { RateEngine } from "../../src/engine/types.js"
+import type { InPlaceEngine, RateEngine } from "../../src/engine/types.js"
 import { reportedLimit, type Strategy } from "../../src/Policy.js"
 import { timeScaleOf } from "../support/strategyScale.js"
 
@@ -150,6 +153,46 @@ const expectDecisionShape = (decision: DecisionData, limit: number, now: number)
 
 const withoutExpiry = (state: unknown): unknown =>
   typeof state === "object" && state !== null ? { ...state, expiresAt: Number.POSITIVE_INFINITY } : state
+
+/** A copy of a state's own fields (to tell whether anything wrote into it). */
+const fieldsOf = (state: unknown): unknown =>
+  typeof state === "object" && state !== null ? structuredClone({ ...state }) : state
+
+/**
+ * Replays `ops` through the pure `engine.check` and, as a Memory key table runs it, through `cells`: one
+ * cell per key, read as no state once expired, dropped when such a check is denied. Every decision must
+ * be the same, an allowed check must leave the cell holding the pure state, a denied one must leave it
+ * as it was, and the pure check must never write into the state it is given (frozen here).
+ */
+const expectInPlaceAgrees = <C, S>(
+  engine: RateEngine<S>,
+  cells: InPlaceEngine<C, S>,
+  strategy: Strategy,
+  start: number,
+  ops: ReadonlyArray<Op>
+): void => {
+  const scale = timeScaleOf(strategy)
+  let state: S | undefined = undefined
+  let cell: C | undefined = undefined
+  let now = start
+  for (const op of ops) {
+    now = advance(now, op.move, scale)
+    const step = engine.check(state === undefined ? undefined : Object.freeze(state), now, op.cost)
+    const held: C = cell ?? cells.emptyCell()
+    const live = cell !== undefined && now <= cells.expiresAt(held, now)
+    const before = fieldsOf(cells.stateOf(held))
+    const decision = cells.checkInPlace(held, live, now, op.cost)
+    expect(decision).toEqual(step.decision)
+    if (decision.allowed) {
+      expect(fieldsOf(cells.stateOf(held))).toEqual(fieldsOf(step.state))
+      cell = held
+    } else {
+      expect(fieldsOf(cells.stateOf(held))).toEqual(before)
+      if (!live) cell = undefined
+    }
+    state = step.state
+  }
+}
 
 // ---------------------------------------------------------------------------------------------------
 // Properties
@@ -315,6 +358,16 @@ describe("engine properties", () => {
           }
         }
       ),
+      { numRuns: RUNS }
+    )
+  })
+
+  it("the in-place check decides as check does, and its cell holds check's state; check never writes its input", () => {
+    fc.assert(
+      fc.property(scenarioArb, ({ ops, start, strategy }) =>
+        strategy.kind === "gcra"
+          ? expectInPlaceAgrees(Gcra.make(strategy), Gcra.make(strategy).inPlace, strategy, start, ops)
+          : expectInPlaceAgrees(rateEngine(strategy), boxed(rateEngine(strategy)), strategy, start, ops)),
       { numRuns: RUNS }
     )
   })

@@ -1,10 +1,12 @@
 /**
  * The Memory door's synchronous limiter: it shares key tables with the `RateLimiter` service of the
  * same layer, answers a denial as a `Right(Decision)` and a fault as a `Left` tagged error that changes
- * no state, follows the `Clock` the layer was built under, and runs with no Effect runtime at all.
+ * no state, follows the `Clock` the layer was built under, and runs with no Effect runtime at all. Its
+ * key tables keep each key's state in one cell updated in place: expiry, eviction and re-creation must
+ * read exactly as fresh keys, and peeks and faults must leave the cells alone.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, TestClock } from "effect"
+import { Effect, Either, Equal, TestClock } from "effect"
 import type { Decision } from "../../src/Decision.js"
 import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
 import type { Policy } from "../../src/Policy.js"
@@ -14,14 +16,17 @@ const HOUR = 3_600_000
 /** 5 per hour, burst 5: one unit comes back every 720 000 ms. */
 const EMISSION_MS = HOUR / 5
 
+/** The "api" limiter (GCRA, 5 per hour, burst 5), holding at most `maxKeys` keys. */
+const apiLimiter = (maxKeys: number): Policy => ({
+  kind: "limiter",
+  name: "api",
+  prefix: "api",
+  maxKeys,
+  strategy: { kind: "gcra", limit: 5, periodMs: HOUR, burst: 5 }
+})
+
 const policies: ReadonlyArray<Policy> = [
-  {
-    kind: "limiter",
-    name: "api",
-    prefix: "api",
-    maxKeys: 100,
-    strategy: { kind: "gcra", limit: 5, periodMs: HOUR, burst: 5 }
-  },
+  apiLimiter(100),
   { kind: "meter", name: "tokens", prefix: "tokens", maxKeys: 100, budget: 10, windowMs: HOUR, shared: false },
   {
     kind: "admitter",
@@ -194,6 +199,123 @@ describe("MemoryBackend.Local", () => {
       }))
       expect(failure._tag).toBe("PolicyNotFound")
     }).pipe(Effect.provide(backend)))
+})
+
+/** The "api" limiter and a fixed window of 2 per minute ("window"), each holding at most 3 keys. */
+const smallTables: ReadonlyArray<Policy> = [
+  apiLimiter(3),
+  {
+    kind: "limiter",
+    name: "window",
+    prefix: "window",
+    maxKeys: 3,
+    strategy: { kind: "fixedWindow", limit: 2, windowMs: 60_000 }
+  }
+]
+
+/** The bound check of `name` on `local`, failing the test when binding fails. */
+const boundCheck = (local: MemoryBackend.LocalLimiter, name: string): MemoryBackend.LocalCheck => {
+  const bound = local.limiter(name)
+  if (Either.isLeft(bound)) throw new Error(`binding "${name}" failed: ${bound.left.message}`)
+  return bound.right
+}
+
+describe("MemoryBackend.Local key cells", () => {
+  it("an evicted key comes back fresh; the keys kept keep their state", () => {
+    let now = 1_000_000
+    const local = MemoryBackend.makeLocal({ policies: smallTables, now: () => now })
+    const check = boundCheck(local, "api")
+    const remaining = (key: string) => decisionOf(check(key)).remaining
+    // Writes 1-5: a, a, b, c, then d overflows the cap of 3; the 2 most recent writes (c, d) are kept.
+    expect([remaining("a"), remaining("a"), remaining("b"), remaining("c"), remaining("d")]).toEqual([4, 3, 4, 4, 4])
+    now += 1
+    expect(remaining("c")).toBe(3)
+    expect(remaining("d")).toBe(3)
+    // "a" is re-created in a new cell: it counts from a fresh key, then on from there.
+    expect(remaining("a")).toBe(4)
+    expect(remaining("a")).toBe(3)
+    // Re-creating "a" overflowed the table again; "c" and "d", written since, still count on.
+    expect(remaining("c")).toBe(2)
+    expect(remaining("d")).toBe(2)
+  })
+
+  it("an expired key is checked as a fresh one, allowed or denied, and the key counts on afterwards", () => {
+    let now = 1_000_000
+    const local = MemoryBackend.makeLocal({ policies: smallTables, now: () => now })
+    const check = boundCheck(local, "api")
+    for (let i = 0; i < 5; i++) decisionOf(check("k"))
+    expect(decisionOf(check("k")).allowed).toBe(false)
+    // The key expires once its whole burst is back: five emission intervals after the first check.
+    now += 5 * EMISSION_MS + 1
+    expect(decisionOf(local.peek("api", "k"))).toMatchObject({ allowed: true, remaining: 5 })
+    expect(decisionOf(check("k"))).toMatchObject({ allowed: true, remaining: 4, resetAt: now + EMISSION_MS })
+    expect(decisionOf(check("k")).remaining).toBe(3)
+    // Expired again; a check above the burst is denied as on a fresh key and leaves it fresh.
+    now += 5 * EMISSION_MS + 1
+    expect(decisionOf(check("k", 6))).toMatchObject({ allowed: false, remaining: 5 })
+    expect(decisionOf(check("k")).remaining).toBe(4)
+  })
+
+  it("peeks change no state", () => {
+    let now = 1_000_000
+    const local = MemoryBackend.makeLocal({ policies: smallTables, now: () => now })
+    const check = boundCheck(local, "api")
+    decisionOf(check("p", 2))
+    const first = decisionOf(local.peek("api", "p"))
+    for (let i = 0; i < 10; i++) expect(decisionOf(local.peek("api", "p"))).toEqual(first)
+    expect(first).toMatchObject({ allowed: true, remaining: 3 })
+    // A peek at a key the table does not hold does not create it (nor count against the cap).
+    for (const key of ["q1", "q2", "q3", "q4"]) decisionOf(local.peek("api", key))
+    expect(decisionOf(check("p")).remaining).toBe(2)
+    now += EMISSION_MS
+    expect(decisionOf(local.peek("api", "p")).remaining).toBe(3)
+    expect(decisionOf(check("p")).remaining).toBe(2)
+  })
+
+  it("a fault on a key the table holds changes no state", () => {
+    const local = MemoryBackend.makeLocal({ policies: smallTables, now: () => 1_000_000 })
+    const check = boundCheck(local, "api")
+    expect(decisionOf(check("h", 2)).remaining).toBe(3)
+    for (const cost of [0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53]) {
+      expect(faultOf(check("h", cost))).toMatchObject({ _tag: "InvalidArgument", argument: "cost" })
+      expect(faultOf(local.check("api", "h", cost))).toMatchObject({ _tag: "InvalidArgument", argument: "cost" })
+    }
+    expect(decisionOf(check("h")).remaining).toBe(2)
+  })
+
+  it("a strategy without its own in-place check (a fixed window) shares, expires and evicts the same way", () =>
+    Effect.gen(function*() {
+      const limiter = yield* RateLimiter
+      const local = yield* MemoryBackend.Local
+      const check = boundCheck(local, "window")
+      expect(decisionOf(check("w")).remaining).toBe(1)
+      expect((yield* limiter.check("window", "w")).remaining).toBe(0)
+      expect(decisionOf(check("w"))).toMatchObject({ allowed: false, retryAfterMs: 60_000 })
+      expect(decisionOf(local.peek("window", "w")).allowed).toBe(false)
+      yield* TestClock.adjust(60_000)
+      expect(decisionOf(check("w")).remaining).toBe(1)
+      // "w" was written last at write 3; x, y and z overflow the cap of 3 and leave the 2 most recent
+      // (y, z), so "w" comes back fresh (it had used 1 of this window).
+      for (const key of ["x", "y", "z"]) expect(decisionOf(check(key)).remaining).toBe(1)
+      expect(decisionOf(check("w")).remaining).toBe(1)
+      expect(decisionOf(check("z")).remaining).toBe(0)
+    }).pipe(Effect.provide(MemoryBackend.layer({ policies: smallTables }))))
+
+  it("a check's Right is an Either.right like any other", () => {
+    const local = MemoryBackend.makeLocal({ policies: smallTables, now: () => 1_000_000 })
+    const result = boundCheck(local, "api")("r")
+    const decision = decisionOf(result)
+    const built = Either.right(decision)
+    expect(Either.isEither(result) && Either.isRight(result)).toBe(true)
+    expect(Equal.equals(result, built)).toBe(true)
+    expect(Object.getPrototypeOf(result)).toBe(Object.getPrototypeOf(built))
+    expect(Object.keys(result)).toEqual(Object.keys(built))
+    expect(result.toJSON()).toEqual(built.toJSON())
+    expect(String(result)).toBe(String(built))
+    expect(Either.match(result, { onLeft: () => -1, onRight: (d) => d.remaining })).toBe(4)
+    expect(Effect.runSync(result)).toBe(decision)
+    expect(Either.isRight(local.peek("api", "r"))).toBe(true)
+  })
 })
 
 describe("MemoryBackend.makeLocal (no Effect runtime)", () => {
