@@ -11,6 +11,7 @@
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import type * as Exit from "effect/Exit"
 import { InvalidArgument, type RateLimiterError } from "../Errors.js"
 import { storeKey } from "../Policy.js"
 import * as Validate from "../Validate.js"
@@ -36,6 +37,17 @@ export interface CoordinatorService {
     key: string,
     wants: number
   ) => Effect.Effect<Grant, RateLimiterError>
+  /**
+   * Optional, for callers outside any fiber (a background lease refresh, so it costs no fiber): the same
+   * reservation as `reserve`, its outcome reported exactly once through `done` (bad input too, possibly
+   * before `reserveCallback` returns). Stores without it are run in a fiber.
+   */
+  readonly reserveCallback?: (
+    strategy: WindowedStrategy,
+    key: string,
+    wants: number,
+    done: (result: Exit.Exit<Grant, RateLimiterError>) => void
+  ) => void
 }
 
 /**

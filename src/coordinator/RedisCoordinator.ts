@@ -9,13 +9,20 @@
  * - Faults: every call is bounded (`timeoutMs`, default 1000 ms): `ServiceUnavailable` when Redis is
  *   unreachable or slow, `BackendError` when a script fails. A reservation consumes, so it is never
  *   retried blindly (EVAL after NOSCRIPT only, which means the script did not run).
+ * - Cost: a reservation is every lease refresh's round trip, so it is a hot path: one prebuilt call per
+ *   strategy (`CallTemplate`), one Effect step (`ScriptRunner.runDecoded`), no span. With the Redis clock
+ *   it is also offered as `reserveCallback`, the same call reported through a callback, so a background
+ *   refresh costs no fiber.
  *
  * @since 0.1.0
  */
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
+import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import { BackendError, type ServiceUnavailable } from "../Errors.js"
+import * as CallTemplate from "../redis/CallTemplate.js"
 import { acquireClient, DEFAULT_TIMEOUT_MS, type RedisConnection } from "../redis/RedisClient.js"
 import { type ScriptClock, scriptNow } from "../redis/ScriptClock.js"
 import { makeScriptRunner, type Reply } from "../redis/ScriptRunner.js"
@@ -47,14 +54,22 @@ const malformed = (reply: Reply) =>
  * @since 0.1.0
  * @category decoding
  */
-export const grantFromReply = (reply: Reply): Effect.Effect<Grant, BackendError> => {
-  if (!Array.isArray(reply) || reply.length !== 3) return Effect.fail(malformed(reply))
+export const grantOf = (reply: Reply): Exit.Exit<Grant, BackendError> => {
+  if (!Array.isArray(reply) || reply.length !== 3) return Exit.fail(malformed(reply))
   const [granted, expiresAt, limit] = reply as ReadonlyArray<Reply>
   if (typeof granted !== "number" || typeof expiresAt !== "number" || typeof limit !== "number") {
-    return Effect.fail(malformed(reply))
+    return Exit.fail(malformed(reply))
   }
-  return Effect.succeed({ granted, expiresAt, limit })
+  return Exit.succeed({ granted, expiresAt, limit })
 }
+
+/**
+ * Decodes a reserve script's reply `[granted, expiresAt, limit]` (an `Exit` is an `Effect`).
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const grantFromReply = (reply: Reply): Effect.Effect<Grant, BackendError> => grantOf(reply)
 
 /**
  * Builds the Redis coordinator: loads the reserve scripts and connects (or adopts the given client), in
@@ -82,22 +97,61 @@ export const make = (
     const runner = makeScriptRunner(client, timeoutMs)
 
     const now = scriptNow(options.clock)
+    const redisClock = options.clock !== "effect"
 
-    const argvOf = (strategy: WindowedStrategy, at: number, wants: number) =>
-      strategy.kind === "fixedWindow"
-        ? { now: at, limit: strategy.limit, windowMs: strategy.windowMs, wants }
-        : { now: at, windowMs: strategy.windowMs, limit: strategy.limit, wants, buckets: strategy.buckets }
+    // One prebuilt call per strategy (by identity: a policy's strategy is one object), so a reservation
+    // copies one array instead of marshalling its ARGV by name.
+    const templates = new WeakMap<WindowedStrategy, CallTemplate.CallTemplate>()
+    const templateOf = (strategy: WindowedStrategy): Effect.Effect<CallTemplate.CallTemplate, BackendError> => {
+      const known = templates.get(strategy)
+      if (known !== undefined) return Effect.succeed(known)
+      const params = strategy.kind === "fixedWindow"
+        ? { limit: strategy.limit, windowMs: strategy.windowMs }
+        : { windowMs: strategy.windowMs, limit: strategy.limit, buckets: strategy.buckets }
+      return Effect.flatMap(CallTemplate.make(scripts[strategy.kind], params, "wants"), (template) => {
+        if (template === undefined) {
+          return Effect.fail(
+            new BackendError({ backend: "redis", code: "CONFIG", detail: `${strategy.kind}.reserve takes no template` })
+          )
+        }
+        templates.set(strategy, template)
+        return Effect.succeed(template)
+      })
+    }
 
-    const reserve = Effect.fn("RedisCoordinator.reserve")(
-      function*(strategy: WindowedStrategy, key: string, wants: number) {
-        const problem = reservationProblem(key, wants)
-        if (problem !== undefined) return yield* Effect.fail(problem)
-        const call = yield* runner.prepare(scripts[strategy.kind], { key }, argvOf(strategy, yield* now, wants))
-        return yield* Effect.flatMap(runner.run(call), grantFromReply)
+    const send = (template: CallTemplate.CallTemplate, key: string, at: number, wants: number) =>
+      runner.runDecoded(template.script, template.args(key, at, wants), grantFromReply)
+
+    // The hot path of every lease refresh: plain argument checks, then one Effect (the script call and the
+    // reply's decoding). No span: a span per call cost more CPU than the rest of the refresh.
+    const reserve: CoordinatorService["reserve"] = (strategy, key, wants) => {
+      const problem = reservationProblem(key, wants)
+      if (problem !== undefined) return Effect.fail(problem)
+      const template = templates.get(strategy)
+      if (template !== undefined && redisClock) return send(template, key, 0, wants)
+      return Effect.flatMap(templateOf(strategy), (built) =>
+        redisClock ? send(built, key, 0, wants) : Effect.flatMap(now, (at) => send(built, key, at, wants)))
+    }
+
+    // Outside a fiber there is no Effect clock to read: offered with the Redis clock only. A strategy seen
+    // for the first time (its call not built yet) and bad input take the Effect path on the layer's runtime.
+    const runtime = yield* Effect.runtime<never>()
+    const reserveCallback: CoordinatorService["reserveCallback"] = (strategy, key, wants, done) => {
+      const template = templates.get(strategy)
+      if (template === undefined || reservationProblem(key, wants) !== undefined) {
+        Runtime.runCallback(runtime)(reserve(strategy, key, wants), { onExit: done })
+        return
       }
-    )
+      runner.runCallback(
+        template.script,
+        template.args(key, 0, wants),
+        (reply) =>
+          done(grantOf(reply)),
+        (failure) => done(Exit.fail(failure))
+      )
+    }
 
-    return { store: "redis", reserve }
+    return redisClock ? { store: "redis", reserve, reserveCallback } : { store: "redis", reserve }
   })
 
 /**

@@ -31,9 +31,11 @@
  */
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
+import * as Exit from "effect/Exit"
+import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
-import { Coordinator, type CoordinatorService, federatedKey } from "../coordinator/Coordinator.js"
+import { Coordinator, type CoordinatorService, federatedKey, type Grant } from "../coordinator/Coordinator.js"
 import { isWindowed } from "../coordinator/reserve.js"
 import { type Decision, type DecisionData, fromData } from "../Decision.js"
 import { InvalidArgument, OperationNotSupported, type RateLimiterError } from "../Errors.js"
@@ -91,10 +93,18 @@ class Table<A> {
   }
 }
 
-const retryUntil = (expiresAt: number) =>
-  Effect.map(Clock.currentTimeMillis, (now) => Math.max(1, Math.ceil(expiresAt - now)))
+/** How a leased handler refreshes a key's credits: in a fiber, and (a store that offers it) without one. */
+interface Lease {
+  readonly reserve: (key: string, wants: number) => Effect.Effect<LeasedCredits.LeaseGrant, RateLimiterError>
+  readonly reserveCallback?: (
+    key: string,
+    wants: number,
+    clock: Clock.Clock,
+    done: (exit: Exit.Exit<LeasedCredits.LeaseGrant, RateLimiterError>) => void
+  ) => void
+}
 
-/** Leased credits per key, refreshed by `reserve(key, wants)`. */
+/** Leased credits per key, refreshed through `lease`. */
 const leasedHandler = (
   policy: LimiterPolicy,
   options: {
@@ -104,10 +114,11 @@ const leasedHandler = (
     readonly why: string
     readonly background: LeasedCredits.Background
   },
-  reserve: (key: string, wants: number) => Effect.Effect<LeasedCredits.LeaseGrant, RateLimiterError>
+  lease: Lease
 ): Handler => {
   const limit = reportedLimit(policy.strategy)
   const table = new Table<LeasedCredits.LeasedCredits>(policy.maxKeys)
+  const reserveCallback = lease.reserveCallback
   const create = (key: string) =>
     LeasedCredits.unsafeMake({
       limit,
@@ -116,42 +127,67 @@ const leasedHandler = (
       background: options.background,
       windowCoupled: options.windowCoupled,
       name: `policy ${JSON.stringify(policy.name)}`,
-      reserve: (wants) => reserve(key, wants)
+      reserve: (wants) => lease.reserve(key, wants),
+      ...(reserveCallback === undefined
+        ? {}
+        : { reserveCallback: (wants, clock, done) => reserveCallback(key, wants, clock, done) })
     })
-  return { why: options.why, check: (key, cost) => table.getOrCreate(key, create).check(cost) }
+  // The wrapper validated the cost already.
+  return { why: options.why, check: (key, cost) => table.getOrCreate(key, create).checkValid(cost) }
 }
 
-/** A coordinator reservation as a lease grant (a refusal waits for the boundary). */
+/** A coordinator grant as a lease grant: a refusal waits for the boundary (`now` by the checking fiber's clock). */
+const leaseGrantOf = (grant: Grant, now: number): LeasedCredits.LeaseGrant =>
+  grant.granted > 0
+    ? { granted: grant.granted, expiresAt: grant.expiresAt, retryAfterMs: 0 }
+    : { granted: 0, expiresAt: grant.expiresAt, retryAfterMs: Math.max(1, Math.ceil(grant.expiresAt - now)) }
+
+/**
+ * Coordinator reservations as leases. A stopped lease (the wrapper's scope closed) starts no reservation
+ * outside a fiber: it reports an interruption, as a fiber in the closed scope would.
+ */
 const fromCoordinator = (
   coordinator: CoordinatorService,
   policy: LimiterPolicy,
-  budgetKey: (key: string) => string
-) =>
-(key: string, wants: number): Effect.Effect<LeasedCredits.LeaseGrant, RateLimiterError> => {
+  budgetKey: (key: string) => string,
+  lifetime: { readonly closed: boolean }
+): Lease => {
   const strategy = policy.strategy
   if (!isWindowed(strategy)) {
     // Config only lets windowed strategies reach here; keep the type honest anyway.
-    return Effect.fail(new OperationNotSupported({ policy: policy.name, operation: "check", reason: "not windowed" }))
+    const notWindowed = new OperationNotSupported({ policy: policy.name, operation: "check", reason: "not windowed" })
+    return { reserve: () => Effect.fail(notWindowed) }
   }
-  return Effect.flatMap(coordinator.reserve(strategy, budgetKey(key), wants), (grant) =>
-    grant.granted > 0
-      ? Effect.succeed({ granted: grant.granted, expiresAt: grant.expiresAt, retryAfterMs: 0 })
-      : Effect.map(retryUntil(grant.expiresAt), (retryAfterMs) => ({
-        granted: 0,
-        expiresAt: grant.expiresAt,
-        retryAfterMs
-      })))
+  const reserve = (key: string, wants: number) =>
+    Effect.flatMap(coordinator.reserve(strategy, budgetKey(key), wants), (grant) =>
+      grant.granted > 0
+        ? Effect.succeed(leaseGrantOf(grant, 0))
+        : Effect.map(Clock.currentTimeMillis, (now) => leaseGrantOf(grant, now)))
+  const reserveCallback = coordinator.reserveCallback
+  if (reserveCallback === undefined) return { reserve }
+  return {
+    reserve,
+    reserveCallback: (key, wants, clock, done) => {
+      if (lifetime.closed) return done(Exit.interrupt(FiberId.none))
+      reserveCallback(
+        strategy,
+        budgetKey(key),
+        wants,
+        (exit) => done(Exit.map(exit, (grant) => leaseGrantOf(grant, clock.unsafeCurrentTimeMillis())))
+      )
+    }
+  }
 }
 
 /** An all-or-nothing lease: a check of `wants` units on the store below. */
-const fromStore =
-  (inner: RateLimiterService, policy: LimiterPolicy) =>
-  (key: string, wants: number): Effect.Effect<LeasedCredits.LeaseGrant, RateLimiterError> =>
+const fromStore = (inner: RateLimiterService, policy: LimiterPolicy): Lease => ({
+  reserve: (key, wants) =>
     Effect.map(inner.check(policy.name, key, wants), (decision) => ({
       granted: decision.allowed ? wants : 0,
       expiresAt: decision.resetAt,
       retryAfterMs: decision.allowed ? 0 : decision.retryAfterMs
     }))
+})
 
 /** Remembers each key's denial until its retry time. */
 const cachedDenyHandler = (inner: RateLimiterService, policy: LimiterPolicy): Handler => {
@@ -178,7 +214,8 @@ const handlerOf = (
   policy: Policy,
   inner: RateLimiterService,
   coordinator: CoordinatorService,
-  background: LeasedCredits.Background
+  background: LeasedCredits.Background,
+  lifetime: { readonly closed: boolean }
 ): Handler | undefined => {
   if (policy.kind !== "limiter") return undefined
   if (policy.federated !== undefined) {
@@ -186,7 +223,7 @@ const handlerOf = (
     return leasedHandler(
       policy,
       { batch: policy.federated.batch, lowWater: 0, windowCoupled: true, why: "a federated policy", background },
-      fromCoordinator(coordinator, policy, (domain) => federatedKey(prefix, domain))
+      fromCoordinator(coordinator, policy, (domain) => federatedKey(prefix, domain), lifetime)
     )
   }
   const twoTier = policy.twoTier
@@ -202,7 +239,7 @@ const handlerOf = (
       background
     },
     isWindowed(policy.strategy)
-      ? fromCoordinator(coordinator, policy, (key) => storeKey(policy.prefix, key))
+      ? fromCoordinator(coordinator, policy, (key) => storeKey(policy.prefix, key), lifetime)
       : fromStore(inner, policy)
   )
 }
@@ -213,7 +250,8 @@ const invalid = (argument: string, reason: string | undefined) =>
 /**
  * Wraps `inner`: checks of two-tier and federated policies are answered here, everything else is
  * `inner`'s. Background lease refreshes (`twoTier.lowWater`) run in the scope and are interrupted when it
- * closes.
+ * closes (one sent without a fiber, through the coordinator's `reserveCallback`, lands when its answer
+ * comes; none is sent after the close).
  *
  * @since 0.1.0
  * @category constructors
@@ -223,18 +261,24 @@ export const make = (
   coordinator: CoordinatorService,
   options: TwoTierOptions
 ): Effect.Effect<RateLimiterService, never, Scope.Scope> =>
-  Effect.map(LeasedCredits.makeBackground, (background) => wrapWith(inner, coordinator, options, background))
+  Effect.gen(function*() {
+    const background = yield* LeasedCredits.makeBackground
+    const lifetime = { closed: false }
+    yield* Effect.addFinalizer(() => Effect.sync(() => lifetime.closed = true))
+    return wrapWith(inner, coordinator, options, background, lifetime)
+  })
 
 const wrapWith = (
   inner: RateLimiterService,
   coordinator: CoordinatorService,
   options: TwoTierOptions,
-  background: LeasedCredits.Background
+  background: LeasedCredits.Background,
+  lifetime: { readonly closed: boolean }
 ): RateLimiterService => {
   const list = "policies" in options.policies ? options.policies.policies : options.policies
   const handlers = new Map<string, Handler>()
   for (const policy of list) {
-    const handler = handlerOf(policy, inner, coordinator, background)
+    const handler = handlerOf(policy, inner, coordinator, background, lifetime)
     if (handler !== undefined) handlers.set(policy.name, handler)
   }
   if (handlers.size === 0) return inner

@@ -1,8 +1,9 @@
 /**
  * A script call prebuilt once per policy: the EVALSHA arguments with every ARGV fixed except `now` and
- * `cost`, so a hot-path call is one array copy and three writes instead of marshalling every parameter
- * by name. The template is checked against the script's manifest when it is built; a script that does
- * not take exactly one key, both `now` and `cost`, and one value per ARGV name has no template.
+ * the amount (`cost`, or `wants` for a reservation), so a hot-path call is one array copy and three writes
+ * instead of marshalling every parameter by name. The template is checked against the script's manifest
+ * when it is built; a script that does not take exactly one key, both `now` and the amount, and one value
+ * per ARGV name has no template.
  *
  * @since 0.1.0
  */
@@ -19,24 +20,29 @@ import { marshal, type Named, type Script } from "./Scripts.js"
  */
 export interface CallTemplate {
   readonly script: Script
-  /** numkeys, the key, then ARGV in manifest order with `now` and `cost` filled in. */
+  /** numkeys, the key, then ARGV in manifest order with `now` and the amount (`cost`) filled in. */
   readonly args: (key: string, now: number, cost: number) => EvalArgs
 }
 
 /**
  * Builds the template of `script` for the fixed parameters `params`, or `undefined` when the script's
  * shape does not fit (callers then marshal by name). Fails like `marshal` when a parameter is missing.
+ * `amount` names the ARGV the call's amount goes to (default `cost`; the reserve scripts take `wants`).
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make = (script: Script, params: Named): Effect.Effect<CallTemplate | undefined, BackendError> => {
+export const make = (
+  script: Script,
+  params: Named,
+  amount: string = "cost"
+): Effect.Effect<CallTemplate | undefined, BackendError> => {
   const nowAt = script.argv.indexOf("now")
-  const costAt = script.argv.indexOf("cost")
+  const costAt = script.argv.indexOf(amount)
   const fits = script.keys.length === 1 && nowAt >= 0 && costAt >= 0 &&
     !script.argv.some((name) => name.endsWith("..."))
   if (!fits) return Effect.succeed(undefined)
-  return Effect.map(marshal(script, "argv", { ...params, now: 0, cost: 1 }), (argv): CallTemplate => {
+  return Effect.map(marshal(script, "argv", { ...params, now: 0, [amount]: 1 }), (argv): CallTemplate => {
     // [numkeys, key, ...argv]: the ARGV positions shift by two.
     const base: EvalArgs = [1, "", ...argv]
     const nowSlot = nowAt + 2

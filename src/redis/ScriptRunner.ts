@@ -63,6 +63,17 @@ export interface ScriptRunner {
     decode: (reply: Reply) => Effect.Effect<A, BackendError>
   ) => Effect.Effect<A, RedisFailure>
   /**
+   * The callback form of `runDecoded`, for callers outside any fiber (a background lease refresh): sends
+   * `script` with `args` (EVALSHA, EVAL on NOSCRIPT) under the same bound and reports exactly once,
+   * `onReply(reply)` or `onFailure(failure)`, from the event loop (never before it returns).
+   */
+  readonly runCallback: (
+    script: Script,
+    args: EvalArgs,
+    onReply: (reply: Reply) => void,
+    onFailure: (failure: RedisFailure) => void
+  ) => void
+  /**
    * Runs calls in one pipeline round trip, replies in order. Calls that hit NOSCRIPT (and so did not
    * run) are re-sent with EVAL in a second round trip; any other failure fails the whole batch.
    */
@@ -131,6 +142,33 @@ class PendingCall<A> implements Expiring {
     if (this.settled) return
     this.settled = true
     this.resume(Effect.fail(failure))
+  }
+
+  expire(timeoutMs: number): void {
+    this.fail(timedOut(timeoutMs, this.what))
+  }
+}
+
+/** One `runCallback` call in flight: `PendingCall` with plain callbacks instead of a fiber's continuation. */
+class CallbackCall implements Expiring {
+  settled = false
+  constructor(
+    readonly onReply: (reply: Reply) => void,
+    readonly onFailure: (failure: RedisFailure) => void,
+    readonly what: string,
+    readonly deadline: number
+  ) {}
+
+  answer(reply: Reply): void {
+    if (this.settled) return
+    this.settled = true
+    this.onReply(reply)
+  }
+
+  fail(failure: RedisFailure): void {
+    if (this.settled) return
+    this.settled = true
+    this.onFailure(failure)
   }
 
   expire(timeoutMs: number): void {
@@ -285,6 +323,40 @@ export const makeScriptRunner = (client: Redis, timeoutMs: number): ScriptRunner
       )
     })
 
+  const runCallback: ScriptRunner["runCallback"] = (script, args, onReply, onFailure) => {
+    const call = new CallbackCall(onReply, onFailure, script.name, performance.now() + timeoutMs)
+    deadlines.track(call)
+    coalesceWrites()
+    const sent = client.evalsha(script.sha1, ...args) as Promise<Reply>
+    sent.then(
+      (reply) => {
+        call.answer(reply)
+        deadlines.settled()
+      },
+      (error: unknown) => {
+        const failure = classify(error)
+        if (call.settled || !isNoScript(failure)) {
+          call.fail(failure)
+          deadlines.settled()
+          return
+        }
+        // NOSCRIPT: the script did not run, so sending its text cannot apply it twice.
+        coalesceWrites()
+        const resent = client.eval(script.text, ...args) as Promise<Reply>
+        resent.then(
+          (reply) => {
+            call.answer(reply)
+            deadlines.settled()
+          },
+          (retryError: unknown) => {
+            call.fail(classify(retryError))
+            deadlines.settled()
+          }
+        )
+      }
+    )
+  }
+
   const run: ScriptRunner["run"] = (call) => runDecoded(call.script, evalArgs(call), Effect.succeed)
 
   const runPipelined: ScriptRunner["runPipelined"] = (calls) => {
@@ -328,5 +400,5 @@ export const makeScriptRunner = (client: Redis, timeoutMs: number): ScriptRunner
     )
   }
 
-  return { timeoutMs, prepare, run, runDecoded, runPipelined }
+  return { timeoutMs, prepare, run, runDecoded, runCallback, runPipelined }
 }
