@@ -3,19 +3,24 @@
  * window boundary, tick-end expiry for the sliding window), input validation, and the same seeded
  * sequence of reservations giving identical grants in memory (TestClock) and in a real Redis (the
  * `*.reserve` scripts, Effect's clock), with the state left by a reservation readable by a plain check.
+ * `reserveCallback` (the Redis clock's callback form, for background refreshes): the same budget as
+ * `reserve`, reported exactly once, bad input as `InvalidArgument`, the EVAL fallback after SCRIPT FLUSH,
+ * and a hung Redis as `ServiceUnavailable` after the bound.
  */
 import { describe, expect, it, layer } from "@effect/vitest"
-import { Effect, Layer, TestClock } from "effect"
+import { Cause, Context, Effect, Exit, Layer, TestClock } from "effect"
+import { Redis } from "ioredis"
 import { Coordinator, type CoordinatorService, federatedKey } from "../../src/coordinator/Coordinator.js"
 import * as MemoryCoordinator from "../../src/coordinator/MemoryCoordinator.js"
 import * as RedisCoordinator from "../../src/coordinator/RedisCoordinator.js"
 import * as Reserve from "../../src/coordinator/reserve.js"
 import type { Grant, WindowedStrategy } from "../../src/coordinator/reserve.js"
+import type { RateLimiterError } from "../../src/Errors.js"
 import * as RedisBackend from "../../src/layers/RedisBackend.js"
 import type { Policy } from "../../src/Policy.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
 import { prng } from "../support/prng.js"
-import { RedisServer } from "../support/redisServer.js"
+import { RedisServer, redisServer } from "../support/redisServer.js"
 
 const fixed: WindowedStrategy = { kind: "fixedWindow", limit: 5, windowMs: 60_000 }
 const sliding: WindowedStrategy = { kind: "slidingWindow", limit: 10, windowMs: 1000, buckets: 4 }
@@ -164,5 +169,115 @@ layer(Layer.provideMerge(redisCoordinator, RedisServer.layer), { timeout: 60_000
       expect(grant.expiresAt % 60_000).toBe(0)
       expect(grant.expiresAt).toBeGreaterThan(now - 1000)
       expect(grant.expiresAt).toBeLessThanOrEqual(now + 61_000)
+    }))
+})
+
+/** Runs one `reserveCallback` and waits for its report; `reports` counts how often `done` was called. */
+const viaCallback = (
+  coordinator: CoordinatorService,
+  strategy: WindowedStrategy,
+  key: string,
+  wants: number,
+  reports: { count: number } = { count: 0 }
+) =>
+  Effect.async<Exit.Exit<Grant, RateLimiterError>>((resume) => {
+    const reserveCallback = coordinator.reserveCallback
+    if (reserveCallback === undefined) return resume(Effect.dieMessage("no reserveCallback"))
+    reserveCallback(strategy, key, wants, (exit) => {
+      reports.count++
+      resume(Effect.succeed(exit))
+    })
+  })
+
+/** A Redis coordinator on the Redis clock (the one that offers `reserveCallback`) over `url`, in the scope. */
+const onRedisClock = (url: string, timeoutMs?: number) =>
+  Effect.map(
+    Layer.build(RedisCoordinator.layer(timeoutMs === undefined ? { redis: url } : { redis: url, timeoutMs })),
+    (context) => Context.get(context, Coordinator)
+  )
+
+describe("RedisCoordinator.reserveCallback", () => {
+  it.scopedLive("is offered with the Redis clock only", () =>
+    Effect.gen(function*() {
+      const server = yield* redisServer
+      expect((yield* onRedisClock(server.url)).reserveCallback).toBeDefined()
+      const effectClock = yield* Effect.map(
+        Layer.build(RedisCoordinator.layer({ redis: server.url, clock: "effect" })),
+        (context) => Context.get(context, Coordinator)
+      )
+      expect(effectClock.reserveCallback).toBeUndefined()
+    }))
+
+  it.scopedLive("grants from the same budget as reserve, reporting once, for a strategy seen first or again", () =>
+    Effect.gen(function*() {
+      const server = yield* redisServer
+      const coordinator = yield* onRedisClock(server.url)
+      const strategy: WindowedStrategy = { kind: "fixedWindow", limit: 5, windowMs: 3_600_000 }
+      const reports = { count: 0 }
+      // First sight of this strategy (no prebuilt call yet), then the prebuilt call, then reserve.
+      const first = yield* viaCallback(coordinator, strategy, "cb:k", 2, reports)
+      const second = yield* viaCallback(coordinator, strategy, "cb:k", 2, reports)
+      const third = yield* coordinator.reserve(strategy, "cb:k", 2)
+      const fourth = yield* viaCallback(coordinator, strategy, "cb:k", 2, reports)
+      expect([first, second].map((exit) => Exit.isSuccess(exit) && exit.value.granted)).toEqual([2, 2])
+      expect(third.granted).toBe(1)
+      expect(fourth).toStrictEqual(Exit.succeed({ granted: 0, expiresAt: third.expiresAt, limit: 5 }))
+      yield* Effect.sleep("20 millis")
+      expect(reports.count).toBe(3)
+      // A sliding window goes the same way.
+      const slidingHour: WindowedStrategy = { kind: "slidingWindow", limit: 4, windowMs: 3_600_000, buckets: 2 }
+      const a = yield* viaCallback(coordinator, slidingHour, "cb:s", 3)
+      const b = yield* viaCallback(coordinator, slidingHour, "cb:s", 3)
+      expect([a, b].map((exit) => Exit.isSuccess(exit) && exit.value.granted)).toEqual([3, 1])
+    }))
+
+  it.scopedLive("reports bad input as InvalidArgument and reserves nothing", () =>
+    Effect.gen(function*() {
+      const server = yield* redisServer
+      const coordinator = yield* onRedisClock(server.url)
+      const strategy: WindowedStrategy = { kind: "fixedWindow", limit: 5, windowMs: 3_600_000 }
+      yield* coordinator.reserve(strategy, "bad:warm", 1)
+      for (const [key, wants] of [["", 1], ["bad:k", 0], ["bad:k", 1.5]] as const) {
+        const exit = yield* viaCallback(coordinator, strategy, key, wants)
+        expect(Exit.isFailure(exit) && Cause.failureOption(exit.cause)).toMatchObject({
+          _tag: "Some",
+          value: { _tag: "InvalidArgument" }
+        })
+      }
+      expect((yield* coordinator.reserve(strategy, "bad:k", 9)).granted).toBe(5)
+    }))
+
+  it.scopedLive("after SCRIPT FLUSH the call is sent again as EVAL and counts once", () =>
+    Effect.gen(function*() {
+      const server = yield* redisServer
+      const coordinator = yield* onRedisClock(server.url)
+      const strategy: WindowedStrategy = { kind: "fixedWindow", limit: 10, windowMs: 3_600_000 }
+      expect((yield* coordinator.reserve(strategy, "flush:k", 3)).granted).toBe(3)
+      const client = new Redis(server.url)
+      yield* Effect.addFinalizer(() => Effect.sync(() => client.disconnect()))
+      yield* Effect.promise(() => client.script("FLUSH"))
+      const exit = yield* viaCallback(coordinator, strategy, "flush:k", 3)
+      expect(Exit.isSuccess(exit) && exit.value.granted).toBe(3)
+      expect((yield* coordinator.reserve(strategy, "flush:k", 10)).granted).toBe(4)
+    }))
+
+  it.scopedLive("a hung Redis is reported as ServiceUnavailable after the bound, once", () =>
+    Effect.gen(function*() {
+      const server = yield* redisServer
+      const coordinator = yield* onRedisClock(server.url, 200)
+      const strategy: WindowedStrategy = { kind: "fixedWindow", limit: 10, windowMs: 3_600_000 }
+      yield* coordinator.reserve(strategy, "hung:k", 1)
+      server.pause()
+      const reports = { count: 0 }
+      const exit = yield* viaCallback(coordinator, strategy, "hung:k", 1, reports).pipe(
+        Effect.ensuring(Effect.sync(() => server.resume()))
+      )
+      expect(Exit.isFailure(exit) && Cause.failureOption(exit.cause)).toMatchObject({
+        _tag: "Some",
+        value: { _tag: "ServiceUnavailable" }
+      })
+      // The late answer after the thaw is not reported a second time.
+      yield* Effect.sleep("100 millis")
+      expect(reports.count).toBe(1)
     }))
 })

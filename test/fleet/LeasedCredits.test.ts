@@ -9,6 +9,11 @@
  * credits spendable and the check that needs the store gets the typed error, a grant that lands after its
  * window ended is never spent in the next one, and closing the runner's scope interrupts a refresh.
  *
+ * One reservation at a time, shared: the checks waiting for a reservation made in line get its failure
+ * (one round trip for all), and a check interrupted while it reserves lets the waiting ones reserve.
+ * Through `reserveCallback` (no fiber): the same background behaviour, an answer reported at once, a
+ * failed answer, and a refusal remembered by the asking check's clock.
+ *
  * The budget here is a stand-in for the coordinator (the real ones are exercised in TwoTier*.test.ts): it
  * lets a reservation take TestClock time, be answered for the window it was asked in, fail on demand or
  * never answer, which no real store does on cue.
@@ -16,7 +21,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Exit, Fiber, Scope, TestClock } from "effect"
 import type { Decision } from "../../src/Decision.js"
-import { ServiceUnavailable } from "../../src/Errors.js"
+import { type RateLimiterError, ServiceUnavailable } from "../../src/Errors.js"
 import * as LeasedCredits from "../../src/fleet/LeasedCredits.js"
 
 /**
@@ -422,4 +427,175 @@ describe("LeasedCredits", () => {
         expect(stats.calls).toBe(2)
       }))
   })
+})
+
+describe("LeasedCredits: one reservation at a time, shared", () => {
+  it.effect("checks waiting on a reservation made in line get its failure; one round trip for all", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(0)
+      const { control, reserve, stats } = budget(1000, 60_000, { delayMs: 100 })
+      const credits = yield* LeasedCredits.make({ limit: 1000, batch: 5, windowCoupled: true, reserve, name: "t" })
+      control.down = true
+      const fiber = yield* Effect.fork(
+        Effect.all(Array.from({ length: 10 }, () => Effect.either(credits.check())), { concurrency: "unbounded" })
+      )
+      yield* TestClock.adjust(100)
+      const results = yield* Fiber.join(fiber)
+      expect(results.every((r) => r._tag === "Left" && r.left instanceof ServiceUnavailable)).toBe(true)
+      expect(stats.calls).toBe(1)
+      expect(credits.refreshing).toBe(false)
+      control.down = false
+      expect(yield* across(100, credits.check())).toMatchObject({ allowed: true, remaining: 4 })
+      expect(stats.calls).toBe(2)
+    }))
+
+  it.effect("a check interrupted while it reserves in line lets the checks waiting for it reserve", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(0)
+      const { reserve, stats } = budget(1000, 60_000, { delayMs: 100 })
+      const credits = yield* LeasedCredits.make({ limit: 1000, batch: 5, windowCoupled: true, reserve, name: "t" })
+      const first = yield* Effect.fork(credits.check())
+      yield* settle(() => stats.inFlight === 1)
+      const second = yield* Effect.fork(credits.check())
+      yield* Effect.yieldNow()
+      yield* Fiber.interrupt(first)
+      expect(stats.interrupted).toBe(1)
+      yield* settle(() => stats.calls === 2)
+      expect(stats.calls).toBe(2)
+      yield* TestClock.adjust(100)
+      expect(yield* Fiber.join(second)).toMatchObject({ allowed: true, remaining: 4 })
+      expect(stats.maxInFlight).toBe(1)
+    }))
+})
+
+/**
+ * A store answering through a callback, as `reserveCallback` wants it: each call is held until the test
+ * answers it (`answer` the oldest with a grant sized now, `fail` it), or answered at once with `immediate`.
+ */
+const callbackStore = (limit: number, windowMs: number) => {
+  const calls: Array<{
+    readonly wants: number
+    readonly done: (exit: Exit.Exit<LeasedCredits.LeaseGrant, RateLimiterError>) => void
+  }> = []
+  const stats = { callbacks: 0, effects: 0 }
+  const control = { immediate: false }
+  let window = -1
+  let left = limit
+  const grant = (wants: number, now: number): LeasedCredits.LeaseGrant => {
+    const current = Math.floor(now / windowMs)
+    if (current !== window) {
+      window = current
+      left = limit
+    }
+    const granted = Math.min(wants, left)
+    left -= granted
+    const expiresAt = (current + 1) * windowMs
+    return { granted, expiresAt, retryAfterMs: granted === 0 ? expiresAt - now : 0 }
+  }
+  const reserve = (wants: number) =>
+    Effect.map(TestClock.currentTimeMillis, (now) => {
+      stats.effects++
+      return grant(wants, now)
+    })
+  const reserveCallback: NonNullable<LeasedCredits.LeasedCreditsOptions["reserveCallback"]> = (wants, clock, done) => {
+    stats.callbacks++
+    if (control.immediate) done(Exit.succeed(grant(wants, clock.unsafeCurrentTimeMillis())))
+    else calls.push({ wants, done })
+  }
+  const answer = Effect.map(TestClock.currentTimeMillis, (now) => {
+    const call = calls.shift()
+    call?.done(Exit.succeed(grant(call.wants, now)))
+  })
+  const fail = (error: RateLimiterError) =>
+    Effect.sync(() => {
+      calls.shift()?.done(Exit.fail(error))
+    })
+  return { reserve, reserveCallback, answer, fail, stats, control, calls }
+}
+
+const callbackCredits = (store: ReturnType<typeof callbackStore>, options: {
+  readonly limit: number
+  readonly batch: number
+  readonly lowWater: number
+}) =>
+  Effect.flatMap(LeasedCredits.makeBackground, (background) =>
+    LeasedCredits.make({
+      ...options,
+      background,
+      windowCoupled: true,
+      name: "t",
+      reserve: store.reserve,
+      reserveCallback: store.reserveCallback
+    }))
+
+describe("LeasedCredits: background refresh through reserveCallback", () => {
+  it.scoped("refreshes without an Effect; the crossing check returns, a check at 0 waits for the answer", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(0)
+      const store = callbackStore(1000, 60_000)
+      const credits = yield* callbackCredits(store, { limit: 1000, batch: 10, lowWater: 4 })
+      // The first check has nothing: it reserves in line (the Effect).
+      expect(yield* credits.check()).toMatchObject({ allowed: true, remaining: 9 })
+      expect(store.stats).toEqual({ callbacks: 0, effects: 1 })
+      yield* spend(credits, 4)
+      expect(yield* credits.check()).toMatchObject({ allowed: true, remaining: 4 })
+      expect(store.stats).toEqual({ callbacks: 1, effects: 1 })
+      expect(credits.refreshing).toBe(true)
+      expect((yield* spend(credits, 4)).map((d) => d.remaining)).toEqual([3, 2, 1, 0])
+      const waiting = yield* Effect.fork(credits.check())
+      yield* Effect.yieldNow()
+      expect(waiting.unsafePoll()).toBeNull()
+      yield* store.answer
+      expect(yield* Fiber.join(waiting)).toMatchObject({ allowed: true, remaining: 9 })
+      expect(credits.refreshing).toBe(false)
+      expect(store.stats).toEqual({ callbacks: 1, effects: 1 })
+    }))
+
+  it.scoped("an answer reported at once is adopted at once", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(0)
+      const store = callbackStore(1000, 60_000)
+      store.control.immediate = true
+      const credits = yield* callbackCredits(store, { limit: 1000, batch: 10, lowWater: 4 })
+      yield* spend(credits, 6)
+      expect(credits.refreshing).toBe(false)
+      expect(credits.credits).toBe(14)
+      expect(store.stats).toEqual({ callbacks: 1, effects: 1 })
+    }))
+
+  it.scoped("a failed answer: the waiting check gets the typed error, background refresh stops until one succeeds", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(0)
+      const store = callbackStore(1000, 60_000)
+      const credits = yield* callbackCredits(store, { limit: 1000, batch: 4, lowWater: 1 })
+      yield* spend(credits, 3) // 1 left: a callback refresh is out
+      expect(store.stats.callbacks).toBe(1)
+      yield* credits.check()
+      const waiting = yield* Effect.fork(credits.check())
+      yield* Effect.yieldNow()
+      const down = new ServiceUnavailable({ service: "budget", reason: "down" })
+      yield* store.fail(down)
+      expect(yield* Fiber.await(waiting)).toStrictEqual(Exit.fail(down))
+      // No background refresh now: the next check reserves in line, then the mark starts callbacks again.
+      expect(yield* credits.check()).toMatchObject({ allowed: true, remaining: 3 })
+      expect(store.stats).toEqual({ callbacks: 1, effects: 2 })
+      yield* spend(credits, 2)
+      expect(store.stats).toEqual({ callbacks: 2, effects: 2 })
+    }))
+
+  it.scoped("a refused answer is remembered until its retry time by the clock of the check that asked", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(200)
+      const store = callbackStore(6, 1000)
+      const credits = yield* callbackCredits(store, { limit: 6, batch: 4, lowWater: 2 })
+      yield* spend(credits, 2) // 2 left: a refresh is out
+      yield* store.answer // the last 2 units of the window
+      yield* spend(credits, 2) // 2 left again: another refresh is out
+      yield* store.answer // refused: retry at the window's end (1000)
+      expect(credits.refreshing).toBe(false)
+      expect(allowed(yield* spend(credits, 2))).toBe(2)
+      yield* TestClock.setTime(400)
+      expect(yield* credits.check()).toMatchObject({ allowed: false, resetAt: 1000, retryAfterMs: 600 })
+      expect(store.stats).toEqual({ callbacks: 2, effects: 1 })
+    }))
 })

@@ -7,6 +7,9 @@
  *   that paid for it; and checks wait for the store less often than with `lowWater: 0`;
  * - a bounded table: a key dropped while its refresh is in flight is not put back when the grant lands;
  * - closing the wrapper's scope interrupts a refresh in flight;
+ * - a coordinator's `reserveCallback` carries the background refreshes (a refusal waits for the
+ *   boundary, by the asking check's clock); after the scope closes none is sent, and one already out
+ *   lands;
  * - a non-windowed strategy refreshes in the background through the store below.
  *
  * The in-process coordinator answers at once, so it is wrapped to make a reservation take TestClock time
@@ -67,6 +70,15 @@ limiters:
       batch: 4
       lowWater: 1
       windowCoupled: true
+  callback:
+    strategy: fixedWindow
+    limit: 6
+    windowMs: 1000
+    twoTier:
+      mode: leased
+      batch: 4
+      lowWater: 2
+      windowCoupled: true
   bucket:
     strategy: tokenBucket
     capacity: 100
@@ -112,6 +124,30 @@ const slowCoordinator = (delayMs: number) =>
     }
     return { coordinator, stats, gate, open: Deferred.succeed(opened, undefined) }
   })
+
+/**
+ * The in-process coordinator offering `reserveCallback`: callback reservations are held until `release`
+ * answers the oldest one (at the TestClock time then); `stats` counts both kinds.
+ */
+const callbackCoordinator = Effect.sync(() => {
+  const inner = MemoryCoordinator.make()
+  const held: Array<Effect.Effect<void>> = []
+  const stats = { reserves: 0, callbacks: 0 }
+  const coordinator: CoordinatorService = {
+    store: inner.store,
+    reserve: (strategy, key, wants) =>
+      Effect.suspend(() => {
+        stats.reserves++
+        return inner.reserve(strategy, key, wants)
+      }),
+    reserveCallback: (strategy, key, wants, done) => {
+      stats.callbacks++
+      held.push(Effect.map(Effect.exit(inner.reserve(strategy, key, wants)), done))
+    }
+  }
+  const release = Effect.suspend(() => held.shift() ?? Effect.dieMessage("no callback reservation held"))
+  return { coordinator, stats, release, held }
+})
 
 /** A Memory door for the config's policies, counting the checks that reach it. */
 const countingStore = Effect.gen(function*() {
@@ -297,6 +333,49 @@ describe("twoTier.lowWater: the wrapper", () => {
       yield* Scope.close(scope, Exit.void)
       expect(stats.interrupted).toBe(1)
       expect(stats.inFlight).toBe(0)
+    }))
+
+  it.scoped("a coordinator's reserveCallback carries the background refreshes; a refusal waits for the boundary", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(200)
+      const store = yield* countingStore
+      const { coordinator, release, stats } = yield* callbackCoordinator
+      const server = yield* TwoTier.make(store.service, coordinator, { policies: store.policies })
+      const check = server.check("callback", "k")
+      // In line: 4 of the 6. The next check leaves 2 and sends a callback reservation.
+      expect(yield* check).toMatchObject({ allowed: true, remaining: 3 })
+      expect(yield* check).toMatchObject({ allowed: true, remaining: 2 })
+      expect(stats).toEqual({ reserves: 1, callbacks: 1 })
+      yield* release // the last 2 units
+      yield* Effect.forEach([1, 2], () => check) // 2 left again: a second callback reservation
+      expect(stats).toEqual({ reserves: 1, callbacks: 2 })
+      yield* release // refused until the window ends at 1000
+      expect((yield* Effect.forEach([1, 2], () => check)).every((d) => d.allowed)).toBe(true)
+      yield* TestClock.setTime(400)
+      expect(yield* check).toMatchObject({ allowed: false, remaining: 0, resetAt: 1000, retryAfterMs: 600 })
+      expect(stats).toEqual({ reserves: 1, callbacks: 2 })
+      expect(store.calls.check).toBe(0)
+    }))
+
+  it.scoped("after the wrapper's scope closes no callback reservation is sent; one already out still lands", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(100)
+      const store = yield* countingStore
+      const { coordinator, release, stats } = yield* callbackCoordinator
+      const scope = yield* Scope.make()
+      const server = yield* Scope.extend(TwoTier.make(store.service, coordinator, { policies: store.policies }), scope)
+      const check = server.check("bounded", "k")
+      yield* Effect.forEach([1, 2, 3], () => check) // 1 left (lowWater 1): a callback reservation is out
+      expect(stats).toEqual({ reserves: 1, callbacks: 1 })
+      yield* Scope.close(scope, Exit.void)
+      yield* release
+      // Its grant of 4 landed: 5 credits; the spends down to the mark send nothing more.
+      expect((yield* Effect.forEach([1, 2, 3, 4], () => check)).map((d) => d.remaining)).toEqual([4, 3, 2, 1])
+      expect(stats).toEqual({ reserves: 1, callbacks: 1 })
+      // At 0 the check reserves in line, as after a failed background refresh.
+      yield* check
+      expect(yield* check).toMatchObject({ allowed: true, remaining: 3 })
+      expect(stats).toEqual({ reserves: 2, callbacks: 1 })
     }))
 
   it.scoped("a non-windowed strategy refreshes in the background through the store below", () =>

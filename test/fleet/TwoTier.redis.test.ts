@@ -9,7 +9,10 @@
  * remaining credits are spent meanwhile, and a check at 0 waits for that one refresh; with the server
  * killed a failed refresh leaves the credits spendable and the check that needs Redis gets
  * `ServiceUnavailable`; closing the wrapper interrupts a refresh in flight. The coordinator is the real
- * one, wrapped only to count its reservations (and see one interrupted).
+ * one, wrapped only to count its reservations (and see one interrupted); that wrapper offers no
+ * `reserveCallback`, so those refreshes run in fibers. Through the real coordinator's `reserveCallback`
+ * (no fiber per refresh): three servers of four concurrent callers each admit exactly the limit, and with
+ * Redis frozen the crossing check returns while a check at 0 waits for the callback's answer.
  */
 import { describe, expect, it, layer } from "@effect/vitest"
 import { Clock, Context, Effect, Exit, Fiber, Layer, Scope } from "effect"
@@ -67,6 +70,20 @@ limiters:
       batch: 10
       lowWater: 5
       windowCoupled: true
+  crowd:
+    strategy: fixedWindow
+    limit: 300
+    windowMs: 60000
+    twoTier:
+      mode: leased
+      batch: 10
+      lowWater: 6
+      windowCoupled: true
+  crowdView:
+    strategy: fixedWindow
+    limit: 300
+    windowMs: 60000
+    prefix: crowd
 `
 
 /** One "server": the two-tier wrapper over its own Redis door and Redis coordinator. */
@@ -143,7 +160,60 @@ layer(RedisServer.layer, { timeout: 60_000 })("TwoTier over Redis", (it) => {
       expect(new Set(allowed.map((d) => d.resetAt)).size).toBe(1)
       expect(yield* a.check("plainLowView", "k")).toMatchObject({ allowed: false, remaining: 0, limit: 12 })
     }))
+
+  it.scoped("lowWater through reserveCallback: three servers, four callers each, admit exactly the limit", () =>
+    Effect.gen(function*() {
+      const redis = yield* RedisServer
+      const servers = yield* Effect.all([0, 1, 2].map(() => serverCountingCallbacks(redis.url)))
+      yield* intoFreshWindow
+      // 12 callers check 40 times each (480 > 300), so every unit leased is also spent.
+      const results = yield* Effect.all(
+        servers.flatMap(({ server }) =>
+          Array.from({ length: 4 }, () => Effect.forEach(Array.from({ length: 40 }), () => server.check("crowd", "k")))
+        ),
+        { concurrency: "unbounded" }
+      )
+      const allowed = results.flat().filter((d) => d.allowed)
+      expect(allowed.length).toBe(300)
+      expect(new Set(allowed.map((d) => d.resetAt)).size).toBe(1)
+      expect(yield* servers[0]!.server.check("crowdView", "k")).toMatchObject({ allowed: false, remaining: 0 })
+      // The background refreshes went through the callback, the ones checks waited for through reserve.
+      for (const { stats } of servers) {
+        expect(stats.callbacks).toBeGreaterThan(0)
+        expect(stats.reserves).toBeGreaterThan(0)
+      }
+    }))
 })
+
+/**
+ * One "server" whose Redis coordinator is counted: `reserves` (in a fiber, the ones a check waits for)
+ * and `callbacks` (background refreshes through `reserveCallback`).
+ */
+const serverCountingCallbacks = (url: string) =>
+  Effect.gen(function*() {
+    const policies = yield* Config.parse(config, "test")
+    const context = yield* Layer.build(
+      Layer.merge(RedisBackend.layer({ policies, redis: url }), RedisCoordinator.layer({ redis: url }))
+    )
+    const inner = Context.get(context, Coordinator)
+    const reserveCallback = inner.reserveCallback
+    expect(reserveCallback).toBeDefined()
+    const stats = { reserves: 0, callbacks: 0 }
+    const coordinator: CoordinatorService = {
+      store: inner.store,
+      reserve: (strategy, key, wants) =>
+        Effect.suspend(() => {
+          stats.reserves++
+          return inner.reserve(strategy, key, wants)
+        }),
+      reserveCallback: (strategy, key, wants, done) => {
+        stats.callbacks++
+        reserveCallback!(strategy, key, wants, done)
+      }
+    }
+    const server = yield* TwoTier.make(Context.get(context, RateLimiter), coordinator, { policies })
+    return { server, stats }
+  })
 
 /** The Redis coordinator, counting reservations (started, in flight, interrupted). */
 const counted = (inner: CoordinatorService) => {
@@ -232,6 +302,26 @@ describe("TwoTier lowWater over a private Redis", () => {
         decision = yield* Effect.either(check)
       }
       expect(decision).toMatchObject({ _tag: "Right", right: { allowed: true, remaining: 9 } })
+    }))
+
+  it.scopedLive("through reserveCallback: the crossing check returns while Redis is frozen; a check at 0 waits", () =>
+    Effect.gen(function*() {
+      const redis = yield* redisServer
+      const { server, stats } = yield* serverCountingCallbacks(redis.url)
+      const check = server.check("hot", "k")
+      yield* Effect.forEach([1, 2, 3, 4], () => check) // 6 of 10 left
+      expect(stats).toEqual({ reserves: 1, callbacks: 0 })
+      redis.pause()
+      expect(yield* check).toMatchObject({ allowed: true, remaining: 5 })
+      expect(stats).toEqual({ reserves: 1, callbacks: 1 })
+      const spent = yield* Effect.forEach([1, 2, 3, 4, 5], () => check)
+      expect(spent.map((d) => d.remaining)).toEqual([4, 3, 2, 1, 0])
+      const waiting = yield* Effect.fork(check)
+      yield* Effect.sleep("50 millis")
+      expect(waiting.unsafePoll()).toBeNull()
+      redis.resume()
+      expect(yield* Fiber.join(waiting)).toMatchObject({ allowed: true, remaining: 9 })
+      expect(stats).toEqual({ reserves: 1, callbacks: 1 })
     }))
 
   it.scopedLive("closing the wrapper interrupts a refresh in flight", () =>
