@@ -21,7 +21,7 @@
  *
  * @since 0.1.0
  */
-import type { DecisionData } from "../Decision.js"
+import { type DecisionData, decisionOf } from "../Decision.js"
 
 /**
  * The spender's parameters: the global per-window limit it reports, the fallback reset horizon before
@@ -121,13 +121,14 @@ export class LeaseSpender {
     if (this.heldCredits >= cost) {
       this.heldCredits -= cost
       const whole = Math.floor(this.heldCredits)
-      return {
-        allowed: true,
-        limit: this.limit,
-        remaining: whole < 0 ? 0 : whole,
-        resetAt: this.expiry === undefined ? now + this.ttlMs : this.expiry,
-        retryAfterMs: 0
-      }
+      // A `Decision` itself (no plain object for a door to copy: this is every leased check's hot path).
+      return decisionOf(
+        true,
+        this.limit,
+        whole < 0 ? 0 : whole,
+        this.expiry === undefined ? now + this.ttlMs : this.expiry,
+        0
+      )
     }
     return NeedsRefresh
   }

@@ -254,16 +254,16 @@ export class LeasedCredits {
     return this.reserveInLine(cost, reservations, clock)
   }
 
-  /** Waits for `flight` to land, then spends again (or fails as it failed). */
+  /**
+   * Waits for `flight` to land, then spends again (or fails as it failed). No canceler (it would wrap the
+   * wait in an interruption handler): an interrupted check's waiter stays until the landing, whose call
+   * its fiber ignores.
+   */
   private waitFor(flight: Flight, cost: number, reservations: number): Effect.Effect<Decision, RateLimiterError> {
     return Effect.async<Decision, RateLimiterError>((resume) => {
-      const waiter: Waiter = (failure) =>
+      flight.waiters.push((failure) =>
         resume(failure === undefined ? this.checkAgain(cost, reservations) : Effect.failCause(failure))
-      flight.waiters.push(waiter)
-      return Effect.sync(() => {
-        const at = flight.waiters.indexOf(waiter)
-        if (at >= 0) flight.waiters.splice(at, 1)
-      })
+      )
     })
   }
 

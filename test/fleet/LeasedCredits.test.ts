@@ -10,7 +10,8 @@
  * window ended is never spent in the next one, and closing the runner's scope interrupts a refresh.
  *
  * One reservation at a time, shared: the checks waiting for a reservation made in line get its failure
- * (one round trip for all), and a check interrupted while it reserves lets the waiting ones reserve.
+ * (one round trip for all), a check interrupted while it reserves lets the waiting ones reserve, and a
+ * check interrupted while it waits spends nothing.
  * Through `reserveCallback` (no fiber): the same background behaviour, an answer reported at once, a
  * failed answer, and a refusal remembered by the asking check's clock.
  *
@@ -597,5 +598,25 @@ describe("LeasedCredits: background refresh through reserveCallback", () => {
       yield* TestClock.setTime(400)
       expect(yield* credits.check()).toMatchObject({ allowed: false, resetAt: 1000, retryAfterMs: 600 })
       expect(store.stats).toEqual({ callbacks: 2, effects: 1 })
+    }))
+})
+
+describe("LeasedCredits: an interrupted wait", () => {
+  it.scoped("a check interrupted while it waits for a refresh spends nothing; the others get the grant", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(0)
+      const { reserve, stats } = budget(1000, 60_000, { delayMs: 100 })
+      const credits = yield* backgroundCredits({ limit: 1000, batch: 4, lowWater: 1, reserve })
+      yield* across(100, credits.check())
+      yield* spend(credits, 3) // 0 left, the refresh started at 1 left is in flight
+      expect(credits.refreshing).toBe(true)
+      const interrupted = yield* Effect.fork(credits.check())
+      const waiting = yield* Effect.fork(credits.check())
+      yield* Effect.yieldNow()
+      yield* Fiber.interrupt(interrupted)
+      yield* TestClock.adjust(100)
+      expect(yield* Fiber.join(waiting)).toMatchObject({ allowed: true, remaining: 3 })
+      expect(credits.credits).toBe(3)
+      expect(stats.calls).toBe(2)
     }))
 })
