@@ -13,7 +13,8 @@
  *   credits drop to `lowWater` or below refreshes in the background (one refresh per key at a time; the
  *   check that crossed does not wait), so a steady key rarely waits for the store; a grant that lands
  *   after its window ended dies with it, so the per-window bound is unchanged. The refresh fibers live in
- *   the wrapper's scope.
+ *   the wrapper's scope; with a coordinator that offers `reserveCallback` (the Redis one, on the Redis
+ *   clock) a background refresh is that callback and costs no fiber.
  * - `twoTier` `strict`: every check goes to the store (nothing is intercepted).
  * - `twoTier` `cached-deny`: a key's denial is remembered until its `retryAfterMs` and answered locally,
  *   so a flood on a blocked key costs the store nothing; allowed traffic stays exact.
