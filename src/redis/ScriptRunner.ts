@@ -119,45 +119,16 @@ const isFailure = (value: Reply | RedisFailure): value is RedisFailure =>
 const COMMANDS_PER_WRITE = 16
 
 /**
- * One hot-path call in flight: the fiber's continuation, the reply's decoder and the call's deadline.
- * One object per call (its two promise reactions close over it), and no timer of its own: the runner's
- * `Deadlines` bound every call with one timer.
+ * One hot-path call in flight and where its outcome goes, settled exactly once (answer, failure or
+ * expiry). One object per call (its promise reactions close over it), and no timer of its own: the
+ * runner's `Deadlines` bound every call with one timer.
  */
-class PendingCall<A> implements Expiring {
+abstract class InFlight implements Expiring {
   settled = false
-  constructor(
-    readonly resume: (effect: Effect.Effect<A, RedisFailure>) => void,
-    readonly decode: (reply: Reply) => Effect.Effect<A, BackendError>,
-    readonly what: string,
-    readonly deadline: number
-  ) {}
+  constructor(readonly what: string, readonly deadline: number) {}
 
-  answer(reply: Reply): void {
-    if (this.settled) return
-    this.settled = true
-    this.resume(this.decode(reply))
-  }
-
-  fail(failure: RedisFailure): void {
-    if (this.settled) return
-    this.settled = true
-    this.resume(Effect.fail(failure))
-  }
-
-  expire(timeoutMs: number): void {
-    this.fail(timedOut(timeoutMs, this.what))
-  }
-}
-
-/** One `runCallback` call in flight: `PendingCall` with plain callbacks instead of a fiber's continuation. */
-class CallbackCall implements Expiring {
-  settled = false
-  constructor(
-    readonly onReply: (reply: Reply) => void,
-    readonly onFailure: (failure: RedisFailure) => void,
-    readonly what: string,
-    readonly deadline: number
-  ) {}
+  protected abstract onReply(reply: Reply): void
+  protected abstract onFailure(failure: RedisFailure): void
 
   answer(reply: Reply): void {
     if (this.settled) return
@@ -173,6 +144,46 @@ class CallbackCall implements Expiring {
 
   expire(timeoutMs: number): void {
     this.fail(timedOut(timeoutMs, this.what))
+  }
+}
+
+/** A `runDecoded` call: resumes its fiber with the decoded reply or the failure. */
+class FiberCall<A> extends InFlight {
+  constructor(
+    readonly resume: (effect: Effect.Effect<A, RedisFailure>) => void,
+    readonly decode: (reply: Reply) => Effect.Effect<A, BackendError>,
+    what: string,
+    deadline: number
+  ) {
+    super(what, deadline)
+  }
+
+  protected onReply(reply: Reply): void {
+    this.resume(this.decode(reply))
+  }
+
+  protected onFailure(failure: RedisFailure): void {
+    this.resume(Effect.fail(failure))
+  }
+}
+
+/** A `runCallback` call: reports to plain callbacks. */
+class CallbackCall extends InFlight {
+  constructor(
+    readonly reply: (reply: Reply) => void,
+    readonly failure: (failure: RedisFailure) => void,
+    what: string,
+    deadline: number
+  ) {
+    super(what, deadline)
+  }
+
+  protected onReply(reply: Reply): void {
+    this.reply(reply)
+  }
+
+  protected onFailure(failure: RedisFailure): void {
+    this.failure(failure)
   }
 }
 
@@ -285,46 +296,8 @@ export const makeScriptRunner = (client: Redis, timeoutMs: number): ScriptRunner
 
   const deadlines = new Deadlines(timeoutMs)
 
-  // One callback-based Effect with no canceler (a canceler wraps the call in an interruption handler;
-  // an interrupted fiber ignores a late answer anyway) and no timer of its own. (`bounded` races the
-  // call against a sleep, which forks two fibers per call; on a check that cost more than the round trip.)
-  const runDecoded: ScriptRunner["runDecoded"] = (script, args, decode) =>
-    Effect.async((resume) => {
-      const call = new PendingCall(resume, decode, script.name, performance.now() + timeoutMs)
-      deadlines.track(call)
-      coalesceWrites()
-      const sent = client.evalsha(script.sha1, ...args) as Promise<Reply>
-      sent.then(
-        (reply) => {
-          call.answer(reply)
-          deadlines.settled()
-        },
-        (error: unknown) => {
-          const failure = classify(error)
-          if (call.settled || !isNoScript(failure)) {
-            call.fail(failure)
-            deadlines.settled()
-            return
-          }
-          // NOSCRIPT: the script did not run, so sending its text cannot apply it twice.
-          coalesceWrites()
-          const resent = client.eval(script.text, ...args) as Promise<Reply>
-          resent.then(
-            (reply) => {
-              call.answer(reply)
-              deadlines.settled()
-            },
-            (retryError: unknown) => {
-              call.fail(classify(retryError))
-              deadlines.settled()
-            }
-          )
-        }
-      )
-    })
-
-  const runCallback: ScriptRunner["runCallback"] = (script, args, onReply, onFailure) => {
-    const call = new CallbackCall(onReply, onFailure, script.name, performance.now() + timeoutMs)
+  /** Sends `call` (EVALSHA, then EVAL on NOSCRIPT) under the shared deadlines, and settles it. */
+  const dispatch = (call: InFlight, script: Script, args: EvalArgs): void => {
     deadlines.track(call)
     coalesceWrites()
     const sent = client.evalsha(script.sha1, ...args) as Promise<Reply>
@@ -356,6 +329,17 @@ export const makeScriptRunner = (client: Redis, timeoutMs: number): ScriptRunner
       }
     )
   }
+
+  // One callback-based Effect with no canceler (a canceler wraps the call in an interruption handler;
+  // an interrupted fiber ignores a late answer anyway) and no timer of its own. (`bounded` races the
+  // call against a sleep, which forks two fibers per call; on a check that cost more than the round trip.)
+  const runDecoded: ScriptRunner["runDecoded"] = (script, args, decode) =>
+    Effect.async((resume) => {
+      dispatch(new FiberCall(resume, decode, script.name, performance.now() + timeoutMs), script, args)
+    })
+
+  const runCallback: ScriptRunner["runCallback"] = (script, args, onReply, onFailure) =>
+    dispatch(new CallbackCall(onReply, onFailure, script.name, performance.now() + timeoutMs), script, args)
 
   const run: ScriptRunner["run"] = (call) => runDecoded(call.script, evalArgs(call), Effect.succeed)
 
