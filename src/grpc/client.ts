@@ -69,35 +69,57 @@ export const unaryWith = <M extends UnaryMethod, A, E>(
   onError: (error: GrpcStatusError) => E
 ): Effect.Effect<A, E> =>
   Effect.async<A, E>((resume) => {
-    const codec = codecOf<M>(method)
-    let call: grpc.ClientUnaryCall
-    try {
-      call = client.makeUnaryRequest(
-        codec.path,
-        codec.serialize,
-        codec.deserialize,
-        message,
-        // A fresh instance per call: an interceptor given through the channel options may add to it.
-        options.metadata ?? new grpc.Metadata(),
-        { deadline: Date.now() + options.deadlineMs },
-        (error, response) => {
-          if (error !== null) {
-            resume(Effect.fail(onError(new GrpcStatusError({ code: error.code, details: error.details }))))
-          } else if (response === undefined) {
-            resume(Effect.fail(onError(new GrpcStatusError({ code: grpc.status.INTERNAL, details: "empty response" }))))
-          } else {
-            resume(onResponse(response))
-          }
-        }
-      )
-    } catch (error) {
-      // grpc-js throws synchronously on a closed channel (a call made after its layer was released).
-      return resume(
-        Effect.fail(onError(new GrpcStatusError({ code: grpc.status.UNAVAILABLE, details: describe(error) })))
-      )
-    }
-    return Effect.sync(() => call.cancel())
+    const call = sendUnary(
+      client,
+      method,
+      message,
+      options,
+      (response) => resume(onResponse(response)),
+      (error) => resume(Effect.fail(onError(error)))
+    )
+    return call === undefined ? undefined : Effect.sync(() => call.cancel())
   })
+
+/**
+ * Sends one unary call outside any fiber and reports its outcome exactly once: the response to
+ * `onResponse`, a failed status (or an empty response) to `onError`, from grpc-js's callback. A closed
+ * channel, on which grpc-js throws synchronously, is reported as UNAVAILABLE before this returns, and
+ * then there is no call. Returns the call, to cancel it.
+ *
+ * @since 0.1.0
+ * @category calls
+ */
+export const sendUnary = <M extends UnaryMethod>(
+  client: grpc.Client,
+  method: M,
+  message: MessageShape<M["input"]>,
+  options: CallOptions,
+  onResponse: (response: MessageShape<M["output"]>) => void,
+  onError: (error: GrpcStatusError) => void
+): grpc.ClientUnaryCall | undefined => {
+  const codec = codecOf<M>(method)
+  try {
+    return client.makeUnaryRequest(
+      codec.path,
+      codec.serialize,
+      codec.deserialize,
+      message,
+      // A fresh instance per call: an interceptor given through the channel options may add to it.
+      options.metadata ?? new grpc.Metadata(),
+      { deadline: Date.now() + options.deadlineMs },
+      (error, response) => {
+        if (error !== null) onError(new GrpcStatusError({ code: error.code, details: error.details }))
+        else if (response === undefined) {
+          onError(new GrpcStatusError({ code: grpc.status.INTERNAL, details: "empty response" }))
+        } else onResponse(response)
+      }
+    )
+  } catch (error) {
+    // grpc-js throws synchronously on a closed channel (a call made after its layer was released).
+    onError(new GrpcStatusError({ code: grpc.status.UNAVAILABLE, details: describe(error) }))
+    return undefined
+  }
+}
 
 const describe = (error: unknown): string => error instanceof Error ? error.message : String(error)
 

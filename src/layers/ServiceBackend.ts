@@ -2,7 +2,9 @@
  * The Service door: the `RateLimiter` service answered by a ThrottleKit server over gRPC (ours, or the
  * reference `throttlekit-server`). The channel is scoped and closed with the layer; every call carries a
  * deadline (1 s by default) and a missed one is `ServiceUnavailable`; interrupting a call cancels it on
- * the wire. Inputs are validated here first, so bad input never leaves the process.
+ * the wire (except a check that joined a batch). Under load, concurrent checks to one policy leave together
+ * as one `CheckMany` (`coalesceChecks`, on by default). Inputs are validated here first, so bad input never
+ * leaves the process.
  *
  * Consuming calls (Check, CheckMany, Debit, Admit) are never retried: a lost response may still have
  * consumed. Only the idempotent ones (Peek, Forecast, Release, Heartbeat) retry, and only when asked.
@@ -21,6 +23,7 @@ import type * as Scope from "effect/Scope"
 import type { Admission, Decision, Forecast } from "../Decision.js"
 import { BackendError, InvalidArgument, type Operation, type RateLimiterError } from "../Errors.js"
 import { type CallOptions, type UnaryMethod, unaryWith } from "../grpc/client.js"
+import * as CoalescedChecks from "../grpc/CoalescedChecks.js"
 import { admissionFromWire, decisionFromWire, forecastFromWire, fromInt64 } from "../grpc/convert.js"
 import {
   type CheckRequest,
@@ -55,6 +58,12 @@ export interface ServiceBackendOptions {
   readonly leaseTtlMs?: number
   /** Retries of the idempotent calls (Peek, Forecast, Release, Heartbeat) on `ServiceUnavailable` (default 0). */
   readonly idempotentRetries?: number
+  /**
+   * Coalesce checks under load (default true): once `CoalescedChecks.MAX_IN_FLIGHT` check RPCs are in
+   * flight, further checks for the same policy and cost leave together as one `CheckMany` (see
+   * `CoalescedChecks`). A check in a batch is not cancelled on the wire when its fiber is interrupted.
+   */
+  readonly coalesceChecks?: boolean
   /**
    * Extra grpc-js channel options. By default reconnect backoff is capped at 5 s (`RECONNECT_BACKOFF_CAP_MS`)
    * instead of grpc-js's 120 s, so a client recovers within seconds of a server restart.
@@ -146,6 +155,12 @@ export const make = (
       )
 
     const checkMethod = RateLimiterRpc.method.check
+    const coalesced = options.coalesceChecks === false ? undefined : CoalescedChecks.make({
+      client,
+      callOptions,
+      backend: BACKEND,
+      toError: (error, policy) => toRateLimiterError(error, { service, policy, operation: "check" })
+    })
     const checkResponse = (response: CheckResponse) => decisionFromWire(response.decision, BACKEND)
 
     // The hot path: plain argument checks, then one `Effect.async` that sends the request (a literal
@@ -157,6 +172,7 @@ export const make = (
       if (keyProblem !== undefined) return Effect.fail(new InvalidArgument({ argument: "key", reason: keyProblem }))
       const costProblem = Validate.costProblem(cost)
       if (costProblem !== undefined) return Effect.fail(new InvalidArgument({ argument: "cost", reason: costProblem }))
+      if (coalesced !== undefined) return coalesced.check(policy, key, cost)
       const request: CheckRequest = {
         $typeName: "throttlekit.v1.CheckRequest",
         policy,
