@@ -65,7 +65,7 @@ export const MAX_IN_FLIGHT = 8
 /** A check's continuation, as `Effect.async` hands it over. */
 type Resume = (effect: Effect.Effect<Decision, RateLimiterError>) => void
 
-/** The checks of one tick waiting for one policy and cost. */
+/** The checks waiting to leave together for one policy and cost. */
 class Batch {
   readonly keys: Array<string> = []
   readonly waiters: Array<Resume> = []
