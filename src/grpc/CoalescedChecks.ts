@@ -72,6 +72,20 @@ class Batch {
   constructor(readonly policy: string, readonly cost: number) {}
 }
 
+/**
+ * A `CheckRequest` as a literal (with its `$typeName`, as `create` would build it, without `create`'s
+ * cost on a hot path).
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const checkRequest = (policy: string, key: string, cost: number): CheckRequest => ({
+  $typeName: "throttlekit.v1.CheckRequest",
+  policy,
+  key,
+  cost: cost === 1 ? 1n : BigInt(cost)
+})
+
 const checkMethod = RateLimiterRpc.method.check
 const checkManyMethod = RateLimiterRpc.method.checkMany
 
@@ -89,13 +103,6 @@ export const make = (options: CoalescedChecksOptions) => {
   const open = new Map<string, Batch>()
   const unbatchable = new Set<string>()
   let inFlight = 0
-
-  const checkRequest = (policy: string, key: string, cost: number): CheckRequest => ({
-    $typeName: "throttlekit.v1.CheckRequest",
-    policy,
-    key,
-    cost: cost === 1 ? 1n : BigInt(cost)
-  })
 
   /** An RPC ended: the oldest open batches leave while there is room. */
   const ended = (): void => {

@@ -25,11 +25,7 @@ import { BackendError, InvalidArgument, type Operation, type RateLimiterError } 
 import { type CallOptions, type UnaryMethod, unaryWith } from "../grpc/client.js"
 import * as CoalescedChecks from "../grpc/CoalescedChecks.js"
 import { admissionFromWire, decisionFromWire, forecastFromWire, fromInt64 } from "../grpc/convert.js"
-import {
-  type CheckRequest,
-  type CheckResponse,
-  RateLimiter as RateLimiterRpc
-} from "../grpc/generated/throttlekit_pb.js"
+import { type CheckResponse, RateLimiter as RateLimiterRpc } from "../grpc/generated/throttlekit_pb.js"
 import { toRateLimiterError } from "../grpc/status.js"
 import { makeAdmit } from "../internal/admission.js"
 import {
@@ -173,16 +169,10 @@ export const make = (
       const costProblem = Validate.costProblem(cost)
       if (costProblem !== undefined) return Effect.fail(new InvalidArgument({ argument: "cost", reason: costProblem }))
       if (coalesced !== undefined) return coalesced.check(policy, key, cost)
-      const request: CheckRequest = {
-        $typeName: "throttlekit.v1.CheckRequest",
-        policy,
-        key,
-        cost: cost === 1 ? 1n : BigInt(cost)
-      }
       return unaryWith(
         client,
         checkMethod,
-        request,
+        CoalescedChecks.checkRequest(policy, key, cost),
         callOptions,
         checkResponse,
         (error) => toRateLimiterError(error, { service, policy, operation: "check" })
