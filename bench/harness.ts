@@ -196,30 +196,6 @@ export const promiseBatched = (
   ours: boolean,
   op: (i: number) => Promise<unknown>,
   batch = 1000
-): Workload =>
-  windowed(impl, ours, batch, async (first, latencies) => {
-    const t0 = nowNs()
-    for (let b = 0; b < batch; b++) await op(first + b)
-    latencies.push((nowNs() - t0) / batch)
-  })
-
-/** An asynchronous operation awaited one at a time, each timed (a batch of one). */
-export const promiseSerial = (impl: string, ours: boolean, op: (i: number) => Promise<unknown>): Workload =>
-  promiseBatched(impl, ours, op, 1)
-
-/** The number of operations in flight in the concurrent scenarios. */
-export const CALLERS = 64
-
-/**
- * Rounds of windows of `width` operations: `runWindow(first, latencies)` runs operations `first` ..
- * `first + width - 1` one after another, records their latencies, and settles once all have completed; a
- * round repeats it until its budget has passed.
- */
-export const windowed = (
-  impl: string,
-  ours: boolean,
-  width: number,
-  runWindow: (first: number, latencies: Latencies) => Promise<void>
 ): Workload => {
   let i = 0
   return {
@@ -232,15 +208,23 @@ export const windowed = (
       let ops = 0
       let t = start
       while (t < deadline) {
-        await runWindow(i, latencies)
-        i += width
-        t = nowNs()
-        ops += width
+        for (let b = 0; b < batch; b++) await op(i++)
+        const t1 = nowNs()
+        latencies.push((t1 - t) / batch)
+        t = t1
+        ops += batch
       }
       return { ops, elapsedNs: t - start, latencies }
     }
   }
 }
+
+/** An asynchronous operation awaited one at a time, each timed (a batch of one). */
+export const promiseSerial = (impl: string, ours: boolean, op: (i: number) => Promise<unknown>): Workload =>
+  promiseBatched(impl, ours, op, 1)
+
+/** The number of operations in flight in the concurrent scenarios. */
+export const CALLERS = 64
 
 /** What one caller of a concurrent round does: runs operations until `deadline` (ns), timing each. */
 export type Caller = (deadline: number, next: () => number, record: (ns: number) => void) => Promise<void>
