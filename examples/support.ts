@@ -136,7 +136,7 @@ export const embeddedServer = (policies: Config.PolicySet) =>
     })
     const context = yield* Layer.build(
       Server.layer({ host: "127.0.0.1", port: 0, services: doors.services }).pipe(
-        Layer.provide(doors.around(MemoryBackend.layer({ policies })))
+        Layer.provide(doors.around(MemoryBackend.layerStore({ policies })))
       )
     )
     return Context.get(context, GrpcServer).address

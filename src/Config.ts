@@ -40,7 +40,9 @@ import {
   type Concurrency,
   DEFAULT_MAX_KEYS,
   type Federated,
+  horizonMs,
   LimiterPolicy,
+  MAX_HORIZON_MS,
   MeterPolicy,
   type Policy,
   type Strategy,
@@ -149,9 +151,45 @@ const validatePolicy = (policy: Policy, index: number): Decoded<Policy> => {
   })
 }
 
+/**
+ * The most sub-windows a sliding window may have: every check sums each one (here and in the Lua, which
+ * holds Redis while it runs).
+ */
+const MAX_SLIDING_BUCKETS = 10_000
+
+/**
+ * Why a strategy spans more time than a policy may (see `MAX_HORIZON_MS`) or cuts its window finer than
+ * a check can afford, or undefined.
+ */
+const horizonProblem = (strategy: Strategy): string | undefined => {
+  if (strategy.kind === "slidingWindow" && strategy.buckets > Math.min(MAX_SLIDING_BUCKETS, strategy.windowMs)) {
+    return `buckets must be at most ${MAX_SLIDING_BUCKETS} and at most windowMs (a bucket is at least 1 ms wide), ` +
+      `got ${strategy.buckets} buckets over ${strategy.windowMs} ms`
+  }
+  const horizon = horizonMs(strategy)
+  if (horizon <= MAX_HORIZON_MS) return undefined
+  const what = strategy.kind === "gcra"
+    ? "refilling its burst (periodMs / limit * burst)"
+    : strategy.kind === "tokenBucket"
+    ? "refilling its capacity (capacity / refillPerSec)"
+    : "its window"
+  return `${what} takes ${Math.round(horizon)} ms, more than the ${MAX_HORIZON_MS} ms (100 years) a policy may span`
+}
+
 /** The rules a typed policy must meet beyond its schema (the ones that relate two fields). */
 const policyRuleProblem = (policy: Policy): Problem | undefined => {
   const base: Path = ["limiters", policy.name]
+  if (policy.kind === "meter") {
+    return policy.windowMs <= MAX_HORIZON_MS ? undefined : {
+      path: [...base, "windowMs"],
+      reason: `must be at most ${MAX_HORIZON_MS} ms (100 years), got ${policy.windowMs}`
+    }
+  }
+  const strategy = policy.kind === "limiter" ? policy.strategy : policy.rate
+  const tooLong = strategy === undefined ? undefined : horizonProblem(strategy)
+  if (tooLong !== undefined) {
+    return { path: [...base, policy.kind === "limiter" ? "strategy" : "rate"], reason: tooLong }
+  }
   if (policy.kind === "admitter") {
     const reason = concurrencyRuleProblem(policy.concurrency)
     return reason === undefined ? undefined : { path: [...base, "concurrency", reason[0]], reason: reason[1] }
@@ -240,7 +278,21 @@ export class PolicySet implements Iterable<Policy> {
    * given order. Fails with the first problem, e.g. `limiters.api: duplicate policy name`.
    */
   static make(policies: Iterable<Policy>): Effect.Effect<PolicySet, ConfigError> {
-    return Effect.suspend(() => Either.mapLeft(makePolicySet(policies), (p) => toConfigError(p, undefined, undefined)))
+    return Effect.suspend(() => PolicySet.validate(policies))
+  }
+
+  /** `make` without an Effect runtime: the set, or the first problem, as an `Either`. */
+  static validate(policies: PolicySet | Iterable<Policy>): Either.Either<PolicySet, ConfigError> {
+    if (policies instanceof PolicySet) return Either.right(policies)
+    return Either.mapLeft(makePolicySet(policies), (p) => toConfigError(p, undefined, undefined))
+  }
+
+  /**
+   * `policies` as a validated set: a `PolicySet` as it is, anything else through `make` (so policies
+   * written in code meet the same rules, with the same wording, as a config file's).
+   */
+  static from(policies: PolicySet | Iterable<Policy>): Effect.Effect<PolicySet, ConfigError> {
+    return Effect.suspend(() => PolicySet.validate(policies))
   }
 
   /** The set with no policies. */

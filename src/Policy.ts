@@ -278,3 +278,50 @@ export const reportedLimit = (strategy: Strategy): number => {
       return strategy.limit
   }
 }
+
+/**
+ * The longest span of time a policy may describe: 100 years (of 365.25 days), in ms. Windows, periods
+ * and the time a strategy takes to refill its whole capacity stay within it, so every `resetAt` and
+ * `retryAfterMs` is a safe integer (epoch-ms now plus twice this is far below 2^53).
+ *
+ * @since 0.2.0
+ * @category constants
+ */
+export const MAX_HORIZON_MS = 3_155_760_000_000
+
+/**
+ * The time a strategy takes to refill from empty to full (its window for windowed strategies), in ms.
+ *
+ * @since 0.2.0
+ * @category utils
+ */
+export const horizonMs = (strategy: Strategy): number => {
+  switch (strategy.kind) {
+    case "gcra":
+      return (strategy.periodMs / strategy.limit) * strategy.burst
+    case "tokenBucket":
+      return (strategy.capacity / strategy.refillPerSec) * 1000
+    default:
+      return strategy.windowMs
+  }
+}
+
+/**
+ * The largest cost a check of `strategy` accepts: the one whose wait (`retryAfterMs`) stays within
+ * `MAX_HORIZON_MS`. Only the rate-based strategies have one below 2^53 − 1 (a windowed strategy's wait
+ * is at most its window whatever the cost); for any policy the decoder accepts it is at least the
+ * strategy's capacity, so every cost that can ever be allowed is accepted.
+ *
+ * @since 0.2.0
+ * @category utils
+ */
+export const maxCost = (strategy: Strategy): number => {
+  switch (strategy.kind) {
+    case "gcra":
+      return Math.min(Number.MAX_SAFE_INTEGER, Math.floor(MAX_HORIZON_MS / (strategy.periodMs / strategy.limit)))
+    case "tokenBucket":
+      return Math.min(Number.MAX_SAFE_INTEGER, Math.floor(MAX_HORIZON_MS * (strategy.refillPerSec / 1000)))
+    default:
+      return Number.MAX_SAFE_INTEGER
+  }
+}

@@ -12,7 +12,27 @@ export * from "./Decision.js"
 export * from "./Errors.js"
 
 /** @since 0.1.0 */
-export * from "./services/RateLimiter.js"
+export {
+  type AdmitOptions,
+  admitted,
+  type FrontOptions,
+  type HeartbeatResult,
+  type Leases,
+  limit,
+  RateLimiter,
+  type RateLimiterService,
+  spend
+} from "./services/RateLimiter.js"
+
+/**
+ * The front over a store (`RateLimiter.make`, `RateLimiter.layer`) and the store shapes a door implements.
+ *
+ * @since 0.2.0
+ */
+export * as Front from "./services/RateLimiter.js"
+
+/** @since 0.2.0 */
+export * as RateLimiterStore from "./services/RateLimiterStore.js"
 
 /** @since 0.1.0 */
 export * as Config from "./Config.js"

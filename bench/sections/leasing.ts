@@ -25,7 +25,7 @@ import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
 import * as TwoTier from "../../src/layers/TwoTier.js"
 import type { LimiterPolicy } from "../../src/Policy.js"
 import { Fleet } from "../../src/services/Fleet.js"
-import { RateLimiter } from "../../src/services/RateLimiter.js"
+import { layer as rateLimiterLayer, RateLimiter } from "../../src/services/RateLimiter.js"
 import { MISSING_REDIS_HINT, redisServerAvailable, startRedisServer } from "../../test/support/redisServer.js"
 import { sharedChildServer } from "../childServer.js"
 import { effectBatched, effectSerial } from "../effectWorkloads.js"
@@ -86,8 +86,9 @@ const twoTierVsStrict = async (plan: Plan): Promise<Array<Result>> => {
   const server = await startRedisServer()
   const policies = [windowPolicy("leased", "leased"), windowPolicy("strict", "strict")]
   const runtime = ManagedRuntime.make(
-    TwoTier.layer({ policies }).pipe(
-      Layer.provide(RedisBackend.layer({ policies, redis: server.url })),
+    rateLimiterLayer().pipe(
+      Layer.provide(TwoTier.layer),
+      Layer.provide(RedisBackend.layerStore({ policies, redis: server.url })),
       Layer.provide(RedisCoordinator.layer({ redis: server.url }))
     )
   )

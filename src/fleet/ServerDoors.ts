@@ -1,8 +1,13 @@
 /**
- * What the server adds around its store for the fleet and the Monitor: the coordinator, the two-tier
- * wrapper (`twoTier:` / `federated:` checks), the Monitor tap and hub, and the `Monitor` and `Fleet`
- * gRPC services. The server builds this once, in its own scope, before it starts serving, so the
- * coordinator and the hub outlive every call.
+ * What the server adds around its store for the fleet and the Monitor: the coordinator, the store
+ * wrappers (two-tier / federated checks, then the Monitor tap, then the fail mode outermost) with the
+ * `RateLimiter` front on top, the Monitor hub, and the `Monitor` and `Fleet` gRPC services. The server
+ * builds this once, in its own scope, before it starts serving, so the coordinator and the hub outlive
+ * every call.
+ *
+ * The policies are the one validated `PolicySet` the server loaded, the same set its store serves: the
+ * hub and the Fleet door read it here, the wrappers read it from the store (`around` checks the two are
+ * one set).
  *
  * - The coordinator is Redis's when the store is Redis and some policy leases from it (a fleet of servers
  *   then shares the budgets), else an in-process one.
@@ -16,6 +21,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
+import type { PolicySet } from "../Config.js"
 import type { CoordinatorService } from "../coordinator/Coordinator.js"
 import * as MemoryCoordinator from "../coordinator/MemoryCoordinator.js"
 import * as RedisCoordinator from "../coordinator/RedisCoordinator.js"
@@ -26,8 +32,10 @@ import * as Hub from "../monitor/Hub.js"
 import * as MonitorRpc from "../monitor/MonitorRpc.js"
 import * as Tap from "../monitor/Tap.js"
 import type { Policy } from "../Policy.js"
+import * as FailMode from "../server/FailMode.js"
 import type { ServedService } from "../server/Service.js"
-import { RateLimiter } from "../services/RateLimiter.js"
+import * as Front from "../services/RateLimiter.js"
+import { type RateLimiterStore, Store } from "../services/RateLimiterStore.js"
 import { isLoopbackPeer } from "./Auth.js"
 import * as FleetRpc from "./FleetRpc.js"
 
@@ -38,7 +46,8 @@ import * as FleetRpc from "./FleetRpc.js"
  * @category models
  */
 export interface ServerDoorsOptions {
-  readonly policies: ReadonlyArray<Policy> | { readonly policies: ReadonlyArray<Policy> }
+  /** The policies the server loaded: the set its store serves. */
+  readonly policies: PolicySet
   /** Where limit state lives (the server's `--store`). */
   readonly store: { readonly kind: "memory" } | { readonly kind: "redis"; readonly url: string }
   /** The Monitor door's secret (none: loopback callers only). */
@@ -49,6 +58,8 @@ export interface ServerDoorsOptions {
   readonly nodeId: string
   /** A coordinator to use instead of the store's (embedding and tests). */
   readonly coordinator?: CoordinatorService
+  /** How limiter checks answer while the store is down (the server's `--fail`; default `open`). */
+  readonly failMode?: FailMode.FailMode
 }
 
 /**
@@ -58,8 +69,12 @@ export interface ServerDoorsOptions {
  * @category models
  */
 export interface ServerDoors {
-  /** Wraps the store's `RateLimiter`: two-tier checks, then the Monitor tap. */
-  readonly around: <E, R>(store: Layer.Layer<RateLimiter, E, R>) => Layer.Layer<RateLimiter, E, R>
+  /**
+   * The served `RateLimiter` over `store`: two-tier checks, then the Monitor tap, then the fail mode
+   * (outermost, so it also covers a coordinator outage and the Monitor records no synthesized decision),
+   * then the front. The store must serve the doors' `policies`.
+   */
+  readonly around: <E, R>(store: Layer.Layer<Store, E, R>) => Layer.Layer<Front.RateLimiter, E, R>
   /** The Monitor service, and the Fleet service when some policy is federated. */
   readonly services: ReadonlyArray<ServedService>
   /** The coordinator the two tiers share. */
@@ -70,19 +85,25 @@ export interface ServerDoors {
   readonly warnings: (host: string) => ReadonlyArray<string>
 }
 
-const listOf = (policies: ServerDoorsOptions["policies"]) => "policies" in policies ? policies.policies : policies
-
 /**
  * True when some policy leases from the coordinator (federated, or two-tier leased on a windowed strategy).
  *
  * @since 0.1.0
  * @category utils
  */
-export const usesCoordinator = (policies: ServerDoorsOptions["policies"]): boolean =>
-  listOf(policies).some((p) =>
-    p.kind === "limiter" &&
-    (p.federated !== undefined || (p.twoTier?.mode === "leased" && isWindowed(p.strategy)))
-  )
+export const usesCoordinator = (policies: Iterable<Policy>): boolean => {
+  for (const p of policies) {
+    if (
+      p.kind === "limiter" &&
+      (p.federated !== undefined || (p.twoTier?.mode === "leased" && isWindowed(p.strategy)))
+    ) return true
+  }
+  return false
+}
+
+/** Whether two sets hold the same policies (the same set, or one decoded twice from the same source). */
+const samePolicies = (a: PolicySet, b: PolicySet): boolean =>
+  a === b || JSON.stringify(a.policies) === JSON.stringify(b.policies)
 
 /**
  * Builds the doors; the coordinator's connection and the hub live in the scope.
@@ -106,13 +127,23 @@ export const make = (
       services.push(FleetRpc.make({ policies: options.policies, coordinator, secret: options.fleetSecret }))
     }
 
-    const around = <E, R>(store: Layer.Layer<RateLimiter, E, R>): Layer.Layer<RateLimiter, E, R> =>
+    const failMode = options.failMode ?? FailMode.DEFAULT_FAIL_MODE
+    /** The wrapped store: a local one serving the doors' policies (the server's stores are local). */
+    const wrapped = (store: RateLimiterStore): Effect.Effect<RateLimiterStore, never, Scope.Scope> => {
+      if (store._tag !== "Local") return Effect.succeed(store)
+      if (!samePolicies(store.policies, options.policies)) {
+        return Effect.dieMessage("ServerDoors: the store must serve the policies the doors were built with")
+      }
+      return Effect.flatMap(
+        TwoTier.make(store, coordinator),
+        (twoTier) => FailMode.make(Tap.wrap(twoTier, hub), { mode: failMode })
+      )
+    }
+
+    const around = <E, R>(store: Layer.Layer<Store, E, R>): Layer.Layer<Front.RateLimiter, E, R> =>
       Layer.scoped(
-        RateLimiter,
-        Effect.flatMap(
-          RateLimiter,
-          (inner) => Effect.map(TwoTier.make(inner, coordinator, options), (limiter) => Tap.wrap(limiter, hub))
-        )
+        Front.RateLimiter,
+        Effect.flatMap(Effect.flatMap(Store, wrapped), (served) => Front.make(served))
       ).pipe(Layer.provide(store))
 
     const warnings = (host: string): ReadonlyArray<string> => {

@@ -100,8 +100,20 @@ export const parseConfiguredPolicies = (details: string): ReadonlyArray<string> 
   return names
 }
 
-const standardUnsupported = /^policy ".*" does not support \w+$/s
+/** `policy "x" does not support <op>`, with our server's ` (<reason>)` after it when there is one. */
+const standardUnsupported = /^policy ".*" does not support \w+(?: \((.*)\))?$/s
 const invalidArgumentDetails = /^invalid ([^:]+): (.*)$/s
+
+/**
+ * Whether a status says the named policy does not serve the operation (UNIMPLEMENTED with the standard
+ * `policy "x" does not support <op>` text), rather than that the server lacks the RPC altogether
+ * (grpc's own UNIMPLEMENTED, "The server does not implement the method ...").
+ *
+ * @since 0.2.0
+ * @category client
+ */
+export const isUnsupportedByPolicy = (error: GrpcStatusError): boolean =>
+  error.code === Status.UNIMPLEMENTED && standardUnsupported.test(error.details)
 
 /**
  * What a client call was about, so a status can be turned back into a precise error.
@@ -130,12 +142,17 @@ export const toRateLimiterError = (error: GrpcStatusError, subject: CallSubject)
   switch (error.code) {
     case Status.NOT_FOUND:
       return new PolicyNotFound({ policy: subject.policy, configured: parseConfiguredPolicies(error.details) })
-    case Status.UNIMPLEMENTED:
+    case Status.UNIMPLEMENTED: {
+      // The standard text names the server's operation (a probe's CheckMany for a check): keep only its
+      // reason, and name the caller's operation.
+      const standard = standardUnsupported.exec(error.details)
+      const reason = standard === null ? error.details : standard[1]
       return new OperationNotSupported({
         policy: subject.policy,
         operation: subject.operation,
-        ...(standardUnsupported.test(error.details) ? {} : { reason: error.details })
+        ...(reason === undefined ? {} : { reason })
       })
+    }
     case Status.UNAVAILABLE:
     case Status.DEADLINE_EXCEEDED:
       return new ServiceUnavailable({ service: subject.service, reason: `${error.codeName}: ${error.details}` })

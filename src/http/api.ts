@@ -29,7 +29,7 @@ import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Schema from "effect/Schema"
-import type { InvalidArgument } from "../Errors.js"
+import type { InvalidArgument, OperationNotSupported, PolicyNotFound } from "../Errors.js"
 import type { RateLimiter } from "../services/RateLimiter.js"
 import { compile, type RateLimitOptions } from "./decision.js"
 import { mergeRateLimitHeaders, retryAfterSeconds } from "./headers.js"
@@ -89,14 +89,15 @@ const stampHeaders = (headers: Record<string, string>): Effect.Effect<void> =>
   )
 
 /**
- * Builds the implementation of a rate-limit middleware tag. Fails with `InvalidArgument` on bad options.
+ * Builds the implementation of a rate-limit middleware tag. Fails with `InvalidArgument` on bad options
+ * and with `PolicyNotFound` / `OperationNotSupported` when the door knows the policy is not servable.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const makeMiddleware = (
   options: RateLimitOptions
-): Effect.Effect<RateLimitApiMiddleware, InvalidArgument, RateLimiter> =>
+): Effect.Effect<RateLimitApiMiddleware, InvalidArgument | PolicyNotFound | OperationNotSupported, RateLimiter> =>
   Effect.map(
     compile(options),
     (limiter) =>
@@ -129,5 +130,7 @@ export const makeMiddleware = (
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: RateLimitOptions): Layer.Layer<RateLimit, InvalidArgument, RateLimiter> =>
+export const layer = (
+  options: RateLimitOptions
+): Layer.Layer<RateLimit, InvalidArgument | PolicyNotFound | OperationNotSupported, RateLimiter> =>
   Layer.effect(RateLimit, makeMiddleware(options))

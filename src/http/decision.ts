@@ -12,7 +12,7 @@ import * as Either from "effect/Either"
 import * as Metric from "effect/Metric"
 import type * as Scope from "effect/Scope"
 import type { Decision } from "../Decision.js"
-import { InvalidArgument, type RateLimiterError } from "../Errors.js"
+import { InvalidArgument, type OperationNotSupported, type PolicyNotFound, type RateLimiterError } from "../Errors.js"
 import type { Policy } from "../Policy.js"
 import { type AdmitOptions, RateLimiter } from "../services/RateLimiter.js"
 import * as Validate from "../Validate.js"
@@ -130,15 +130,18 @@ const windowSecondsOf = (window: Duration.DurationInput): Effect.Effect<number, 
 }
 
 /**
- * Validates `options` and captures the `RateLimiter`. Fails with `InvalidArgument` for an empty policy
- * name, a bad fixed cost, a bad window or an unparsable trusted-proxy entry.
+ * Validates `options`, captures the `RateLimiter` and resolves the policy. Fails with `InvalidArgument`
+ * for an empty policy name, a bad fixed cost, a bad window or an unparsable trusted-proxy entry, and
+ * with `PolicyNotFound` / `OperationNotSupported` when the door knows its policies (Memory, Redis) and
+ * this one is unknown or cannot be checked (or admitted into). On the Service door the server answers
+ * that at the first request, which is logged once as an error.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const compile = <E = never, R = never>(
   options: RateLimitOptions<E, R>
-): Effect.Effect<HttpLimiter<E, R>, InvalidArgument, RateLimiter> =>
+): Effect.Effect<HttpLimiter<E, R>, InvalidArgument | PolicyNotFound | OperationNotSupported, RateLimiter> =>
   Effect.gen(function*() {
     const limiter = yield* RateLimiter
     const policy = typeof options.policy === "string" ? options.policy : options.policy.name
@@ -159,6 +162,11 @@ export const compile = <E = never, R = never>(
       : options.admit === false || options.admit === undefined
       ? undefined
       : options.admit
+
+    // The policy is resolved once, here: an unknown policy or the wrong kind is a startup error, not a
+    // fault on every request. Only a remote door (the Service door) cannot tell before its first call.
+    const resolvedHere = yield* limiter.resolve(policy, admission === undefined ? "check" : "admit")
+    let policyFaultLogged = resolvedHere
 
     const allowedCounter = Metrics.allowed.pipe(Metric.tagged("policy", policy))
     const deniedCounter = Metrics.denied.pipe(Metric.tagged("policy", policy))
@@ -186,11 +194,25 @@ export const compile = <E = never, R = never>(
     const onFault = (error: RateLimiterError): Effect.Effect<Outcome> => {
       const outcome: Outcome = failMode === "open" ? { _tag: "FailedOpen", error } : { _tag: "FailedClosed", error }
       const consequence = failMode === "open" ? "failing open" : "failing closed (503)"
-      return Metric.update(Metric.tagged(faults, "error", error._tag), 1).pipe(
+      const counted = Metric.update(Metric.tagged(faults, "error", error._tag), 1)
+      const annotate = Effect.annotateLogs({ policy, error: error._tag, backend: limiter.backend })
+      if (error._tag === "PolicyNotFound" || error._tag === "OperationNotSupported") {
+        // A remote door learns this at its first call: say it once, loudly; every request is still counted.
+        if (policyFaultLogged) return Effect.as(counted, outcome)
+        policyFaultLogged = true
+        return counted.pipe(
+          Effect.zipRight(
+            Effect.logError(
+              `the rate-limit policy cannot be served by ${limiter.backend}: ${error.message}; every request ` +
+                `on this middleware is ${consequence} until the server serves it (logged once)`
+            ).pipe(annotate)
+          ),
+          Effect.as(outcome)
+        )
+      }
+      return counted.pipe(
         Effect.zipRight(
-          Effect.logWarning(`rate limiter could not decide; ${consequence}: ${error.message}`).pipe(
-            Effect.annotateLogs({ policy, error: error._tag, backend: limiter.backend })
-          )
+          Effect.logWarning(`rate limiter could not decide; ${consequence}: ${error.message}`).pipe(annotate)
         ),
         Effect.as(outcome)
       )

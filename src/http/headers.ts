@@ -5,7 +5,7 @@
  * @since 0.1.0
  */
 import type { Decision } from "../Decision.js"
-import type { Policy, Strategy } from "../Policy.js"
+import { horizonMs, type Policy } from "../Policy.js"
 
 /**
  * Which rate-limit headers to send: the IETF draft (`"ietf"`, the default), the legacy `X-RateLimit-*`
@@ -121,18 +121,6 @@ export const mergeRateLimitHeaders = (
   return merged
 }
 
-/** The time a strategy takes to replenish its full reported limit, in ms. */
-const strategyWindowMs = (strategy: Strategy): number => {
-  switch (strategy.kind) {
-    case "gcra":
-      return (strategy.periodMs / strategy.limit) * strategy.burst
-    case "tokenBucket":
-      return (strategy.capacity / strategy.refillPerSec) * 1000
-    default:
-      return strategy.windowMs
-  }
-}
-
 /**
  * The window of a policy in whole seconds (at least 1), for `RateLimit-Policy`'s `w`: the window of a
  * windowed strategy or a meter, the time to refill the full burst or capacity of GCRA or a token bucket,
@@ -144,10 +132,10 @@ const strategyWindowMs = (strategy: Strategy): number => {
 export const policyWindowSeconds = (policy: Policy): number | undefined => {
   switch (policy.kind) {
     case "limiter":
-      return Math.max(1, Math.ceil(strategyWindowMs(policy.strategy) / 1000))
+      return Math.max(1, Math.ceil(horizonMs(policy.strategy) / 1000))
     case "meter":
       return Math.max(1, Math.ceil(policy.windowMs / 1000))
     case "admitter":
-      return policy.rate === undefined ? undefined : Math.max(1, Math.ceil(strategyWindowMs(policy.rate) / 1000))
+      return policy.rate === undefined ? undefined : Math.max(1, Math.ceil(horizonMs(policy.rate) / 1000))
   }
 }

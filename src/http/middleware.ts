@@ -20,7 +20,7 @@ import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import * as Effect from "effect/Effect"
 import * as Scope from "effect/Scope"
 import type { Decision } from "../Decision.js"
-import type { InvalidArgument } from "../Errors.js"
+import type { InvalidArgument, OperationNotSupported, PolicyNotFound } from "../Errors.js"
 import type { RateLimiter } from "../services/RateLimiter.js"
 import { compile, type HttpLimiter, type RateLimitOptions } from "./decision.js"
 import { mergeRateLimitHeaders, retryAfterSeconds } from "./headers.js"
@@ -97,12 +97,15 @@ export const fromLimiter = <EK, RK>(limiter: HttpLimiter<EK, RK>): RateLimitMidd
   )
 
 /**
- * Validates `options`, captures the `RateLimiter` and returns the middleware. Fails with
- * `InvalidArgument` on bad options (empty policy name, bad fixed cost or window, bad proxy entry).
+ * Validates `options`, captures the `RateLimiter`, resolves the policy and returns the middleware. Fails
+ * with `InvalidArgument` on bad options (empty policy name, bad fixed cost or window, bad proxy entry) and
+ * with `PolicyNotFound` / `OperationNotSupported` when the door knows the policy is not servable (see
+ * `compile`).
  *
  * @since 0.1.0
  * @category constructors
  */
 export const make = <EK = never, RK = never>(
   options: RateLimitOptions<EK, RK>
-): Effect.Effect<RateLimitMiddleware<EK, RK>, InvalidArgument, RateLimiter> => Effect.map(compile(options), fromLimiter)
+): Effect.Effect<RateLimitMiddleware<EK, RK>, InvalidArgument | PolicyNotFound | OperationNotSupported, RateLimiter> =>
+  Effect.map(compile(options), fromLimiter)

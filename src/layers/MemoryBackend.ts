@@ -21,21 +21,21 @@ import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import { randomBytes } from "node:crypto"
 import * as Config from "../Config.js"
-import { Admission, type Decision, type DecisionData, Forecast, fromData } from "../Decision.js"
+import { Admission, Forecast, fromData } from "../Decision.js"
+import type { Admitter } from "../engine/admission.js"
 import * as TokenBudget from "../engine/tokenBudget.js"
-import { InvalidArgument, type OperationNotSupported, type PolicyNotFound, type RateLimiterError } from "../Errors.js"
-import { makeAdmit } from "../internal/admission.js"
-import type { Policy } from "../Policy.js"
-import { type HeartbeatResult, RateLimiter, type RateLimiterService } from "../services/RateLimiter.js"
-import * as Validate from "../Validate.js"
+import { BackendError } from "../Errors.js"
+import type { AdmitterPolicy, LimiterPolicy, MeterPolicy, Policy } from "../Policy.js"
+import { type FrontOptions, make as makeFront, RateLimiter, type RateLimiterService } from "../services/RateLimiter.js"
 import {
-  type Compiled,
-  type LocalLimiter,
-  makeLocalLimiter,
-  PolicyStore,
-  RateState,
-  unsupported
-} from "./MemoryLocal.js"
+  type BoundAdmitter,
+  type BoundLimiter,
+  type BoundMeter,
+  type HeartbeatResult,
+  type LocalStore,
+  Store
+} from "../services/RateLimiterStore.js"
+import { type Compiled, type LocalLimiter, makeLocalLimiter, PolicyStore } from "./MemoryLocal.js"
 
 export type {
   /** @since 0.1.0 */
@@ -52,9 +52,12 @@ export type {
  * @since 0.1.0
  * @category models
  */
-export interface MemoryBackendOptions {
-  /** The policies to serve: an array, or a `PolicySet` from `Config.load`/`Config.parse`. */
-  readonly policies: ReadonlyArray<Policy> | { readonly policies: ReadonlyArray<Policy> }
+export interface MemoryBackendOptions extends FrontOptions {
+  /**
+   * The policies to serve: a `PolicySet` (from `Config.load`/`Config.parse`/`PolicySet.make`), or policies
+   * written in code, which are validated like a file's (a bad one fails the layer with `ConfigError`).
+   */
+  readonly policies: Config.PolicySet | Iterable<Policy>
   /** Lease TTL in ms (default 2000). */
   readonly leaseTtlMs?: number
 }
@@ -67,211 +70,163 @@ export interface MemoryBackendOptions {
  */
 export const DEFAULT_LEASE_TTL_MS = 2000
 
-interface HeldLease {
-  readonly policy: Extract<Compiled, { kind: "admitter" }>
-  readonly acquiredAt: number
-  expiresAt: number
-}
-
 const mintLeaseId = (): string => randomBytes(16).toString("hex")
 
-/** The policies of `options`, from an array or a `PolicySet`. */
-const policyList = (policies: MemoryBackendOptions["policies"]): ReadonlyArray<Policy> =>
-  "policies" in policies ? policies.policies : policies
+/**
+ * The compiled policy `policy` names, or `undefined` when it is not this store's (the front binds only
+ * the store's own policies, so only a caller that bypasses it gets there).
+ */
+const compiledOf = <K extends Compiled["kind"]>(
+  keys: PolicyStore,
+  policy: Policy,
+  kind: K
+): Extract<Compiled, { kind: K }> | undefined => {
+  const compiled = keys.get(policy.name)
+  return compiled !== undefined && compiled.kind === kind ? compiled as Extract<Compiled, { kind: K }> : undefined
+}
+
+/** The fault of an operation bound to a policy this store was not built with. */
+const foreign = (policy: Policy) =>
+  Effect.fail(
+    new BackendError({
+      backend: "memory",
+      code: "CONFIG",
+      detail: `policy ${JSON.stringify(policy.name)} is not one of this store's ${policy.kind} policies`
+    })
+  )
 
 /**
- * Builds the Memory door's `RateLimiter` service. The lease sweeper and the admission keeper live in
- * the given scope.
+ * The Memory store over `keys` (the tables it shares with the synchronous `Local` door): every primitive
+ * reads the calling fiber's `Clock` once and runs the engine.
+ */
+const storeOver = (policies: Config.PolicySet, keys: PolicyStore, ttlMs: number): LocalStore => {
+  /** The admitter that minted each held lease id. */
+  const owners = new Map<string, Admitter>()
+  const forget = (ids: ReadonlyArray<string>) => {
+    for (const id of ids) owners.delete(id)
+  }
+
+  const limiter = (policy: LimiterPolicy): BoundLimiter => {
+    const rate = compiledOf(keys, policy, "limiter")?.rate
+    if (rate === undefined) {
+      return {
+        check: () => foreign(policy),
+        checkMany: () => foreign(policy),
+        peek: () => foreign(policy),
+        forecast: () => foreign(policy)
+      }
+    }
+    return {
+      // The hot path: one clock read and the engine, no further Effect steps.
+      check: (key: string, cost: number) =>
+        Effect.clockWith((clock) => Effect.succeed(rate.check(key, clock.unsafeCurrentTimeMillis(), cost))),
+      checkMany: (batch: ReadonlyArray<string>, cost: number) =>
+        Effect.map(Clock.currentTimeMillis, (now) => batch.map((key) => rate.check(key, now, cost))),
+      peek: (key: string) => Effect.map(Clock.currentTimeMillis, (now) => fromData(rate.peek(key, now))),
+      forecast: (key: string, cost: number) =>
+        Effect.map(Clock.currentTimeMillis, (now) => new Forecast(rate.forecast(key, now, cost), true))
+    }
+  }
+
+  const meter = (policy: MeterPolicy): BoundMeter => {
+    const compiled = compiledOf(keys, policy, "meter")
+    if (compiled === undefined) return { debit: () => foreign(policy) }
+    return {
+      debit: (key: string, tokens: number) =>
+        Effect.map(Clock.currentTimeMillis, (now) => {
+          const step = TokenBudget.debit(compiled.budget, compiled.table.get(key, now), now, tokens)
+          if (step.decision.allowed) compiled.table.set(key, step.state, now)
+          return fromData(step.decision)
+        })
+    }
+  }
+
+  const admitter = (policy: AdmitterPolicy): BoundAdmitter => {
+    const engine = compiledOf(keys, policy, "admitter")?.admitter
+    if (engine === undefined) return { acquire: () => foreign(policy) }
+    return {
+      acquire: (key: string, options: { readonly cost: number }) =>
+        Effect.map(Clock.currentTimeMillis, (now) => {
+          let id = mintLeaseId()
+          while (owners.has(id)) id = mintLeaseId()
+          const outcome = engine.acquire(now, id, key, options.cost)
+          forget(outcome.reclaimed)
+          const held = outcome.axis === ""
+          if (held) owners.set(id, engine)
+          return new Admission({
+            decision: fromData(outcome.decision),
+            leaseId: held ? id : "",
+            leaseExpiresAt: outcome.expiresAt,
+            bindingAxis: outcome.axis,
+            policyDenied: false
+          }, true)
+        })
+    }
+  }
+
+  const release = (id: string, dropped: boolean): Effect.Effect<void> =>
+    Effect.map(Clock.currentTimeMillis, (now) => {
+      const owner = owners.get(id)
+      if (owner === undefined) return
+      owners.delete(id)
+      forget(owner.release(now, id, dropped).reclaimed)
+    })
+
+  const heartbeat = (ids: ReadonlyArray<string>): Effect.Effect<HeartbeatResult> =>
+    Effect.map(Clock.currentTimeMillis, (now) => {
+      const byOwner = new Map<Admitter, Array<string>>()
+      for (const id of ids) {
+        const owner = owners.get(id)
+        if (owner === undefined) continue
+        const group = byOwner.get(owner)
+        if (group === undefined) byOwner.set(owner, [id])
+        else group.push(id)
+      }
+      const live = new Set<string>()
+      for (const [owner, group] of byOwner) {
+        const renewed = owner.renew(now, group)
+        forget(renewed.reclaimed)
+        for (const id of renewed.live) live.add(id)
+      }
+      return {
+        live: ids.filter((id) => live.has(id)),
+        reclaimed: ids.filter((id) => !live.has(id)),
+        nextDeadline: now + ttlMs
+      }
+    })
+
+  return { _tag: "Local", backend: "memory", policies, limiter, meter, admitter, leases: { ttlMs, release, heartbeat } }
+}
+
+/** The store and its key tables, for `policies` (validated here when written in code). */
+const build = (options: MemoryBackendOptions) =>
+  Effect.map(Config.PolicySet.from(options.policies), (policies) => {
+    const ttlMs = options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS
+    const keys = new PolicyStore(policies, ttlMs)
+    return { keys, store: storeOver(policies, keys, ttlMs) }
+  })
+
+/**
+ * The Memory store: the primitives on this process's key tables, for the front (`RateLimiter.make`) or
+ * a wrapper (TwoTier, FailMode, the Monitor tap) to take.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const makeStore = (options: MemoryBackendOptions): Effect.Effect<LocalStore, Config.ConfigError> =>
+  Effect.map(build(options), ({ store }) => store)
+
+/**
+ * Builds the Memory door's `RateLimiter` service (the front over the Memory store). The admission
+ * keeper lives in the given scope.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make = (options: MemoryBackendOptions): Effect.Effect<RateLimiterService, never, Scope.Scope> =>
-  makeService(new PolicyStore(policyList(options.policies)), options)
-
-/** The `RateLimiter` service over `store`. */
-const makeService = (
-  store: PolicyStore,
+export const make = (
   options: MemoryBackendOptions
-): Effect.Effect<RateLimiterService, never, Scope.Scope> =>
-  Effect.gen(function*() {
-    const ttlMs = options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS
-    const leases = new Map<string, HeldLease>()
-
-    const lookup = (name: string): Effect.Effect<Compiled, PolicyNotFound> => {
-      const compiled = store.get(name)
-      return compiled === undefined ? Effect.fail(store.notFound(name)) : Effect.succeed(compiled)
-    }
-
-    const limiterOf = (name: string, operation: OperationNotSupported["operation"]) => {
-      const rate = store.rateOf(name, operation)
-      return rate instanceof RateState ? Effect.succeed(rate) : Effect.fail(rate)
-    }
-
-    const check = (name: string, key: string, cost = 1): Effect.Effect<Decision, RateLimiterError> => {
-      const rate = store.limiterFor(name, cost)
-      if (rate === undefined) return Effect.fail(store.faultOf(name, key, cost, "check"))
-      // The hot path: one clock read and the engine, no further Effect steps. (The key is checked there,
-      // and only when the table does not hold it already; a bad one fails before any state is touched.)
-      return Effect.clockWith((clock) => {
-        const decision = rate.checkUnvalidated(key, clock.unsafeCurrentTimeMillis(), cost)
-        return decision === undefined
-          ? Effect.fail(store.faultOf(name, key, cost, "check"))
-          : Effect.succeed(decision)
-      })
-    }
-
-    const checkMany = (
-      name: string,
-      keys: ReadonlyArray<string>,
-      cost = 1
-    ): Effect.Effect<ReadonlyArray<Decision>, RateLimiterError> => {
-      const costProblem = Validate.costProblem(cost)
-      if (costProblem !== undefined) return Effect.fail(new InvalidArgument({ argument: "cost", reason: costProblem }))
-      return Effect.zipRight(
-        Validate.keys(keys),
-        Effect.flatMap(
-          limiterOf(name, "checkMany"),
-          (rate) => Effect.map(Clock.currentTimeMillis, (now) => keys.map((key) => rate.check(key, now, cost)))
-        )
-      )
-    }
-
-    const peek = (name: string, key: string): Effect.Effect<Decision, RateLimiterError> =>
-      Effect.zipRight(
-        Validate.key(key),
-        Effect.flatMap(
-          limiterOf(name, "peek"),
-          (rate) => Effect.map(Clock.currentTimeMillis, (now) => fromData(rate.peek(key, now)))
-        )
-      )
-
-    const forecast = (name: string, key: string, cost = 1): Effect.Effect<Forecast, RateLimiterError> =>
-      Effect.zipRight(
-        Effect.zipRight(Validate.cost(cost), Validate.key(key)),
-        Effect.flatMap(
-          limiterOf(name, "forecast"),
-          (rate) => Effect.map(Clock.currentTimeMillis, (now) => new Forecast(rate.forecast(key, now, cost), true))
-        )
-      )
-
-    const debit = (name: string, key: string, tokens = 1): Effect.Effect<Decision, RateLimiterError> =>
-      Effect.zipRight(
-        Effect.zipRight(Validate.cost(tokens, "tokens"), Validate.key(key)),
-        Effect.flatMap(lookup(name), (compiled) => {
-          if (compiled.kind !== "meter") return Effect.fail(unsupported(name, "debit", compiled.kind))
-          return Effect.map(Clock.currentTimeMillis, (now) => {
-            const step = TokenBudget.debit(compiled.budget, compiled.table.get(key, now), now, tokens)
-            if (step.decision.allowed) compiled.table.set(key, step.state, now)
-            return fromData(step.decision)
-          })
-        })
-      )
-
-    /** Releases a held lease into its guard; `dropped` contracts an adaptive ceiling. */
-    const releaseLease = (id: string, lease: HeldLease, dropped: boolean, now: number) => {
-      leases.delete(id)
-      lease.policy.guard.release(dropped, Math.max(0, now - lease.acquiredAt))
-    }
-
-    /** Reclaims every lease whose expiry has passed, as dropped. */
-    const sweep = (now: number) => {
-      for (const [id, lease] of leases) {
-        if (lease.expiresAt <= now) releaseLease(id, lease, true, now)
-      }
-    }
-
-    const acquire = (
-      name: string,
-      key: string,
-      admitOptions: { readonly cost?: number } = {}
-    ): Effect.Effect<Admission, RateLimiterError> => {
-      const cost = admitOptions.cost ?? 1
-      return Effect.zipRight(
-        Effect.zipRight(Validate.cost(cost), Validate.key(key)),
-        Effect.flatMap(lookup(name), (compiled) => {
-          if (compiled.kind !== "admitter") return Effect.fail(unsupported(name, "admit", compiled.kind))
-          return Effect.map(Clock.currentTimeMillis, (now) => {
-            sweep(now)
-            const guard = compiled.guard
-            if (!guard.canAcquire()) {
-              const decision: DecisionData = {
-                allowed: false,
-                limit: guard.limit,
-                remaining: 0,
-                resetAt: now,
-                retryAfterMs: Math.max(1, Math.round(guard.lastRttMs))
-              }
-              return denied(decision, "concurrency")
-            }
-            let rateDecision: DecisionData | undefined
-            if (compiled.rate !== undefined) {
-              rateDecision = compiled.rate.check(key, now, cost)
-              if (!rateDecision.allowed) return denied(rateDecision, "rate")
-            }
-            guard.tryAcquire()
-            const concurrencyDecision: DecisionData = {
-              allowed: true,
-              limit: guard.limit,
-              remaining: Math.max(0, guard.limit - guard.inflight),
-              resetAt: now,
-              retryAfterMs: 0
-            }
-            const decision = rateDecision !== undefined && rateDecision.remaining < concurrencyDecision.remaining
-              ? rateDecision
-              : concurrencyDecision
-            let id = mintLeaseId()
-            while (leases.has(id)) id = mintLeaseId()
-            leases.set(id, { policy: compiled, acquiredAt: now, expiresAt: now + ttlMs })
-            return new Admission({
-              decision: fromData(decision),
-              leaseId: id,
-              leaseExpiresAt: now + ttlMs,
-              bindingAxis: "",
-              policyDenied: false
-            }, true)
-          })
-        })
-      )
-    }
-
-    const release = (id: string, dropped: boolean): Effect.Effect<void> =>
-      Effect.map(Clock.currentTimeMillis, (now) => {
-        const lease = leases.get(id)
-        if (lease !== undefined) releaseLease(id, lease, dropped, now)
-      })
-
-    const heartbeat = (ids: ReadonlyArray<string>): Effect.Effect<HeartbeatResult> =>
-      Effect.map(Clock.currentTimeMillis, (now) => {
-        sweep(now)
-        const live: Array<string> = []
-        const reclaimed: Array<string> = []
-        for (const id of ids) {
-          const lease = leases.get(id)
-          if (lease === undefined) {
-            reclaimed.push(id)
-          } else {
-            lease.expiresAt = now + ttlMs
-            live.push(id)
-          }
-        }
-        return { live, reclaimed, nextDeadline: now + ttlMs }
-      })
-
-    const leaseOps = { ttlMs, acquire, release, heartbeat }
-    const admit = yield* makeAdmit(leaseOps)
-
-    return { backend: "memory", check, checkMany, peek, forecast, debit, admit, leases: leaseOps }
-  })
-
-const denied = (decision: DecisionData, axis: "rate" | "concurrency"): Admission =>
-  new Admission({
-    decision: fromData(decision),
-    leaseId: "",
-    leaseExpiresAt: 0,
-    bindingAxis: axis,
-    policyDenied: false
-  }, true)
+): Effect.Effect<RateLimiterService, Config.ConfigError, Scope.Scope> =>
+  Effect.flatMap(makeStore(options), (store) => makeFront(store, options))
 
 /**
  * The Memory door's synchronous limiter, provided by `layer` and `layerFile` beside `RateLimiter` and
@@ -294,44 +249,55 @@ export class Local extends Context.Tag("throttlekit-effect/MemoryBackend/Local")
  * @category models
  */
 export interface LocalOptions {
-  /** The policies to serve: an array, or a `PolicySet` from `Config.load`/`Config.parse`. */
-  readonly policies: MemoryBackendOptions["policies"]
+  /** The policies to serve, validated (`PolicySet.validate` or `PolicySet.make`). */
+  readonly policies: Config.PolicySet
   /** The clock, in epoch-ms (default `Date.now`). */
   readonly now?: () => number
 }
 
 /**
  * A standalone synchronous Memory limiter for code without an Effect runtime: its own key tables, read
- * with `now` (`Date.now` by default). To share state with a `RateLimiter` service, take `Local` from
+ * with `now` (`Date.now` by default). It takes a validated `PolicySet` (`PolicySet.validate` builds one
+ * without a runtime, as an `Either`). To share state with a `RateLimiter` service, take `Local` from
  * `layer` instead.
  *
  * @since 0.1.0
  * @category constructors
  */
 export const makeLocal = (options: LocalOptions): LocalLimiter =>
-  makeLocalLimiter(new PolicyStore(policyList(options.policies)), options.now ?? Date.now)
+  makeLocalLimiter(new PolicyStore(options.policies, DEFAULT_LEASE_TTL_MS), options.now ?? Date.now)
 
 /** Both doors over one store; the synchronous one reads the building fiber's `Clock`. */
 const makeDoors = (
   options: MemoryBackendOptions
-): Effect.Effect<Context.Context<RateLimiter | Local>, never, Scope.Scope> =>
+): Effect.Effect<Context.Context<RateLimiter | Local>, Config.ConfigError, Scope.Scope> =>
   Effect.gen(function*() {
-    const store = new PolicyStore(policyList(options.policies))
-    const service = yield* makeService(store, options)
+    const { keys, store } = yield* build(options)
+    const service = yield* makeFront(store, options)
     const clock = yield* Effect.clock
-    const local = makeLocalLimiter(store, () => clock.unsafeCurrentTimeMillis())
+    const local = makeLocalLimiter(keys, () => clock.unsafeCurrentTimeMillis())
     return Context.add(Context.make(RateLimiter, service), Local, local)
   })
 
 /**
  * The Memory door as a layer: the `RateLimiter` service and, on the same state, its synchronous
- * `Local` limiter.
+ * `Local` limiter. Policies written in code are validated here: a bad one fails the layer with
+ * `ConfigError`, as a bad file would.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: MemoryBackendOptions): Layer.Layer<RateLimiter | Local> =>
+export const layer = (options: MemoryBackendOptions): Layer.Layer<RateLimiter | Local, Config.ConfigError> =>
   Layer.scopedContext(makeDoors(options))
+
+/**
+ * The Memory store as a layer, for wrappers (TwoTier, FailMode, the Monitor tap) and `RateLimiter.layer`.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerStore = (options: MemoryBackendOptions): Layer.Layer<Store, Config.ConfigError> =>
+  Layer.effect(Store, makeStore(options))
 
 /**
  * The Memory door serving the policies of a config file (YAML or JSON, the reference server's format),

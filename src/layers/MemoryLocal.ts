@@ -8,7 +8,7 @@
  */
 import * as Either from "effect/Either"
 import { type Decision, type DecisionData, fromData } from "../Decision.js"
-import * as Concurrency from "../engine/concurrency.js"
+import { Admitter } from "../engine/admission.js"
 import * as Gcra from "../engine/gcra.js"
 import { rateEngine } from "../engine/index.js"
 import { boxed } from "../engine/internal.js"
@@ -245,14 +245,9 @@ export type Compiled =
     readonly table: KeyTable<TokenBudget.State>
     readonly budget: TokenBudget.Options
   }
-  | {
-    readonly kind: "admitter"
-    readonly policy: AdmitterPolicy
-    readonly guard: Concurrency.Guard
-    readonly rate: RateState | undefined
-  }
+  | { readonly kind: "admitter"; readonly policy: AdmitterPolicy; readonly admitter: Admitter }
 
-const compile = (policy: Policy): Compiled => {
+const compile = (policy: Policy, leaseTtlMs: number): Compiled => {
   switch (policy.kind) {
     case "limiter":
       return { kind: "limiter", policy, rate: RateState.of(policy.strategy, policy.maxKeys) }
@@ -264,8 +259,11 @@ const compile = (policy: Policy): Compiled => {
       return {
         kind: "admitter",
         policy,
-        guard: new Concurrency.Guard(policy.concurrency),
-        rate: policy.rate === undefined ? undefined : RateState.of(policy.rate, policy.maxKeys)
+        admitter: new Admitter(
+          policy.concurrency,
+          policy.rate === undefined ? undefined : RateState.of(policy.rate, policy.maxKeys),
+          leaseTtlMs
+        )
       }
   }
 }
@@ -293,8 +291,9 @@ export class PolicyStore {
   /** The configured policy names, in configuration order (what `PolicyNotFound` lists). */
   readonly names: ReadonlyArray<string>
 
-  constructor(policies: ReadonlyArray<Policy>) {
-    this.compiled = new Map(policies.map((p) => [p.name, compile(p)]))
+  /** Compiles `policies`; admitters' leases live `leaseTtlMs` without renewal. */
+  constructor(policies: Iterable<Policy>, leaseTtlMs: number) {
+    this.compiled = new Map(Array.from(policies, (p) => [p.name, compile(p, leaseTtlMs)]))
     this.names = Array.from(this.compiled.keys())
     for (const [name, compiled] of this.compiled) {
       if (compiled.kind === "limiter") this.limiters.set(name, compiled.rate)
@@ -322,16 +321,17 @@ export class PolicyStore {
 
   /**
    * Why a consuming `operation` of `cost` on `key` under `name` cannot run, checked in the order every
-   * door checks them: the cost, then the key, then the policy. For a call that `limiterFor` or
+   * door checks them: the policy, then the key, then the cost. For a call that `limiterFor` or
    * `RateState.checkUnvalidated` turned down, so one of the three is at fault.
    */
   faultOf(name: string, key: string, cost: number, operation: OperationNotSupported["operation"]): LocalError {
-    const costProblem = Validate.costProblem(cost)
-    if (costProblem !== undefined) return new InvalidArgument({ argument: "cost", reason: costProblem })
+    const compiled = this.compiled.get(name)
+    if (compiled === undefined) return this.notFound(name)
+    if (compiled.kind !== "limiter") return unsupported(name, operation, compiled.kind)
     const keyProblem = Validate.keyProblem(key)
     if (keyProblem !== undefined) return new InvalidArgument({ argument: "key", reason: keyProblem })
-    const compiled = this.compiled.get(name)
-    return compiled === undefined ? this.notFound(name) : unsupported(name, operation, compiled.kind)
+    const costProblem = Validate.costProblem(cost)
+    return new InvalidArgument({ argument: "cost", reason: costProblem ?? "is not usable" })
   }
 
   /** The rate state of the limiter `name`, or why `operation` cannot run on it. */
@@ -414,10 +414,10 @@ export const makeLocalLimiter = (store: PolicyStore, now: () => number): LocalLi
     })
   },
   peek: (name, key) => {
-    const keyProblem = Validate.keyProblem(key)
-    if (keyProblem !== undefined) return Either.left(new InvalidArgument({ argument: "key", reason: keyProblem }))
     const rate = store.rateOf(name, "peek")
     if (!(rate instanceof RateState)) return Either.left(rate)
+    const keyProblem = Validate.keyProblem(key)
+    if (keyProblem !== undefined) return Either.left(new InvalidArgument({ argument: "key", reason: keyProblem }))
     return Either.right(fromData(rate.peek(key, now())))
   }
 })

@@ -1,8 +1,13 @@
 /**
- * The Redis door: the `RateLimiter` service computed by the vendored Lua inside Redis, so every process
- * on one Redis shares one limit, and a Node, Python or TypeScript client on the same limit shares one key
- * and one state (CONTRACT.md §5).
+ * The Redis door: a store (`RateLimiterStore`) whose state lives in Redis and is computed by the vendored
+ * Lua, so every process on one Redis shares one limit, and a Node, Python or TypeScript client on the
+ * same limit shares one key and one state (CONTRACT.md §5). `make` / `layer` put the one front
+ * (`RateLimiter.make`) over it; `makeStore` / `layerStore` give the bare store to wrappers.
  *
+ * - Validation: the store does none. The front checks every call (policy, then key, then amounts) and
+ *   raises `PolicyNotFound` / `OperationNotSupported` / `InvalidArgument`; the store's bound operations
+ *   take those checked arguments. Policies written in code are validated once, when the store is built
+ *   (`PolicySet.from`): a bad one fails with `ConfigError`.
  * - Keys: a limiter or budget key is `prefix:key` (the wire's key; the prefix defaults to the policy
  *   name). An admitter keeps its held leases and its ceiling state in `{prefix}#leases` / `{prefix}#guard`
  *   and a unified admitter's rate keys in `{prefix}:key`: one hash tag, so one admission is one script
@@ -24,23 +29,15 @@
  */
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
-import type * as ConfigError from "effect/ConfigError"
+import type * as EffectConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import { randomBytes } from "node:crypto"
+import { type ConfigError, PolicySet } from "../Config.js"
 import { Admission, type Decision, Forecast, fromData } from "../Decision.js"
-import {
-  BackendError,
-  InvalidArgument,
-  type Operation,
-  OperationNotSupported,
-  PolicyNotFound,
-  type RateLimiterError,
-  type ServiceUnavailable
-} from "../Errors.js"
-import { makeAdmit } from "../internal/admission.js"
+import { BackendError, type RateLimiterError, type ServiceUnavailable } from "../Errors.js"
 import {
   type AdmitterPolicy,
   type LimiterPolicy,
@@ -55,25 +52,30 @@ import * as Replies from "../redis/Replies.js"
 import { type ScriptClock, scriptNow } from "../redis/ScriptClock.js"
 import { evalArgs, makeScriptRunner, type ScriptCall, type ScriptRunner } from "../redis/ScriptRunner.js"
 import { loadScripts, type Named, type Script, type ScriptCatalog, sha1Hex } from "../redis/Scripts.js"
+import { type FrontOptions, make as makeFront, RateLimiter, type RateLimiterService } from "../services/RateLimiter.js"
 import {
-  type AdmitOptions,
+  type AcquireOptions,
+  type BoundAdmitter,
+  type BoundLimiter,
+  type BoundMeter,
   type HeartbeatResult,
-  type Leases,
-  RateLimiter,
-  type RateLimiterService
-} from "../services/RateLimiter.js"
-import * as Validate from "../Validate.js"
+  type LocalStore,
+  Store
+} from "../services/RateLimiterStore.js"
 
 /**
- * Options of the Redis door.
+ * Options of the Redis door (`heartbeatIntervalMs` is the front's: how often `admit` renews its leases).
  *
  * @since 0.1.0
  * @category models
  */
-export interface RedisBackendOptions {
-  /** The policies to serve: an array, or a `PolicySet` from `Config.load`/`Config.parse`. */
-  readonly policies: ReadonlyArray<Policy> | { readonly policies: ReadonlyArray<Policy> }
-  /** A URL, ioredis options, or `{ client }` (an existing client, left open when the layer closes). */
+export interface RedisBackendOptions extends FrontOptions {
+  /**
+   * The policies to serve: a `PolicySet` (from `Config.load`/`Config.parse`/`PolicySet.make`), or policies
+   * written in code, which are validated like a file's (a bad one fails with `ConfigError`).
+   */
+  readonly policies: PolicySet | Iterable<Policy>
+  /** A URL, ioredis options, or `{ client }` (an existing client, left open when the scope closes). */
   readonly redis: RedisConnection
   /** Whose clock decides: Redis's (default) or Effect's `Clock`. */
   readonly clock?: ScriptClock
@@ -81,8 +83,6 @@ export interface RedisBackendOptions {
   readonly timeoutMs?: number
   /** Lease TTL in ms (default 2000): a lease not renewed within it is reclaimed as dropped. */
   readonly leaseTtlMs?: number
-  /** How often the admission keeper renews kept-alive leases (default half the lease TTL). */
-  readonly heartbeatIntervalMs?: number
 }
 
 /**
@@ -189,25 +189,17 @@ const compile = (catalog: ScriptCatalog, policy: Policy): Effect.Effect<Entry, B
   }
 }
 
-const MAX_LEASE_ID_DRAWS = 4
-
-/**
- * Builds the Redis door's `RateLimiter` service: loads the scripts, connects (or adopts the given
- * client) and starts the admission keeper, all in the given scope.
- *
- * @since 0.1.0
- * @category constructors
- */
-export const make = (
-  options: RedisBackendOptions
-): Effect.Effect<RateLimiterService, ServiceUnavailable | BackendError, Scope.Scope> =>
+/** Every policy's entry by name, and the admitters by lease tag (two sharing a tag is a config error). */
+const compileAll = (
+  catalog: ScriptCatalog,
+  policies: PolicySet
+): Effect.Effect<
+  { readonly entries: ReadonlyMap<string, Entry>; readonly admitters: ReadonlyMap<string, AdmitterEntry> },
+  BackendError
+> =>
   Effect.gen(function*() {
-    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
-    const ttlMs = options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS
-    const catalog = yield* loadScripts()
-    const list = "policies" in options.policies ? options.policies.policies : options.policies
     const entries = new Map<string, Entry>()
-    for (const policy of list) entries.set(policy.name, yield* compile(catalog, policy))
+    for (const policy of policies) entries.set(policy.name, yield* compile(catalog, policy))
     const admitters = new Map<string, AdmitterEntry>()
     for (const entry of entries.values()) {
       if (entry.kind !== "admitter") continue
@@ -220,7 +212,31 @@ export const make = (
       }
       admitters.set(entry.leaseTag, entry)
     }
-    const names = Array.from(entries.keys())
+    return { entries, admitters }
+  })
+
+/** The fault of an operation bound to a policy this store was not built with (only reachable by bypassing the front). */
+const foreign = (policy: Policy) =>
+  Effect.fail(configError(`policy ${JSON.stringify(policy.name)} is not one of this store's ${policy.kind} policies`))
+
+const MAX_LEASE_ID_DRAWS = 4
+
+/**
+ * Builds the Redis store: validates the policies, loads and compiles the scripts, and connects (or adopts
+ * the given client) in the given scope. Its operations take the front's checked arguments.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const makeStore = (
+  options: RedisBackendOptions
+): Effect.Effect<LocalStore, ConfigError | ServiceUnavailable | BackendError, Scope.Scope> =>
+  Effect.gen(function*() {
+    const policies = yield* PolicySet.from(options.policies)
+    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
+    const ttlMs = options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS
+    const catalog = yield* loadScripts()
+    const { admitters, entries } = yield* compileAll(catalog, policies)
     const client = yield* acquireClient(options.redis, timeoutMs)
     const runner: ScriptRunner = makeScriptRunner(client, timeoutMs)
 
@@ -228,170 +244,143 @@ export const make = (
     const now = scriptNow(options.clock)
     const redisClock = options.clock !== "effect"
 
-    const lookup = (name: string): Effect.Effect<Entry, PolicyNotFound> => {
-      const entry = entries.get(name)
-      return entry === undefined
-        ? Effect.fail(new PolicyNotFound({ policy: name, configured: names }))
-        : Effect.succeed(entry)
-    }
+    const runDecision = (call: ScriptCall) => runner.runDecoded(call.script, evalArgs(call), Replies.decisionOf)
 
-    const unsupported = (policy: string, operation: Operation, kind: string) =>
-      Effect.fail(new OperationNotSupported({ policy, operation, reason: `a ${kind} policy` }))
-
-    const limiterOf = (name: string, operation: Operation): Effect.Effect<LimiterEntry, RateLimiterError> =>
-      Effect.flatMap(lookup(name), (entry) =>
-        entry.kind === "limiter" ? Effect.succeed(entry) : unsupported(name, operation, entry.kind))
-
-    const validCost = (cost: number, argument = "cost") => {
-      const problem = Validate.costProblem(cost)
-      return problem === undefined ? Effect.void : Effect.fail(new InvalidArgument({ argument, reason: problem }))
-    }
-
-    const validKey = (key: string) => {
-      const problem = Validate.keyProblem(key)
-      return problem === undefined
-        ? Effect.void
-        : Effect.fail(new InvalidArgument({ argument: "key", reason: problem }))
-    }
-
-    const runDecision = (call: ScriptCall) =>
-      runner.runDecoded(call.script, evalArgs(call), Replies.decisionOf)
-
-    // The hot path: plain argument checks, then one Effect (the script call and the reply's decoding).
-    // It carries no span of its own: a span per call cost about as much CPU as the whole raw EVALSHA it
-    // wraps (see bench/). Callers that want one per check wrap it (the HTTP middleware does).
-    const check = (name: string, key: string, cost: number = 1): Effect.Effect<Decision, RateLimiterError> => {
-      const costProblem = Validate.costProblem(cost)
-      if (costProblem !== undefined) return Effect.fail(new InvalidArgument({ argument: "cost", reason: costProblem }))
-      const keyProblem = Validate.keyProblem(key)
-      if (keyProblem !== undefined) return Effect.fail(new InvalidArgument({ argument: "key", reason: keyProblem }))
-      const entry = entries.get(name)
-      if (entry === undefined) return Effect.fail(new PolicyNotFound({ policy: name, configured: names }))
-      if (entry.kind !== "limiter") return unsupported(name, "check", entry.kind)
-      const storeK = storeKey(entry.policy.prefix, key)
+    const limiter = (policy: LimiterPolicy): BoundLimiter => {
+      const entry = entries.get(policy.name)
+      if (entry === undefined || entry.kind !== "limiter") {
+        return {
+          check: () => foreign(policy),
+          checkMany: () => foreign(policy),
+          peek: () => foreign(policy),
+          forecast: () => foreign(policy)
+        }
+      }
+      const { params, policy: { prefix } } = entry
       const template = entry.checkCall
-      if (template === undefined) {
-        return Effect.flatMap(now, (at) =>
-          Effect.flatMap(
-            runner.prepare(entry.check, { key: storeK }, { ...entry.params, now: at, cost }),
-            runDecision
-          ))
-      }
-      return redisClock
-        ? runner.runDecoded(template.script, template.args(storeK, 0, cost), Replies.decisionOf)
-        : Effect.flatMap(now, (at) =>
-          runner.runDecoded(template.script, template.args(storeK, at, cost), Replies.decisionOf))
-    }
 
-    const checkMany = Effect.fn("RedisBackend.checkMany")(
-      function*(
-        name: string,
-        keys: ReadonlyArray<string>,
-        cost: number = 1
-      ): Effect.fn.Return<ReadonlyArray<Decision>, RateLimiterError> {
-        yield* validCost(cost)
-        yield* Validate.keys(keys)
-        const entry = yield* limiterOf(name, "checkMany")
-        if (keys.length === 0) {
-          return []
+      // The hot path: one Effect (the script call and the reply's decoding), chosen here, once. It carries
+      // no span of its own: a span per call cost about as much CPU as the whole raw EVALSHA it wraps (see
+      // bench/). Callers that want one per check wrap it (the HTTP middleware does).
+      const check: BoundLimiter["check"] = template === undefined
+        ? (key, cost) =>
+          Effect.flatMap(now, (at) =>
+            Effect.flatMap(
+              runner.prepare(entry.check, { key: storeKey(prefix, key) }, { ...params, now: at, cost }),
+              runDecision
+            ))
+        : redisClock
+        ? (key, cost) =>
+          runner.runDecoded(template.script, template.args(storeKey(prefix, key), 0, cost), Replies.decisionOf)
+        : (key, cost) =>
+          Effect.flatMap(now, (at) =>
+            runner.runDecoded(template.script, template.args(storeKey(prefix, key), at, cost), Replies.decisionOf))
+
+      const checkMany = Effect.fn("RedisBackend.checkMany")(
+        function*(
+          keys: ReadonlyArray<string>,
+          cost: number
+        ): Effect.fn.Return<ReadonlyArray<Decision>, RateLimiterError> {
+          const at = yield* now
+          const calls = yield* Effect.forEach(keys, (key) =>
+            runner.prepare(entry.check, { key: storeKey(prefix, key) }, { ...params, now: at, cost }))
+          const replies = yield* runner.runPipelined(calls)
+          return yield* Effect.forEach(replies, Replies.decisionOf)
         }
-        const at = yield* now
-        const calls = yield* Effect.forEach(keys, (key) =>
-          runner.prepare(entry.check, { key: storeKey(entry.policy.prefix, key) }, { ...entry.params, now: at, cost }))
-        const replies = yield* runner.runPipelined(calls)
-        return yield* Effect.forEach(replies, Replies.decisionOf)
-      }
-    )
-
-    const peek = Effect.fn("RedisBackend.peek")(
-      function*(name: string, key: string): Effect.fn.Return<Decision, RateLimiterError> {
-        yield* validKey(key)
-        const entry = yield* limiterOf(name, "peek")
-        const call = yield* runner.prepare(entry.peek, { key: storeKey(entry.policy.prefix, key) }, {
-          ...entry.params,
-          now: yield* now
-        })
-        return yield* runDecision(call)
-      }
-    )
-
-    const forecast = Effect.fn("RedisBackend.forecast")(
-      function*(name: string, key: string, cost: number = 1): Effect.fn.Return<Forecast, RateLimiterError> {
-        yield* validCost(cost)
-        yield* validKey(key)
-        const entry = yield* limiterOf(name, "forecast")
-        const call = yield* runner.prepare(entry.forecast, { key: storeKey(entry.policy.prefix, key) }, {
-          ...entry.params,
-          now: yield* now,
-          cost
-        })
-        const data = yield* Effect.flatMap(runner.run(call), Replies.forecast)
-        return new Forecast(data, true)
-      }
-    )
-
-    const debit = Effect.fn("RedisBackend.debit")(
-      function*(name: string, key: string, tokens: number = 1): Effect.fn.Return<Decision, RateLimiterError> {
-        yield* validCost(tokens, "tokens")
-        yield* validKey(key)
-        const entry = yield* lookup(name)
-        if (entry.kind !== "meter") {
-          return yield* unsupported(name, "debit", entry.kind)
-        }
-        const call = yield* runner.prepare(entry.debit, { key: storeKey(entry.policy.prefix, key) }, {
-          budget: entry.policy.budget,
-          windowMs: entry.policy.windowMs,
-          now: yield* now,
-          tokens
-        })
-        return yield* runDecision(call)
-      }
-    )
-
-    const mintLeaseId = (entry: AdmitterEntry) =>
-      Effect.sync(() =>
-        entry.leaseTag + randomBytes(16).toString("hex")
       )
 
-    const acquire = Effect.fn("RedisBackend.acquire")(
-      function*(
-        name: string,
-        key: string,
-        admitOptions: Pick<AdmitOptions, "cost" | "hold" | "value"> = {}
-      ): Effect.fn.Return<Admission, RateLimiterError> {
-        const cost = admitOptions.cost ?? 1
-        yield* validCost(cost)
-        yield* validKey(key)
-        const entry = yield* lookup(name)
-        if (entry.kind !== "admitter") {
-          return yield* unsupported(name, "admit", entry.kind)
+      const peek = Effect.fn("RedisBackend.peek")(
+        function*(key: string): Effect.fn.Return<Decision, RateLimiterError> {
+          const call = yield* runner.prepare(entry.peek, { key: storeKey(prefix, key) }, { ...params, now: yield* now })
+          return yield* runDecision(call)
         }
-        const keys: Named = entry.ratePrefix === undefined
-          ? entry.keys
-          : { ...entry.keys, key: storeKey(entry.ratePrefix, key) }
-        const at = yield* now
-        for (let draw = 0; draw < MAX_LEASE_ID_DRAWS; draw++) {
-          const leaseId = yield* mintLeaseId(entry)
-          const call = yield* runner.prepare(entry.acquire, keys, { ...entry.params, now: at, leaseId, ttlMs, cost })
-          const answer = yield* Effect.flatMap(runner.run(call), Replies.admission)
-          // A collision wrote nothing: draw another id.
-          if (answer._tag === "Collision") {
-            continue
-          }
-          const held = answer.decision.allowed
-          return new Admission({
-            decision: fromData(answer.decision),
-            leaseId: held ? leaseId : "",
-            leaseExpiresAt: held ? answer.leaseExpiresAt : 0,
-            bindingAxis: answer.bindingAxis,
-            policyDenied: false
-          }, true)
+      )
+
+      const forecast = Effect.fn("RedisBackend.forecast")(
+        function*(key: string, cost: number): Effect.fn.Return<Forecast, RateLimiterError> {
+          const call = yield* runner.prepare(entry.forecast, { key: storeKey(prefix, key) }, {
+            ...params,
+            now: yield* now,
+            cost
+          })
+          const data = yield* Effect.flatMap(runner.run(call), Replies.forecast)
+          return new Forecast(data, true)
         }
-        return yield* Effect.fail(
-          new BackendError({ backend: "redis", code: "LEASE_ID", detail: "could not draw an unused lease id" })
-        )
+      )
+
+      return { check, checkMany, peek, forecast }
+    }
+
+    const meter = (policy: MeterPolicy): BoundMeter => {
+      const entry = entries.get(policy.name)
+      if (entry === undefined || entry.kind !== "meter") {
+        return {
+          debit: () =>
+            foreign(policy)
+        }
       }
-    )
+      const { budget, prefix, windowMs } = entry.policy
+      const debit = Effect.fn("RedisBackend.debit")(
+        function*(key: string, tokens: number): Effect.fn.Return<Decision, RateLimiterError> {
+          const call = yield* runner.prepare(entry.debit, { key: storeKey(prefix, key) }, {
+            budget,
+            windowMs,
+            now: yield* now,
+            tokens
+          })
+          return yield* runDecision(call)
+        }
+      )
+      return { debit }
+    }
+
+    const admitter = (policy: AdmitterPolicy): BoundAdmitter => {
+      const entry = entries.get(policy.name)
+      if (entry === undefined || entry.kind !== "admitter") {
+        return {
+          acquire: () =>
+            foreign(policy)
+        }
+      }
+      const mintLeaseId = Effect.sync(() =>
+        entry.leaseTag + randomBytes(16).toString("hex")
+      )
+      const acquire = Effect.fn("RedisBackend.acquire")(
+        function*(key: string, acquireOptions: AcquireOptions): Effect.fn.Return<Admission, RateLimiterError> {
+          const keys: Named = entry.ratePrefix === undefined
+            ? entry.keys
+            : { ...entry.keys, key: storeKey(entry.ratePrefix, key) }
+          const at = yield* now
+          for (let draw = 0; draw < MAX_LEASE_ID_DRAWS; draw++) {
+            const leaseId = yield* mintLeaseId
+            const call = yield* runner.prepare(entry.acquire, keys, {
+              ...entry.params,
+              now: at,
+              leaseId,
+              ttlMs,
+              cost: acquireOptions.cost
+            })
+            const answer = yield* Effect.flatMap(runner.run(call), Replies.admission)
+            // A collision wrote nothing: draw another id.
+            if (answer._tag === "Collision") {
+              continue
+            }
+            const held = answer.decision.allowed
+            return new Admission({
+              decision: fromData(answer.decision),
+              leaseId: held ? leaseId : "",
+              leaseExpiresAt: held ? answer.leaseExpiresAt : 0,
+              bindingAxis: answer.bindingAxis,
+              policyDenied: false
+            }, true)
+          }
+          return yield* Effect.fail(
+            new BackendError({ backend: "redis", code: "LEASE_ID", detail: "could not draw an unused lease id" })
+          )
+        }
+      )
+      return { acquire }
+    }
 
     const admitterOfLease = (leaseId: string): AdmitterEntry | undefined =>
       /^[0-9a-f]{40}$/.test(leaseId) ? admitters.get(leaseId.slice(0, 8)) : undefined
@@ -448,30 +437,60 @@ export const make = (
           live: leaseIds.filter((id) =>
             live.has(id)
           ),
-          reclaimed: leaseIds.filter((id) =>
-            !live.has(id)
-          ),
+          reclaimed: leaseIds.filter((id) => !live.has(id)),
           nextDeadline
         }
       }
     )
 
-    const leases: Leases = { ttlMs, acquire, release, heartbeat }
-    const admit = yield* makeAdmit(
-      leases,
-      options.heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs: options.heartbeatIntervalMs }
-    )
-    return { backend: "redis", check, checkMany, peek, forecast, debit, admit, leases }
+    return {
+      _tag: "Local",
+      backend: "redis",
+      policies,
+      limiter,
+      meter,
+      admitter,
+      leases: { ttlMs, release, heartbeat }
+    } satisfies LocalStore
   })
 
 /**
+ * The Redis store as a layer, for wrappers (TwoTier, FailMode, the Monitor tap) and `RateLimiter.layer`.
+ * The client it creates is closed with the layer (a given `{ client }` is not).
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerStore = (
+  options: RedisBackendOptions
+): Layer.Layer<Store, ConfigError | ServiceUnavailable | BackendError> => Layer.scoped(Store, makeStore(options))
+
+/**
+ * Builds the Redis door's `RateLimiter` service: the front over the Redis store. The client and the
+ * admission keeper live in the given scope.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options: RedisBackendOptions
+): Effect.Effect<RateLimiterService, ConfigError | ServiceUnavailable | BackendError, Scope.Scope> =>
+  Effect.flatMap(makeStore(options), (store) =>
+    makeFront(
+      store,
+      options.heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs: options.heartbeatIntervalMs }
+    ))
+
+/**
  * The Redis door as a layer. The client it creates is closed with the layer (a given `{ client }` is not).
+ * Policies written in code are validated here: a bad one fails the layer with `ConfigError`.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: RedisBackendOptions): Layer.Layer<RateLimiter, ServiceUnavailable | BackendError> =>
-  Layer.scoped(RateLimiter, make(options))
+export const layer = (
+  options: RedisBackendOptions
+): Layer.Layer<RateLimiter, ConfigError | ServiceUnavailable | BackendError> => Layer.scoped(RateLimiter, make(options))
 
 /**
  * The Redis door configured from `Config`: `THROTTLEKIT_REDIS_URL` (required),
@@ -483,7 +502,7 @@ export const layer = (options: RedisBackendOptions): Layer.Layer<RateLimiter, Se
  */
 export const layerConfig = (
   options: Omit<RedisBackendOptions, "redis">
-): Layer.Layer<RateLimiter, ConfigError.ConfigError | ServiceUnavailable | BackendError> =>
+): Layer.Layer<RateLimiter, EffectConfigError.ConfigError | ConfigError | ServiceUnavailable | BackendError> =>
   Layer.scoped(
     RateLimiter,
     Effect.gen(function*() {

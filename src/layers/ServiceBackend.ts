@@ -1,13 +1,37 @@
 /**
- * The Service door: the `RateLimiter` service answered by a ThrottleKit server over gRPC (ours, or the
- * reference `throttlekit-server`). The channel is scoped and closed with the layer; every call carries a
- * deadline (1 s by default) and a missed one is `ServiceUnavailable`; interrupting a call cancels it on
- * the wire (except a check that joined a batch). Under load, concurrent checks to one policy leave together
- * as one `CheckMany` (`coalesceChecks`, on by default). Inputs are validated here first, so bad input never
+ * The Service door: a `RemoteStore` whose primitives are the RPCs of a ThrottleKit server (ours, or the
+ * reference `throttlekit-server`), and the `RateLimiter` front over it (`make`, `layer`). The channel is
+ * scoped and closed with the layer; every call carries a deadline (1 s by default) and a missed one is
+ * `ServiceUnavailable`; interrupting a call cancels it on the wire (except a check that joined a batch).
+ * Under load, concurrent checks to one policy leave together as one `CheckMany` (`coalesceChecks`, on by
+ * default). The store validates nothing: the front checks every argument first, so bad input never
  * leaves the process.
  *
  * Consuming calls (Check, CheckMany, Debit, Admit) are never retried: a lost response may still have
  * consumed. Only the idempotent ones (Peek, Forecast, Release, Heartbeat) retry, and only when asked.
+ *
+ * **The probe.** When an argument is bad, the front first asks the store (`probe`) whether the policy
+ * exists and serves the operation, so an unknown policy (`PolicyNotFound`) or a wrong kind
+ * (`OperationNotSupported`) is reported before the argument, as on the Memory and Redis doors. The probe
+ * is one round trip (within the deadline), only on that path, and consumes nothing:
+ * - check / checkMany / debit / admit ask a `CheckMany` with no keys. NOT_FOUND is `PolicyNotFound`.
+ *   An answer means the policy is a rate limiter: fine for check / checkMany, `OperationNotSupported`
+ *   for debit / admit. UNIMPLEMENTED means it is not a rate limiter: `OperationNotSupported` for check /
+ *   checkMany.
+ * - peek / forecast ask the operation itself on a placeholder key (both are read-only on every server):
+ *   NOT_FOUND and UNIMPLEMENTED are the policy's fault (this covers a strategy without peek or forecast
+ *   too); an answer means the operation is served.
+ * - UNIMPLEMENTED counts only with the contract's `policy "x" does not support <op>` text: a server
+ *   without the RPC at all (grpc's own UNIMPLEMENTED) says nothing about the policy. Anything else
+ *   (UNAVAILABLE, a missed deadline, another status) cannot tell either, and the argument's fault is
+ *   reported.
+ *
+ * Blind spot: debit or admit with a bad argument on a policy that is a meter or an admitter of the other
+ * kind (debit on an admitter, admit on a meter). Only a Debit or an Admit could tell them apart, and
+ * both consume on a server that takes the call, so the argument's fault is reported (the Memory and
+ * Redis doors report `OperationNotSupported`). Against the reference server, a fair limiter also answers
+ * UNIMPLEMENTED to `CheckMany`, so a bad `check` on one reports `OperationNotSupported` (our server
+ * serves no fair limiters).
  *
  * @since 0.1.0
  */
@@ -21,21 +45,20 @@ import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import type { Admission, Decision, Forecast } from "../Decision.js"
-import { BackendError, InvalidArgument, type Operation, type RateLimiterError } from "../Errors.js"
-import { type CallOptions, type UnaryMethod, unaryWith } from "../grpc/client.js"
+import {
+  BackendError,
+  InvalidArgument,
+  type Operation,
+  OperationNotSupported,
+  type RateLimiterError
+} from "../Errors.js"
+import { type CallOptions, unary, type UnaryMethod, unaryWith } from "../grpc/client.js"
 import * as CoalescedChecks from "../grpc/CoalescedChecks.js"
 import { admissionFromWire, decisionFromWire, forecastFromWire, fromInt64 } from "../grpc/convert.js"
 import { type CheckResponse, RateLimiter as RateLimiterRpc } from "../grpc/generated/throttlekit_pb.js"
-import { toRateLimiterError } from "../grpc/status.js"
-import { makeAdmit } from "../internal/admission.js"
-import {
-  type AdmitOptions,
-  type HeartbeatResult,
-  type Leases,
-  RateLimiter,
-  type RateLimiterService
-} from "../services/RateLimiter.js"
-import * as Validate from "../Validate.js"
+import { type GrpcStatusError, isUnsupportedByPolicy, toRateLimiterError } from "../grpc/status.js"
+import { type FrontOptions, make as makeFront, RateLimiter, type RateLimiterService } from "../services/RateLimiter.js"
+import { type AcquireOptions, type HeartbeatResult, type RemoteStore, Store } from "../services/RateLimiterStore.js"
 
 /**
  * Options of the Service door.
@@ -43,7 +66,7 @@ import * as Validate from "../Validate.js"
  * @since 0.1.0
  * @category models
  */
-export interface ServiceBackendOptions {
+export interface ServiceBackendOptions extends FrontOptions {
   /** The server, as a gRPC target: "host:port", "dns:///host:port", "unix:/path". */
   readonly target: string
   /** Channel credentials (default insecure; `grpc.credentials.createSsl(...)` for TLS or mTLS). */
@@ -84,29 +107,30 @@ export const DEFAULT_DEADLINE: Duration.Duration = Duration.seconds(1)
  */
 export const RECONNECT_BACKOFF_CAP_MS = 5000
 
+/**
+ * The key the probe peeks and forecasts (both read-only): any valid key would do.
+ *
+ * @since 0.2.0
+ * @category constants
+ */
+export const PROBE_KEY = "throttlekit:probe"
+
 const BACKEND = "service"
 
-/** A hint (hold, value) as an int64: a finite number ≥ 0 (fractions truncated), else `InvalidArgument`. */
-const hintToWire = (value: number | undefined, argument: string): Effect.Effect<bigint, InvalidArgument> => {
-  if (value === undefined) return Effect.succeed(0n)
-  if (!Number.isFinite(value) || value < 0 || value > Number.MAX_SAFE_INTEGER) {
-    return Effect.fail(
-      new InvalidArgument({ argument, reason: `must be a finite number from 0 to 2^53 - 1, got ${value}` })
-    )
-  }
-  return Effect.succeed(BigInt(Math.trunc(value)))
-}
+/** A hint (hold, value) the front checked (finite, 0 to 2^53 − 1) as an int64, fractions truncated. */
+const hintToWire = (value: number): bigint => BigInt(Math.trunc(value))
 
 /**
- * Builds the service over a scoped channel to `options.target`. Fails with `InvalidArgument` when the
- * target cannot be parsed. Nothing is dialled until the first call.
+ * The Service store over a scoped channel to `options.target`: the primitives as RPCs, on arguments the
+ * front has checked, and the `probe` (see the module doc). Fails with `InvalidArgument` when the target
+ * cannot be parsed. Nothing is dialled until the first call.
  *
- * @since 0.1.0
+ * @since 0.2.0
  * @category constructors
  */
-export const make = (
+export const makeStore = (
   options: ServiceBackendOptions
-): Effect.Effect<RateLimiterService, InvalidArgument, Scope.Scope> =>
+): Effect.Effect<RemoteStore, InvalidArgument, Scope.Scope> =>
   Effect.gen(function*() {
     const service = `throttlekit-server at ${options.target}`
     const client = yield* Effect.acquireRelease(
@@ -159,37 +183,31 @@ export const make = (
     })
     const checkResponse = (response: CheckResponse) => decisionFromWire(response.decision, BACKEND)
 
-    // The hot path: plain argument checks, then one `Effect.async` that sends the request (a literal
-    // message, not `create`) and answers the decision or the typed error from the call's callback. It
-    // carries no span of its own: `Effect.fn`'s span, its stack capture per call and the generator's
-    // steps were most of this door's own cost per check (see bench/). Callers that want a span wrap it.
-    const check = (policy: string, key: string, cost: number = 1): Effect.Effect<Decision, RateLimiterError> => {
-      const keyProblem = Validate.keyProblem(key)
-      if (keyProblem !== undefined) return Effect.fail(new InvalidArgument({ argument: "key", reason: keyProblem }))
-      const costProblem = Validate.costProblem(cost)
-      if (costProblem !== undefined) return Effect.fail(new InvalidArgument({ argument: "cost", reason: costProblem }))
-      if (coalesced !== undefined) return coalesced.check(policy, key, cost)
-      return unaryWith(
-        client,
-        checkMethod,
-        CoalescedChecks.checkRequest(policy, key, cost),
-        callOptions,
-        checkResponse,
-        (error) => toRateLimiterError(error, { service, policy, operation: "check" })
-      )
-    }
+    // The hot path: one `Effect.async` that sends the request (a literal message, not `create`) and
+    // answers the decision or the typed error from the call's callback. It carries no span of its own:
+    // `Effect.fn`'s span, its stack capture per call and the generator's steps were most of this door's
+    // own cost per check (see bench/). Callers that want a span wrap it.
+    const check: RemoteStore["check"] = coalesced !== undefined
+      ? coalesced.check
+      : (policy, key, cost) =>
+        unaryWith(
+          client,
+          checkMethod,
+          CoalescedChecks.checkRequest(policy, key, cost),
+          callOptions,
+          checkResponse,
+          (error) => toRateLimiterError(error, { service, policy, operation: "check" })
+        )
 
     const checkMany = Effect.fn("ServiceBackend.checkMany")(
       function*(
         policy: string,
         keys: ReadonlyArray<string>,
-        cost: number = 1
+        cost: number
       ): Effect.fn.Return<ReadonlyArray<Decision>, RateLimiterError> {
-        yield* Validate.keys(keys)
-        const amount = yield* Validate.cost(cost)
         const response = yield* call(
           RateLimiterRpc.method.checkMany,
-          { policy, keys: [...keys], cost: BigInt(amount) },
+          { policy, keys: [...keys], cost: BigInt(cost) },
           policy,
           "checkMany"
         )
@@ -202,30 +220,25 @@ export const make = (
 
     const peek = Effect.fn("ServiceBackend.peek")(
       function*(policy: string, key: string): Effect.fn.Return<Decision, RateLimiterError> {
-        yield* Validate.key(key)
         const response = yield* retryIdempotent(call(RateLimiterRpc.method.peek, { policy, key }, policy, "peek"))
         return yield* decisionFromWire(response.decision, BACKEND)
       }
     )
 
     const forecast = Effect.fn("ServiceBackend.forecast")(
-      function*(policy: string, key: string, cost: number = 1): Effect.fn.Return<Forecast, RateLimiterError> {
-        yield* Validate.key(key)
-        const amount = yield* Validate.cost(cost)
+      function*(policy: string, key: string, cost: number): Effect.fn.Return<Forecast, RateLimiterError> {
         const response = yield* retryIdempotent(
-          call(RateLimiterRpc.method.forecast, { policy, key, cost: BigInt(amount) }, policy, "forecast")
+          call(RateLimiterRpc.method.forecast, { policy, key, cost: BigInt(cost) }, policy, "forecast")
         )
         return yield* forecastFromWire(response.forecast, BACKEND)
       }
     )
 
     const debit = Effect.fn("ServiceBackend.debit")(
-      function*(policy: string, key: string, tokens: number = 1): Effect.fn.Return<Decision, RateLimiterError> {
-        yield* Validate.key(key)
-        const amount = yield* Validate.cost(tokens, "tokens")
+      function*(policy: string, key: string, tokens: number): Effect.fn.Return<Decision, RateLimiterError> {
         const response = yield* call(
           RateLimiterRpc.method.debit,
-          { policy, key, tokens: BigInt(amount) },
+          { policy, key, tokens: BigInt(tokens) },
           policy,
           "debit"
         )
@@ -237,15 +250,17 @@ export const make = (
       function*(
         policy: string,
         key: string,
-        admitOptions: Pick<AdmitOptions, "cost" | "hold" | "value"> = {}
+        acquireOptions: AcquireOptions
       ): Effect.fn.Return<Admission, RateLimiterError> {
-        yield* Validate.key(key)
-        const cost = yield* Validate.cost(admitOptions.cost ?? 1)
-        const hold = yield* hintToWire(admitOptions.hold, "hold")
-        const value = yield* hintToWire(admitOptions.value, "value")
         const response = yield* call(
           RateLimiterRpc.method.admit,
-          { policy, key, cost: BigInt(cost), hold, value },
+          {
+            policy,
+            key,
+            cost: BigInt(acquireOptions.cost),
+            hold: hintToWire(acquireOptions.hold),
+            value: hintToWire(acquireOptions.value)
+          },
           policy,
           "admit"
         )
@@ -272,15 +287,75 @@ export const make = (
       }
     )
 
-    const leases: Leases = { ttlMs: options.leaseTtlMs ?? 2000, acquire, release, heartbeat }
-    const admit = yield* makeAdmit(leases)
+    // The probe's question, consuming nothing: Peek / Forecast (read-only) on a placeholder key for
+    // themselves, a `CheckMany` with no keys for the rest (see the module doc). Answers the failed
+    // status, or `undefined` for an answer.
+    const ask = (policy: string, operation: Operation): Effect.Effect<GrpcStatusError | undefined> => {
+      const question: Effect.Effect<unknown, GrpcStatusError> = operation === "peek"
+        ? unary(client, RateLimiterRpc.method.peek, { policy, key: PROBE_KEY }, callOptions)
+        : operation === "forecast"
+        ? unary(client, RateLimiterRpc.method.forecast, { policy, key: PROBE_KEY, cost: 1n }, callOptions)
+        : unary(client, RateLimiterRpc.method.checkMany, { policy, keys: [], cost: 1n }, callOptions)
+      return Effect.match(question, { onSuccess: () => undefined, onFailure: (status) => status })
+    }
 
-    return { backend: BACKEND, check, checkMany, peek, forecast, debit, admit, leases }
+    const probe: RemoteStore["probe"] = (policy, operation) => {
+      switch (operation) {
+        case "check":
+        case "checkMany":
+        case "peek":
+        case "forecast":
+          // NOT_FOUND, or the policy's UNIMPLEMENTED (not a rate limiter; for peek / forecast, also a
+          // strategy without them), is the policy's fault. An answer, or any other status, tells nothing.
+          return Effect.map(ask(policy, operation), (status) =>
+            status !== undefined && (status.code === grpc.status.NOT_FOUND || isUnsupportedByPolicy(status))
+              ? toRateLimiterError(status, { service, policy, operation })
+              : undefined)
+        case "debit":
+        case "admit":
+          // An answer to CheckMany: a rate limiter, which serves neither. UNIMPLEMENTED says "not a rate
+          // limiter", which does not tell a meter from an admitter (the blind spot): no answer.
+          return Effect.map(ask(policy, operation), (status) =>
+            status === undefined
+              ? new OperationNotSupported({ policy, operation, reason: "a limiter policy" })
+              : status.code === grpc.status.NOT_FOUND
+              ? toRateLimiterError(status, { service, policy, operation })
+              : undefined)
+        default:
+          return Effect.succeed(undefined)
+      }
+    }
+
+    return {
+      _tag: "Remote",
+      backend: BACKEND,
+      check,
+      checkMany,
+      peek,
+      forecast,
+      debit,
+      acquire,
+      leases: { ttlMs: options.leaseTtlMs ?? 2000, release, heartbeat },
+      probe
+    } satisfies RemoteStore
   })
 
 /** A response that breaks the contract (e.g. fewer decisions than keys). */
 const toProtocolError = (detail: string): RateLimiterError =>
   new BackendError({ backend: BACKEND, code: "PROTOCOL", detail })
+
+/**
+ * Builds the Service door's `RateLimiter` service: the front (`RateLimiter.make`) over `makeStore`.
+ * Fails with `InvalidArgument` when the target cannot be parsed; the channel and the admission keeper
+ * live in the given scope.
+ *
+ * @since 0.1.0
+ * @category constructors
+ */
+export const make = (
+  options: ServiceBackendOptions
+): Effect.Effect<RateLimiterService, InvalidArgument, Scope.Scope> =>
+  Effect.flatMap(makeStore(options), (store) => makeFront(store, options))
 
 /**
  * The Service door as a layer.
@@ -290,6 +365,15 @@ const toProtocolError = (detail: string): RateLimiterError =>
  */
 export const layer = (options: ServiceBackendOptions): Layer.Layer<RateLimiter, InvalidArgument> =>
   Layer.scoped(RateLimiter, make(options))
+
+/**
+ * The Service store as a layer (its channel closed with the layer), for `RateLimiter.layer`.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerStore = (options: ServiceBackendOptions): Layer.Layer<Store, InvalidArgument> =>
+  Layer.scoped(Store, makeStore(options))
 
 /**
  * The configuration `layerConfig` reads by default: `THROTTLEKIT_TARGET` (required) and

@@ -1,7 +1,9 @@
 /**
- * Two-tier and federated policies over any store: a `RateLimiter` wrapper that answers the checks of
- * `twoTier:` and `federated:` policies itself and hands every other call to the `RateLimiter` below it
- * (memory or Redis). The server serves it; an application can use it the same way.
+ * Two-tier and federated policies over any local store: a store wrapper that answers the checks of
+ * `twoTier:` and `federated:` policies itself and hands every other primitive to the store below it
+ * (memory or Redis). The front (`RateLimiter.make`) sits on top, so arguments are checked, policies
+ * resolved and faults raised there, as on every door. The server wraps its store with it; an
+ * application can do the same (`TwoTier.layer` between a door's `layerStore` and `RateLimiter.layer`).
  *
  * - `twoTier` `leased`: this process keeps local (L1) credits per key, leased in batches of `batch` from
  *   the shared (L2) budget, and answers `check` from them (see `LeasedCredits`). On a windowed strategy
@@ -22,11 +24,11 @@
  *   batches of `federated.batch`); `Fleet.Reserve` leases from the same budgets, so servers and remote
  *   clients share one per-window `limit` per domain. The budget lives at `federated.prefix:{domain}`.
  *
- * `peek` and `forecast` on a leased, cached-deny or federated policy fail with `OperationNotSupported`
- * (the local credits are not the budget's state), as on the reference server. Per-policy tables are
- * bounded by the policy's `maxKeys` (the oldest key's credits are dropped first: dropping credits never
- * loosens a bound). A dropped key's background refresh still lands, in the dropped holder only: the key is
- * not put back, and its next check starts a new holder that leases afresh.
+ * `peek` and `forecast` on a leased, cached-deny or federated policy are not served (the front answers
+ * `OperationNotSupported`: the local credits are not the budget's state), as on the reference server.
+ * Per-policy tables are bounded by the policy's `maxKeys` (the oldest key's credits are dropped first:
+ * dropping credits never loosens a bound). A dropped key's background refresh still lands, in the dropped
+ * holder only: the key is not put back, and its next check starts a new holder that leases afresh.
  *
  * @since 0.1.0
  */
@@ -39,22 +41,16 @@ import type * as Scope from "effect/Scope"
 import { Coordinator, type CoordinatorService, federatedKey, type Grant } from "../coordinator/Coordinator.js"
 import { isWindowed } from "../coordinator/reserve.js"
 import { type Decision, type DecisionData, fromData } from "../Decision.js"
-import { InvalidArgument, OperationNotSupported, type RateLimiterError } from "../Errors.js"
+import { OperationNotSupported, type RateLimiterError } from "../Errors.js"
 import * as LeasedCredits from "../fleet/LeasedCredits.js"
 import { type LimiterPolicy, type Policy, reportedLimit, storeKey } from "../Policy.js"
-import { RateLimiter, type RateLimiterService } from "../services/RateLimiter.js"
-import * as Validate from "../Validate.js"
-
-/**
- * Options of the two-tier wrapper.
- *
- * @since 0.1.0
- * @category models
- */
-export interface TwoTierOptions {
-  /** The policies served (the same list given to the store below). */
-  readonly policies: ReadonlyArray<Policy> | { readonly policies: ReadonlyArray<Policy> }
-}
+import {
+  type BoundLimiter,
+  type LocalStore,
+  type RateLimiterStore,
+  Store,
+  unsupported
+} from "../services/RateLimiterStore.js"
 
 /** What the wrapper does for one intercepted policy. */
 interface Handler {
@@ -181,9 +177,9 @@ const fromCoordinator = (
 }
 
 /** An all-or-nothing lease: a check of `wants` units on the store below. */
-const fromStore = (inner: RateLimiterService, policy: LimiterPolicy): Lease => ({
+const fromStore = (inner: BoundLimiter): Lease => ({
   reserve: (key, wants) =>
-    Effect.map(inner.check(policy.name, key, wants), (decision) => ({
+    Effect.map(inner.check(key, wants), (decision) => ({
       granted: decision.allowed ? wants : 0,
       expiresAt: decision.resetAt,
       retryAfterMs: decision.allowed ? 0 : decision.retryAfterMs
@@ -191,7 +187,7 @@ const fromStore = (inner: RateLimiterService, policy: LimiterPolicy): Lease => (
 })
 
 /** Remembers each key's denial until its retry time. */
-const cachedDenyHandler = (inner: RateLimiterService, policy: LimiterPolicy): Handler => {
+const cachedDenyHandler = (inner: BoundLimiter, policy: LimiterPolicy): Handler => {
   const denials = new Table<{ readonly until: number; readonly decision: DecisionData }>(policy.maxKeys)
   return {
     why: "a cached-deny two-tier policy",
@@ -202,7 +198,7 @@ const cachedDenyHandler = (inner: RateLimiterService, policy: LimiterPolicy): Ha
         if (cached !== undefined && now < cached.until) {
           return Effect.succeed(fromData({ ...cached.decision, retryAfterMs: Math.ceil(cached.until - now) }))
         }
-        return Effect.tap(inner.check(policy.name, key, cost), (decision) =>
+        return Effect.tap(inner.check(key, cost), (decision) =>
           Effect.sync(() => {
             if (decision.allowed || decision.retryAfterMs <= 0) denials.delete(key)
             else denials.set(key, { until: now + decision.retryAfterMs, decision })
@@ -211,9 +207,10 @@ const cachedDenyHandler = (inner: RateLimiterService, policy: LimiterPolicy): Ha
   }
 }
 
+/** The handler of `policy` when this wrapper answers its checks, else `undefined` (the store below does). */
 const handlerOf = (
   policy: Policy,
-  inner: RateLimiterService,
+  inner: LocalStore,
   coordinator: CoordinatorService,
   background: LeasedCredits.Background,
   lifetime: { readonly closed: boolean }
@@ -229,7 +226,7 @@ const handlerOf = (
   }
   const twoTier = policy.twoTier
   if (twoTier === undefined || twoTier.mode === "strict") return undefined
-  if (twoTier.mode === "cached-deny") return cachedDenyHandler(inner, policy)
+  if (twoTier.mode === "cached-deny") return cachedDenyHandler(inner.limiter(policy), policy)
   return leasedHandler(
     policy,
     {
@@ -241,89 +238,70 @@ const handlerOf = (
     },
     isWindowed(policy.strategy)
       ? fromCoordinator(coordinator, policy, (key) => storeKey(policy.prefix, key), lifetime)
-      : fromStore(inner, policy)
+      : fromStore(inner.limiter(policy))
   )
 }
 
-const invalid = (argument: string, reason: string | undefined) =>
-  reason === undefined ? undefined : new InvalidArgument({ argument, reason })
+/** A handler as the bound limiter of its policy: checks answered here, peek and forecast not served. */
+const boundOf = (handler: Handler): BoundLimiter => {
+  const notServed = unsupported(`${handler.why} answers from leased credits`)
+  return {
+    check: handler.check,
+    checkMany: (keys, cost) => Effect.forEach(keys, (key) => handler.check(key, cost)),
+    peek: notServed,
+    forecast: notServed
+  }
+}
 
 /**
- * Wraps `inner`: checks of two-tier and federated policies are answered here, everything else is
- * `inner`'s. Background lease refreshes (`twoTier.lowWater`) run in the scope and are interrupted when it
- * closes (one sent without a fiber, through the coordinator's `reserveCallback`, lands when its answer
- * comes; none is sent after the close).
+ * Wraps `inner`: the checks of its two-tier and federated policies (read from `inner.policies`) are
+ * answered here, every other primitive is `inner`'s. Each intercepted policy gets its tables once, here,
+ * whatever asks for its bound limiter. Background lease refreshes (`twoTier.lowWater`) run in the scope
+ * and are interrupted when it closes (one sent without a fiber, through the coordinator's
+ * `reserveCallback`, lands when its answer comes; none is sent after the close).
  *
  * @since 0.1.0
  * @category constructors
  */
 export const make = (
-  inner: RateLimiterService,
-  coordinator: CoordinatorService,
-  options: TwoTierOptions
-): Effect.Effect<RateLimiterService, never, Scope.Scope> =>
+  inner: LocalStore,
+  coordinator: CoordinatorService
+): Effect.Effect<LocalStore, never, Scope.Scope> =>
   Effect.gen(function*() {
     const background = yield* LeasedCredits.makeBackground
     const lifetime = { closed: false }
     yield* Effect.addFinalizer(() => Effect.sync(() => lifetime.closed = true))
-    return wrapWith(inner, coordinator, options, background, lifetime)
+    return wrapWith(inner, coordinator, background, lifetime)
   })
 
 const wrapWith = (
-  inner: RateLimiterService,
+  inner: LocalStore,
   coordinator: CoordinatorService,
-  options: TwoTierOptions,
   background: LeasedCredits.Background,
   lifetime: { readonly closed: boolean }
-): RateLimiterService => {
-  const list = "policies" in options.policies ? options.policies.policies : options.policies
-  const handlers = new Map<string, Handler>()
-  for (const policy of list) {
+): LocalStore => {
+  const bound = new Map<string, BoundLimiter>()
+  for (const policy of inner.policies) {
     const handler = handlerOf(policy, inner, coordinator, background, lifetime)
-    if (handler !== undefined) handlers.set(policy.name, handler)
+    if (handler !== undefined) bound.set(policy.name, boundOf(handler))
   }
-  if (handlers.size === 0) return inner
-
-  const check: RateLimiterService["check"] = (policy, key, cost = 1) => {
-    const handler = handlers.get(policy)
-    if (handler === undefined) return inner.check(policy, key, cost)
-    const bad = invalid("cost", Validate.costProblem(cost)) ?? invalid("key", Validate.keyProblem(key))
-    return bad === undefined ? handler.check(key, cost) : Effect.fail(bad)
-  }
-
-  const checkMany: RateLimiterService["checkMany"] = (policy, keys, cost = 1) => {
-    const handler = handlers.get(policy)
-    if (handler === undefined) return inner.checkMany(policy, keys, cost)
-    const bad = invalid("cost", Validate.costProblem(cost))
-    if (bad !== undefined) return Effect.fail(bad)
-    return Effect.zipRight(Validate.keys(keys), Effect.forEach(keys, (key) => handler.check(key, cost)))
-  }
-
-  const unsupported = (policy: string, operation: "peek" | "forecast", handler: Handler) =>
-    Effect.fail(new OperationNotSupported({ policy, operation, reason: `${handler.why} answers from leased credits` }))
-
-  const peek: RateLimiterService["peek"] = (policy, key) => {
-    const handler = handlers.get(policy)
-    return handler === undefined ? inner.peek(policy, key) : unsupported(policy, "peek", handler)
-  }
-
-  const forecast: RateLimiterService["forecast"] = (policy, key, cost) => {
-    const handler = handlers.get(policy)
-    return handler === undefined ? inner.forecast(policy, key, cost) : unsupported(policy, "forecast", handler)
-  }
-
-  return { ...inner, check, checkMany, peek, forecast }
+  if (bound.size === 0) return inner
+  return { ...inner, limiter: (policy) => bound.get(policy.name) ?? inner.limiter(policy) }
 }
 
 /**
- * The wrapper as a layer over the `RateLimiter` and the `Coordinator` below it, e.g.
- * `TwoTier.layer({ policies }).pipe(Layer.provide(MemoryBackend.layer({ policies })), Layer.provide(MemoryCoordinator.layer()))`.
+ * The wrapper as a layer over the `Store` below it and a `Coordinator`, under the front, e.g.
+ * `RateLimiter.layer().pipe(Layer.provide(TwoTier.layer), Layer.provide(MemoryBackend.layerStore({ policies })), Layer.provide(MemoryCoordinator.layer()))`.
+ * A remote store (the Service door) passes through unchanged: its server applies its own two tiers.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: TwoTierOptions): Layer.Layer<RateLimiter, never, RateLimiter | Coordinator> =>
-  Layer.scoped(
-    RateLimiter,
-    Effect.flatMap(Effect.zip(RateLimiter, Coordinator), ([inner, coordinator]) => make(inner, coordinator, options))
+export const layer: Layer.Layer<Store, never, Store | Coordinator> = Layer.scoped(
+  Store,
+  Effect.flatMap(
+    Effect.zip(Store, Coordinator),
+    ([inner, coordinator]): Effect.Effect<RateLimiterStore, never, Scope.Scope> =>
+      inner._tag === "Local" ? make(inner, coordinator) : Effect.succeed(inner)
   )
+)

@@ -1,6 +1,6 @@
 /**
  * The Monitor hub: what the server's decisions looked like recently, fed by the tap (`Tap.ts`) around
- * the `RateLimiter` it serves, read by `GetSnapshot` and `Watch`.
+ * the store under the `RateLimiter` it serves, read by `GetSnapshot` and `Watch`.
  *
  * Per policy (limiters, then admitters, in config order; meters are not tracked): decisions allowed and
  * denied over a rolling window (60 one-second buckets by default), the limit of the latest decision, the

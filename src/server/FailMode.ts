@@ -8,11 +8,14 @@
  * that way. Each outage is logged with `Effect.logWarning`, at most one line per second (the line counts
  * the outages it stood for), so a long outage does not flood the log.
  *
- * Everything else keeps its error: an unknown policy (`PolicyNotFound`), the wrong operation for the
- * policy's kind (`OperationNotSupported`) and bad input (`InvalidArgument`) are answered as before, and
- * `debit`, `admit`, `peek` and `forecast` still fail with `ServiceUnavailable` (gRPC `UNAVAILABLE`). This is
- * stricter than the reference server, which synthesized a decision for any error of a limiter check,
- * argument errors included, and answered `INTERNAL` for store faults on the other operations.
+ * It is a store wrapper: it wraps the bound limiters of the store below (each policy's limit comes from
+ * the policy it is bound to) and sits under the front, so an unknown policy (`PolicyNotFound`), the wrong
+ * operation for the policy's kind (`OperationNotSupported`) and bad input (`InvalidArgument`) are raised
+ * by the front before the store is reached, as on every door. Everything else keeps its error: `debit`,
+ * `admit` (acquire, release, heartbeat), `peek` and `forecast` still fail with `ServiceUnavailable`
+ * (gRPC `UNAVAILABLE`). This is stricter than the reference server, which synthesized a decision for any
+ * error of a limiter check, argument errors included, and answered `INTERNAL` for store faults on the
+ * other operations.
  *
  * @since 0.1.0
  */
@@ -22,8 +25,8 @@ import * as Layer from "effect/Layer"
 import * as Ref from "effect/Ref"
 import { type Decision, fromData } from "../Decision.js"
 import type { ServiceUnavailable } from "../Errors.js"
-import { type Policy, reportedLimit } from "../Policy.js"
-import { RateLimiter, type RateLimiterService } from "../services/RateLimiter.js"
+import { reportedLimit } from "../Policy.js"
+import { type LocalStore, mapLocal, type RateLimiterStore, Store } from "../services/RateLimiterStore.js"
 
 /**
  * How limiter checks answer while the store is down: `open` allows, `closed` denies.
@@ -57,8 +60,6 @@ export const DEFAULT_FAIL_MODE: FailMode = "open"
  */
 export interface FailModeOptions {
   readonly mode: FailMode
-  /** The served policies (only limiter policies are affected). */
-  readonly policies: ReadonlyArray<Policy> | { readonly policies: ReadonlyArray<Policy> }
   /** The least time between two outage log lines, in ms (default 1000). */
   readonly logIntervalMs?: number
 }
@@ -86,20 +87,16 @@ interface LogState {
 }
 
 /**
- * Wraps `inner` with the fail mode; the log throttle lives in the returned service.
+ * Wraps `inner` with the fail mode: the checks of its limiter policies answer a synthesized decision
+ * while the store is down. The log throttle lives in the returned store.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const make = (inner: RateLimiterService, options: FailModeOptions): Effect.Effect<RateLimiterService> =>
+export const make = (inner: LocalStore, options: FailModeOptions): Effect.Effect<LocalStore> =>
   Effect.gen(function*() {
     const mode = options.mode
     const logIntervalMs = options.logIntervalMs ?? 1000
-    const list = "policies" in options.policies ? options.policies.policies : options.policies
-    const limits = new Map<string, number>()
-    for (const policy of list) {
-      if (policy.kind === "limiter") limits.set(policy.name, reportedLimit(policy.strategy))
-    }
     const logState = yield* Ref.make<LogState>({ lastLoggedAt: Number.NEGATIVE_INFINITY, unreported: 0 })
 
     const logOutage = (operation: string, policy: string, error: ServiceUnavailable) =>
@@ -117,38 +114,40 @@ export const make = (inner: RateLimiterService, options: FailModeOptions): Effec
             )
         ))
 
-    const check: RateLimiterService["check"] = (policy, key, cost) => {
-      const limit = limits.get(policy)
-      if (limit === undefined) return inner.check(policy, key, cost)
-      return Effect.catchTag(
-        inner.check(policy, key, cost),
-        "ServiceUnavailable",
-        (error) => Effect.as(logOutage("check", policy, error), synthesizedDecision(mode, limit))
-      )
-    }
-
-    const checkMany: RateLimiterService["checkMany"] = (policy, keys, cost) => {
-      const limit = limits.get(policy)
-      if (limit === undefined) return inner.checkMany(policy, keys, cost)
-      return Effect.catchTag(
-        inner.checkMany(policy, keys, cost),
-        "ServiceUnavailable",
-        (error) =>
-          Effect.as(
-            logOutage("checkMany", policy, error),
-            keys.map(() => synthesizedDecision(mode, limit))
-          )
-      )
-    }
-
-    return { ...inner, check, checkMany }
+    return mapLocal(inner, {
+      limiter: (policy, bound) => {
+        const decision = synthesizedDecision(mode, reportedLimit(policy.strategy))
+        return {
+          ...bound,
+          check: (key, cost) =>
+            Effect.catchTag(
+              bound.check(key, cost),
+              "ServiceUnavailable",
+              (error) => Effect.as(logOutage("check", policy.name, error), decision)
+            ),
+          checkMany: (keys, cost) =>
+            Effect.catchTag(
+              bound.checkMany(keys, cost),
+              "ServiceUnavailable",
+              (error) => Effect.as(logOutage("checkMany", policy.name, error), keys.map(() => decision))
+            )
+        }
+      }
+    })
   })
 
 /**
- * The `RateLimiter` below, wrapped with the fail mode.
+ * The `Store` below, wrapped with the fail mode (under the front: `RateLimiter.layer()` goes on top).
+ * A remote store (the Service door) passes through unchanged.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: FailModeOptions): Layer.Layer<RateLimiter, never, RateLimiter> =>
-  Layer.effect(RateLimiter, Effect.flatMap(RateLimiter, (inner) => make(inner, options)))
+export const layer = (options: FailModeOptions): Layer.Layer<Store, never, Store> =>
+  Layer.effect(
+    Store,
+    Effect.flatMap(
+      Store,
+      (inner): Effect.Effect<RateLimiterStore> => inner._tag === "Local" ? make(inner, options) : Effect.succeed(inner)
+    )
+  )

@@ -17,9 +17,8 @@ import * as PolicyConfig from "../Config.js"
 import * as ServerDoors from "../fleet/ServerDoors.js"
 import * as MemoryBackend from "../layers/MemoryBackend.js"
 import * as RedisBackend from "../layers/RedisBackend.js"
-import type { RateLimiter } from "../services/RateLimiter.js"
+import type { Store } from "../services/RateLimiterStore.js"
 import * as Cli from "./Cli.js"
-import * as FailMode from "./FailMode.js"
 import { formatAddress, type GrpcBindError, GrpcServer, type RunningServer, type ServerTls } from "./GrpcServer.js"
 import * as Server from "./Server.js"
 
@@ -64,15 +63,18 @@ const readTls = (paths: Option.Option<Cli.TlsPaths>) =>
     return tls
   })
 
+/** The store the command line picked, serving the loaded policies (already validated: the set is reused). */
 const storeLayer = (
   args: Cli.ServeArgs,
   policies: PolicyConfig.PolicySet
-): Layer.Layer<RateLimiter, StartupError> => {
+): Layer.Layer<Store, StartupError> => {
   switch (args.store.kind) {
     case "memory":
-      return MemoryBackend.layer({ policies, leaseTtlMs: args.leaseTtlMs })
+      return MemoryBackend.layerStore({ policies, leaseTtlMs: args.leaseTtlMs }).pipe(
+        Layer.mapError((error) => new StartupError({ reason: `the memory store failed to start: ${error.message}` }))
+      )
     case "redis":
-      return RedisBackend.layer({ policies, redis: args.store.url, leaseTtlMs: args.leaseTtlMs }).pipe(
+      return RedisBackend.layerStore({ policies, redis: args.store.url, leaseTtlMs: args.leaseTtlMs }).pipe(
         Layer.mapError((error) => new StartupError({ reason: `the Redis store failed to start: ${error.message}` }))
       )
   }
@@ -108,15 +110,16 @@ export const serve = (args: Cli.ServeArgs): Effect.Effect<never, ServeError, Fil
       Effect.gen(function*() {
         const policies = yield* PolicyConfig.load(args.config)
         const tls = yield* readTls(args.tls)
-        // The Monitor and Fleet doors, the two-tier wrapper and the Monitor tap around the store; the fail
-        // mode outermost, so it also covers a two-tier coordinator outage and the Monitor records no
-        // synthesized decision (an outage is not a decision).
+        // The Monitor and Fleet doors; around the store, the two-tier wrapper, the Monitor tap and the fail
+        // mode outermost (so it also covers a two-tier coordinator outage and the Monitor records no
+        // synthesized decision: an outage is not a decision), with the front on top.
         const doors = yield* ServerDoors.make({
           policies,
           store: args.store,
           monitorSecret: args.monitorSecret,
           fleetSecret: args.fleetSecret,
-          nodeId: formatAddress(args.host, args.port)
+          nodeId: formatAddress(args.host, args.port),
+          failMode: args.failMode
         }).pipe(
           Effect.mapError((error) => new StartupError({ reason: `the coordinator failed to start: ${error.message}` }))
         )
@@ -128,7 +131,6 @@ export const serve = (args: Cli.ServeArgs): Effect.Effect<never, ServeError, Fil
             services: doors.services,
             ...(tls === undefined ? {} : { tls })
           }).pipe(
-            Layer.provide(FailMode.layer({ mode: args.failMode, policies })),
             Layer.provide(doors.around(storeLayer(args, policies)))
           )
         )

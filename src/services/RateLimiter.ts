@@ -1,15 +1,47 @@
 /**
  * The `RateLimiter` service: one interface for every axis (rate, cost, concurrency) and every door
- * (memory, Redis, gRPC). A program written against it runs unchanged on any layer.
+ * (memory, Redis, gRPC), and its one implementation, the front (`make`). A program written against it
+ * runs unchanged on any layer.
+ *
+ * The front validates every call in one order — the policy (unknown: `PolicyNotFound`; the wrong kind
+ * for the operation: `OperationNotSupported`), then the key, then the cost / tokens / hints
+ * (`InvalidArgument`) — before the store is touched, so every door raises the same fault for the same
+ * bad call and a rejected call changes nothing. It runs the scoped `admit` (held until the scope
+ * closes). The doors are stores (`RateLimiterStore`): primitives on resolved policies only.
  *
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
+import type { PolicySet } from "../Config.js"
 import type { Admission, Decision, Forecast } from "../Decision.js"
-import type { RateLimiterError } from "../Errors.js"
-import { RateLimited } from "../Errors.js"
+import {
+  InvalidArgument,
+  type Operation,
+  OperationNotSupported,
+  PolicyNotFound,
+  RateLimited,
+  type RateLimiterError
+} from "../Errors.js"
+import { type KeeperOptions, makeKeeper } from "../internal/keeper.js"
+import { maxCost, type Policy } from "../Policy.js"
+import * as Validate from "../Validate.js"
+import {
+  type AcquireOptions,
+  type BoundAdmitter,
+  type BoundLimiter,
+  type BoundMeter,
+  type HeartbeatResult,
+  isUnsupported,
+  type LocalStore,
+  type RateLimiterStore,
+  type RemoteStore,
+  Store
+} from "./RateLimiterStore.js"
+
+export type { HeartbeatResult } from "./RateLimiterStore.js"
 
 /**
  * Options of an admission.
@@ -25,25 +57,13 @@ export interface AdmitOptions {
   /** Value of the request, forwarded to the backend as a hint (default 0). */
   readonly value?: number
   /**
-   * Renew the lease while it is held, for holds longer than the lease TTL (default false).
-   * One batched heartbeat fiber per backend renews every kept-alive lease.
+   * Renew the lease while the scope is open (default true): a scoped admission holds its slot until its
+   * scope closes, however long. `false` leaves a short hold to the lease TTL (the store reclaims it as
+   * dropped if the scope outlives the TTL) and saves the heartbeat.
    */
   readonly keepAlive?: boolean
   /** Interrupt the holding fiber if the backend reclaims the lease anyway (default false). */
   readonly interruptOnReclaim?: boolean
-}
-
-/**
- * The answer to a heartbeat: which leases are still held, which were already reclaimed, and when the
- * next beat must arrive (epoch-ms).
- *
- * @since 0.1.0
- * @category models
- */
-export interface HeartbeatResult {
-  readonly live: ReadonlyArray<string>
-  readonly reclaimed: ReadonlyArray<string>
-  readonly nextDeadline: number
 }
 
 /**
@@ -69,8 +89,8 @@ export interface Leases {
 }
 
 /**
- * The service interface. Costs, tokens and keys are validated first: bad input fails with
- * `InvalidArgument` and changes no state.
+ * The service interface. Every call is validated first (policy, then key, then amounts): bad input
+ * fails with a typed error and changes no state.
  *
  * @since 0.1.0
  * @category models
@@ -78,6 +98,17 @@ export interface Leases {
 export interface RateLimiterService {
   /** Names the backend in logs and errors ("memory", "redis", "service"). */
   readonly backend: string
+  /** The policies served, when this process knows them (not on the Service door: the server does). */
+  readonly policies: PolicySet | undefined
+  /**
+   * Whether `policy` exists and serves `operation`: succeeds with `true` when this process knows it
+   * does, `false` when only the server can tell (the Service door); fails with `PolicyNotFound` or
+   * `OperationNotSupported` otherwise. For resolving a policy once, at startup (the HTTP middleware).
+   */
+  readonly resolve: (
+    policy: string,
+    operation: Operation
+  ) => Effect.Effect<boolean, PolicyNotFound | OperationNotSupported>
   /** Consumes `cost` (default 1) from `key`'s limit. A denial is a `Decision` with `allowed = false`. */
   readonly check: (policy: string, key: string, cost?: number) => Effect.Effect<Decision, RateLimiterError>
   /** Checks many keys at one consistent instant; decisions come back in input order. */
@@ -93,8 +124,9 @@ export interface RateLimiterService {
   /** Spends `tokens` (default 1) of a token budget (the cost axis). */
   readonly debit: (policy: string, key: string, tokens?: number) => Effect.Effect<Decision, RateLimiterError>
   /**
-   * Admits into a concurrency (or unified rate × concurrency) policy. A held slot is released when the
-   * scope closes, as dropped when the scope closed by failure or interruption. A denial holds nothing.
+   * Admits into a concurrency (or unified rate × concurrency) policy. A held slot stays held until the
+   * scope closes (renewed in the background), then is released, as dropped when the scope closed by
+   * failure or interruption. A denial holds nothing.
    */
   readonly admit: (
     policy: string,
@@ -112,6 +144,303 @@ export interface RateLimiterService {
  * @category tags
  */
 export class RateLimiter extends Context.Tag("throttlekit-effect/RateLimiter")<RateLimiter, RateLimiterService>() {}
+
+/**
+ * Options of the front.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type FrontOptions = KeeperOptions
+
+// ---------------------------------------------------------------------------------------------------------
+// Argument checks, in the one order
+// ---------------------------------------------------------------------------------------------------------
+
+const invalid = (argument: string, reason: string) => new InvalidArgument({ argument, reason })
+
+/**
+ * The first bad argument of a key-and-amount call (key, then amount), or undefined. `most` is the
+ * policy's largest usable amount (`Policy.maxCost`: beyond it no wait could be stated in a `Decision`).
+ */
+const keyAmountFault = (
+  key: string,
+  amount: number,
+  argument: string,
+  most: number = Number.MAX_SAFE_INTEGER
+): InvalidArgument | undefined => {
+  const keyProblem = Validate.keyProblem(key)
+  if (keyProblem !== undefined) return invalid("key", keyProblem)
+  const amountProblem = Validate.costProblem(amount)
+  if (amountProblem !== undefined) return invalid(argument, amountProblem)
+  return amount <= most
+    ? undefined
+    : invalid(
+      argument,
+      `must be at most ${most} for this policy (a larger cost could never be admitted, nor its wait stated), got ${amount}`
+    )
+}
+
+/** The first bad argument of a batch (size, each key, then cost), or undefined. */
+const batchFault = (
+  keys: ReadonlyArray<string>,
+  cost: number,
+  most: number = Number.MAX_SAFE_INTEGER
+): InvalidArgument | undefined => {
+  if (!Array.isArray(keys)) return invalid("keys", "must be an array of keys")
+  if (keys.length > Validate.MAX_BATCH_KEYS) {
+    return invalid("keys", `at most ${Validate.MAX_BATCH_KEYS} keys per call, got ${keys.length}`)
+  }
+  for (let i = 0; i < keys.length; i++) {
+    const problem = Validate.keyProblem(keys[i]!)
+    if (problem !== undefined) return invalid(`keys[${i}]`, problem)
+  }
+  return keyAmountFault("-", cost, "cost", most)
+}
+
+/** A hint (hold, value): a finite number from 0 to 2^53 − 1, or why not. */
+const hintProblem = (value: number): string | undefined =>
+  typeof value === "number" && Number.isFinite(value) && value >= 0 && value <= Number.MAX_SAFE_INTEGER
+    ? undefined
+    : `must be a finite number from 0 to 2^53 - 1, got ${value}`
+
+/** The checked options of an acquire, or the first bad one (key, cost, hold, value). */
+const acquireArguments = (
+  key: string,
+  options: Pick<AdmitOptions, "cost" | "hold" | "value"> | undefined,
+  most: number = Number.MAX_SAFE_INTEGER
+): AcquireOptions | InvalidArgument => {
+  const cost = options?.cost ?? 1
+  const hold = options?.hold ?? 0
+  const value = options?.value ?? 0
+  const fault = keyAmountFault(key, cost, "cost", most)
+  if (fault !== undefined) return fault
+  const holdProblem = hintProblem(hold)
+  if (holdProblem !== undefined) return invalid("hold", holdProblem)
+  const valueProblem = hintProblem(value)
+  if (valueProblem !== undefined) return invalid("value", valueProblem)
+  return { cost, hold, value }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The front
+// ---------------------------------------------------------------------------------------------------------
+
+/** A policy's bound operations and the largest cost they accept (`Policy.maxCost`). */
+class Bound<Ops> {
+  constructor(readonly ops: Ops, readonly most: number) {}
+}
+
+/** The operations of the service before the scoped `admit` is added. */
+type Unscoped = Omit<RateLimiterService, "admit">
+
+/**
+ * The front over `store`: the only implementation of `RateLimiterService`. Local stores have each policy
+ * bound once, here; the keeper's heartbeat fiber lives in the given scope.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const make = (
+  store: RateLimiterStore,
+  options: FrontOptions = {}
+): Effect.Effect<RateLimiterService, never, Scope.Scope> =>
+  Effect.gen(function*() {
+    const front = store._tag === "Local" ? localFront(store) : remoteFront(store)
+    const keep = yield* makeKeeper(store.leases, options)
+    const admit: RateLimiterService["admit"] = (policy, key, admitOptions = {}) =>
+      keep(front.leases.acquire(policy, key, admitOptions), {
+        keepAlive: admitOptions.keepAlive !== false,
+        interruptOnReclaim: admitOptions.interruptOnReclaim === true
+      })
+    return { ...front, admit }
+  })
+
+/** The front of a store that knows its policies: one lookup per call, then the bound operation. */
+const localFront = (store: LocalStore): Unscoped => {
+  const policies = store.policies
+  const limiters = new Map<string, Bound<BoundLimiter>>()
+  const meters = new Map<string, BoundMeter>()
+  const admitters = new Map<string, Bound<BoundAdmitter>>()
+  const kinds = new Map<string, Policy["kind"]>()
+  for (const policy of policies) {
+    kinds.set(policy.name, policy.kind)
+    switch (policy.kind) {
+      case "limiter":
+        limiters.set(policy.name, new Bound(store.limiter(policy), maxCost(policy.strategy)))
+        break
+      case "meter":
+        meters.set(policy.name, store.meter(policy))
+        break
+      case "admitter":
+        admitters.set(
+          policy.name,
+          new Bound(store.admitter(policy), policy.rate === undefined ? Number.MAX_SAFE_INTEGER : maxCost(policy.rate))
+        )
+        break
+    }
+  }
+
+  /** Why `operation` cannot run on `policy` (not configured, or another kind), as the front reports it. */
+  const policyFault = (policy: string, operation: Operation): PolicyNotFound | OperationNotSupported => {
+    const kind = kinds.get(policy)
+    return kind === undefined
+      ? new PolicyNotFound({ policy, configured: policies.names })
+      : new OperationNotSupported({ policy, operation, reason: `a ${kind} policy` })
+  }
+
+  const boundFault = (
+    policy: string,
+    operation: "peek" | "forecast",
+    bound: Bound<BoundLimiter> | undefined
+  ): PolicyNotFound | OperationNotSupported | undefined => {
+    if (bound === undefined) return policyFault(policy, operation)
+    const served = bound.ops[operation]
+    return isUnsupported(served)
+      ? new OperationNotSupported({ policy, operation, reason: served.reason })
+      : undefined
+  }
+
+  const resolve: RateLimiterService["resolve"] = (policy, operation) => {
+    const fault = operation === "debit"
+      ? meters.has(policy) ? undefined : policyFault(policy, operation)
+      : operation === "admit"
+      ? admitters.has(policy) ? undefined : policyFault(policy, operation)
+      : operation === "peek" || operation === "forecast"
+      ? boundFault(policy, operation, limiters.get(policy))
+      : limiters.has(policy)
+      ? undefined
+      : policyFault(policy, operation)
+    return fault === undefined ? Effect.succeed(true) : Effect.fail(fault)
+  }
+
+  // The hot path: one Map lookup, plain argument checks, then the store's one Effect. No span of its own
+  // (a span per call costs as much CPU as a whole check here; see bench/). Callers that want one wrap it.
+  const check: RateLimiterService["check"] = (policy, key, cost = 1) => {
+    const bound = limiters.get(policy)
+    if (bound === undefined) return Effect.fail(policyFault(policy, "check"))
+    const fault = keyAmountFault(key, cost, "cost", bound.most)
+    return fault === undefined ? bound.ops.check(key, cost) : Effect.fail(fault)
+  }
+
+  const checkMany: RateLimiterService["checkMany"] = (policy, keys, cost = 1) => {
+    const bound = limiters.get(policy)
+    if (bound === undefined) return Effect.fail(policyFault(policy, "checkMany"))
+    const fault = batchFault(keys, cost, bound.most)
+    if (fault !== undefined) return Effect.fail(fault)
+    return keys.length === 0 ? Effect.succeed([]) : bound.ops.checkMany(keys, cost)
+  }
+
+  const peek: RateLimiterService["peek"] = (policy, key) => {
+    const served = limiters.get(policy)?.ops.peek
+    if (served === undefined || isUnsupported(served)) {
+      return Effect.fail(boundFault(policy, "peek", limiters.get(policy))!)
+    }
+    const keyProblem = Validate.keyProblem(key)
+    return keyProblem === undefined ? served(key) : Effect.fail(invalid("key", keyProblem))
+  }
+
+  const forecast: RateLimiterService["forecast"] = (policy, key, cost = 1) => {
+    const bound = limiters.get(policy)
+    const served = bound?.ops.forecast
+    if (served === undefined || isUnsupported(served)) return Effect.fail(boundFault(policy, "forecast", bound)!)
+    const fault = keyAmountFault(key, cost, "cost")
+    return fault === undefined ? served(key, cost) : Effect.fail(fault)
+  }
+
+  const debit: RateLimiterService["debit"] = (policy, key, tokens = 1) => {
+    const bound = meters.get(policy)
+    if (bound === undefined) return Effect.fail(policyFault(policy, "debit"))
+    const fault = keyAmountFault(key, tokens, "tokens")
+    return fault === undefined ? bound.debit(key, tokens) : Effect.fail(fault)
+  }
+
+  const acquire: Leases["acquire"] = (policy, key, acquireOptions) => {
+    const bound = admitters.get(policy)
+    if (bound === undefined) return Effect.fail(policyFault(policy, "admit"))
+    const checked = acquireArguments(key, acquireOptions, bound.most)
+    return checked instanceof InvalidArgument ? Effect.fail(checked) : bound.ops.acquire(key, checked)
+  }
+
+  return {
+    backend: store.backend,
+    policies,
+    resolve,
+    check,
+    checkMany,
+    peek,
+    forecast,
+    debit,
+    leases: { ttlMs: store.leases.ttlMs, acquire, release: store.leases.release, heartbeat: store.leases.heartbeat }
+  }
+}
+
+/**
+ * The front of a store whose server resolves policies: arguments are checked here (bad input never
+ * leaves the process); a bad argument first asks the server about the policy, so an unknown policy or a
+ * wrong kind is reported before the argument, as on every other door.
+ */
+const remoteFront = (store: RemoteStore): Unscoped => {
+  const rejected = <A>(
+    policy: string,
+    operation: Operation,
+    fault: InvalidArgument
+  ): Effect.Effect<A, RateLimiterError> =>
+    Effect.flatMap(store.probe(policy, operation), (policyFault) => Effect.fail(policyFault ?? fault))
+
+  const check: RateLimiterService["check"] = (policy, key, cost = 1) => {
+    const fault = keyAmountFault(key, cost, "cost")
+    return fault === undefined ? store.check(policy, key, cost) : rejected(policy, "check", fault)
+  }
+
+  const checkMany: RateLimiterService["checkMany"] = (policy, keys, cost = 1) => {
+    const fault = batchFault(keys, cost)
+    return fault === undefined ? store.checkMany(policy, keys, cost) : rejected(policy, "checkMany", fault)
+  }
+
+  const peek: RateLimiterService["peek"] = (policy, key) => {
+    const keyProblem = Validate.keyProblem(key)
+    return keyProblem === undefined ? store.peek(policy, key) : rejected(policy, "peek", invalid("key", keyProblem))
+  }
+
+  const forecast: RateLimiterService["forecast"] = (policy, key, cost = 1) => {
+    const fault = keyAmountFault(key, cost, "cost")
+    return fault === undefined ? store.forecast(policy, key, cost) : rejected(policy, "forecast", fault)
+  }
+
+  const debit: RateLimiterService["debit"] = (policy, key, tokens = 1) => {
+    const fault = keyAmountFault(key, tokens, "tokens")
+    return fault === undefined ? store.debit(policy, key, tokens) : rejected(policy, "debit", fault)
+  }
+
+  const acquire: Leases["acquire"] = (policy, key, acquireOptions) => {
+    const checked = acquireArguments(key, acquireOptions)
+    return checked instanceof InvalidArgument
+      ? rejected(policy, "admit", checked)
+      : store.acquire(policy, key, checked)
+  }
+
+  return {
+    backend: store.backend,
+    policies: undefined,
+    resolve: () => Effect.succeed(false),
+    check,
+    checkMany,
+    peek,
+    forecast,
+    debit,
+    leases: { ttlMs: store.leases.ttlMs, acquire, release: store.leases.release, heartbeat: store.leases.heartbeat }
+  }
+}
+
+/**
+ * The front over the `Store` in context.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layer = (options: FrontOptions = {}): Layer.Layer<RateLimiter, never, Store> =>
+  Layer.scoped(RateLimiter, Effect.flatMap(Store, (store) => make(store, options)))
 
 /**
  * Checks `key` and fails with `RateLimited` (carrying the decision) when denied, so `Effect.gen` code can

@@ -22,10 +22,12 @@ import * as Config from "../../src/Config.js"
 import type { CoordinatorService } from "../../src/coordinator/Coordinator.js"
 import * as MemoryCoordinator from "../../src/coordinator/MemoryCoordinator.js"
 import type { Decision } from "../../src/Decision.js"
-import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
 import * as TwoTier from "../../src/layers/TwoTier.js"
 import type { LimiterPolicy } from "../../src/Policy.js"
-import { RateLimiter, type RateLimiterService } from "../../src/services/RateLimiter.js"
+import * as RateLimiter from "../../src/services/RateLimiter.js"
+import type { RateLimiterService } from "../../src/services/RateLimiter.js"
+import type { LocalStore } from "../../src/services/RateLimiterStore.js"
+import { countingStore } from "./support.js"
 
 const WINDOW_MS = 1000
 const LIMIT = 30
@@ -149,21 +151,12 @@ const callbackCoordinator = Effect.sync(() => {
   return { coordinator, stats, release, held }
 })
 
-/** A Memory door for the config's policies, counting the checks that reach it. */
-const countingStore = Effect.gen(function*() {
-  const policies = yield* Config.parse(config, "test")
-  const inner = yield* Effect.provide(RateLimiter, MemoryBackend.layer({ policies }))
-  const calls = { check: 0 }
-  const service: RateLimiterService = {
-    ...inner,
-    check: (policy, key, cost) =>
-      Effect.suspend(() => {
-        calls.check++
-        return inner.check(policy, key, cost)
-      })
-  }
-  return { policies, service, calls }
-})
+/** The Memory store for the config's policies, counting the checks that reach it. */
+const countingConfigStore = Effect.flatMap(Config.parse(config, "test"), countingStore)
+
+/** A "server": the two-tier wrapper (its own L1 credits) over `store`, with the front on top. */
+const twoTier = (store: LocalStore, coordinator: CoordinatorService) =>
+  Effect.flatMap(TwoTier.make(store, coordinator), (wrapped) => RateLimiter.make(wrapped))
 
 /** Lets other fibers run until `done` holds (at most 100 yields; the assertions after it tell). */
 const settle = (done: () => boolean) =>
@@ -211,10 +204,10 @@ describe("twoTier.lowWater: config", () => {
 describe("twoTier.lowWater: the wrapper", () => {
   it.scoped("three servers refreshing in the background admit at most limit per window, each in its own window", () =>
     Effect.gen(function*() {
-      const store = yield* countingStore
+      const store = yield* countingConfigStore
       const { coordinator, stats } = yield* slowCoordinator(100)
       const servers = yield* Effect.all(
-        [0, 1, 2].map(() => TwoTier.make(store.service, coordinator, { policies: store.policies }))
+        [0, 1, 2].map(() => twoTier(store.store, coordinator))
       )
       const windows = 3
 
@@ -291,9 +284,9 @@ describe("twoTier.lowWater: the wrapper", () => {
   it.scoped("a key dropped from the table while its refresh is in flight is not put back when it lands", () =>
     Effect.gen(function*() {
       yield* TestClock.setTime(100)
-      const store = yield* countingStore
+      const store = yield* countingConfigStore
       const { coordinator, gate, open, stats } = yield* slowCoordinator(0)
-      const server = yield* TwoTier.make(store.service, coordinator, { policies: store.policies })
+      const server = yield* twoTier(store.store, coordinator)
       const check = (key: string) => server.check("bounded", key)
       yield* check("a")
       yield* check("a")
@@ -321,10 +314,10 @@ describe("twoTier.lowWater: the wrapper", () => {
   it.scoped("closing the wrapper's scope interrupts a refresh in flight", () =>
     Effect.gen(function*() {
       yield* TestClock.setTime(100)
-      const store = yield* countingStore
+      const store = yield* countingConfigStore
       const { coordinator, stats } = yield* slowCoordinator(1000)
       const scope = yield* Scope.make()
-      const server = yield* Scope.extend(TwoTier.make(store.service, coordinator, { policies: store.policies }), scope)
+      const server = yield* Scope.extend(twoTier(store.store, coordinator), scope)
       const first = yield* Effect.fork(server.check("bounded", "k"))
       while (first.unsafePoll() === null) yield* TestClock.adjust(100)
       expect(yield* Fiber.join(first)).toMatchObject({ allowed: true, remaining: 3 })
@@ -338,9 +331,9 @@ describe("twoTier.lowWater: the wrapper", () => {
   it.scoped("a coordinator's reserveCallback carries the background refreshes; a refusal waits for the boundary", () =>
     Effect.gen(function*() {
       yield* TestClock.setTime(200)
-      const store = yield* countingStore
+      const store = yield* countingConfigStore
       const { coordinator, release, stats } = yield* callbackCoordinator
-      const server = yield* TwoTier.make(store.service, coordinator, { policies: store.policies })
+      const server = yield* twoTier(store.store, coordinator)
       const check = server.check("callback", "k")
       // In line: 4 of the 6. The next check leaves 2 and sends a callback reservation.
       expect(yield* check).toMatchObject({ allowed: true, remaining: 3 })
@@ -360,10 +353,10 @@ describe("twoTier.lowWater: the wrapper", () => {
   it.scoped("after the wrapper's scope closes no callback reservation is sent; one already out still lands", () =>
     Effect.gen(function*() {
       yield* TestClock.setTime(100)
-      const store = yield* countingStore
+      const store = yield* countingConfigStore
       const { coordinator, release, stats } = yield* callbackCoordinator
       const scope = yield* Scope.make()
-      const server = yield* Scope.extend(TwoTier.make(store.service, coordinator, { policies: store.policies }), scope)
+      const server = yield* Scope.extend(twoTier(store.store, coordinator), scope)
       const check = server.check("bounded", "k")
       yield* Effect.forEach([1, 2, 3], () => check) // 1 left (lowWater 1): a callback reservation is out
       expect(stats).toEqual({ reserves: 1, callbacks: 1 })
@@ -381,9 +374,9 @@ describe("twoTier.lowWater: the wrapper", () => {
   it.scoped("a non-windowed strategy refreshes in the background through the store below", () =>
     Effect.gen(function*() {
       yield* TestClock.setTime(100)
-      const store = yield* countingStore
+      const store = yield* countingConfigStore
       const coordinator = MemoryCoordinator.make()
-      const server = yield* TwoTier.make(store.service, coordinator, { policies: store.policies })
+      const server = yield* twoTier(store.store, coordinator)
       const decisions = yield* Effect.forEach([1, 2, 3], () => server.check("bucket", "k"))
       expect(decisions.every((d) => d.allowed)).toBe(true)
       // The first check leased 5; the third left 2 and leased the next 5 while it still had credits.

@@ -22,7 +22,9 @@ import * as RedisCoordinator from "../../src/coordinator/RedisCoordinator.js"
 import { ServiceUnavailable } from "../../src/Errors.js"
 import * as RedisBackend from "../../src/layers/RedisBackend.js"
 import * as TwoTier from "../../src/layers/TwoTier.js"
+import * as Front from "../../src/services/RateLimiter.js"
 import { RateLimiter, type RateLimiterService } from "../../src/services/RateLimiter.js"
+import { type LocalStore, Store } from "../../src/services/RateLimiterStore.js"
 import { RedisServer, redisServer } from "../support/redisServer.js"
 
 const config = `
@@ -86,18 +88,29 @@ limiters:
     prefix: crowd
 `
 
-/** One "server": the two-tier wrapper over its own Redis door and Redis coordinator. */
+/** One "server": the front over the two-tier wrapper over its own Redis store and Redis coordinator. */
 const serverOn = (url: string) =>
   Effect.gen(function*() {
     const policies = yield* Config.parse(config, "test")
     const context = yield* Layer.build(
-      TwoTier.layer({ policies }).pipe(
-        Layer.provide(RedisBackend.layer({ policies, redis: url })),
+      Front.layer().pipe(
+        Layer.provide(TwoTier.layer),
+        Layer.provide(RedisBackend.layerStore({ policies, redis: url })),
         Layer.provide(RedisCoordinator.layer({ redis: url }))
       )
     )
     return Context.get(context, RateLimiter)
   })
+
+/** The Redis store in `context` (a local store: it knows its policies). */
+const localStore = (context: Context.Context<Store>): Effect.Effect<LocalStore> => {
+  const store = Context.get(context, Store)
+  return store._tag === "Local" ? Effect.succeed(store) : Effect.dieMessage("the Redis store is not a local store")
+}
+
+/** The front over the two-tier wrapper over `store`: one "server". */
+const twoTier = (store: LocalStore, coordinator: CoordinatorService) =>
+  Effect.flatMap(TwoTier.make(store, coordinator), (wrapped) => Front.make(wrapped))
 
 /**
  * Waits out the current 60 s window (Redis's clock, so real time) when less than 5 s of it are left, so a
@@ -193,7 +206,7 @@ const serverCountingCallbacks = (url: string) =>
   Effect.gen(function*() {
     const policies = yield* Config.parse(config, "test")
     const context = yield* Layer.build(
-      Layer.merge(RedisBackend.layer({ policies, redis: url }), RedisCoordinator.layer({ redis: url }))
+      Layer.merge(RedisBackend.layerStore({ policies, redis: url }), RedisCoordinator.layer({ redis: url }))
     )
     const inner = Context.get(context, Coordinator)
     const reserveCallback = inner.reserveCallback
@@ -211,7 +224,7 @@ const serverCountingCallbacks = (url: string) =>
         reserveCallback!(strategy, key, wants, done)
       }
     }
-    const server = yield* TwoTier.make(Context.get(context, RateLimiter), coordinator, { policies })
+    const server = yield* twoTier(yield* localStore(context), coordinator)
     return { server, stats }
   })
 
@@ -240,11 +253,11 @@ const isolated = (scope: Scope.Scope) =>
     const redis = yield* redisServer
     const policies = yield* Config.parse(config, "test")
     const context = yield* Layer.build(
-      Layer.merge(RedisBackend.layer({ policies, redis: redis.url }), RedisCoordinator.layer({ redis: redis.url }))
+      Layer.merge(RedisBackend.layerStore({ policies, redis: redis.url }), RedisCoordinator.layer({ redis: redis.url }))
     )
     const { coordinator, stats } = counted(Context.get(context, Coordinator))
     const server: RateLimiterService = yield* Scope.extend(
-      TwoTier.make(Context.get(context, RateLimiter), coordinator, { policies }),
+      twoTier(yield* localStore(context), coordinator),
       scope
     )
     return { redis, server, stats }

@@ -3,16 +3,17 @@
  * policies answer from local credits and several "servers" (wrappers) on one coordinator admit at most
  * `limit` per window when window-coupled; uncoupled leftovers carry over within `limit + N × (batch − 1)`;
  * cached-deny spares the store; strict and plain policies pass through; federated checks lease from the
- * domain's budget; peek/forecast are unsupported; bad input changes nothing.
+ * domain's budget; peek/forecast are unsupported; bad input (caught by the front) changes nothing.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Layer, TestClock } from "effect"
+import { Effect, TestClock } from "effect"
 import * as Config from "../../src/Config.js"
 import { Coordinator, federatedKey } from "../../src/coordinator/Coordinator.js"
 import * as MemoryCoordinator from "../../src/coordinator/MemoryCoordinator.js"
-import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
 import * as TwoTier from "../../src/layers/TwoTier.js"
-import { RateLimiter, type RateLimiterService } from "../../src/services/RateLimiter.js"
+import * as RateLimiter from "../../src/services/RateLimiter.js"
+import type { RateLimiterService } from "../../src/services/RateLimiter.js"
+import { countingStore } from "./support.js"
 
 const policies = Config.parse(
   `
@@ -74,36 +75,17 @@ limiters:
   "test"
 )
 
-/** A Memory door that counts the checks reaching it. */
-const counting = Effect.gen(function*() {
-  const inner = yield* RateLimiter
-  const calls = { check: 0 }
-  const service: RateLimiterService = {
-    ...inner,
-    check: (policy, key, cost) =>
-      Effect.suspend(() => {
-        calls.check++
-        return inner.check(policy, key, cost)
-      })
-  }
-  return { service, calls }
-})
-
 const setup = Effect.gen(function*() {
   const set = yield* policies
   const coordinator = yield* Coordinator
-  const store = yield* counting
-  /** A "server": its own wrapper (its own L1 credits) over the shared store and coordinator, in the test's scope. */
-  const server = () => TwoTier.make(store.service, coordinator, { policies: set })
-  return { server, store: store.calls, coordinator }
-}).pipe(
-  Effect.provide(
-    Layer.merge(
-      Layer.unwrapEffect(Effect.map(policies, (set) => MemoryBackend.layer({ policies: set }))),
-      MemoryCoordinator.layer()
-    )
-  )
-)
+  const { calls, store } = yield* countingStore(set)
+  /**
+   * A "server": its own wrapper (its own L1 credits) over the shared store and coordinator, with the
+   * front on top, in the test's scope.
+   */
+  const server = () => Effect.flatMap(TwoTier.make(store, coordinator), (wrapped) => RateLimiter.make(wrapped))
+  return { server, store: calls, coordinator }
+}).pipe(Effect.provide(MemoryCoordinator.layer()))
 
 const run = (limiter: RateLimiterService, policy: string, key: string, times: number) =>
   Effect.forEach(Array.from({ length: times }), () => limiter.check(policy, key))
@@ -231,7 +213,7 @@ describe("TwoTier", () => {
       }
     }))
 
-  it.scoped("bad input fails with InvalidArgument and leases nothing; unknown policies are the store's", () =>
+  it.scoped("bad input fails with InvalidArgument and leases nothing; unknown policies are PolicyNotFound", () =>
     Effect.gen(function*() {
       const { server } = yield* setup
       const s = yield* server()

@@ -11,6 +11,7 @@ import * as ServerDoors from "../../src/fleet/ServerDoors.js"
 import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
 import { GrpcServer } from "../../src/server/GrpcServer.js"
 import * as Server from "../../src/server/Server.js"
+import { mapLocal } from "../../src/services/RateLimiterStore.js"
 
 /** What a test server is started with. */
 export interface TestServerOptions {
@@ -47,7 +48,7 @@ export const startServer = (options: TestServerOptions): Effect.Effect<TestServe
     })
     const context = yield* Layer.build(
       Server.layer({ host: options.host ?? "127.0.0.1", port: 0, services: doors.services }).pipe(
-        Layer.provide(doors.around(MemoryBackend.layer({ policies })))
+        Layer.provide(doors.around(MemoryBackend.layerStore({ policies })))
       )
     )
     const server = Context.get(context, GrpcServer)
@@ -85,3 +86,20 @@ export const nonLoopbackAddress: Effect.Effect<
     () => Effect.sync(() => ip("link", "del", "tkdummy0"))
   )
 })
+
+/** The Memory store for `policies`, counting the checks that reach it (what a two-tier wrapper saves). */
+export const countingStore = (policies: Config.PolicySet) =>
+  Effect.map(MemoryBackend.makeStore({ policies }), (inner) => {
+    const calls = { check: 0 }
+    const store = mapLocal(inner, {
+      limiter: (_policy, bound) => ({
+        ...bound,
+        check: (key, cost) =>
+          Effect.suspend(() => {
+            calls.check++
+            return bound.check(key, cost)
+          })
+      })
+    })
+    return { store, calls }
+  })

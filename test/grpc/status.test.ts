@@ -44,6 +44,16 @@ describe("status mapping", () => {
       subject
     )
     expect(unsupported).toEqual(new OperationNotSupported({ policy: "api", operation: "check" }))
+    // Our server's reason survives; the operation is the caller's (a probe asks CheckMany for a check).
+    const withReason = toRateLimiterError(
+      fromRateLimiterError(
+        new OperationNotSupported({ policy: "api", operation: "checkMany", reason: "a meter policy" })
+      ),
+      subject
+    )
+    expect(withReason).toEqual(
+      new OperationNotSupported({ policy: "api", operation: "check", reason: "a meter policy" })
+    )
     const invalid = toRateLimiterError(
       fromRateLimiterError(new InvalidArgument({ argument: "keys[1]", reason: "must not be empty" })),
       subject

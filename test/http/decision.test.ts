@@ -1,13 +1,16 @@
 /**
  * The per-request decision on its own (no server): one span per decision carrying the policy and the
- * outcome, and the outcomes themselves, over the real Memory backend.
+ * outcome, and the outcomes themselves, over the real Memory backend; and the policy resolved when the
+ * middleware is built (or, where only the server can tell, reported once at the first request).
  */
 import * as HttpServerRequest from "@effect/platform/HttpServerRequest"
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Tracer } from "effect"
+import { Effect, Layer, Logger, LogLevel, Tracer } from "effect"
+import { PolicyNotFound } from "../../src/Errors.js"
 import { compile } from "../../src/http/decision.js"
 import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
 import type { LimiterPolicy } from "../../src/Policy.js"
+import { RateLimiter, type RateLimiterService } from "../../src/services/RateLimiter.js"
 
 const policy: LimiterPolicy = {
   kind: "limiter",
@@ -15,6 +18,22 @@ const policy: LimiterPolicy = {
   prefix: "traced",
   maxKeys: 100,
   strategy: { kind: "gcra", limit: 1, periodMs: 3_600_000, burst: 1 }
+}
+
+const unused = Effect.dieMessage("not used by this test")
+
+/** A door whose server knows the policies (as the Service door): "nope" is unknown there. */
+const remote: RateLimiterService = {
+  backend: "service",
+  policies: undefined,
+  resolve: () => Effect.succeed(false),
+  check: (name) => Effect.fail(new PolicyNotFound({ policy: name, configured: ["traced"] })),
+  checkMany: () => unused,
+  peek: () => unused,
+  forecast: () => unused,
+  debit: () => unused,
+  admit: () => unused,
+  leases: { ttlMs: 2000, acquire: () => unused, release: () => unused, heartbeat: () => unused }
 }
 
 const fromPeer = (peer: string) =>
@@ -48,14 +67,32 @@ describe("decision", () => {
       }
     }).pipe(Effect.provide(MemoryBackend.layer({ policies: [policy] }))))
 
-  it.scoped("an unknown policy is a fault: FailedOpen by default, FailedClosed when asked", () =>
+  it.scoped("an unknown policy or the wrong kind is a startup error where the door knows its policies", () =>
     Effect.gen(function*() {
+      expect(yield* Effect.flip(compile({ policy: "nope" }))).toMatchObject({ _tag: "PolicyNotFound", policy: "nope" })
+      expect(yield* Effect.flip(compile({ policy: "traced", admit: true }))).toMatchObject({
+        _tag: "OperationNotSupported",
+        policy: "traced",
+        operation: "admit"
+      })
+    }).pipe(Effect.provide(MemoryBackend.layer({ policies: [policy] }))))
+
+  it.scoped("where only the server knows the policies, an unknown one is a fault, logged once as an error", () =>
+    Effect.gen(function*() {
+      const errors: Array<string> = []
+      const logger = Logger.make(({ logLevel, message }) => {
+        if (logLevel === LogLevel.Error) errors.push(Array.isArray(message) ? message.join(" ") : String(message))
+      })
       const open = yield* compile({ policy: "nope" })
       const closed = yield* compile({ policy: "nope", failMode: "closed" })
-      const a = yield* open.decide(fromPeer("192.0.2.2"))
-      const b = yield* closed.decide(fromPeer("192.0.2.2"))
-      expect(a._tag).toBe("FailedOpen")
-      expect(b._tag).toBe("FailedClosed")
+      const logged = Effect.provide(Logger.replace(Logger.defaultLogger, logger))
+      const a = yield* open.decide(fromPeer("192.0.2.2")).pipe(logged)
+      const again = yield* open.decide(fromPeer("192.0.2.2")).pipe(logged)
+      const b = yield* closed.decide(fromPeer("192.0.2.2")).pipe(logged)
+      expect([a._tag, again._tag, b._tag]).toEqual(["FailedOpen", "FailedOpen", "FailedClosed"])
       if (a._tag === "FailedOpen") expect(a.error._tag).toBe("PolicyNotFound")
-    }).pipe(Effect.provide(MemoryBackend.layer({ policies: [policy] }))))
+      // One line per middleware, not one per request.
+      expect(errors).toHaveLength(2)
+      expect(errors[0]).toContain("logged once")
+    }).pipe(Effect.provide(Layer.succeed(RateLimiter, remote))))
 })

@@ -69,11 +69,11 @@ describe("MemoryBackend with TestClock", () => {
       expect((yield* limiter.leases.heartbeat([a.leaseId])).live).toEqual([a.leaseId])
     }).pipe(Effect.provide(backend)))
 
-  it.scoped("keepAlive holds a slot through a 3 s hold with a 2 s TTL", () =>
+  it.scoped("a scoped admit holds its slot through a 3 s hold with a 2 s TTL (kept alive by default)", () =>
     Effect.gen(function*() {
       const limiter = yield* RateLimiter
       const held = yield* Effect.scoped(Effect.gen(function*() {
-        const admission = yield* limiter.admit("pool", "k", { keepAlive: true })
+        const admission = yield* limiter.admit("pool", "k")
         yield* TestClock.adjust(3000)
         const beat = yield* limiter.leases.heartbeat([admission.leaseId])
         return [admission.held, admission.reclaimed, beat.live.length] as const
@@ -81,10 +81,10 @@ describe("MemoryBackend with TestClock", () => {
       expect(held).toEqual([true, false, 1])
     }).pipe(Effect.provide(backend)))
 
-  it.scoped("without keepAlive, a 3 s hold loses its lease to the sweep", () =>
+  it.scoped("with keepAlive: false, a 3 s hold loses its lease to the sweep", () =>
     Effect.gen(function*() {
       const limiter = yield* RateLimiter
-      const admission = yield* limiter.admit("pool", "k")
+      const admission = yield* limiter.admit("pool", "k", { keepAlive: false })
       yield* TestClock.adjust(3000)
       const beat = yield* limiter.leases.heartbeat([admission.leaseId])
       expect(beat.reclaimed).toEqual([admission.leaseId])

@@ -7,6 +7,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Equal, TestClock } from "effect"
+import { PolicySet } from "../../src/Config.js"
 import type { Decision } from "../../src/Decision.js"
 import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
 import type { Policy } from "../../src/Policy.js"
@@ -24,6 +25,9 @@ const apiLimiter = (maxKeys: number): Policy => ({
   maxKeys,
   strategy: { kind: "gcra", limit: 5, periodMs: HOUR, burst: 5 }
 })
+
+/** `list` as a validated set, for `makeLocal` (a bad list fails the test here). */
+const validated = (list: ReadonlyArray<Policy>): PolicySet => Either.getOrThrow(PolicySet.validate(list))
 
 const policies: ReadonlyArray<Policy> = [
   apiLimiter(100),
@@ -162,9 +166,11 @@ describe("MemoryBackend.Local", () => {
         expect(fault).toMatchObject({ policy: name, operation: "check" })
         expect(faultOf(local.peek(name, "f"))).toMatchObject({ _tag: "OperationNotSupported", operation: "peek" })
       }
-      // Bad cost is reported before a bad key, and both before the policy (the service's order).
-      expect(faultOf(local.check("nope", "", 0))).toMatchObject({ _tag: "InvalidArgument", argument: "cost" })
-      expect(faultOf(local.check("nope", ""))).toMatchObject({ _tag: "InvalidArgument", argument: "key" })
+      // The policy is reported before a bad key, and a bad key before a bad cost (every door's order).
+      expect(faultOf(local.check("nope", "", 0))._tag).toBe("PolicyNotFound")
+      expect(faultOf(local.check("tokens", "", 0))._tag).toBe("OperationNotSupported")
+      expect(faultOf(local.check("api", "", 0))).toMatchObject({ _tag: "InvalidArgument", argument: "key" })
+      expect(faultOf(local.check("api", "f", 0))).toMatchObject({ _tag: "InvalidArgument", argument: "cost" })
 
       const after = yield* limiter.peek("api", "f")
       expect(after).toEqual(before)
@@ -223,7 +229,7 @@ const boundCheck = (local: MemoryBackend.LocalLimiter, name: string): MemoryBack
 describe("MemoryBackend.Local key cells", () => {
   it("an evicted key comes back fresh; the keys kept keep their state", () => {
     let now = 1_000_000
-    const local = MemoryBackend.makeLocal({ policies: smallTables, now: () => now })
+    const local = MemoryBackend.makeLocal({ policies: validated(smallTables), now: () => now })
     const check = boundCheck(local, "api")
     const remaining = (key: string) => decisionOf(check(key)).remaining
     // Writes 1-5: a, a, b, c, then d overflows the cap of 3; the 2 most recent writes (c, d) are kept.
@@ -241,7 +247,7 @@ describe("MemoryBackend.Local key cells", () => {
 
   it("an expired key is checked as a fresh one, allowed or denied, and the key counts on afterwards", () => {
     let now = 1_000_000
-    const local = MemoryBackend.makeLocal({ policies: smallTables, now: () => now })
+    const local = MemoryBackend.makeLocal({ policies: validated(smallTables), now: () => now })
     const check = boundCheck(local, "api")
     for (let i = 0; i < 5; i++) decisionOf(check("k"))
     expect(decisionOf(check("k")).allowed).toBe(false)
@@ -258,7 +264,7 @@ describe("MemoryBackend.Local key cells", () => {
 
   it("peeks change no state", () => {
     let now = 1_000_000
-    const local = MemoryBackend.makeLocal({ policies: smallTables, now: () => now })
+    const local = MemoryBackend.makeLocal({ policies: validated(smallTables), now: () => now })
     const check = boundCheck(local, "api")
     decisionOf(check("p", 2))
     const first = decisionOf(local.peek("api", "p"))
@@ -273,7 +279,7 @@ describe("MemoryBackend.Local key cells", () => {
   })
 
   it("a fault on a key the table holds changes no state", () => {
-    const local = MemoryBackend.makeLocal({ policies: smallTables, now: () => 1_000_000 })
+    const local = MemoryBackend.makeLocal({ policies: validated(smallTables), now: () => 1_000_000 })
     const check = boundCheck(local, "api")
     expect(decisionOf(check("h", 2)).remaining).toBe(3)
     for (const cost of [0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, 2 ** 53]) {
@@ -302,7 +308,7 @@ describe("MemoryBackend.Local key cells", () => {
     }).pipe(Effect.provide(MemoryBackend.layer({ policies: smallTables }))))
 
   it("a check's Right is an Either.right like any other", () => {
-    const local = MemoryBackend.makeLocal({ policies: smallTables, now: () => 1_000_000 })
+    const local = MemoryBackend.makeLocal({ policies: validated(smallTables), now: () => 1_000_000 })
     const result = boundCheck(local, "api")("r")
     const decision = decisionOf(result)
     const built = Either.right(decision)
@@ -321,7 +327,7 @@ describe("MemoryBackend.Local key cells", () => {
 describe("MemoryBackend.makeLocal (no Effect runtime)", () => {
   it("checks with an injected clock", () => {
     let now = 1_000_000
-    const local = MemoryBackend.makeLocal({ policies, now: () => now })
+    const local = MemoryBackend.makeLocal({ policies: validated(policies), now: () => now })
     const remaining = Array.from({ length: 5 }, () => decisionOf(local.check("api", "k")).remaining)
     expect(remaining).toEqual([4, 3, 2, 1, 0])
     const denied = decisionOf(local.check("api", "k"))
@@ -333,8 +339,8 @@ describe("MemoryBackend.makeLocal (no Effect runtime)", () => {
     expect(faultOf(local.check("api", "k", 0))._tag).toBe("InvalidArgument")
   })
 
-  it("reads Date.now by default and accepts a PolicySet", () => {
-    const local = MemoryBackend.makeLocal({ policies: { policies } })
+  it("reads Date.now by default", () => {
+    const local = MemoryBackend.makeLocal({ policies: validated(policies) })
     const before = Date.now()
     const decision = decisionOf(local.check("api", "k"))
     const after = Date.now()
@@ -345,8 +351,8 @@ describe("MemoryBackend.makeLocal (no Effect runtime)", () => {
   })
 
   it("two makeLocal limiters keep separate state", () => {
-    const a = MemoryBackend.makeLocal({ policies, now: () => 0 })
-    const b = MemoryBackend.makeLocal({ policies, now: () => 0 })
+    const a = MemoryBackend.makeLocal({ policies: validated(policies), now: () => 0 })
+    const b = MemoryBackend.makeLocal({ policies: validated(policies), now: () => 0 })
     for (let i = 0; i < 5; i++) decisionOf(a.check("api", "k"))
     expect(decisionOf(a.check("api", "k")).allowed).toBe(false)
     expect(decisionOf(b.check("api", "k")).remaining).toBe(4)

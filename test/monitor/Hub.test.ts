@@ -6,13 +6,13 @@
  * holding memory.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Deferred, Effect, Fiber, Layer, Scope, Stream, TestClock } from "effect"
+import { Chunk, Context, Deferred, Effect, Exit, Fiber, Layer, Scope, Stream, TestClock } from "effect"
 import * as Config from "../../src/Config.js"
 import type { DecisionData } from "../../src/Decision.js"
 import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
 import * as Hub from "../../src/monitor/Hub.js"
 import * as Tap from "../../src/monitor/Tap.js"
-import { RateLimiter } from "../../src/services/RateLimiter.js"
+import * as Front from "../../src/services/RateLimiter.js"
 
 const config = `
 limiters:
@@ -46,14 +46,18 @@ const subscribed = (hub: Hub.Hub, n: number) =>
 
 const hubWith = Effect.flatMap(Config.parse(config, "test"), (policies) => Hub.make({ policies, nodeId: "n1" }))
 
-/** The tap over the Memory door, and the hub it feeds. */
+/** The front over the tap over the Memory store, and the hub it feeds. */
 const tapped = Effect.gen(function*() {
   const policies = yield* Config.parse(config, "test")
   const hub = yield* Hub.make({ policies })
   const context = yield* Layer.build(
-    Tap.layer.pipe(Layer.provide(MemoryBackend.layer({ policies })), Layer.provide(Layer.succeed(Hub.MonitorHub, hub)))
+    Front.layer().pipe(
+      Layer.provide(Tap.layer),
+      Layer.provide(MemoryBackend.layerStore({ policies })),
+      Layer.provide(Layer.succeed(Hub.MonitorHub, hub))
+    )
   )
-  return { hub, limiter: context.unsafeMap.get(RateLimiter.key) as RateLimiter["Type"] }
+  return { hub, limiter: Context.get(context, Front.RateLimiter) }
 })
 
 describe("Monitor hub", () => {
@@ -167,6 +171,29 @@ describe("Monitor hub", () => {
       yield* limiter.leases.release(leased.leaseId, false)
       snapshot = yield* hub.snapshot
       expect(snapshot.guards[0]!.inflight).toBe(0)
+    }))
+
+  it.scoped("a scoped admission's slot is counted until its scope closes, however long it is held", () =>
+    Effect.gen(function*() {
+      const { hub, limiter } = yield* tapped
+      yield* TestClock.setTime(10_000)
+      const inflight = Effect.map(hub.snapshot, (snapshot) => snapshot.guards[0]!.inflight)
+      const scope = yield* Scope.make()
+      expect((yield* Scope.extend(limiter.admit("pool", "x"), scope)).held).toBe(true)
+      // Three lease TTLs (2 s each): the keeper's renewals keep the slot in the hub as in the store.
+      for (let i = 0; i < 12; i++) {
+        yield* TestClock.adjust(500)
+        expect(yield* inflight).toBe(1)
+      }
+      yield* Scope.close(scope, Exit.void)
+      expect(yield* inflight).toBe(0)
+      // A short hold (`keepAlive: false`) ends in the hub when its lease expires in the store.
+      const short = yield* Scope.make()
+      expect((yield* Scope.extend(limiter.admit("pool", "y", { keepAlive: false }), short)).held).toBe(true)
+      expect(yield* inflight).toBe(1)
+      yield* TestClock.adjust(2001)
+      expect(yield* inflight).toBe(0)
+      yield* Scope.close(short, Exit.void)
     }))
 
   it.scoped("watch follows one policy or all, at most 500 events per second per stream", () =>

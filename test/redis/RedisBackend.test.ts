@@ -1,15 +1,18 @@
 /**
  * What the Redis door adds beyond the shared conformance suite: Effect's clock (driven by `TestClock`),
  * leases that live in Redis (released and renewed through another instance, reclaimed when expired),
- * the key scheme, `checkMany` as one pipeline, an adopted client left open, and `layerConfig`.
+ * the key scheme, `checkMany` as one pipeline, an adopted client left open, `layerConfig`, and the door
+ * as a store under the one front (policies validated on entry, calls checked policy → key → amount
+ * before Redis is touched, `admit` keeping its lease alive by default).
  */
 import { describe, expect, layer, vi } from "@effect/vitest"
-import { ConfigProvider, Effect, Exit, Layer, TestClock } from "effect"
+import { ConfigProvider, Context, Effect, Exit, Layer, TestClock, TestServices } from "effect"
 import { Redis } from "ioredis"
+import type { RateLimiterError } from "../../src/Errors.js"
 import * as RedisBackend from "../../src/layers/RedisBackend.js"
 import type { Policy } from "../../src/Policy.js"
 import { safeOptions } from "../../src/redis/RedisClient.js"
-import { RateLimiter } from "../../src/services/RateLimiter.js"
+import { layer as frontLayer, RateLimiter } from "../../src/services/RateLimiter.js"
 import { TestRedis, testRedisLayer } from "./harness.js"
 
 const HOUR = 3_600_000
@@ -171,5 +174,87 @@ describe("RedisBackend", () => {
         expect(Exit.isFailure(exit)).toBe(true)
         if (Exit.isFailure(exit)) expect(String(exit.cause)).toContain("THROTTLEKIT_REDIS_URL")
       }))
+
+    it.effect("policies written in code are validated: a bad one fails the layer with ConfigError", () =>
+      Effect.gen(function*() {
+        const env = yield* TestRedis
+        const ns = `${env.ns}:invalid`
+        const [window, ...rest] = policies(ns)
+        const zero: Policy = {
+          kind: "limiter",
+          name: "window",
+          prefix: `${ns}:window`,
+          maxKeys: 1000,
+          strategy: { kind: "fixedWindow", limit: 0, windowMs: HOUR }
+        }
+        const build = (list: ReadonlyArray<Policy>) =>
+          Effect.flip(Effect.scoped(Layer.build(RedisBackend.layer({ policies: list, redis: env.url }))))
+        const bad = yield* build([zero, ...rest])
+        expect(bad._tag).toBe("ConfigError")
+        if (bad._tag === "ConfigError") expect(bad.path).toBe("limiters.window.strategy.limit")
+        const twice = yield* build([window!, window!])
+        expect(twice._tag).toBe("ConfigError")
+        if (twice._tag === "ConfigError") {
+          expect([twice.path, twice.reason]).toEqual(["limiters.window", "duplicate policy name"])
+        }
+      }))
+
+    it.scoped("over layerStore, calls are checked policy, then key, then amount, and a refused one changes nothing", () =>
+      Effect.gen(function*() {
+        const env = yield* TestRedis
+        const ns = `${env.ns}:order`
+        const context = yield* Layer.build(
+          frontLayer().pipe(Layer.provide(RedisBackend.layerStore({ policies: policies(ns), redis: env.url })))
+        )
+        const limiter = Context.get(context, RateLimiter)
+        const calls: ReadonlyArray<Effect.Effect<unknown, RateLimiterError>> = [
+          limiter.check("nope", "", 0),
+          limiter.check("tokens", "", 0),
+          limiter.check("window", "", 0),
+          limiter.check("window", "k", 0),
+          limiter.checkMany("window", ["k", ""], 0),
+          limiter.debit("tokens", "k", -1),
+          Effect.scoped(limiter.admit("pool", "", { cost: 0 })),
+          Effect.scoped(limiter.admit("unified", "k", { cost: 1.5 }))
+        ]
+        const faults = yield* Effect.forEach(calls, Effect.flip)
+        expect(faults.map((e) => [e._tag, e._tag === "InvalidArgument" ? e.argument : ""])).toEqual([
+          ["PolicyNotFound", ""],
+          ["OperationNotSupported", ""],
+          ["InvalidArgument", "key"],
+          ["InvalidArgument", "cost"],
+          ["InvalidArgument", "keys[1]"],
+          ["InvalidArgument", "tokens"],
+          ["InvalidArgument", "key"],
+          ["InvalidArgument", "cost"]
+        ])
+        // Nothing reached Redis: no key under the namespace exists.
+        expect(yield* Effect.promise(() => env.client.keys(`*${ns}*`))).toEqual([])
+        expect((yield* limiter.check("window", "k")).remaining).toBe(4)
+      }))
+
+    // On the live clock: the keeper's heartbeat fiber and the lease TTL in Redis both run in real time.
+    it.scoped("admit keeps its lease alive past the TTL by default; keepAlive: false leaves it to the TTL", () =>
+      TestServices.provideLive(Effect.gen(function*() {
+        const env = yield* TestRedis
+        const ttlMs = 600
+        const limiter = yield* RedisBackend.make({
+          policies: policies(`${env.ns}:keep`),
+          redis: env.url,
+          leaseTtlMs: ttlMs
+        })
+        yield* Effect.scoped(Effect.gen(function*() {
+          const kept = yield* limiter.admit("pool", "a")
+          const lapsing = yield* limiter.admit("pool", "b", { keepAlive: false })
+          expect([kept.held, lapsing.held]).toEqual([true, true])
+          yield* Effect.sleep(ttlMs * 2.5)
+          const beat = yield* limiter.leases.heartbeat([kept.leaseId, lapsing.leaseId])
+          expect([beat.live, beat.reclaimed]).toEqual([[kept.leaseId], [lapsing.leaseId]])
+          expect(kept.reclaimed).toBe(false)
+        }))
+        // The scope closed: the kept lease went back (the other had lapsed), so both slots are free.
+        const again = yield* Effect.scoped(Effect.forEach([1, 2], () => limiter.admit("pool", "c")))
+        expect(again.map((a) => a.held)).toEqual([true, true])
+      })))
   })
 })

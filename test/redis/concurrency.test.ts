@@ -1,12 +1,13 @@
 /**
  * Concurrency admission in Redis. A differential test runs random acquire / release / renew sequences
  * (fixed, aimd and gradient2 ceilings, with and without a rate axis, leases expiring) through the
- * admission scripts and through a model built from the engine's concurrency `Guard` and rate engines: every
- * reply and the final ceiling state must agree (the estimate bit for bit).
+ * admission scripts and through the engine's own admission (`engine/admission.ts`, the code the Memory
+ * store runs, not a copy of it): every reply and the final ceiling state must agree (the estimate bit
+ * for bit).
  */
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
-import type { DecisionData } from "../../src/Decision.js"
+import { Admitter } from "../../src/engine/admission.js"
 import * as Engine from "../../src/engine/index.js"
 import type { Concurrency, Strategy } from "../../src/Policy.js"
 import { storeKey } from "../../src/Policy.js"
@@ -69,84 +70,47 @@ const concurrencyArgv = (c: Concurrency) => ({
   rttWindow: c.rttWindow
 })
 
-/** The model: the engine's guard and rate engines, plus the lease table the scripts keep in Redis. */
+/**
+ * The model: the engine's own admission (`engine/admission.ts`, the code the Memory store runs) over a
+ * rate table of the pure rate engine, keyed as the scripts key it in Redis.
+ */
 class Model {
-  readonly guard: Engine.concurrency.Guard
-  readonly leases = new Map<string, { readonly acquiredAt: number; expiresAt: number }>()
   readonly rates = new Map<string, unknown>()
   readonly rate: Engine.RateEngine<unknown> | undefined
+  readonly admitter: Admitter
 
   constructor(concurrency: Concurrency, rate: Strategy | undefined, readonly ttlMs: number) {
-    this.guard = new Engine.concurrency.Guard(concurrency)
-    this.rate = rate === undefined ? undefined : Engine.rateEngine(rate)
+    const engine = rate === undefined ? undefined : Engine.rateEngine(rate)
+    this.rate = engine
+    const rates = this.rates
+    this.admitter = new Admitter(
+      concurrency,
+      engine === undefined ? undefined : {
+        check: (key, now, cost) => {
+          const step = engine.check(rates.get(key), now, cost)
+          if (step.decision.allowed) rates.set(key, step.state)
+          return step.decision
+        }
+      },
+      ttlMs
+    )
   }
 
-  /** Reclaims leases expired at `now` (as dropped); their ids, sorted. */
-  sweep(now: number): Array<string> {
-    const expired = Array.from(this.leases.entries()).filter(([, l]) => l.expiresAt <= now)
-    for (const [id, lease] of expired) {
-      this.leases.delete(id)
-      this.guard.release(true, now - lease.acquiredAt)
-    }
-    return expired.map(([id]) => id).sort()
+  get guard() {
+    return this.admitter.guard
   }
 
   acquire(now: number, id: string, rateKey: string, cost: number) {
-    const reclaimed = this.sweep(now)
-    if (!this.guard.canAcquire()) {
-      const decision: DecisionData = {
-        allowed: false,
-        limit: this.guard.limit,
-        remaining: 0,
-        resetAt: now,
-        retryAfterMs: Math.max(1, Math.round(this.guard.lastRttMs))
-      }
-      return { decision, axis: "concurrency", expiresAt: 0, reclaimed }
-    }
-    let rateDecision: DecisionData | undefined
-    if (this.rate !== undefined) {
-      const step = this.rate.check(this.rates.get(rateKey), now, cost)
-      rateDecision = step.decision
-      if (!rateDecision.allowed) return { decision: rateDecision, axis: "rate", expiresAt: 0, reclaimed }
-      this.rates.set(rateKey, step.state)
-    }
-    this.guard.tryAcquire()
-    this.leases.set(id, { acquiredAt: now, expiresAt: now + this.ttlMs })
-    const concurrency: DecisionData = {
-      allowed: true,
-      limit: this.guard.limit,
-      remaining: Math.max(0, this.guard.limit - this.guard.inflight),
-      resetAt: now,
-      retryAfterMs: 0
-    }
-    const decision = rateDecision !== undefined && rateDecision.remaining < concurrency.remaining
-      ? rateDecision
-      : concurrency
-    return { decision, axis: "", expiresAt: now + this.ttlMs, reclaimed }
+    return this.admitter.acquire(now, id, rateKey, cost)
   }
 
   release(now: number, id: string, dropped: boolean) {
-    const reclaimed = this.sweep(now)
-    const lease = this.leases.get(id)
-    if (lease === undefined) return { released: 0, reclaimed }
-    this.leases.delete(id)
-    this.guard.release(dropped, now - lease.acquiredAt)
-    return { released: 1, reclaimed }
+    return this.admitter.release(now, id, dropped)
   }
 
   renew(now: number, ids: ReadonlyArray<string>) {
-    this.sweep(now)
-    const live: Array<string> = []
-    const gone: Array<string> = []
-    for (const id of ids) {
-      const lease = this.leases.get(id)
-      if (lease === undefined) gone.push(id)
-      else {
-        lease.expiresAt = now + this.ttlMs
-        live.push(id)
-      }
-    }
-    return { live, gone, deadline: now + this.ttlMs }
+    const { deadline, gone, live } = this.admitter.renew(now, ids)
+    return { live, gone, deadline }
   }
 }
 
@@ -308,7 +272,7 @@ describe("concurrency admission in Redis", () => {
               }
               const { fields, held } = guardState(got[got.length - 1]!)
               const guard = run.model.guard
-              expect(held, run.label).toBe(run.model.leases.size)
+              expect(held, run.label).toBe(run.model.admitter.held)
               expect(held, run.label).toBe(guard.inflight)
               // The estimate itself (fractional under gradient2), bit for bit; unset means never moved.
               const estimate: unknown = Reflect.get(guard, "estimate")

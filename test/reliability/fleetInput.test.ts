@@ -60,7 +60,7 @@ const rig = Layer.scoped(
     })
     const context = yield* Layer.build(
       Server.layer({ host: "127.0.0.1", port: 0, services: doors.services }).pipe(
-        Layer.provide(doors.around(RedisBackend.layer({ policies, redis: redis.url }))),
+        Layer.provide(doors.around(RedisBackend.layerStore({ policies, redis: redis.url }))),
         Layer.provide(errorRecorder(errors))
       )
     )

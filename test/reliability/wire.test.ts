@@ -15,6 +15,7 @@ import { Health } from "../../src/grpc/generated/health_pb.js"
 import { CheckResponseSchema, RateLimiter as RateLimiterRpc } from "../../src/grpc/generated/throttlekit_pb.js"
 import * as RedisBackend from "../../src/layers/RedisBackend.js"
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
+import type { MeterPolicy } from "../../src/Policy.js"
 import { GrpcServer } from "../../src/server/GrpcServer.js"
 import * as Server from "../../src/server/Server.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
@@ -22,7 +23,18 @@ import { errorRecorder, keyspaceReader, rawClient, sendRaw } from "../support/ra
 import { redisServer } from "../support/redisServer.js"
 import { fixedWindow, pool } from "./support.js"
 
-const policies = [fixedWindow("window", 10, 3_600_000), pool("slots", 2)]
+/** A token budget, the policy a Debit names (a debit on a limiter is refused for its policy first). */
+const tokens: MeterPolicy = {
+  kind: "meter",
+  name: "tokens",
+  prefix: "tokens",
+  budget: 100,
+  windowMs: 3_600_000,
+  maxKeys: 100_000,
+  shared: false
+}
+
+const policies = [fixedWindow("window", 10, 3_600_000), pool("slots", 2), tokens]
 
 // ---------------------------------------------------------------------------------------------------------
 // Hand-built protobuf
@@ -133,7 +145,7 @@ describe("bad bytes on the gRPC wire", () => {
       {
         name: `Debit: key with ${label}`,
         rpc: "debit" as const,
-        body: [bytesField(1, text("window")), bytesField(2, bad)]
+        body: [bytesField(1, text("tokens")), bytesField(2, bad)]
       },
       {
         name: `Admit: key with ${label}`,
@@ -173,7 +185,7 @@ describe("bad bytes on the gRPC wire", () => {
           const answer = yield* sendRaw(
             raw,
             path(rpc),
-            Buffer.concat([bytesField(1, text("window")), bytesField(2, key)])
+            Buffer.concat([bytesField(1, text(rpc === "debit" ? "tokens" : "window")), bytesField(2, key)])
           )
           expect([rpc, answer.code]).toEqual([rpc, grpc.status.INVALID_ARGUMENT])
           expect(answer.details).toContain("key")

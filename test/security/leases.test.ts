@@ -45,7 +45,7 @@ const memoryClients = Layer.scoped(
     other: limiter,
     randomBits: 128,
     ids: 10_000
-  }))
+  })).pipe(Effect.orDie)
 )
 
 // The Redis door's ids start with 8 hex characters (32 bits) naming the admitter, so that any client can

@@ -24,6 +24,8 @@ const unused = Effect.dieMessage("not used by this test")
 /** A RateLimiter whose methods die unless overridden. */
 const stub = (overrides: Partial<RateLimiterService>): RateLimiterService => ({
   backend: "stub",
+  policies: undefined,
+  resolve: () => Effect.succeed(false),
   check: () => unused,
   checkMany: () => unused,
   peek: () => unused,

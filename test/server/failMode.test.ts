@@ -10,10 +10,18 @@ import { randomUUID } from "node:crypto"
 import * as PolicyConfig from "../../src/Config.js"
 import { Decision } from "../../src/Decision.js"
 import type { RateLimiterError } from "../../src/Errors.js"
-import { InvalidArgument, OperationNotSupported, PolicyNotFound, ServiceUnavailable } from "../../src/Errors.js"
+import {
+  BackendError,
+  InvalidArgument,
+  OperationNotSupported,
+  PolicyNotFound,
+  ServiceUnavailable
+} from "../../src/Errors.js"
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
 import * as FailMode from "../../src/server/FailMode.js"
-import { RateLimiter, type RateLimiterService } from "../../src/services/RateLimiter.js"
+import * as Front from "../../src/services/RateLimiter.js"
+import { RateLimiter } from "../../src/services/RateLimiter.js"
+import type { LocalStore } from "../../src/services/RateLimiterStore.js"
 import { redisServer } from "../support/redisServer.js"
 import { runToEnd, startServer, tempFile } from "./cliProcess.js"
 
@@ -38,26 +46,40 @@ const outage = new ServiceUnavailable({ service: "redis", reason: "connection cl
 const real = new Decision({ allowed: true, limit: 5, remaining: 4, resetAt: 1234, retryAfterMs: 0 })
 const unused = Effect.dieMessage("not used by this test")
 
-/** A store whose check/checkMany/debit/peek answer `fault` when given, else a real-looking decision. */
-const store = (fault: (policy: string) => RateLimiterError | undefined): RateLimiterService => {
+/**
+ * A store serving `policies` whose check/checkMany/peek/debit answer `fault(policy)` when given, else a
+ * real-looking decision.
+ */
+const store = (
+  policies: PolicyConfig.PolicySet,
+  fault: (policy: string) => RateLimiterError | undefined
+): LocalStore => {
   const answer = <A>(policy: string, value: A): Effect.Effect<A, RateLimiterError> => {
     const error = fault(policy)
     return error === undefined ? Effect.succeed(value) : Effect.fail(error)
   }
   return {
+    _tag: "Local",
     backend: "stand-in",
-    check: (policy) => answer(policy, real),
-    checkMany: (policy, keys) => answer(policy, keys.map(() => real)),
-    peek: (policy) => answer(policy, real),
-    forecast: () => unused,
-    debit: (policy) => answer(policy, real),
-    admit: () => unused,
-    leases: { ttlMs: 2000, acquire: () => unused, release: () => unused, heartbeat: () => unused }
+    policies,
+    limiter: (policy) => ({
+      check: () => answer(policy.name, real),
+      checkMany: (keys) => answer(policy.name, keys.map(() => real)),
+      peek: () => answer(policy.name, real),
+      forecast: () => unused
+    }),
+    meter: (policy) => ({ debit: () => answer(policy.name, real) }),
+    admitter: () => ({ acquire: () => unused }),
+    leases: { ttlMs: 2000, release: () => unused, heartbeat: () => unused }
   }
 }
 
+/** The front over the fail mode over the stand-in store (the server's order). */
 const wrapped = (mode: FailMode.FailMode, fault: (policy: string) => RateLimiterError | undefined) =>
-  Effect.flatMap(PolicyConfig.parse(policyText), (policies) => FailMode.make(store(fault), { mode, policies }))
+  PolicyConfig.parse(policyText).pipe(
+    Effect.flatMap((policies) => FailMode.make(store(policies, fault), { mode })),
+    Effect.flatMap((failMode) => Front.make(failMode))
+  )
 
 const plain = (decision: Decision) => ({ ...decision })
 
@@ -72,8 +94,8 @@ const warnings = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
     return [result, lines] as const
   })
 
-describe("FailMode.make (over a stand-in store)", () => {
-  it.effect("open: a store outage on a limiter check is an allowed decision with remaining = limit", () =>
+describe("FailMode.make (over a stand-in store, under the front)", () => {
+  it.scoped("open: a store outage on a limiter check is an allowed decision with remaining = limit", () =>
     Effect.gen(function*() {
       const limiter = yield* wrapped("open", () => outage)
       const synthesized = { allowed: true, limit: 5, remaining: 5, resetAt: 0, retryAfterMs: 0 }
@@ -87,7 +109,7 @@ describe("FailMode.make (over a stand-in store)", () => {
       expect(plain(yield* limiter.check("bucket", "k"))).toEqual({ ...synthesized, limit: 7, remaining: 7 })
     }))
 
-  it.effect("closed: the same outage is a denial with remaining 0 and no retry hint", () =>
+  it.scoped("closed: the same outage is a denial with remaining 0 and no retry hint", () =>
     Effect.gen(function*() {
       const limiter = yield* wrapped("closed", () => outage)
       const denied = { allowed: false, limit: 5, remaining: 0, resetAt: 0, retryAfterMs: 0 }
@@ -95,19 +117,20 @@ describe("FailMode.make (over a stand-in store)", () => {
       expect((yield* limiter.checkMany("api", ["a", "b"])).map(plain)).toEqual([denied, denied])
     }))
 
-  it.effect("a healthy store's decisions pass through untouched", () =>
+  it.scoped("a healthy store's decisions pass through untouched", () =>
     Effect.gen(function*() {
       const limiter = yield* wrapped("closed", () => undefined)
       expect(yield* limiter.check("api", "k")).toBe(real)
       expect(yield* limiter.checkMany("api", ["a"])).toEqual([real])
     }))
 
-  it.effect("other errors, other operations and non-limiter policies keep their error", () =>
+  it.scoped("other errors, other operations and non-limiter policies keep their error", () =>
     Effect.gen(function*() {
       const notFound = new PolicyNotFound({ policy: "nope", configured: ["api"] })
       const unsupported = new OperationNotSupported({ policy: "tokens", operation: "check" })
       const invalid = new InvalidArgument({ argument: "cost", reason: "must be positive" })
-      for (const error of [notFound, unsupported, invalid]) {
+      const broken = new BackendError({ backend: "redis", code: "SCRIPT", detail: "bad reply" })
+      for (const error of [notFound, unsupported, invalid, broken]) {
         const limiter = yield* wrapped("open", () => error)
         expect(yield* Effect.either(limiter.check("api", "k"))).toEqual(Either.left(error))
         expect(yield* Effect.either(limiter.checkMany("api", ["k"]))).toEqual(Either.left(error))
@@ -115,12 +138,18 @@ describe("FailMode.make (over a stand-in store)", () => {
       const down = yield* wrapped("open", () => outage)
       expect(yield* Effect.either(down.debit("tokens", "k"))).toEqual(Either.left(outage))
       expect(yield* Effect.either(down.peek("api", "k"))).toEqual(Either.left(outage))
-      // A check on a meter, or on a policy the wrapper does not know, is not a limiter check.
-      expect(yield* Effect.either(down.check("tokens", "k"))).toEqual(Either.left(outage))
-      expect(yield* Effect.either(down.check("nope", "k"))).toEqual(Either.left(outage))
+      // A check on a meter, or on an unknown policy, is refused by the front: the store is never asked.
+      expect(yield* Effect.flip(down.check("tokens", "k"))).toMatchObject({
+        _tag: "OperationNotSupported",
+        policy: "tokens",
+        operation: "check"
+      })
+      expect(yield* Effect.flip(down.check("nope", "k"))).toMatchObject({ _tag: "PolicyNotFound", policy: "nope" })
+      // Bad input too, before the outage could be answered.
+      expect(yield* Effect.flip(down.check("api", "k", 0))).toMatchObject({ _tag: "InvalidArgument", argument: "cost" })
     }))
 
-  it.effect("the outage is logged at most once a second, counting what it stood for", () =>
+  it.scoped("the outage is logged at most once a second, counting what it stood for", () =>
     Effect.gen(function*() {
       const limiter = yield* wrapped("open", () => outage)
       const [, first] = yield* warnings(Effect.repeatN(limiter.check("api", "k"), 4))

@@ -1,0 +1,226 @@
+/**
+ * The store under the one `RateLimiter` front: where limit state lives and how it is read and written,
+ * and nothing else. A store never validates arguments, never looks a policy up by name for the caller
+ * and never raises `PolicyNotFound` or `InvalidArgument`: the front (`RateLimiter.make`) does all of that,
+ * in one order, for every door. A store only answers the primitives, each on an already-resolved policy
+ * with arguments the front has checked.
+ *
+ * Two shapes:
+ * - a **local** store knows its `PolicySet` (memory, Redis): the front binds each policy once
+ *   (`limiter` / `meter` / `admitter`) and calls the bound operations;
+ * - a **remote** store forwards calls by policy name to a server that knows the policies (the Service
+ *   door): the front checks what it can locally and the server answers the rest.
+ *
+ * Wrappers (TwoTier, FailMode, the Monitor tap) take a local store and return one.
+ *
+ * @since 0.2.0
+ */
+import * as Context from "effect/Context"
+import type * as Effect from "effect/Effect"
+import type { PolicySet } from "../Config.js"
+import type { Admission, Decision, Forecast } from "../Decision.js"
+import type { Operation, RateLimiterError } from "../Errors.js"
+import type { AdmitterPolicy, LimiterPolicy, MeterPolicy } from "../Policy.js"
+
+/**
+ * An operation a bound policy does not serve, with the reason the front reports in
+ * `OperationNotSupported` (e.g. peek on a leased two-tier policy).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface Unsupported {
+  readonly _tag: "Unsupported"
+  readonly reason: string
+}
+
+/**
+ * Marks an operation as not served, with its reason.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const unsupported = (reason: string): Unsupported => ({ _tag: "Unsupported", reason })
+
+/**
+ * Whether a bound operation is served.
+ *
+ * @since 0.2.0
+ * @category guards
+ */
+export const isUnsupported = (operation: unknown): operation is Unsupported =>
+  typeof operation === "object" && operation !== null && "_tag" in operation && operation._tag === "Unsupported"
+
+/**
+ * The rate operations of one limiter policy. Keys are valid, `cost` is a whole number ≥ 1 and `keys`
+ * is non-empty and within the batch cap: the front checked them.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface BoundLimiter {
+  readonly check: (key: string, cost: number) => Effect.Effect<Decision, RateLimiterError>
+  readonly checkMany: (
+    keys: ReadonlyArray<string>,
+    cost: number
+  ) => Effect.Effect<ReadonlyArray<Decision>, RateLimiterError>
+  readonly peek: ((key: string) => Effect.Effect<Decision, RateLimiterError>) | Unsupported
+  readonly forecast: ((key: string, cost: number) => Effect.Effect<Forecast, RateLimiterError>) | Unsupported
+}
+
+/**
+ * The cost operation of one token-budget (meter) policy.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface BoundMeter {
+  readonly debit: (key: string, tokens: number) => Effect.Effect<Decision, RateLimiterError>
+}
+
+/**
+ * What an admission carries besides its key: the rate-axis cost and two hints the backend may use
+ * (all checked by the front: cost ≥ 1, hints finite and ≥ 0).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface AcquireOptions {
+  readonly cost: number
+  readonly hold: number
+  readonly value: number
+}
+
+/**
+ * The admission of one admitter policy: decides and, when allowed, holds a slot under a fresh lease id.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface BoundAdmitter {
+  readonly acquire: (key: string, options: AcquireOptions) => Effect.Effect<Admission, RateLimiterError>
+}
+
+/**
+ * The answer to a heartbeat: which leases are still held, which were already reclaimed, and when the
+ * next beat must arrive (epoch-ms).
+ *
+ * @since 0.1.0
+ * @category models
+ */
+export interface HeartbeatResult {
+  readonly live: ReadonlyArray<string>
+  readonly reclaimed: ReadonlyArray<string>
+  readonly nextDeadline: number
+}
+
+/**
+ * The policy-free lease operations: a lease id names its admitter.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface StoreLeases {
+  /** The lease TTL in ms: a lease not renewed within it is reclaimed (as dropped). */
+  readonly ttlMs: number
+  /** Gives a slot back; `dropped` signals an overload. Unknown ids are ignored (idempotent). */
+  readonly release: (leaseId: string, dropped: boolean) => Effect.Effect<void, RateLimiterError>
+  /** Renews every listed lease that is still held. */
+  readonly heartbeat: (leaseIds: ReadonlyArray<string>) => Effect.Effect<HeartbeatResult, RateLimiterError>
+}
+
+/**
+ * A store that knows its policies: the front binds each one once, when it is built.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface LocalStore {
+  readonly _tag: "Local"
+  /** Names the backend in logs and errors ("memory", "redis"). */
+  readonly backend: string
+  /** The policies this store serves: the one validated set every wrapper reads. */
+  readonly policies: PolicySet
+  readonly limiter: (policy: LimiterPolicy) => BoundLimiter
+  readonly meter: (policy: MeterPolicy) => BoundMeter
+  readonly admitter: (policy: AdmitterPolicy) => BoundAdmitter
+  readonly leases: StoreLeases
+}
+
+/**
+ * A store whose server resolves policies by name (the Service door). Its operations are called with
+ * checked arguments; the server answers `PolicyNotFound` / `OperationNotSupported` itself.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface RemoteStore {
+  readonly _tag: "Remote"
+  /** Names the backend in logs and errors ("service"). */
+  readonly backend: string
+  readonly check: (policy: string, key: string, cost: number) => Effect.Effect<Decision, RateLimiterError>
+  readonly checkMany: (
+    policy: string,
+    keys: ReadonlyArray<string>,
+    cost: number
+  ) => Effect.Effect<ReadonlyArray<Decision>, RateLimiterError>
+  readonly peek: (policy: string, key: string) => Effect.Effect<Decision, RateLimiterError>
+  readonly forecast: (policy: string, key: string, cost: number) => Effect.Effect<Forecast, RateLimiterError>
+  readonly debit: (policy: string, key: string, tokens: number) => Effect.Effect<Decision, RateLimiterError>
+  readonly acquire: (policy: string, key: string, options: AcquireOptions) => Effect.Effect<Admission, RateLimiterError>
+  readonly leases: StoreLeases
+  /**
+   * Asks the server, consuming nothing, whether `policy` exists and serves `operation`. The front asks
+   * only when an argument is bad, so that a bad call reports the same fault on every door (policy
+   * first). `undefined` answers "cannot tell" (the argument's fault is then reported).
+   */
+  readonly probe: (
+    policy: string,
+    operation: Operation
+  ) => Effect.Effect<RateLimiterError | undefined>
+}
+
+/**
+ * Any store.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type RateLimiterStore = LocalStore | RemoteStore
+
+/**
+ * The store tag: what a door's `layerStore` provides, what wrappers read and re-provide, and what
+ * `RateLimiter.layer` builds the front over.
+ *
+ * @since 0.2.0
+ * @category tags
+ */
+export class Store extends Context.Tag("throttlekit-effect/RateLimiterStore")<Store, RateLimiterStore>() {}
+
+/**
+ * A local store whose bound operations are `wrap`ped, policy by policy; the lease operations and the
+ * rest pass through. The shape every local-store wrapper (FailMode, the Monitor tap, TwoTier) shares.
+ *
+ * @since 0.2.0
+ * @category combinators
+ */
+export const mapLocal = (
+  inner: LocalStore,
+  wrap: {
+    readonly limiter?: (policy: LimiterPolicy, bound: BoundLimiter) => BoundLimiter
+    readonly meter?: (policy: MeterPolicy, bound: BoundMeter) => BoundMeter
+    readonly admitter?: (policy: AdmitterPolicy, bound: BoundAdmitter) => BoundAdmitter
+    readonly leases?: (leases: StoreLeases) => StoreLeases
+  }
+): LocalStore => {
+  const { admitter, leases, limiter, meter } = wrap
+  return {
+    _tag: "Local",
+    backend: inner.backend,
+    policies: inner.policies,
+    limiter: limiter === undefined ? inner.limiter : (policy) => limiter(policy, inner.limiter(policy)),
+    meter: meter === undefined ? inner.meter : (policy) => meter(policy, inner.meter(policy)),
+    admitter: admitter === undefined ? inner.admitter : (policy) => admitter(policy, inner.admitter(policy)),
+    leases: leases === undefined ? inner.leases : leases(inner.leases)
+  }
+}
