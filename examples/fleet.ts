@@ -16,8 +16,8 @@
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Console, Effect } from "effect"
+import * as FleetBackend from "../src/clients/FleetBackend.js"
 import * as Config from "../src/Config.js"
-import * as FleetBackend from "../src/layers/FleetBackend.js"
 import { Fleet, type Lease } from "../src/services/Fleet.js"
 import { embeddedServer, isMain, runTag } from "./support.js"
 

@@ -10,8 +10,8 @@
  */
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Chunk, Console, Effect, Fiber, Stream } from "effect"
+import * as MonitorBackend from "../src/clients/MonitorBackend.js"
 import * as Config from "../src/Config.js"
-import * as MonitorBackend from "../src/layers/MonitorBackend.js"
 import * as ServiceBackend from "../src/layers/ServiceBackend.js"
 import { Monitor } from "../src/services/Monitor.js"
 import { RateLimiter } from "../src/services/RateLimiter.js"

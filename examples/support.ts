@@ -6,17 +6,15 @@
  * `npm run serve -- --config examples/policies.yaml`).
  */
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
-import { Console, Context, Data, Effect, Either, Layer, Option } from "effect"
+import { Console, Context, Data, Effect, Either, Layer } from "effect"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import * as Config from "../src/Config.js"
 import type { BackendError, InvalidArgument, ServiceUnavailable } from "../src/Errors.js"
-import * as ServerDoors from "../src/fleet/ServerDoors.js"
 import * as MemoryBackend from "../src/layers/MemoryBackend.js"
 import * as RedisBackend from "../src/layers/RedisBackend.js"
 import * as ServiceBackend from "../src/layers/ServiceBackend.js"
-import { GrpcServer } from "../src/server/GrpcServer.js"
-import * as Server from "../src/server/Server.js"
+import * as ThrottleKitServer from "../src/server/ThrottleKitServer.js"
 import type { RateLimiter } from "../src/services/RateLimiter.js"
 
 /** The policy file the examples use unless `--policies` says otherwise. */
@@ -121,26 +119,15 @@ export const limiterLayer = (
 }
 
 /**
- * Our server in this process on a free loopback port, wired as `throttlekit-effect serve` wires it
- * (memory store; Monitor and Fleet doors answering loopback callers), serving `policies`. Returns its
- * address; the server lives as long as the scope.
+ * Our server in this process on a free loopback port, built as `throttlekit-effect serve` builds it
+ * (`ThrottleKitServer.layer`: memory store; Monitor and Fleet doors answering loopback callers), serving
+ * `policies`. Returns its address; the server lives as long as the scope.
  */
 export const embeddedServer = (policies: Config.PolicySet) =>
-  Effect.gen(function*() {
-    const doors = yield* ServerDoors.make({
-      policies,
-      store: { kind: "memory" },
-      monitorSecret: Option.none(),
-      fleetSecret: Option.none(),
-      nodeId: "example"
-    })
-    const context = yield* Layer.build(
-      Server.layer({ host: "127.0.0.1", port: 0, services: doors.services }).pipe(
-        Layer.provide(doors.around(MemoryBackend.layerStore({ policies })))
-      )
-    )
-    return Context.get(context, GrpcServer).address
-  })
+  Effect.map(
+    Layer.build(ThrottleKitServer.layer({ policies, host: "127.0.0.1", port: 0, nodeId: "example" })),
+    (context) => Context.get(context, ThrottleKitServer.GrpcServer).address
+  )
 
 /** A short random tag, so keys of one run never meet the state of an earlier run on a shared backend. */
 export const runTag = (): string => Math.random().toString(36).slice(2, 8)

@@ -46,6 +46,9 @@ export * as MemoryBackend from "./layers/MemoryBackend.js"
 /** @since 0.1.0 */
 export * as RedisBackend from "./layers/RedisBackend.js"
 
+/** One Redis connection to share between the Redis store and the Redis coordinator. @since 0.2.0 */
+export * as RedisClient from "./redis/RedisClient.js"
+
 /** @since 0.1.0 */
 export * as ServiceBackend from "./layers/ServiceBackend.js"
 
@@ -56,13 +59,13 @@ export * from "./services/Fleet.js"
 export * from "./services/Monitor.js"
 
 /** @since 0.1.0 */
-export * as FleetBackend from "./layers/FleetBackend.js"
+export * as FleetBackend from "./clients/FleetBackend.js"
 
 /** @since 0.1.0 */
-export * as MonitorBackend from "./layers/MonitorBackend.js"
+export * as MonitorBackend from "./clients/MonitorBackend.js"
 
 /** @since 0.1.0 */
-export * as TwoTier from "./layers/TwoTier.js"
+export * as TwoTier from "./server/TwoTier.js"
 
 /** @since 0.1.0 */
 export * as Coordinator from "./coordinator/Coordinator.js"
@@ -73,8 +76,13 @@ export * as MemoryCoordinator from "./coordinator/MemoryCoordinator.js"
 /** @since 0.1.0 */
 export * as RedisCoordinator from "./coordinator/RedisCoordinator.js"
 
-/** The gRPC server as a layer over any `RateLimiter` (what `throttlekit-effect serve` runs). @since 0.1.0 */
-export * as Server from "./server/Server.js"
+/**
+ * The ThrottleKit server as one layer: the policies, the store and the doors in, the running gRPC server
+ * out (what `throttlekit-effect serve` runs).
+ *
+ * @since 0.2.0
+ */
+export * as ThrottleKitServer from "./server/ThrottleKitServer.js"
 
 /** The HTTP middleware for @effect/platform apps. @since 0.1.0 */
 export * from "./http/index.js"

@@ -17,13 +17,13 @@
  *   strict: every check a Redis round trip.
  */
 import { Effect, Layer, ManagedRuntime } from "effect"
+import * as FleetBackend from "../../src/clients/FleetBackend.js"
 import * as RedisCoordinator from "../../src/coordinator/RedisCoordinator.js"
 import { LeaseSpender } from "../../src/engine/leaseSpender.js"
-import * as FleetBackend from "../../src/layers/FleetBackend.js"
 import * as RedisBackend from "../../src/layers/RedisBackend.js"
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
-import * as TwoTier from "../../src/layers/TwoTier.js"
 import type { LimiterPolicy } from "../../src/Policy.js"
+import * as TwoTier from "../../src/server/TwoTier.js"
 import { Fleet } from "../../src/services/Fleet.js"
 import { layer as rateLimiterLayer, RateLimiter } from "../../src/services/RateLimiter.js"
 import { MISSING_REDIS_HINT, redisServerAvailable, startRedisServer } from "../../test/support/redisServer.js"

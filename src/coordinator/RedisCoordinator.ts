@@ -13,6 +13,8 @@
  *   strategy (`CallTemplate`), one Effect step (`ScriptRunner.runDecoded`), no span. With the Redis clock
  *   it is also offered as `reserveCallback`, the same call reported through a callback, so a background
  *   refresh costs no fiber.
+ * - Connection: `make` / `layer` open their own; `makeOn` / `layerShared` run on a shared one
+ *   (`RedisClient`), e.g. the Redis store's.
  *
  * @since 0.1.0
  */
@@ -23,10 +25,11 @@ import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import { BackendError, type ServiceUnavailable } from "../Errors.js"
 import * as CallTemplate from "../redis/CallTemplate.js"
-import { acquireClient, DEFAULT_TIMEOUT_MS, type RedisConnection } from "../redis/RedisClient.js"
+import * as RedisClient from "../redis/RedisClient.js"
+import type { RedisConnection, SharedRedis } from "../redis/RedisClient.js"
 import { type ScriptClock, scriptNow } from "../redis/ScriptClock.js"
-import { makeScriptRunner, type Reply } from "../redis/ScriptRunner.js"
-import { loadScripts, type Script } from "../redis/Scripts.js"
+import type { Reply } from "../redis/ScriptRunner.js"
+import type { Script } from "../redis/Scripts.js"
 import { Coordinator, type CoordinatorService, reservationProblem } from "./Coordinator.js"
 import type { Grant, WindowedStrategy } from "./reserve.js"
 
@@ -81,9 +84,33 @@ export const grantFromReply = (reply: Reply): Effect.Effect<Grant, BackendError>
 export const make = (
   options: RedisCoordinatorOptions
 ): Effect.Effect<CoordinatorService, ServiceUnavailable | BackendError, Scope.Scope> =>
+  Effect.flatMap(
+    RedisClient.make(options.redis, options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+    (redis) => makeOn(redis, options.clock === undefined ? {} : { clock: options.clock })
+  )
+
+/**
+ * Options of the Redis coordinator over a shared connection (`RedisClient`): the connection and its
+ * bound are the connection's.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type RedisCoordinatorSharedOptions = Omit<RedisCoordinatorOptions, "redis" | "timeoutMs">
+
+/**
+ * Builds the Redis coordinator over a shared connection (its client, scripts and runner). The connection
+ * stays its owner's.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const makeOn = (
+  redis: SharedRedis,
+  options: RedisCoordinatorSharedOptions = {}
+): Effect.Effect<CoordinatorService, BackendError> =>
   Effect.gen(function*() {
-    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
-    const catalog = yield* loadScripts()
+    const catalog = redis.scripts
     const need = (strategy: string): Effect.Effect<Script, BackendError> => {
       const script = catalog.find(strategy, "reserve")
       return script === undefined
@@ -93,8 +120,7 @@ export const make = (
         : Effect.succeed(script)
     }
     const scripts = { fixedWindow: yield* need("fixedWindow"), slidingWindow: yield* need("slidingWindow") }
-    const client = yield* acquireClient(options.redis, timeoutMs)
-    const runner = makeScriptRunner(client, timeoutMs)
+    const runner = redis.runner
 
     const now = scriptNow(options.clock)
     const redisClock = options.clock !== "effect"
@@ -164,3 +190,15 @@ export const make = (
 export const layer = (
   options: RedisCoordinatorOptions
 ): Layer.Layer<Coordinator, ServiceUnavailable | BackendError> => Layer.scoped(Coordinator, make(options))
+
+/**
+ * The Redis coordinator as a layer over the shared connection in context (`RedisClient.layer`), so it can
+ * share one connection with e.g. a `RedisBackend.layerStoreShared`.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerShared = (
+  options: RedisCoordinatorSharedOptions = {}
+): Layer.Layer<Coordinator, BackendError, RedisClient.RedisClient> =>
+  Layer.effect(Coordinator, Effect.flatMap(RedisClient.RedisClient, (redis) => makeOn(redis, options)))

@@ -2,13 +2,14 @@
  * The Memory door: the `RateLimiter` service computed in this process by the pure engine, reading time
  * from Effect's `Clock` (so `TestClock` drives it). The embedded default: no Redis, no server.
  *
- * State is bounded: each policy keeps at most `maxKeys` keys (expired state is dropped first, then the
- * least recently written). Admissions hold leases with a TTL (2000 ms by default) that are reclaimed as
- * dropped when neither released nor renewed in time: expired leases are swept on every acquire and
- * heartbeat, so the backend runs no timer of its own.
+ * State lives in the door's key store (`memory/KeyStore.ts`) and is bounded: each policy keeps at most
+ * `maxKeys` keys (expired state is dropped first, then the least recently written). Admissions hold
+ * leases with a TTL (2000 ms by default) that are reclaimed as dropped when neither released nor renewed
+ * in time: expired leases are swept on every acquire and heartbeat, so the backend runs no timer of its
+ * own.
  *
  * Besides `RateLimiter`, `layer` provides `Local`: the same key tables behind a synchronous `check` that
- * returns an `Either` (see `MemoryLocal.ts`), for loops where an Effect step per check costs more than
+ * returns an `Either` (see `memory/Local.ts`), for loops where an Effect step per check costs more than
  * the check; `makeLocal` builds one without any Effect runtime.
  *
  * @since 0.1.0
@@ -35,7 +36,8 @@ import {
   type LocalStore,
   Store
 } from "../services/RateLimiterStore.js"
-import { type Compiled, type LocalLimiter, makeLocalLimiter, PolicyStore } from "./MemoryLocal.js"
+import { type Compiled, PolicyStore } from "./memory/KeyStore.js"
+import { type LocalLimiter, makeLocalLimiter } from "./memory/Local.js"
 
 export type {
   /** @since 0.1.0 */
@@ -44,7 +46,7 @@ export type {
   LocalError,
   /** @since 0.1.0 */
   LocalLimiter
-} from "./MemoryLocal.js"
+} from "./memory/Local.js"
 
 /**
  * Options of the Memory door.

@@ -2,7 +2,8 @@
  * The Redis door: a store (`RateLimiterStore`) whose state lives in Redis and is computed by the vendored
  * Lua, so every process on one Redis shares one limit, and a Node, Python or TypeScript client on the
  * same limit shares one key and one state (CONTRACT.md §5). `make` / `layer` put the one front
- * (`RateLimiter.make`) over it; `makeStore` / `layerStore` give the bare store to wrappers.
+ * (`RateLimiter.make`) over it; `makeStore` / `layerStore` give the bare store to wrappers, and
+ * `makeStoreOn` / `layerStoreShared` build it over a shared connection (`RedisClient`).
  *
  * - Validation: the store does none. The front checks every call (policy, then key, then amounts) and
  *   raises `PolicyNotFound` / `OperationNotSupported` / `InvalidArgument`; the store's bound operations
@@ -47,11 +48,12 @@ import {
   type Strategy
 } from "../Policy.js"
 import * as CallTemplate from "../redis/CallTemplate.js"
-import { acquireClient, DEFAULT_TIMEOUT_MS, type RedisConnection } from "../redis/RedisClient.js"
+import * as RedisClient from "../redis/RedisClient.js"
+import { DEFAULT_TIMEOUT_MS, type RedisConnection, type SharedRedis } from "../redis/RedisClient.js"
 import * as Replies from "../redis/Replies.js"
 import { type ScriptClock, scriptNow } from "../redis/ScriptClock.js"
-import { evalArgs, makeScriptRunner, type ScriptCall, type ScriptRunner } from "../redis/ScriptRunner.js"
-import { loadScripts, type Named, type Script, type ScriptCatalog, sha1Hex } from "../redis/Scripts.js"
+import { evalArgs, type ScriptCall, type ScriptRunner } from "../redis/ScriptRunner.js"
+import { type Named, type Script, type ScriptCatalog, sha1Hex } from "../redis/Scripts.js"
 import { type FrontOptions, make as makeFront, RateLimiter, type RateLimiterService } from "../services/RateLimiter.js"
 import {
   type AcquireOptions,
@@ -222,6 +224,15 @@ const foreign = (policy: Policy) =>
 const MAX_LEASE_ID_DRAWS = 4
 
 /**
+ * Options of the Redis store over a shared connection (`RedisClient`): the connection and its bound are
+ * the connection's.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type RedisStoreOptions = Omit<RedisBackendOptions, "redis" | "timeoutMs">
+
+/**
  * Builds the Redis store: validates the policies, loads and compiles the scripts, and connects (or adopts
  * the given client) in the given scope. Its operations take the front's checked arguments.
  *
@@ -233,12 +244,29 @@ export const makeStore = (
 ): Effect.Effect<LocalStore, ConfigError | ServiceUnavailable | BackendError, Scope.Scope> =>
   Effect.gen(function*() {
     const policies = yield* PolicySet.from(options.policies)
-    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
+    const redis = yield* RedisClient.make(
+      options.redis,
+      options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }
+    )
+    return yield* makeStoreOn(redis, { ...options, policies })
+  })
+
+/**
+ * Builds the Redis store over a shared connection (its client, scripts and runner): validates the
+ * policies and compiles the scripts. The connection stays its owner's.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const makeStoreOn = (
+  redis: SharedRedis,
+  options: RedisStoreOptions
+): Effect.Effect<LocalStore, ConfigError | BackendError> =>
+  Effect.gen(function*() {
+    const policies = yield* PolicySet.from(options.policies)
     const ttlMs = options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS
-    const catalog = yield* loadScripts()
-    const { admitters, entries } = yield* compileAll(catalog, policies)
-    const client = yield* acquireClient(options.redis, timeoutMs)
-    const runner: ScriptRunner = makeScriptRunner(client, timeoutMs)
+    const { admitters, entries } = yield* compileAll(redis.scripts, policies)
+    const runner: ScriptRunner = redis.runner
 
     /** The `now` ARGV: 0 (the Redis clock) or Effect's clock, which must be a real instant. */
     const now = scriptNow(options.clock)
@@ -464,6 +492,18 @@ export const makeStore = (
 export const layerStore = (
   options: RedisBackendOptions
 ): Layer.Layer<Store, ConfigError | ServiceUnavailable | BackendError> => Layer.scoped(Store, makeStore(options))
+
+/**
+ * The Redis store as a layer over the shared connection in context (`RedisClient.layer`), so it can share
+ * one connection with e.g. a `RedisCoordinator.layerShared`.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerStoreShared = (
+  options: RedisStoreOptions
+): Layer.Layer<Store, ConfigError | BackendError, RedisClient.RedisClient> =>
+  Layer.effect(Store, Effect.flatMap(RedisClient.RedisClient, (redis) => makeStoreOn(redis, options)))
 
 /**
  * Builds the Redis door's `RateLimiter` service: the front over the Redis store. The client and the

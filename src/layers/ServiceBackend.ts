@@ -1,8 +1,9 @@
 /**
  * The Service door: a `RemoteStore` whose primitives are the RPCs of a ThrottleKit server (ours, or the
- * reference `throttlekit-server`), and the `RateLimiter` front over it (`make`, `layer`). The channel is
- * scoped and closed with the layer; every call carries a deadline (1 s by default) and a missed one is
- * `ServiceUnavailable`; interrupting a call cancels it on the wire (except a check that joined a batch).
+ * reference `throttlekit-server`), and the `RateLimiter` front over it (`make`, `layer`). The channel
+ * (`grpc/channel.ts`, as the Fleet and Monitor clients dial) is scoped and closed with the layer; every
+ * call carries a deadline (1 s by default) and a missed one is `ServiceUnavailable`; interrupting a call
+ * cancels it on the wire (except a check that joined a batch).
  * Under load, concurrent checks to one policy leave together as one `CheckMany` (`coalesceChecks`, on by
  * default). The store validates nothing: the front checks every argument first, so bad input never
  * leaves the process.
@@ -47,11 +48,12 @@ import type * as Scope from "effect/Scope"
 import type { Admission, Decision, Forecast } from "../Decision.js"
 import {
   BackendError,
-  InvalidArgument,
+  type InvalidArgument,
   type Operation,
   OperationNotSupported,
   type RateLimiterError
 } from "../Errors.js"
+import { acquireChannel } from "../grpc/channel.js"
 import { type CallOptions, unary, type UnaryMethod, unaryWith } from "../grpc/client.js"
 import * as CoalescedChecks from "../grpc/CoalescedChecks.js"
 import { admissionFromWire, decisionFromWire, forecastFromWire, fromInt64 } from "../grpc/convert.js"
@@ -133,19 +135,11 @@ export const makeStore = (
 ): Effect.Effect<RemoteStore, InvalidArgument, Scope.Scope> =>
   Effect.gen(function*() {
     const service = `throttlekit-server at ${options.target}`
-    const client = yield* Effect.acquireRelease(
-      Effect.try({
-        try: () =>
-          new grpc.Client(
-            options.target,
-            options.credentials ?? grpc.credentials.createInsecure(),
-            { "grpc.max_reconnect_backoff_ms": RECONNECT_BACKOFF_CAP_MS, ...options.channelOptions }
-          ),
-        catch: (error) =>
-          new InvalidArgument({ argument: "target", reason: error instanceof Error ? error.message : String(error) })
-      }),
-      (client) => Effect.sync(() => client.close())
-    )
+    const client = yield* acquireChannel({
+      target: options.target,
+      ...(options.credentials === undefined ? {} : { credentials: options.credentials }),
+      channelOptions: { "grpc.max_reconnect_backoff_ms": RECONNECT_BACKOFF_CAP_MS, ...options.channelOptions }
+    })
     const callOptions: CallOptions = {
       deadlineMs: Duration.toMillis(Duration.decode(options.deadline ?? DEFAULT_DEADLINE))
     }

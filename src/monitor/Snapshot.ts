@@ -9,6 +9,15 @@
 import * as Schema from "effect/Schema"
 
 /**
+ * The version our server reports as `lens_version` (a client tells our snapshots from other servers' by
+ * its prefix).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const LENS_VERSION = "throttlekit-effect/0.1.0"
+
+/**
  * One denied decision: when, which policy and key, the binding axis ("" for a plain limiter; "rate" or
  * "concurrency" for an admitter), and the decision's limit, remaining and retry time.
  *

@@ -7,14 +7,24 @@
  * per command. ioredis keeps reconnecting in the background, so the backend recovers by itself when Redis
  * comes back.
  *
+ * `RedisClient` is that connection as a service, to share: one client, the vendored script catalog read
+ * once, and one script runner over the client (one timer and one write-coalescing cork for every call).
+ * The Redis store and the Redis coordinator take it from context (`RedisBackend.layerStoreShared`,
+ * `RedisCoordinator.layerShared`), so a server that runs both opens one connection; their option-based
+ * constructors (`{ redis: url }`) open their own.
+ *
  * @since 0.1.0
  */
 import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import { Redis, type RedisOptions } from "ioredis"
 import type { BackendError, ServiceUnavailable } from "../Errors.js"
 import { classify, timedOut } from "./RedisErrors.js"
+import { makeScriptRunner, type ScriptRunner } from "./ScriptRunner.js"
+import { loadScripts, type ScriptCatalog } from "./Scripts.js"
 
 /**
  * How to reach Redis: a URL (`redis://host:port/db`), ioredis options, or an existing client (which
@@ -66,7 +76,8 @@ const closeClient = (client: Redis) =>
 const connect = (client: Redis, timeoutMs: number): Effect.Effect<void, ServiceUnavailable | BackendError> =>
   Effect.tryPromise({ try: () => client.connect(), catch: classify }).pipe(
     Effect.timeoutFail({ duration: Math.max(timeoutMs, 1000), onTimeout: () => timedOut(timeoutMs, "connect") }),
-    Effect.withClock(liveClock)
+    Effect.withClock(liveClock),
+    Effect.withSpan("RedisClient.connect")
   )
 
 /**
@@ -111,3 +122,67 @@ export const acquireClient = (
     return client
   })
 }
+
+/**
+ * One Redis connection, shared by everything that talks to Redis: the client, the vendored scripts (read
+ * and checked once) and the script runner over the client.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface SharedRedis {
+  /** The ioredis client (ours, closed with the scope; or the caller's `{ client }`, left open). */
+  readonly client: Redis
+  /** Every vendored script, by name and by strategy and role. */
+  readonly scripts: ScriptCatalog
+  /** The runner every call goes through (its bound is `runner.timeoutMs`). */
+  readonly runner: ScriptRunner
+}
+
+/**
+ * The shared Redis connection, as a service (provided by `RedisClient.layer`).
+ *
+ * @since 0.2.0
+ * @category tags
+ */
+export class RedisClient extends Context.Tag("throttlekit-effect/RedisClient")<RedisClient, SharedRedis>() {}
+
+/**
+ * Options of the shared connection.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface RedisClientOptions {
+  /** Bound on every Redis call (and on connecting), in ms (default 1000). */
+  readonly timeoutMs?: number
+}
+
+/**
+ * Opens the shared connection in the scope: reads the vendored scripts, then connects (or adopts the
+ * caller's client). Fails with `ServiceUnavailable` when Redis cannot be reached within the bound,
+ * `BackendError` when it refuses the connection or a vendored script is missing or altered.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const make = Effect.fn("RedisClient.make")(function*(
+  connection: RedisConnection,
+  options: RedisClientOptions = {}
+): Effect.fn.Return<SharedRedis, ServiceUnavailable | BackendError, Scope.Scope> {
+  const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
+  const scripts = yield* loadScripts()
+  const client = yield* acquireClient(connection, timeoutMs)
+  return { client, scripts, runner: makeScriptRunner(client, timeoutMs) }
+})
+
+/**
+ * The shared connection as a layer: closed with the layer (a given `{ client }` is left open).
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layer = (
+  connection: RedisConnection,
+  options: RedisClientOptions = {}
+): Layer.Layer<RedisClient, ServiceUnavailable | BackendError> => Layer.scoped(RedisClient, make(connection, options))

@@ -112,6 +112,9 @@ const readText = (path: string) =>
     catch: (cause) => loadError(`cannot read ${path}`, cause)
   })
 
+/** The span `loadScripts` runs in (a test counts them: a server reads the scripts once). */
+const loadScriptsSpan = "Scripts.load"
+
 /**
  * Reads the manifest and every script it lists from `dir` (default: the package's `vendor/lua`), and
  * checks that each file's SHA-1 matches the manifest, so a drifted file fails the build of the layer
@@ -121,7 +124,7 @@ const readText = (path: string) =>
  * @category constructors
  */
 export const loadScripts = (dir?: string): Effect.Effect<ScriptCatalog, BackendError> =>
-  Effect.gen(function*() {
+  Effect.withSpan(loadScriptsSpan)(Effect.gen(function*() {
     const base = dir ?? (yield* findScriptDir)
     const raw = yield* readText(join(base, "manifest.json"))
     const json = yield* Effect.try({
@@ -144,8 +147,9 @@ export const loadScripts = (dir?: string): Effect.Effect<ScriptCatalog, BackendE
     }
     const byRole = new Map<string, Script>()
     for (const script of scripts.values()) byRole.set(`${script.strategy}/${script.role}`, script)
-    return { scripts, find: (strategy, role) => byRole.get(`${strategy}/${role}`) }
-  })
+    const catalog: ScriptCatalog = { scripts, find: (strategy, role) => byRole.get(`${strategy}/${role}`) }
+    return catalog
+  }))
 
 /**
  * Values for a script's KEYS or ARGV, by manifest name. A name ending in `...` takes a list (the rest of

@@ -72,7 +72,7 @@ export interface RunningServer {
 }
 
 /**
- * The running server, as a service (provided by `Server.layer`).
+ * The running server, as a service (provided by `ThrottleKitServer.layer`).
  *
  * @since 0.1.0
  * @category tags

@@ -1,41 +1,22 @@
 /**
- * `throttlekit-effect serve`: load the policy file, build the store, serve it over gRPC until
- * interrupted (SIGINT/SIGTERM under `NodeRuntime.runMain`), then shut down gracefully: stop accepting,
- * drain in-flight calls within a bound, end open streams, release the store.
+ * `throttlekit-effect serve`: load the policy file and the TLS files, then run `ThrottleKitServer.layer`
+ * until interrupted (SIGINT/SIGTERM under `NodeRuntime.runMain`), printing one line once it listens and
+ * one when it has stopped. Shutdown is the layer's: stop accepting, drain in-flight calls within a bound,
+ * end open streams, release the store.
  *
  * @since 0.1.0
  */
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Console from "effect/Console"
-import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
-import * as Schema from "effect/Schema"
 import * as PolicyConfig from "../Config.js"
-import * as ServerDoors from "../fleet/ServerDoors.js"
-import * as MemoryBackend from "../layers/MemoryBackend.js"
-import * as RedisBackend from "../layers/RedisBackend.js"
-import type { Store } from "../services/RateLimiterStore.js"
-import * as Cli from "./Cli.js"
+import type * as Cli from "./Cli.js"
 import { formatAddress, type GrpcBindError, GrpcServer, type RunningServer, type ServerTls } from "./GrpcServer.js"
-import * as Server from "./Server.js"
-
-/**
- * The server could not start for a reason outside the config and the bind (unreadable TLS files, an
- * unavailable store).
- *
- * @since 0.1.0
- * @category errors
- */
-export class StartupError extends Schema.TaggedError<StartupError>()("StartupError", {
-  reason: Schema.String
-}) {
-  override get message(): string {
-    return this.reason
-  }
-}
+import * as ThrottleKitServer from "./ThrottleKitServer.js"
+import { StartupError } from "./ThrottleKitServer.js"
 
 /**
  * Everything that stops the server from starting.
@@ -63,22 +44,29 @@ const readTls = (paths: Option.Option<Cli.TlsPaths>) =>
     return tls
   })
 
-/** The store the command line picked, serving the loaded policies (already validated: the set is reused). */
-const storeLayer = (
+/**
+ * The server the command line describes, serving the loaded policies (already validated: the set is reused).
+ *
+ * @since 0.2.0
+ * @category utils
+ */
+export const serverOptions = (
   args: Cli.ServeArgs,
-  policies: PolicyConfig.PolicySet
-): Layer.Layer<Store, StartupError> => {
-  switch (args.store.kind) {
-    case "memory":
-      return MemoryBackend.layerStore({ policies, leaseTtlMs: args.leaseTtlMs }).pipe(
-        Layer.mapError((error) => new StartupError({ reason: `the memory store failed to start: ${error.message}` }))
-      )
-    case "redis":
-      return RedisBackend.layerStore({ policies, redis: args.store.url, leaseTtlMs: args.leaseTtlMs }).pipe(
-        Layer.mapError((error) => new StartupError({ reason: `the Redis store failed to start: ${error.message}` }))
-      )
-  }
-}
+  policies: PolicyConfig.PolicySet,
+  tls: ServerTls | undefined
+): ThrottleKitServer.ThrottleKitServerOptions => ({
+  policies,
+  store: args.store.kind === "memory" ? { kind: "memory" } : { kind: "redis", redis: args.store.url },
+  leaseTtlMs: args.leaseTtlMs,
+  failMode: args.failMode,
+  nodeId: formatAddress(args.host, args.port),
+  host: args.host,
+  port: args.port,
+  shutdownTimeoutMs: args.shutdownTimeoutMs,
+  ...(Option.isSome(args.monitorSecret) ? { monitorSecret: args.monitorSecret.value } : {}),
+  ...(Option.isSome(args.fleetSecret) ? { fleetSecret: args.fleetSecret.value } : {}),
+  ...(tls === undefined ? {} : { tls })
+})
 
 /**
  * The one line printed once the server is listening, e.g.
@@ -98,69 +86,51 @@ export const startupLine = (
 }
 
 /**
- * Serves until interrupted.
- *
- * @since 0.1.0
- * @category programs
+ * What `serve` prints while the server runs: the startup line and warnings once it listens, and a line
+ * when shutdown begins (released before the server, so it comes before the drain).
  */
-export const serve = (args: Cli.ServeArgs): Effect.Effect<never, ServeError, FileSystem.FileSystem> =>
-  Effect.gen(function*() {
-    const started = yield* Ref.make(false)
-    return yield* Effect.scoped(
-      Effect.gen(function*() {
-        const policies = yield* PolicyConfig.load(args.config)
-        const tls = yield* readTls(args.tls)
-        // The Monitor and Fleet doors; around the store, the two-tier wrapper, the Monitor tap and the fail
-        // mode outermost (so it also covers a two-tier coordinator outage and the Monitor records no
-        // synthesized decision: an outage is not a decision), with the front on top.
-        const doors = yield* ServerDoors.make({
-          policies,
-          store: args.store,
-          monitorSecret: args.monitorSecret,
-          fleetSecret: args.fleetSecret,
-          nodeId: formatAddress(args.host, args.port),
-          failMode: args.failMode
-        }).pipe(
-          Effect.mapError((error) => new StartupError({ reason: `the coordinator failed to start: ${error.message}` }))
-        )
-        const context = yield* Layer.build(
-          Server.layer({
-            host: args.host,
-            port: args.port,
-            shutdownTimeoutMs: args.shutdownTimeoutMs,
-            services: doors.services,
-            ...(tls === undefined ? {} : { tls })
-          }).pipe(
-            Layer.provide(doors.around(storeLayer(args, policies)))
-          )
-        )
-        // Runs before the server and the store are released (finalizers run last-added first).
-        yield* Effect.addFinalizer(() => Console.log("throttlekit-effect shutting down: draining in-flight calls"))
-        const server = Context.get(context, GrpcServer)
-        yield* Console.log(startupLine(server, args, policies))
-        yield* Ref.set(started, true)
-        if (server.security === "insecure" && !LOOPBACK.has(args.host)) {
-          yield* Console.error(
-            `warning: serving insecure gRPC on ${server.address}; use --tls-cert/--tls-key off loopback`
-          )
-        }
-        for (const warning of doors.warnings(args.host)) yield* Console.error(warning)
-        return yield* Effect.never
-      })
-    ).pipe(Effect.ensuring(Effect.whenEffect(Console.log("throttlekit-effect stopped"), Ref.get(started))))
-  })
+const announce = (
+  args: Cli.ServeArgs,
+  options: ThrottleKitServer.ThrottleKitServerOptions & { readonly policies: PolicyConfig.PolicySet },
+  started: Ref.Ref<boolean>
+): Layer.Layer<never, never, GrpcServer> =>
+  Layer.scopedDiscard(Effect.gen(function*() {
+    const server = yield* GrpcServer
+    yield* Effect.addFinalizer(() => Console.log("throttlekit-effect shutting down: draining in-flight calls"))
+    yield* Console.log(startupLine(server, args, options.policies))
+    yield* Ref.set(started, true)
+    if (server.security === "insecure" && !LOOPBACK.has(args.host)) {
+      yield* Console.error(
+        `warning: serving insecure gRPC on ${server.address}; use --tls-cert/--tls-key off loopback`
+      )
+    }
+    for (const warning of ThrottleKitServer.warnings(options, args.host)) yield* Console.error(warning)
+  }))
+
+/** The last line, once everything is released (only when the server had started). */
+const stoppedLine = (started: Ref.Ref<boolean>): Layer.Layer<never> =>
+  Layer.scopedDiscard(
+    Effect.addFinalizer(() => Effect.whenEffect(Console.log("throttlekit-effect stopped"), Ref.get(started)))
+  )
 
 /**
- * The whole command line: `--help` prints the usage, `serve` serves.
+ * `serve` as a layer (run it with `Layer.launch`): loads the config and the TLS files, then runs the
+ * server with its output lines.
  *
- * @since 0.1.0
- * @category programs
+ * @since 0.2.0
+ * @category layers
  */
-export const main = (
-  argv: ReadonlyArray<string>,
-  env: Readonly<Record<string, string | undefined>>
-): Effect.Effect<void, ServeError, FileSystem.FileSystem> =>
-  Effect.flatMap(
-    Cli.parse(argv, env),
-    (command) => command._tag === "Help" ? Console.log(Cli.usage) : serve(command.args)
+export const layer = (args: Cli.ServeArgs): Layer.Layer<never, ServeError, FileSystem.FileSystem> =>
+  Layer.unwrapEffect(
+    Effect.gen(function*() {
+      const policies = yield* PolicyConfig.load(args.config)
+      const tls = yield* readTls(args.tls)
+      const started = yield* Ref.make(false)
+      const options = { ...serverOptions(args, policies, tls), policies }
+      return announce(args, options, started).pipe(
+        Layer.provide(ThrottleKitServer.layer(options)),
+        // Built first, so released last: after the server, the wrappers and the store.
+        Layer.provide(stoppedLine(started))
+      )
+    })
   )

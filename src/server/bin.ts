@@ -1,16 +1,19 @@
 #!/usr/bin/env node
 /**
- * The `throttlekit-effect` executable: `throttlekit-effect serve --config FILE [...]` (see `--help`).
- * A bad flag, config, TLS file or bind exits 1 with a one-line reason on stderr; SIGINT/SIGTERM shut
- * the server down gracefully and exit 0.
+ * The `throttlekit-effect` executable: `throttlekit-effect serve --config FILE [...]` (see `--help`):
+ * the command line parsed, then `Layer.launch` of the server (`Serve.layer`). A bad flag, config, TLS
+ * file or bind exits 1 with a one-line reason on stderr; SIGINT/SIGTERM shut the server down gracefully
+ * and exit 0.
  */
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import * as grpc from "@grpc/grpc-js"
 import * as Cause from "effect/Cause"
 import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import { main } from "./Serve.js"
+import * as Cli from "./Cli.js"
+import * as Serve from "./Serve.js"
 
 const oneLine = (text: string): string => text.replace(/\s*\n\s*/g, " ").trim()
 
@@ -27,7 +30,10 @@ const reason = (cause: Cause.Cause<{ readonly message: string }>): string =>
 // error reported below, which breaks the one-line contract; GRPC_VERBOSITY still turns it back on.
 if (process.env["GRPC_VERBOSITY"] === undefined) grpc.setLogVerbosity(grpc.logVerbosity.NONE)
 
-const program = main(process.argv.slice(2), process.env).pipe(
+const program = Cli.parse(process.argv.slice(2), process.env).pipe(
+  Effect.flatMap((command) =>
+    command._tag === "Help" ? Console.log(Cli.usage) : Layer.launch(Serve.layer(command.args))
+  ),
   Effect.tapErrorCause((cause) =>
     Cause.isInterruptedOnly(cause) ? Effect.void : Console.error(`throttlekit-effect: ${reason(cause)}`)
   ),

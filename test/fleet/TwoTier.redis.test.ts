@@ -21,7 +21,7 @@ import { Coordinator, type CoordinatorService } from "../../src/coordinator/Coor
 import * as RedisCoordinator from "../../src/coordinator/RedisCoordinator.js"
 import { ServiceUnavailable } from "../../src/Errors.js"
 import * as RedisBackend from "../../src/layers/RedisBackend.js"
-import * as TwoTier from "../../src/layers/TwoTier.js"
+import * as TwoTier from "../../src/server/TwoTier.js"
 import * as Front from "../../src/services/RateLimiter.js"
 import { RateLimiter, type RateLimiterService } from "../../src/services/RateLimiter.js"
 import { type LocalStore, Store } from "../../src/services/RateLimiterStore.js"

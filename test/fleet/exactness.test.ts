@@ -17,9 +17,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Clock, Context, Effect, Layer, Option } from "effect"
+import * as FleetBackend from "../../src/clients/FleetBackend.js"
+import * as MonitorBackend from "../../src/clients/MonitorBackend.js"
 import type { Decision } from "../../src/Decision.js"
-import * as FleetBackend from "../../src/layers/FleetBackend.js"
-import * as MonitorBackend from "../../src/layers/MonitorBackend.js"
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
 import { Fleet, type LeasedLimiter } from "../../src/services/Fleet.js"
 import { Monitor } from "../../src/services/Monitor.js"

@@ -1,16 +1,16 @@
 /**
- * Test wiring for the fleet and Monitor doors: our gRPC server, in this process, wired exactly as
- * `throttlekit-effect serve` wires it (`ServerDoors` around the Memory door), on a free port.
+ * Test wiring for the fleet and Monitor doors: our gRPC server, in this process, built as
+ * `throttlekit-effect serve` builds it (`ThrottleKitServer.layer` over the memory store), on a free port.
  */
-import { Context, Effect, Layer, Option, Redacted, type Scope } from "effect"
+import { Context, Effect, Layer, Redacted, type Scope } from "effect"
 import { spawnSync } from "node:child_process"
 import { networkInterfaces } from "node:os"
 import * as Config from "../../src/Config.js"
 import type { CoordinatorService } from "../../src/coordinator/Coordinator.js"
-import * as ServerDoors from "../../src/fleet/ServerDoors.js"
 import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
-import { GrpcServer } from "../../src/server/GrpcServer.js"
-import * as Server from "../../src/server/Server.js"
+import type { Hub } from "../../src/server/monitor/Hub.js"
+import { MonitorHub } from "../../src/server/monitor/Hub.js"
+import * as ThrottleKitServer from "../../src/server/ThrottleKitServer.js"
 import { mapLocal } from "../../src/services/RateLimiterStore.js"
 
 /** What a test server is started with. */
@@ -29,30 +29,25 @@ export interface TestServer {
   readonly port: number
   /** A loopback target for clients. */
   readonly target: string
-  readonly doors: ServerDoors.ServerDoors
+  /** The Monitor hub it serves from. */
+  readonly hub: Hub
 }
-
-const secret = (value: string | undefined) => Option.map(Option.fromNullable(value), Redacted.make)
 
 /** Starts the server for the life of the scope. */
 export const startServer = (options: TestServerOptions): Effect.Effect<TestServer, unknown, Scope.Scope> =>
   Effect.gen(function*() {
     const policies = yield* Config.parse(options.config, "test")
-    const doors = yield* ServerDoors.make({
+    const context = yield* Layer.build(ThrottleKitServer.layer({
       policies,
-      store: { kind: "memory" },
-      monitorSecret: secret(options.monitorSecret),
-      fleetSecret: secret(options.fleetSecret),
+      host: options.host ?? "127.0.0.1",
+      port: 0,
       nodeId: "test-node",
+      ...(options.monitorSecret === undefined ? {} : { monitorSecret: Redacted.make(options.monitorSecret) }),
+      ...(options.fleetSecret === undefined ? {} : { fleetSecret: Redacted.make(options.fleetSecret) }),
       ...(options.coordinator === undefined ? {} : { coordinator: options.coordinator })
-    })
-    const context = yield* Layer.build(
-      Server.layer({ host: options.host ?? "127.0.0.1", port: 0, services: doors.services }).pipe(
-        Layer.provide(doors.around(MemoryBackend.layerStore({ policies })))
-      )
-    )
-    const server = Context.get(context, GrpcServer)
-    return { port: server.port, target: `127.0.0.1:${server.port}`, doors }
+    }))
+    const server = Context.get(context, ThrottleKitServer.GrpcServer)
+    return { port: server.port, target: `127.0.0.1:${server.port}`, hub: Context.get(context, MonitorHub) }
   })
 
 /**

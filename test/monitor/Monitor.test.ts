@@ -7,10 +7,10 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Context, Effect, Exit, Fiber, Layer, Option, Redacted, Scope, Stream } from "effect"
+import * as MonitorBackend from "../../src/clients/MonitorBackend.js"
 import { Monitor as MonitorDescriptor } from "../../src/grpc/generated/throttlekit_pb.js"
-import * as MonitorBackend from "../../src/layers/MonitorBackend.js"
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
-import { LENS_VERSION } from "../../src/monitor/Hub.js"
+import { LENS_VERSION } from "../../src/monitor/Snapshot.js"
 import * as GrpcServer from "../../src/server/GrpcServer.js"
 import { implement } from "../../src/server/Service.js"
 import { Monitor, type MonitorService } from "../../src/services/Monitor.js"
@@ -48,8 +48,8 @@ const limiterIn = (target: string) =>
 /** Waits until the server's hub has `n` Watch subscribers (a call subscribes once the server runs it). */
 const subscribed = (server: TestServer, n: number) =>
   Effect.gen(function*() {
-    for (let i = 0; i < 200 && server.doors.hub.watchers() < n; i++) yield* Effect.sleep(10)
-    expect(server.doors.hub.watchers()).toBe(n)
+    for (let i = 0; i < 200 && server.hub.watchers() < n; i++) yield* Effect.sleep(10)
+    expect(server.hub.watchers()).toBe(n)
   })
 
 const burst = (limiter: RateLimiterService, key: string, times: number) =>
@@ -144,7 +144,7 @@ describe("Monitor door", () => {
       yield* Scope.close(serverScope, Exit.void)
       const exit = yield* Fiber.await(watcher)
       expect(Exit.isSuccess(exit)).toBe(true)
-      expect(server.doors.hub.watchers()).toBe(0)
+      expect(server.hub.watchers()).toBe(0)
     })))
 
   it.live("a raw_json that is not a snapshot is a SnapshotDecodeError, not a defect; another server's is kept as text", () =>
@@ -181,6 +181,6 @@ describe("Monitor door", () => {
 /** Waits until the hub has exactly `n` subscribers. */
 const subscribedCount = (server: TestServer, n: number) =>
   Effect.gen(function*() {
-    for (let i = 0; i < 200 && server.doors.hub.watchers() !== n; i++) yield* Effect.sleep(10)
-    expect(server.doors.hub.watchers()).toBe(n)
+    for (let i = 0; i < 200 && server.hub.watchers() !== n; i++) yield* Effect.sleep(10)
+    expect(server.hub.watchers()).toBe(n)
   })

@@ -1,6 +1,6 @@
 /**
- * Bad input to Fleet.Reserve, table-driven, through the `FleetBackend` client to our server wired as
- * `serve` wires it (the Monitor/Fleet doors around a Redis store, so the coordinator is Redis's): each row
+ * Bad input to Fleet.Reserve, table-driven, through the `FleetBackend` client to our server as `serve`
+ * builds it (`ThrottleKitServer.layer` over a Redis store, so the coordinator is Redis's): each row
  * asserts the typed error AND that no state changed (the whole Redis keyspace, and afterwards a reserve of
  * the whole budget is still granted in full). Then random bytes as Reserve and GetSnapshot bodies: the
  * server answers each with a status, logs no defect, and keeps serving.
@@ -9,14 +9,12 @@ import { describe, expect, layer } from "@effect/vitest"
 import * as grpc from "@grpc/grpc-js"
 import { Cause, Context, Effect, Layer, Option, Redacted } from "effect"
 import * as fc from "fast-check"
+import * as FleetBackend from "../../src/clients/FleetBackend.js"
 import * as Config from "../../src/Config.js"
-import * as ServerDoors from "../../src/fleet/ServerDoors.js"
 import { methodPath } from "../../src/grpc/codec.js"
 import { Fleet as FleetRpc, Monitor as MonitorRpc } from "../../src/grpc/generated/throttlekit_pb.js"
-import * as FleetBackend from "../../src/layers/FleetBackend.js"
-import * as RedisBackend from "../../src/layers/RedisBackend.js"
 import { GrpcServer } from "../../src/server/GrpcServer.js"
-import * as Server from "../../src/server/Server.js"
+import * as ThrottleKitServer from "../../src/server/ThrottleKitServer.js"
 import { Fleet, type FleetService, type ReserveOptions } from "../../src/services/Fleet.js"
 import { MAX_KEY_BYTES } from "../../src/Validate.js"
 import { errorRecorder, keyspaceReader, rawClient, sendRaw } from "../support/rawWire.js"
@@ -51,18 +49,15 @@ const rig = Layer.scoped(
     const redis = yield* redisServer
     const policies = yield* Config.parse(config, "fleet.yaml")
     const errors: Array<string> = []
-    const doors = yield* ServerDoors.make({
-      policies,
-      store: { kind: "redis", url: redis.url },
-      monitorSecret: Option.none(),
-      fleetSecret: Option.some(Redacted.make("fleet-key")),
-      nodeId: "fleet-input"
-    })
     const context = yield* Layer.build(
-      Server.layer({ host: "127.0.0.1", port: 0, services: doors.services }).pipe(
-        Layer.provide(doors.around(RedisBackend.layerStore({ policies, redis: redis.url }))),
-        Layer.provide(errorRecorder(errors))
-      )
+      ThrottleKitServer.layer({
+        policies,
+        store: { kind: "redis", redis: redis.url },
+        fleetSecret: Redacted.make("fleet-key"),
+        nodeId: "fleet-input",
+        host: "127.0.0.1",
+        port: 0
+      }).pipe(Layer.provide(errorRecorder(errors)))
     )
     const address = Context.get(context, GrpcServer).address
     const fleet = Context.get(

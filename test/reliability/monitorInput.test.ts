@@ -8,12 +8,12 @@
 import type { MessageInitShape } from "@bufbuild/protobuf"
 import { describe, expect, layer } from "@effect/vitest"
 import { Context, Effect, Layer, Option, Stream } from "effect"
+import * as MonitorBackend from "../../src/clients/MonitorBackend.js"
 import {
   type GetSnapshotResponseSchema,
   Monitor as MonitorDescriptor
 } from "../../src/grpc/generated/throttlekit_pb.js"
-import * as MonitorBackend from "../../src/layers/MonitorBackend.js"
-import { LENS_VERSION } from "../../src/monitor/Hub.js"
+import { LENS_VERSION } from "../../src/monitor/Snapshot.js"
 import * as GrpcServer from "../../src/server/GrpcServer.js"
 import { implement } from "../../src/server/Service.js"
 import { Monitor, type MonitorService } from "../../src/services/Monitor.js"

@@ -23,7 +23,7 @@ const redis = Layer.unwrapScoped(
   Effect.map(redisServer, (server) => RedisBackend.layer({ policies, redis: server.url, leaseTtlMs: TTL_MS }))
 )
 
-const service = serviceOver(MemoryBackend.layer({ policies, leaseTtlMs: TTL_MS }), { leaseTtlMs: TTL_MS })
+const service = serviceOver({ policies, leaseTtlMs: TTL_MS }, { leaseTtlMs: TTL_MS })
 
 const holdsThroughThreeTtls = Effect.gen(function*() {
   const limiter = yield* RateLimiter

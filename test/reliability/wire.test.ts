@@ -13,11 +13,9 @@ import * as fc from "fast-check"
 import { methodPath } from "../../src/grpc/codec.js"
 import { Health } from "../../src/grpc/generated/health_pb.js"
 import { CheckResponseSchema, RateLimiter as RateLimiterRpc } from "../../src/grpc/generated/throttlekit_pb.js"
-import * as RedisBackend from "../../src/layers/RedisBackend.js"
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
 import type { MeterPolicy } from "../../src/Policy.js"
-import { GrpcServer } from "../../src/server/GrpcServer.js"
-import * as Server from "../../src/server/Server.js"
+import * as ThrottleKitServer from "../../src/server/ThrottleKitServer.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
 import { errorRecorder, keyspaceReader, rawClient, sendRaw } from "../support/rawWire.js"
 import { redisServer } from "../support/redisServer.js"
@@ -91,12 +89,12 @@ const rig = Layer.scoped(
     const redis = yield* redisServer
     const errors: Array<string> = []
     const context = yield* Layer.build(
-      Server.layerTest.pipe(
-        Layer.provide(RedisBackend.layer({ policies, redis: redis.url })),
-        Layer.provide(errorRecorder(errors))
-      )
+      ThrottleKitServer.layer({ policies, store: { kind: "redis", redis: redis.url }, host: "127.0.0.1", port: 0 })
+        .pipe(
+          Layer.provide(errorRecorder(errors))
+        )
     )
-    const address = Context.get(context, GrpcServer).address
+    const address = Context.get(context, ThrottleKitServer.GrpcServer).address
     const raw = yield* rawClient(address)
     const keyspace = yield* keyspaceReader(redis.url)
     return { address, raw, keyspace, errors }

@@ -13,8 +13,7 @@ import { randomBytes } from "node:crypto"
 import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
 import * as RedisBackend from "../../src/layers/RedisBackend.js"
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
-import { GrpcServer } from "../../src/server/GrpcServer.js"
-import * as Server from "../../src/server/Server.js"
+import * as ThrottleKitServer from "../../src/server/ThrottleKitServer.js"
 import { RateLimiter, type RateLimiterService } from "../../src/services/RateLimiter.js"
 import { pool } from "../reliability/support.js"
 import { redisServer } from "../support/redisServer.js"
@@ -68,12 +67,15 @@ const serviceClients = (store: "memory" | "redis") =>
   Layer.scoped(
     TwoClients,
     Effect.gen(function*() {
-      const backend = store === "memory"
-        ? MemoryBackend.layer({ policies, leaseTtlMs })
-        : Layer.unwrapScoped(
-          Effect.map(redisServer, (redis) => RedisBackend.layer({ policies, redis: redis.url, leaseTtlMs }))
-        )
-      const server = Context.get(yield* Layer.build(Server.layerTest.pipe(Layer.provide(backend))), GrpcServer)
+      const backing: ThrottleKitServer.ServerStore = store === "memory"
+        ? { kind: "memory" }
+        : { kind: "redis", redis: (yield* redisServer).url }
+      const server = Context.get(
+        yield* Layer.build(
+          ThrottleKitServer.layer({ policies, leaseTtlMs, store: backing, host: "127.0.0.1", port: 0 })
+        ),
+        ThrottleKitServer.GrpcServer
+      )
       const client = () => limiterIn(ServiceBackend.layer({ target: server.address, deadline: "10 seconds" }))
       return { owner: yield* client(), other: yield* client(), randomBits: 128, ids: 1000 }
     }).pipe(Effect.orDie)

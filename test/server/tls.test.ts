@@ -7,11 +7,10 @@ import * as grpc from "@grpc/grpc-js"
 import { Effect } from "effect"
 import { readFileSync } from "node:fs"
 import * as path from "node:path"
-import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
-import * as GrpcServer from "../../src/server/GrpcServer.js"
-import * as RateLimiterRpc from "../../src/server/RateLimiterRpc.js"
+import type { ServerTls } from "../../src/server/GrpcServer.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
+import { runningServer } from "../service/support.js"
 import { conformancePolicies } from "../support/conformance.js"
 import { startServer, tempFile } from "./cliProcess.js"
 
@@ -22,11 +21,7 @@ const ca = pem("ca.pem")
 const server = { cert: pem("server.pem"), key: pem("server.key") }
 const client = { cert: pem("client.pem"), key: pem("client.key") }
 
-const serveMemory = (tls: GrpcServer.ServerTls) =>
-  Effect.flatMap(
-    MemoryBackend.make({ policies: conformancePolicies }),
-    (limiter) => GrpcServer.make({ host: "127.0.0.1", port: 0, tls }, [RateLimiterRpc.make(limiter)])
-  )
+const serveMemory = (tls: ServerTls) => runningServer({ policies: conformancePolicies, tls })
 
 const checkVia = (target: string, credentials: grpc.ChannelCredentials) =>
   Effect.provide(

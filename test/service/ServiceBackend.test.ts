@@ -22,15 +22,11 @@ import {
 } from "../../src/grpc/generated/throttlekit_pb.js"
 import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
-import * as GrpcServer from "../../src/server/GrpcServer.js"
-import * as RateLimiterRpc from "../../src/server/RateLimiterRpc.js"
 import { RateLimiter, type RateLimiterService as Service } from "../../src/services/RateLimiter.js"
 import { conformancePolicies } from "../support/conformance.js"
+import { runningServer } from "./support.js"
 
-const memoryServer = Effect.flatMap(
-  MemoryBackend.make({ policies: conformancePolicies }),
-  (limiter) => GrpcServer.make({ host: "127.0.0.1", port: 0 }, [RateLimiterRpc.make(limiter)])
-)
+const memoryServer = runningServer({ policies: conformancePolicies })
 
 /** A bare grpc-js server (not ours) on loopback with the given RateLimiter handlers, and its address. */
 const bareServer = (handlers: grpc.UntypedServiceImplementation) =>

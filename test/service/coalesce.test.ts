@@ -7,11 +7,9 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as grpc from "@grpc/grpc-js"
 import { Effect, Either } from "effect"
-import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
 import type { Policy } from "../../src/Policy.js"
-import * as GrpcServer from "../../src/server/GrpcServer.js"
-import * as RateLimiterRpc from "../../src/server/RateLimiterRpc.js"
+import { runningServer } from "./support.js"
 
 const HOUR = 3_600_000
 
@@ -36,8 +34,7 @@ const policies: ReadonlyArray<Policy> = [
 /** Our server over a fresh memory store, and a ServiceBackend to it whose calls are recorded by method. */
 const setup = (coalesceChecks?: boolean) =>
   Effect.gen(function*() {
-    const store = yield* MemoryBackend.make({ policies })
-    const server = yield* GrpcServer.make({ host: "127.0.0.1", port: 0 }, [RateLimiterRpc.make(store)])
+    const server = yield* runningServer({ policies })
     const methods: Array<string> = []
     const record: grpc.Interceptor = (options, nextCall) => {
       methods.push(options.method_definition.path.split("/").pop() ?? "")

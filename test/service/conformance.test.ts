@@ -4,10 +4,9 @@
  * or `REDIS_URL`).
  */
 import { Effect, Layer } from "effect"
-import * as RedisBackend from "../../src/layers/RedisBackend.js"
 import { conformancePolicies, runConformance } from "../support/conformance.js"
 import { redisServer } from "../support/redisServer.js"
-import { serviceOver, serviceOverMemory } from "./support.js"
+import { serviceOverMemory, serviceOverRedis } from "./support.js"
 
 const redisUrl = Effect.suspend(() => {
   const external = process.env["REDIS_URL"]
@@ -19,6 +18,6 @@ runConformance("ServiceBackend → our server (memory store)", serviceOverMemory
 runConformance(
   "ServiceBackend → our server (Redis store)",
   Layer.unwrapScoped(
-    Effect.map(redisUrl, (url) => serviceOver(RedisBackend.layer({ policies: conformancePolicies, redis: url })))
+    Effect.map(redisUrl, (url) => serviceOverRedis(conformancePolicies, url))
   )
 )

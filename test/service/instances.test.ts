@@ -6,16 +6,18 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer } from "effect"
 import { randomUUID } from "node:crypto"
-import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
-import * as RedisBackend from "../../src/layers/RedisBackend.js"
+import type { ServerStore } from "../../src/server/ThrottleKitServer.js"
 import { RateLimiter, type RateLimiterService } from "../../src/services/RateLimiter.js"
 import { conformancePolicies } from "../support/conformance.js"
 import { redisServer } from "../support/redisServer.js"
 import { serviceOver } from "./support.js"
 
 /** A ServiceBackend to its own server instance over `store`, built in the current scope. */
-const instance = <E>(store: Layer.Layer<RateLimiter, E>) =>
-  Effect.map(Layer.build(serviceOver(store)), (context) => Context.get(context, RateLimiter))
+const instance = (store: ServerStore) =>
+  Effect.map(
+    Layer.build(serviceOver({ policies: conformancePolicies, store })),
+    (context) => Context.get(context, RateLimiter)
+  )
 
 const fillPool = (limiter: RateLimiterService, key: string) =>
   Effect.forEach([1, 2, 3], () => limiter.leases.acquire("pool", key))
@@ -26,8 +28,8 @@ describe("leases across server instances", () => {
     () =>
       Effect.scoped(Effect.gen(function*() {
         const { url } = yield* redisServer
-        const a = yield* instance(RedisBackend.layer({ policies: conformancePolicies, redis: url }))
-        const b = yield* instance(RedisBackend.layer({ policies: conformancePolicies, redis: url }))
+        const a = yield* instance({ kind: "redis", redis: url })
+        const b = yield* instance({ kind: "redis", redis: url })
         const key = `fleet-${randomUUID().slice(0, 8)}`
 
         const held = yield* fillPool(a, key)
@@ -51,8 +53,8 @@ describe("leases across server instances", () => {
 
   it.live("with the memory store, each instance knows only its own leases", () =>
     Effect.scoped(Effect.gen(function*() {
-      const a = yield* instance(MemoryBackend.layer({ policies: conformancePolicies }))
-      const b = yield* instance(MemoryBackend.layer({ policies: conformancePolicies }))
+      const a = yield* instance({ kind: "memory" })
+      const b = yield* instance({ kind: "memory" })
       const key = `local-${randomUUID().slice(0, 8)}`
       const held = yield* fillPool(a, key)
       const ids = held.map((admission) => admission.leaseId)

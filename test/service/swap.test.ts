@@ -12,7 +12,7 @@ import * as RedisBackend from "../../src/layers/RedisBackend.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
 import { conformancePolicies } from "../support/conformance.js"
 import { redisServer } from "../support/redisServer.js"
-import { serviceOver } from "./support.js"
+import { serviceOverMemory, serviceOverRedis } from "./support.js"
 
 /** The time-independent part of a decision. */
 const shape = (d: Decision) => ({
@@ -67,8 +67,8 @@ describe("layer swapping", () => {
         const doors: ReadonlyArray<readonly [string, Layer.Layer<RateLimiter, unknown>]> = [
           ["memory", MemoryBackend.layer({ policies: conformancePolicies })],
           ["redis", RedisBackend.layer({ policies: conformancePolicies, redis: url })],
-          ["service → memory", serviceOver(MemoryBackend.layer({ policies: conformancePolicies }))],
-          ["service → redis", serviceOver(RedisBackend.layer({ policies: conformancePolicies, redis: url }))]
+          ["service → memory", serviceOverMemory(conformancePolicies)],
+          ["service → redis", serviceOverRedis(conformancePolicies, url)]
         ]
         const results: Array<readonly [string, unknown]> = []
         for (const [name, door] of doors) {

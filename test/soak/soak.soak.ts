@@ -19,8 +19,7 @@ import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
 import * as RedisBackend from "../../src/layers/RedisBackend.js"
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
 import type { MeterPolicy } from "../../src/Policy.js"
-import { GrpcServer } from "../../src/server/GrpcServer.js"
-import * as Server from "../../src/server/Server.js"
+import * as ThrottleKitServer from "../../src/server/ThrottleKitServer.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
 import { fixedWindow, pool } from "../reliability/support.js"
 import { redisServer } from "../support/redisServer.js"
@@ -196,10 +195,8 @@ describe("soak", () => {
         const result = yield* tracked((live) =>
           Effect.scoped(Effect.gen(function*() {
             const server = Context.get(
-              yield* Layer.build(
-                Server.layerTest.pipe(Layer.provide(MemoryBackend.layer({ policies, leaseTtlMs: 400 })))
-              ),
-              GrpcServer
+              yield* Layer.build(ThrottleKitServer.layer({ policies, leaseTtlMs: 400, host: "127.0.0.1", port: 0 })),
+              ThrottleKitServer.GrpcServer
             )
             const serving = yield* live
             // The tracker sees the server's own fibers: a Watch stream held open is one more.

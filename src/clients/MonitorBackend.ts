@@ -1,8 +1,9 @@
 /**
- * The `Monitor` service over gRPC: `Monitor.GetSnapshot` and `Monitor.Watch` on a ThrottleKit server.
- * The channel is scoped and closed with the layer. A snapshot call carries a deadline (1 s by default);
- * a watch has none (it runs until interrupted, which cancels the call on the wire). The secret, when
- * given, travels as `x-monitor-secret` call metadata.
+ * The Monitor client (a client layer, not a door): the `Monitor` service over gRPC, `Monitor.GetSnapshot`
+ * and `Monitor.Watch` on a ThrottleKit server. The channel (`grpc/channel.ts`) is scoped and closed with
+ * the layer. A snapshot call carries a deadline (1 s by default); a watch has none (it runs until
+ * interrupted, which cancels the call on the wire). The secret, when given, travels as
+ * `x-monitor-secret` call metadata.
  *
  * Everything the server sends is decoded with Schema: a snapshot whose fields do not match, whose
  * `raw_json` is not JSON, or (from a throttlekit-effect server, which names itself in `lens_version`)
@@ -23,15 +24,14 @@ import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import { BackendError, type InvalidArgument, type RateLimiterError } from "../Errors.js"
+import { acquireChannel, secretMetadata } from "../grpc/channel.js"
 import { serverStream, unary } from "../grpc/client.js"
 import { fromInt64 } from "../grpc/convert.js"
 import type * as pb from "../grpc/generated/throttlekit_pb.js"
 import { Monitor as MonitorRpc } from "../grpc/generated/throttlekit_pb.js"
 import { toRateLimiterError } from "../grpc/status.js"
-import { LENS_VERSION } from "../monitor/Hub.js"
-import { DenialEvent, RawSnapshot } from "../monitor/Snapshot.js"
+import { DenialEvent, LENS_VERSION, RawSnapshot } from "../monitor/Snapshot.js"
 import { Monitor, type MonitorService, Snapshot, SnapshotDecodeError } from "../services/Monitor.js"
-import { acquireChannel, secretMetadata } from "./FleetBackend.js"
 
 /**
  * Options of the Monitor client.

@@ -22,24 +22,17 @@ import * as Layer from "effect/Layer"
 import * as PubSub from "effect/PubSub"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
-import type { DecisionData } from "../Decision.js"
-import type { Policy } from "../Policy.js"
+import type { DecisionData } from "../../Decision.js"
 import {
   DenialEvent,
   type GuardSummary,
   type KeyCount,
   type LatencySummary,
+  LENS_VERSION,
   type PolicyDetail,
   type RawSnapshot
-} from "./Snapshot.js"
-
-/**
- * The version this hub reports as `lens_version`.
- *
- * @since 0.1.0
- * @category constants
- */
-export const LENS_VERSION = "throttlekit-effect/0.1.0"
+} from "../../monitor/Snapshot.js"
+import type { Policy } from "../../Policy.js"
 
 /**
  * Sizes of the hub's bounded structures.

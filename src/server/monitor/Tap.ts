@@ -17,7 +17,7 @@
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import { performance } from "node:perf_hooks"
-import { type LocalStore, mapLocal, type RateLimiterStore, Store } from "../services/RateLimiterStore.js"
+import { type LocalStore, mapLocal, type RateLimiterStore, Store } from "../../services/RateLimiterStore.js"
 import { type Hub, MonitorHub } from "./Hub.js"
 
 const sinceMs = (start: number): number => performance.now() - start

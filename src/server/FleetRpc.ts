@@ -28,8 +28,8 @@ import { toInt64 } from "../grpc/convert.js"
 import { Axis, Fleet, type LeaseSchema } from "../grpc/generated/throttlekit_pb.js"
 import { fromRateLimiterError, statusError } from "../grpc/status.js"
 import type { Policy } from "../Policy.js"
-import { implement, type ServedService } from "../server/Service.js"
 import { authorize } from "./Auth.js"
+import { implement, type ServedService } from "./Service.js"
 
 /**
  * Options of the Fleet service.

@@ -5,7 +5,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import * as grpc from "@grpc/grpc-js"
 import { Effect, Exit, Option, Redacted } from "effect"
-import { authorize, isLoopbackPeer, presentedSecrets } from "../../src/fleet/Auth.js"
+import { authorize, isLoopbackPeer, presentedSecrets } from "../../src/server/Auth.js"
 
 describe("Auth", () => {
   it("recognises loopback peers in every form", () => {

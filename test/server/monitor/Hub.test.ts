@@ -7,12 +7,12 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Context, Deferred, Effect, Exit, Fiber, Layer, Scope, Stream, TestClock } from "effect"
-import * as Config from "../../src/Config.js"
-import type { DecisionData } from "../../src/Decision.js"
-import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
-import * as Hub from "../../src/monitor/Hub.js"
-import * as Tap from "../../src/monitor/Tap.js"
-import * as Front from "../../src/services/RateLimiter.js"
+import * as Config from "../../../src/Config.js"
+import type { DecisionData } from "../../../src/Decision.js"
+import * as MemoryBackend from "../../../src/layers/MemoryBackend.js"
+import * as Hub from "../../../src/server/monitor/Hub.js"
+import * as Tap from "../../../src/server/monitor/Tap.js"
+import * as Front from "../../../src/services/RateLimiter.js"
 
 const config = `
 limiters:

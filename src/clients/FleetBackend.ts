@@ -1,20 +1,22 @@
 /**
- * The `Fleet` service over gRPC: `Fleet.Reserve` on a ThrottleKit server (ours, or the reference
- * `throttlekit-server`). The channel is scoped and closed with the layer; every call carries a deadline
- * (1 s by default) and a missed one is `ServiceUnavailable`. The secret, when given, travels as
- * `x-fleet-secret` call metadata and is read out of its `Redacted` only to build that header.
+ * The Fleet client (a client layer, not a door): the `Fleet` service over gRPC, `Fleet.Reserve` on a
+ * ThrottleKit server (ours, or the reference `throttlekit-server`). The channel (`grpc/channel.ts`) is
+ * scoped and closed with the layer; every call carries a deadline (1 s by default) and a missed one is
+ * `ServiceUnavailable`. The secret, when given, travels as `x-fleet-secret` call metadata and is read
+ * out of its `Redacted` only to build that header.
  *
  * A reservation consumes budget, so it is never retried: a lost answer may still have granted.
  *
  * @since 0.1.0
  */
-import * as grpc from "@grpc/grpc-js"
+import type * as grpc from "@grpc/grpc-js"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Redacted from "effect/Redacted"
+import type * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import { BackendError, InvalidArgument, type RateLimiterError } from "../Errors.js"
 import * as LeasedCredits from "../fleet/LeasedCredits.js"
+import { acquireChannel, secretMetadata } from "../grpc/channel.js"
 import { unary } from "../grpc/client.js"
 import { fromInt64 } from "../grpc/convert.js"
 import { Axis, Fleet as FleetRpc, type Lease as WireLease } from "../grpc/generated/throttlekit_pb.js"
@@ -74,44 +76,6 @@ const leaseFromWire = (lease: WireLease | undefined): Effect.Effect<Lease, Backe
 const wholeAtLeastOne = (value: number, argument: string) => {
   const problem = Validate.costProblem(value)
   return problem === undefined ? Effect.void : Effect.fail(new InvalidArgument({ argument, reason: problem }))
-}
-
-/**
- * A grpc-js client for `target` (created lazily: nothing is dialled until the first call), closed with the
- * scope. Shared by the Fleet and Monitor clients.
- *
- * @since 0.1.0
- * @category constructors
- */
-export const acquireChannel = (options: {
-  readonly target: string
-  readonly credentials?: grpc.ChannelCredentials
-  readonly channelOptions?: grpc.ChannelOptions
-}): Effect.Effect<grpc.Client, InvalidArgument, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.try({
-      try: () =>
-        new grpc.Client(
-          options.target,
-          options.credentials ?? grpc.credentials.createInsecure(),
-          options.channelOptions ?? {}
-        ),
-      catch: (error) =>
-        new InvalidArgument({ argument: "target", reason: error instanceof Error ? error.message : String(error) })
-    }),
-    (client) => Effect.sync(() => client.close())
-  )
-
-/**
- * Call metadata carrying `secret` under `header` (empty without a secret).
- *
- * @since 0.1.0
- * @category utils
- */
-export const secretMetadata = (header: string, secret: Redacted.Redacted<string> | undefined): grpc.Metadata => {
-  const metadata = new grpc.Metadata()
-  if (secret !== undefined) metadata.set(header, Redacted.value(secret))
-  return metadata
 }
 
 /**

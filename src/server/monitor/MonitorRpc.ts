@@ -13,12 +13,18 @@ import type * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import * as Stream from "effect/Stream"
-import { authorize } from "../fleet/Auth.js"
-import { toInt64 } from "../grpc/convert.js"
-import { type DenialEventSchema, Monitor, type SnapshotSchema } from "../grpc/generated/throttlekit_pb.js"
-import { implement, type ServedService } from "../server/Service.js"
+import { toInt64 } from "../../grpc/convert.js"
+import { type DenialEventSchema, Monitor, type SnapshotSchema } from "../../grpc/generated/throttlekit_pb.js"
+import {
+  type DenialEvent,
+  type KeyCount,
+  type LatencySummary,
+  type RawSnapshot,
+  RawSnapshotJson
+} from "../../monitor/Snapshot.js"
+import { authorize } from "../Auth.js"
+import { implement, type ServedService } from "../Service.js"
 import type { Hub } from "./Hub.js"
-import { type DenialEvent, type KeyCount, type LatencySummary, type RawSnapshot, RawSnapshotJson } from "./Snapshot.js"
 
 /**
  * Options of the Monitor service.

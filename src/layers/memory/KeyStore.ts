@@ -1,22 +1,24 @@
 /**
- * The Memory door's state (one bounded key table per policy) and its synchronous door: a limiter whose
- * `check` is a plain function returning an `Either`, for hot loops where an Effect step per call would
- * cost more than the check itself. `MemoryBackend` builds its `RateLimiter` service on the same tables,
- * so the two doors count against the same limits.
+ * The Memory door's key store: one bounded key table per policy (`KeyTable`, `RateState`), every policy
+ * compiled with the state it keeps (`PolicyStore`). Plain synchronous code over the engine, no Effect
+ * runtime. The Memory store (`MemoryBackend`) and the synchronous `Local` door (`Local.ts`) of one layer
+ * share one `PolicyStore`, so the two count against the same limits.
+ *
+ * Private to the Memory door: only `MemoryBackend` and `Local` import it.
  *
  * @since 0.1.0
+ * @internal
  */
-import * as Either from "effect/Either"
-import { type Decision, type DecisionData, fromData } from "../Decision.js"
-import { Admitter } from "../engine/admission.js"
-import * as Gcra from "../engine/gcra.js"
-import { rateEngine } from "../engine/index.js"
-import { boxed } from "../engine/internal.js"
-import * as TokenBudget from "../engine/tokenBudget.js"
-import type { ForecastData, InPlaceEngine, RateEngine } from "../engine/types.js"
-import { InvalidArgument, OperationNotSupported, PolicyNotFound } from "../Errors.js"
-import type { AdmitterPolicy, LimiterPolicy, MeterPolicy, Policy, Strategy } from "../Policy.js"
-import * as Validate from "../Validate.js"
+import type { Decision, DecisionData } from "../../Decision.js"
+import { Admitter } from "../../engine/admission.js"
+import * as Gcra from "../../engine/gcra.js"
+import { rateEngine } from "../../engine/index.js"
+import { boxed } from "../../engine/internal.js"
+import * as TokenBudget from "../../engine/tokenBudget.js"
+import type { ForecastData, InPlaceEngine, RateEngine } from "../../engine/types.js"
+import { InvalidArgument, OperationNotSupported, PolicyNotFound } from "../../Errors.js"
+import type { AdmitterPolicy, LimiterPolicy, MeterPolicy, Policy, Strategy } from "../../Policy.js"
+import * as Validate from "../../Validate.js"
 
 /**
  * One key's state and the table's write count when it was last written (its recency).
@@ -269,17 +271,17 @@ const compile = (policy: Policy, leaseTtlMs: number): Compiled => {
 }
 
 /**
- * The faults of a synchronous check: a bad key or cost, an unknown policy, or a policy that is not a
- * rate limiter. (A subset of `RateLimiterError`.)
+ * Why a call on the store cannot run: a bad key or cost, an unknown policy, or a policy of another kind
+ * (what the `Local` door answers as its `LocalError`).
  *
  * @since 0.1.0
- * @category errors
+ * @internal
  */
-export type LocalError = InvalidArgument | PolicyNotFound | OperationNotSupported
+export type Fault = InvalidArgument | PolicyNotFound | OperationNotSupported
 
 /**
- * Every policy of one Memory door, compiled, with the state it keeps. The `RateLimiter` service and the
- * synchronous door of one layer share one store.
+ * Every policy of one Memory door, compiled, with the state it keeps. The Memory store and the
+ * synchronous `Local` door of one layer share one `PolicyStore`.
  *
  * @since 0.1.0
  * @internal
@@ -324,7 +326,7 @@ export class PolicyStore {
    * door checks them: the policy, then the key, then the cost. For a call that `limiterFor` or
    * `RateState.checkUnvalidated` turned down, so one of the three is at fault.
    */
-  faultOf(name: string, key: string, cost: number, operation: OperationNotSupported["operation"]): LocalError {
+  faultOf(name: string, key: string, cost: number, operation: OperationNotSupported["operation"]): Fault {
     const compiled = this.compiled.get(name)
     if (compiled === undefined) return this.notFound(name)
     if (compiled.kind !== "limiter") return unsupported(name, operation, compiled.kind)
@@ -335,7 +337,7 @@ export class PolicyStore {
   }
 
   /** The rate state of the limiter `name`, or why `operation` cannot run on it. */
-  rateOf(name: string, operation: OperationNotSupported["operation"]): RateState | LocalError {
+  rateOf(name: string, operation: OperationNotSupported["operation"]): RateState | Fault {
     const compiled = this.compiled.get(name)
     if (compiled === undefined) return this.notFound(name)
     if (compiled.kind !== "limiter") return unsupported(name, operation, compiled.kind)
@@ -354,70 +356,3 @@ export const unsupported = (
   operation: OperationNotSupported["operation"],
   kind: string
 ): OperationNotSupported => new OperationNotSupported({ policy, operation, reason: `a ${kind} policy` })
-
-/**
- * The Memory door's synchronous limiter: plain functions, no fiber, no promise. A denial is a `Decision`
- * with `allowed = false` in `Right`; a fault (`InvalidArgument` for a bad key or cost, `PolicyNotFound`,
- * `OperationNotSupported` for a meter or admitter policy) is a tagged error in `Left`. Nothing throws,
- * and a rejected call changes no state.
- *
- * `Either` is yieldable in `Effect.gen` (`const decision = yield* local.check("api", key)` fails the
- * effect with the `Left`), so an Effect program can take the limiter once and check per item without
- * an Effect step per check.
- *
- * @since 0.1.0
- * @category models
- */
-export interface LocalLimiter {
-  /** Consumes `cost` units (default 1) of `key` under the limiter policy `name`. */
-  readonly check: (name: string, key: string, cost?: number) => Either.Either<Decision, LocalError>
-  /**
-   * The check of the limiter policy `name`, bound once: `(key, cost?)` as `check` answers it, without
-   * looking the policy up per call (for a hot loop on one policy). An unknown or non-limiter policy is
-   * the `Left` here; a bad key or cost is the `Left` of each call.
-   */
-  readonly limiter: (name: string) => Either.Either<LocalCheck, LocalError>
-  /** What a cost-1 check would decide now, consuming nothing. */
-  readonly peek: (name: string, key: string) => Either.Either<Decision, LocalError>
-}
-
-/**
- * The check of one limiter policy, bound by `LocalLimiter.limiter`.
- *
- * @since 0.1.0
- * @category models
- */
-export type LocalCheck = (key: string, cost?: number) => Either.Either<Decision, LocalError>
-
-/**
- * A synchronous limiter over `store`, reading time (epoch-ms) from `now`.
- *
- * @since 0.1.0
- * @internal
- */
-export const makeLocalLimiter = (store: PolicyStore, now: () => number): LocalLimiter => ({
-  check: (name, key, cost = 1) => {
-    const rate = store.limiterFor(name, cost)
-    if (rate === undefined) return Either.left(store.faultOf(name, key, cost, "check"))
-    const decision = rate.checkUnvalidated(key, now(), cost)
-    if (decision === undefined) return Either.left(store.faultOf(name, key, cost, "check"))
-    return Either.right(decision)
-  },
-  limiter: (name) => {
-    const rate = store.rateOf(name, "check")
-    if (!(rate instanceof RateState)) return Either.left(rate)
-    return Either.right((key, cost = 1) => {
-      const decision = Number.isSafeInteger(cost) && cost >= 1 ? rate.checkUnvalidated(key, now(), cost) : undefined
-      return decision === undefined
-        ? Either.left(store.faultOf(name, key, cost, "check"))
-        : Either.right(decision)
-    })
-  },
-  peek: (name, key) => {
-    const rate = store.rateOf(name, "peek")
-    if (!(rate instanceof RateState)) return Either.left(rate)
-    const keyProblem = Validate.keyProblem(key)
-    if (keyProblem !== undefined) return Either.left(new InvalidArgument({ argument: "key", reason: keyProblem }))
-    return Either.right(fromData(rate.peek(key, now())))
-  }
-})

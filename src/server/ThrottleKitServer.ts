@@ -1,0 +1,272 @@
+/**
+ * The ThrottleKit server as one layer: the validated policies in, the running gRPC server out. It is what
+ * `throttlekit-effect serve` launches, and the one way tests, examples and embedding programs build a
+ * server.
+ *
+ * What it composes, bottom to top:
+ * - the store (memory, or Redis over one shared connection: one client, the scripts read once, and the
+ *   coordinator on that same connection);
+ * - the coordinator the two tiers and the Fleet door lease from: Redis's when the store is Redis and some
+ *   policy leases from it (a fleet of servers then shares the budgets), else an in-process one;
+ * - the Monitor hub;
+ * - the store wrappers, two-tier / federated checks, then the Monitor tap, then the fail mode outermost
+ *   (so it also covers a coordinator outage, and the Monitor records no synthesized decision: an outage
+ *   is not a decision), with the `RateLimiter` front on top;
+ * - the gRPC server: `throttlekit.v1.RateLimiter` over the front, `Monitor` always, `Fleet` when some
+ *   policy is `federated:` (as the reference server), and health.
+ *
+ * The policies are given once, as a validated `PolicySet` (policies written in code are validated here,
+ * a bad one fails the layer with `ConfigError`); every part reads that one set. Releasing the layer stops
+ * the server gracefully first (drain within the shutdown bound), then the wrappers, the hub, the
+ * coordinator and the store, and the Redis connection last.
+ *
+ * @since 0.2.0
+ */
+import * as Context from "effect/Context"
+import * as Effect from "effect/Effect"
+import * as Layer from "effect/Layer"
+import * as Option from "effect/Option"
+import type * as Redacted from "effect/Redacted"
+import * as Schema from "effect/Schema"
+import { type ConfigError, PolicySet } from "../Config.js"
+import { Coordinator } from "../coordinator/Coordinator.js"
+import type { CoordinatorService } from "../coordinator/Coordinator.js"
+import * as MemoryCoordinator from "../coordinator/MemoryCoordinator.js"
+import * as RedisCoordinator from "../coordinator/RedisCoordinator.js"
+import { isWindowed } from "../coordinator/reserve.js"
+import * as MemoryBackend from "../layers/MemoryBackend.js"
+import * as RedisBackend from "../layers/RedisBackend.js"
+import type { Policy } from "../Policy.js"
+import * as RedisClient from "../redis/RedisClient.js"
+import * as Front from "../services/RateLimiter.js"
+import { Store } from "../services/RateLimiterStore.js"
+import { isLoopbackPeer } from "./Auth.js"
+import * as FailMode from "./FailMode.js"
+import * as FleetRpc from "./FleetRpc.js"
+import {
+  DEFAULT_PORT,
+  formatAddress,
+  GrpcBindError,
+  GrpcServer,
+  type GrpcServerOptions,
+  make as makeGrpcServer
+} from "./GrpcServer.js"
+import * as Hub from "./monitor/Hub.js"
+import * as MonitorRpc from "./monitor/MonitorRpc.js"
+import * as Tap from "./monitor/Tap.js"
+import * as RateLimiterRpc from "./RateLimiterRpc.js"
+import type { ServedService } from "./Service.js"
+import * as TwoTier from "./TwoTier.js"
+
+/**
+ * Where limit state lives (the server's `--store`): process memory, or Redis (a URL, ioredis options or
+ * `{ client }`, with the bound on every call, default 1000 ms).
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export type ServerStore =
+  | { readonly kind: "memory" }
+  | { readonly kind: "redis"; readonly redis: RedisClient.RedisConnection; readonly timeoutMs?: number }
+
+/**
+ * What the server is built from.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface ThrottleKitServerOptions extends GrpcServerOptions {
+  /**
+   * The policies to serve: a `PolicySet` (from `Config.load` / `Config.parse`), or policies written in
+   * code, validated here (a bad one fails the layer with `ConfigError`).
+   */
+  readonly policies: PolicySet | Iterable<Policy>
+  /** Where limit state lives (default: memory). */
+  readonly store?: ServerStore
+  /** Admission lease TTL in ms (default 2000): a lease not renewed within it is reclaimed as dropped. */
+  readonly leaseTtlMs?: number
+  /** How limiter checks answer while the store is down (default `open`). */
+  readonly failMode?: FailMode.FailMode
+  /** The Monitor door's secret (none: loopback callers only). */
+  readonly monitorSecret?: Redacted.Redacted<string>
+  /** The Fleet door's secret (none: loopback callers only). */
+  readonly fleetSecret?: Redacted.Redacted<string>
+  /** The node id the Monitor reports (default: the configured `host:port`). */
+  readonly nodeId?: string
+  /** A coordinator to use instead of the store's (embedding and tests). */
+  readonly coordinator?: CoordinatorService
+}
+
+/**
+ * The server could not start for a reason outside the config and the bind (unreadable TLS files, an
+ * unavailable store).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class StartupError extends Schema.TaggedError<StartupError>()("StartupError", {
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return this.reason
+  }
+}
+
+/**
+ * Everything that stops the layer from building.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export type ThrottleKitServerError = ConfigError | GrpcBindError | StartupError
+
+/**
+ * True when some policy leases from the coordinator (federated, or two-tier leased on a windowed strategy).
+ *
+ * @since 0.1.0
+ * @category utils
+ */
+export const usesCoordinator = (policies: Iterable<Policy>): boolean => {
+  for (const p of policies) {
+    if (
+      p.kind === "limiter" &&
+      (p.federated !== undefined || (p.twoTier?.mode === "leased" && isWindowed(p.strategy)))
+    ) return true
+  }
+  return false
+}
+
+/**
+ * True when the Fleet door is served: some policy is `federated:`.
+ *
+ * @since 0.2.0
+ * @category utils
+ */
+export const servesFleet = (policies: PolicySet): boolean => FleetRpc.leasablePolicies(policies).size > 0
+
+/**
+ * Startup warnings for a server of `policies` bound on `host`: a door without a secret answers loopback
+ * callers only, which a server on a public address probably did not mean.
+ *
+ * @since 0.2.0
+ * @category utils
+ */
+export const warnings = (
+  options: {
+    readonly policies: PolicySet
+    readonly monitorSecret?: Redacted.Redacted<string> | undefined
+    readonly fleetSecret?: Redacted.Redacted<string> | undefined
+  },
+  host: string
+): ReadonlyArray<string> => {
+  if (isLoopbackPeer(host)) return []
+  const doors = [
+    ...(options.monitorSecret === undefined ? ["Monitor"] : []),
+    ...(servesFleet(options.policies) && options.fleetSecret === undefined ? ["Fleet"] : [])
+  ]
+  return doors.length === 0 ? [] : [
+    `warning: ${doors.join(" and ")} ${doors.length === 1 ? "answers" : "answer"} loopback callers only ` +
+    `(remote calls get UNAUTHENTICATED); pass ${doors.map((d) => `--${d.toLowerCase()}-secret`).join(" / ")} ` +
+    "to allow remote callers"
+  ]
+}
+
+/** The store and the coordinator, over one Redis connection when the store is Redis. */
+const backing = (
+  options: ThrottleKitServerOptions,
+  policies: PolicySet
+): Layer.Layer<Store | Coordinator, ConfigError | StartupError> => {
+  const lease = options.leaseTtlMs === undefined ? {} : { leaseTtlMs: options.leaseTtlMs }
+  const given = options.coordinator === undefined ? undefined : Layer.succeed(Coordinator, options.coordinator)
+  const store = options.store ?? { kind: "memory" }
+  switch (store.kind) {
+    case "memory":
+      return Layer.merge(
+        MemoryBackend.layerStore({ policies, ...lease }),
+        given ?? MemoryCoordinator.layer()
+      )
+    case "redis": {
+      const failed = (what: string) => (error: { readonly message: string }) =>
+        new StartupError({ reason: `${what} failed to start: ${error.message}` })
+      const connection = RedisClient.layer(
+        store.redis,
+        store.timeoutMs === undefined ? {} : { timeoutMs: store.timeoutMs }
+      ).pipe(Layer.mapError(failed("the Redis store")))
+      const coordinator = given ?? (usesCoordinator(policies)
+        ? RedisCoordinator.layerShared().pipe(Layer.mapError(failed("the coordinator")))
+        : MemoryCoordinator.layer())
+      return Layer.merge(
+        RedisBackend.layerStoreShared({ policies, ...lease }).pipe(
+          Layer.mapError((error) => error._tag === "ConfigError" ? error : failed("the Redis store")(error))
+        ),
+        coordinator
+      ).pipe(Layer.provide(connection))
+    }
+  }
+}
+
+/** The services beside RateLimiter and health: the Monitor, and the Fleet door when some policy is federated. */
+const doors = (options: ThrottleKitServerOptions, policies: PolicySet) =>
+  Effect.gen(function*() {
+    const hub = yield* Hub.MonitorHub
+    const coordinator = yield* Coordinator
+    const services: Array<ServedService> = [
+      MonitorRpc.make({ hub, secret: Option.fromNullable(options.monitorSecret) })
+    ]
+    if (servesFleet(policies)) {
+      services.push(FleetRpc.make({ policies, coordinator, secret: Option.fromNullable(options.fleetSecret) }))
+    }
+    return services
+  })
+
+/** The gRPC server over the front, the hub and the coordinator in context. */
+const serving = (
+  options: ThrottleKitServerOptions,
+  policies: PolicySet
+): Layer.Layer<GrpcServer, GrpcBindError, Front.RateLimiter | Hub.MonitorHub | Coordinator> =>
+  Layer.scoped(
+    GrpcServer,
+    Effect.gen(function*() {
+      const limiter = yield* Front.RateLimiter
+      const services = yield* doors(options, policies)
+      const grpc: GrpcServerOptions = {
+        ...(options.host === undefined ? {} : { host: options.host }),
+        ...(options.port === undefined ? {} : { port: options.port }),
+        ...(options.tls === undefined ? {} : { tls: options.tls }),
+        ...(options.shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs: options.shutdownTimeoutMs })
+      }
+      return yield* makeGrpcServer(grpc, [RateLimiterRpc.make(limiter), ...services])
+    })
+  )
+
+/**
+ * The server, running for the life of the layer. Provides the running `GrpcServer` (its bound address:
+ * give `port: 0` for a free one), and the `MonitorHub` and `Coordinator` it serves from.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layer = (
+  options: ThrottleKitServerOptions
+): Layer.Layer<GrpcServer | Hub.MonitorHub | Coordinator, ThrottleKitServerError> =>
+  Layer.unwrapEffect(
+    Effect.map(PolicySet.from(options.policies), (policies) => {
+      const store = options.store ?? { kind: "memory" }
+      const nodeId = options.nodeId ??
+        formatAddress(options.host ?? "127.0.0.1", options.port ?? DEFAULT_PORT)
+      const base = Layer.merge(backing(options, policies), Hub.layer({ policies, nodeId, backend: store.kind }))
+      // Under the front, outermost first: the fail mode, the Monitor tap, the two tiers, the store.
+      const front = Front.layer().pipe(
+        Layer.provide(FailMode.layer({ mode: options.failMode ?? FailMode.DEFAULT_FAIL_MODE })),
+        Layer.provide(Tap.layer),
+        Layer.provide(TwoTier.layer)
+      )
+      return serving(options, policies).pipe(
+        Layer.provide(front),
+        Layer.provideMerge(base),
+        Layer.map((context) => Context.omit(Store)(context))
+      )
+    })
+  )
+
+export { GrpcBindError, GrpcServer }
