@@ -13,6 +13,7 @@
  */
 import { Effect, Either, ManagedRuntime } from "effect"
 import { RateLimiterMemory } from "rate-limiter-flexible"
+import { Admitter } from "../../src/engine/admission.js"
 import { rateEngine } from "../../src/engine/index.js"
 import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
@@ -56,6 +57,42 @@ const floorWorkload = (keyAt: (i: number) => string): Workload => {
   return effectBatched(FLOOR, Effect.runPromise, (i) => Effect.sync(() => check(i)), 1000, false)
 }
 
+const LEASES_FEW = "admission, 1k leases held"
+const LEASES_MANY = "admission, 80k leases held"
+
+/**
+ * One acquire and one release of the engine's admission (what the Memory store runs per scoped admit)
+ * while `held` other leases stay held and renewed, at a clock that moves 1 ms per op: the cost must not
+ * grow with the number of leases held (a sweep touches only the leases that lapsed).
+ */
+const admissionWorkload = (impl: string, held: number): Workload => {
+  // Ten years: the held leases never lapse while the clock moves 1 ms per op.
+  const ttlMs = 315_360_000_000
+  const admitter = new Admitter(
+    {
+      algorithm: "fixed",
+      minLimit: held + 1,
+      maxLimit: held + 1,
+      initialLimit: held + 1,
+      backoffRatio: 0.9,
+      smoothing: 0.2,
+      tolerance: 2,
+      rttWindow: 100
+    },
+    undefined,
+    ttlMs
+  )
+  let now = 1_700_000_000_000
+  for (let i = 0; i < held; i++) admitter.acquire(now, `held-${i}`, "k", 1)
+  return syncBatched(impl, true, (i) => {
+    now++
+    const id = `op-${i}`
+    const acquired = admitter.acquire(now, id, "k", 1)
+    if (acquired.axis !== "") throw new Error(`${impl}: the acquire was denied`)
+    return admitter.release(now, id, false)
+  })
+}
+
 const run = async (plan: Plan): Promise<SectionOutcome> => {
   const runtime = ManagedRuntime.make(MemoryBackend.layer({ policies: [benchPolicy] }))
   try {
@@ -91,6 +128,13 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
       const workloads = [engineWorkload(keyAt), localCheck, service, incumbent, floorWorkload(keyAt)]
       results.push(...(await measure(scenario, workloads, plan)))
     }
+    results.push(
+      ...(await measure(
+        "memory.leases",
+        [admissionWorkload(LEASES_FEW, 1_000), admissionWorkload(LEASES_MANY, 80_000)],
+        plan
+      ))
+    )
     const comparisons: Array<Comparison> = [
       ...lowerOfShapes(results, "vsRlf", LOCAL, "the local plain-function door", true),
       ...lowerOfShapes(results, "service.vsRlf", SERVICE, "the Effect service", false),
@@ -98,7 +142,13 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
       ratio(results, "memory.keys10k.localVsEngine", "memory.keys10k", LOCAL, ENGINE),
       ratio(results, "memory.hotKey.serviceVsEffectFloor", "memory.hotKey", SERVICE, FLOOR),
       ratio(results, "memory.hotKey.effectFloorVsRlf", "memory.hotKey", FLOOR, RLF),
-      ratio(results, "memory.hotKey.engineVsRlf", "memory.hotKey", ENGINE, RLF)
+      ratio(results, "memory.hotKey.engineVsRlf", "memory.hotKey", ENGINE, RLF),
+      // Cost per acquire+release at 80k held over at 1k (the inverse of the throughput ratio).
+      {
+        ...ratio(results, "memory.leases.cost80kVs1k", "memory.leases", LEASES_FEW, LEASES_MANY),
+        detail: "memory.leases: time per acquire+release with 80k leases held / with 1k held (lower is better)",
+        target: { op: "<=", value: 1.5 }
+      }
     ]
     return { results, comparisons, skipped: [] }
   } finally {

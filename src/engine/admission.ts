@@ -93,8 +93,80 @@ class HeldLease {
   }
 }
 
+/** A lease's expiry as queued: the instant and the id (stale once the lease is renewed or gone). */
+class Expiry {
+  declare readonly at: number
+  declare readonly id: string
+  constructor(at: number, id: string) {
+    this.at = at
+    this.id = id
+  }
+}
+
 /**
- * One admitter's state: its ceiling, its held leases and (for a unified admitter) its rate axis.
+ * A binary min-heap of expiries by instant, so a sweep touches only the leases that lapsed: a renewal
+ * queues the new instant and leaves the old entry to be skipped when it surfaces (lazy deletion).
+ */
+class ExpiryQueue {
+  private readonly items: Array<Expiry> = []
+
+  get size(): number {
+    return this.items.length
+  }
+
+  push(entry: Expiry): void {
+    const items = this.items
+    items.push(entry)
+    let i = items.length - 1
+    while (i > 0) {
+      const parent = (i - 1) >> 1
+      if (items[parent]!.at <= entry.at) break
+      items[i] = items[parent]!
+      i = parent
+    }
+    items[i] = entry
+  }
+
+  /** The earliest entry, if any, without removing it. */
+  peek(): Expiry | undefined {
+    return this.items[0]
+  }
+
+  /** Drops every entry (all stale once no lease is held). */
+  clear(): void {
+    this.items.length = 0
+  }
+
+  /** Replaces every entry with `entries` (a heap again after sorting them by instant). */
+  rebuild(entries: Array<Expiry>): void {
+    entries.sort((a, b) => a.at - b.at)
+    this.items.length = 0
+    for (const entry of entries) this.items.push(entry)
+  }
+
+  /** Removes the earliest entry. */
+  pop(): void {
+    const items = this.items
+    const last = items.pop()
+    if (last === undefined || items.length === 0) return
+    let i = 0
+    const n = items.length
+    while (true) {
+      const left = 2 * i + 1
+      if (left >= n) break
+      const right = left + 1
+      const child = right < n && items[right]!.at < items[left]!.at ? right : left
+      if (items[child]!.at >= last.at) break
+      items[i] = items[child]!
+      i = child
+    }
+    items[i] = last
+  }
+}
+
+/**
+ * One admitter's state: its ceiling, its held leases and (for a unified admitter) its rate axis. A
+ * sweep, an acquire and a renewal cost O(log n) per lease they touch, never a scan of every lease held.
  *
  * @since 0.2.0
  * @category models
@@ -103,6 +175,7 @@ export class Admitter {
   /** The concurrency ceiling and its in-flight count. */
   readonly guard: Guard
   private readonly leases = new Map<string, HeldLease>()
+  private readonly expiries = new ExpiryQueue()
 
   constructor(
     concurrency: ConcurrencyOptions,
@@ -123,16 +196,38 @@ export class Admitter {
     return this.leases.size
   }
 
+  /** How many expiries are queued, stale ones included (at most twice the held leases, plus 64). */
+  get queued(): number {
+    return this.expiries.size
+  }
+
   /** Reclaims, as dropped, every lease expired at `now`; returns their ids, sorted. */
   sweep(now: number): ReadonlyArray<string> {
     let reclaimed: Array<string> | undefined
-    for (const [id, lease] of this.leases) {
-      if (lease.expiresAt > now) continue
-      this.leases.delete(id)
+    const queue = this.expiries
+    for (let next = queue.peek(); next !== undefined && next.at <= now; next = queue.peek()) {
+      queue.pop()
+      const lease = this.leases.get(next.id)
+      // A renewed lease queued its new expiry; a released one is gone: either way this entry is stale.
+      if (lease === undefined || lease.expiresAt !== next.at) continue
+      this.leases.delete(next.id)
       this.guard.release(true, Math.max(0, now - lease.acquiredAt))
-      ;(reclaimed ??= []).push(id)
+      ;(reclaimed ??= []).push(next.id)
     }
+    if (this.leases.size === 0 && queue.size > 0) this.expiries.clear()
     return reclaimed === undefined ? [] : reclaimed.sort()
+  }
+
+  /**
+   * Queues a lease's expiry. Released and renewed leases leave stale entries behind; once they
+   * outnumber the live ones the queue is rebuilt from the held leases (amortized O(1) per operation).
+   */
+  private queue(id: string, at: number): void {
+    const queue = this.expiries
+    queue.push(new Expiry(at, id))
+    if (queue.size > 2 * this.leases.size + 64) {
+      queue.rebuild(Array.from(this.leases, ([held, lease]) => new Expiry(lease.expiresAt, held)))
+    }
   }
 
   /** Decides an admission at `now` and, when allowed, holds a slot under `id` (which must not be held). */
@@ -157,6 +252,7 @@ export class Admitter {
     guard.tryAcquire()
     const expiresAt = now + this.ttlMs
     this.leases.set(id, new HeldLease(now, expiresAt))
+    this.queue(id, expiresAt)
     const concurrency: DecisionData = {
       allowed: true,
       limit: guard.limit,
@@ -191,7 +287,10 @@ export class Admitter {
       if (lease === undefined) {
         gone.push(id)
       } else {
-        lease.expiresAt = deadline
+        if (lease.expiresAt !== deadline) {
+          lease.expiresAt = deadline
+          this.queue(id, deadline)
+        }
         live.push(id)
       }
     }
