@@ -17,7 +17,7 @@
 import { NodeRuntime } from "@effect/platform-node"
 import { Console, Effect } from "effect"
 import * as FleetBackend from "../src/clients/FleetBackend.js"
-import * as Config from "../src/Config.js"
+import * as PolicyFile from "../src/PolicyFile.js"
 import { Fleet, type Lease } from "../src/services/Fleet.js"
 import { embeddedServer, isMain, runTag } from "./support.js"
 
@@ -38,7 +38,7 @@ const showLease = (label: string, lease: Lease): string =>
   } ms` + (lease.refused ? ` (refused: retry after ${lease.retryAfterMs} ms)` : "")
 
 /** Our server in this process on a free loopback port, serving the policy above. */
-const embeddedFleetServer = Effect.flatMap(Config.parse(embeddedConfig, "examples/fleet.ts"), embeddedServer)
+const embeddedFleetServer = Effect.flatMap(PolicyFile.parse(embeddedConfig, "examples/fleet.ts"), embeddedServer)
 
 const program = (target: string, policy: string) =>
   Effect.gen(function*() {

@@ -11,15 +11,15 @@
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Chunk, Console, Effect, Fiber, Stream } from "effect"
 import * as MonitorBackend from "../src/clients/MonitorBackend.js"
-import * as Config from "../src/Config.js"
 import * as ServiceBackend from "../src/layers/ServiceBackend.js"
+import * as PolicyFile from "../src/PolicyFile.js"
 import { Monitor } from "../src/services/Monitor.js"
 import { RateLimiter } from "../src/services/RateLimiter.js"
 import { defaultPolicyFile, embeddedServer, isMain, runTag } from "./support.js"
 
 /** Our server in this process on a free loopback port, serving examples/policies.yaml. */
 const embeddedMonitorServer = Effect.flatMap(
-  Config.load(defaultPolicyFile).pipe(Effect.provide(NodeContext.layer)),
+  PolicyFile.load(defaultPolicyFile).pipe(Effect.provide(NodeContext.layer)),
   embeddedServer
 )
 

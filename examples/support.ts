@@ -9,11 +9,12 @@ import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import { Console, Context, Data, Effect, Either, Layer } from "effect"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import * as Config from "../src/Config.js"
 import type { BackendError, InvalidArgument, ServiceUnavailable } from "../src/Errors.js"
 import * as MemoryBackend from "../src/layers/MemoryBackend.js"
 import * as RedisBackend from "../src/layers/RedisBackend.js"
 import * as ServiceBackend from "../src/layers/ServiceBackend.js"
+import * as PolicyFile from "../src/PolicyFile.js"
+import type { ConfigError, PolicySet } from "../src/PolicySet.js"
 import * as ThrottleKitServer from "../src/server/ThrottleKitServer.js"
 import type { RateLimiter } from "../src/services/RateLimiter.js"
 
@@ -100,16 +101,16 @@ const REMOTE_TIMEOUT_MS = 5000
 /** The `RateLimiter` layer the command line picked. */
 export const limiterLayer = (
   backend: Backend
-): Layer.Layer<RateLimiter, Config.ConfigError | ServiceUnavailable | BackendError | InvalidArgument> => {
+): Layer.Layer<RateLimiter, ConfigError | ServiceUnavailable | BackendError | InvalidArgument> => {
   switch (backend.kind) {
     case "memory":
       return Layer.unwrapEffect(
-        Effect.map(Config.load(backend.policies), (policies) => MemoryBackend.layer({ policies }))
+        Effect.map(PolicyFile.load(backend.policies), (policies) => MemoryBackend.layer({ policies }))
       ).pipe(Layer.provide(NodeContext.layer))
     case "redis":
       return Layer.unwrapEffect(
         Effect.map(
-          Config.load(backend.policies),
+          PolicyFile.load(backend.policies),
           (policies) => RedisBackend.layer({ policies, redis: backend.url, timeoutMs: REMOTE_TIMEOUT_MS })
         )
       ).pipe(Layer.provide(NodeContext.layer))
@@ -123,7 +124,7 @@ export const limiterLayer = (
  * (`ThrottleKitServer.layer`: memory store; Monitor and Fleet doors answering loopback callers), serving
  * `policies`. Returns its address; the server lives as long as the scope.
  */
-export const embeddedServer = (policies: Config.PolicySet) =>
+export const embeddedServer = (policies: PolicySet) =>
   Effect.map(
     Layer.build(ThrottleKitServer.layer({ policies, host: "127.0.0.1", port: 0, nodeId: "example" })),
     (context) => Context.get(context, ThrottleKitServer.GrpcServer).address

@@ -1,7 +1,7 @@
 /**
  * The typed model of named policies: what each limit is, independent of where its state lives.
  * A policy is a limiter (rate), a meter (cost / token budget) or an admitter (concurrency, optionally
- * unified with a rate strategy). Config files decode into these (see `Config.ts`).
+ * unified with a rate strategy). Policy files decode into these (see `PolicyFile.ts`).
  *
  * @since 0.1.0
  */

@@ -34,8 +34,21 @@ export * as Front from "./services/RateLimiter.js"
 /** @since 0.2.0 */
 export * as RateLimiterStore from "./services/RateLimiterStore.js"
 
-/** @since 0.1.0 */
-export * as Config from "./Config.js"
+/**
+ * The validated set of policies every layer reads (`PolicySet.make`, `PolicySet.validate`), and
+ * `ConfigError`, what a rejected policy or policy file fails with.
+ *
+ * @since 0.2.0
+ */
+export { ConfigError, PolicySet } from "./PolicySet.js"
+
+/**
+ * The policy file loader (`PolicyFile.load`, `parse`, `decode`). Called `Config` before 0.2; renamed so it
+ * no longer shadows Effect's own `Config`.
+ *
+ * @since 0.2.0
+ */
+export * as PolicyFile from "./PolicyFile.js"
 
 /** @since 0.1.0 */
 export * as Policy from "./Policy.js"

@@ -5,8 +5,8 @@ import * as fc from "fast-check"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import { stringify as toYaml } from "yaml"
-import * as Config from "../src/Config.js"
 import { DEFAULT_MAX_KEYS, type LimiterPolicy, Policy, storeKey } from "../src/Policy.js"
+import * as PolicyFile from "../src/PolicyFile.js"
 
 const here = path.dirname(fileURLToPath(import.meta.url))
 const examplePath = path.resolve(here, "../examples/policies.yaml")
@@ -22,7 +22,7 @@ const onePolicy = (body: unknown, extra: Record<string, unknown> = {}) =>
   Effect.gen(function*() {
     const results: Array<Policy> = []
     for (const [, text] of bothFormats({ ...extra, limiters: { p: body } })) {
-      const set = yield* Config.parse(text)
+      const set = yield* PolicyFile.parse(text)
       expect(set.names).toEqual(["p"])
       results.push(Option.getOrThrow(set.get("p")))
     }
@@ -33,14 +33,14 @@ const onePolicy = (body: unknown, extra: Record<string, unknown> = {}) =>
 /** The failure of a config in both formats (path and reason must agree); returns the YAML one. */
 const failureOf = (config: unknown) =>
   Effect.gen(function*() {
-    const errors: Array<Config.ConfigError> = []
-    for (const [, text] of bothFormats(config)) errors.push(yield* Effect.flip(Config.parse(text)))
+    const errors: Array<PolicyFile.ConfigError> = []
+    for (const [, text] of bothFormats(config)) errors.push(yield* Effect.flip(PolicyFile.parse(text)))
     const [yaml, json] = errors
     expect({ path: json!.path, reason: json!.reason }).toEqual({ path: yaml!.path, reason: yaml!.reason })
     return yaml!
   })
 
-const expectProblem = (error: Config.ConfigError, problemPath: string, reason: string) =>
+const expectProblem = (error: PolicyFile.ConfigError, problemPath: string, reason: string) =>
   expect({ path: error.path, reason: error.reason }).toEqual({ path: problemPath, reason })
 
 const concurrencyDefaults = {
@@ -54,7 +54,7 @@ const concurrencyDefaults = {
   rttWindow: 100
 } as const
 
-describe("Config.parse: strategies (YAML and JSON)", () => {
+describe("PolicyFile.parse: strategies (YAML and JSON)", () => {
   const cases: ReadonlyArray<readonly [string, Record<string, unknown>, unknown]> = [
     ["gcra with burst", { strategy: "gcra", limit: 5, period: "1s", burst: 7 }, {
       kind: "gcra",
@@ -129,7 +129,7 @@ describe("Config.parse: strategies (YAML and JSON)", () => {
   }
 })
 
-describe("Config.parse: kinds", () => {
+describe("PolicyFile.parse: kinds", () => {
   const gcra = { strategy: "gcra", limit: 10, period: "1s" }
   const gcraStrategy = { kind: "gcra", limit: 10, periodMs: 1000, burst: 10 }
 
@@ -298,7 +298,7 @@ describe("Config.parse: kinds", () => {
     }))
 })
 
-describe("Config.parse: durations", () => {
+describe("PolicyFile.parse: durations", () => {
   const good: ReadonlyArray<readonly [unknown, number]> = [
     ["30s", 30_000],
     ["1m", 60_000],
@@ -343,7 +343,7 @@ describe("Config.parse: durations", () => {
   }
 })
 
-describe("Config.parse: defaults, prefixes, order", () => {
+describe("PolicyFile.parse: defaults, prefixes, order", () => {
   it.effect("prefix: the policy's own, else defaults.prefix, else the name; empty keeps the key as-is", () =>
     Effect.gen(function*() {
       const body = { strategy: "gcra", limit: 1, period: "1s" }
@@ -352,10 +352,10 @@ describe("Config.parse: defaults, prefixes, order", () => {
         defaults: { prefix: "app" },
         limiters: { a: body, b: { ...body, prefix: "own" }, c: { ...body, prefix: "" } }
       })
-      const set = yield* Config.parse(text)
+      const set = yield* PolicyFile.parse(text)
       expect(set.policies.map((p) => [p.name, p.prefix])).toEqual([["a", "app"], ["b", "own"], ["c", ""]])
       expect(storeKey(Option.getOrThrow(set.get("c")).prefix, "k")).toBe("k")
-      const bare = yield* Config.parse(toYaml({ limiters: { a: body } }))
+      const bare = yield* PolicyFile.parse(toYaml({ limiters: { a: body } }))
       expect(bare.policies[0]!.prefix).toBe("a")
     }))
 
@@ -369,7 +369,7 @@ describe("Config.parse: defaults, prefixes, order", () => {
 
   it.effect("capture and replay blocks are accepted and ignored", () =>
     Effect.gen(function*() {
-      const set = yield* Config.parse(toYaml({
+      const set = yield* PolicyFile.parse(toYaml({
         capture: { enabled: true, sink: { kind: "file" } },
         replay: [1, 2],
         limiters: { a: { strategy: "gcra", limit: 1, period: "1s" } }
@@ -379,7 +379,7 @@ describe("Config.parse: defaults, prefixes, order", () => {
 
   it.effect("an empty limiters map is an empty set", () =>
     Effect.gen(function*() {
-      const set = yield* Config.parse("limiters: {}\n")
+      const set = yield* PolicyFile.parse("limiters: {}\n")
       expect(set.size).toBe(0)
       expect(set.names).toEqual([])
     }))
@@ -390,7 +390,7 @@ describe("Config.parse: defaults, prefixes, order", () => {
       const yaml = `limiters:\n  zeta: ${body}\n  "2": ${body}\n  alpha: ${body}\n  1: ${body}\n`
       const json = `{ "limiters": { "zeta": ${body}, "2": ${body}, "alpha": ${body}, "1": ${body} } }`
       for (const text of [yaml, json]) {
-        const set = yield* Config.parse(text)
+        const set = yield* PolicyFile.parse(text)
         expect(set.names).toEqual(["zeta", "2", "alpha", "1"])
         expect(set.policies.map((p) => p.name)).toEqual(["zeta", "2", "alpha", "1"])
         expect([...set].map((p) => p.name)).toEqual(["zeta", "2", "alpha", "1"])
@@ -399,11 +399,11 @@ describe("Config.parse: defaults, prefixes, order", () => {
 
   it.effect("YAML 1.2 features the reference subset lacks: anchors, nested flow maps, a leading BOM", () =>
     Effect.gen(function*() {
-      const withBom = yield* Config.parse("\uFEFFlimiters:\n  a: { strategy: gcra, limit: 2, period: 1s }\n")
+      const withBom = yield* PolicyFile.parse("\uFEFFlimiters:\n  a: { strategy: gcra, limit: 2, period: 1s }\n")
       expect(withBom.names).toEqual(["a"])
-      const jsonWithBom = yield* Config.parse("\uFEFF{ \"limiters\": {} }")
+      const jsonWithBom = yield* PolicyFile.parse("\uFEFF{ \"limiters\": {} }")
       expect(jsonWithBom.size).toBe(0)
-      const anchored = yield* Config.parse(
+      const anchored = yield* PolicyFile.parse(
         "limiters:\n  a: &rate { strategy: gcra, limit: 2, period: 1s }\n  b: *rate\n  c: { strategy: gcra, limit: 2, period: 1s, twoTier: { batch: 4 } }\n"
       )
       expect(anchored.names).toEqual(["a", "b", "c"])
@@ -412,10 +412,10 @@ describe("Config.parse: defaults, prefixes, order", () => {
     }))
 })
 
-describe("Config.load", () => {
+describe("PolicyFile.load", () => {
   it.effect("loads examples/policies.yaml with the real Node FileSystem", () =>
     Effect.gen(function*() {
-      const set = yield* Config.load(examplePath)
+      const set = yield* PolicyFile.load(examplePath)
       expect(set.names).toEqual(["api", "search", "uploads", "feed", "audit", "llm", "workers", "jobs"])
       expect(Option.getOrThrow(set.get("api"))).toEqual({
         kind: "limiter",
@@ -447,8 +447,8 @@ describe("Config.load", () => {
   it.effect("a missing file is a ConfigError naming the path", () =>
     Effect.gen(function*() {
       const missing = path.resolve(here, "fixtures/does-not-exist.yaml")
-      const error = yield* Effect.flip(Config.load(missing))
-      expect(error).toBeInstanceOf(Config.ConfigError)
+      const error = yield* Effect.flip(PolicyFile.load(missing))
+      expect(error).toBeInstanceOf(PolicyFile.ConfigError)
       expect({ path: error.path, reason: error.reason, source: error.source }).toEqual({
         path: "config",
         reason: "cannot read the file: not found",
@@ -459,24 +459,26 @@ describe("Config.load", () => {
 
   it.effect("a bad file's errors carry the file and the line", () =>
     Effect.gen(function*() {
-      const error = yield* Effect.flip(Config.parse("limiters:\n  api:\n    strategy: gcra\n    limit: 0\n", "p.yaml"))
+      const error = yield* Effect.flip(
+        PolicyFile.parse("limiters:\n  api:\n    strategy: gcra\n    limit: 0\n", "p.yaml")
+      )
       expect(error.message).toBe("limiters.api.limit: expected a positive integer, got 0 (p.yaml, line 4)")
       expect(error.line).toBe(4)
     }))
 })
 
-describe("Config.parse: errors (exact path and reason)", () => {
+describe("PolicyFile.parse: errors (exact path and reason)", () => {
   const gcra = { strategy: "gcra", limit: 5, period: "1s" }
 
   it.effect("top level not a map, empty file, missing limiters, limiters not a map", () =>
     Effect.gen(function*() {
       expectProblem(
-        yield* Effect.flip(Config.parse("[1, 2]")),
+        yield* Effect.flip(PolicyFile.parse("[1, 2]")),
         "config",
         "expected a map at the top level, got a list"
       )
       expectProblem(
-        yield* Effect.flip(Config.parse("# nothing here\n")),
+        yield* Effect.flip(PolicyFile.parse("# nothing here\n")),
         "config",
         "the file is empty; expected a map with a `limiters` map"
       )
@@ -543,7 +545,7 @@ describe("Config.parse: errors (exact path and reason)", () => {
   it.effect("negative burst, with the message the user sees", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(
-        Config.parse("limiters:\n  api:\n    strategy: gcra\n    limit: 5\n    period: 1s\n    burst: -1\n")
+        PolicyFile.parse("limiters:\n  api:\n    strategy: gcra\n    limit: 5\n    period: 1s\n    burst: -1\n")
       )
       expectProblem(error, "limiters.api.burst", "expected a positive integer, got -1")
       expect(error.message).toBe("limiters.api.burst: expected a positive integer, got -1 (line 6)")
@@ -725,46 +727,48 @@ describe("Config.parse: errors (exact path and reason)", () => {
 
   it.effect("a bad policy fails the whole file (no partial set)", () =>
     Effect.gen(function*() {
-      const exit = yield* Effect.exit(Config.parse(toYaml({
+      const exit = yield* Effect.exit(PolicyFile.parse(toYaml({
         limiters: { good: gcra, bad: { ...gcra, limit: -3 }, alsoGood: gcra }
       })))
       expect(Exit.isFailure(exit)).toBe(true)
-      const error = yield* Effect.flip(Config.parse(toYaml({ limiters: { good: gcra, bad: { ...gcra, limit: -3 } } })))
+      const error = yield* Effect.flip(
+        PolicyFile.parse(toYaml({ limiters: { good: gcra, bad: { ...gcra, limit: -3 } } }))
+      )
       expectProblem(error, "limiters.bad.limit", "expected a positive integer, got -3")
     }))
 
   it.effect("YAML syntax errors name the line", () =>
     Effect.gen(function*() {
-      const error = yield* Effect.flip(Config.parse(
+      const error = yield* Effect.flip(PolicyFile.parse(
         "limiters:\n  api:\n    strategy: gcra\n    limit: [1, 2\n    period: 1s\n",
         "bad.yaml"
       ))
       expect(error.path).toBe("config")
       expect(error.reason).toMatch(/^line 5: /)
       expect(error.source).toBe("bad.yaml")
-      const tabs = yield* Effect.flip(Config.parse("limiters:\n\tapi: {}\n"))
+      const tabs = yield* Effect.flip(PolicyFile.parse("limiters:\n\tapi: {}\n"))
       expect(tabs.reason).toBe("line 2: Tabs are not allowed as indentation")
     }))
 
   it.effect("duplicate policy names: a YAML parse error, a JSON duplicate key, a PolicySet.make error", () =>
     Effect.gen(function*() {
-      const yamlDup = yield* Effect.flip(Config.parse(
+      const yamlDup = yield* Effect.flip(PolicyFile.parse(
         "limiters:\n  api: { strategy: gcra, limit: 1, period: 1s }\n  other: { strategy: gcra, limit: 1, period: 1s }\n  api: { strategy: gcra, limit: 2, period: 1s }\n"
       ))
       expectProblem(yamlDup, "config", "line 4: Map keys must be unique")
       // `1` and "1" are different YAML keys but the same policy name.
       const numeric = yield* Effect.flip(
-        Config.parse("limiters:\n  1: { concurrency: {} }\n  \"1\": { concurrency: {} }\n")
+        PolicyFile.parse("limiters:\n  1: { concurrency: {} }\n  \"1\": { concurrency: {} }\n")
       )
       expectProblem(numeric, "config", "line 3: Map keys must be unique")
-      const jsonDup = yield* Effect.flip(Config.parse(
+      const jsonDup = yield* Effect.flip(PolicyFile.parse(
         "{\n  \"limiters\": {\n    \"api\": { \"concurrency\": {} },\n    \"api\": { \"concurrency\": {} }\n  }\n}"
       ))
       expectProblem(jsonDup, "config", "line 4: duplicate key \"api\"")
-      const set = yield* Config.parse("limiters:\n  api: { strategy: gcra, limit: 1, period: 1s }\n")
+      const set = yield* PolicyFile.parse("limiters:\n  api: { strategy: gcra, limit: 1, period: 1s }\n")
       const api = Option.getOrThrow(set.get("api"))
       expectProblem(
-        yield* Effect.flip(Config.PolicySet.make([api, { ...api, prefix: "x" }])),
+        yield* Effect.flip(PolicyFile.PolicySet.make([api, { ...api, prefix: "x" }])),
         "limiters.api",
         "duplicate policy name"
       )
@@ -772,9 +776,9 @@ describe("Config.parse: errors (exact path and reason)", () => {
 
   it.effect("JSON syntax errors name the line; a JSON array top level is rejected", () =>
     Effect.gen(function*() {
-      const error = yield* Effect.flip(Config.parse("{\n  \"limiters\": {\n    \"api\": 1\n    \"x\": 2\n  }\n}"))
+      const error = yield* Effect.flip(PolicyFile.parse("{\n  \"limiters\": {\n    \"api\": 1\n    \"x\": 2\n  }\n}"))
       expectProblem(error, "config", "line 4: Expected ',' or '}' after property value")
-      const array = yield* Effect.flip(Config.parse("[{\"limiters\": {}}]"))
+      const array = yield* Effect.flip(PolicyFile.parse("[{\"limiters\": {}}]"))
       expectProblem(array, "config", "expected a map at the top level, got a list")
     }))
 })
@@ -799,24 +803,24 @@ describe("PolicySet", () => {
         maxKeys: 10,
         shared: false
       }
-      const set = yield* Config.PolicySet.make([meter, api])
+      const set = yield* PolicyFile.PolicySet.make([meter, api])
       expect(set.names).toEqual(["llm", "api"])
       expect(set.size).toBe(2)
       expect(set.has("api")).toBe(true)
       expect(set.get("api")).toEqual(Option.some(api))
       expect(set.get("missing")).toEqual(Option.none())
       expect(Object.isFrozen(set.policies)).toBe(true)
-      expect(Config.PolicySet.empty.size).toBe(0)
+      expect(PolicyFile.PolicySet.empty.size).toBe(0)
     }))
 
   it.effect("make validates each policy against its schema and its cross-field rules", () =>
     Effect.gen(function*() {
       const negative = yield* Effect.flip(
-        Config.PolicySet.make([{ ...api, strategy: { kind: "gcra", limit: -1, periodMs: 1000, burst: 5 } }])
+        PolicyFile.PolicySet.make([{ ...api, strategy: { kind: "gcra", limit: -1, periodMs: 1000, burst: 5 } }])
       )
       expect(negative.path).toBe("limiters.api.strategy.limit")
       expect(negative.reason).toMatch(/positive/)
-      const unnamed = yield* Effect.flip(Config.PolicySet.make([{ ...api, name: "" }]))
+      const unnamed = yield* Effect.flip(PolicyFile.PolicySet.make([{ ...api, name: "" }]))
       expectProblem(unnamed, "limiters[\"\"]", "policy names must not be empty")
       const admitter: Policy = {
         kind: "admitter",
@@ -826,32 +830,32 @@ describe("PolicySet", () => {
         concurrency: { ...concurrencyDefaults, minLimit: 10, maxLimit: 5, initialLimit: 10 }
       }
       expectProblem(
-        yield* Effect.flip(Config.PolicySet.make([admitter])),
+        yield* Effect.flip(PolicyFile.PolicySet.make([admitter])),
         "limiters.w.concurrency.maxLimit",
         "must be at least minLimit (10), got 5"
       )
       const federatedGcra: Policy = { ...api, federated: { batch: 1, region: "r", prefix: "p" } }
       expectProblem(
-        yield* Effect.flip(Config.PolicySet.make([federatedGcra])),
+        yield* Effect.flip(PolicyFile.PolicySet.make([federatedGcra])),
         "limiters.api.strategy",
         "federated needs a windowed strategy (fixedWindow or slidingWindow), got gcra"
       )
     }))
 })
 
-describe("Config.decode", () => {
+describe("PolicyFile.decode", () => {
   it.effect("decodes an in-memory config object with the same rules", () =>
     Effect.gen(function*() {
-      const set = yield* Config.decode({ limiters: { api: { strategy: "gcra", limit: 2, period: "1s" } } })
+      const set = yield* PolicyFile.decode({ limiters: { api: { strategy: "gcra", limit: 2, period: "1s" } } })
       expect(set.names).toEqual(["api"])
-      const error = yield* Effect.flip(Config.decode({ limiters: { api: { strategy: "gcra" } } }, "inline"))
+      const error = yield* Effect.flip(PolicyFile.decode({ limiters: { api: { strategy: "gcra" } } }, "inline"))
       expect(error.message).toBe("limiters.api.limit: required (inline)")
     }))
 })
 
-describe("Config.parse never throws or dies (fuzz)", () => {
+describe("PolicyFile.parse never throws or dies (fuzz)", () => {
   /** Runs `effect` and asserts it succeeded with a valid set or failed with a ConfigError, never a defect. */
-  const assertTyped = (effect: Effect.Effect<Config.PolicySet, Config.ConfigError>): void => {
+  const assertTyped = (effect: Effect.Effect<PolicyFile.PolicySet, PolicyFile.ConfigError>): void => {
     const exit = Effect.runSync(Effect.exit(effect))
     if (Exit.isSuccess(exit)) {
       const isPolicy = Schema.is(Policy)
@@ -860,14 +864,17 @@ describe("Config.parse never throws or dies (fuzz)", () => {
       return
     }
     expect(Cause.isFailType(exit.cause)).toBe(true)
-    if (Cause.isFailType(exit.cause)) expect(exit.cause.error).toBeInstanceOf(Config.ConfigError)
+    if (Cause.isFailType(exit.cause)) expect(exit.cause.error).toBeInstanceOf(PolicyFile.ConfigError)
   }
 
   it("random strings", () => {
-    fc.assert(fc.property(fc.string({ unit: "binary", maxLength: 200 }), (text) => assertTyped(Config.parse(text))), {
-      numRuns: 500
-    })
-    fc.assert(fc.property(fc.json(), (text) => assertTyped(Config.parse(text))), { numRuns: 300 })
+    fc.assert(
+      fc.property(fc.string({ unit: "binary", maxLength: 200 }), (text) => assertTyped(PolicyFile.parse(text))),
+      {
+        numRuns: 500
+      }
+    )
+    fc.assert(fc.property(fc.json(), (text) => assertTyped(PolicyFile.parse(text))), { numRuns: 300 })
   })
 
   it("random YAML-ish lines built from config words", () => {
@@ -895,7 +902,7 @@ describe("Config.parse never throws or dies (fuzz)", () => {
       "'"
     )
     fc.assert(
-      fc.property(fc.array(word, { maxLength: 12 }), (lines) => assertTyped(Config.parse(lines.join("\n")))),
+      fc.property(fc.array(word, { maxLength: 12 }), (lines) => assertTyped(PolicyFile.parse(lines.join("\n")))),
       { numRuns: 500 }
     )
   })
@@ -1017,12 +1024,12 @@ describe("Config.parse never throws or dies (fuzz)", () => {
     const config = fc.oneof({ arbitrary: anyConfig, weight: 1 }, { arbitrary: wellFormedTop, weight: 4 })
     fc.assert(
       fc.property(config, (value) => {
-        assertTyped(Config.decode(value))
-        assertTyped(Config.parse(JSON.stringify(value)))
-        assertTyped(Config.parse(toYaml(value)))
+        assertTyped(PolicyFile.decode(value))
+        assertTyped(PolicyFile.parse(JSON.stringify(value)))
+        assertTyped(PolicyFile.parse(toYaml(value)))
       }),
       { numRuns: 500 }
     )
-    fc.assert(fc.property(fc.anything(), (value) => assertTyped(Config.decode(value))), { numRuns: 300 })
+    fc.assert(fc.property(fc.anything(), (value) => assertTyped(PolicyFile.decode(value))), { numRuns: 300 })
   })
 })

@@ -21,12 +21,14 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import { randomBytes } from "node:crypto"
-import * as Config from "../Config.js"
 import { Admission, Forecast, fromData } from "../Decision.js"
 import type { Admitter } from "../engine/admission.js"
 import * as TokenBudget from "../engine/tokenBudget.js"
 import { BackendError } from "../Errors.js"
 import type { AdmitterPolicy, LimiterPolicy, MeterPolicy, Policy } from "../Policy.js"
+import * as PolicyFile from "../PolicyFile.js"
+import type { ConfigError } from "../PolicySet.js"
+import { PolicySet } from "../PolicySet.js"
 import { type FrontOptions, make as makeFront, RateLimiter, type RateLimiterService } from "../services/RateLimiter.js"
 import {
   type BoundAdmitter,
@@ -56,10 +58,10 @@ export type {
  */
 export interface MemoryBackendOptions extends FrontOptions {
   /**
-   * The policies to serve: a `PolicySet` (from `Config.load`/`Config.parse`/`PolicySet.make`), or policies
+   * The policies to serve: a `PolicySet` (from `PolicyFile.load`/`PolicyFile.parse`/`PolicySet.make`), or policies
    * written in code, which are validated like a file's (a bad one fails the layer with `ConfigError`).
    */
-  readonly policies: Config.PolicySet | Iterable<Policy>
+  readonly policies: PolicySet | Iterable<Policy>
   /** Lease TTL in ms (default 2000). */
   readonly leaseTtlMs?: number
 }
@@ -101,7 +103,7 @@ const foreign = (policy: Policy) =>
  * The Memory store over `keys` (the tables it shares with the synchronous `Local` door): every primitive
  * reads the calling fiber's `Clock` once and runs the engine.
  */
-const storeOver = (policies: Config.PolicySet, keys: PolicyStore, ttlMs: number): LocalStore => {
+const storeOver = (policies: PolicySet, keys: PolicyStore, ttlMs: number): LocalStore => {
   /** The admitter that minted each held lease id. */
   const owners = new Map<string, Admitter>()
   const forget = (ids: ReadonlyArray<string>) => {
@@ -202,7 +204,7 @@ const storeOver = (policies: Config.PolicySet, keys: PolicyStore, ttlMs: number)
 
 /** The store and its key tables, for `policies` (validated here when written in code). */
 const build = (options: MemoryBackendOptions) =>
-  Effect.map(Config.PolicySet.from(options.policies), (policies) => {
+  Effect.map(PolicySet.from(options.policies), (policies) => {
     const ttlMs = options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS
     const keys = new PolicyStore(policies, ttlMs)
     return { keys, store: storeOver(policies, keys, ttlMs) }
@@ -215,7 +217,7 @@ const build = (options: MemoryBackendOptions) =>
  * @since 0.2.0
  * @category constructors
  */
-export const makeStore = (options: MemoryBackendOptions): Effect.Effect<LocalStore, Config.ConfigError> =>
+export const makeStore = (options: MemoryBackendOptions): Effect.Effect<LocalStore, ConfigError> =>
   Effect.map(build(options), ({ store }) => store)
 
 /**
@@ -227,7 +229,7 @@ export const makeStore = (options: MemoryBackendOptions): Effect.Effect<LocalSto
  */
 export const make = (
   options: MemoryBackendOptions
-): Effect.Effect<RateLimiterService, Config.ConfigError, Scope.Scope> =>
+): Effect.Effect<RateLimiterService, ConfigError, Scope.Scope> =>
   Effect.flatMap(makeStore(options), (store) => makeFront(store, options))
 
 /**
@@ -252,7 +254,7 @@ export class Local extends Context.Tag("throttlekit-effect/MemoryBackend/Local")
  */
 export interface LocalOptions {
   /** The policies to serve, validated (`PolicySet.validate` or `PolicySet.make`). */
-  readonly policies: Config.PolicySet
+  readonly policies: PolicySet
   /** The clock, in epoch-ms (default `Date.now`). */
   readonly now?: () => number
 }
@@ -272,7 +274,7 @@ export const makeLocal = (options: LocalOptions): LocalLimiter =>
 /** Both doors over one store; the synchronous one reads the building fiber's `Clock`. */
 const makeDoors = (
   options: MemoryBackendOptions
-): Effect.Effect<Context.Context<RateLimiter | Local>, Config.ConfigError, Scope.Scope> =>
+): Effect.Effect<Context.Context<RateLimiter | Local>, ConfigError, Scope.Scope> =>
   Effect.gen(function*() {
     const { keys, store } = yield* build(options)
     const service = yield* makeFront(store, options)
@@ -289,7 +291,7 @@ const makeDoors = (
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: MemoryBackendOptions): Layer.Layer<RateLimiter | Local, Config.ConfigError> =>
+export const layer = (options: MemoryBackendOptions): Layer.Layer<RateLimiter | Local, ConfigError> =>
   Layer.scopedContext(makeDoors(options))
 
 /**
@@ -298,7 +300,7 @@ export const layer = (options: MemoryBackendOptions): Layer.Layer<RateLimiter | 
  * @since 0.2.0
  * @category layers
  */
-export const layerStore = (options: MemoryBackendOptions): Layer.Layer<Store, Config.ConfigError> =>
+export const layerStore = (options: MemoryBackendOptions): Layer.Layer<Store, ConfigError> =>
   Layer.effect(Store, makeStore(options))
 
 /**
@@ -311,5 +313,5 @@ export const layerStore = (options: MemoryBackendOptions): Layer.Layer<Store, Co
 export const layerFile = (
   path: string,
   options: Omit<MemoryBackendOptions, "policies"> = {}
-): Layer.Layer<RateLimiter | Local, Config.ConfigError, FileSystem.FileSystem> =>
-  Layer.scopedContext(Effect.flatMap(Config.load(path), (policies) => makeDoors({ ...options, policies })))
+): Layer.Layer<RateLimiter | Local, ConfigError, FileSystem.FileSystem> =>
+  Layer.scopedContext(Effect.flatMap(PolicyFile.load(path), (policies) => makeDoors({ ...options, policies })))

@@ -36,7 +36,6 @@ import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import { randomBytes } from "node:crypto"
-import { type ConfigError, PolicySet } from "../Config.js"
 import { Admission, type Decision, Forecast, fromData } from "../Decision.js"
 import { BackendError, type RateLimiterError, type ServiceUnavailable } from "../Errors.js"
 import {
@@ -47,6 +46,7 @@ import {
   storeKey,
   type Strategy
 } from "../Policy.js"
+import { type ConfigError, PolicySet } from "../PolicySet.js"
 import * as CallTemplate from "../redis/CallTemplate.js"
 import * as RedisClient from "../redis/RedisClient.js"
 import { DEFAULT_TIMEOUT_MS, type RedisConnection, type SharedRedis } from "../redis/RedisClient.js"
@@ -73,7 +73,7 @@ import {
  */
 export interface RedisBackendOptions extends FrontOptions {
   /**
-   * The policies to serve: a `PolicySet` (from `Config.load`/`Config.parse`/`PolicySet.make`), or policies
+   * The policies to serve: a `PolicySet` (from `PolicyFile.load`/`PolicyFile.parse`/`PolicySet.make`), or policies
    * written in code, which are validated like a file's (a bad one fails with `ConfigError`).
    */
   readonly policies: PolicySet | Iterable<Policy>

@@ -1,6 +1,8 @@
 /**
- * Policy config files: the `.throttlekit.yaml` / `.json` format the reference `throttlekit-server` reads,
- * decoded into the typed model of `Policy.ts`.
+ * The policy file's format, decoded: a raw value (what `parse.ts` makes of YAML or JSON text, or an object
+ * built in code) in the reference `throttlekit-server`'s file format → a `PolicySet` of the typed model of
+ * `Policy.ts`. The value readers check one raw value each; the decoders walk the file's maps, reject
+ * unknown fields, fill defaults, and stop at the first problem with the exact path of the offending field.
  *
  * The format: a top-level map with a required `limiters:` map (policy name → settings), an optional
  * `version: 1`, optional `defaults: { prefix }`, and `capture:` / `replay:` blocks that are accepted and
@@ -15,7 +17,7 @@
  * - `distributedConcurrency` is read as a local `concurrency` admitter: its extra knobs (`aggregate`,
  *   `prefix`, `heartbeatMs`, `onCoordinatorOutage`) are validated and then not modelled. Likewise
  *   `twoTier.returnIdleAfterMs`.
- * - Duplicate keys are errors in both formats (the YAML parser reports them; for JSON this module scans for
+ * - Duplicate keys are errors in both formats (the YAML parser reports them; for JSON `parse.ts` scans for
  *   them, since `JSON.parse` keeps the last one silently).
  * - Policy-level `maxKeys` is accepted on limiters and admitters (a meter takes it inside its block).
  * - A concurrency block may say `algorithm: fixed` (a pinned ceiling); `minLimit == maxLimit` also pins it.
@@ -25,327 +27,30 @@
  * path of the offending field (`limiters.api.burst`) and the reason. A bad file never yields a partial
  * `PolicySet`.
  *
- * @since 0.1.0
+ * @since 0.2.0
+ * @internal
  */
-import type { PlatformError } from "@effect/platform/Error"
-import * as FileSystem from "@effect/platform/FileSystem"
-import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
-import * as Option from "effect/Option"
-import * as ParseResult from "effect/ParseResult"
-import * as Schema from "effect/Schema"
-import { type Document, isAlias, isMap, isScalar, LineCounter, parseDocument } from "yaml"
 import {
-  AdmitterPolicy,
+  type AdmitterPolicy,
   type Concurrency,
   DEFAULT_MAX_KEYS,
   type Federated,
-  horizonMs,
-  LimiterPolicy,
-  MAX_HORIZON_MS,
-  MeterPolicy,
+  type LimiterPolicy,
+  type MeterPolicy,
   type Policy,
   type Strategy,
   type StrategyKind,
   type TwoTier
-} from "./Policy.js"
-
-// ---------------------------------------------------------------------------------------------------------
-// Errors
-// ---------------------------------------------------------------------------------------------------------
-
-/**
- * A config file (or a programmatic policy list) was rejected. `path` locates the problem
- * (`limiters.api.burst`; `config` for the file as a whole), `reason` says what is wrong, `source` is the
- * file (or label) given to `parse`/`load`, and `line` the 1-based line of the offending field when known.
- *
- * @since 0.1.0
- * @category errors
- */
-export class ConfigError extends Schema.TaggedError<ConfigError>()("ConfigError", {
-  path: Schema.String,
-  reason: Schema.String,
-  source: Schema.optional(Schema.String),
-  line: Schema.optional(Schema.Int)
-}) {
-  override get message(): string {
-    const where = [
-      ...(this.source === undefined ? [] : [this.source]),
-      ...(this.line === undefined ? [] : [`line ${this.line}`])
-    ]
-    return `${this.path}: ${this.reason}${where.length === 0 ? "" : ` (${where.join(", ")})`}`
-  }
-}
-
-/** Segments from the top of the file down to a field; `[]` is the file itself. */
-type Path = ReadonlyArray<string>
-
-/** A problem found while decoding, before it is located in a file. */
-interface Problem {
-  readonly path: Path
-  readonly reason: string
-  /** Set only for syntax errors, whose line comes from the parser rather than from the path. */
-  readonly line?: number
-}
-
-type Decoded<A> = Either.Either<A, Problem>
-
-const fail = (path: Path, reason: string): Decoded<never> => Either.left({ path, reason })
-
-const done: Decoded<void> = Either.right(undefined)
-
-const PLAIN_SEGMENT = /^[A-Za-z0-9_-]+$/
-
-/** `["limiters", "api", "burst"]` → `limiters.api.burst`; odd names are quoted: `limiters["a b"]`. */
-const formatPath = (path: Path): string => {
-  if (path.length === 0) return "config"
-  let out = ""
-  for (const segment of path) {
-    if (PLAIN_SEGMENT.test(segment)) out += out === "" ? segment : `.${segment}`
-    else out += `${out === "" ? "config" : ""}[${JSON.stringify(segment)}]`
-  }
-  return out
-}
-
-const toConfigError = (problem: Problem, source: string | undefined, locator: Locator | undefined): ConfigError => {
-  const line = problem.line ?? (problem.path.length === 0 ? undefined : locator?.lineOf(problem.path))
-  // A syntax error already names its line in `reason`; keep `line` for fields located by path.
-  const located = problem.line === undefined ? line : undefined
-  return new ConfigError({
-    path: formatPath(problem.path),
-    reason: problem.reason,
-    ...(source === undefined ? {} : { source }),
-    ...(located === undefined ? {} : { line: located })
-  })
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// PolicySet
-// ---------------------------------------------------------------------------------------------------------
-
-const validationOptions = { errors: "first", onExcessProperty: "error" } as const
-const validateLimiter = Schema.decodeUnknownEither(LimiterPolicy, validationOptions)
-const validateMeter = Schema.decodeUnknownEither(MeterPolicy, validationOptions)
-const validateAdmitter = Schema.decodeUnknownEither(AdmitterPolicy, validationOptions)
-
-/** Schema-checks one policy (by its kind) and maps the first issue to a path under `limiters.<name>`. */
-const validatePolicy = (policy: Policy, index: number): Decoded<Policy> => {
-  const candidate: unknown = policy
-  const name = typeof policy.name === "string" ? policy.name : `#${index}`
-  const base: Path = ["limiters", name]
-  const decoded: Either.Either<Policy, ParseResult.ParseError> | undefined = policy.kind === "limiter"
-    ? validateLimiter(candidate)
-    : policy.kind === "meter"
-    ? validateMeter(candidate)
-    : policy.kind === "admitter"
-    ? validateAdmitter(candidate)
-    : undefined
-  if (decoded === undefined) {
-    return fail([...base, "kind"], `expected "limiter", "meter" or "admitter", got ${describe(policy.kind)}`)
-  }
-  return Either.mapLeft(decoded, (error) => {
-    const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
-    return issue === undefined
-      ? { path: base, reason: "is not a valid policy" }
-      : { path: [...base, ...issue.path.map(String)], reason: issue.message }
-  })
-}
-
-/**
- * The most sub-windows a sliding window may have: every check sums each one (here and in the Lua, which
- * holds Redis while it runs).
- */
-const MAX_SLIDING_BUCKETS = 10_000
-
-/**
- * Why a strategy spans more time than a policy may (see `MAX_HORIZON_MS`) or cuts its window finer than
- * a check can afford, or undefined.
- */
-const horizonProblem = (strategy: Strategy): string | undefined => {
-  if (strategy.kind === "slidingWindow" && strategy.buckets > Math.min(MAX_SLIDING_BUCKETS, strategy.windowMs)) {
-    return `buckets must be at most ${MAX_SLIDING_BUCKETS} and at most windowMs (a bucket is at least 1 ms wide), ` +
-      `got ${strategy.buckets} buckets over ${strategy.windowMs} ms`
-  }
-  const horizon = horizonMs(strategy)
-  if (horizon <= MAX_HORIZON_MS) return undefined
-  const what = strategy.kind === "gcra"
-    ? "refilling its burst (periodMs / limit * burst)"
-    : strategy.kind === "tokenBucket"
-    ? "refilling its capacity (capacity / refillPerSec)"
-    : "its window"
-  return `${what} takes ${Math.round(horizon)} ms, more than the ${MAX_HORIZON_MS} ms (100 years) a policy may span`
-}
-
-/** The rules a typed policy must meet beyond its schema (the ones that relate two fields). */
-const policyRuleProblem = (policy: Policy): Problem | undefined => {
-  const base: Path = ["limiters", policy.name]
-  if (policy.kind === "meter") {
-    return policy.windowMs <= MAX_HORIZON_MS ? undefined : {
-      path: [...base, "windowMs"],
-      reason: `must be at most ${MAX_HORIZON_MS} ms (100 years), got ${policy.windowMs}`
-    }
-  }
-  const strategy = policy.kind === "limiter" ? policy.strategy : policy.rate
-  const tooLong = strategy === undefined ? undefined : horizonProblem(strategy)
-  if (tooLong !== undefined) {
-    return { path: [...base, policy.kind === "limiter" ? "strategy" : "rate"], reason: tooLong }
-  }
-  if (policy.kind === "admitter") {
-    const reason = concurrencyRuleProblem(policy.concurrency)
-    return reason === undefined ? undefined : { path: [...base, "concurrency", reason[0]], reason: reason[1] }
-  }
-  if (policy.kind === "limiter" && policy.federated !== undefined && !isWindowed(policy.strategy.kind)) {
-    return { path: [...base, "strategy"], reason: federatedStrategyReason(policy.strategy.kind) }
-  }
-  if (policy.kind === "limiter" && policy.twoTier !== undefined) {
-    const reason = twoTierRuleProblem(policy.twoTier)
-    return reason === undefined ? undefined : { path: [...base, "twoTier", "lowWater"], reason }
-  }
-  return undefined
-}
-
-/**
- * A leased policy refreshes in the background once its credits drop to `lowWater`; at `batch` or above
- * every grant would leave it at the mark, refreshing without end, so `lowWater` must stay below `batch`.
- */
-const twoTierRuleProblem = (twoTier: TwoTier): string | undefined =>
-  twoTier.mode === "leased" && twoTier.lowWater >= twoTier.batch
-    ? `must be less than batch (${twoTier.batch}), got ${twoTier.lowWater}`
-    : undefined
-
-const concurrencyRuleProblem = (c: Concurrency): readonly [string, string] | undefined => {
-  if (c.minLimit > c.maxLimit) {
-    return ["maxLimit", `must be at least minLimit (${c.minLimit}), got ${c.maxLimit}`]
-  }
-  if (c.initialLimit < c.minLimit || c.initialLimit > c.maxLimit) {
-    return [
-      "initialLimit",
-      `must be between minLimit (${c.minLimit}) and maxLimit (${c.maxLimit}), got ${c.initialLimit}`
-    ]
-  }
-  if (c.algorithm === "fixed" && c.minLimit !== c.maxLimit) {
-    return [
-      "algorithm",
-      `fixed pins one ceiling, so minLimit and maxLimit must be equal (got ${c.minLimit} and ${c.maxLimit})`
-    ]
-  }
-  return undefined
-}
-
-const makePolicySet = (policies: Iterable<Policy>): Decoded<PolicySet> => {
-  const valid: Array<Policy> = []
-  const seen = new Set<string>()
-  let index = 0
-  for (const policy of policies) {
-    const checked = validatePolicy(policy, index++)
-    if (Either.isLeft(checked)) return Either.left(checked.left)
-    const name = checked.right.name
-    if (name === "") return fail(["limiters", name], "policy names must not be empty")
-    if (seen.has(name)) return fail(["limiters", name], "duplicate policy name")
-    const broken = policyRuleProblem(checked.right)
-    if (broken !== undefined) return Either.left(broken)
-    seen.add(name)
-    valid.push(checked.right)
-  }
-  return Either.right(construct(valid))
-}
-
-/** The private `PolicySet` constructor, for `makePolicySet` only (set by the class's static block). */
-let construct: (policies: ReadonlyArray<Policy>) => PolicySet
-
-/**
- * An immutable, validated set of named policies, in declaration (file) order. Names are unique and
- * non-empty; every policy satisfies its schema.
- *
- * @since 0.1.0
- * @category models
- */
-export class PolicySet implements Iterable<Policy> {
-  /** The policies in declaration order. */
-  readonly policies: ReadonlyArray<Policy>
-  /** The policy names in declaration order. */
-  readonly names: ReadonlyArray<string>
-  private readonly byName: ReadonlyMap<string, Policy>
-
-  private constructor(policies: ReadonlyArray<Policy>) {
-    this.policies = Object.freeze([...policies])
-    this.names = Object.freeze(policies.map((policy) => policy.name))
-    this.byName = new Map(policies.map((policy) => [policy.name, policy]))
-  }
-
-  /**
-   * Validates `policies` (schema, non-empty unique names, related-field rules) and builds a set in the
-   * given order. Fails with the first problem, e.g. `limiters.api: duplicate policy name`.
-   */
-  static make(policies: Iterable<Policy>): Effect.Effect<PolicySet, ConfigError> {
-    return Effect.suspend(() => PolicySet.validate(policies))
-  }
-
-  /** `make` without an Effect runtime: the set, or the first problem, as an `Either`. */
-  static validate(policies: PolicySet | Iterable<Policy>): Either.Either<PolicySet, ConfigError> {
-    if (policies instanceof PolicySet) return Either.right(policies)
-    return Either.mapLeft(makePolicySet(policies), (p) => toConfigError(p, undefined, undefined))
-  }
-
-  /**
-   * `policies` as a validated set: a `PolicySet` as it is, anything else through `make` (so policies
-   * written in code meet the same rules, with the same wording, as a config file's).
-   */
-  static from(policies: PolicySet | Iterable<Policy>): Effect.Effect<PolicySet, ConfigError> {
-    return Effect.suspend(() => PolicySet.validate(policies))
-  }
-
-  /** The set with no policies. */
-  static readonly empty: PolicySet = new PolicySet([])
-
-  static {
-    construct = (policies) => new PolicySet(policies)
-  }
-
-  /** The policy called `name`, if any. */
-  get(name: string): Option.Option<Policy> {
-    return Option.fromNullable(this.byName.get(name))
-  }
-
-  /** Whether a policy called `name` exists. */
-  has(name: string): boolean {
-    return this.byName.has(name)
-  }
-
-  /** How many policies the set holds. */
-  get size(): number {
-    return this.policies.length
-  }
-
-  [Symbol.iterator](): Iterator<Policy> {
-    return this.policies[Symbol.iterator]()
-  }
-
-  toJSON(): { readonly _id: "PolicySet"; readonly policies: ReadonlyArray<Policy> } {
-    return { _id: "PolicySet", policies: this.policies }
-  }
-}
+} from "../Policy.js"
+import { federatedStrategyReason, isWindowed, makePolicySet, type PolicySet } from "../PolicySet.js"
+import { type Decoded, describe, done, fail, type Locator, type Path } from "./problem.js"
 
 // ---------------------------------------------------------------------------------------------------------
 // Value readers: each checks one raw value and says why it is unusable
 // ---------------------------------------------------------------------------------------------------------
 
 type Read<A> = (value: unknown) => Either.Either<A, string>
-
-/** A short, human description of a raw value for error messages. */
-const describe = (value: unknown): string => {
-  if (value === null) return "null"
-  if (value === undefined) return "nothing"
-  if (typeof value === "string") {
-    const quoted = JSON.stringify(value)
-    return quoted.length > 60 ? `${quoted.slice(0, 57)}…"` : quoted
-  }
-  if (typeof value === "number" || typeof value === "boolean" || typeof value === "bigint") return String(value)
-  if (Array.isArray(value)) return "a list"
-  if (ArrayBuffer.isView(value)) return "binary data"
-  if (typeof value === "object") return "a map"
-  return `a ${typeof value}`
-}
 
 const quoteHint = (value: unknown): string =>
   typeof value === "number" || typeof value === "boolean" ? " (quote it to make it a string)" : ""
@@ -565,11 +270,6 @@ const decodeStrategy = (section: Section, kind: StrategyKind): Decoded<Strategy>
       }
     }
   })
-
-const isWindowed = (kind: StrategyKind): boolean => kind === "fixedWindow" || kind === "slidingWindow"
-
-const federatedStrategyReason = (kind: StrategyKind): string =>
-  `federated needs a windowed strategy (fixedWindow or slidingWindow), got ${kind}`
 
 // ---------------------------------------------------------------------------------------------------------
 // Policies
@@ -805,7 +505,7 @@ const orderedKeys = (map: RawMap, fileOrder: ReadonlyArray<string> | undefined):
   return [...keys]
 }
 
-const decodeConfig = (value: unknown, locator: Locator | undefined): Decoded<ReadonlyArray<Policy>> =>
+const decodeFile = (value: unknown, locator: Locator | undefined): Decoded<ReadonlyArray<Policy>> =>
   Either.gen(function*() {
     if (value === null || value === undefined) {
       return yield* fail([], "the file is empty; expected a map with a `limiters` map")
@@ -837,273 +537,11 @@ const decodeConfig = (value: unknown, locator: Locator | undefined): Decoded<Rea
     return policies
   })
 
-// ---------------------------------------------------------------------------------------------------------
-// Text → raw value, with a locator that maps paths back to lines
-// ---------------------------------------------------------------------------------------------------------
-
-/** Where things are in the source text. */
-interface Locator {
-  /** The keys of the map at `path`, in file order. */
-  readonly keysOf: (path: Path) => ReadonlyArray<string> | undefined
-  /** The line of the deepest key along `path` that exists in the file. */
-  readonly lineOf: (path: Path) => number | undefined
-}
-
-interface Parsed {
-  readonly value: unknown
-  readonly locator: Locator
-}
-
-const oneLine = (text: string): string => {
-  const flat = text.replace(/\s+/g, " ").trim()
-  return flat.length > 200 ? `${flat.slice(0, 197)}...` : flat
-}
-
-const errorMessage = (error: unknown): string => error instanceof Error ? error.message : String(error)
-
-const parseYaml = (text: string): Decoded<Parsed> => {
-  const lines = new LineCounter()
-  return Either.flatMap(
-    Either.try({
-      try: () =>
-        parseDocument(text, {
-          lineCounter: lines,
-          prettyErrors: false,
-          uniqueKeys: true,
-          stringKeys: true,
-          logLevel: "silent"
-        }),
-      catch: (error): Problem => ({ path: [], reason: `invalid YAML: ${oneLine(errorMessage(error))}` })
-    }),
-    (doc) => {
-      const first = doc.errors[0]
-      if (first !== undefined) {
-        const line = lines.linePos(first.pos[0]).line
-        return Either.left({ path: [], reason: `line ${line}: ${oneLine(first.message)}`, line })
-      }
-      return Either.map(
-        Either.try({
-          try: (): unknown => doc.toJS({ maxAliasCount: 100 }),
-          catch: (error): Problem => ({ path: [], reason: `invalid YAML: ${oneLine(errorMessage(error))}` })
-        }),
-        (value) => ({ value, locator: yamlLocator(doc, lines) })
-      )
-    }
-  )
-}
-
-const yamlLocator = (doc: Document.Parsed, lines: LineCounter): Locator => {
-  /** Follows `path` through the document's maps; stops at the first segment it cannot find. */
-  const walk = (path: Path): { readonly node: unknown; readonly depth: number; readonly line: number | undefined } => {
-    let node: unknown = doc.contents
-    let line: number | undefined
-    let depth = 0
-    for (const segment of path) {
-      const container = isAlias(node) ? node.resolve(doc) : node
-      if (!isMap(container)) break
-      const pair = container.items.find((item) => isScalar(item.key) && item.key.value === segment)
-      if (pair === undefined) break
-      const range = isScalar(pair.key) ? pair.key.range : undefined
-      if (range) line = lines.linePos(range[0]).line
-      node = pair.value
-      depth++
-    }
-    return { node, depth, line }
-  }
-  return {
-    keysOf: (path) => {
-      const found = walk(path)
-      const node = isAlias(found.node) ? found.node.resolve(doc) : found.node
-      if (found.depth !== path.length || !isMap(node)) return undefined
-      return node.items.flatMap((item) =>
-        isScalar(item.key) && typeof item.key.value === "string" ? [item.key.value] : []
-      )
-    },
-    lineOf: (path) => walk(path).line
-  }
-}
-
-/** A key seen in JSON text: the path of the object holding it, and its line. */
-interface JsonKey {
-  readonly path: Path
-  readonly key: string
-  readonly line: number
-}
-
-/** Keys are recorded (for order and lines) only this deep; deeper objects are still checked for duplicates. */
-const TRACKED_JSON_DEPTH = 6
-
-interface JsonFrame {
-  readonly path: Path | undefined
-  readonly isObject: boolean
-  readonly seen: Set<string>
-  expectingKey: boolean
-  key: string
-  index: number
-}
-
 /**
- * Scans JSON text that `JSON.parse` accepted, for the things `JSON.parse` hides: key order, the line of each
- * key, and duplicate keys (which it silently collapses to the last).
- */
-const scanJsonKeys = (text: string): { readonly keys: ReadonlyArray<JsonKey>; readonly duplicate?: JsonKey } => {
-  const keys: Array<JsonKey> = []
-  const stack: Array<JsonFrame> = []
-  let line = 1
-  for (let i = 0; i < text.length; i++) {
-    const char = text[i]
-    const top = stack[stack.length - 1]
-    if (char === "\n") {
-      line++
-    } else if (char === "\"") {
-      let end = i + 1
-      while (end < text.length && text[end] !== "\"") end += text[end] === "\\" ? 2 : 1
-      if (top !== undefined && top.isObject && top.expectingKey) {
-        const key = String(JSON.parse(text.slice(i, end + 1)))
-        const entry: JsonKey = { path: top.path ?? [], key, line }
-        if (top.seen.has(key)) return { keys, duplicate: entry }
-        top.seen.add(key)
-        if (top.path !== undefined) keys.push(entry)
-        top.key = key
-        top.expectingKey = false
-      }
-      i = end
-    } else if (char === "{" || char === "[") {
-      const segment = top === undefined ? undefined : top.isObject ? top.key : String(top.index)
-      const path = top === undefined
-        ? []
-        : top.path === undefined || top.path.length >= TRACKED_JSON_DEPTH || segment === undefined
-        ? undefined
-        : [...top.path, segment]
-      stack.push({ path, isObject: char === "{", seen: new Set(), expectingKey: true, key: "", index: 0 })
-    } else if (char === "}" || char === "]") {
-      stack.pop()
-    } else if (char === "," && top !== undefined) {
-      if (top.isObject) top.expectingKey = true
-      else top.index++
-    }
-  }
-  return { keys }
-}
-
-const samePath = (a: Path, b: Path): boolean => a.length === b.length && a.every((segment, i) => segment === b[i])
-
-const jsonLocator = (keys: ReadonlyArray<JsonKey>): Locator => ({
-  keysOf: (path) => keys.filter((entry) => samePath(entry.path, path)).map((entry) => entry.key),
-  lineOf: (path) => {
-    for (let depth = path.length; depth > 0; depth--) {
-      const parent = path.slice(0, depth - 1)
-      const hit = keys.find((entry) => entry.key === path[depth - 1] && samePath(entry.path, parent))
-      if (hit !== undefined) return hit.line
-    }
-    return undefined
-  }
-})
-
-const lineAt = (text: string, offset: number): number => {
-  let line = 1
-  for (let i = 0; i < offset && i < text.length; i++) if (text[i] === "\n") line++
-  return line
-}
-
-const parseJson = (text: string): Decoded<Parsed> =>
-  Either.flatMap(
-    Either.try({
-      try: (): unknown => JSON.parse(text),
-      catch: (error): Problem => {
-        const message = errorMessage(error)
-        const position = /at position (\d+)/.exec(message)
-        if (position === null) return { path: [], reason: `invalid JSON: ${oneLine(message)}` }
-        const line = lineAt(text, Number(position[1]))
-        return {
-          path: [],
-          reason: `line ${line}: ${oneLine(message.replace(/ in JSON at position \d+.*$/s, ""))}`,
-          line
-        }
-      }
-    }),
-    (value) =>
-      Either.flatMap(
-        Either.try({
-          try: () => scanJsonKeys(text),
-          catch: (error): Problem => ({ path: [], reason: `invalid JSON: ${oneLine(errorMessage(error))}` })
-        }),
-        ({ duplicate, keys }): Decoded<Parsed> =>
-          duplicate === undefined
-            ? Either.right({ value, locator: jsonLocator(keys) })
-            : Either.left({
-              path: [],
-              reason: `line ${duplicate.line}: duplicate key ${JSON.stringify(duplicate.key)}`,
-              line: duplicate.line
-            })
-      )
-  )
-
-const parseEither = (text: string, source: string | undefined): Either.Either<PolicySet, ConfigError> => {
-  const body = text.startsWith("\uFEFF") ? text.slice(1) : text
-  const trimmed = body.trim()
-  const parsed = trimmed.startsWith("{") || trimmed.startsWith("[") ? parseJson(body) : parseYaml(body)
-  if (Either.isLeft(parsed)) return Either.left(toConfigError(parsed.left, source, undefined))
-  const { locator, value } = parsed.right
-  return Either.mapLeft(
-    Either.flatMap(decodeConfig(value, locator), makePolicySet),
-    (problem) => toConfigError(problem, source, locator)
-  )
-}
-
-// ---------------------------------------------------------------------------------------------------------
-// API
-// ---------------------------------------------------------------------------------------------------------
-
-/**
- * Decodes config text (JSON when its trimmed start is `{` or `[`, YAML otherwise) into a `PolicySet`.
- * Pure. `source` (a file name or label) is carried into errors.
+ * Decodes a raw value in the file format into a validated `PolicySet`, or answers the first problem by its
+ * path. `locator` (when the value came from text) gives the file order of the policies.
  *
- * @since 0.1.0
- * @category decoding
+ * @internal
  */
-export const parse = (text: string, source?: string): Effect.Effect<PolicySet, ConfigError> =>
-  Effect.suspend(() => parseEither(text, source))
-
-/**
- * Decodes an already-parsed config object (the shape of the file: `{ limiters: { ... } }`) with the same
- * rules as `parse`, for programs that build their config in code or bring their own parser.
- *
- * @since 0.1.0
- * @category decoding
- */
-export const decode = (config: unknown, source?: string): Effect.Effect<PolicySet, ConfigError> =>
-  Effect.suspend(() =>
-    Either.mapLeft(
-      Either.flatMap(decodeConfig(config, undefined), makePolicySet),
-      (problem) => toConfigError(problem, source, undefined)
-    )
-  )
-
-const readFailure = (error: PlatformError): string => {
-  switch (error._tag === "SystemError" ? error.reason : undefined) {
-    case "NotFound":
-      return "cannot read the file: not found"
-    case "PermissionDenied":
-      return "cannot read the file: permission denied"
-    default:
-      return `cannot read the file: ${oneLine(error.message)}`
-  }
-}
-
-/**
- * Reads the config file at `path` through the platform `FileSystem` and decodes it like `parse`. A file
- * that cannot be read is a `ConfigError` whose `source` is `path`.
- *
- * @since 0.1.0
- * @category decoding
- */
-export const load: (path: string) => Effect.Effect<PolicySet, ConfigError, FileSystem.FileSystem> = Effect.fn(
-  "Config.load"
-)(function*(path: string) {
-  const fs = yield* FileSystem.FileSystem
-  const text = yield* fs.readFileString(path).pipe(
-    Effect.mapError((error) => new ConfigError({ path: "config", reason: readFailure(error), source: path }))
-  )
-  return yield* parse(text, path)
-})
+export const decodePolicies = (value: unknown, locator: Locator | undefined): Decoded<PolicySet> =>
+  Either.flatMap(decodeFile(value, locator), makePolicySet)

@@ -12,7 +12,8 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
-import * as PolicyConfig from "../Config.js"
+import * as PolicyFile from "../PolicyFile.js"
+import type { ConfigError, PolicySet } from "../PolicySet.js"
 import type * as Cli from "./Cli.js"
 import { formatAddress, type GrpcBindError, GrpcServer, type RunningServer, type ServerTls } from "./GrpcServer.js"
 import * as ThrottleKitServer from "./ThrottleKitServer.js"
@@ -24,7 +25,7 @@ import { StartupError } from "./ThrottleKitServer.js"
  * @since 0.1.0
  * @category errors
  */
-export type ServeError = Cli.UsageError | PolicyConfig.ConfigError | GrpcBindError | StartupError
+export type ServeError = Cli.UsageError | ConfigError | GrpcBindError | StartupError
 
 const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost", "[::1]"])
 
@@ -52,7 +53,7 @@ const readTls = (paths: Option.Option<Cli.TlsPaths>) =>
  */
 export const serverOptions = (
   args: Cli.ServeArgs,
-  policies: PolicyConfig.PolicySet,
+  policies: PolicySet,
   tls: ServerTls | undefined
 ): ThrottleKitServer.ThrottleKitServerOptions => ({
   policies,
@@ -78,7 +79,7 @@ export const serverOptions = (
 export const startupLine = (
   server: RunningServer,
   args: Cli.ServeArgs,
-  policies: PolicyConfig.PolicySet
+  policies: PolicySet
 ): string => {
   const names = policies.names.length === 0 ? "none" : policies.names.join(", ")
   const count = `${policies.names.length} ${policies.names.length === 1 ? "policy" : "policies"}`
@@ -91,7 +92,7 @@ export const startupLine = (
  */
 const announce = (
   args: Cli.ServeArgs,
-  options: ThrottleKitServer.ThrottleKitServerOptions & { readonly policies: PolicyConfig.PolicySet },
+  options: ThrottleKitServer.ThrottleKitServerOptions & { readonly policies: PolicySet },
   started: Ref.Ref<boolean>
 ): Layer.Layer<never, never, GrpcServer> =>
   Layer.scopedDiscard(Effect.gen(function*() {
@@ -123,7 +124,7 @@ const stoppedLine = (started: Ref.Ref<boolean>): Layer.Layer<never> =>
 export const layer = (args: Cli.ServeArgs): Layer.Layer<never, ServeError, FileSystem.FileSystem> =>
   Layer.unwrapEffect(
     Effect.gen(function*() {
-      const policies = yield* PolicyConfig.load(args.config)
+      const policies = yield* PolicyFile.load(args.config)
       const tls = yield* readTls(args.tls)
       const started = yield* Ref.make(false)
       const options = { ...serverOptions(args, policies, tls), policies }

@@ -28,7 +28,6 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
-import { type ConfigError, PolicySet } from "../Config.js"
 import { Coordinator } from "../coordinator/Coordinator.js"
 import type { CoordinatorService } from "../coordinator/Coordinator.js"
 import * as MemoryCoordinator from "../coordinator/MemoryCoordinator.js"
@@ -37,6 +36,7 @@ import { isWindowed } from "../coordinator/reserve.js"
 import * as MemoryBackend from "../layers/MemoryBackend.js"
 import * as RedisBackend from "../layers/RedisBackend.js"
 import type { Policy } from "../Policy.js"
+import { type ConfigError, PolicySet } from "../PolicySet.js"
 import * as RedisClient from "../redis/RedisClient.js"
 import * as Front from "../services/RateLimiter.js"
 import { Store } from "../services/RateLimiterStore.js"
@@ -77,7 +77,7 @@ export type ServerStore =
  */
 export interface ThrottleKitServerOptions extends GrpcServerOptions {
   /**
-   * The policies to serve: a `PolicySet` (from `Config.load` / `Config.parse`), or policies written in
+   * The policies to serve: a `PolicySet` (from `PolicyFile.load` / `PolicyFile.parse`), or policies written in
    * code, validated here (a bad one fails the layer with `ConfigError`).
    */
   readonly policies: PolicySet | Iterable<Policy>

@@ -151,7 +151,7 @@ const fromCoordinator = (
 ): Lease => {
   const strategy = policy.strategy
   if (!isWindowed(strategy)) {
-    // Config only lets windowed strategies reach here; keep the type honest anyway.
+    // PolicySet only lets windowed strategies reach here; keep the type honest anyway.
     const notWindowed = new OperationNotSupported({ policy: policy.name, operation: "check", reason: "not windowed" })
     return { reserve: () => Effect.fail(notWindowed) }
   }

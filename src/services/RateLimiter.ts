@@ -15,7 +15,6 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
-import type { PolicySet } from "../Config.js"
 import type { Admission, Decision, Forecast } from "../Decision.js"
 import {
   InvalidArgument,
@@ -27,6 +26,7 @@ import {
 } from "../Errors.js"
 import { type KeeperOptions, makeKeeper } from "../internal/keeper.js"
 import { maxCost, type Policy } from "../Policy.js"
+import type { PolicySet } from "../PolicySet.js"
 import * as Validate from "../Validate.js"
 import {
   type AcquireOptions,

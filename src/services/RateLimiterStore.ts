@@ -17,10 +17,10 @@
  */
 import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
-import type { PolicySet } from "../Config.js"
 import type { Admission, Decision, Forecast } from "../Decision.js"
 import type { Operation, RateLimiterError } from "../Errors.js"
 import type { AdmitterPolicy, LimiterPolicy, MeterPolicy } from "../Policy.js"
+import type { PolicySet } from "../PolicySet.js"
 
 /**
  * An operation a bound policy does not serve, with the reason the front reports in

@@ -18,11 +18,12 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Clock, Deferred, Effect, Exit, Fiber, Scope, TestClock } from "effect"
-import * as Config from "../../src/Config.js"
 import type { CoordinatorService } from "../../src/coordinator/Coordinator.js"
 import * as MemoryCoordinator from "../../src/coordinator/MemoryCoordinator.js"
 import type { Decision } from "../../src/Decision.js"
 import type { LimiterPolicy } from "../../src/Policy.js"
+import * as PolicyFile from "../../src/PolicyFile.js"
+import { PolicySet } from "../../src/PolicySet.js"
 import * as TwoTier from "../../src/server/TwoTier.js"
 import * as RateLimiter from "../../src/services/RateLimiter.js"
 import type { RateLimiterService } from "../../src/services/RateLimiter.js"
@@ -152,7 +153,7 @@ const callbackCoordinator = Effect.sync(() => {
 })
 
 /** The Memory store for the config's policies, counting the checks that reach it. */
-const countingConfigStore = Effect.flatMap(Config.parse(config, "test"), countingStore)
+const countingConfigStore = Effect.flatMap(PolicyFile.parse(config, "test"), countingStore)
 
 /** A "server": the two-tier wrapper (its own L1 credits) over `store`, with the front on top. */
 const twoTier = (store: LocalStore, coordinator: CoordinatorService) =>
@@ -171,7 +172,7 @@ describe("twoTier.lowWater: config", () => {
   it.effect("a leased block needs lowWater below batch", () =>
     Effect.gen(function*() {
       for (const lowWater of [8, 9]) {
-        const error = yield* Effect.flip(Config.parse(file(lowWater), "f.yaml"))
+        const error = yield* Effect.flip(PolicyFile.parse(file(lowWater), "f.yaml"))
         expect(error).toMatchObject({
           _tag: "ConfigError",
           path: "limiters.p.twoTier.lowWater",
@@ -180,10 +181,10 @@ describe("twoTier.lowWater: config", () => {
           line: 9
         })
       }
-      const ok = yield* Config.parse(file(7), "f.yaml")
+      const ok = yield* PolicyFile.parse(file(7), "f.yaml")
       expect(ok.policies[0]).toMatchObject({ twoTier: { batch: 8, lowWater: 7 } })
       // Strict and cached-deny policies do not lease: lowWater is not used there and not checked.
-      expect((yield* Config.parse(file(20, "strict"))).policies[0]).toMatchObject({ twoTier: { lowWater: 20 } })
+      expect((yield* PolicyFile.parse(file(20, "strict"))).policies[0]).toMatchObject({ twoTier: { lowWater: 20 } })
     }))
 
   it.effect("a programmatic policy list gets the same rule", () =>
@@ -196,7 +197,7 @@ describe("twoTier.lowWater: config", () => {
         strategy: { kind: "fixedWindow", limit: 10, windowMs: 1000 },
         twoTier: { mode: "leased", batch: 4, lowWater: 4, windowCoupled: true }
       }
-      const error = yield* Effect.flip(Config.PolicySet.make([policy]))
+      const error = yield* Effect.flip(PolicySet.make([policy]))
       expect(error.message).toBe("limiters.p.twoTier.lowWater: must be less than batch (4), got 4")
     }))
 })

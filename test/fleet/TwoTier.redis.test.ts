@@ -16,11 +16,11 @@
  */
 import { describe, expect, it, layer } from "@effect/vitest"
 import { Clock, Context, Effect, Exit, Fiber, Layer, Scope } from "effect"
-import * as Config from "../../src/Config.js"
 import { Coordinator, type CoordinatorService } from "../../src/coordinator/Coordinator.js"
 import * as RedisCoordinator from "../../src/coordinator/RedisCoordinator.js"
 import { ServiceUnavailable } from "../../src/Errors.js"
 import * as RedisBackend from "../../src/layers/RedisBackend.js"
+import * as PolicyFile from "../../src/PolicyFile.js"
 import * as TwoTier from "../../src/server/TwoTier.js"
 import * as Front from "../../src/services/RateLimiter.js"
 import { RateLimiter, type RateLimiterService } from "../../src/services/RateLimiter.js"
@@ -91,7 +91,7 @@ limiters:
 /** One "server": the front over the two-tier wrapper over its own Redis store and Redis coordinator. */
 const serverOn = (url: string) =>
   Effect.gen(function*() {
-    const policies = yield* Config.parse(config, "test")
+    const policies = yield* PolicyFile.parse(config, "test")
     const context = yield* Layer.build(
       Front.layer().pipe(
         Layer.provide(TwoTier.layer),
@@ -204,7 +204,7 @@ layer(RedisServer.layer, { timeout: 60_000 })("TwoTier over Redis", (it) => {
  */
 const serverCountingCallbacks = (url: string) =>
   Effect.gen(function*() {
-    const policies = yield* Config.parse(config, "test")
+    const policies = yield* PolicyFile.parse(config, "test")
     const context = yield* Layer.build(
       Layer.merge(RedisBackend.layerStore({ policies, redis: url }), RedisCoordinator.layer({ redis: url }))
     )
@@ -251,7 +251,7 @@ const counted = (inner: CoordinatorService) => {
 const isolated = (scope: Scope.Scope) =>
   Effect.gen(function*() {
     const redis = yield* redisServer
-    const policies = yield* Config.parse(config, "test")
+    const policies = yield* PolicyFile.parse(config, "test")
     const context = yield* Layer.build(
       Layer.merge(RedisBackend.layerStore({ policies, redis: redis.url }), RedisCoordinator.layer({ redis: redis.url }))
     )

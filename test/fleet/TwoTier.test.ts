@@ -7,15 +7,15 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, TestClock } from "effect"
-import * as Config from "../../src/Config.js"
 import { Coordinator, federatedKey } from "../../src/coordinator/Coordinator.js"
 import * as MemoryCoordinator from "../../src/coordinator/MemoryCoordinator.js"
+import * as PolicyFile from "../../src/PolicyFile.js"
 import * as TwoTier from "../../src/server/TwoTier.js"
 import * as RateLimiter from "../../src/services/RateLimiter.js"
 import type { RateLimiterService } from "../../src/services/RateLimiter.js"
 import { countingStore } from "./support.js"
 
-const policies = Config.parse(
+const policies = PolicyFile.parse(
   `
 limiters:
   plain:

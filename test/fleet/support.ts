@@ -5,9 +5,10 @@
 import { Context, Effect, Layer, Redacted, type Scope } from "effect"
 import { spawnSync } from "node:child_process"
 import { networkInterfaces } from "node:os"
-import * as Config from "../../src/Config.js"
 import type { CoordinatorService } from "../../src/coordinator/Coordinator.js"
 import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
+import * as PolicyFile from "../../src/PolicyFile.js"
+import type { PolicySet } from "../../src/PolicySet.js"
 import type { Hub } from "../../src/server/monitor/Hub.js"
 import { MonitorHub } from "../../src/server/monitor/Hub.js"
 import * as ThrottleKitServer from "../../src/server/ThrottleKitServer.js"
@@ -36,7 +37,7 @@ export interface TestServer {
 /** Starts the server for the life of the scope. */
 export const startServer = (options: TestServerOptions): Effect.Effect<TestServer, unknown, Scope.Scope> =>
   Effect.gen(function*() {
-    const policies = yield* Config.parse(options.config, "test")
+    const policies = yield* PolicyFile.parse(options.config, "test")
     const context = yield* Layer.build(ThrottleKitServer.layer({
       policies,
       host: options.host ?? "127.0.0.1",
@@ -83,7 +84,7 @@ export const nonLoopbackAddress: Effect.Effect<
 })
 
 /** The Memory store for `policies`, counting the checks that reach it (what a two-tier wrapper saves). */
-export const countingStore = (policies: Config.PolicySet) =>
+export const countingStore = (policies: PolicySet) =>
   Effect.map(MemoryBackend.makeStore({ policies }), (inner) => {
     const calls = { check: 0 }
     const store = mapLocal(inner, {

@@ -1,7 +1,7 @@
 /**
  * Malformed, duplicate and contradictory config (and unreadable files, a taken port) given to the CLI:
  * `throttlekit-effect serve` exits 1 with one line on stderr that names the problem, prints nothing on
- * stdout, and binds nothing. The expected reason is the loader's own (`Config.parse` on the same text),
+ * stdout, and binds nothing. The expected reason is the loader's own (`PolicyFile.parse` on the same text),
  * so the test checks that the CLI reports exactly what the loader found, not a paraphrase.
  */
 import { describe, expect, it } from "@effect/vitest"
@@ -10,7 +10,7 @@ import { mkdtempSync } from "node:fs"
 import { createServer } from "node:net"
 import { tmpdir } from "node:os"
 import * as path from "node:path"
-import * as Config from "../../src/Config.js"
+import * as PolicyFile from "../../src/PolicyFile.js"
 import { runToEnd, tempFile } from "../server/cliProcess.js"
 
 const configRows: ReadonlyArray<readonly [string, string, string]> = [
@@ -79,7 +79,7 @@ describe("the CLI refuses bad config with one line and exit 1", () => {
       const cases = yield* Effect.forEach(configRows, ([label, name, text]) =>
         Effect.gen(function*() {
           const file = tempFile(name, text)
-          const error = yield* Effect.flip(Config.parse(text, file))
+          const error = yield* Effect.flip(PolicyFile.parse(text, file))
           return { label, file, reason: `${error.path}: ${error.reason}` }
         }))
       const ended = yield* Effect.forEach(cases, (c) => serve(["--config", c.file, "--port", "0"]), {

@@ -10,11 +10,11 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Effect, Either, Exit, Layer, type Scope, TestClock, TestContext } from "effect"
 import * as fc from "fast-check"
-import { PolicySet } from "../../src/Config.js"
 import type { Decision, Forecast } from "../../src/Decision.js"
 import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
 import * as RedisBackend from "../../src/layers/RedisBackend.js"
 import type { Policy, Strategy } from "../../src/Policy.js"
+import { PolicySet } from "../../src/PolicySet.js"
 import { RateLimiter, type RateLimiterService } from "../../src/services/RateLimiter.js"
 import { redisServer } from "../support/redisServer.js"
 

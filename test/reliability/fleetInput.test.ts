@@ -10,9 +10,9 @@ import * as grpc from "@grpc/grpc-js"
 import { Cause, Context, Effect, Layer, Option, Redacted } from "effect"
 import * as fc from "fast-check"
 import * as FleetBackend from "../../src/clients/FleetBackend.js"
-import * as Config from "../../src/Config.js"
 import { methodPath } from "../../src/grpc/codec.js"
 import { Fleet as FleetRpc, Monitor as MonitorRpc } from "../../src/grpc/generated/throttlekit_pb.js"
+import * as PolicyFile from "../../src/PolicyFile.js"
 import { GrpcServer } from "../../src/server/GrpcServer.js"
 import * as ThrottleKitServer from "../../src/server/ThrottleKitServer.js"
 import { Fleet, type FleetService, type ReserveOptions } from "../../src/services/Fleet.js"
@@ -47,7 +47,7 @@ const rig = Layer.scoped(
   FleetRig,
   Effect.gen(function*() {
     const redis = yield* redisServer
-    const policies = yield* Config.parse(config, "fleet.yaml")
+    const policies = yield* PolicyFile.parse(config, "fleet.yaml")
     const errors: Array<string> = []
     const context = yield* Layer.build(
       ThrottleKitServer.layer({

@@ -8,10 +8,11 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer, Redacted, Tracer } from "effect"
 import { Redis } from "ioredis"
-import * as Config from "../../src/Config.js"
 import { Coordinator } from "../../src/coordinator/Coordinator.js"
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
 import type { Policy } from "../../src/Policy.js"
+import * as PolicyFile from "../../src/PolicyFile.js"
+import { PolicySet } from "../../src/PolicySet.js"
 import * as ThrottleKitServer from "../../src/server/ThrottleKitServer.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
 import { redisServer } from "../support/redisServer.js"
@@ -27,7 +28,7 @@ const withCachedDeny =
 const leasing =
   `${withFederated}  t:\n    strategy: slidingWindow\n    limit: 100\n    windowMs: 60000\n    twoTier:\n      batch: 5\n`
 
-const policiesOf = (config: string) => Config.parse(config, "test")
+const policiesOf = (config: string) => PolicyFile.parse(config, "test")
 
 /** The server on a free loopback port, built in the current scope. */
 const serve = (options: Omit<ThrottleKitServer.ThrottleKitServerOptions, "host" | "port">) =>
@@ -108,7 +109,7 @@ describe("ThrottleKitServer", () => {
         strategy: { kind: "fixedWindow", limit: 0, windowMs: 1000 }
       }
       const error = yield* Effect.flip(serve({ policies: [bad] }))
-      const expected = yield* Effect.flip(Config.PolicySet.make([bad]))
+      const expected = yield* Effect.flip(PolicySet.make([bad]))
       expect(error).toMatchObject({ _tag: "ConfigError", path: expected.path, reason: expected.reason })
     }))
 

@@ -7,7 +7,6 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Logger, LogLevel, Schedule, TestClock } from "effect"
 import { randomUUID } from "node:crypto"
-import * as PolicyConfig from "../../src/Config.js"
 import { Decision } from "../../src/Decision.js"
 import type { RateLimiterError } from "../../src/Errors.js"
 import {
@@ -18,6 +17,8 @@ import {
   ServiceUnavailable
 } from "../../src/Errors.js"
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
+import * as PolicyFile from "../../src/PolicyFile.js"
+import type { PolicySet } from "../../src/PolicySet.js"
 import * as FailMode from "../../src/server/FailMode.js"
 import * as Front from "../../src/services/RateLimiter.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
@@ -51,7 +52,7 @@ const unused = Effect.dieMessage("not used by this test")
  * real-looking decision.
  */
 const store = (
-  policies: PolicyConfig.PolicySet,
+  policies: PolicySet,
   fault: (policy: string) => RateLimiterError | undefined
 ): LocalStore => {
   const answer = <A>(policy: string, value: A): Effect.Effect<A, RateLimiterError> => {
@@ -76,7 +77,7 @@ const store = (
 
 /** The front over the fail mode over the stand-in store (the server's order). */
 const wrapped = (mode: FailMode.FailMode, fault: (policy: string) => RateLimiterError | undefined) =>
-  PolicyConfig.parse(policyText).pipe(
+  PolicyFile.parse(policyText).pipe(
     Effect.flatMap((policies) => FailMode.make(store(policies, fault), { mode })),
     Effect.flatMap((failMode) => Front.make(failMode))
   )

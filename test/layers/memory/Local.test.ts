@@ -7,10 +7,10 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Equal, TestClock } from "effect"
-import { PolicySet } from "../../../src/Config.js"
 import type { Decision } from "../../../src/Decision.js"
 import * as MemoryBackend from "../../../src/layers/MemoryBackend.js"
 import type { Policy } from "../../../src/Policy.js"
+import { PolicySet } from "../../../src/PolicySet.js"
 import { RateLimiter } from "../../../src/services/RateLimiter.js"
 
 const HOUR = 3_600_000

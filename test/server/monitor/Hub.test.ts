@@ -7,9 +7,9 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Context, Deferred, Effect, Exit, Fiber, Layer, Scope, Stream, TestClock } from "effect"
-import * as Config from "../../../src/Config.js"
 import type { DecisionData } from "../../../src/Decision.js"
 import * as MemoryBackend from "../../../src/layers/MemoryBackend.js"
+import * as PolicyFile from "../../../src/PolicyFile.js"
 import * as Hub from "../../../src/server/monitor/Hub.js"
 import * as Tap from "../../../src/server/monitor/Tap.js"
 import * as Front from "../../../src/services/RateLimiter.js"
@@ -44,11 +44,11 @@ const subscribed = (hub: Hub.Hub, n: number) =>
     expect(hub.watchers()).toBe(n)
   })
 
-const hubWith = Effect.flatMap(Config.parse(config, "test"), (policies) => Hub.make({ policies, nodeId: "n1" }))
+const hubWith = Effect.flatMap(PolicyFile.parse(config, "test"), (policies) => Hub.make({ policies, nodeId: "n1" }))
 
 /** The front over the tap over the Memory store, and the hub it feeds. */
 const tapped = Effect.gen(function*() {
-  const policies = yield* Config.parse(config, "test")
+  const policies = yield* PolicyFile.parse(config, "test")
   const hub = yield* Hub.make({ policies })
   const context = yield* Layer.build(
     Front.layer().pipe(

@@ -1,0 +1,93 @@
+/**
+ * The policy file loader: the `.throttlekit.yaml` / `.json` format the reference `throttlekit-server`
+ * reads, turned into a validated `PolicySet`. `load` reads a file, `parse` takes its text, `decode` an
+ * already-parsed value. The text is parsed by `policyFile/parse.ts` (JSON when its trimmed start is `{` or
+ * `[`, YAML 1.2 otherwise) and decoded by `policyFile/decode.ts`, which describes the format in full and
+ * lists where this loader is stricter than the reference's (an unknown field anywhere is an error, every
+ * value is validated). The policies then meet the same rules as policies written in code (`PolicySet`).
+ *
+ * Errors: loading stops at the first problem, in file order, and fails with one `ConfigError` naming the
+ * path of the offending field (`limiters.api.burst`), the reason, the file and the line. A bad file never
+ * yields a partial `PolicySet`.
+ *
+ * This module was called `Config` before 0.2; it was renamed so it no longer shadows Effect's own `Config`.
+ *
+ * @since 0.2.0
+ */
+import type { PlatformError } from "@effect/platform/Error"
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Effect from "effect/Effect"
+import * as Either from "effect/Either"
+import { decodePolicies } from "./policyFile/decode.js"
+import { parseText } from "./policyFile/parse.js"
+import { oneLine } from "./policyFile/problem.js"
+import { ConfigError, type PolicySet, toConfigError } from "./PolicySet.js"
+
+/**
+ * The error every loader function fails with, and the validated set it yields (both defined in
+ * `PolicySet.ts`, re-exported here so a file's user needs one import).
+ *
+ * @since 0.1.0
+ */
+export { ConfigError, PolicySet } from "./PolicySet.js"
+
+const parseEither = (text: string, source: string | undefined): Either.Either<PolicySet, ConfigError> => {
+  const parsed = parseText(text)
+  if (Either.isLeft(parsed)) return Either.left(toConfigError(parsed.left, source, undefined))
+  const { locator, value } = parsed.right
+  return Either.mapLeft(decodePolicies(value, locator), (problem) => toConfigError(problem, source, locator))
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// API
+// ---------------------------------------------------------------------------------------------------------
+
+/**
+ * Decodes policy file text (JSON when its trimmed start is `{` or `[`, YAML otherwise) into a `PolicySet`.
+ * Pure. `source` (a file name or label) is carried into errors.
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const parse = (text: string, source?: string): Effect.Effect<PolicySet, ConfigError> =>
+  Effect.suspend(() => parseEither(text, source))
+
+/**
+ * Decodes an already-parsed policy file value (the shape of the file: `{ limiters: { ... } }`) with the
+ * same rules as `parse`, for programs that build their policy file in code or bring their own parser.
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const decode = (value: unknown, source?: string): Effect.Effect<PolicySet, ConfigError> =>
+  Effect.suspend(() =>
+    Either.mapLeft(decodePolicies(value, undefined), (problem) => toConfigError(problem, source, undefined))
+  )
+
+const readFailure = (error: PlatformError): string => {
+  switch (error._tag === "SystemError" ? error.reason : undefined) {
+    case "NotFound":
+      return "cannot read the file: not found"
+    case "PermissionDenied":
+      return "cannot read the file: permission denied"
+    default:
+      return `cannot read the file: ${oneLine(error.message)}`
+  }
+}
+
+/**
+ * Reads the policy file at `path` through the platform `FileSystem` and decodes it like `parse`. A file
+ * that cannot be read is a `ConfigError` whose `source` is `path`.
+ *
+ * @since 0.1.0
+ * @category decoding
+ */
+export const load: (path: string) => Effect.Effect<PolicySet, ConfigError, FileSystem.FileSystem> = Effect.fn(
+  "PolicyFile.load"
+)(function*(path: string) {
+  const fs = yield* FileSystem.FileSystem
+  const text = yield* fs.readFileString(path).pipe(
+    Effect.mapError((error) => new ConfigError({ path: "config", reason: readFailure(error), source: path }))
+  )
+  return yield* parse(text, path)
+})
