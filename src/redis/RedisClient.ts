@@ -65,9 +65,18 @@ const defaultOptions = (timeoutMs: number): RedisOptions => ({
 /** Timeouts run on the real clock, so a `TestClock` never stalls a bound. */
 const liveClock = Clock.make()
 
-const closeClient = (client: Redis) =>
+/** How long a close waits for Redis to answer QUIT before dropping the socket, in ms. */
+const QUIT_BOUND_MS = 250
+
+/**
+ * Closes our client within a bound, whatever Redis does: QUIT (a polite goodbye) raced against a timeout
+ * on the live clock, then `disconnect()` in every case. Finalizers run uninterruptibly, so the wait is made
+ * interruptible for the timeout to cut it short: an unanswered QUIT (a frozen Redis) never holds a close.
+ */
+const closeClient = (client: Redis, timeoutMs: number) =>
   Effect.tryPromise(() => client.quit()).pipe(
-    Effect.timeoutOption(1000),
+    Effect.interruptible,
+    Effect.timeoutOption(Math.min(timeoutMs, QUIT_BOUND_MS)),
     Effect.withClock(liveClock),
     Effect.ignore,
     Effect.ensuring(Effect.sync(() => client.disconnect()))
@@ -113,7 +122,7 @@ export const acquireClient = (
           ? new Redis(connection, { ...defaultOptions(timeoutMs), ...safeOptions })
           : new Redis({ ...defaultOptions(timeoutMs), ...connection, ...safeOptions })
       ),
-      closeClient
+      (client) => closeClient(client, timeoutMs)
     )
     // Connection errors surface on each call as ServiceUnavailable; without a listener ioredis would
     // print every reconnect failure.

@@ -4,6 +4,8 @@
  *
  * @since 0.1.0
  */
+import * as FileSystem from "@effect/platform/FileSystem"
+import * as Path from "@effect/platform/Path"
 import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
@@ -37,6 +39,7 @@ options:
       --tls-ca FILE          PEM CA: clients must present a certificate it signed (mTLS)
       --lease-ttl-ms N       admission lease TTL in ms (default 2000)
       --shutdown-timeout-ms N  how long in-flight calls may drain on shutdown (default 5000)
+  -V, --version              print the version
   -h, --help                 print this help
 `
 
@@ -100,7 +103,58 @@ export interface ServeArgs {
  * @since 0.1.0
  * @category models
  */
-export type Command = { readonly _tag: "Help" } | { readonly _tag: "Serve"; readonly args: ServeArgs }
+export type Command =
+  | { readonly _tag: "Help" }
+  | { readonly _tag: "Version" }
+  | { readonly _tag: "Serve"; readonly args: ServeArgs }
+
+/**
+ * The package version could not be read (no readable `package.json` of this package above the module).
+ *
+ * @since 0.1.0
+ * @category errors
+ */
+export class VersionError extends Schema.TaggedError<VersionError>()("VersionError", {
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return this.reason
+  }
+}
+
+const PACKAGE_NAME = "throttlekit-effect"
+
+const PackageJson = Schema.parseJson(Schema.Struct({ name: Schema.String, version: Schema.String }))
+const decodePackageJson = Schema.decodeUnknownOption(PackageJson)
+
+/**
+ * The version in this package's `package.json`, found by walking up from this module's directory (so it
+ * works from `src/server/` under tsx, from a built `dist/src/server/`, and from an installed copy).
+ *
+ * @since 0.1.0
+ * @category constants
+ */
+export const version: Effect.Effect<string, VersionError, FileSystem.FileSystem | Path.Path> = Effect.gen(
+  function*() {
+    const fs = yield* FileSystem.FileSystem
+    const path = yield* Path.Path
+    const here = yield* path.fromFileUrl(new URL(import.meta.url)).pipe(
+      Effect.mapError((error) => new VersionError({ reason: `cannot locate package.json: ${error.message}` }))
+    )
+    let dir = path.dirname(here)
+    for (;;) {
+      const candidate = path.join(dir, "package.json")
+      const text = yield* fs.readFileString(candidate).pipe(Effect.option)
+      const found = Option.flatMap(text, decodePackageJson)
+      if (Option.isSome(found) && found.value.name === PACKAGE_NAME) return found.value.version
+      const parent = path.dirname(dir)
+      if (parent === dir) {
+        return yield* new VersionError({ reason: `cannot find the package.json of ${PACKAGE_NAME} above ${here}` })
+      }
+      dir = parent
+    }
+  }
+)
 
 /**
  * The default Redis URL.
@@ -128,6 +182,9 @@ const valueFlags: Record<string, string> = {
   "--shutdown-timeout-ms": "shutdown-timeout-ms"
 }
 
+/** A flag's name without any `=value` (which may be a secret), for error messages. */
+const flagName = (arg: string): string => arg.startsWith("-") ? arg.split("=", 1)[0]! : arg
+
 const fail = (reason: string) => Effect.fail(new UsageError({ reason }))
 
 const wholeNumber = (
@@ -154,16 +211,27 @@ export const parse = (
     if (argv.length === 0) return yield* fail("missing command: expected \"serve\" (see --help)")
     const [command, ...rest] = argv
     if (command === "-h" || command === "--help") return { _tag: "Help" } as const
-    if (command !== "serve") return yield* fail(`unknown command: ${JSON.stringify(command)} (expected "serve")`)
+    if (command === "-V" || command === "--version") return { _tag: "Version" } as const
+    if (command !== "serve") {
+      return yield* fail(`unknown command: ${JSON.stringify(flagName(command ?? ""))} (expected "serve")`)
+    }
 
     const values = new Map<string, string>()
     for (let i = 0; i < rest.length; i++) {
       const arg = rest[i]!
       if (arg === "-h" || arg === "--help") return { _tag: "Help" } as const
+      if (arg === "-V" || arg === "--version") return { _tag: "Version" } as const
       const eq = arg.startsWith("--") ? arg.indexOf("=") : -1
       const flag = eq > 0 ? arg.slice(0, eq) : arg
       const name = valueFlags[flag]
-      if (name === undefined) return yield* fail(`unknown argument: ${arg}`)
+      if (name === undefined) {
+        // Never echo a value: it may be a secret (`--monitor-secrets=…`, or a secret one flag too far).
+        return yield* fail(
+          arg.startsWith("-")
+            ? `unknown argument: ${flagName(arg)}`
+            : `unexpected value at argument ${i + 2} (every value follows its flag, e.g. --port 8080)`
+        )
+      }
       let value: string
       if (eq > 0) {
         value = arg.slice(eq + 1)

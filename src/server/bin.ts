@@ -2,10 +2,12 @@
 /**
  * The `throttlekit-effect` executable: `throttlekit-effect serve --config FILE [...]` (see `--help`):
  * the command line parsed, then `Layer.launch` of the server (`Serve.layer`). A bad flag, config, TLS
- * file or bind exits 1 with a one-line reason on stderr; SIGINT/SIGTERM shut the server down gracefully
- * and exit 0.
+ * file or bind exits 1 with a one-line reason on stderr; `--version` prints the package version;
+ * SIGINT/SIGTERM shut the server down gracefully and exit 0.
  */
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import type * as FileSystem from "@effect/platform/FileSystem"
+import type * as Path from "@effect/platform/Path"
 import * as grpc from "@grpc/grpc-js"
 import * as Cause from "effect/Cause"
 import * as Console from "effect/Console"
@@ -30,10 +32,21 @@ const reason = (cause: Cause.Cause<{ readonly message: string }>): string =>
 // error reported below, which breaks the one-line contract; GRPC_VERBOSITY still turns it back on.
 if (process.env["GRPC_VERBOSITY"] === undefined) grpc.setLogVerbosity(grpc.logVerbosity.NONE)
 
+const run = (
+  command: Cli.Command
+): Effect.Effect<void, Cli.VersionError | Serve.ServeError, FileSystem.FileSystem | Path.Path> => {
+  switch (command._tag) {
+    case "Help":
+      return Console.log(Cli.usage)
+    case "Version":
+      return Effect.flatMap(Cli.version, (version) => Console.log(version))
+    case "Serve":
+      return Layer.launch(Serve.layer(command.args))
+  }
+}
+
 const program = Cli.parse(process.argv.slice(2), process.env).pipe(
-  Effect.flatMap((command) =>
-    command._tag === "Help" ? Console.log(Cli.usage) : Layer.launch(Serve.layer(command.args))
-  ),
+  Effect.flatMap(run),
   Effect.tapErrorCause((cause) =>
     Cause.isInterruptedOnly(cause) ? Effect.void : Console.error(`throttlekit-effect: ${reason(cause)}`)
   ),

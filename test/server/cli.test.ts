@@ -3,12 +3,15 @@
  * exercised through `ServiceBackend`.
  */
 import { describe, expect, it, layer } from "@effect/vitest"
-import { Duration, Effect, Schedule } from "effect"
+import { Deferred, Duration, Effect, Schedule } from "effect"
+import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { randomUUID } from "node:crypto"
+import { readFileSync } from "node:fs"
+import * as path from "node:path"
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
 import { redisServer } from "../support/redisServer.js"
-import { CliServer, cliServerLayer, runToEnd, startServer, tempFile } from "./cliProcess.js"
+import { CliFailure, CliServer, cliServerLayer, repoRoot, runToEnd, startServer, tempFile } from "./cliProcess.js"
 
 const policies = `
 limiters:
@@ -48,6 +51,27 @@ limiters:
 `
 
 const policyFile = tempFile("policies.yaml", policies)
+/** Runs the CLI entry point (`node --import tsx src/server/bin.ts <args>`) to completion. */
+const runCli = (args: ReadonlyArray<string>) =>
+  runToEnd(process.execPath, ["--import", "tsx", "src/server/bin.ts", ...args])
+
+/** Every descendant of `pid` (children first-found, then theirs), from `ps --ppid`. */
+const descendants = (pid: number): ReadonlyArray<number> => {
+  const out = spawnSync("ps", ["-o", "pid=", "--ppid", String(pid)], { encoding: "utf8" }).stdout
+  const children = out.split(/\s+/).filter((field) => field !== "").map(Number)
+  return children.flatMap((child) => [child, ...descendants(child)])
+}
+
+/** Whether a process with this pid exists (signal 0 probes without signalling). */
+const isAlive = (pid: number): boolean => {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch {
+    return false
+  }
+}
+
 const fresh = (label: string) => `${label}-${randomUUID().slice(0, 8)}`
 
 /** Runs `program` against the shared CLI server through a fresh ServiceBackend. */
@@ -274,4 +298,103 @@ describe("throttlekit-effect serve (the CLI in its own process)", () => {
         expect(lines[0]).toContain(reason)
       })
     }), { timeout: 180_000 })
+
+  it.live("--version and -V print the package version and exit 0; --help lists them", () =>
+    Effect.gen(function*() {
+      const pkg: { readonly version: string } = JSON.parse(readFileSync(path.join(repoRoot, "package.json"), "utf8"))
+      const runs = yield* Effect.forEach(
+        [["--version"], ["-V"], ["serve", "--config", policyFile, "--version"]],
+        runCli,
+        { concurrency: 3 }
+      )
+      for (const result of runs) {
+        expect(result.code).toBe(0)
+        expect(result.stderr).toBe("")
+        expect(result.stdout).toBe(`${pkg.version}\n`)
+      }
+      const help = yield* runCli(["--help"])
+      expect(help.code).toBe(0)
+      expect(help.stdout).toContain("\n  -V, --version              print the version\n")
+    }), { timeout: 120_000 })
+
+  it.live("a mistyped flag never echoes its value (nor a secret one flag too far)", () =>
+    Effect.gen(function*() {
+      const secret = `s3cr3t-${randomUUID()}`
+      const cases: ReadonlyArray<readonly [ReadonlyArray<string>, string]> = [
+        [["serve", "--config", policyFile, `--monitor-secrets=${secret}`], "unknown argument: --monitor-secrets"],
+        [["serve", "--config", policyFile, "--monitor-secrets", secret], "unknown argument: --monitor-secrets"],
+        [["serve", "--config", policyFile, `-x=${secret}`], "unknown argument: -x"],
+        [
+          ["serve", "--config", policyFile, "--fleet-secret", "--monitor-secret", secret],
+          "unexpected value at argument 6 (every value follows its flag, e.g. --port 8080)"
+        ],
+        [[`--fleet-secret=${secret}`, "serve"], "unknown command: \"--fleet-secret\" (expected \"serve\")"]
+      ]
+      const ended = yield* Effect.forEach(cases, ([args]) => runCli(args), { concurrency: 3 })
+      ended.forEach((result, i) => {
+        const [, reason] = cases[i]!
+        expect(result.code).toBe(1)
+        expect(result.stdout).toBe("")
+        expect(result.stderr).toBe(`throttlekit-effect: ${reason}\n`)
+        expect(result.stderr).not.toContain(secret)
+      })
+    }), { timeout: 120_000 })
+
+  it.live(
+    "`npm run serve` stopped with SIGTERM stops the server too (nothing orphaned)",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        let tree: ReadonlyArray<number> = []
+        const npm = yield* Effect.acquireRelease(
+          Effect.sync(() =>
+            spawn("npm", ["run", "serve", "--", "--config", "examples/policies.yaml", "--port", "0"], {
+              cwd: repoRoot,
+              stdio: ["ignore", "pipe", "pipe"]
+            })
+          ),
+          (npm: ChildProcess) =>
+            Effect.sync(() => {
+              // Whatever happens, leave nothing running (an orphan is no longer npm's descendant, so the
+              // tree seen while it ran counts too).
+              for (const pid of [...tree, ...(npm.pid === undefined ? [] : descendants(npm.pid))]) {
+                if (isAlive(pid)) process.kill(pid, "SIGKILL")
+              }
+              if (npm.exitCode === null && npm.signalCode === null) npm.kill("SIGKILL")
+            })
+        )
+        let stdout = ""
+        const listening = yield* Deferred.make<void, CliFailure>()
+        const exited = yield* Deferred.make<void>()
+        npm.stdout!.on("data", (chunk: Buffer) => {
+          stdout += chunk.toString()
+          if (/throttlekit-effect listening on \S+:\d+ /.test(stdout)) Deferred.unsafeDone(listening, Effect.void)
+        })
+        npm.on("close", () => {
+          Deferred.unsafeDone(exited, Effect.void)
+          Deferred.unsafeDone(listening, Effect.fail(new CliFailure({ reason: `npm exited first: ${stdout}` })))
+        })
+        yield* Deferred.await(listening).pipe(
+          Effect.timeoutFail({
+            duration: Duration.seconds(90),
+            onTimeout: () => new CliFailure({ reason: `no startup line within 90 s: ${stdout}` })
+          })
+        )
+        tree = descendants(npm.pid!)
+        const servers = tree.filter((pid) =>
+          spawnSync("ps", ["-o", "args=", "-p", String(pid)], { encoding: "utf8" }).stdout.includes("src/server/bin.ts")
+        )
+        expect(servers.length).toBeGreaterThan(0)
+
+        npm.kill("SIGTERM")
+        yield* Deferred.await(exited).pipe(Effect.timeout(Duration.seconds(15)))
+        const survivors = yield* Effect.sync(() => tree.filter(isAlive)).pipe(
+          Effect.filterOrFail((alive) => alive.length === 0, (alive) => alive),
+          Effect.retry({ schedule: Schedule.spaced(Duration.millis(200)), times: 50 }),
+          Effect.orElseSucceed(() => tree.filter(isAlive))
+        )
+        expect(survivors).toEqual([])
+        expect(stdout).toContain("throttlekit-effect stopped")
+      })),
+    { timeout: 120_000 }
+  )
 })
