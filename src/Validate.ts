@@ -69,35 +69,3 @@ export const cost = (amount: number, argument = "cost"): Effect.Effect<number, I
     ? Effect.succeed(amount)
     : Effect.fail(new InvalidArgument({ argument, reason: problem }))
 }
-
-/**
- * Succeeds with `k` when it is a usable key; fails with `InvalidArgument` otherwise.
- *
- * @since 0.1.0
- * @category validation
- */
-export const key = (k: string): Effect.Effect<string, InvalidArgument> => {
-  const problem = keyProblem(k)
-  return problem === undefined
-    ? Effect.succeed(k)
-    : Effect.fail(new InvalidArgument({ argument: "key", reason: problem }))
-}
-
-/**
- * Checks every key of a batch (and the batch size); fails on the first bad one, naming its index.
- *
- * @since 0.1.0
- * @category validation
- */
-export const keys = (ks: ReadonlyArray<string>): Effect.Effect<ReadonlyArray<string>, InvalidArgument> => {
-  if (ks.length > MAX_BATCH_KEYS) {
-    return Effect.fail(
-      new InvalidArgument({ argument: "keys", reason: `at most ${MAX_BATCH_KEYS} keys per call, got ${ks.length}` })
-    )
-  }
-  for (let i = 0; i < ks.length; i++) {
-    const problem = keyProblem(ks[i]!)
-    if (problem !== undefined) return Effect.fail(new InvalidArgument({ argument: `keys[${i}]`, reason: problem }))
-  }
-  return Effect.succeed(ks)
-}

@@ -160,17 +160,10 @@ export type FrontOptions = KeeperOptions
 const invalid = (argument: string, reason: string) => new InvalidArgument({ argument, reason })
 
 /**
- * The first bad argument of a key-and-amount call (key, then amount), or undefined. `most` is the
- * policy's largest usable amount (`Policy.maxCost`: beyond it no wait could be stated in a `Decision`).
+ * Why `amount` is not usable as `argument`, or undefined. `most` is the policy's largest usable amount
+ * (`Policy.maxCost`: beyond it no wait could be stated in a `Decision`).
  */
-const keyAmountFault = (
-  key: string,
-  amount: number,
-  argument: string,
-  most: number = Number.MAX_SAFE_INTEGER
-): InvalidArgument | undefined => {
-  const keyProblem = Validate.keyProblem(key)
-  if (keyProblem !== undefined) return invalid("key", keyProblem)
+const amountFault = (amount: number, argument: string, most: number): InvalidArgument | undefined => {
   const amountProblem = Validate.costProblem(amount)
   if (amountProblem !== undefined) return invalid(argument, amountProblem)
   return amount <= most
@@ -179,6 +172,17 @@ const keyAmountFault = (
       argument,
       `must be at most ${most} for this policy (a larger cost could never be admitted, nor its wait stated), got ${amount}`
     )
+}
+
+/** The first bad argument of a key-and-amount call (key, then amount), or undefined. */
+const keyAmountFault = (
+  key: string,
+  amount: number,
+  argument: string,
+  most: number = Number.MAX_SAFE_INTEGER
+): InvalidArgument | undefined => {
+  const keyProblem = Validate.keyProblem(key)
+  return keyProblem !== undefined ? invalid("key", keyProblem) : amountFault(amount, argument, most)
 }
 
 /** The first bad argument of a batch (size, each key, then cost), or undefined. */
@@ -195,7 +199,7 @@ const batchFault = (
     const problem = Validate.keyProblem(keys[i]!)
     if (problem !== undefined) return invalid(`keys[${i}]`, problem)
   }
-  return keyAmountFault("-", cost, "cost", most)
+  return amountFault(cost, "cost", most)
 }
 
 /** A hint (hold, value): a finite number from 0 to 2^53 − 1, or why not. */
