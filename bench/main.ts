@@ -15,12 +15,13 @@ import * as os from "node:os"
 import { closeSharedChildServer, sharedChildServer } from "./childServer.js"
 import { formatOps, type Plan, plans, progress, type Result } from "./harness.js"
 import { type Comparison, meets, type Section, type SectionOutcome, type Skipped } from "./section.js"
+import { footprint } from "./sections/footprint.js"
 import { leasing } from "./sections/leasing.js"
 import { memory } from "./sections/memory.js"
 import { redis } from "./sections/redis.js"
 import { service } from "./sections/service.js"
 
-const sections: ReadonlyArray<Section> = [memory, redis, service, leasing]
+const sections: ReadonlyArray<Section> = [memory, redis, service, leasing, footprint]
 
 /** The headline comparisons of the issue, in the order the table lists them, with their targets. */
 const HEADLINES: ReadonlyArray<string> = [
@@ -88,12 +89,12 @@ const round = (value: number, digits: number): number => {
 }
 
 const formatComparison = (comparison: Comparison): string =>
-  comparison.unit === "ns" ? `${comparison.value.toFixed(1)} ns` : `${comparison.value.toFixed(2)}x`
+  comparison.unit === "x" ? `${comparison.value.toFixed(2)}x` : `${comparison.value.toFixed(1)} ${comparison.unit}`
 
 const formatTarget = (comparison: Comparison): string => {
   const target = comparison.target
   if (target === undefined) return ""
-  const value = comparison.unit === "ns" ? `${target.value} ns` : `${target.value}x`
+  const value = comparison.unit === "x" ? `${target.value}x` : `${target.value} ${comparison.unit}`
   return `${target.op === ">=" ? "≥" : "≤"} ${value}`
 }
 

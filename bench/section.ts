@@ -14,7 +14,7 @@ export interface Target {
 export interface Comparison {
   readonly name: string
   readonly value: number
-  readonly unit: "x" | "ns"
+  readonly unit: "x" | "ns" | "ms" | "MB"
   readonly detail: string
   readonly target?: Target
   readonly headline: boolean

@@ -7,7 +7,7 @@
  *   npm run example -- concurrency [--redis URL | --service host:port]
  */
 import { Console, Data, Effect, Ref, Schedule } from "effect"
-import { admitted, RateLimiter } from "../src/services/RateLimiter.js"
+import { admitted, RateLimiter } from "throttlekit-effect"
 import { isMain, runExample, runTag } from "./support.js"
 
 const CEILING = 3

@@ -16,9 +16,8 @@
  */
 import { NodeRuntime } from "@effect/platform-node"
 import { Console, Effect } from "effect"
-import * as FleetBackend from "../src/clients/FleetBackend.js"
-import * as PolicyFile from "../src/PolicyFile.js"
-import { Fleet, type Lease } from "../src/services/Fleet.js"
+import { PolicyFile } from "throttlekit-effect"
+import { Fleet, FleetBackend, type Lease } from "throttlekit-effect/fleet"
 import { embeddedServer, isMain, runTag } from "./support.js"
 
 /** The embedded server's policy: 20 units per second for the whole fleet, leased 5 at a time by its checks. */

@@ -20,9 +20,8 @@ import * as HttpServer from "@effect/platform/HttpServer"
 import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
 import { Console, Data, Effect, Layer } from "effect"
 import { createServer } from "node:http"
-import { byHeader } from "../src/http/keying.js"
-import * as HttpRateLimit from "../src/http/middleware.js"
-import type { RateLimiter } from "../src/services/RateLimiter.js"
+import type { RateLimiter } from "throttlekit-effect"
+import { HttpRateLimit, HttpRateLimitKeying } from "throttlekit-effect/http"
 import { type ExampleArgs, isMain, runExample, runTag } from "./support.js"
 
 /** A self-test expectation that did not hold. */
@@ -36,7 +35,7 @@ const makeApp = (headers: "ietf" | "legacy") =>
       // A token bucket of 20 refilled at 2/s is full again 10 s after empty: RateLimit-Policy's w.
       window: "10 seconds",
       headers,
-      key: byHeader("x-api-key"),
+      key: HttpRateLimitKeying.byHeader("x-api-key"),
       cost: (request) => (request.url.startsWith("/export") ? 5 : 1)
     })
     const slot = yield* HttpRateLimit.make({ policy: "workers", headers, admit: true })

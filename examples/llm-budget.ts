@@ -6,7 +6,7 @@
  *   npm run example -- llm-budget [--redis URL | --service host:port]
  */
 import { Console, Effect, Either, Ref, Schedule, Stream } from "effect"
-import { RateLimiter, spend } from "../src/services/RateLimiter.js"
+import { RateLimiter, spend } from "throttlekit-effect"
 import { isMain, runExample, runTag } from "./support.js"
 
 /** One chunk a model streams: some text and the tokens it cost. */

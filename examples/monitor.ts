@@ -8,18 +8,16 @@
  *
  * The Monitor door answers loopback callers only unless the server has a `--monitor-secret`.
  */
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import { NodeRuntime } from "@effect/platform-node"
 import { Chunk, Console, Effect, Fiber, Stream } from "effect"
-import * as MonitorBackend from "../src/clients/MonitorBackend.js"
-import * as ServiceBackend from "../src/layers/ServiceBackend.js"
-import * as PolicyFile from "../src/PolicyFile.js"
-import { Monitor } from "../src/services/Monitor.js"
-import { RateLimiter } from "../src/services/RateLimiter.js"
+import { PolicyFile, RateLimiter } from "throttlekit-effect"
+import { Monitor, MonitorBackend } from "throttlekit-effect/monitor"
+import { ServiceBackend } from "throttlekit-effect/service"
 import { defaultPolicyFile, embeddedServer, isMain, runTag } from "./support.js"
 
 /** Our server in this process on a free loopback port, serving examples/policies.yaml. */
 const embeddedMonitorServer = Effect.flatMap(
-  PolicyFile.load(defaultPolicyFile).pipe(Effect.provide(NodeContext.layer)),
+  PolicyFile.load(defaultPolicyFile),
   embeddedServer
 )
 

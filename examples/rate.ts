@@ -7,8 +7,7 @@
  *   npm run example -- rate [--redis URL | --service host:port]
  */
 import { Console, Effect } from "effect"
-import type { Decision } from "../src/Decision.js"
-import { limit, RateLimiter } from "../src/services/RateLimiter.js"
+import { type Decision, limit, RateLimiter } from "throttlekit-effect"
 import { isMain, runExample, runTag } from "./support.js"
 
 const show = (label: string, d: Decision): string =>

@@ -5,18 +5,23 @@
  * `--service`, a ThrottleKit server answers (it must serve the same policy names, e.g.
  * `npm run serve -- --config examples/policies.yaml`).
  */
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
+import { NodeRuntime } from "@effect/platform-node"
 import { Console, Context, Data, Effect, Either, Layer } from "effect"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
-import type { BackendError, InvalidArgument, ServiceUnavailable } from "../src/Errors.js"
-import * as MemoryBackend from "../src/layers/MemoryBackend.js"
-import * as RedisBackend from "../src/layers/RedisBackend.js"
-import * as ServiceBackend from "../src/layers/ServiceBackend.js"
-import * as PolicyFile from "../src/PolicyFile.js"
-import type { ConfigError, PolicySet } from "../src/PolicySet.js"
-import * as ThrottleKitServer from "../src/server/ThrottleKitServer.js"
-import type { RateLimiter } from "../src/services/RateLimiter.js"
+import {
+  type BackendError,
+  type ConfigError,
+  type InvalidArgument,
+  MemoryBackend,
+  PolicyFile,
+  type PolicySet,
+  type RateLimiter,
+  type ServiceUnavailable
+} from "throttlekit-effect"
+import { RedisBackend } from "throttlekit-effect/redis"
+import { ThrottleKitServer } from "throttlekit-effect/server"
+import { ServiceBackend } from "throttlekit-effect/service"
 
 /** The policy file the examples use unless `--policies` says otherwise. */
 export const defaultPolicyFile = fileURLToPath(new URL("./policies.yaml", import.meta.url))
@@ -104,16 +109,14 @@ export const limiterLayer = (
 ): Layer.Layer<RateLimiter, ConfigError | ServiceUnavailable | BackendError | InvalidArgument> => {
   switch (backend.kind) {
     case "memory":
-      return Layer.unwrapEffect(
-        Effect.map(PolicyFile.load(backend.policies), (policies) => MemoryBackend.layer({ policies }))
-      ).pipe(Layer.provide(NodeContext.layer))
+      return MemoryBackend.layerFile(backend.policies)
     case "redis":
       return Layer.unwrapEffect(
         Effect.map(
           PolicyFile.load(backend.policies),
           (policies) => RedisBackend.layer({ policies, redis: backend.url, timeoutMs: REMOTE_TIMEOUT_MS })
         )
-      ).pipe(Layer.provide(NodeContext.layer))
+      )
     case "service":
       return ServiceBackend.layer({ target: backend.target, deadline: REMOTE_TIMEOUT_MS })
   }

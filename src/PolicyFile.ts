@@ -14,10 +14,9 @@
  *
  * @since 0.2.0
  */
-import type { PlatformError } from "@effect/platform/Error"
-import * as FileSystem from "@effect/platform/FileSystem"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
+import { readFile } from "node:fs/promises"
 import { decodePolicies } from "./policyFile/decode.js"
 import { parseText } from "./policyFile/parse.js"
 import { oneLine } from "./policyFile/problem.js"
@@ -64,30 +63,39 @@ export const decode = (value: unknown, source?: string): Effect.Effect<PolicySet
     Either.mapLeft(decodePolicies(value, undefined), (problem) => toConfigError(problem, source, undefined))
   )
 
-const readFailure = (error: PlatformError): string => {
-  switch (error._tag === "SystemError" ? error.reason : undefined) {
-    case "NotFound":
+/** Why a file could not be read, from Node's error code; never the file's content. */
+const readFailure = (error: unknown): string => {
+  const code = typeof error === "object" && error !== null && "code" in error ? error.code : undefined
+  switch (code) {
+    case "ENOENT":
       return "cannot read the file: not found"
-    case "PermissionDenied":
+    case "EACCES":
+    case "EPERM":
       return "cannot read the file: permission denied"
+    case "EISDIR":
+      return "cannot read the file: it is a directory"
     default:
-      return `cannot read the file: ${oneLine(error.message)}`
+      return `cannot read the file: ${oneLine(error instanceof Error ? error.message : String(error))}`
   }
 }
 
 /**
- * Reads the policy file at `path` through the platform `FileSystem` and decodes it like `parse`. A file
- * that cannot be read is a `ConfigError` whose `source` is `path`.
+ * Reads the policy file at `path` and decodes it like `parse`. A file that cannot be read is a
+ * `ConfigError` whose `source` is `path`.
+ *
+ * It reads with `node:fs` and needs no platform layer, so a Memory-only program provides nothing for it.
+ * A program that reads its files through `@effect/platform`'s `FileSystem` (to test on a mock one, say)
+ * does `fs.readFileString(path)` and hands the text to `parse(text, path)`.
  *
  * @since 0.1.0
  * @category decoding
  */
-export const load: (path: string) => Effect.Effect<PolicySet, ConfigError, FileSystem.FileSystem> = Effect.fn(
-  "PolicyFile.load"
-)(function*(path: string) {
-  const fs = yield* FileSystem.FileSystem
-  const text = yield* fs.readFileString(path).pipe(
-    Effect.mapError((error) => new ConfigError({ path: "config", reason: readFailure(error), source: path }))
-  )
-  return yield* parse(text, path)
-})
+export const load: (path: string) => Effect.Effect<PolicySet, ConfigError> = Effect.fn("PolicyFile.load")(
+  function*(path: string) {
+    const text = yield* Effect.tryPromise({
+      try: () => readFile(path, "utf8"),
+      catch: (error) => new ConfigError({ path: "config", reason: readFailure(error), source: path })
+    })
+    return yield* parse(text, path)
+  }
+)

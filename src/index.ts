@@ -1,15 +1,30 @@
 /**
- * throttlekit-effect: ThrottleKit for TypeScript and Effect. Govern rate, concurrency and cost with typed
- * decisions and typed errors, through backends swapped with one Layer.
+ * throttlekit-effect: ThrottleKit for TypeScript and Effect 3.x. Govern rate, concurrency and cost with
+ * typed decisions and typed errors, through backends swapped with one Layer.
+ *
+ * This root entry holds what every program uses — the `RateLimiter` service and its combinators, the
+ * `Decision`, the errors, the policies and the in-process Memory door — and loads no driver: the Redis
+ * door is `throttlekit-effect/redis`, gRPC to a server is `throttlekit-effect/service`, and the server,
+ * Fleet, Monitor and HTTP parts have entries of their own.
  *
  * @since 0.1.0
  */
 
 /** @since 0.1.0 */
-export * from "./Decision.js"
+export { Admission, BindingAxis, Decision, type DecisionData, Forecast } from "./Decision.js"
 
 /** @since 0.1.0 */
-export * from "./Errors.js"
+export {
+  BackendError,
+  InvalidArgument,
+  Operation,
+  OperationNotSupported,
+  PolicyNotFound,
+  RateLimited,
+  type RateLimiterError,
+  ServiceUnavailable,
+  Unauthenticated
+} from "./Errors.js"
 
 /** @since 0.1.0 */
 export {
@@ -25,13 +40,17 @@ export {
 } from "./services/RateLimiter.js"
 
 /**
- * The front over a store (`RateLimiter.make`, `RateLimiter.layer`) and the store shapes a door implements.
+ * The front over a store (`Front.make`, `Front.layer`): what a custom door builds its `RateLimiter` with.
  *
  * @since 0.2.0
  */
 export * as Front from "./services/RateLimiter.js"
 
-/** @since 0.2.0 */
+/**
+ * The store shapes a door implements (`LocalStore`, `RemoteStore`, the `Store` tag).
+ *
+ * @since 0.2.0
+ */
 export * as RateLimiterStore from "./services/RateLimiterStore.js"
 
 /**
@@ -50,52 +69,8 @@ export { ConfigError, PolicySet } from "./PolicySet.js"
  */
 export * as PolicyFile from "./PolicyFile.js"
 
-/** @since 0.1.0 */
+/** The policy schemas (`Policy.Policy`, `Policy.LimiterPolicy`, …) and `Policy.maxCost`. @since 0.1.0 */
 export * as Policy from "./Policy.js"
 
-/** @since 0.1.0 */
+/** The in-process door: `MemoryBackend.layer`, `layerFile`, `layerConfig`, and the synchronous `Local`. @since 0.1.0 */
 export * as MemoryBackend from "./layers/MemoryBackend.js"
-
-/** @since 0.1.0 */
-export * as RedisBackend from "./layers/RedisBackend.js"
-
-/** One Redis connection to share between the Redis store and the Redis coordinator. @since 0.2.0 */
-export * as RedisClient from "./redis/RedisClient.js"
-
-/** @since 0.1.0 */
-export * as ServiceBackend from "./layers/ServiceBackend.js"
-
-/** @since 0.1.0 */
-export * from "./services/Fleet.js"
-
-/** @since 0.1.0 */
-export * from "./services/Monitor.js"
-
-/** @since 0.1.0 */
-export * as FleetBackend from "./clients/FleetBackend.js"
-
-/** @since 0.1.0 */
-export * as MonitorBackend from "./clients/MonitorBackend.js"
-
-/** @since 0.1.0 */
-export * as TwoTier from "./server/TwoTier.js"
-
-/** @since 0.1.0 */
-export * as Coordinator from "./coordinator/Coordinator.js"
-
-/** @since 0.1.0 */
-export * as MemoryCoordinator from "./coordinator/MemoryCoordinator.js"
-
-/** @since 0.1.0 */
-export * as RedisCoordinator from "./coordinator/RedisCoordinator.js"
-
-/**
- * The ThrottleKit server as one layer: the policies, the store and the doors in, the running gRPC server
- * out (what `throttlekit-effect serve` runs).
- *
- * @since 0.2.0
- */
-export * as ThrottleKitServer from "./server/ThrottleKitServer.js"
-
-/** The HTTP middleware for @effect/platform apps. @since 0.1.0 */
-export * from "./http/index.js"

@@ -3,8 +3,8 @@
  * `examples/policies.yaml` and shows each axis deciding: a burst being denied, a token budget running
  * out, a concurrency ceiling holding, and a unified rate × concurrency admission.
  */
-import { NodeContext, NodeRuntime } from "@effect/platform-node"
-import { Console, Effect, Layer } from "effect"
+import { NodeRuntime } from "@effect/platform-node"
+import { Console, Effect } from "effect"
 import type { Admission, Decision } from "./Decision.js"
 import * as MemoryBackend from "./layers/MemoryBackend.js"
 import { RateLimiter } from "./services/RateLimiter.js"
@@ -85,7 +85,7 @@ const program = Effect.gen(function*() {
 })
 
 program.pipe(
-  Effect.provide(MemoryBackend.layerFile(policyFile).pipe(Layer.provide(NodeContext.layer))),
+  Effect.provide(MemoryBackend.layerFile(policyFile)),
   Effect.tapErrorTag("ConfigError", (error) => Console.error(error.message)),
   NodeRuntime.runMain
 )

@@ -1,4 +1,3 @@
-import { NodeFileSystem } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import { Cause, Effect, Exit, Option, Schema } from "effect"
 import * as fc from "fast-check"
@@ -413,7 +412,7 @@ describe("PolicyFile.parse: defaults, prefixes, order", () => {
 })
 
 describe("PolicyFile.load", () => {
-  it.effect("loads examples/policies.yaml with the real Node FileSystem", () =>
+  it.effect("loads examples/policies.yaml from disk, with no platform layer provided", () =>
     Effect.gen(function*() {
       const set = yield* PolicyFile.load(examplePath)
       expect(set.names).toEqual(["api", "search", "uploads", "feed", "audit", "llm", "workers", "jobs"])
@@ -442,7 +441,7 @@ describe("PolicyFile.load", () => {
       const jobs = Option.getOrThrow(set.get("jobs"))
       expect(jobs.kind === "admitter" && jobs.rate?.kind).toBe("gcra")
       expect(set.get("nope")).toEqual(Option.none())
-    }).pipe(Effect.provide(NodeFileSystem.layer)))
+    }))
 
   it.effect("a missing file is a ConfigError naming the path", () =>
     Effect.gen(function*() {
@@ -455,7 +454,17 @@ describe("PolicyFile.load", () => {
         source: missing
       })
       expect(error.message).toBe(`config: cannot read the file: not found (${missing})`)
-    }).pipe(Effect.provide(NodeFileSystem.layer)))
+    }))
+
+  it.effect("a directory is a ConfigError saying so, never a defect", () =>
+    Effect.gen(function*() {
+      const error = yield* Effect.flip(PolicyFile.load(here))
+      expect({ path: error.path, reason: error.reason, source: error.source }).toEqual({
+        path: "config",
+        reason: "cannot read the file: it is a directory",
+        source: here
+      })
+    }))
 
   it.effect("a bad file's errors carry the file and the line", () =>
     Effect.gen(function*() {

@@ -28,8 +28,8 @@ type Layer = (typeof LAYERS)[number]
  */
 const layerOf = (file: string): Layer | undefined => {
   const rel = file.slice("src/".length)
-  // The public barrel and `npm start`: they may import anything.
-  if (rel === "index.ts" || rel === "main.ts") return "entry points"
+  // The public entries (the root barrel and the subpath ones) and `npm start`: they may import anything.
+  if (rel === "index.ts" || rel === "main.ts" || rel.startsWith("entries/")) return "entry points"
   // `Decision`, `Errors`, `Policy`, `Validate`, the policy set (`PolicySet`), the file loader (`PolicyFile`)…
   if (!rel.includes("/")) return "domain"
   // The Monitor's data (Schemas that import nothing of ours): the `Monitor` service is written in its

@@ -6,7 +6,6 @@
  * on the admission and, when asked, interrupts its holder.
  *
  * @since 0.2.0
- * @internal
  */
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
@@ -22,7 +21,6 @@ import type { StoreLeases } from "../services/RateLimiterStore.js"
  * Options of the keeper.
  *
  * @since 0.2.0
- * @internal
  */
 export interface KeeperOptions {
   /** How often held leases are renewed (default: a third of the lease TTL, at least 10 ms). */
@@ -33,7 +31,6 @@ export interface KeeperOptions {
  * What a scoped admission asks of the keeper besides the acquire itself.
  *
  * @since 0.2.0
- * @internal
  */
 export interface KeepOptions {
   /** Renew the lease while held (default true); false leaves a short hold to the lease TTL. */
@@ -51,7 +48,6 @@ interface KeptLease {
  * Holds `acquire`'s admission for the life of the calling scope.
  *
  * @since 0.2.0
- * @internal
  */
 export type Keep = (
   acquire: Effect.Effect<Admission, RateLimiterError>,
@@ -63,7 +59,6 @@ export type Keep = (
  * only while leases are kept, and stops when that scope closes.
  *
  * @since 0.2.0
- * @internal
  */
 export const makeKeeper = (leases: StoreLeases, options: KeeperOptions = {}): Effect.Effect<Keep, never, Scope.Scope> =>
   Effect.gen(function*() {

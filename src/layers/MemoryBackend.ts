@@ -14,7 +14,6 @@
  *
  * @since 0.1.0
  */
-import type * as FileSystem from "@effect/platform/FileSystem"
 import * as Clock from "effect/Clock"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
@@ -313,5 +312,5 @@ export const layerStore = (options: MemoryBackendOptions): Layer.Layer<Store, Co
 export const layerFile = (
   path: string,
   options: Omit<MemoryBackendOptions, "policies"> = {}
-): Layer.Layer<RateLimiter | Local, ConfigError, FileSystem.FileSystem> =>
+): Layer.Layer<RateLimiter | Local, ConfigError> =>
   Layer.scopedContext(Effect.flatMap(PolicyFile.load(path), (policies) => makeDoors({ ...options, policies })))
