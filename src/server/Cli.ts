@@ -1,9 +1,12 @@
 /**
  * The command line of `throttlekit-effect`, parsed into typed options. Every mistake is a `UsageError`
- * with a one-line reason; nothing is read or bound while parsing.
+ * with a one-line reason that never repeats a flag's value; nothing is read or bound while parsing
+ * (`parse`). `load` then reads the secret files the command line names (`resolve`); a file that cannot
+ * be used is a `SecretFileError` naming the flag (or variable) and the path, never the content.
  *
  * @since 0.1.0
  */
+import type { PlatformError } from "@effect/platform/Error"
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Path from "@effect/platform/Path"
 import * as Effect from "effect/Effect"
@@ -27,13 +30,17 @@ options:
   -c, --config FILE          the policy file (required)
       --host HOST            the interface to bind (default 127.0.0.1)
   -p, --port N               the port; 0 picks a free one (default ${DEFAULT_PORT})
-      --store memory|redis   where limit state lives (default: redis when --redis is given, else memory)
-      --redis URL            the Redis server for --store redis (default redis://127.0.0.1:6379)
+      --store memory|redis   where limit state lives (default: redis when a Redis URL is given, else memory)
+      --redis URL            the Redis server for --store redis (default redis://127.0.0.1:6379;
+                             env THROTTLEKIT_REDIS_URL)
+      --redis-file FILE      read the Redis URL from FILE (env THROTTLEKIT_REDIS_URL_FILE)
       --fail open|closed     while the store is down, Check/CheckMany on limiter policies answer allowed
                              (open) or denied (closed) instead of UNAVAILABLE; other calls and other
                              errors are unchanged (default open)
       --monitor-secret S     secret for the Monitor door (env THROTTLEKIT_MONITOR_SECRET)
+      --monitor-secret-file FILE  read it from FILE (env THROTTLEKIT_MONITOR_SECRET_FILE)
       --fleet-secret S       secret for the Fleet door (env THROTTLEKIT_FLEET_SECRET)
+      --fleet-secret-file FILE    read it from FILE (env THROTTLEKIT_FLEET_SECRET_FILE)
       --tls-cert FILE        PEM certificate chain; with --tls-key enables TLS
       --tls-key FILE         PEM private key
       --tls-ca FILE          PEM CA: clients must present a certificate it signed (mTLS)
@@ -41,6 +48,12 @@ options:
       --shutdown-timeout-ms N  how long in-flight calls may drain on shutdown (default 5000)
   -V, --version              print the version
   -h, --help                 print this help
+
+The secrets and the Redis URL (which may hold a password) can come from a file or the environment rather
+than the command line, which any local user can read (ps). A file's content is used without one trailing
+newline; an empty secret or file is an error. A flag wins over the environment; giving both the value and
+the file form of one setting as flags, or both as variables, is an error. An empty variable counts as
+unset; a Redis URL in the environment selects --store redis unless --store memory is given.
 `
 
 /**
@@ -58,12 +71,51 @@ export class UsageError extends Schema.TaggedError<UsageError>()("UsageError", {
 }
 
 /**
- * The store holding limit state.
+ * A file named for a secret or the Redis URL (`--monitor-secret-file`, `THROTTLEKIT_REDIS_URL_FILE`, ...)
+ * could not be read, or does not hold a usable value. The message names the flag or variable and the
+ * path, never the content.
+ *
+ * @since 0.3.0
+ * @category errors
+ */
+export class SecretFileError extends Schema.TaggedError<SecretFileError>()("SecretFileError", {
+  /** The flag or environment variable that named the file, e.g. `--monitor-secret-file`. */
+  source: Schema.String,
+  path: Schema.String,
+  /** What is wrong, without the content. */
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `${this.source} ${this.path}: ${this.reason}`
+  }
+}
+
+/**
+ * The store holding limit state. The Redis URL is `Redacted`: it may hold a password.
  *
  * @since 0.1.0
  * @category models
  */
-export type Store = { readonly kind: "memory" } | { readonly kind: "redis"; readonly url: string }
+export type Store = { readonly kind: "memory" } | { readonly kind: "redis"; readonly url: Redacted.Redacted<string> }
+
+/**
+ * A secret (or the Redis URL) as the command line or the environment gives it: the value, or a file to
+ * read it from (`resolve` reads it). `source` is the flag or variable it came from.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export type SecretRef =
+  | { readonly _tag: "Value"; readonly source: string; readonly value: Redacted.Redacted<string> }
+  | { readonly _tag: "File"; readonly source: string; readonly path: string }
+
+/**
+ * The store as parsed: the Redis URL may still be a file to read.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export type ParsedStore = { readonly kind: "memory" } | { readonly kind: "redis"; readonly url: SecretRef }
 
 /**
  * The paths of the TLS material.
@@ -98,7 +150,28 @@ export interface ServeArgs {
 }
 
 /**
- * What the command line asks for.
+ * The options of `serve` as parsed, before `resolve` reads the files they name: `ServeArgs` with the
+ * secrets and the Redis URL as `SecretRef`s.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface ParsedServeArgs {
+  readonly config: string
+  readonly host: string
+  readonly port: number
+  readonly store: ParsedStore
+  /** How limiter checks answer while the store is down (`--fail`). */
+  readonly failMode: FailMode
+  readonly monitorSecret: Option.Option<SecretRef>
+  readonly fleetSecret: Option.Option<SecretRef>
+  readonly tls: Option.Option<TlsPaths>
+  readonly leaseTtlMs: number
+  readonly shutdownTimeoutMs: number
+}
+
+/**
+ * What the command line asks for, with every secret read (see `load`).
  *
  * @since 0.1.0
  * @category models
@@ -107,6 +180,17 @@ export type Command =
   | { readonly _tag: "Help" }
   | { readonly _tag: "Version" }
   | { readonly _tag: "Serve"; readonly args: ServeArgs }
+
+/**
+ * What the command line asks for, as parsed (see `parse`): the secret files are not read yet.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export type ParsedCommand =
+  | { readonly _tag: "Help" }
+  | { readonly _tag: "Version" }
+  | { readonly _tag: "Serve"; readonly args: ParsedServeArgs }
 
 /**
  * The package version could not be read (no readable `package.json` of this package above the module).
@@ -172,9 +256,12 @@ const valueFlags: Record<string, string> = {
   "--port": "port",
   "--store": "store",
   "--redis": "redis",
+  "--redis-file": "redis-file",
   "--fail": "fail",
   "--monitor-secret": "monitor-secret",
+  "--monitor-secret-file": "monitor-secret-file",
   "--fleet-secret": "fleet-secret",
+  "--fleet-secret-file": "fleet-secret-file",
   "--tls-cert": "tls-cert",
   "--tls-key": "tls-key",
   "--tls-ca": "tls-ca",
@@ -195,10 +282,120 @@ const wholeNumber = (
 ): Effect.Effect<number, UsageError> =>
   /^\d+$/.test(text) && Number(text) >= min && Number(text) <= max
     ? Effect.succeed(Number(text))
-    : fail(`--${flag} must be a whole number from ${min} to ${max}, got ${JSON.stringify(text)}`)
+    : fail(`--${flag} must be a whole number from ${min} to ${max}`)
 
 /**
- * Parses the arguments after the program name. `env` supplies the secrets' environment fallbacks.
+ * One setting from one level (the flags, or the environment): its value form, its file form, or neither;
+ * both is a mistake.
+ */
+const valueOrFile = (
+  value: string | undefined,
+  file: string | undefined,
+  valueSource: string,
+  fileSource: string,
+  both: string
+): Effect.Effect<Option.Option<SecretRef>, UsageError> => {
+  if (value !== undefined && file !== undefined) return fail(`${valueSource} and ${fileSource} ${both}; use one`)
+  if (value !== undefined) {
+    return Effect.succeed(Option.some({ _tag: "Value", source: valueSource, value: Redacted.make(value) }))
+  }
+  if (file !== undefined) return Effect.succeed(Option.some({ _tag: "File", source: fileSource, path: file }))
+  return Effect.succeedNone
+}
+
+/** An empty variable counts as unset. */
+const setVariable = (text: string | undefined): string | undefined => text === "" ? undefined : text
+
+/**
+ * A setting with a value and a file form (`--monitor-secret S`, `--monitor-secret-file F`, and the
+ * variables `THROTTLEKIT_MONITOR_SECRET`, `THROTTLEKIT_MONITOR_SECRET_FILE`): from the flags if either
+ * form is given there, else from the environment. An empty flag value is a mistake.
+ */
+const setting = (
+  values: ReadonlyMap<string, string>,
+  env: Readonly<Record<string, string | undefined>>,
+  flag: string,
+  variable: string
+): Effect.Effect<Option.Option<SecretRef>, UsageError> =>
+  Effect.gen(function*() {
+    const fileFlag = `${flag}-file`
+    for (const name of [flag, fileFlag]) {
+      if (values.get(name) === "") return yield* fail(`--${name} must not be empty`)
+    }
+    const fromFlags = yield* valueOrFile(
+      values.get(flag),
+      values.get(fileFlag),
+      `--${flag}`,
+      `--${fileFlag}`,
+      "were both given"
+    )
+    if (Option.isSome(fromFlags)) return fromFlags
+    const fileVariable = `${variable}_FILE`
+    return yield* valueOrFile(
+      setVariable(env[variable]),
+      setVariable(env[fileVariable]),
+      variable,
+      fileVariable,
+      "are both set"
+    )
+  })
+
+const REDIS_URL = "a redis:// or rediss:// URL"
+const NOT_SHOWN = "not shown: it may hold a password"
+
+/** What is wrong with a Redis URL, without repeating it (it may hold a password); none when it is usable. */
+const redisUrlProblem = (url: string): Option.Option<string> =>
+  /^rediss?:\/\//.test(url)
+    ? Option.none()
+    : Option.some(/^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(url) ? "has another scheme" : "does not start with a scheme://")
+
+/** One trailing newline (`\n` or `\r\n`) removed, as secret files usually end with one. */
+const withoutTrailingNewline = (text: string): string =>
+  text.endsWith("\r\n") ? text.slice(0, -2) : text.endsWith("\n") ? text.slice(0, -1) : text
+
+/** Why a file could not be read: the system's reason and description (a path, never bytes of the file). */
+const readFailure = (error: PlatformError): string => {
+  const detail = error.description ?? `${error.module}.${error.method}`
+  return error._tag === "SystemError" ? `${error.reason}: ${detail}` : detail
+}
+
+/** The Redis URL file's check: its content must be a redis:// or rediss:// URL. */
+const redisUrlInFile = (url: string): Option.Option<string> =>
+  Option.map(
+    redisUrlProblem(url),
+    (problem) => `the file must hold ${REDIS_URL}, but its content ${problem} (${NOT_SHOWN})`
+  )
+
+/**
+ * The value a `SecretRef` stands for: the given value, or the file's content without one trailing
+ * newline. An unreadable file, an empty value, or one `check` refuses, is a `SecretFileError`.
+ */
+const readRef = (
+  ref: SecretRef,
+  check: (value: string) => Option.Option<string> = () => Option.none()
+): Effect.Effect<Redacted.Redacted<string>, SecretFileError, FileSystem.FileSystem> => {
+  if (ref._tag === "Value") return Effect.succeed(ref.value)
+  const problem = (reason: string) => new SecretFileError({ source: ref.source, path: ref.path, reason })
+  return Effect.gen(function*() {
+    const fs = yield* FileSystem.FileSystem
+    const text = yield* fs.readFileString(ref.path).pipe(
+      Effect.mapError((error) => problem(`cannot read the file (${readFailure(error)})`))
+    )
+    const value = withoutTrailingNewline(text)
+    if (value === "") return yield* problem(text === "" ? "the file is empty" : "the file holds only a newline")
+    const wrong = check(value)
+    if (Option.isSome(wrong)) return yield* problem(wrong.value)
+    return Redacted.make(value)
+  })
+}
+
+const readOptionalRef = (ref: Option.Option<SecretRef>) => Effect.transposeMapOption(ref, (r) => readRef(r))
+
+/**
+ * Parses the arguments after the program name, reading nothing: a secret or Redis URL given as a file
+ * stays a `SecretRef` for `resolve`. `env` supplies the environment fallbacks of the secrets and the
+ * Redis URL (`THROTTLEKIT_MONITOR_SECRET[_FILE]`, `THROTTLEKIT_FLEET_SECRET[_FILE]`,
+ * `THROTTLEKIT_REDIS_URL[_FILE]`); a flag wins over them.
  *
  * @since 0.1.0
  * @category parsing
@@ -206,7 +403,7 @@ const wholeNumber = (
 export const parse = (
   argv: ReadonlyArray<string>,
   env: Readonly<Record<string, string | undefined>> = {}
-): Effect.Effect<Command, UsageError> =>
+): Effect.Effect<ParsedCommand, UsageError> =>
   Effect.gen(function*() {
     if (argv.length === 0) return yield* fail("missing command: expected \"serve\" (see --help)")
     const [command, ...rest] = argv
@@ -251,25 +448,33 @@ export const parse = (
     if (host === "") return yield* fail("--host must not be empty")
     const port = yield* wholeNumber("port", values.get("port") ?? String(DEFAULT_PORT), 0, 65535)
 
-    const storeName = values.get("store") ?? (values.has("redis") ? "redis" : "memory")
-    const redisUrl = values.get("redis")
-    let store: Store
+    const redis = yield* setting(values, env, "redis", "THROTTLEKIT_REDIS_URL")
+    const storeName = values.get("store") ?? (Option.isSome(redis) ? "redis" : "memory")
+    let store: ParsedStore
     if (storeName === "memory") {
-      if (redisUrl !== undefined) return yield* fail("--redis needs --store redis (it was given with --store memory)")
+      // A Redis URL flag contradicts --store memory; one in the environment yields to it (flags win).
+      if (Option.isSome(redis) && redis.value.source.startsWith("--")) {
+        return yield* fail(`${redis.value.source} needs --store redis (it was given with --store memory)`)
+      }
       store = { kind: "memory" }
     } else if (storeName === "redis") {
-      const url = redisUrl ?? DEFAULT_REDIS_URL
-      if (!/^rediss?:\/\//.test(url)) {
-        return yield* fail(`--redis must be a redis:// or rediss:// URL, got ${JSON.stringify(url)}`)
+      const url = Option.getOrElse(
+        redis,
+        (): SecretRef => ({ _tag: "Value", source: "--redis", value: Redacted.make(DEFAULT_REDIS_URL) })
+      )
+      // A URL from a file is checked once read (`resolve`).
+      const problem = url._tag === "Value" ? redisUrlProblem(Redacted.value(url.value)) : Option.none()
+      if (Option.isSome(problem)) {
+        return yield* fail(`${url.source} must be ${REDIS_URL}, but the value ${problem.value} (${NOT_SHOWN})`)
       }
       store = { kind: "redis", url }
     } else {
-      return yield* fail(`--store must be memory or redis, got ${JSON.stringify(storeName)}`)
+      return yield* fail("--store must be memory or redis")
     }
 
     const failText = values.get("fail") ?? DEFAULT_FAIL_MODE
     const failMode = failModes.find((mode) => mode === failText)
-    if (failMode === undefined) return yield* fail(`--fail must be open or closed, got ${JSON.stringify(failText)}`)
+    if (failMode === undefined) return yield* fail("--fail must be open or closed")
 
     const cert = values.get("tls-cert")
     const key = values.get("tls-key")
@@ -282,10 +487,8 @@ export const parse = (
       tls = Option.some({ cert, key, ca: Option.fromNullable(ca) })
     }
 
-    const secret = (flag: string, variable: string) => {
-      const value = values.get(flag) ?? env[variable]
-      return value === undefined || value === "" ? Option.none() : Option.some(Redacted.make(value))
-    }
+    const monitorSecret = yield* setting(values, env, "monitor-secret", "THROTTLEKIT_MONITOR_SECRET")
+    const fleetSecret = yield* setting(values, env, "fleet-secret", "THROTTLEKIT_FLEET_SECRET")
 
     const leaseTtlMs = yield* wholeNumber("lease-ttl-ms", values.get("lease-ttl-ms") ?? "2000", 1, 86_400_000)
     const shutdownTimeoutMs = yield* wholeNumber(
@@ -303,11 +506,50 @@ export const parse = (
         port,
         store,
         failMode,
-        monitorSecret: secret("monitor-secret", "THROTTLEKIT_MONITOR_SECRET"),
-        fleetSecret: secret("fleet-secret", "THROTTLEKIT_FLEET_SECRET"),
+        monitorSecret,
+        fleetSecret,
         tls,
         leaseTtlMs,
         shutdownTimeoutMs
       }
     } as const
   })
+
+/**
+ * Reads the files a parsed command names: each secret file and the Redis URL file, without one trailing
+ * newline. A file that cannot be read, is empty, or (for the Redis URL) does not hold a redis:// or
+ * rediss:// URL is a `SecretFileError` naming the flag or variable and the path, never the content.
+ *
+ * @since 0.3.0
+ * @category parsing
+ */
+export const resolve = (
+  command: ParsedCommand
+): Effect.Effect<Command, SecretFileError, FileSystem.FileSystem> => {
+  if (command._tag !== "Serve") return Effect.succeed(command)
+  const { fleetSecret, monitorSecret, store, ...rest } = command.args
+  return Effect.gen(function*() {
+    const args: ServeArgs = {
+      ...rest,
+      store: store.kind === "memory" ? store : {
+        kind: "redis",
+        url: yield* readRef(store.url, redisUrlInFile)
+      },
+      monitorSecret: yield* readOptionalRef(monitorSecret),
+      fleetSecret: yield* readOptionalRef(fleetSecret)
+    }
+    return { _tag: "Serve", args } as const
+  })
+}
+
+/**
+ * `parse`, then `resolve`: the command line with every secret file read.
+ *
+ * @since 0.3.0
+ * @category parsing
+ */
+export const load = (
+  argv: ReadonlyArray<string>,
+  env: Readonly<Record<string, string | undefined>> = {}
+): Effect.Effect<Command, UsageError | SecretFileError, FileSystem.FileSystem> =>
+  Effect.flatMap(parse(argv, env), resolve)

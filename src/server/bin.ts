@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 /**
  * The `throttlekit-effect` executable: `throttlekit-effect serve --config FILE [...]` (see `--help`):
- * the command line parsed, then `Layer.launch` of the server (`Serve.layer`). A bad flag, config, TLS
- * file or bind exits 1 with a one-line reason on stderr; `--version` prints the package version;
- * SIGINT/SIGTERM shut the server down gracefully and exit 0.
+ * the command line parsed and its secret files read (`Cli.load`), then `Layer.launch` of the server
+ * (`Serve.layer`). A bad flag, secret file, config, TLS file or bind exits 1 with a one-line reason on
+ * stderr; `--version` prints the package version; SIGINT/SIGTERM shut the server down gracefully and
+ * exit 0.
  */
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import type * as FileSystem from "@effect/platform/FileSystem"
@@ -45,7 +46,7 @@ const run = (
   }
 }
 
-const program = Cli.parse(process.argv.slice(2), process.env).pipe(
+const program = Cli.load(process.argv.slice(2), process.env).pipe(
   Effect.flatMap(run),
   Effect.tapErrorCause((cause) =>
     Cause.isInterruptedOnly(cause) ? Effect.void : Console.error(`throttlekit-effect: ${reason(cause)}`)

@@ -6,6 +6,7 @@
  * RateLimiter RPCs are not gated. And the secrets never show: not on the startup line, the warnings or
  * the shutdown lines, not in the refusals a client gets, not when the parsed options are printed.
  */
+import { NodeFileSystem } from "@effect/platform-node"
 import { describe, expect, it } from "@effect/vitest"
 import * as grpc from "@grpc/grpc-js"
 import { Context, Effect, Layer, Option, Redacted, Stream } from "effect"
@@ -179,7 +180,7 @@ describe("Monitor and Fleet auth, end to end", () => {
 
   it.effect("the parsed secrets are Redacted: printing the options shows neither", () =>
     Effect.gen(function*() {
-      const command = yield* Cli.parse([
+      const command = yield* Cli.load([
         "serve",
         "--config",
         "x.yaml",
@@ -187,7 +188,7 @@ describe("Monitor and Fleet auth, end to end", () => {
         MONITOR_SECRET,
         "--fleet-secret",
         FLEET_SECRET
-      ])
+      ]).pipe(Effect.provide(NodeFileSystem.layer))
       expect(command._tag).toBe("Serve")
       if (command._tag !== "Serve") return
       const args = command.args

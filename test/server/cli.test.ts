@@ -3,12 +3,14 @@
  * exercised through `ServiceBackend`.
  */
 import { describe, expect, it, layer } from "@effect/vitest"
-import { Deferred, Duration, Effect, Schedule } from "effect"
+import { Deferred, Duration, Effect, Redacted, Schedule } from "effect"
 import { type ChildProcess, spawn, spawnSync } from "node:child_process"
 import { randomUUID } from "node:crypto"
 import { readFileSync } from "node:fs"
 import * as path from "node:path"
+import * as MonitorBackend from "../../src/clients/MonitorBackend.js"
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
+import { Monitor } from "../../src/services/Monitor.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
 import { redisServer } from "../support/redisServer.js"
 import { CliFailure, CliServer, cliServerLayer, repoRoot, runToEnd, startServer, tempFile } from "./cliProcess.js"
@@ -281,7 +283,11 @@ describe("throttlekit-effect serve (the CLI in its own process)", () => {
         // Every flag rule is unit-tested in Cli.test.ts; here, one of each kind end to end.
         [["--config", policyFile, "--port", "70000"], "--port must be a whole number from 0 to 65535"],
         [["--config", badConfig, "--port", "0"], "limiters.api.limit"],
-        [["--config", policyFile, "--port", "0", "--redis", "redis://127.0.0.1:1"], "the Redis store failed to start"]
+        [["--config", policyFile, "--port", "0", "--redis", "redis://127.0.0.1:1"], "the Redis store failed to start"],
+        [
+          ["--config", policyFile, "--port", "0", "--fleet-secret-file", `${policyFile}.absent`],
+          `--fleet-secret-file ${policyFile}.absent: cannot read the file (NotFound`
+        ]
       ]
       const ended = yield* Effect.forEach(
         cases,
@@ -315,6 +321,17 @@ describe("throttlekit-effect serve (the CLI in its own process)", () => {
       const help = yield* runCli(["--help"])
       expect(help.code).toBe(0)
       expect(help.stdout).toContain("\n  -V, --version              print the version\n")
+      for (
+        const listed of [
+          "--monitor-secret-file FILE",
+          "--fleet-secret-file FILE",
+          "--redis-file FILE",
+          "THROTTLEKIT_MONITOR_SECRET_FILE",
+          "THROTTLEKIT_FLEET_SECRET_FILE",
+          "THROTTLEKIT_REDIS_URL)",
+          "THROTTLEKIT_REDIS_URL_FILE"
+        ]
+      ) expect(help.stdout).toContain(listed)
     }), { timeout: 120_000 })
 
   it.live("a mistyped flag never echoes its value (nor a secret one flag too far)", () =>
@@ -328,7 +345,11 @@ describe("throttlekit-effect serve (the CLI in its own process)", () => {
           ["serve", "--config", policyFile, "--fleet-secret", "--monitor-secret", secret],
           "unexpected value at argument 6 (every value follows its flag, e.g. --port 8080)"
         ],
-        [[`--fleet-secret=${secret}`, "serve"], "unknown command: \"--fleet-secret\" (expected \"serve\")"]
+        [[`--fleet-secret=${secret}`, "serve"], "unknown command: \"--fleet-secret\" (expected \"serve\")"],
+        [
+          ["serve", "--config", policyFile, "--redis", `http://:${secret}@cache:6379`],
+          "--redis must be a redis:// or rediss:// URL, but the value has another scheme (not shown: it may hold a password)"
+        ]
       ]
       const ended = yield* Effect.forEach(cases, ([args]) => runCli(args), { concurrency: 3 })
       ended.forEach((result, i) => {
@@ -339,6 +360,34 @@ describe("throttlekit-effect serve (the CLI in its own process)", () => {
         expect(result.stderr).not.toContain(secret)
       })
     }), { timeout: 120_000 })
+
+  it.live(
+    "serve --monitor-secret-file: the Monitor door demands the file's secret, without its newline, never printed",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const secret = `m0n-${randomUUID()}`
+        const secretFile = tempFile("monitor-secret", `${secret}\n`)
+        const server = yield* startServer(["--config", policyFile, "--port", "0", "--monitor-secret-file", secretFile])
+        /** What Monitor.Snapshot answers over loopback to a caller presenting `presented`: "ok" or the error. */
+        const snapshot = (presented?: string) =>
+          Effect.flatMap(Monitor, (monitor) => monitor.snapshot).pipe(
+            Effect.provide(MonitorBackend.layer({
+              target: server.address,
+              ...(presented === undefined ? {} : { secret: Redacted.make(presented) })
+            })),
+            Effect.match({ onFailure: (error) => error._tag, onSuccess: () => "ok" })
+          )
+        // Loopback callers are served without a secret only when the server has none: refused here.
+        expect(yield* snapshot()).toBe("Unauthenticated")
+        expect(yield* snapshot(`${secret}x`)).toBe("Unauthenticated")
+        expect(yield* snapshot(secret)).toBe("ok")
+        const ended = yield* server.stop
+        expect(ended.code).toBe(0)
+        expect(ended.stdout).toContain("throttlekit-effect stopped")
+        expect(ended.stdout + ended.stderr).not.toContain(secret)
+      })),
+    { timeout: 120_000 }
+  )
 
   it.live(
     "`npm run serve` stopped with SIGTERM stops the server too (nothing orphaned)",
