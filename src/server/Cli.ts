@@ -366,6 +366,9 @@ const redisUrlInFile = (url: string): Option.Option<string> =>
     (problem) => `the file must hold ${REDIS_URL}, but its content ${problem} (${NOT_SHOWN})`
   )
 
+/** The largest secret (or Redis URL) file read: 64 KiB. */
+const MAX_SECRET_FILE_BYTES = 65_536
+
 /**
  * The value a `SecretRef` stands for: the given value, or the file's content without one trailing
  * newline. An unreadable file, an empty value, or one `check` refuses, is a `SecretFileError`.
@@ -378,9 +381,13 @@ const readRef = (
   const problem = (reason: string) => new SecretFileError({ source: ref.source, path: ref.path, reason })
   return Effect.gen(function*() {
     const fs = yield* FileSystem.FileSystem
-    const text = yield* fs.readFileString(ref.path).pipe(
-      Effect.mapError((error) => problem(`cannot read the file (${readFailure(error)})`))
-    )
+    const unreadable = (error: PlatformError) => problem(`cannot read the file (${readFailure(error)})`)
+    // A secret is a small regular file: a device (`/dev/zero`), a pipe or a huge file is refused before
+    // reading, so the read is bounded.
+    const info = yield* fs.stat(ref.path).pipe(Effect.mapError(unreadable))
+    if (info.type !== "File") return yield* problem("it is not a regular file")
+    if (info.size > MAX_SECRET_FILE_BYTES) return yield* problem(`the file is over ${MAX_SECRET_FILE_BYTES} bytes`)
+    const text = yield* fs.readFileString(ref.path).pipe(Effect.mapError(unreadable))
     const value = withoutTrailingNewline(text)
     if (value === "") return yield* problem(text === "" ? "the file is empty" : "the file holds only a newline")
     const wrong = check(value)

@@ -256,9 +256,21 @@ describe("Cli.load: the secrets and the Redis URL from flags, files and the envi
       // A directory is not a file; the secrets beside it are not shown either.
       const directory = path.dirname(tempFile("secret", "beside-the-dir"))
       const notFile = yield* loadError(["--monitor-secret-file", directory, "--fleet-secret", "fl33t-value"])
-      expect(notFile.message).toMatch(/^--monitor-secret-file \S+: cannot read the file \(/)
+      expect(notFile.message).toBe(`--monitor-secret-file ${directory}: it is not a regular file`)
       expect(notFile.message).not.toContain("beside-the-dir")
       expect(notFile.message).not.toContain("fl33t-value")
+    }))
+
+  it.effect("a device or an oversized file is refused before it is read (the read is bounded)", () =>
+    Effect.gen(function*() {
+      const device = yield* loadError(["--monitor-secret-file", "/dev/zero"])
+      expect(device.message).toBe("--monitor-secret-file /dev/zero: it is not a regular file")
+      const huge = tempFile("huge", "x".repeat(65_537))
+      const oversized = yield* loadError(["--fleet-secret-file", huge])
+      expect(oversized.message).toBe(`--fleet-secret-file ${huge}: the file is over 65536 bytes`)
+      const largest = tempFile("largest", "y".repeat(65_536))
+      const loaded = yield* loadServe(["--fleet-secret-file", largest])
+      expect(Option.map(loaded.fleetSecret, (secret) => Redacted.value(secret).length)).toEqual(Option.some(65_536))
     }))
 
   it.effect("the value and the file form of one setting, both as flags or both as variables, is a mistake", () =>
