@@ -40,7 +40,10 @@ import type { Grant, WindowedStrategy } from "./reserve.js"
  * @category models
  */
 export interface RedisCoordinatorOptions {
-  /** A URL, ioredis options, or `{ client }` (an existing client, left open when the layer closes). */
+  /**
+   * A URL (plain, or `Redacted` when it holds a password), ioredis options, or `{ client }` (an existing
+   * client, left open when the layer closes).
+   */
   readonly redis: RedisConnection
   /** Whose clock decides: Redis's (default) or Effect's `Clock`. */
   readonly clock?: ScriptClock

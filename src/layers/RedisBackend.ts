@@ -77,7 +77,10 @@ export interface RedisBackendOptions extends FrontOptions {
    * written in code, which are validated like a file's (a bad one fails with `ConfigError`).
    */
   readonly policies: PolicySet | Iterable<Policy>
-  /** A URL, ioredis options, or `{ client }` (an existing client, left open when the scope closes). */
+  /**
+   * A URL (plain, or `Redacted` when it holds a password), ioredis options, or `{ client }` (an existing
+   * client, left open when the scope closes).
+   */
   readonly redis: RedisConnection
   /** Whose clock decides: Redis's (default) or Effect's `Clock`. */
   readonly clock?: ScriptClock
