@@ -13,13 +13,17 @@
  * `RedisCoordinator.layerShared`), so a server that runs both opens one connection; their option-based
  * constructors (`{ redis: url }`) open their own.
  *
- * A URL may carry a password: give it as `Redacted`. No error, log or span we produce names the URL: a
- * URL ioredis cannot parse fails with a `BackendError` that does not repeat it (nor carries the parser's
- * error, which does).
+ * A URL may carry a password: give it as `Redacted` (e.g. `Config.redacted("REDIS_URL")` through
+ * `layerConfig`). No error, log or span we produce names the URL: a URL ioredis cannot parse fails with a
+ * `BackendError` that does not repeat it (nor carries the parser's error, which does).
+ *
+ * `layer` and `layerConfig` take the connection; there is no `layerFile` (a connection holds no policies).
  *
  * @since 0.1.0
  */
 import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -226,3 +230,23 @@ export const layer = (
   connection: RedisConnection,
   options: RedisClientOptions = {}
 ): Layer.Layer<RedisClient, ServiceUnavailable | BackendError> => Layer.scoped(RedisClient, make(connection, options))
+
+/**
+ * The shared connection as a layer, read from `Config`, e.g.
+ * `RedisClient.layerConfig(Config.redacted("REDIS_URL"))`. A missing or invalid value fails the layer
+ * with Effect's `ConfigError`; then it is built as `layer` builds it.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfig = (
+  connection: Config.Config.Wrap<RedisConnection>,
+  options: Config.Config.Wrap<RedisClientOptions> = {}
+): Layer.Layer<RedisClient, ConfigError.ConfigError | ServiceUnavailable | BackendError> =>
+  Layer.scoped(
+    RedisClient,
+    Effect.flatMap(
+      Config.all([Config.unwrap(connection), Config.unwrap(options)]),
+      ([connection, options]) => make(connection, options)
+    )
+  )

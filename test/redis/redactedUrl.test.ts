@@ -1,15 +1,19 @@
 /**
- * A Redis URL may hold a password: it is accepted `Redacted`, and no
+ * A Redis URL may hold a password: it is accepted `Redacted` (directly and through `layerConfig`), and no
  * failure we raise prints it — not a refused login on the real server, not a port where nothing listens,
  * not a URL ioredis cannot parse (typed, not a defect) — in its message, its JSON, its `Cause`, or a log.
+ * And the connection's own `layerConfig`s (RedisClient, RedisCoordinator).
  */
 import { describe, expect, layer, vi } from "@effect/vitest"
-import { Cause, Effect, Layer, Logger, Redacted } from "effect"
+import { Cause, Config, ConfigError, Effect, Layer, Logger, Redacted } from "effect"
+import { Coordinator } from "../../src/coordinator/Coordinator.js"
 import * as RedisCoordinator from "../../src/coordinator/RedisCoordinator.js"
+import type { WindowedStrategy } from "../../src/coordinator/reserve.js"
 import * as RedisBackend from "../../src/layers/RedisBackend.js"
 import type { Policy } from "../../src/Policy.js"
 import * as RedisClient from "../../src/redis/RedisClient.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
+import { withConfig } from "../support/config.js"
 import { urlWithPassword } from "../support/redisServer.js"
 import { TestRedis, testRedisLayer } from "./harness.js"
 
@@ -101,6 +105,44 @@ describe("a Redis URL with a password", () => {
         ))
         expect([debit.allowed, debit.remaining]).toEqual([true, 6])
         for (const line of lines) expect(line).not.toContain(PASSWORD)
+
+        // Through Config: `Config.redacted` reads it, and the same store answers.
+        const backend = RedisBackend.layerConfig({
+          policies: Config.succeed(options.policies),
+          redis: Config.redacted("URL")
+        })
+        const viaConfig = yield* recording(Effect.provide(
+          Effect.flatMap(RateLimiter, (limiter) => limiter.debit("tokens", "k", 4)),
+          withConfig(backend, [["URL", Redacted.value(url)]])
+        ))
+        expect([viaConfig.value.allowed, viaConfig.value.remaining]).toEqual([true, 2])
+        for (const line of viaConfig.lines) expect(line).not.toContain(PASSWORD)
+      }))
+
+    it.effect("RedisClient and RedisCoordinator read their connection from Config; a missing one is a ConfigError", () =>
+      Effect.gen(function*() {
+        const env = yield* TestRedis
+        const fixed: WindowedStrategy = { kind: "fixedWindow", limit: 5, windowMs: 60_000 }
+        const url = Config.redacted("THROTTLEKIT_REDIS_URL")
+        const reserveWith = (entries: ReadonlyArray<readonly [string, string]>) =>
+          Effect.provide(
+            Effect.flatMap(Coordinator, (coordinator) => coordinator.reserve(fixed, `${env.ns}:config`, 2)),
+            withConfig(RedisCoordinator.layerConfig({ redis: url, timeoutMs: Config.integer("TIMEOUT_MS") }), entries)
+          )
+        const grant = yield* reserveWith([["THROTTLEKIT_REDIS_URL", env.url], ["TIMEOUT_MS", "500"]])
+        expect([grant.granted, grant.limit]).toEqual([2, 5])
+        const missing = yield* Effect.flip(reserveWith([["THROTTLEKIT_REDIS_URL", env.url]]))
+        expect(ConfigError.isConfigError(missing)).toBe(true)
+        expect(missing.message).toContain("TIMEOUT_MS")
+        // The failed layer reserved nothing.
+        expect((yield* reserveWith([["THROTTLEKIT_REDIS_URL", env.url], ["TIMEOUT_MS", "500"]])).granted).toBe(2)
+
+        const shared = RedisClient.layerConfig(url, { timeoutMs: Config.succeed(500) })
+        const ping = Effect.flatMap(RedisClient.RedisClient, (redis) => Effect.tryPromise(() => redis.client.ping()))
+        expect(yield* Effect.provide(ping, withConfig(shared, [["THROTTLEKIT_REDIS_URL", env.url]])))
+          .toBe("PONG")
+        const none = yield* Effect.flip(Effect.scoped(Layer.build(withConfig(shared, []))))
+        expect(ConfigError.isConfigError(none)).toBe(true)
       }))
   })
 })
