@@ -7,9 +7,14 @@
  *
  * A reservation consumes budget, so it is never retried: a lost answer may still have granted.
  *
+ * Layers: `layer(options)` and `layerConfig(config)` (the same options, each a `Config`; the secret as
+ * `Config.redacted`). There is no `layerFile`: a client holds no policies, the server does.
+ *
  * @since 0.1.0
  */
 import type * as grpc from "@grpc/grpc-js"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Redacted from "effect/Redacted"
@@ -160,3 +165,17 @@ export const make = (options: FleetBackendOptions): Effect.Effect<FleetService, 
  */
 export const layer = (options: FleetBackendOptions): Layer.Layer<Fleet, InvalidArgument> =>
   Layer.scoped(Fleet, make(options))
+
+/**
+ * The Fleet client configured from `Config`: the options of `layer`, each a `Config` (`Config.succeed`
+ * for a fixed value), e.g. `layerConfig({ target: Config.string("THROTTLEKIT_TARGET"), secret:
+ * Config.redacted("THROTTLEKIT_FLEET_SECRET") })`. A missing or invalid value fails the layer with
+ * Effect's `ConfigError`; then it is built as `layer` builds it.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfig = (
+  config: Config.Config.Wrap<FleetBackendOptions>
+): Layer.Layer<Fleet, ConfigError.ConfigError | InvalidArgument> =>
+  Layer.scoped(Fleet, Effect.flatMap(Config.unwrap(config), make))

@@ -11,9 +11,14 @@
  * event with `BackendError` — never a defect. Another server's `raw_json` (its own internal shape) is
  * kept as text.
  *
+ * Layers: `layer(options)` and `layerConfig(config)` (the same options, each a `Config`; the secret as
+ * `Config.redacted`). There is no `layerFile`: a client holds no policies, the server does.
+ *
  * @since 0.1.0
  */
 import type * as grpc from "@grpc/grpc-js"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
@@ -195,3 +200,17 @@ export const make = (options: MonitorBackendOptions): Effect.Effect<MonitorServi
  */
 export const layer = (options: MonitorBackendOptions): Layer.Layer<Monitor, InvalidArgument> =>
   Layer.scoped(Monitor, make(options))
+
+/**
+ * The Monitor client configured from `Config`: the options of `layer`, each a `Config` (`Config.succeed`
+ * for a fixed value), e.g. `layerConfig({ target: Config.string("THROTTLEKIT_TARGET"), secret:
+ * Config.redacted("THROTTLEKIT_MONITOR_SECRET") })`. A missing or invalid value fails the layer with
+ * Effect's `ConfigError`; then it is built as `layer` builds it.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfig = (
+  config: Config.Config.Wrap<MonitorBackendOptions>
+): Layer.Layer<Monitor, ConfigError.ConfigError | InvalidArgument> =>
+  Layer.scoped(Monitor, Effect.flatMap(Config.unwrap(config), make))

@@ -13,11 +13,14 @@
  *   strategy (`CallTemplate`), one Effect step (`ScriptRunner.runDecoded`), no span. With the Redis clock
  *   it is also offered as `reserveCallback`, the same call reported through a callback, so a background
  *   refresh costs no fiber.
- * - Connection: `make` / `layer` open their own; `makeOn` / `layerShared` run on a shared one
- *   (`RedisClient`), e.g. the Redis store's.
+ * - Connection: `make` / `layer` / `layerConfig` open their own (a URL with a password given as
+ *   `Redacted`); `makeOn` / `layerShared` run on a shared one (`RedisClient`), e.g. the Redis store's.
+ *   There is no `layerFile`: a coordinator holds no policies.
  *
  * @since 0.1.0
  */
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
@@ -40,7 +43,10 @@ import type { Grant, WindowedStrategy } from "./reserve.js"
  * @category models
  */
 export interface RedisCoordinatorOptions {
-  /** A URL, ioredis options, or `{ client }` (an existing client, left open when the layer closes). */
+  /**
+   * A URL (plain, or `Redacted` when it holds a password), ioredis options, or `{ client }` (an existing
+   * client, left open when the layer closes).
+   */
   readonly redis: RedisConnection
   /** Whose clock decides: Redis's (default) or Effect's `Clock`. */
   readonly clock?: ScriptClock
@@ -190,6 +196,20 @@ export const makeOn = (
 export const layer = (
   options: RedisCoordinatorOptions
 ): Layer.Layer<Coordinator, ServiceUnavailable | BackendError> => Layer.scoped(Coordinator, make(options))
+
+/**
+ * The Redis coordinator configured from `Config`: the options of `layer`, each a `Config`
+ * (`Config.succeed` for a fixed value), e.g. `layerConfig({ redis: Config.redacted("REDIS_URL") })`. A
+ * missing or invalid value fails the layer with Effect's `ConfigError`; then it is built as `layer`
+ * builds it.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfig = (
+  config: Config.Config.Wrap<RedisCoordinatorOptions>
+): Layer.Layer<Coordinator, ConfigError.ConfigError | ServiceUnavailable | BackendError> =>
+  Layer.scoped(Coordinator, Effect.flatMap(Config.unwrap(config), make))
 
 /**
  * The Redis coordinator as a layer over the shared connection in context (`RedisClient.layer`), so it can

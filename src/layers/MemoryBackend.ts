@@ -10,11 +10,14 @@
  *
  * Besides `RateLimiter`, `layer` provides `Local`: the same key tables behind a synchronous `check` that
  * returns an `Either` (see `memory/Local.ts`), for loops where an Effect step per check costs more than
- * the check; `makeLocal` builds one without any Effect runtime.
+ * the check; `makeLocal` builds one without any Effect runtime. `layerFile` serves the policies of a file,
+ * `layerConfig` options read from `Config`.
  *
  * @since 0.1.0
  */
 import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
+import type * as EffectConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -304,7 +307,8 @@ export const layerStore = (options: MemoryBackendOptions): Layer.Layer<Store, Co
 
 /**
  * The Memory door serving the policies of a config file (YAML or JSON, the reference server's format),
- * with its `Local` limiter like `layer`.
+ * with its `Local` limiter like `layer`. A file that cannot be read or decoded fails the layer with
+ * `ConfigError`.
  *
  * @since 0.1.0
  * @category layers
@@ -314,3 +318,19 @@ export const layerFile = (
   options: Omit<MemoryBackendOptions, "policies"> = {}
 ): Layer.Layer<RateLimiter | Local, ConfigError> =>
   Layer.scopedContext(Effect.flatMap(PolicyFile.load(path), (policies) => makeDoors({ ...options, policies })))
+
+/**
+ * The Memory door configured from `Config`: the options of `layer`, each a `Config` (`Config.succeed`
+ * for a fixed value), e.g. `layerConfig({ policies: Config.succeed(policies), leaseTtlMs:
+ * Config.integer("LEASE_TTL_MS") })`. A missing or invalid value fails the layer with Effect's
+ * `ConfigError`; then it is built as `layer` builds it, with its `Local` limiter. A bad policy fails it
+ * with this package's `ConfigError`: both carry the tag "ConfigError", and Effect's is the one
+ * `ConfigError.isConfigError` (`effect/ConfigError`) accepts.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfig = (
+  config: Config.Config.Wrap<MemoryBackendOptions>
+): Layer.Layer<RateLimiter | Local, EffectConfigError.ConfigError | ConfigError> =>
+  Layer.scopedContext(Effect.flatMap(Config.unwrap(config), makeDoors))

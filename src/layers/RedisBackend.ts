@@ -2,8 +2,9 @@
  * The Redis door: a store (`RateLimiterStore`) whose state lives in Redis and is computed by the vendored
  * Lua, so every process on one Redis shares one limit, and a Node, Python or TypeScript client on the
  * same limit shares one key and one state (CONTRACT.md §5). `make` / `layer` put the one front
- * (`RateLimiter.make`) over it; `makeStore` / `layerStore` give the bare store to wrappers, and
- * `makeStoreOn` / `layerStoreShared` build it over a shared connection (`RedisClient`).
+ * (`RateLimiter.make`) over it (`layerFile` with the policies of a file, `layerConfig` with options read
+ * from `Config`); `makeStore` / `layerStore` give the bare store to wrappers, and `makeStoreOn` /
+ * `layerStoreShared` build it over a shared connection (`RedisClient`).
  *
  * - Validation: the store does none. The front checks every call (policy, then key, then amounts) and
  *   raises `PolicyNotFound` / `OperationNotSupported` / `InvalidArgument`; the store's bound operations
@@ -33,7 +34,6 @@ import * as Config from "effect/Config"
 import type * as EffectConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import { randomBytes } from "node:crypto"
 import { Admission, type Decision, Forecast, fromData } from "../Decision.js"
@@ -46,10 +46,11 @@ import {
   storeKey,
   type Strategy
 } from "../Policy.js"
+import * as PolicyFile from "../PolicyFile.js"
 import { type ConfigError, PolicySet } from "../PolicySet.js"
 import * as CallTemplate from "../redis/CallTemplate.js"
 import * as RedisClient from "../redis/RedisClient.js"
-import { DEFAULT_TIMEOUT_MS, type RedisConnection, type SharedRedis } from "../redis/RedisClient.js"
+import type { RedisConnection, SharedRedis } from "../redis/RedisClient.js"
 import * as Replies from "../redis/Replies.js"
 import { type ScriptClock, scriptNow } from "../redis/ScriptClock.js"
 import { evalArgs, type ScriptCall, type ScriptRunner } from "../redis/ScriptRunner.js"
@@ -77,7 +78,10 @@ export interface RedisBackendOptions extends FrontOptions {
    * written in code, which are validated like a file's (a bad one fails with `ConfigError`).
    */
   readonly policies: PolicySet | Iterable<Policy>
-  /** A URL, ioredis options, or `{ client }` (an existing client, left open when the scope closes). */
+  /**
+   * A URL (plain, or `Redacted` when it holds a password), ioredis options, or `{ client }` (an existing
+   * client, left open when the scope closes).
+   */
   readonly redis: RedisConnection
   /** Whose clock decides: Redis's (default) or Effect's `Clock`. */
   readonly clock?: ScriptClock
@@ -533,27 +537,30 @@ export const layer = (
 ): Layer.Layer<RateLimiter, ConfigError | ServiceUnavailable | BackendError> => Layer.scoped(RateLimiter, make(options))
 
 /**
- * The Redis door configured from `Config`: `THROTTLEKIT_REDIS_URL` (required),
- * `THROTTLEKIT_REDIS_TIMEOUT_MS` (default 1000) and `THROTTLEKIT_REDIS_CLOCK` (`redis` or `effect`,
- * default `redis`). Fields given in `options` win over the configuration.
+ * The Redis door serving the policies of a config file (YAML or JSON, the reference server's format),
+ * built as `layer` builds it. A file that cannot be read or decoded fails the layer with `ConfigError`.
  *
- * @since 0.1.0
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerFile = (
+  path: string,
+  options: Omit<RedisBackendOptions, "policies">
+): Layer.Layer<RateLimiter, ConfigError | ServiceUnavailable | BackendError> =>
+  Layer.scoped(RateLimiter, Effect.flatMap(PolicyFile.load(path), (policies) => make({ ...options, policies })))
+
+/**
+ * The Redis door configured from `Config`: the options of `layer`, each a `Config` (`Config.succeed` for
+ * a fixed value), e.g. `layerConfig({ policies: Config.succeed(policies), redis:
+ * Config.redacted("REDIS_URL") })` (a URL that holds a password stays `Redacted`). A missing or invalid
+ * value fails the layer with Effect's `ConfigError`; then it is built as `layer` builds it. A bad policy
+ * fails it with this package's `ConfigError`: both carry the tag "ConfigError", and Effect's is the one
+ * `ConfigError.isConfigError` (`effect/ConfigError`) accepts.
+ *
+ * @since 0.2.0
  * @category layers
  */
 export const layerConfig = (
-  options: Omit<RedisBackendOptions, "redis">
+  config: Config.Config.Wrap<RedisBackendOptions>
 ): Layer.Layer<RateLimiter, EffectConfigError.ConfigError | ConfigError | ServiceUnavailable | BackendError> =>
-  Layer.scoped(
-    RateLimiter,
-    Effect.gen(function*() {
-      const url = yield* Config.redacted("THROTTLEKIT_REDIS_URL")
-      const timeoutMs = yield* Config.integer("THROTTLEKIT_REDIS_TIMEOUT_MS").pipe(
-        Config.validate({ message: "must be at least 1", validation: (n) => n >= 1 }),
-        Config.withDefault(DEFAULT_TIMEOUT_MS)
-      )
-      const clock = yield* Config.literal("redis", "effect")("THROTTLEKIT_REDIS_CLOCK").pipe(
-        Config.withDefault("redis")
-      )
-      return yield* make({ clock, timeoutMs, ...options, redis: Redacted.value(url) })
-    })
-  )
+  Layer.scoped(RateLimiter, Effect.flatMap(Config.unwrap(config), make))

@@ -8,6 +8,9 @@
  * default). The store validates nothing: the front checks every argument first, so bad input never
  * leaves the process.
  *
+ * Layers: `layer(options)` and `layerConfig(config)` (the same options, each a `Config`). There is no
+ * `layerFile`: this door holds no policies, the server does.
+ *
  * Consuming calls (Check, CheckMany, Debit, Admit) are never retried: a lost response may still have
  * consumed. Only the idempotent ones (Peek, Forecast, Release, Heartbeat) retry, and only when asked.
  *
@@ -370,24 +373,15 @@ export const layerStore = (options: ServiceBackendOptions): Layer.Layer<Store, I
   Layer.scoped(Store, makeStore(options))
 
 /**
- * The configuration `layerConfig` reads by default: `THROTTLEKIT_TARGET` (required) and
- * `THROTTLEKIT_DEADLINE` (a duration such as "500 millis"; default 1 second).
+ * The Service door configured from `Config`: the options of `layer`, each a `Config` (`Config.succeed`
+ * for a fixed value), e.g. `layerConfig({ target: Config.string("THROTTLEKIT_TARGET"), deadline:
+ * Config.duration("THROTTLEKIT_DEADLINE") })`. A missing or invalid value fails the layer with Effect's
+ * `ConfigError`; then it is built as `layer` builds it.
  *
- * @since 0.1.0
- * @category config
- */
-export const defaultConfig: Config.Config<ServiceBackendOptions> = Config.all({
-  target: Config.string("THROTTLEKIT_TARGET"),
-  deadline: Config.withDefault(Config.duration("THROTTLEKIT_DEADLINE"), DEFAULT_DEADLINE)
-})
-
-/**
- * The Service door configured from `Config` (by default from the environment, see `defaultConfig`).
- *
- * @since 0.1.0
+ * @since 0.2.0
  * @category layers
  */
 export const layerConfig = (
-  config: Config.Config<ServiceBackendOptions> = defaultConfig
+  config: Config.Config.Wrap<ServiceBackendOptions>
 ): Layer.Layer<RateLimiter, ConfigError.ConfigError | InvalidArgument> =>
-  Layer.scoped(RateLimiter, Effect.flatMap(config, make))
+  Layer.scoped(RateLimiter, Effect.flatMap(Config.unwrap(config), make))

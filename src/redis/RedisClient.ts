@@ -13,27 +13,37 @@
  * `RedisCoordinator.layerShared`), so a server that runs both opens one connection; their option-based
  * constructors (`{ redis: url }`) open their own.
  *
+ * A URL may carry a password: give it as `Redacted` (e.g. `Config.redacted("REDIS_URL")` through
+ * `layerConfig`). No error, log or span we produce names the URL: a URL ioredis cannot parse fails with a
+ * `BackendError` that does not repeat it (nor carries the parser's error, which does).
+ *
+ * `layer` and `layerConfig` take the connection; there is no `layerFile` (a connection holds no policies).
+ *
  * @since 0.1.0
  */
 import * as Clock from "effect/Clock"
+import * as Config from "effect/Config"
+import type * as ConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import { Redis, type RedisOptions } from "ioredis"
-import type { BackendError, ServiceUnavailable } from "../Errors.js"
+import { BackendError, type ServiceUnavailable } from "../Errors.js"
 import { classify, timedOut } from "./RedisErrors.js"
 import { makeScriptRunner, type ScriptRunner } from "./ScriptRunner.js"
 import { loadScripts, type ScriptCatalog } from "./Scripts.js"
 
 /**
- * How to reach Redis: a URL (`redis://host:port/db`), ioredis options, or an existing client (which
- * stays yours: it is neither configured nor closed by the backend).
+ * How to reach Redis: a URL (`redis://host:port/db`), plain or `Redacted` (for a URL that holds a
+ * password), ioredis options, or an existing client (which stays yours: it is neither configured nor
+ * closed by the backend).
  *
  * @since 0.1.0
  * @category models
  */
-export type RedisConnection = string | RedisOptions | { readonly client: Redis }
+export type RedisConnection = string | Redacted.Redacted<string> | RedisOptions | { readonly client: Redis }
 
 /**
  * The default bound on every Redis call, in ms.
@@ -82,6 +92,35 @@ const closeClient = (client: Redis, timeoutMs: number) =>
     Effect.ensuring(Effect.sync(() => client.disconnect()))
   )
 
+/**
+ * The error of a connection ioredis refuses to build (e.g. a URL it cannot parse). Neither the URL nor
+ * the parser's error (whose `input` repeats it) goes in: only the error's code or name.
+ */
+const unusable = (cause: unknown): BackendError => {
+  const code = typeof cause === "object" && cause !== null && "code" in cause && typeof cause.code === "string"
+    ? cause.code
+    : cause instanceof Error
+    ? cause.name
+    : "unknown"
+  return new BackendError({
+    backend: "redis",
+    code: "CONFIG",
+    detail: `the Redis connection (URL or options) is not usable (${code})`
+  })
+}
+
+/** Our client for `connection` (a URL, plain or redacted, or options), with the safe options on top. */
+const newClient = (connection: Exclude<RedisConnection, { readonly client: Redis }>, timeoutMs: number) =>
+  Effect.try({
+    try: () =>
+      typeof connection === "string"
+        ? new Redis(connection, { ...defaultOptions(timeoutMs), ...safeOptions })
+        : Redacted.isRedacted(connection)
+        ? new Redis(Redacted.value(connection), { ...defaultOptions(timeoutMs), ...safeOptions })
+        : new Redis({ ...defaultOptions(timeoutMs), ...connection, ...safeOptions }),
+    catch: unusable
+  })
+
 const connect = (client: Redis, timeoutMs: number): Effect.Effect<void, ServiceUnavailable | BackendError> =>
   Effect.tryPromise({ try: () => client.connect(), catch: classify }).pipe(
     Effect.timeoutFail({ duration: Math.max(timeoutMs, 1000), onTimeout: () => timedOut(timeoutMs, "connect") }),
@@ -92,7 +131,7 @@ const connect = (client: Redis, timeoutMs: number): Effect.Effect<void, ServiceU
 /**
  * Acquires the client: creates and connects ours (closed with the scope; failing with
  * `ServiceUnavailable` when Redis cannot be reached within the bound, `BackendError` when it refuses the
- * connection, e.g. a wrong password), or adopts the caller's.
+ * connection, e.g. a wrong password, or when the URL or options cannot be used), or adopts the caller's.
  *
  * @since 0.1.0
  * @category constructors
@@ -101,7 +140,7 @@ export const acquireClient = (
   connection: RedisConnection,
   timeoutMs: number
 ): Effect.Effect<Redis, ServiceUnavailable | BackendError, Scope.Scope> => {
-  if (typeof connection === "object" && "client" in connection) {
+  if (typeof connection === "object" && !Redacted.isRedacted(connection) && "client" in connection) {
     const client = connection.client
     const unsafe = client.options.autoResendUnfulfilledCommands !== false || client.options.enableOfflineQueue !== false
     return Effect.as(
@@ -117,11 +156,7 @@ export const acquireClient = (
   }
   return Effect.gen(function*() {
     const client = yield* Effect.acquireRelease(
-      Effect.sync(() =>
-        typeof connection === "string"
-          ? new Redis(connection, { ...defaultOptions(timeoutMs), ...safeOptions })
-          : new Redis({ ...defaultOptions(timeoutMs), ...connection, ...safeOptions })
-      ),
+      newClient(connection, timeoutMs),
       (client) => closeClient(client, timeoutMs)
     )
     // Connection errors surface on each call as ServiceUnavailable; without a listener ioredis would
@@ -195,3 +230,23 @@ export const layer = (
   connection: RedisConnection,
   options: RedisClientOptions = {}
 ): Layer.Layer<RedisClient, ServiceUnavailable | BackendError> => Layer.scoped(RedisClient, make(connection, options))
+
+/**
+ * The shared connection as a layer, read from `Config`, e.g.
+ * `RedisClient.layerConfig(Config.redacted("REDIS_URL"))`. A missing or invalid value fails the layer
+ * with Effect's `ConfigError`; then it is built as `layer` builds it.
+ *
+ * @since 0.2.0
+ * @category layers
+ */
+export const layerConfig = (
+  connection: Config.Config.Wrap<RedisConnection>,
+  options: Config.Config.Wrap<RedisClientOptions> = {}
+): Layer.Layer<RedisClient, ConfigError.ConfigError | ServiceUnavailable | BackendError> =>
+  Layer.scoped(
+    RedisClient,
+    Effect.flatMap(
+      Config.all([Config.unwrap(connection), Config.unwrap(options)]),
+      ([connection, options]) => make(connection, options)
+    )
+  )

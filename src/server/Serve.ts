@@ -11,7 +11,6 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
-import * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
 import * as PolicyFile from "../PolicyFile.js"
 import type { ConfigError, PolicySet } from "../PolicySet.js"
@@ -58,7 +57,8 @@ export const serverOptions = (
   tls: ServerTls | undefined
 ): ThrottleKitServer.ThrottleKitServerOptions => ({
   policies,
-  store: args.store.kind === "memory" ? { kind: "memory" } : { kind: "redis", redis: Redacted.value(args.store.url) },
+  // The URL may hold a password: the command line reads it redacted, and it travels so to the store.
+  store: args.store.kind === "memory" ? { kind: "memory" } : { kind: "redis", redis: args.store.url },
   leaseTtlMs: args.leaseTtlMs,
   failMode: args.failMode,
   nodeId: formatAddress(args.host, args.port),

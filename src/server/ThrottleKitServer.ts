@@ -59,8 +59,9 @@ import type { ServedService } from "./Service.js"
 import * as TwoTier from "./TwoTier.js"
 
 /**
- * Where limit state lives (the server's `--store`): process memory, or Redis (a URL, ioredis options or
- * `{ client }`, with the bound on every call, default 1000 ms).
+ * Where limit state lives (the server's `--store`): process memory, or Redis (a URL, plain or `Redacted`
+ * when it holds a password, ioredis options or `{ client }`, with the bound on every call, default
+ * 1000 ms).
  *
  * @since 0.2.0
  * @category models

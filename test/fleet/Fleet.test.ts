@@ -4,11 +4,12 @@
  * 1 → 0 with a retry; the next window refills), domains and the sharing of one budget between Reserve
  * and Check, the error mapping, the auth posture (loopback only without a secret; with one, every caller
  * must present it, as x-fleet-secret or a Bearer token, checked before the policy), and leased limiters
- * shared by many fibers (one Reserve at a time, never more than the budget).
+ * shared by many fibers (one Reserve at a time, never more than the budget), and the client's
+ * `layerConfig`.
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as grpc from "@grpc/grpc-js"
-import { Context, Effect, Layer, Redacted } from "effect"
+import { Config, ConfigError, Context, Effect, Layer, Redacted } from "effect"
 import * as FleetBackend from "../../src/clients/FleetBackend.js"
 import type { CoordinatorService } from "../../src/coordinator/Coordinator.js"
 import * as MemoryCoordinator from "../../src/coordinator/MemoryCoordinator.js"
@@ -17,6 +18,7 @@ import { Axis, Fleet as FleetRpc } from "../../src/grpc/generated/throttlekit_pb
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
 import { Fleet } from "../../src/services/Fleet.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
+import { withConfig } from "../support/config.js"
 import { nonLoopbackAddress, startServer } from "./support.js"
 
 const config = `
@@ -172,6 +174,26 @@ describe("Fleet.Reserve", () => {
         unary(client, FleetRpc.method.reserve, { policy: "five" }, { deadlineMs: 2000, metadata: badBearer })
       )
       expect(refused.code).toBe(grpc.status.UNAUTHENTICATED)
+    })))
+
+  it.live("layerConfig reads the target and the secret from Config; a missing value fails with ConfigError", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const server = yield* startServer({ config, fleetSecret: "s3cret" })
+      const fleet = FleetBackend.layerConfig({
+        target: Config.string("THROTTLEKIT_TARGET"),
+        secret: Config.redacted("THROTTLEKIT_FLEET_SECRET")
+      })
+      const lease = yield* Effect.provide(
+        Effect.flatMap(Fleet, (fleet) => fleet.reserve("five", { domain: "config", wants: 2 })),
+        withConfig(fleet, [["THROTTLEKIT_TARGET", server.target], ["THROTTLEKIT_FLEET_SECRET", "s3cret"]])
+      )
+      expect(lease.capacity).toBe(2)
+      const missing = yield* Effect.flip(
+        Effect.scoped(Layer.build(withConfig(fleet, [["THROTTLEKIT_TARGET", server.target]])))
+      )
+      expect(ConfigError.isConfigError(missing)).toBe(true)
+      expect(String(missing)).toContain("THROTTLEKIT_FLEET_SECRET")
+      expect(String(missing)).not.toContain("s3cret")
     })))
 
   it.live("without a secret, a non-loopback caller is refused", () =>

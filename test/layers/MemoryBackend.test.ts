@@ -2,13 +2,14 @@
  * The Memory door beyond the shared conformance suite (in its own file, since a suite-level layer
  * and `TestClock` tests do not mix in one file): what only an in-process backend with `TestClock`
  * can show exactly: lease expiry and reclaim, keep-alive heartbeats, adaptive contraction on dropped
- * releases, and the bounded key tables.
+ * releases, and the bounded key tables. And `layerConfig` (its options read from `Config`).
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Fiber, TestClock } from "effect"
+import { Config, ConfigError, Effect, Fiber, Layer, TestClock } from "effect"
 import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
 import type { Policy } from "../../src/Policy.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
+import { withConfig } from "../support/config.js"
 
 const pool = (name: string, algorithm: "fixed" | "aimd", min: number, max: number): Policy => ({
   kind: "admitter",
@@ -125,4 +126,25 @@ describe("MemoryBackend with TestClock", () => {
       expect((yield* limiter.check("small", "a")).allowed).toBe(true)
       expect((yield* limiter.check("small", "c")).allowed).toBe(false)
     }).pipe(Effect.provide(backend)))
+})
+
+describe("MemoryBackend.layerConfig", () => {
+  it.effect("reads its options from Config, with the Local door; a missing value fails with ConfigError", () =>
+    Effect.gen(function*() {
+      const backend = MemoryBackend.layerConfig({
+        policies: Config.succeed(policies),
+        leaseTtlMs: Config.integer("LEASE_TTL_MS")
+      })
+      const { lease, local } = yield* Effect.gen(function*() {
+        const limiter = yield* RateLimiter
+        const local = yield* MemoryBackend.Local
+        return { lease: yield* limiter.leases.acquire("pool", "k"), local: local.check("small", "a") }
+      }).pipe(Effect.provide(withConfig(backend, [["LEASE_TTL_MS", "5000"]])))
+      expect([lease.held, lease.leaseExpiresAt]).toEqual([true, 5000])
+      expect(local._tag).toBe("Right")
+
+      const missing = yield* Effect.flip(Effect.scoped(Layer.build(withConfig(backend, []))))
+      expect(ConfigError.isConfigError(missing)).toBe(true)
+      expect(String(missing)).toContain("LEASE_TTL_MS")
+    }))
 })

@@ -3,10 +3,24 @@
  * the `MonitorBackend` client over gRPC. A burst of denials shows in `GetSnapshot` (typed fields and the
  * decoded `raw_json`) and on a `Watch` stream, which ends cleanly when interrupted; the auth posture
  * (loopback only without a secret, the secret required of everyone with one); a `raw_json` that is not a
- * snapshot is a typed `SnapshotDecodeError` (from a stand-in server: ours never sends one).
+ * snapshot is a typed `SnapshotDecodeError` (from a stand-in server: ours never sends one); the client's
+ * `layerConfig`.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Chunk, Context, Effect, Exit, Fiber, Layer, Option, Redacted, Scope, Stream } from "effect"
+import {
+  Chunk,
+  Config,
+  ConfigError,
+  Context,
+  Effect,
+  Exit,
+  Fiber,
+  Layer,
+  Option,
+  Redacted,
+  Scope,
+  Stream
+} from "effect"
 import * as MonitorBackend from "../../src/clients/MonitorBackend.js"
 import { Monitor as MonitorDescriptor } from "../../src/grpc/generated/throttlekit_pb.js"
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
@@ -16,6 +30,7 @@ import { implement } from "../../src/server/Service.js"
 import { Monitor, type MonitorService } from "../../src/services/Monitor.js"
 import { RateLimiter, type RateLimiterService } from "../../src/services/RateLimiter.js"
 import { nonLoopbackAddress, startServer, type TestServer } from "../fleet/support.js"
+import { withConfig } from "../support/config.js"
 
 const config = `
 limiters:
@@ -132,6 +147,23 @@ describe("Monitor door", () => {
       yield* subscribed(server, 1)
       yield* burst(limiter, "bob", 4)
       expect(Chunk.toArray(yield* Fiber.join(watcher))[0]).toMatchObject({ policy: "api", key: "bob" })
+    })))
+
+  it.live("layerConfig reads the target and the secret from Config; a missing value fails with ConfigError", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const server = yield* startServer({ config, monitorSecret: "lens-key" })
+      const monitor = MonitorBackend.layerConfig({
+        target: Config.string("THROTTLEKIT_TARGET"),
+        secret: Config.redacted("THROTTLEKIT_MONITOR_SECRET")
+      })
+      const snapshot = yield* Effect.provide(
+        Effect.flatMap(Monitor, (monitor) => monitor.snapshot),
+        withConfig(monitor, [["THROTTLEKIT_TARGET", server.target], ["THROTTLEKIT_MONITOR_SECRET", "lens-key"]])
+      )
+      expect(snapshot.policies.length).toBe(3)
+      const missing = yield* Effect.flip(Effect.scoped(Layer.build(withConfig(monitor, []))))
+      expect(ConfigError.isConfigError(missing)).toBe(true)
+      expect(String(missing)).toContain("THROTTLEKIT_TARGET")
     })))
 
   it.live("an open Watch stream ends cleanly when the server shuts down", () =>

@@ -1,18 +1,23 @@
 /**
  * What the Redis door adds beyond the shared conformance suite: Effect's clock (driven by `TestClock`),
  * leases that live in Redis (released and renewed through another instance, reclaimed when expired),
- * the key scheme, `checkMany` as one pipeline, an adopted client left open, `layerConfig`, and the door
- * as a store under the one front (policies validated on entry, calls checked policy → key → amount
- * before Redis is touched, `admit` keeping its lease alive by default).
+ * the key scheme, `checkMany` as one pipeline, an adopted client left open, `layerConfig` and
+ * `layerFile`, and the door as a store under the one front (policies validated on entry, calls checked
+ * policy → key → amount before Redis is touched, `admit` keeping its lease alive by default).
  */
+import { NodeFileSystem } from "@effect/platform-node"
 import { describe, expect, layer, vi } from "@effect/vitest"
-import { ConfigProvider, Context, Effect, Exit, Layer, TestClock, TestServices } from "effect"
+import { Config, ConfigError, Context, Effect, Layer, Redacted, TestClock, TestServices } from "effect"
 import { Redis } from "ioredis"
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs"
+import { tmpdir } from "node:os"
+import path from "node:path"
 import type { RateLimiterError } from "../../src/Errors.js"
 import * as RedisBackend from "../../src/layers/RedisBackend.js"
 import type { Policy } from "../../src/Policy.js"
 import { safeOptions } from "../../src/redis/RedisClient.js"
 import { layer as frontLayer, RateLimiter } from "../../src/services/RateLimiter.js"
+import { withConfig } from "../support/config.js"
 import { TestRedis, testRedisLayer } from "./harness.js"
 
 const HOUR = 3_600_000
@@ -155,25 +160,65 @@ describe("RedisBackend", () => {
         expect(yield* Effect.promise(() => client.ping())).toBe("PONG")
       }))
 
-    it.effect("layerConfig reads THROTTLEKIT_REDIS_URL, and fails with a ConfigError without it", () =>
+    it.effect("layerConfig reads its options from Config; a missing value fails with Effect's ConfigError", () =>
       Effect.gen(function*() {
         const env = yield* TestRedis
-        const backend = RedisBackend.layerConfig({ policies: policies(`${env.ns}:config`) })
-        const withUrl = Layer.provide(
-          backend,
-          Layer.setConfigProvider(ConfigProvider.fromMap(new Map([["THROTTLEKIT_REDIS_URL", env.url]])))
-        )
-        const debit = yield* Effect.provide(
-          Effect.flatMap(RateLimiter, (limiter) => limiter.debit("tokens", "k", 4)),
-          withUrl
-        )
+        const backend = RedisBackend.layerConfig({
+          policies: Config.succeed(policies(`${env.ns}:config`)),
+          redis: Config.redacted("THROTTLEKIT_REDIS_URL"),
+          timeoutMs: Config.integer("THROTTLEKIT_REDIS_TIMEOUT_MS").pipe(Config.withDefault(1000))
+        })
+        const debitWith = (entries: ReadonlyArray<readonly [string, string]>) =>
+          Effect.provide(
+            Effect.flatMap(RateLimiter, (limiter) => limiter.debit("tokens", "k", 4)),
+            withConfig(backend, entries)
+          )
+        const debit = yield* debitWith([["THROTTLEKIT_REDIS_URL", env.url]])
         expect([debit.allowed, debit.remaining, debit.limit]).toEqual([true, 6, 10])
 
-        const without = Layer.provide(backend, Layer.setConfigProvider(ConfigProvider.fromMap(new Map())))
-        const exit = yield* Effect.exit(Effect.provide(RateLimiter, without))
-        expect(Exit.isFailure(exit)).toBe(true)
-        if (Exit.isFailure(exit)) expect(String(exit.cause)).toContain("THROTTLEKIT_REDIS_URL")
+        const missing = yield* Effect.flip(debitWith([]))
+        expect(ConfigError.isConfigError(missing)).toBe(true)
+        // A redacted value's error keeps its path and redacts its message.
+        expect(String(missing)).toContain("THROTTLEKIT_REDIS_URL")
+        const invalid = yield* Effect.flip(
+          debitWith([["THROTTLEKIT_REDIS_URL", env.url], ["THROTTLEKIT_REDIS_TIMEOUT_MS", "soon"]])
+        )
+        expect(ConfigError.isConfigError(invalid)).toBe(true)
+        expect(String(invalid)).toContain("THROTTLEKIT_REDIS_TIMEOUT_MS")
+        // Neither failure touched the state: the next debit sees only the first.
+        const next = yield* debitWith([["THROTTLEKIT_REDIS_URL", env.url]])
+        expect([next.allowed, next.remaining]).toEqual([true, 2])
       }))
+
+    it.effect("layerFile serves the policies of a file, over the given connection", () =>
+      Effect.gen(function*() {
+        const env = yield* TestRedis
+        const dir = yield* Effect.acquireRelease(
+          Effect.sync(() => mkdtempSync(path.join(tmpdir(), "throttlekit-redis-"))),
+          (dir) => Effect.sync(() => rmSync(dir, { recursive: true, force: true }))
+        )
+        const file = path.join(dir, "policies.yaml")
+        const prefix = `${env.ns}:file:tokens`
+        yield* Effect.sync(() =>
+          writeFileSync(
+            file,
+            `limiters:\n  tokens:\n    prefix: ${prefix}\n    tokenBudget: { budget: 10, windowMs: 1h }\n`
+          )
+        )
+        const debit = yield* Effect.provide(
+          Effect.flatMap(RateLimiter, (limiter) => limiter.debit("tokens", "k", 3)),
+          RedisBackend.layerFile(file, { redis: Redacted.make(env.url) })
+        )
+        expect([debit.allowed, debit.remaining, debit.limit]).toEqual([true, 7, 10])
+        expect(yield* Effect.promise(() => env.client.exists(`${prefix}:k`))).toBe(1)
+
+        const missing = yield* Effect.flip(Effect.scoped(Layer.build(
+          RedisBackend.layerFile(path.join(dir, "nope.yaml"), { redis: env.url }).pipe(
+            Layer.provide(NodeFileSystem.layer)
+          )
+        )))
+        expect(missing._tag).toBe("ConfigError")
+      }).pipe(Effect.scoped))
 
     it.effect("policies written in code are validated: a bad one fails the layer with ConfigError", () =>
       Effect.gen(function*() {

@@ -3,9 +3,11 @@
  * federated policy), when it uses the coordinator, the startup warnings for loopback-only doors on a
  * public address, policies in code validated once, and one Redis connection with the scripts read once
  * for a Redis-backed server, whose store and coordinator both run on it (counted on a private
- * `redis-server` with `CLIENT LIST`, and by the spans of the connect and the script load).
+ * `redis-server` with `CLIENT LIST`, and by the spans of the connect and the script load). The Redis URL
+ * is taken `Redacted` (as `serve` passes it) and never printed.
  */
-import { describe, expect, it } from "@effect/vitest"
+import { NodeFileSystem } from "@effect/platform-node"
+import { describe, expect, it, vi } from "@effect/vitest"
 import { Context, Effect, Layer, Redacted, Tracer } from "effect"
 import { Redis } from "ioredis"
 import { Coordinator } from "../../src/coordinator/Coordinator.js"
@@ -13,9 +15,11 @@ import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
 import type { Policy } from "../../src/Policy.js"
 import * as PolicyFile from "../../src/PolicyFile.js"
 import { PolicySet } from "../../src/PolicySet.js"
+import * as Cli from "../../src/server/Cli.js"
+import * as Serve from "../../src/server/Serve.js"
 import * as ThrottleKitServer from "../../src/server/ThrottleKitServer.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
-import { redisServer } from "../support/redisServer.js"
+import { redisServer, urlWithPassword } from "../support/redisServer.js"
 
 const plain = "limiters:\n  api: { strategy: gcra, limit: 5, period: 1s }\n"
 const withFederated =
@@ -166,6 +170,48 @@ describe("ThrottleKitServer", () => {
       }
       expect(open).toBe(1)
     })), { timeout: 60_000 })
+
+  it.live(
+    "takes the Redis URL Redacted (serve wraps the CLI's): it connects, and a failure never prints the password",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const redis = yield* redisServer
+        const policies = yield* policiesOf(plain)
+        const withPassword = (user: string) => urlWithPassword(redis.url, user, "hunter2")
+        // `serve` hands the store the URL redacted.
+        const command = yield* Cli.load([
+          "serve",
+          "--config",
+          "p.yaml",
+          "--store",
+          "redis",
+          "--redis",
+          withPassword("")
+        ]).pipe(Effect.provide(NodeFileSystem.layer))
+        if (command._tag !== "Serve") return expect.fail("expected serve")
+        const options = Serve.serverOptions(command.args, policies, undefined)
+        const store = options.store
+        if (store?.kind !== "redis") return expect.fail("expected a Redis store")
+        expect(Redacted.isRedacted(store.redis)).toBe(true)
+        expect(JSON.stringify(store)).not.toContain("hunter2")
+
+        // This Redis has no password: ioredis warns (without the password) and the server starts on it.
+        const warn = vi.spyOn(console, "warn").mockImplementation(() => {})
+        yield* Effect.addFinalizer(() => Effect.sync(() => warn.mockRestore()))
+        const context = yield* serve({ policies, store })
+        expect(Context.get(context, ThrottleKitServer.GrpcServer).port).toBeGreaterThan(0)
+        // It knows no user "alice": the login is refused, and the StartupError does not repeat the URL.
+        const refused = yield* Effect.flip(Effect.scoped(
+          serve({ policies, store: { kind: "redis", redis: Redacted.make(withPassword("alice")), timeoutMs: 500 } })
+        ))
+        expect(refused._tag).toBe("StartupError")
+        for (const text of [refused.message, String(refused), JSON.stringify(refused)]) {
+          expect(text).not.toContain("hunter2")
+        }
+        for (const call of warn.mock.calls) expect(call.join(" ")).not.toContain("hunter2")
+      })),
+    { timeout: 30_000 }
+  )
 
   it.live("an unreachable Redis fails the layer with a StartupError naming the store", () =>
     Effect.gen(function*() {

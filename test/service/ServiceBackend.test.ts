@@ -6,7 +6,7 @@
 import { create } from "@bufbuild/protobuf"
 import { describe, expect, it } from "@effect/vitest"
 import * as grpc from "@grpc/grpc-js"
-import { ConfigProvider, Context, Deferred, Duration, Effect, Exit, Fiber, Layer } from "effect"
+import { Config, ConfigError, Context, Deferred, Duration, Effect, Exit, Fiber, Layer } from "effect"
 import { randomUUID } from "node:crypto"
 import type { Admission } from "../../src/Decision.js"
 import { OperationNotSupported, type RateLimiterError } from "../../src/Errors.js"
@@ -23,6 +23,7 @@ import {
 import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
 import { RateLimiter, type RateLimiterService as Service } from "../../src/services/RateLimiter.js"
+import { withConfig } from "../support/config.js"
 import { conformancePolicies } from "../support/conformance.js"
 import { runningServer } from "./support.js"
 
@@ -142,21 +143,32 @@ const badCalls: ReadonlyArray<{
 ]
 
 describe("ServiceBackend", () => {
-  it.live("layerConfig reads THROTTLEKIT_TARGET and THROTTLEKIT_DEADLINE", () =>
+  it.live("layerConfig reads its options from Config; a missing value fails with Effect's ConfigError", () =>
     Effect.scoped(Effect.gen(function*() {
       const server = yield* memoryServer
-      const provider = ConfigProvider.fromMap(
-        new Map([["THROTTLEKIT_TARGET", server.address], ["THROTTLEKIT_DEADLINE", "2 seconds"]])
-      )
-      const decision = yield* Effect.provide(
-        Effect.flatMap(RateLimiter, (limiter) => limiter.check("burst", randomUUID())),
-        ServiceBackend.layerConfig().pipe(Layer.provide(Layer.setConfigProvider(provider)))
-      )
+      const backend = ServiceBackend.layerConfig({
+        target: Config.string("THROTTLEKIT_TARGET"),
+        deadline: Config.duration("THROTTLEKIT_DEADLINE").pipe(Config.withDefault(ServiceBackend.DEFAULT_DEADLINE))
+      })
+      const key = randomUUID()
+      const checkWith = (entries: ReadonlyArray<readonly [string, string]>) =>
+        Effect.provide(
+          Effect.flatMap(RateLimiter, (limiter) => limiter.check("burst", key)),
+          withConfig(backend, entries)
+        )
+      const decision = yield* checkWith([["THROTTLEKIT_TARGET", server.address], ["THROTTLEKIT_DEADLINE", "2 seconds"]])
       expect([decision.allowed, decision.remaining]).toEqual([true, 4])
-      const missing = yield* Effect.flip(Layer.build(
-        ServiceBackend.layerConfig().pipe(Layer.provide(Layer.setConfigProvider(ConfigProvider.fromMap(new Map()))))
-      ))
-      expect(missing._tag).toBe("ConfigError")
+
+      const missing = yield* Effect.flip(checkWith([]))
+      expect(ConfigError.isConfigError(missing)).toBe(true)
+      expect(missing.message).toContain("THROTTLEKIT_TARGET")
+      const invalid = yield* Effect.flip(
+        checkWith([["THROTTLEKIT_TARGET", server.address], ["THROTTLEKIT_DEADLINE", "soon"]])
+      )
+      expect(ConfigError.isConfigError(invalid)).toBe(true)
+      // Neither failure reached the server: the next check sees only the first.
+      const next = yield* checkWith([["THROTTLEKIT_TARGET", server.address]])
+      expect([next.allowed, next.remaining]).toEqual([true, 3])
     })))
 
   it.live("an unparsable target fails the layer with InvalidArgument", () =>

@@ -16,6 +16,14 @@ export const redisServerAvailable = (): boolean => {
   return probe.error === undefined && probe.status === 0
 }
 
+/** `url` with `user` (may be empty) and `password` in it, for the tests that a password is never printed. */
+export const urlWithPassword = (url: string, user: string, password: string): string => {
+  const parsed = new URL(url)
+  parsed.username = user
+  parsed.password = password
+  return parsed.toString()
+}
+
 /** The one-line fix printed when `redis-server` is missing. */
 export const MISSING_REDIS_HINT = "redis-server not found: install redis-server (apt-get install -y redis-server)"
 
