@@ -11,9 +11,9 @@ import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import {
   type BackendError,
-  type ConfigError,
   type InvalidArgument,
   MemoryBackend,
+  type PolicyError,
   PolicyFile,
   type PolicySet,
   type RateLimiter,
@@ -106,7 +106,7 @@ const REMOTE_TIMEOUT_MS = 5000
 /** The `RateLimiter` layer the command line picked. */
 export const limiterLayer = (
   backend: Backend
-): Layer.Layer<RateLimiter, ConfigError | ServiceUnavailable | BackendError | InvalidArgument> => {
+): Layer.Layer<RateLimiter, PolicyError | ServiceUnavailable | BackendError | InvalidArgument> => {
   switch (backend.kind) {
     case "memory":
       return MemoryBackend.layerFile(backend.policies)

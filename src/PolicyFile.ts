@@ -6,7 +6,7 @@
  * lists where this loader is stricter than the reference's (an unknown field anywhere is an error, every
  * value is validated). The policies then meet the same rules as policies written in code (`PolicySet`).
  *
- * Errors: loading stops at the first problem, in file order, and fails with one `ConfigError` naming the
+ * Errors: loading stops at the first problem, in file order, and fails with one `PolicyError` naming the
  * path of the offending field (`limiters.api.burst`), the reason, the file and the line. A bad file never
  * yields a partial `PolicySet`.
  *
@@ -20,7 +20,7 @@ import { readFile } from "node:fs/promises"
 import { decodePolicies } from "./policyFile/decode.js"
 import { parseText } from "./policyFile/parse.js"
 import { oneLine } from "./policyFile/problem.js"
-import { ConfigError, type PolicySet, toConfigError } from "./PolicySet.js"
+import { PolicyError, type PolicySet, toPolicyError } from "./PolicySet.js"
 
 /**
  * The error every loader function fails with, and the validated set it yields (both defined in
@@ -28,13 +28,13 @@ import { ConfigError, type PolicySet, toConfigError } from "./PolicySet.js"
  *
  * @since 0.1.0
  */
-export { ConfigError, PolicySet } from "./PolicySet.js"
+export { PolicyError, PolicySet } from "./PolicySet.js"
 
-const parseEither = (text: string, source: string | undefined): Either.Either<PolicySet, ConfigError> => {
+const parseEither = (text: string, source: string | undefined): Either.Either<PolicySet, PolicyError> => {
   const parsed = parseText(text)
-  if (Either.isLeft(parsed)) return Either.left(toConfigError(parsed.left, source, undefined))
+  if (Either.isLeft(parsed)) return Either.left(toPolicyError(parsed.left, source, undefined))
   const { locator, value } = parsed.right
-  return Either.mapLeft(decodePolicies(value, locator), (problem) => toConfigError(problem, source, locator))
+  return Either.mapLeft(decodePolicies(value, locator), (problem) => toPolicyError(problem, source, locator))
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -48,7 +48,7 @@ const parseEither = (text: string, source: string | undefined): Either.Either<Po
  * @since 0.1.0
  * @category decoding
  */
-export const parse = (text: string, source?: string): Effect.Effect<PolicySet, ConfigError> =>
+export const parse = (text: string, source?: string): Effect.Effect<PolicySet, PolicyError> =>
   Effect.suspend(() => parseEither(text, source))
 
 /**
@@ -58,9 +58,9 @@ export const parse = (text: string, source?: string): Effect.Effect<PolicySet, C
  * @since 0.1.0
  * @category decoding
  */
-export const decode = (value: unknown, source?: string): Effect.Effect<PolicySet, ConfigError> =>
+export const decode = (value: unknown, source?: string): Effect.Effect<PolicySet, PolicyError> =>
   Effect.suspend(() =>
-    Either.mapLeft(decodePolicies(value, undefined), (problem) => toConfigError(problem, source, undefined))
+    Either.mapLeft(decodePolicies(value, undefined), (problem) => toPolicyError(problem, source, undefined))
   )
 
 /** Why a file could not be read, from Node's error code; never the file's content. */
@@ -81,7 +81,7 @@ const readFailure = (error: unknown): string => {
 
 /**
  * Reads the policy file at `path` and decodes it like `parse`. A file that cannot be read is a
- * `ConfigError` whose `source` is `path`.
+ * `PolicyError` whose `source` is `path`.
  *
  * It reads with `node:fs` and needs no platform layer, so a Memory-only program provides nothing for it.
  * A program that reads its files through `@effect/platform`'s `FileSystem` (to test on a mock one, say)
@@ -90,11 +90,11 @@ const readFailure = (error: unknown): string => {
  * @since 0.1.0
  * @category decoding
  */
-export const load: (path: string) => Effect.Effect<PolicySet, ConfigError> = Effect.fn("PolicyFile.load")(
+export const load: (path: string) => Effect.Effect<PolicySet, PolicyError> = Effect.fn("PolicyFile.load")(
   function*(path: string) {
     const text = yield* Effect.tryPromise({
       try: () => readFile(path, "utf8"),
-      catch: (error) => new ConfigError({ path: "config", reason: readFailure(error), source: path })
+      catch: (error) => new PolicyError({ path: "config", reason: readFailure(error), source: path })
     })
     return yield* parse(text, path)
   }

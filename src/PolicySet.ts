@@ -2,7 +2,7 @@
  * The policies a limiter serves, as one validated value: `PolicySet` (unique, non-empty names; every
  * policy meets its schema and the rules that relate its fields: the 100-year horizon, the sliding-window
  * bucket bounds, a concurrency block's limits, a leased two-tier's low-water mark, a federated policy's
- * windowed strategy), and `ConfigError`, the error both the set and the policy file loader (`PolicyFile`)
+ * windowed strategy), and `PolicyError`, the error both the set and the policy file loader (`PolicyFile`)
  * raise. Policies written in code and policies read from a file meet the same rules with the same wording.
  *
  * @since 0.2.0
@@ -35,10 +35,13 @@ import { type Decoded, describe, fail, type Locator, type Path, type Problem } f
  * (`limiters.api.burst`; `config` for the file as a whole), `reason` says what is wrong, `source` is the
  * file (or label) given to `parse`/`load`, and `line` the 1-based line of the offending field when known.
  *
- * @since 0.1.0
+ * Called `ConfigError` before 0.2; renamed so its tag no longer collides with Effect's own `ConfigError`
+ * (a `layerConfig` can fail with both, and `catchTag` must tell them apart).
+ *
+ * @since 0.2.0
  * @category errors
  */
-export class ConfigError extends Schema.TaggedError<ConfigError>()("ConfigError", {
+export class PolicyError extends Schema.TaggedError<PolicyError>()("PolicyError", {
   path: Schema.String,
   reason: Schema.String,
   source: Schema.optional(Schema.String),
@@ -67,20 +70,20 @@ const formatPath = (path: Path): string => {
 }
 
 /**
- * `problem` as the `ConfigError` users see: its path formatted, `source` carried, and its line (when a
+ * `problem` as the `PolicyError` users see: its path formatted, `source` carried, and its line (when a
  * `locator` knows the text) for a field located by path.
  *
  * @internal
  */
-export const toConfigError = (
+export const toPolicyError = (
   problem: Problem,
   source: string | undefined,
   locator: Locator | undefined
-): ConfigError => {
+): PolicyError => {
   const line = problem.line ?? (problem.path.length === 0 ? undefined : locator?.lineOf(problem.path))
   // A syntax error already names its line in `reason`; keep `line` for fields located by path.
   const located = problem.line === undefined ? line : undefined
-  return new ConfigError({
+  return new PolicyError({
     path: formatPath(problem.path),
     reason: problem.reason,
     ...(source === undefined ? {} : { source }),
@@ -271,21 +274,21 @@ export class PolicySet implements Iterable<Policy> {
    * Validates `policies` (schema, non-empty unique names, related-field rules) and builds a set in the
    * given order. Fails with the first problem, e.g. `limiters.api: duplicate policy name`.
    */
-  static make(policies: Iterable<Policy>): Effect.Effect<PolicySet, ConfigError> {
+  static make(policies: Iterable<Policy>): Effect.Effect<PolicySet, PolicyError> {
     return Effect.suspend(() => PolicySet.validate(policies))
   }
 
   /** `make` without an Effect runtime: the set, or the first problem, as an `Either`. */
-  static validate(policies: PolicySet | Iterable<Policy>): Either.Either<PolicySet, ConfigError> {
+  static validate(policies: PolicySet | Iterable<Policy>): Either.Either<PolicySet, PolicyError> {
     if (policies instanceof PolicySet) return Either.right(policies)
-    return Either.mapLeft(makePolicySet(policies), (p) => toConfigError(p, undefined, undefined))
+    return Either.mapLeft(makePolicySet(policies), (p) => toPolicyError(p, undefined, undefined))
   }
 
   /**
    * `policies` as a validated set: a `PolicySet` as it is, anything else through `make` (so policies
    * written in code meet the same rules, with the same wording, as a config file's).
    */
-  static from(policies: PolicySet | Iterable<Policy>): Effect.Effect<PolicySet, ConfigError> {
+  static from(policies: PolicySet | Iterable<Policy>): Effect.Effect<PolicySet, PolicyError> {
     return Effect.suspend(() => PolicySet.validate(policies))
   }
 

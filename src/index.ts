@@ -55,11 +55,11 @@ export * as RateLimiterStore from "./services/RateLimiterStore.js"
 
 /**
  * The validated set of policies every layer reads (`PolicySet.make`, `PolicySet.validate`), and
- * `ConfigError`, what a rejected policy or policy file fails with.
+ * `PolicyError`, what a rejected policy or policy file fails with.
  *
  * @since 0.2.0
  */
-export { ConfigError, PolicySet } from "./PolicySet.js"
+export { PolicyError, PolicySet } from "./PolicySet.js"
 
 /**
  * The policy file loader (`PolicyFile.load`, `parse`, `decode`). Called `Config` before 0.2; renamed so it

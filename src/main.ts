@@ -86,6 +86,6 @@ const program = Effect.gen(function*() {
 
 program.pipe(
   Effect.provide(MemoryBackend.layerFile(policyFile)),
-  Effect.tapErrorTag("ConfigError", (error) => Console.error(error.message)),
+  Effect.tapErrorTag("PolicyError", (error) => Console.error(error.message)),
   NodeRuntime.runMain
 )

@@ -32,14 +32,14 @@ const onePolicy = (body: unknown, extra: Record<string, unknown> = {}) =>
 /** The failure of a config in both formats (path and reason must agree); returns the YAML one. */
 const failureOf = (config: unknown) =>
   Effect.gen(function*() {
-    const errors: Array<PolicyFile.ConfigError> = []
+    const errors: Array<PolicyFile.PolicyError> = []
     for (const [, text] of bothFormats(config)) errors.push(yield* Effect.flip(PolicyFile.parse(text)))
     const [yaml, json] = errors
     expect({ path: json!.path, reason: json!.reason }).toEqual({ path: yaml!.path, reason: yaml!.reason })
     return yaml!
   })
 
-const expectProblem = (error: PolicyFile.ConfigError, problemPath: string, reason: string) =>
+const expectProblem = (error: PolicyFile.PolicyError, problemPath: string, reason: string) =>
   expect({ path: error.path, reason: error.reason }).toEqual({ path: problemPath, reason })
 
 const concurrencyDefaults = {
@@ -443,11 +443,11 @@ describe("PolicyFile.load", () => {
       expect(set.get("nope")).toEqual(Option.none())
     }))
 
-  it.effect("a missing file is a ConfigError naming the path", () =>
+  it.effect("a missing file is a PolicyError naming the path", () =>
     Effect.gen(function*() {
       const missing = path.resolve(here, "fixtures/does-not-exist.yaml")
       const error = yield* Effect.flip(PolicyFile.load(missing))
-      expect(error).toBeInstanceOf(PolicyFile.ConfigError)
+      expect(error).toBeInstanceOf(PolicyFile.PolicyError)
       expect({ path: error.path, reason: error.reason, source: error.source }).toEqual({
         path: "config",
         reason: "cannot read the file: not found",
@@ -456,7 +456,7 @@ describe("PolicyFile.load", () => {
       expect(error.message).toBe(`config: cannot read the file: not found (${missing})`)
     }))
 
-  it.effect("a directory is a ConfigError saying so, never a defect", () =>
+  it.effect("a directory is a PolicyError saying so, never a defect", () =>
     Effect.gen(function*() {
       const error = yield* Effect.flip(PolicyFile.load(here))
       expect({ path: error.path, reason: error.reason, source: error.source }).toEqual({
@@ -863,8 +863,8 @@ describe("PolicyFile.decode", () => {
 })
 
 describe("PolicyFile.parse never throws or dies (fuzz)", () => {
-  /** Runs `effect` and asserts it succeeded with a valid set or failed with a ConfigError, never a defect. */
-  const assertTyped = (effect: Effect.Effect<PolicyFile.PolicySet, PolicyFile.ConfigError>): void => {
+  /** Runs `effect` and asserts it succeeded with a valid set or failed with a PolicyError, never a defect. */
+  const assertTyped = (effect: Effect.Effect<PolicyFile.PolicySet, PolicyFile.PolicyError>): void => {
     const exit = Effect.runSync(Effect.exit(effect))
     if (Exit.isSuccess(exit)) {
       const isPolicy = Schema.is(Policy)
@@ -873,7 +873,7 @@ describe("PolicyFile.parse never throws or dies (fuzz)", () => {
       return
     }
     expect(Cause.isFailType(exit.cause)).toBe(true)
-    if (Cause.isFailType(exit.cause)) expect(exit.cause.error).toBeInstanceOf(PolicyFile.ConfigError)
+    if (Cause.isFailType(exit.cause)) expect(exit.cause.error).toBeInstanceOf(PolicyFile.PolicyError)
   }
 
   it("random strings", () => {

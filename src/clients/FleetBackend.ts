@@ -14,7 +14,7 @@
  */
 import type * as grpc from "@grpc/grpc-js"
 import * as Config from "effect/Config"
-import type * as ConfigError from "effect/ConfigError"
+import type * as EffectConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Redacted from "effect/Redacted"
@@ -177,5 +177,5 @@ export const layer = (options: FleetBackendOptions): Layer.Layer<Fleet, InvalidA
  */
 export const layerConfig = (
   config: Config.Config.Wrap<FleetBackendOptions>
-): Layer.Layer<Fleet, ConfigError.ConfigError | InvalidArgument> =>
+): Layer.Layer<Fleet, EffectConfigError.ConfigError | InvalidArgument> =>
   Layer.scoped(Fleet, Effect.flatMap(Config.unwrap(config), make))

@@ -18,7 +18,7 @@
  */
 import type * as grpc from "@grpc/grpc-js"
 import * as Config from "effect/Config"
-import type * as ConfigError from "effect/ConfigError"
+import type * as EffectConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import * as Either from "effect/Either"
 import * as Layer from "effect/Layer"
@@ -212,5 +212,5 @@ export const layer = (options: MonitorBackendOptions): Layer.Layer<Monitor, Inva
  */
 export const layerConfig = (
   config: Config.Config.Wrap<MonitorBackendOptions>
-): Layer.Layer<Monitor, ConfigError.ConfigError | InvalidArgument> =>
+): Layer.Layer<Monitor, EffectConfigError.ConfigError | InvalidArgument> =>
   Layer.scoped(Monitor, Effect.flatMap(Config.unwrap(config), make))

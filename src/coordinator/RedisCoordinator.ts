@@ -20,7 +20,7 @@
  * @since 0.1.0
  */
 import * as Config from "effect/Config"
-import type * as ConfigError from "effect/ConfigError"
+import type * as EffectConfigError from "effect/ConfigError"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as Layer from "effect/Layer"
@@ -208,7 +208,7 @@ export const layer = (
  */
 export const layerConfig = (
   config: Config.Config.Wrap<RedisCoordinatorOptions>
-): Layer.Layer<Coordinator, ConfigError.ConfigError | ServiceUnavailable | BackendError> =>
+): Layer.Layer<Coordinator, EffectConfigError.ConfigError | ServiceUnavailable | BackendError> =>
   Layer.scoped(Coordinator, Effect.flatMap(Config.unwrap(config), make))
 
 /**

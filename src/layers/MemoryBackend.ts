@@ -29,7 +29,7 @@ import * as TokenBudget from "../engine/tokenBudget.js"
 import { BackendError } from "../Errors.js"
 import type { AdmitterPolicy, LimiterPolicy, MeterPolicy, Policy } from "../Policy.js"
 import * as PolicyFile from "../PolicyFile.js"
-import type { ConfigError } from "../PolicySet.js"
+import type { PolicyError } from "../PolicySet.js"
 import { PolicySet } from "../PolicySet.js"
 import { type FrontOptions, make as makeFront, RateLimiter, type RateLimiterService } from "../services/RateLimiter.js"
 import {
@@ -61,7 +61,7 @@ export type {
 export interface MemoryBackendOptions extends FrontOptions {
   /**
    * The policies to serve: a `PolicySet` (from `PolicyFile.load`/`PolicyFile.parse`/`PolicySet.make`), or policies
-   * written in code, which are validated like a file's (a bad one fails the layer with `ConfigError`).
+   * written in code, which are validated like a file's (a bad one fails the layer with `PolicyError`).
    */
   readonly policies: PolicySet | Iterable<Policy>
   /** Lease TTL in ms (default 2000). */
@@ -219,7 +219,7 @@ const build = (options: MemoryBackendOptions) =>
  * @since 0.2.0
  * @category constructors
  */
-export const makeStore = (options: MemoryBackendOptions): Effect.Effect<LocalStore, ConfigError> =>
+export const makeStore = (options: MemoryBackendOptions): Effect.Effect<LocalStore, PolicyError> =>
   Effect.map(build(options), ({ store }) => store)
 
 /**
@@ -231,7 +231,7 @@ export const makeStore = (options: MemoryBackendOptions): Effect.Effect<LocalSto
  */
 export const make = (
   options: MemoryBackendOptions
-): Effect.Effect<RateLimiterService, ConfigError, Scope.Scope> =>
+): Effect.Effect<RateLimiterService, PolicyError, Scope.Scope> =>
   Effect.flatMap(makeStore(options), (store) => makeFront(store, options))
 
 /**
@@ -276,7 +276,7 @@ export const makeLocal = (options: LocalOptions): LocalLimiter =>
 /** Both doors over one store; the synchronous one reads the building fiber's `Clock`. */
 const makeDoors = (
   options: MemoryBackendOptions
-): Effect.Effect<Context.Context<RateLimiter | Local>, ConfigError, Scope.Scope> =>
+): Effect.Effect<Context.Context<RateLimiter | Local>, PolicyError, Scope.Scope> =>
   Effect.gen(function*() {
     const { keys, store } = yield* build(options)
     const service = yield* makeFront(store, options)
@@ -288,12 +288,12 @@ const makeDoors = (
 /**
  * The Memory door as a layer: the `RateLimiter` service and, on the same state, its synchronous
  * `Local` limiter. Policies written in code are validated here: a bad one fails the layer with
- * `ConfigError`, as a bad file would.
+ * `PolicyError`, as a bad file would.
  *
  * @since 0.1.0
  * @category layers
  */
-export const layer = (options: MemoryBackendOptions): Layer.Layer<RateLimiter | Local, ConfigError> =>
+export const layer = (options: MemoryBackendOptions): Layer.Layer<RateLimiter | Local, PolicyError> =>
   Layer.scopedContext(makeDoors(options))
 
 /**
@@ -302,13 +302,13 @@ export const layer = (options: MemoryBackendOptions): Layer.Layer<RateLimiter | 
  * @since 0.2.0
  * @category layers
  */
-export const layerStore = (options: MemoryBackendOptions): Layer.Layer<Store, ConfigError> =>
+export const layerStore = (options: MemoryBackendOptions): Layer.Layer<Store, PolicyError> =>
   Layer.effect(Store, makeStore(options))
 
 /**
  * The Memory door serving the policies of a config file (YAML or JSON, the reference server's format),
  * with its `Local` limiter like `layer`. A file that cannot be read or decoded fails the layer with
- * `ConfigError`.
+ * `PolicyError`.
  *
  * @since 0.1.0
  * @category layers
@@ -316,7 +316,7 @@ export const layerStore = (options: MemoryBackendOptions): Layer.Layer<Store, Co
 export const layerFile = (
   path: string,
   options: Omit<MemoryBackendOptions, "policies"> = {}
-): Layer.Layer<RateLimiter | Local, ConfigError> =>
+): Layer.Layer<RateLimiter | Local, PolicyError> =>
   Layer.scopedContext(Effect.flatMap(PolicyFile.load(path), (policies) => makeDoors({ ...options, policies })))
 
 /**
@@ -324,13 +324,12 @@ export const layerFile = (
  * for a fixed value), e.g. `layerConfig({ policies: Config.succeed(policies), leaseTtlMs:
  * Config.integer("LEASE_TTL_MS") })`. A missing or invalid value fails the layer with Effect's
  * `ConfigError`; then it is built as `layer` builds it, with its `Local` limiter. A bad policy fails it
- * with this package's `ConfigError`: both carry the tag "ConfigError", and Effect's is the one
- * `ConfigError.isConfigError` (`effect/ConfigError`) accepts.
+ * with this package's `PolicyError` (its own tag, so `catchTag` tells the two apart).
  *
  * @since 0.2.0
  * @category layers
  */
 export const layerConfig = (
   config: Config.Config.Wrap<MemoryBackendOptions>
-): Layer.Layer<RateLimiter | Local, EffectConfigError.ConfigError | ConfigError> =>
+): Layer.Layer<RateLimiter | Local, EffectConfigError.ConfigError | PolicyError> =>
   Layer.scopedContext(Effect.flatMap(Config.unwrap(config), makeDoors))

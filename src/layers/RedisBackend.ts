@@ -9,7 +9,7 @@
  * - Validation: the store does none. The front checks every call (policy, then key, then amounts) and
  *   raises `PolicyNotFound` / `OperationNotSupported` / `InvalidArgument`; the store's bound operations
  *   take those checked arguments. Policies written in code are validated once, when the store is built
- *   (`PolicySet.from`): a bad one fails with `ConfigError`.
+ *   (`PolicySet.from`): a bad one fails with `PolicyError`.
  * - Keys: a limiter or budget key is `prefix:key` (the wire's key; the prefix defaults to the policy
  *   name). An admitter keeps its held leases and its ceiling state in `{prefix}#leases` / `{prefix}#guard`
  *   and a unified admitter's rate keys in `{prefix}:key`: one hash tag, so one admission is one script
@@ -47,7 +47,7 @@ import {
   type Strategy
 } from "../Policy.js"
 import * as PolicyFile from "../PolicyFile.js"
-import { type ConfigError, PolicySet } from "../PolicySet.js"
+import { type PolicyError, PolicySet } from "../PolicySet.js"
 import * as CallTemplate from "../redis/CallTemplate.js"
 import * as RedisClient from "../redis/RedisClient.js"
 import type { RedisConnection, SharedRedis } from "../redis/RedisClient.js"
@@ -75,7 +75,7 @@ import {
 export interface RedisBackendOptions extends FrontOptions {
   /**
    * The policies to serve: a `PolicySet` (from `PolicyFile.load`/`PolicyFile.parse`/`PolicySet.make`), or policies
-   * written in code, which are validated like a file's (a bad one fails with `ConfigError`).
+   * written in code, which are validated like a file's (a bad one fails with `PolicyError`).
    */
   readonly policies: PolicySet | Iterable<Policy>
   /**
@@ -245,7 +245,7 @@ export type RedisStoreOptions = Omit<RedisBackendOptions, "redis" | "timeoutMs">
  */
 export const makeStore = (
   options: RedisBackendOptions
-): Effect.Effect<LocalStore, ConfigError | ServiceUnavailable | BackendError, Scope.Scope> =>
+): Effect.Effect<LocalStore, PolicyError | ServiceUnavailable | BackendError, Scope.Scope> =>
   Effect.gen(function*() {
     const policies = yield* PolicySet.from(options.policies)
     const redis = yield* RedisClient.make(
@@ -265,7 +265,7 @@ export const makeStore = (
 export const makeStoreOn = (
   redis: SharedRedis,
   options: RedisStoreOptions
-): Effect.Effect<LocalStore, ConfigError | BackendError> =>
+): Effect.Effect<LocalStore, PolicyError | BackendError> =>
   Effect.gen(function*() {
     const policies = yield* PolicySet.from(options.policies)
     const ttlMs = options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS
@@ -495,7 +495,7 @@ export const makeStoreOn = (
  */
 export const layerStore = (
   options: RedisBackendOptions
-): Layer.Layer<Store, ConfigError | ServiceUnavailable | BackendError> => Layer.scoped(Store, makeStore(options))
+): Layer.Layer<Store, PolicyError | ServiceUnavailable | BackendError> => Layer.scoped(Store, makeStore(options))
 
 /**
  * The Redis store as a layer over the shared connection in context (`RedisClient.layer`), so it can share
@@ -506,7 +506,7 @@ export const layerStore = (
  */
 export const layerStoreShared = (
   options: RedisStoreOptions
-): Layer.Layer<Store, ConfigError | BackendError, RedisClient.RedisClient> =>
+): Layer.Layer<Store, PolicyError | BackendError, RedisClient.RedisClient> =>
   Layer.effect(Store, Effect.flatMap(RedisClient.RedisClient, (redis) => makeStoreOn(redis, options)))
 
 /**
@@ -518,7 +518,7 @@ export const layerStoreShared = (
  */
 export const make = (
   options: RedisBackendOptions
-): Effect.Effect<RateLimiterService, ConfigError | ServiceUnavailable | BackendError, Scope.Scope> =>
+): Effect.Effect<RateLimiterService, PolicyError | ServiceUnavailable | BackendError, Scope.Scope> =>
   Effect.flatMap(makeStore(options), (store) =>
     makeFront(
       store,
@@ -527,18 +527,18 @@ export const make = (
 
 /**
  * The Redis door as a layer. The client it creates is closed with the layer (a given `{ client }` is not).
- * Policies written in code are validated here: a bad one fails the layer with `ConfigError`.
+ * Policies written in code are validated here: a bad one fails the layer with `PolicyError`.
  *
  * @since 0.1.0
  * @category layers
  */
 export const layer = (
   options: RedisBackendOptions
-): Layer.Layer<RateLimiter, ConfigError | ServiceUnavailable | BackendError> => Layer.scoped(RateLimiter, make(options))
+): Layer.Layer<RateLimiter, PolicyError | ServiceUnavailable | BackendError> => Layer.scoped(RateLimiter, make(options))
 
 /**
  * The Redis door serving the policies of a config file (YAML or JSON, the reference server's format),
- * built as `layer` builds it. A file that cannot be read or decoded fails the layer with `ConfigError`.
+ * built as `layer` builds it. A file that cannot be read or decoded fails the layer with `PolicyError`.
  *
  * @since 0.2.0
  * @category layers
@@ -546,7 +546,7 @@ export const layer = (
 export const layerFile = (
   path: string,
   options: Omit<RedisBackendOptions, "policies">
-): Layer.Layer<RateLimiter, ConfigError | ServiceUnavailable | BackendError> =>
+): Layer.Layer<RateLimiter, PolicyError | ServiceUnavailable | BackendError> =>
   Layer.scoped(RateLimiter, Effect.flatMap(PolicyFile.load(path), (policies) => make({ ...options, policies })))
 
 /**
@@ -554,13 +554,12 @@ export const layerFile = (
  * a fixed value), e.g. `layerConfig({ policies: Config.succeed(policies), redis:
  * Config.redacted("REDIS_URL") })` (a URL that holds a password stays `Redacted`). A missing or invalid
  * value fails the layer with Effect's `ConfigError`; then it is built as `layer` builds it. A bad policy
- * fails it with this package's `ConfigError`: both carry the tag "ConfigError", and Effect's is the one
- * `ConfigError.isConfigError` (`effect/ConfigError`) accepts.
+ * fails it with this package's `PolicyError` (its own tag, so `catchTag` tells the two apart).
  *
  * @since 0.2.0
  * @category layers
  */
 export const layerConfig = (
   config: Config.Config.Wrap<RedisBackendOptions>
-): Layer.Layer<RateLimiter, EffectConfigError.ConfigError | ConfigError | ServiceUnavailable | BackendError> =>
+): Layer.Layer<RateLimiter, EffectConfigError.ConfigError | PolicyError | ServiceUnavailable | BackendError> =>
   Layer.scoped(RateLimiter, Effect.flatMap(Config.unwrap(config), make))

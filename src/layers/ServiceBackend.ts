@@ -42,7 +42,7 @@
 import { create, type MessageInitShape } from "@bufbuild/protobuf"
 import * as grpc from "@grpc/grpc-js"
 import * as Config from "effect/Config"
-import type * as ConfigError from "effect/ConfigError"
+import type * as EffectConfigError from "effect/ConfigError"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -383,5 +383,5 @@ export const layerStore = (options: ServiceBackendOptions): Layer.Layer<Store, I
  */
 export const layerConfig = (
   config: Config.Config.Wrap<ServiceBackendOptions>
-): Layer.Layer<RateLimiter, ConfigError.ConfigError | InvalidArgument> =>
+): Layer.Layer<RateLimiter, EffectConfigError.ConfigError | InvalidArgument> =>
   Layer.scoped(RateLimiter, Effect.flatMap(Config.unwrap(config), make))

@@ -23,7 +23,7 @@
  * - A concurrency block may say `algorithm: fixed` (a pinned ceiling); `minLimit == maxLimit` also pins it.
  * - A leased `twoTier` block needs `lowWater` below `batch` (the reference takes any value).
  *
- * Errors: loading stops at the first problem, in file order, and fails with one `ConfigError` naming the
+ * Errors: loading stops at the first problem, in file order, and fails with one `PolicyError` naming the
  * path of the offending field (`limiters.api.burst`) and the reason. A bad file never yields a partial
  * `PolicySet`.
  *

@@ -1,5 +1,5 @@
 /**
- * A problem with a policy, before it becomes a `ConfigError`: the path of the offending field in the
+ * A problem with a policy, before it becomes a `PolicyError`: the path of the offending field in the
  * file format (`["limiters", "api", "burst"]`) and the reason. The policy set's rules, the text parser and
  * the file decoder all report these, so policies written in code and policies read from a file fail with
  * the same wording. Also the helpers their messages share, and the `Locator` that maps a path back to a

@@ -23,7 +23,7 @@
  */
 import * as Clock from "effect/Clock"
 import * as Config from "effect/Config"
-import type * as ConfigError from "effect/ConfigError"
+import type * as EffectConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
@@ -242,7 +242,7 @@ export const layer = (
 export const layerConfig = (
   connection: Config.Config.Wrap<RedisConnection>,
   options: Config.Config.Wrap<RedisClientOptions> = {}
-): Layer.Layer<RedisClient, ConfigError.ConfigError | ServiceUnavailable | BackendError> =>
+): Layer.Layer<RedisClient, EffectConfigError.ConfigError | ServiceUnavailable | BackendError> =>
   Layer.scoped(
     RedisClient,
     Effect.flatMap(

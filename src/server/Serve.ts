@@ -13,7 +13,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
 import * as PolicyFile from "../PolicyFile.js"
-import type { ConfigError, PolicySet } from "../PolicySet.js"
+import type { PolicyError, PolicySet } from "../PolicySet.js"
 import type * as Cli from "./Cli.js"
 import { formatAddress, type GrpcBindError, GrpcServer, type RunningServer, type ServerTls } from "./GrpcServer.js"
 import * as ThrottleKitServer from "./ThrottleKitServer.js"
@@ -25,7 +25,7 @@ import { StartupError } from "./ThrottleKitServer.js"
  * @since 0.1.0
  * @category errors
  */
-export type ServeError = Cli.UsageError | ConfigError | GrpcBindError | StartupError
+export type ServeError = Cli.UsageError | PolicyError | GrpcBindError | StartupError
 
 const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost", "[::1]"])
 

@@ -16,7 +16,7 @@
  *   policy is `federated:` (as the reference server), and health.
  *
  * The policies are given once, as a validated `PolicySet` (policies written in code are validated here,
- * a bad one fails the layer with `ConfigError`); every part reads that one set. Releasing the layer stops
+ * a bad one fails the layer with `PolicyError`); every part reads that one set. Releasing the layer stops
  * the server gracefully first (drain within the shutdown bound), then the wrappers, the hub, the
  * coordinator and the store, and the Redis connection last.
  *
@@ -36,7 +36,7 @@ import { isWindowed } from "../coordinator/reserve.js"
 import * as MemoryBackend from "../layers/MemoryBackend.js"
 import * as RedisBackend from "../layers/RedisBackend.js"
 import type { Policy } from "../Policy.js"
-import { type ConfigError, PolicySet } from "../PolicySet.js"
+import { type PolicyError, PolicySet } from "../PolicySet.js"
 import * as RedisClient from "../redis/RedisClient.js"
 import * as Front from "../services/RateLimiter.js"
 import { Store } from "../services/RateLimiterStore.js"
@@ -79,7 +79,7 @@ export type ServerStore =
 export interface ThrottleKitServerOptions extends GrpcServerOptions {
   /**
    * The policies to serve: a `PolicySet` (from `PolicyFile.load` / `PolicyFile.parse`), or policies written in
-   * code, validated here (a bad one fails the layer with `ConfigError`).
+   * code, validated here (a bad one fails the layer with `PolicyError`).
    */
   readonly policies: PolicySet | Iterable<Policy>
   /** Where limit state lives (default: memory). */
@@ -119,7 +119,7 @@ export class StartupError extends Schema.TaggedError<StartupError>()("StartupErr
  * @since 0.2.0
  * @category errors
  */
-export type ThrottleKitServerError = ConfigError | GrpcBindError | StartupError
+export type ThrottleKitServerError = PolicyError | GrpcBindError | StartupError
 
 /**
  * True when some policy leases from the coordinator (federated, or two-tier leased on a windowed strategy).
@@ -176,7 +176,7 @@ export const warnings = (
 const backing = (
   options: ThrottleKitServerOptions,
   policies: PolicySet
-): Layer.Layer<Store | Coordinator, ConfigError | StartupError> => {
+): Layer.Layer<Store | Coordinator, PolicyError | StartupError> => {
   const lease = options.leaseTtlMs === undefined ? {} : { leaseTtlMs: options.leaseTtlMs }
   const given = options.coordinator === undefined ? undefined : Layer.succeed(Coordinator, options.coordinator)
   const store = options.store ?? { kind: "memory" }
@@ -198,7 +198,7 @@ const backing = (
         : MemoryCoordinator.layer())
       return Layer.merge(
         RedisBackend.layerStoreShared({ policies, ...lease }).pipe(
-          Layer.mapError((error) => error._tag === "ConfigError" ? error : failed("the Redis store")(error))
+          Layer.mapError((error) => error._tag === "PolicyError" ? error : failed("the Redis store")(error))
         ),
         coordinator
       ).pipe(Layer.provide(connection))

@@ -174,7 +174,7 @@ describe("twoTier.lowWater: config", () => {
       for (const lowWater of [8, 9]) {
         const error = yield* Effect.flip(PolicyFile.parse(file(lowWater), "f.yaml"))
         expect(error).toMatchObject({
-          _tag: "ConfigError",
+          _tag: "PolicyError",
           path: "limiters.p.twoTier.lowWater",
           reason: `must be less than batch (8), got ${lowWater}`,
           source: "f.yaml",

@@ -217,10 +217,10 @@ describe("RedisBackend", () => {
             Layer.provide(NodeFileSystem.layer)
           )
         )))
-        expect(missing._tag).toBe("ConfigError")
+        expect(missing._tag).toBe("PolicyError")
       }).pipe(Effect.scoped))
 
-    it.effect("policies written in code are validated: a bad one fails the layer with ConfigError", () =>
+    it.effect("policies written in code are validated: a bad one fails the layer with PolicyError", () =>
       Effect.gen(function*() {
         const env = yield* TestRedis
         const ns = `${env.ns}:invalid`
@@ -235,11 +235,11 @@ describe("RedisBackend", () => {
         const build = (list: ReadonlyArray<Policy>) =>
           Effect.flip(Effect.scoped(Layer.build(RedisBackend.layer({ policies: list, redis: env.url }))))
         const bad = yield* build([zero, ...rest])
-        expect(bad._tag).toBe("ConfigError")
-        if (bad._tag === "ConfigError") expect(bad.path).toBe("limiters.window.strategy.limit")
+        expect(bad._tag).toBe("PolicyError")
+        if (bad._tag === "PolicyError") expect(bad.path).toBe("limiters.window.strategy.limit")
         const twice = yield* build([window!, window!])
-        expect(twice._tag).toBe("ConfigError")
-        if (twice._tag === "ConfigError") {
+        expect(twice._tag).toBe("PolicyError")
+        if (twice._tag === "PolicyError") {
           expect([twice.path, twice.reason]).toEqual(["limiters.window", "duplicate policy name"])
         }
       }))

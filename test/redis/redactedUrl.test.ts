@@ -119,7 +119,7 @@ describe("a Redis URL with a password", () => {
         for (const line of viaConfig.lines) expect(line).not.toContain(PASSWORD)
       }))
 
-    it.effect("RedisClient and RedisCoordinator read their connection from Config; a missing one is a ConfigError", () =>
+    it.effect("RedisClient and RedisCoordinator read their connection from Config; a missing one is a PolicyError", () =>
       Effect.gen(function*() {
         const env = yield* TestRedis
         const fixed: WindowedStrategy = { kind: "fixedWindow", limit: 5, windowMs: 60_000 }

@@ -366,7 +366,7 @@ describe("bad input changes nothing, through every door", () => {
 })
 
 // ---------------------------------------------------------------------------------------------------------
-// Bad policies: every door refuses to build, with the same ConfigError (path and reason)
+// Bad policies: every door refuses to build, with the same PolicyError (path and reason)
 // ---------------------------------------------------------------------------------------------------------
 
 const gcra = (fields: Record<string, unknown>): Policy =>
@@ -386,7 +386,7 @@ const withConcurrency = (fields: Record<string, unknown>): Policy => {
 interface BadPolicyRow {
   readonly name: string
   readonly policies: ReadonlyArray<Policy>
-  /** The path the ConfigError names. */
+  /** The path the PolicyError names. */
   readonly path: string
 }
 
@@ -457,7 +457,7 @@ const buildFailure = <A, E>(build: Layer.Layer<A, E>): Effect.Effect<E | undefin
     (exit) => exit._tag === "Success" ? undefined : Option.getOrUndefined(Cause.failureOption(exit.cause))
   )
 
-describe("bad policies fail every door's construction with the same ConfigError", () => {
+describe("bad policies fail every door's construction with the same PolicyError", () => {
   layer(Layer.empty, { excludeTestServices: true, timeout: 60_000 })("doors", (it) => {
     it.scoped.each(badPolicyRows)("$name", (row) =>
       Effect.gen(function*() {
@@ -482,7 +482,7 @@ describe("bad policies fail every door's construction with the same ConfigError"
           Effect.map(buildFailure(over(FailMode.layer({ mode: "open" }))), (f) => ["fail-mode", f] as const)
         ])
         for (const [door, failure] of failures) {
-          expect(failure, door).toMatchObject({ _tag: "ConfigError", path: row.path })
+          expect(failure, door).toMatchObject({ _tag: "PolicyError", path: row.path })
         }
         // One wording for all: the same reason on every door.
         const reasons = new Set(failures.map(([, failure]) => (failure as { readonly reason?: string }).reason))

@@ -103,7 +103,7 @@ describe("ThrottleKitServer", () => {
       ])
     }))
 
-  it.scoped("validates policies written in code once, failing the layer with the loader's ConfigError", () =>
+  it.scoped("validates policies written in code once, failing the layer with the loader's PolicyError", () =>
     Effect.gen(function*() {
       const bad: Policy = {
         kind: "limiter",
@@ -114,7 +114,7 @@ describe("ThrottleKitServer", () => {
       }
       const error = yield* Effect.flip(serve({ policies: [bad] }))
       const expected = yield* Effect.flip(PolicySet.make([bad]))
-      expect(error).toMatchObject({ _tag: "ConfigError", path: expected.path, reason: expected.reason })
+      expect(error).toMatchObject({ _tag: "PolicyError", path: expected.path, reason: expected.reason })
     }))
 
   it.live(

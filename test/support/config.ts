@@ -1,6 +1,6 @@
 /**
  * Configuration for the `layerConfig` tests: a layer built with Effect's configuration served from a
- * map of the given entries only (a key not among them is missing: a `ConfigError`).
+ * map of the given entries only (a key not among them is missing: a `PolicyError`).
  */
 import { ConfigProvider, Layer } from "effect"
 
