@@ -259,6 +259,7 @@ export const DEFAULT_MAX_KEYS = 100_000
  *
  * @since 0.1.0
  * @category utils
+ * @internal
  */
 export const storeKey = (prefix: string, key: string): string => prefix === "" ? key : `${prefix}:${key}`
 
@@ -267,6 +268,7 @@ export const storeKey = (prefix: string, key: string): string => prefix === "" ?
  *
  * @since 0.1.0
  * @category utils
+ * @internal
  */
 export const reportedLimit = (strategy: Strategy): number => {
   switch (strategy.kind) {

@@ -105,6 +105,7 @@ const decodeFailure = (what: string, error: ParseResult.ParseError) =>
  *
  * @since 0.1.0
  * @category decoding
+ * @internal
  */
 export const snapshotFromWire = (
   snapshot: pb.Snapshot | undefined

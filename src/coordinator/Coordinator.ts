@@ -63,6 +63,7 @@ export class Coordinator extends Context.Tag("throttlekit-effect/Coordinator")<C
  *
  * @since 0.1.0
  * @category validation
+ * @internal
  */
 export const reservationProblem = (key: string, wants: number): InvalidArgument | undefined => {
   const keyProblem = Validate.keyProblem(key)
@@ -77,6 +78,7 @@ export const reservationProblem = (key: string, wants: number): InvalidArgument 
  *
  * @since 0.1.0
  * @category validation
+ * @internal
  */
 export const validateReservation = (key: string, wants: number): Effect.Effect<void, InvalidArgument> => {
   const problem = reservationProblem(key, wants)
@@ -90,5 +92,6 @@ export const validateReservation = (key: string, wants: number): Effect.Effect<v
  *
  * @since 0.1.0
  * @category keys
+ * @internal
  */
 export const federatedKey = (prefix: string, domain: string): string => storeKey(prefix, `{${domain}}`)

@@ -62,6 +62,7 @@ const malformed = (reply: Reply) =>
  *
  * @since 0.1.0
  * @category decoding
+ * @internal
  */
 export const grantOf = (reply: Reply): Exit.Exit<Grant, BackendError> => {
   if (!Array.isArray(reply) || reply.length !== 3) return Exit.fail(malformed(reply))
@@ -77,6 +78,7 @@ export const grantOf = (reply: Reply): Exit.Exit<Grant, BackendError> => {
  *
  * @since 0.1.0
  * @category decoding
+ * @internal
  */
 export const grantFromReply = (reply: Reply): Effect.Effect<Grant, BackendError> => grantOf(reply)
 

@@ -117,6 +117,7 @@ export const RECONNECT_BACKOFF_CAP_MS = 5000
  *
  * @since 0.2.0
  * @category constants
+ * @internal
  */
 export const PROBE_KEY = "throttlekit:probe"
 

@@ -126,6 +126,7 @@ export type ThrottleKitServerError = PolicyError | GrpcBindError | StartupError
  *
  * @since 0.1.0
  * @category utils
+ * @internal
  */
 export const usesCoordinator = (policies: Iterable<Policy>): boolean => {
   for (const p of policies) {
@@ -142,6 +143,7 @@ export const usesCoordinator = (policies: Iterable<Policy>): boolean => {
  *
  * @since 0.2.0
  * @category utils
+ * @internal
  */
 export const servesFleet = (policies: PolicySet): boolean => FleetRpc.leasablePolicies(policies).size > 0
 
@@ -151,6 +153,7 @@ export const servesFleet = (policies: PolicySet): boolean => FleetRpc.leasablePo
  *
  * @since 0.2.0
  * @category utils
+ * @internal
  */
 export const warnings = (
   options: {
