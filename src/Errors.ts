@@ -64,7 +64,10 @@ export class OperationNotSupported extends Schema.TaggedError<OperationNotSuppor
 }
 
 /**
- * The backend (Redis, the ThrottleKit server) could not be reached, or did not answer in time.
+ * The backend (Redis, the ThrottleKit server) could not be reached, or did not answer in time. A
+ * consuming call that fails with it was not applied, and never will be: the Redis door fences every
+ * consuming script (it applies nothing once its deadline has passed), and a server built on this library
+ * answers UNAVAILABLE only for calls it did not apply.
  *
  * @since 0.1.0
  * @category errors
@@ -76,6 +79,26 @@ export class ServiceUnavailable extends Schema.TaggedError<ServiceUnavailable>()
 }) {
   override get message(): string {
     return `${this.service} unavailable: ${this.reason}`
+  }
+}
+
+/**
+ * A consuming call (a check, a debit, an admission) was sent and no answer came back in time, and nothing
+ * can tell whether the remote side applied it: it may have counted, or not, or may still count later.
+ * Only the Service door reports it (a gRPC DEADLINE_EXCEEDED: the server measures the deadline from when
+ * the request reached it, so it may apply a request its client has given up on). Retrying may count the
+ * call twice; not retrying may count it never.
+ *
+ * @since 0.2.0
+ * @category errors
+ */
+export class OutcomeUnknown extends Schema.TaggedError<OutcomeUnknown>()("OutcomeUnknown", {
+  service: Schema.String,
+  operation: Operation,
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `${this.service}: the outcome of ${this.operation} is unknown (${this.reason})`
   }
 }
 
@@ -155,6 +178,7 @@ export type RateLimiterError =
   | PolicyNotFound
   | OperationNotSupported
   | ServiceUnavailable
+  | OutcomeUnknown
   | InvalidArgument
   | Unauthenticated
   | BackendError

@@ -11,6 +11,7 @@ import {
   InvalidArgument,
   type Operation,
   OperationNotSupported,
+  OutcomeUnknown,
   PolicyNotFound,
   type RateLimiterError,
   ServiceUnavailable,
@@ -70,6 +71,9 @@ export const fromRateLimiterError = (error: RateLimiterError): GrpcStatusError =
       return statusError(Status.INVALID_ARGUMENT, error.message)
     case "ServiceUnavailable":
       return statusError(Status.UNAVAILABLE, error.message)
+    case "OutcomeUnknown":
+      // Only a client of another server reports it; a store behind this server never does.
+      return statusError(Status.UNKNOWN, error.message)
     case "Unauthenticated":
       return statusError(Status.UNAUTHENTICATED, error.message)
     case "BackendError":
@@ -130,9 +134,12 @@ export interface CallSubject {
   readonly operation: Operation
 }
 
+/** The operations that consume (count, spend, hold) when the server applies them. */
+const consuming: ReadonlySet<Operation> = new Set<Operation>(["check", "checkMany", "debit", "admit", "reserve"])
+
 /**
- * The `RateLimiter` error a client reports for a failed call. NOT_FOUND, UNIMPLEMENTED, UNAVAILABLE and
- * DEADLINE_EXCEEDED, INVALID_ARGUMENT and UNAUTHENTICATED have their own errors; any other status is a
+ * The `RateLimiter` error a client reports for a failed call. NOT_FOUND, UNIMPLEMENTED, UNAVAILABLE,
+ * DEADLINE_EXCEEDED (`OutcomeUnknown` for a consuming call), INVALID_ARGUMENT and UNAUTHENTICATED have their own errors; any other status is a
  * `BackendError` naming it.
  *
  * @since 0.1.0
@@ -153,8 +160,13 @@ export const toRateLimiterError = (error: GrpcStatusError, subject: CallSubject)
         ...(reason === undefined ? {} : { reason })
       })
     }
-    case Status.UNAVAILABLE:
     case Status.DEADLINE_EXCEEDED:
+      // A consuming call may have been applied, or may still be: the server's deadline runs from when
+      // the request reached it.
+      return consuming.has(subject.operation)
+        ? new OutcomeUnknown({ service: subject.service, operation: subject.operation, reason: error.details })
+        : new ServiceUnavailable({ service: subject.service, reason: `${error.codeName}: ${error.details}` })
+    case Status.UNAVAILABLE:
       return new ServiceUnavailable({ service: subject.service, reason: `${error.codeName}: ${error.details}` })
     case Status.INVALID_ARGUMENT: {
       const parsed = invalidArgumentDetails.exec(error.details)

@@ -392,7 +392,9 @@ export const makeStoreOn = (
               ttlMs,
               cost: acquireOptions.cost
             })
-            const answer = yield* Effect.flatMap(runner.run(call), Replies.admission)
+            const answer = yield* Effect.flatMap(runner.run(call), Replies.admission).pipe(
+              Effect.onInterrupt(() => releaseAbandoned(entry, leaseId))
+            )
             // A collision wrote nothing: draw another id.
             if (answer._tag === "Collision") {
               continue
@@ -413,6 +415,20 @@ export const makeStoreOn = (
       )
       return { acquire }
     }
+
+    /**
+     * Releases the lease an interrupted acquire may have taken (its caller is gone and will never release
+     * it). The release follows the acquire on the same connection, so Redis runs it after the acquire:
+     * it frees the slot when the acquire took one, and changes nothing when the acquire was fenced or
+     * denied. Sent without waiting; a failure leaves the lease to its TTL.
+     */
+    const releaseAbandoned = (entry: AdmitterEntry, leaseId: string): Effect.Effect<void> =>
+      runner.prepare(entry.release, entry.keys, { ...entry.params, now: 0, leaseId, dropped: 0 }).pipe(
+        Effect.flatMap((call) =>
+          Effect.sync(() => runner.runCallback(call.script, evalArgs(call), () => {}, () => {}))
+        ),
+        Effect.ignore
+      )
 
     const admitterOfLease = (leaseId: string): AdmitterEntry | undefined =>
       /^[0-9a-f]{40}$/.test(leaseId) ? admitters.get(leaseId.slice(0, 8)) : undefined

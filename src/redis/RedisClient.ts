@@ -32,6 +32,7 @@ import type * as Scope from "effect/Scope"
 import { Redis, type RedisOptions } from "ioredis"
 import { BackendError, type ServiceUnavailable } from "../Errors.js"
 import { classify, timedOut } from "./RedisErrors.js"
+import * as RedisTime from "./RedisTime.js"
 import { makeScriptRunner, type ScriptRunner } from "./ScriptRunner.js"
 import { loadScripts, type ScriptCatalog } from "./Scripts.js"
 
@@ -217,7 +218,8 @@ export const make = Effect.fn("RedisClient.make")(function*(
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
   const scripts = yield* loadScripts()
   const client = yield* acquireClient(connection, timeoutMs)
-  return { client, scripts, runner: makeScriptRunner(client, timeoutMs) }
+  const time = yield* RedisTime.make(client, timeoutMs)
+  return { client, scripts, runner: makeScriptRunner(client, timeoutMs, time) }
 })
 
 /**

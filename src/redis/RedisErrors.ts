@@ -62,5 +62,18 @@ export const isNoScript = (error: ServiceUnavailable | BackendError): boolean =>
  * @since 0.1.0
  * @category constructors
  */
-export const timedOut = (timeoutMs: number, what: string): ServiceUnavailable =>
-  new ServiceUnavailable({ service: "redis", reason: `${what}: no answer within ${timeoutMs} ms` })
+export const timedOut = (timeoutMs: number, what: string, fenced = false): ServiceUnavailable =>
+  new ServiceUnavailable({
+    service: "redis",
+    reason: `${what}: no answer within ${timeoutMs} ms` + (fenced ? " (fenced: it cannot apply after this error)" : "")
+  })
+
+/**
+ * The error of a consuming script that reached Redis after its fence (the reply `{-2}`): it applied
+ * nothing.
+ *
+ * @since 0.2.0
+ * @category constructors
+ */
+export const fencedOut = (what: string): ServiceUnavailable =>
+  new ServiceUnavailable({ service: "redis", reason: `${what}: reached Redis after its deadline; not applied` })

@@ -10,7 +10,8 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import type { Redis } from "ioredis"
 import type { BackendError, ServiceUnavailable } from "../Errors.js"
-import { classify, isNoScript, timedOut } from "./RedisErrors.js"
+import { classify, fencedOut, isNoScript, timedOut } from "./RedisErrors.js"
+import type { RedisTime } from "./RedisTime.js"
 import { marshal, type Named, type Script } from "./Scripts.js"
 
 /**
@@ -125,6 +126,8 @@ const COMMANDS_PER_WRITE = 16
  */
 abstract class InFlight implements Expiring {
   settled = false
+  /** True when the call carries a fence: timed out, it can no longer apply. */
+  fenced = false
   constructor(readonly what: string, readonly deadline: number) {}
 
   protected abstract onReply(reply: Reply): void
@@ -143,7 +146,7 @@ abstract class InFlight implements Expiring {
   }
 
   expire(timeoutMs: number): void {
-    this.fail(timedOut(timeoutMs, this.what))
+    this.fail(timedOut(timeoutMs, this.what, this.fenced))
   }
 }
 
@@ -247,13 +250,34 @@ class Deadlines {
 }
 
 /**
+ * How much of its bound a consuming call has to start in Redis: its fence falls this fraction of the
+ * timeout after it is sent, leaving the rest for the reply to come back. A call Redis starts later
+ * applies nothing (reply `{-2}`), so a call that timed out never counts afterwards.
+ */
+const FENCE_FRACTION = 0.75
+
+/** True for the reply of a consuming script that started after its fence. */
+const isFencedReply = (reply: Reply): boolean =>
+  Array.isArray(reply) && reply.length === 1 && reply[0] === -2
+
+/**
  * Builds the runner over `client`; every call fails with `ServiceUnavailable` when it gets no answer
- * within `timeoutMs`.
+ * within `timeoutMs`. With `time` (the Redis clock of the connection), every consuming script is sent
+ * with its fence, `FENCE_FRACTION` of the bound after it leaves: a call that failed is never applied
+ * afterwards.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const makeScriptRunner = (client: Redis, timeoutMs: number): ScriptRunner => {
+export const makeScriptRunner = (client: Redis, timeoutMs: number, time?: RedisTime): ScriptRunner => {
+  const fenceWithin = timeoutMs * FENCE_FRACTION
+  /** Writes the fence into `args` (numkeys, KEYS, ARGV) when `script` takes one; true when it did. */
+  const fence = (script: Script, args: EvalArgs): boolean => {
+    if (time === undefined || script.fenceAt < 0) return false
+    args[1 + args[0] + script.fenceAt] = String(time.fenceAfter(fenceWithin))
+    return true
+  }
+
   // The commands after the first of a tick leave in shared writes (of up to COMMANDS_PER_WRITE): the
   // second corks the socket until the tick ends (Node's cork / nextTick-uncork pattern). Concurrent
   // checks arrive from many fibers a few µs apart, and a write syscall each cost more than their whole
@@ -298,14 +322,17 @@ export const makeScriptRunner = (client: Redis, timeoutMs: number): ScriptRunner
 
   /** Sends `call` (EVALSHA, then EVAL on NOSCRIPT) under the shared deadlines, and settles it. */
   const dispatch = (call: InFlight, script: Script, args: EvalArgs): void => {
+    call.fenced = fence(script, args)
     deadlines.track(call)
     coalesceWrites()
     const sent = client.evalsha(script.sha1, ...args) as Promise<Reply>
+    const answered = (reply: Reply) => {
+      if (call.fenced && isFencedReply(reply)) call.fail(fencedOut(script.name))
+      else call.answer(reply)
+      deadlines.settled()
+    }
     sent.then(
-      (reply) => {
-        call.answer(reply)
-        deadlines.settled()
-      },
+      answered,
       (error: unknown) => {
         const failure = classify(error)
         if (call.settled || !isNoScript(failure)) {
@@ -317,10 +344,7 @@ export const makeScriptRunner = (client: Redis, timeoutMs: number): ScriptRunner
         coalesceWrites()
         const resent = client.eval(script.text, ...args) as Promise<Reply>
         resent.then(
-          (reply) => {
-            call.answer(reply)
-            deadlines.settled()
-          },
+          answered,
           (retryError: unknown) => {
             call.fail(classify(retryError))
             deadlines.settled()
@@ -351,7 +375,11 @@ export const makeScriptRunner = (client: Redis, timeoutMs: number): ScriptRunner
         const first = settle(
           yield* send(() => {
             const pipeline = client.pipeline()
-            for (const call of calls) pipeline.evalsha(call.script.sha1, ...evalArgs(call))
+            for (const call of calls) {
+              const args = evalArgs(call)
+              fence(call.script, args)
+              pipeline.evalsha(call.script.sha1, ...args)
+            }
             return pipeline.exec()
           }),
           calls.length
@@ -359,6 +387,9 @@ export const makeScriptRunner = (client: Redis, timeoutMs: number): ScriptRunner
         const missing: Array<number> = []
         for (let i = 0; i < first.length; i++) {
           const reply = first[i]!
+          if (!isFailure(reply) && isFencedReply(reply) && calls[i]!.script.fenceAt >= 0) {
+            return yield* Effect.fail(fencedOut(calls[i]!.script.name))
+          }
           if (isFailure(reply)) {
             if (!isNoScript(reply)) return yield* Effect.fail(reply)
             missing.push(i)
@@ -368,7 +399,11 @@ export const makeScriptRunner = (client: Redis, timeoutMs: number): ScriptRunner
           const second = settle(
             yield* send(() => {
               const pipeline = client.pipeline()
-              for (const i of missing) pipeline.eval(calls[i]!.script.text, ...evalArgs(calls[i]!))
+              for (const i of missing) {
+                const args = evalArgs(calls[i]!)
+                fence(calls[i]!.script, args)
+                pipeline.eval(calls[i]!.script.text, ...args)
+              }
               return pipeline.exec()
             }),
             missing.length
@@ -376,6 +411,9 @@ export const makeScriptRunner = (client: Redis, timeoutMs: number): ScriptRunner
           for (let j = 0; j < missing.length; j++) {
             const reply = second[j]!
             if (isFailure(reply)) return yield* Effect.fail(reply)
+            if (isFencedReply(reply) && calls[missing[j]!]!.script.fenceAt >= 0) {
+              return yield* Effect.fail(fencedOut(calls[missing[j]!]!.script.name))
+            }
             first[missing[j]!] = reply
           }
         }

@@ -58,6 +58,12 @@ export type Manifest = typeof Manifest.Type
  */
 export interface Script extends ScriptSpec {
   readonly text: string
+  /**
+   * Where the script's `fence` ARGV sits (its index in `argv`), or -1 when it takes none. A consuming
+   * script takes one: the runner fills it on every send (`ScriptRunner`), and the script applies nothing
+   * once the Redis clock is past it.
+   */
+  readonly fenceAt: number
 }
 
 /**
@@ -143,7 +149,7 @@ export const loadScripts = (dir?: string): Effect.Effect<ScriptCatalog, BackendE
           loadError(`${spec.file}: SHA-1 ${actual} differs from the manifest's ${spec.sha1} (run npm run lua:build)`)
         )
       }
-      scripts.set(spec.name, { ...spec, text })
+      scripts.set(spec.name, { ...spec, text, fenceAt: spec.argv.indexOf(FENCE) })
     }
     const byRole = new Map<string, Script>()
     for (const script of scripts.values()) byRole.set(`${script.strategy}/${script.role}`, script)
@@ -159,6 +165,15 @@ export const loadScripts = (dir?: string): Effect.Effect<ScriptCatalog, BackendE
  * @category models
  */
 export type Named = Readonly<Record<string, string | number | ReadonlyArray<string>>>
+
+/**
+ * The ARGV name of a consuming script's deadline on the Redis clock (epoch-ms; 0 = none). Callers leave
+ * it out (`marshal` writes 0); the runner sets it when it sends the call.
+ *
+ * @since 0.2.0
+ * @category constants
+ */
+export const FENCE = "fence"
 
 const marshalError = (script: Script, part: "keys" | "argv", name: string, problem: string) =>
   new BackendError({
@@ -180,7 +195,7 @@ export const marshal = (
 ): Effect.Effect<Array<string>, BackendError> => {
   const out: Array<string> = []
   for (const name of script[part]) {
-    const value = values[name]
+    const value = values[name] ?? (part === "argv" && name === FENCE ? 0 : undefined)
     if (value === undefined) return Effect.fail(marshalError(script, part, name, "has no value"))
     if (name.endsWith("...")) {
       if (typeof value !== "object") return Effect.fail(marshalError(script, part, name, "takes a list"))

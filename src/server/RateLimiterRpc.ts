@@ -55,16 +55,25 @@ export const make = (limiter: RateLimiterService): ServedService =>
         Effect.map((decision) => ({ decision: decisionToWire(decision) })),
         Effect.mapError(fromRateLimiterError)
       ),
-    admit: (request) =>
-      Effect.gen(function*() {
-        const hold = yield* hintFromWire(request.hold, "hold")
-        const value = yield* hintFromWire(request.value, "value")
-        return yield* limiter.leases.acquire(request.policy, request.key, {
-          cost: amountFromWire(request.cost),
-          hold,
-          value
+    // A lease granted to a client that has gone (it cancelled, or its deadline passed) would hold its
+    // slot until the TTL: it is released at once. An acquire interrupted while in flight is the store's
+    // to undo (the Redis store sends the release behind it).
+    admit: (request, context) =>
+      Effect.uninterruptibleMask((restore) =>
+        Effect.gen(function*() {
+          const hold = yield* hintFromWire(request.hold, "hold")
+          const value = yield* hintFromWire(request.value, "value")
+          const admission = yield* restore(limiter.leases.acquire(request.policy, request.key, {
+            cost: amountFromWire(request.cost),
+            hold,
+            value
+          }))
+          if (admission.held && context.cancelled()) {
+            yield* Effect.ignore(limiter.leases.release(admission.leaseId, false))
+          }
+          return admission
         })
-      }).pipe(
+      ).pipe(
         Effect.map(admissionToWire),
         Effect.mapError(fromRateLimiterError)
       ),

@@ -33,6 +33,8 @@ export interface CallContext {
   readonly peer: string
   /** Completes when the server begins to shut down. */
   readonly draining: Effect.Effect<void>
+  /** True once the client has cancelled the call (or its deadline passed): no answer will reach it. */
+  readonly cancelled: () => boolean
 }
 
 /**
@@ -130,7 +132,12 @@ const bindUnary = (method: DescMethod, handler: ErasedUnary, run: Runner, draini
   call: grpc.ServerUnaryCall<Message, Message>,
   callback: grpc.sendUnaryData<Message>
 ) => {
-  const context: CallContext = { metadata: call.metadata, peer: call.getPeer(), draining }
+  const context: CallContext = {
+    metadata: call.metadata,
+    peer: call.getPeer(),
+    draining,
+    cancelled: () => call.cancelled
+  }
   const fiber = run(
     handler(call.request, context).pipe(
       Effect.map((init) => create(method.output, init)),
@@ -158,7 +165,12 @@ const bindStream = (method: DescMethod, handler: ErasedStream, run: Runner, drai
 (
   call: grpc.ServerWritableStream<Message, Message>
 ) => {
-  const context: CallContext = { metadata: call.metadata, peer: call.getPeer(), draining }
+  const context: CallContext = {
+    metadata: call.metadata,
+    peer: call.getPeer(),
+    draining,
+    cancelled: () => call.cancelled
+  }
   const fiber = run(
     handler(call.request, context).pipe(
       Stream.interruptWhen(draining),

@@ -4,6 +4,7 @@ import {
   BackendError,
   InvalidArgument,
   OperationNotSupported,
+  OutcomeUnknown,
   PolicyNotFound,
   ServiceUnavailable,
   Unauthenticated
@@ -64,8 +65,17 @@ describe("status mapping", () => {
   it("client side: transport statuses and foreign details", () => {
     const unavailable = toRateLimiterError(statusError(Status.UNAVAILABLE, "connect ECONNREFUSED"), subject)
     expect(unavailable._tag).toBe("ServiceUnavailable")
+    // A missed deadline on a consuming call: the server may have applied it, or may still.
     const deadline = toRateLimiterError(statusError(Status.DEADLINE_EXCEEDED, "Deadline exceeded"), subject)
-    expect(deadline).toEqual(new ServiceUnavailable({ service: "svc", reason: "DEADLINE_EXCEEDED: Deadline exceeded" }))
+    expect(deadline).toEqual(new OutcomeUnknown({ service: "svc", operation: "check", reason: "Deadline exceeded" }))
+    // On a read (peek, forecast) nothing was consumed: the service was unavailable.
+    const readDeadline = toRateLimiterError(statusError(Status.DEADLINE_EXCEEDED, "Deadline exceeded"), {
+      ...subject,
+      operation: "peek"
+    })
+    expect(readDeadline).toEqual(
+      new ServiceUnavailable({ service: "svc", reason: "DEADLINE_EXCEEDED: Deadline exceeded" })
+    )
     const unimplemented = toRateLimiterError(
       statusError(Status.UNIMPLEMENTED, "The server does not implement"),
       subject

@@ -29,7 +29,7 @@ describe("vendor/lua manifest", () => {
     expect(drift()).toEqual([])
   })
 
-  it("gives the contract's check and read scripts the wire's KEYS and ARGV order", () => {
+  it("gives the contract's check and read scripts the wire's KEYS and ARGV order (the fence after them)", () => {
     const wire: ReadonlyArray<readonly [string, ReadonlyArray<string>]> = [
       ["gcra", ["now", "periodMs", "limit", "burst", "cost"]],
       ["tokenBucket", ["now", "capacity", "refillPerSec", "cost"]],
@@ -37,15 +37,29 @@ describe("vendor/lua manifest", () => {
       ["slidingWindow", ["now", "windowMs", "limit", "cost", "buckets"]],
       ["slidingWindowLog", ["now", "windowMs", "limit", "cost"]]
     ]
+    // A consuming script takes the wire's ARGV and then its optional fence: a client that sends only
+    // the wire's ARGV runs it unfenced.
     for (const [strategy, argv] of wire) {
-      expect(byName.get(`${strategy}.check`)).toMatchObject({ strategy, role: "check", keys: ["key"], argv })
+      expect(byName.get(`${strategy}.check`)).toMatchObject({
+        strategy,
+        role: "check",
+        keys: ["key"],
+        argv: [...argv, "fence"]
+      })
       expect(byName.get(`${strategy}.read`)).toMatchObject({ strategy, role: "read", keys: ["key"], argv: [] })
       for (const role of ["peek", "forecast", "admit"]) expect(byName.has(`${strategy}.${role}`)).toBe(true)
     }
     for (const role of ["acquire", "release", "renew", "reclaim", "read"]) {
       expect(byName.get(`concurrency.${role}`)?.keys).toEqual(["leases", "guard"])
     }
-    expect(byName.get("tokenBudget.debit")?.argv).toEqual(["now", "budget", "windowMs", "tokens"])
+    expect(byName.get("tokenBudget.debit")?.argv).toEqual(["now", "budget", "windowMs", "tokens", "fence"])
+    // Exactly the consuming scripts take a fence, last.
+    const fenced = [...byName.values()].filter((spec) => spec.argv.includes("fence"))
+    expect(fenced.map((spec) => spec.name).sort()).toEqual(
+      [...byName.values()].filter((spec) => ["check", "admit", "acquire", "debit", "reserve"].includes(spec.role))
+        .map((spec) => spec.name).sort()
+    )
+    for (const spec of fenced) expect(spec.argv.at(-1)).toBe("fence")
   })
 
   it.effect("loads every script, and refuses a file whose bytes drifted from the manifest", () =>

@@ -1,6 +1,6 @@
 -- throttlekit-effect concurrency.acquire: built from vendor/lua/src by `npm run lua:build` (edit the sources, not this file).
 -- KEYS: leases, guard
--- ARGV: now, leaseId, ttlMs, algorithm, minLimit, maxLimit, initialLimit, backoffRatio, smoothing, tolerance, rttWindow
+-- ARGV: now, leaseId, ttlMs, algorithm, minLimit, maxLimit, initialLimit, backoffRatio, smoothing, tolerance, rttWindow, fence
 -- Concurrency admission: reclaims expired leases, then holds a slot under leaseId when one is free.
 -- Reply: {allowed, limit, remaining, resetAt, retryAfterMs, bindingAxis, leaseExpiresAt, reclaimedIds}; {-1} when
 -- leaseId is already held (nothing written: mint another id).
@@ -44,6 +44,16 @@ local function tk_whole_quotient(a, b)
   while q > 0 and q * b > a do q = q - 1 end
   while (q + 1) * b <= a do q = q + 1 end
   return q
+end
+
+-- ARGV "fence" (the last ARGV of a consuming script; optional): an epoch-ms deadline on the Redis server
+-- clock. A script that starts after it applies nothing and replies {-2}: its caller has given up on it (the
+-- call timed out or was cancelled), so it must never count later. Absent, empty or 0: no deadline.
+local function tk_fenced(arg)
+  local fence = tonumber(arg)
+  if fence == nil or fence <= 0 then return false end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > fence
 end
 
 -- Concurrency admission: one in-flight ceiling per policy, shared by every process on this Redis.
@@ -186,6 +196,7 @@ local function cc_hold(leases, g, id, now, ttl)
   redis.call('HSET', g.key, 'a:' .. id, tk_fmt(now))
 end
 
+if tk_fenced(ARGV[12]) then return { -2 } end
 local now = tk_now(ARGV[1])
 local id = ARGV[2]
 local ttl = tonumber(ARGV[3])

@@ -1,6 +1,6 @@
 -- throttlekit-effect fixedWindow.admit: built from vendor/lua/src by `npm run lua:build` (edit the sources, not this file).
 -- KEYS: leases, guard, key
--- ARGV: now, leaseId, ttlMs, cost, algorithm, minLimit, maxLimit, initialLimit, backoffRatio, smoothing, tolerance, rttWindow, limit, windowMs
+-- ARGV: now, leaseId, ttlMs, cost, algorithm, minLimit, maxLimit, initialLimit, backoffRatio, smoothing, tolerance, rttWindow, limit, windowMs, fence
 -- Unified rate x concurrency admission with a fixedWindow rate axis, decided in one atomic step.
 -- Concurrency binds first: with no free slot the rate axis is not touched. A rate denial holds nothing.
 -- Reply: {allowed, limit, remaining, resetAt, retryAfterMs, bindingAxis, leaseExpiresAt, reclaimedIds}; {-1} when
@@ -45,6 +45,16 @@ local function tk_whole_quotient(a, b)
   while q > 0 and q * b > a do q = q - 1 end
   while (q + 1) * b <= a do q = q + 1 end
   return q
+end
+
+-- ARGV "fence" (the last ARGV of a consuming script; optional): an epoch-ms deadline on the Redis server
+-- clock. A script that starts after it applies nothing and replies {-2}: its caller has given up on it (the
+-- call timed out or was cancelled), so it must never count later. Absent, empty or 0: no deadline.
+local function tk_fenced(arg)
+  local fence = tonumber(arg)
+  if fence == nil or fence <= 0 then return false end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > fence
 end
 
 -- Concurrency admission: one in-flight ceiling per policy, shared by every process on this Redis.
@@ -237,6 +247,7 @@ local function fw_forecast(key, now, a, cost)
   return { spendable, resetAt, resetAt }
 end
 
+if tk_fenced(ARGV[15]) then return { -2 } end
 local now = tk_now(ARGV[1])
 local id = ARGV[2]
 local ttl = tonumber(ARGV[3])

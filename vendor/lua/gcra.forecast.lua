@@ -44,6 +44,16 @@ local function tk_whole_quotient(a, b)
   return q
 end
 
+-- ARGV "fence" (the last ARGV of a consuming script; optional): an epoch-ms deadline on the Redis server
+-- clock. A script that starts after it applies nothing and replies {-2}: its caller has given up on it (the
+-- call timed out or was cancelled), so it must never count later. Absent, empty or 0: no deadline.
+local function tk_fenced(arg)
+  local fence = tonumber(arg)
+  if fence == nil or fence <= 0 then return false end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > fence
+end
+
 -- GCRA. The key is a string: the theoretical arrival time (TAT), written with %.17g.
 -- a = { periodMs, limit, burst }; T = periodMs / limit; tau = T * burst; the reported limit is burst.
 local GCRA_FORECAST_SIMULATION_LIMIT = 4096

@@ -44,6 +44,16 @@ local function tk_whole_quotient(a, b)
   return q
 end
 
+-- ARGV "fence" (the last ARGV of a consuming script; optional): an epoch-ms deadline on the Redis server
+-- clock. A script that starts after it applies nothing and replies {-2}: its caller has given up on it (the
+-- call timed out or was cancelled), so it must never count later. Absent, empty or 0: no deadline.
+local function tk_fenced(arg)
+  local fence = tonumber(arg)
+  if fence == nil or fence <= 0 then return false end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > fence
+end
+
 -- Sliding window, bucketed estimate. The window is split into S = buckets ticks of width w = windowMs / S;
 -- the key is a hash ring of S + 1 slots: field = tick mod (S + 1), value = "tick:count". A slot owned by
 -- another tick (an older lap) counts 0. a = { windowMs, limit, buckets }; the reported limit is limit.

@@ -1,6 +1,6 @@
 -- throttlekit-effect slidingWindow.reserve: built from vendor/lua/src by `npm run lua:build` (edit the sources, not this file).
 -- KEYS: key
--- ARGV: now, windowMs, limit, wants, buckets
+-- ARGV: now, windowMs, limit, wants, buckets, fence
 -- slidingWindow reserve (the global-budget coordinator): grants up to `wants` units of what the sliding
 -- estimate leaves, a partial grant when fewer are left, and replies {granted, expiresAt, limit}; expiresAt
 -- is the end of the current bucket (tick), later than now. The state is the slidingWindow check's own ring.
@@ -45,6 +45,16 @@ local function tk_whole_quotient(a, b)
   while q > 0 and q * b > a do q = q - 1 end
   while (q + 1) * b <= a do q = q + 1 end
   return q
+end
+
+-- ARGV "fence" (the last ARGV of a consuming script; optional): an epoch-ms deadline on the Redis server
+-- clock. A script that starts after it applies nothing and replies {-2}: its caller has given up on it (the
+-- call timed out or was cancelled), so it must never count later. Absent, empty or 0: no deadline.
+local function tk_fenced(arg)
+  local fence = tonumber(arg)
+  if fence == nil or fence <= 0 then return false end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > fence
 end
 
 -- Sliding window, bucketed estimate. The window is split into S = buckets ticks of width w = windowMs / S;
@@ -182,6 +192,7 @@ local function sw_forecast(key, now, a, cost)
   return { spendable, nextAt, fullAt }
 end
 
+if tk_fenced(ARGV[6]) then return { -2 } end
 local now = tk_now(ARGV[1])
 local a = { windowMs = tonumber(ARGV[2]), limit = tonumber(ARGV[3]), buckets = tonumber(ARGV[5]) }
 local wants = tonumber(ARGV[4])

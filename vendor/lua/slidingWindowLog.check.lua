@@ -1,6 +1,6 @@
 -- throttlekit-effect slidingWindowLog.check: built from vendor/lua/src by `npm run lua:build` (edit the sources, not this file).
 -- KEYS: key
--- ARGV: now, windowMs, limit, cost
+-- ARGV: now, windowMs, limit, cost, fence
 -- slidingWindowLog check (CONTRACT.md §5): consumes `cost` and replies {allowed, limit, remaining, resetAt, retryAfterMs}.
 -- Nothing is written on a denial.
 
@@ -43,6 +43,16 @@ local function tk_whole_quotient(a, b)
   while q > 0 and q * b > a do q = q - 1 end
   while (q + 1) * b <= a do q = q + 1 end
   return q
+end
+
+-- ARGV "fence" (the last ARGV of a consuming script; optional): an epoch-ms deadline on the Redis server
+-- clock. A script that starts after it applies nothing and replies {-2}: its caller has given up on it (the
+-- call timed out or was cancelled), so it must never count later. Absent, empty or 0: no deadline.
+local function tk_fenced(arg)
+  local fence = tonumber(arg)
+  if fence == nil or fence <= 0 then return false end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > fence
 end
 
 -- Sliding window log (exact). The key is a sorted set with one member per admitted unit, score = the
@@ -155,6 +165,7 @@ local function swl_forecast(key, now, a, cost)
   return { spendable, nextAt, fullAt }
 end
 
+if tk_fenced(ARGV[5]) then return { -2 } end
 local now = tk_now(ARGV[1])
 local a = { windowMs = tonumber(ARGV[2]), limit = tonumber(ARGV[3]) }
 local decision, write = swl_check(KEYS[1], now, a, tonumber(ARGV[4]))

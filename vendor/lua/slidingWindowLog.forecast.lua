@@ -44,6 +44,16 @@ local function tk_whole_quotient(a, b)
   return q
 end
 
+-- ARGV "fence" (the last ARGV of a consuming script; optional): an epoch-ms deadline on the Redis server
+-- clock. A script that starts after it applies nothing and replies {-2}: its caller has given up on it (the
+-- call timed out or was cancelled), so it must never count later. Absent, empty or 0: no deadline.
+local function tk_fenced(arg)
+  local fence = tonumber(arg)
+  if fence == nil or fence <= 0 then return false end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > fence
+end
+
 -- Sliding window log (exact). The key is a sorted set with one member per admitted unit, score = the
 -- admission instant, member "<now>-<n>" (n = the live count before it plus its rank, so members stay unique).
 -- a = { windowMs, limit }; the reported limit is limit. Entries with score <= now - windowMs have left.

@@ -1,6 +1,6 @@
 -- throttlekit-effect tokenBudget.debit: built from vendor/lua/src by `npm run lua:build` (edit the sources, not this file).
 -- KEYS: key
--- ARGV: now, budget, windowMs, tokens
+-- ARGV: now, budget, windowMs, tokens, fence
 -- Token budget debit: spends `tokens` of the window's budget; replies {allowed, limit, remaining, resetAt, retryAfterMs}.
 -- Nothing is written on a refusal.
 
@@ -45,6 +45,16 @@ local function tk_whole_quotient(a, b)
   return q
 end
 
+-- ARGV "fence" (the last ARGV of a consuming script; optional): an epoch-ms deadline on the Redis server
+-- clock. A script that starts after it applies nothing and replies {-2}: its caller has given up on it (the
+-- call timed out or was cancelled), so it must never count later. Absent, empty or 0: no deadline.
+local function tk_fenced(arg)
+  local fence = tonumber(arg)
+  if fence == nil or fence <= 0 then return false end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > fence
+end
+
 -- Token budget (the cost axis), epoch-aligned windows. The key is a hash like a fixed window's:
 -- s = window start, c = tokens spent in it. A debit is admitted while budget remains before it
 -- (spent < budget) and then counts in full, so the crossing debit may overshoot; later debits in the window
@@ -73,6 +83,7 @@ local function tbud_debit(key, now, a, tokens)
   return { 0, a.budget, remaining, resetAt, math.ceil(resetAt - now) }, nil
 end
 
+if tk_fenced(ARGV[5]) then return { -2 } end
 local now = tk_now(ARGV[1])
 local a = { budget = tonumber(ARGV[2]), windowMs = tonumber(ARGV[3]) }
 local decision, write = tbud_debit(KEYS[1], now, a, tonumber(ARGV[4]))

@@ -4,8 +4,9 @@
 --! strategy: concurrency
 --! role: acquire
 --! keys: leases guard
---! argv: now leaseId ttlMs algorithm minLimit maxLimit initialLimit backoffRatio smoothing tolerance rttWindow
+--! argv: now leaseId ttlMs algorithm minLimit maxLimit initialLimit backoffRatio smoothing tolerance rttWindow fence
 --! uses: clock concurrency
+if tk_fenced(ARGV[12]) then return { -2 } end
 local now = tk_now(ARGV[1])
 local id = ARGV[2]
 local ttl = tonumber(ARGV[3])

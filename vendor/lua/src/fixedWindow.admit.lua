@@ -5,8 +5,9 @@
 --! strategy: fixedWindow
 --! role: admit
 --! keys: leases guard key
---! argv: now leaseId ttlMs cost algorithm minLimit maxLimit initialLimit backoffRatio smoothing tolerance rttWindow limit windowMs
+--! argv: now leaseId ttlMs cost algorithm minLimit maxLimit initialLimit backoffRatio smoothing tolerance rttWindow limit windowMs fence
 --! uses: clock concurrency fixedWindow
+if tk_fenced(ARGV[15]) then return { -2 } end
 local now = tk_now(ARGV[1])
 local id = ARGV[2]
 local ttl = tonumber(ARGV[3])

@@ -3,8 +3,9 @@
 --! strategy: fixedWindow
 --! role: check
 --! keys: key
---! argv: now limit windowMs cost
+--! argv: now limit windowMs cost fence
 --! uses: clock fixedWindow
+if tk_fenced(ARGV[5]) then return { -2 } end
 local now = tk_now(ARGV[1])
 local a = { limit = tonumber(ARGV[2]), windowMs = tonumber(ARGV[3]) }
 local decision, write = fw_check(KEYS[1], now, a, tonumber(ARGV[4]))

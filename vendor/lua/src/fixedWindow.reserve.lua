@@ -5,8 +5,9 @@
 --! strategy: fixedWindow
 --! role: reserve
 --! keys: key
---! argv: now limit windowMs wants
+--! argv: now limit windowMs wants fence
 --! uses: clock fixedWindow
+if tk_fenced(ARGV[5]) then return { -2 } end
 local now = tk_now(ARGV[1])
 local a = { limit = tonumber(ARGV[2]), windowMs = tonumber(ARGV[3]) }
 local wants = tonumber(ARGV[4])

@@ -5,8 +5,9 @@
 --! strategy: gcra
 --! role: admit
 --! keys: leases guard key
---! argv: now leaseId ttlMs cost algorithm minLimit maxLimit initialLimit backoffRatio smoothing tolerance rttWindow periodMs limit burst
+--! argv: now leaseId ttlMs cost algorithm minLimit maxLimit initialLimit backoffRatio smoothing tolerance rttWindow periodMs limit burst fence
 --! uses: clock concurrency gcra
+if tk_fenced(ARGV[16]) then return { -2 } end
 local now = tk_now(ARGV[1])
 local id = ARGV[2]
 local ttl = tonumber(ARGV[3])

@@ -5,8 +5,9 @@
 --! strategy: slidingWindow
 --! role: admit
 --! keys: leases guard key
---! argv: now leaseId ttlMs cost algorithm minLimit maxLimit initialLimit backoffRatio smoothing tolerance rttWindow windowMs limit buckets
+--! argv: now leaseId ttlMs cost algorithm minLimit maxLimit initialLimit backoffRatio smoothing tolerance rttWindow windowMs limit buckets fence
 --! uses: clock concurrency slidingWindow
+if tk_fenced(ARGV[16]) then return { -2 } end
 local now = tk_now(ARGV[1])
 local id = ARGV[2]
 local ttl = tonumber(ARGV[3])

@@ -5,8 +5,9 @@
 --! strategy: slidingWindow
 --! role: reserve
 --! keys: key
---! argv: now windowMs limit wants buckets
+--! argv: now windowMs limit wants buckets fence
 --! uses: clock slidingWindow
+if tk_fenced(ARGV[6]) then return { -2 } end
 local now = tk_now(ARGV[1])
 local a = { windowMs = tonumber(ARGV[2]), limit = tonumber(ARGV[3]), buckets = tonumber(ARGV[5]) }
 local wants = tonumber(ARGV[4])

@@ -5,8 +5,9 @@
 --! strategy: tokenBucket
 --! role: admit
 --! keys: leases guard key
---! argv: now leaseId ttlMs cost algorithm minLimit maxLimit initialLimit backoffRatio smoothing tolerance rttWindow capacity refillPerSec
+--! argv: now leaseId ttlMs cost algorithm minLimit maxLimit initialLimit backoffRatio smoothing tolerance rttWindow capacity refillPerSec fence
 --! uses: clock concurrency tokenBucket
+if tk_fenced(ARGV[15]) then return { -2 } end
 local now = tk_now(ARGV[1])
 local id = ARGV[2]
 local ttl = tonumber(ARGV[3])

@@ -3,8 +3,9 @@
 --! strategy: tokenBudget
 --! role: debit
 --! keys: key
---! argv: now budget windowMs tokens
+--! argv: now budget windowMs tokens fence
 --! uses: clock tokenBudget
+if tk_fenced(ARGV[5]) then return { -2 } end
 local now = tk_now(ARGV[1])
 local a = { budget = tonumber(ARGV[2]), windowMs = tonumber(ARGV[3]) }
 local decision, write = tbud_debit(KEYS[1], now, a, tonumber(ARGV[4]))
