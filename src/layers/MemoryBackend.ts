@@ -4,9 +4,10 @@
  *
  * State lives in the door's key store (`memory/KeyStore.ts`), one table per policy, which only ever
  * forgets a key whose state reads exactly as a fresh key's (its window over, its bucket refilled, its
- * TAT reached), so eviction never changes a decision. A table keeps at most `maxKeys` keys while fewer
- * than nine tenths of them are live; full of live keys, it grows past `maxKeys` (`onFull: "grow"`, the
- * default, logged once per policy as a warning) or denies new keys (`onFull: "deny"`). Admissions hold
+ * TAT reached), so eviction never changes a decision. A table keeps at most `maxKeys` keys while its
+ * sweeps find at most nine tenths of `maxKeys` live; full of live keys, it grows past `maxKeys`
+ * (`onFull: "grow"`, the default, logged once per policy as a warning) or denies new keys
+ * (`onFull: "deny"`). Admissions hold
  * leases with a TTL (2000 ms by default) that are reclaimed as dropped when neither released nor renewed
  * in time: expired leases are swept on every acquire and heartbeat, so the backend runs no timer of its
  * own.

@@ -88,8 +88,10 @@ export interface CellRules<C> {
  * `maxKeys` while a sweep leaves a tenth of `maxKeys` free; when it leaves less, under `"grow"` the
  * next sweep waits for `max(maxKeys / 10, live / 10)` more keys (the table grows past `maxKeys`), and
  * under `"deny"` for a tenth of `maxKeys` refused keys or for the instant by which a tenth of `maxKeys`
- * of the live keys have expired, whichever comes first. So the table holds at most `maxKeys` keys as
- * long as fewer than nine tenths of them are live at each sweep.
+ * of the live keys have expired, whichever comes first. So under `"grow"` the table holds at most
+ * `maxKeys` keys as long as each sweep finds at most nine tenths of `maxKeys` live (and after a
+ * growth, once they read fresh, it is back within `maxKeys` a tenth of its size in new keys later);
+ * under `"deny"` it never holds more than `maxKeys`.
  *
  * The cells are held in the Map itself and updated in place by their owner; the table never re-inserts
  * a key it holds. (Keeping a Map in write order by deleting and re-inserting keys makes V8 walk a
