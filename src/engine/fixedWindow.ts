@@ -18,6 +18,8 @@
  *
  * The reported limit is `limit`; `resetAt` is always the end of the current window.
  *
+ * Fresh (`isFresh`): a state of an earlier window (or expired) counts 0, as no state does.
+ *
  * Peek: `allowed`/`retryAfterMs` of a cost-1 check, `remaining = max(0, limit - count)`.
  * Forecast: capacity returns all at once at the window's end, so `nextReplenishAt = fullAt = resetAt`
  * unless the current window is untouched (then both are `now`).
@@ -111,6 +113,7 @@ export const make = (options: Options): RateEngine<State> => {
     check,
     peek,
     forecast,
-    expiresAt: (state) => state.expiresAt
+    expiresAt: (state) => state.expiresAt,
+    isFresh: (state, now) => now > state.expiresAt || state.start < windowStart(now)
   }
 }

@@ -24,6 +24,9 @@
  *
  * The reported limit is `burst`.
  *
+ * Fresh (`isFresh`): a state whose TAT is at or before `now` (or that expired) reads as no state, since
+ * every operation starts from max(tat, now) = now; later instants only move `now` further past it.
+ *
  * Peek (a cost-1 check that consumes nothing): `allowed` and `retryAfterMs` are those of the cost-1 check;
  * `remaining` and `resetAt` describe the state as it stands (the denial formulas above), so an allowed
  * peek reports the units that could be taken now (at least 1, should rounding say 0).
@@ -204,16 +207,21 @@ export const make = (options: Options): Engine => {
     return { spendableNow, nextReplenishAt, fullAt }
   }
 
+  /** max(tat, now) is `now` (an empty cell's NaN TAT has its expiry at -∞). */
+  const isFresh = (state: State, now: number): boolean => now > state.expiresAt || state.tat <= now
+
   return {
     limit: burst,
     check,
     peek,
     forecast,
     expiresAt: (state) => state.expiresAt,
+    isFresh,
     inPlace: {
       emptyCell,
       checkInPlace,
       expiresAt: (cell) => cell.expiresAt,
+      isFresh,
       stateOf: (cell) => cell
     }
   }

@@ -38,6 +38,9 @@
  * first whole ms at which it has grown by one, `fullAt` the first at which it is `limit` (both `now` when
  * it already is).
  *
+ * Fresh (`isFresh`): a state (unless expired) every slot of which counts 0 or belongs to a tick before
+ * c - S reads as no state: no tick the view reads from now on matches one of those slots.
+ *
  * Admission bound: the estimate weighs the oldest tick by the unexpired fraction of its width, so the
  * units admitted in the ticks c - S + 1 .. c plus that fraction of tick c - S never exceed `limit`;
  * over any S consecutive ticks (one window aligned to ticks) the admitted units are at most `limit`.
@@ -234,11 +237,22 @@ export const make = (options: Options): RateEngine<State> => {
     return { spendableNow, nextReplenishAt, fullAt }
   }
 
+  /** No slot counts, now or later: each is empty or owned by a tick older than the window's oldest. */
+  const isFresh = (state: State, now: number): boolean => {
+    if (now > state.expiresAt) return true
+    const oldestTick = Math.floor(now / w) - S
+    for (const slot of state.slots) {
+      if (slot !== undefined && slot.count > 0 && slot.index >= oldestTick) return false
+    }
+    return true
+  }
+
   return {
     limit,
     check,
     peek,
     forecast,
-    expiresAt: (state) => state.expiresAt
+    expiresAt: (state) => state.expiresAt,
+    isFresh
   }
 }

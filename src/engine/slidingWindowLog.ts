@@ -24,6 +24,9 @@
  * A denial writes nothing here; the Redis script prunes expired members before deciding, which changes
  * nothing observable (pruned members never count again).
  *
+ * Fresh (`isFresh`): a log whose newest entry has left the window (or that expired) counts 0, as no
+ * state does, and a check appends to an empty log either way.
+ *
  * The reported limit is `limit`. Peek: `allowed`/`retryAfterMs` of a cost-1 check, `remaining` =
  * `max(0, limit - count)`, the same `resetAt`. Forecast: capacity returns when entries age out:
  * `nextReplenishAt` = ceil(at + windowMs) of the run whose departure first lifts `remaining`, `fullAt` =
@@ -193,11 +196,19 @@ export const make = (options: Options): RateEngine<State> => {
     return { spendableNow, nextReplenishAt, fullAt }
   }
 
+  /** The newest run is dropped by the view's own test (`at <= now - windowMs`), hence every run is. */
+  const isFresh = (state: State, now: number): boolean => {
+    if (now > state.expiresAt) return true
+    const newest = state.runs[state.runs.length - 1]
+    return newest === undefined || newest.at <= now - windowMs
+  }
+
   return {
     limit,
     check,
     peek,
     forecast,
-    expiresAt: (state) => state.expiresAt
+    expiresAt: (state) => state.expiresAt,
+    isFresh
   }
 }

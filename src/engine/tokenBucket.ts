@@ -22,6 +22,10 @@
  *
  * The reported limit is `capacity`.
  *
+ * Fresh (`isFresh`): a bucket whose tokens at `now` reach `capacity` reads as no state (both give
+ * `tokens = capacity`, the clamp being exact); refilling is monotone in time, so it stays full. That is
+ * usually well before the key's expiry, which allows a refill from empty.
+ *
  * Peek: `allowed` and `retryAfterMs` of a cost-1 check; `remaining` = floor(tokens) and `resetAt` as
  * the state stands (the denial formulas), consuming nothing.
  *
@@ -136,6 +140,7 @@ export const make = (options: Options): RateEngine<State> => {
     check,
     peek,
     forecast,
-    expiresAt: (state) => state.expiresAt
+    expiresAt: (state) => state.expiresAt,
+    isFresh: (state, now) => tokensAt(state, now) >= capacity
   }
 }

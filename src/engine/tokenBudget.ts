@@ -18,6 +18,8 @@
  *
  * The reported limit is `budget`; `resetAt` is always the window's end.
  *
+ * Fresh (`isFresh`): a state of an earlier window (or expired) has spent 0, as no state has.
+ *
  * Peek: the decision a 1-token debit would get, with `remaining = max(0, budget - spent)` (nothing is
  * debited). Forecast: `spendableNow` = how many debits of `tokens` in a row are admitted now (each one
  * is while budget remains, so the last may cross); capacity returns at the window's end.
@@ -134,6 +136,15 @@ export const forecast = (options: Options, state: State | undefined, now: number
 export const expiresAt = (state: State, _now?: number): number => state.expiresAt
 
 /**
+ * Whether `state` reads as no state at `now` and later: it counts an earlier window (or expired).
+ *
+ * @since 0.2.0
+ * @category operations
+ */
+export const isFresh = (options: Options, state: State, now: number): boolean =>
+  now > state.expiresAt || state.start < windowStart(options, now)
+
+/**
  * The budget engine bound to `options` (`check` and `debit` are the same function).
  *
  * @since 0.1.0
@@ -148,6 +159,7 @@ export const make = (options: Options): BudgetEngine => {
     debit: debitBound,
     peek: (state, now) => peek(options, state, now),
     forecast: (state, now, tokens) => forecast(options, state, now, tokens),
-    expiresAt
+    expiresAt,
+    isFresh: (state, now) => isFresh(options, state, now)
   }
 }

@@ -32,7 +32,9 @@ export interface Step<S> {
 
 /**
  * A rate strategy as three pure functions of (state, now). `undefined` state means "no key" (fresh).
- * `expiresAt` is when the stored state becomes equivalent to no state (the Redis key's expiry).
+ * `expiresAt` is when the stored state becomes equivalent to no state (the Redis key's expiry);
+ * `isFresh` says whether it already is, which can come earlier (a token bucket refilled to capacity
+ * before its key's TTL).
  *
  * @since 0.1.0
  * @category models
@@ -43,6 +45,14 @@ export interface RateEngine<S> {
   readonly peek: (state: S | undefined, now: number) => DecisionData
   readonly forecast: (state: S | undefined, now: number, cost: number) => ForecastData
   readonly expiresAt: (state: S, now: number) => number
+  /**
+   * Whether `state` answers exactly as no state (a never-seen key) at `now` and at every later instant:
+   * every check, peek and forecast decides as on no state, and a check leaves a state that decides as
+   * the one it would write on no state. Once true it stays true until the state is written again (time
+   * moves forward). True for every expired state. What a bounded key table may forget without changing
+   * a decision.
+   */
+  readonly isFresh: (state: S, now: number) => boolean
 }
 
 /**
@@ -66,6 +76,8 @@ export interface InPlaceEngine<C, S> {
   readonly checkInPlace: (cell: C, live: boolean, now: number, cost: number) => Decision
   /** When the cell's state expires (epoch-ms, as `RateEngine.expiresAt`); past it the cell reads as no state. */
   readonly expiresAt: (cell: C, now: number) => number
+  /** Whether the cell answers as no state at `now` and later (`RateEngine.isFresh`; an empty cell does). */
+  readonly isFresh: (cell: C, now: number) => boolean
   /** The cell's state as the strategy's pure functions take it (for peek and forecast). */
   readonly stateOf: (cell: C) => S | undefined
 }

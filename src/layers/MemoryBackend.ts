@@ -2,8 +2,12 @@
  * The Memory door: the `RateLimiter` service computed in this process by the pure engine, reading time
  * from Effect's `Clock` (so `TestClock` drives it). The embedded default: no Redis, no server.
  *
- * State lives in the door's key store (`memory/KeyStore.ts`) and is bounded: each policy keeps at most
- * `maxKeys` keys (expired state is dropped first, then the least recently written). Admissions hold
+ * State lives in the door's key store (`memory/KeyStore.ts`), one table per policy, which only ever
+ * forgets a key whose state reads exactly as a fresh key's (its window over, its bucket refilled, its
+ * TAT reached), so eviction never changes a decision. A table keeps at most `maxKeys` keys while its
+ * sweeps find at most nine tenths of `maxKeys` live; full of live keys, it grows past `maxKeys`
+ * (`onFull: "grow"`, the default, logged once per policy as a warning) or denies new keys
+ * (`onFull: "deny"`). Admissions hold
  * leases with a TTL (2000 ms by default) that are reclaimed as dropped when neither released nor renewed
  * in time: expired leases are swept on every acquire and heartbeat, so the backend runs no timer of its
  * own.
@@ -21,11 +25,11 @@ import type * as EffectConfigError from "effect/ConfigError"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
+import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
 import { randomBytes } from "node:crypto"
 import { Admission, Forecast, fromData } from "../Decision.js"
 import type { Admitter } from "../engine/admission.js"
-import * as TokenBudget from "../engine/tokenBudget.js"
 import { BackendError } from "../Errors.js"
 import type { AdmitterPolicy, LimiterPolicy, MeterPolicy, Policy } from "../Policy.js"
 import * as PolicyFile from "../PolicyFile.js"
@@ -40,8 +44,15 @@ import {
   type LocalStore,
   Store
 } from "../services/RateLimiterStore.js"
-import { type Compiled, PolicyStore } from "./memory/KeyStore.js"
+import { type Compiled, type FullTable, type OnFull, PolicyStore, type TableOptions } from "./memory/KeyStore.js"
 import { type LocalLimiter, makeLocalLimiter } from "./memory/Local.js"
+
+export type {
+  /** @since 0.2.0 */
+  FullTable,
+  /** @since 0.2.0 */
+  OnFull
+} from "./memory/KeyStore.js"
 
 export type {
   /** @since 0.1.0 */
@@ -66,6 +77,13 @@ export interface MemoryBackendOptions extends FrontOptions {
   readonly policies: PolicySet | Iterable<Policy>
   /** Lease TTL in ms (default 2000). */
   readonly leaseTtlMs?: number
+  /**
+   * What a policy's key table does once more than `maxKeys` keys are live (none can be forgotten
+   * without changing a decision): `"grow"` (default) stores new keys past `maxKeys`; `"deny"` keeps
+   * `maxKeys` as a hard ceiling and denies new keys until keys go fresh (see `OnFull`). Either way the
+   * first time is logged once per policy, as a warning.
+   */
+  readonly onFull?: OnFull
 }
 
 /**
@@ -139,11 +157,7 @@ const storeOver = (policies: PolicySet, keys: PolicyStore, ttlMs: number): Local
     if (compiled === undefined) return { debit: () => foreign(policy) }
     return {
       debit: (key: string, tokens: number) =>
-        Effect.map(Clock.currentTimeMillis, (now) => {
-          const step = TokenBudget.debit(compiled.budget, compiled.table.get(key, now), now, tokens)
-          if (step.decision.allowed) compiled.table.set(key, step.state, now)
-          return fromData(step.decision)
-        })
+        Effect.map(Clock.currentTimeMillis, (now) => compiled.budget.check(key, now, tokens))
     }
   }
 
@@ -204,11 +218,28 @@ const storeOver = (policies: PolicySet, keys: PolicyStore, ttlMs: number): Local
   return { _tag: "Local", backend: "memory", policies, limiter, meter, admitter, leases: { ttlMs, release, heartbeat } }
 }
 
+/** The warning a table full of live keys logs, once per policy. */
+const logFullTable = (event: FullTable): Effect.Effect<void> =>
+  Effect.logWarning(
+    `the key table of policy ${JSON.stringify(event.policy)} holds ${event.keys} keys, maxKeys ${event.maxKeys}, ` +
+      (event.onFull === "grow"
+        ? "none of which can be forgotten without changing a decision: it grows past maxKeys (onFull: \"grow\")"
+        : "none of which can be forgotten without changing a decision: new keys are denied until keys go fresh " +
+          "(onFull: \"deny\")")
+  ).pipe(Effect.annotateLogs({ policy: event.policy, maxKeys: event.maxKeys, keys: event.keys, onFull: event.onFull }))
+
 /** The store and its key tables, for `policies` (validated here when written in code). */
 const build = (options: MemoryBackendOptions) =>
-  Effect.map(PolicySet.from(options.policies), (policies) => {
+  Effect.gen(function*() {
+    const policies = yield* PolicySet.from(options.policies)
+    // A full table is found inside a check, in plain code: its warning runs on the building fiber's runtime.
+    const runtime = yield* Effect.runtime<never>()
+    const tables: TableOptions = {
+      onFull: options.onFull ?? "grow",
+      onTableFull: (event) => Runtime.runSync(runtime, logFullTable(event))
+    }
     const ttlMs = options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS
-    const keys = new PolicyStore(policies, ttlMs)
+    const keys = new PolicyStore(policies, ttlMs, tables)
     return { keys, store: storeOver(policies, keys, ttlMs) }
   })
 
@@ -259,6 +290,10 @@ export interface LocalOptions {
   readonly policies: PolicySet
   /** The clock, in epoch-ms (default `Date.now`). */
   readonly now?: () => number
+  /** What a key table full of live keys does (`"grow"` by default; see `OnFull`). */
+  readonly onFull?: OnFull
+  /** Called once per policy, the first time its table grows past `maxKeys` or denies a new key. */
+  readonly onTableFull?: (event: FullTable) => void
 }
 
 /**
@@ -271,7 +306,13 @@ export interface LocalOptions {
  * @category constructors
  */
 export const makeLocal = (options: LocalOptions): LocalLimiter =>
-  makeLocalLimiter(new PolicyStore(options.policies, DEFAULT_LEASE_TTL_MS), options.now ?? Date.now)
+  makeLocalLimiter(
+    new PolicyStore(options.policies, DEFAULT_LEASE_TTL_MS, {
+      onFull: options.onFull ?? "grow",
+      onTableFull: options.onTableFull
+    }),
+    options.now ?? Date.now
+  )
 
 /** Both doors over one store; the synchronous one reads the building fiber's `Clock`. */
 const makeDoors = (

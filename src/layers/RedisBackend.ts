@@ -464,8 +464,11 @@ export const makeStoreOn = (
         }
         const at = yield* now
         const groups = Array.from(byAdmitter.entries())
-        const calls = yield* Effect.forEach(groups, ([entry, ids]) =>
-          runner.prepare(entry.renew, entry.keys, { ...entry.params, now: at, ttlMs, "leaseIds...": ids }))
+        const calls = yield* Effect.forEach(
+          groups,
+          ([entry, ids]) =>
+            runner.prepare(entry.renew, entry.keys, { ...entry.params, now: at, ttlMs, "leaseIds...": ids })
+        )
         const replies = yield* runner.runPipelined(calls)
         const live = new Set<string>()
         let nextDeadline = Number.POSITIVE_INFINITY
@@ -482,9 +485,7 @@ export const makeStoreOn = (
           nextDeadline = (yield* Clock.currentTimeMillis) + ttlMs
         }
         return {
-          live: leaseIds.filter((id) =>
-            live.has(id)
-          ),
+          live: leaseIds.filter((id) => live.has(id)),
           reclaimed: leaseIds.filter((id) => !live.has(id)),
           nextDeadline
         }

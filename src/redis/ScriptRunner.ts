@@ -257,8 +257,7 @@ class Deadlines {
 const FENCE_FRACTION = 0.75
 
 /** True for the reply of a consuming script that started after its fence. */
-const isFencedReply = (reply: Reply): boolean =>
-  Array.isArray(reply) && reply.length === 1 && reply[0] === -2
+const isFencedReply = (reply: Reply): boolean => Array.isArray(reply) && reply.length === 1 && reply[0] === -2
 
 /**
  * Builds the runner over `client`; every call fails with `ServiceUnavailable` when it gets no answer

@@ -1,8 +1,9 @@
 /**
  * Properties of the pure rate engines and the token budget over random parameters and op sequences:
  * decision invariants, "a denial writes nothing", admission bounds per strategy, peek/forecast agreeing
- * with check, the key expiry never dropping a state that still matters, and the in-place check (what the
- * Memory door's key tables run) agreeing with the pure one.
+ * with check, the key expiry never dropping a state that still matters, a state that reads fresh (what
+ * a Memory key table may forget) deciding as no state, and the in-place check (what the Memory door's
+ * key tables run) agreeing with the pure one.
  */
 import { describe, expect, it } from "@effect/vitest"
 import * as fc from "fast-check"
@@ -194,6 +195,34 @@ const expectInPlaceAgrees = <C, S>(
   }
 }
 
+/**
+ * Replays `ops` on one cell as a Memory key table runs it and checks, after each, that the cell reads
+ * fresh (at the op's instant and `later` ms on) exactly when the state it holds does; an empty cell does.
+ */
+const expectCellFreshAgrees = <C, S>(
+  engine: RateEngine<S>,
+  cells: InPlaceEngine<C, S>,
+  strategy: Strategy,
+  start: number,
+  ops: ReadonlyArray<Op>,
+  later: number
+): void => {
+  const scale = timeScaleOf(strategy)
+  const cell = cells.emptyCell()
+  expect(cells.isFresh(cell, start)).toBe(true)
+  let now = start
+  let live = false
+  for (const op of ops) {
+    now = advance(now, op.move, scale)
+    live = live && now <= cells.expiresAt(cell, now)
+    if (cells.checkInPlace(cell, live, now, op.cost).allowed) live = true
+    const state = cells.stateOf(cell)
+    for (const t of [now, now + later]) {
+      expect(cells.isFresh(cell, t)).toBe(state === undefined || engine.isFresh(state, t))
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------------
 // Properties
 // ---------------------------------------------------------------------------------------------------
@@ -362,6 +391,60 @@ describe("engine properties", () => {
     )
   })
 
+  it("a state that reads fresh decides like no state then and at every later instant, and stays fresh", () => {
+    fc.assert(
+      fc.property(
+        scenarioArb,
+        fc.integer({ min: 1, max: 45 }),
+        fc.integer({ min: 0, max: 10_000 }),
+        fc.integer({ min: 1, max: 45 }),
+        ({ ops, start, strategy }, cost, later, nextCost) => {
+          const { engine, events } = replay(strategy, start, ops)
+          for (const { after: state, now } of events) {
+            if (state === undefined) continue
+            const expiresAt = engine.expiresAt(state, now)
+            const fullAt = engine.forecast(state, now, 1).fullAt
+            // Never later than the expiry; for the strategies whose capacity returns exactly, not later
+            // than the instant the forecast calls full either (GCRA: its TAT).
+            expect(engine.isFresh(state, expiresAt + 1)).toBe(true)
+            if (strategy.kind === "gcra") expect(engine.isFresh(state, Math.ceil((state as Gcra.State).tat))).toBe(true)
+            else if (strategy.kind !== "slidingWindow") expect(engine.isFresh(state, fullAt)).toBe(true)
+            for (const t of [now, now + 1, fullAt, Math.floor((now + expiresAt) / 2), expiresAt]) {
+              if (!engine.isFresh(state, t)) continue
+              for (const u of [t, t + later]) {
+                expect(engine.isFresh(state, u)).toBe(true)
+                expect(engine.check(state, u, cost).decision).toEqual(engine.check(undefined, u, cost).decision)
+                expect(engine.peek(state, u)).toEqual(engine.peek(undefined, u))
+                expect(engine.forecast(state, u, cost)).toEqual(engine.forecast(undefined, u, cost))
+                // And what a check writes decides on as what it writes on no state.
+                const written = engine.check(state, u, cost).state
+                const fresh = engine.check(undefined, u, cost).state
+                for (const v of [u, u + 1, u + later]) {
+                  expect(engine.check(written, v, nextCost).decision).toEqual(engine.check(fresh, v, nextCost).decision)
+                }
+              }
+            }
+          }
+        }
+      ),
+      { numRuns: RUNS }
+    )
+  })
+
+  it("the in-place cell reads fresh exactly when its state does; an empty cell reads fresh", () => {
+    fc.assert(
+      fc.property(
+        scenarioArb,
+        fc.integer({ min: 0, max: 10_000 }),
+        ({ ops, start, strategy }, later) =>
+          strategy.kind === "gcra"
+            ? expectCellFreshAgrees(Gcra.make(strategy), Gcra.make(strategy).inPlace, strategy, start, ops, later)
+            : expectCellFreshAgrees(rateEngine(strategy), boxed(rateEngine(strategy)), strategy, start, ops, later)
+      ),
+      { numRuns: RUNS }
+    )
+  })
+
   it("the in-place check decides as check does, and its cell holds check's state; check never writes its input", () => {
     fc.assert(
       fc.property(scenarioArb, ({ ops, start, strategy }) =>
@@ -423,6 +506,18 @@ describe("token budget properties", () => {
             count++
           }
           expect(forecast.spendableNow).toBe(count)
+          if (state !== undefined) {
+            // Fresh at the window's end (and never later than the expiry); once fresh, a debit and a
+            // peek decide as on no state, then and later.
+            expect(TokenBudget.isFresh(options, state, forecast.fullAt)).toBe(true)
+            expect(TokenBudget.isFresh(options, state, state.expiresAt + 1)).toBe(true)
+            for (const t of [now, forecast.fullAt, forecast.fullAt + probe]) {
+              if (!TokenBudget.isFresh(options, state, t)) continue
+              expect(engine.debit(state, t, probe).decision).toEqual(engine.debit(undefined, t, probe).decision)
+              expect(engine.peek(state, t)).toEqual(engine.peek(undefined, t))
+              expect(engine.forecast(state, t, probe)).toEqual(engine.forecast(undefined, t, probe))
+            }
+          }
         }
       }),
       { numRuns: RUNS }

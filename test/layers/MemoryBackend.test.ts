@@ -2,7 +2,8 @@
  * The Memory door beyond the shared conformance suite (in its own file, since a suite-level layer
  * and `TestClock` tests do not mix in one file): what only an in-process backend with `TestClock`
  * can show exactly: lease expiry and reclaim, keep-alive heartbeats, adaptive contraction on dropped
- * releases, and the bounded key tables. And `layerConfig` (its options read from `Config`).
+ * releases, the key tables that never forget a key still counting, and `layerConfig` (its options read
+ * from `Config`).
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Config, ConfigError, Effect, Fiber, Layer, TestClock } from "effect"
@@ -116,15 +117,20 @@ describe("MemoryBackend with TestClock", () => {
       expect(after.decision.limit).toBe(4)
     }).pipe(Effect.provide(backend)))
 
-  it.effect("key tables are bounded by maxKeys, evicting the oldest", () =>
+  it.effect("a table full of live keys forgets none of them: a denied key stays denied, then goes fresh", () =>
     Effect.gen(function*() {
       const limiter = yield* RateLimiter
       for (const key of ["a", "b", "c"]) expect((yield* limiter.check("small", key)).allowed).toBe(true)
       expect((yield* limiter.check("small", "a")).allowed).toBe(false)
-      yield* limiter.check("small", "d")
-      // "a" was refreshed by nothing (a denial writes nothing), so it is the oldest and was evicted.
-      expect((yield* limiter.check("small", "a")).allowed).toBe(true)
-      expect((yield* limiter.check("small", "c")).allowed).toBe(false)
+      // "d" finds the table of 3 full of keys still counting this window: it grows rather than forget "a".
+      expect((yield* limiter.check("small", "d")).allowed).toBe(true)
+      for (const key of ["a", "b", "c", "d"]) {
+        expect(yield* limiter.check("small", key)).toMatchObject({ allowed: false, remaining: 0, retryAfterMs: 60_000 })
+      }
+      // The next window: every key reads fresh again, whether or not the table still holds it.
+      yield* TestClock.adjust(60_000)
+      for (const key of ["a", "e", "f", "g"]) expect((yield* limiter.check("small", key)).remaining).toBe(0)
+      expect((yield* limiter.check("small", "a")).allowed).toBe(false)
     }).pipe(Effect.provide(backend)))
 })
 

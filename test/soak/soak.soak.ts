@@ -1,8 +1,10 @@
 /**
  * The soak (`npm run test:soak`, about a minute, not part of `npm test`): long runs through each door,
  * checking that memory stays flat and nothing leaks.
- * - memory door: a million distinct keys through a limiter capped at 10 000 keys, a meter and 100 000
- *   admissions: the heap stays flat and the caps really evict;
+ * - memory door: a million distinct keys through a limiter and a meter capped at 10 000 keys, and
+ *   100 000 admissions: with onFull "deny" and keys that count for an hour, the tables hold the cap,
+ *   forget no key still counting and refuse the rest; with the default "grow" and keys that read fresh
+ *   within 250 ms, the sweeps keep the tables small. Either way the heap stays flat;
  * - Redis door: backends opened and closed again and again under load: no Redis connection, socket,
  *   timer or fiber is left behind, and the heap stays flat;
  * - Service door: clients opened and closed against one server, with calls, kept-alive admissions and
@@ -20,7 +22,7 @@ import * as RedisBackend from "../../src/layers/RedisBackend.js"
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
 import type { MeterPolicy } from "../../src/Policy.js"
 import * as ThrottleKitServer from "../../src/server/ThrottleKitServer.js"
-import { RateLimiter } from "../../src/services/RateLimiter.js"
+import { RateLimiter, type RateLimiterService } from "../../src/services/RateLimiter.js"
 import { fixedWindow, pool } from "../reliability/support.js"
 import { redisServer } from "../support/redisServer.js"
 
@@ -81,51 +83,84 @@ const tracked = <A, E, R>(effect: (live: Effect.Effect<number>) => Effect.Effect
 
 const HOUR = 3_600_000
 
+/** A meter of 5 tokens per `windowMs` holding at most 10 000 keys. */
+const cappedMeter = (windowMs: number): MeterPolicy => ({
+  kind: "meter",
+  name: "meter",
+  prefix: "meter",
+  budget: 5,
+  windowMs,
+  maxKeys: 10_000,
+  shared: false
+})
+
+/** How many of 8 admissions to `policy` are held at once (its ceiling, when nothing leaked). */
+const admitAll = (backend: RateLimiterService, policy: string) =>
+  Effect.scoped(
+    Effect.map(
+      Effect.forEach(Array.from({ length: 8 }), () => backend.admit(policy, "a")),
+      (a) => a.filter((x) => x.held).length
+    )
+  )
+
+const KEYS = 1_000_000
+
+/**
+ * A million distinct keys through a limiter "capped" (5 per `windowMs`, cost 2) and a meter, both
+ * capped at 10 000 keys, and 100 000 admissions, on a Memory door with `onFull`; the heap sampled every
+ * 100 000 keys. Returns the door, the trace and the newest key's decision, having checked the ceiling
+ * of 8 slots survived and logged the run.
+ */
+const millionKeys = (onFull: MemoryBackend.OnFull, windowMs: number) =>
+  Effect.gen(function*() {
+    const capped = { ...fixedWindow("capped", 5, windowMs), maxKeys: 10_000 }
+    const meter = cappedMeter(windowMs)
+    const slots = pool("slots", 8)
+    const backend = yield* MemoryBackend.make({ policies: [capped, meter, slots], onFull })
+    const trace = new HeapTrace()
+    const started = performance.now()
+    let last = yield* backend.check(capped.name, "k0", 2)
+    for (let i = 1; i < KEYS; i++) {
+      last = yield* backend.check(capped.name, `k${i}`, 2)
+      if (i % 5 === 0) yield* backend.debit(meter.name, `m${i}`, 2)
+      if (i % 10 === 0) yield* Effect.scoped(backend.admit(slots.name, "a", { cost: 1 }))
+      if (i % 100_000 === 0) trace.sample()
+    }
+    trace.sample()
+    const seconds = (performance.now() - started) / 1000
+    console.log(
+      `[soak memory ${onFull}] ${KEYS} keys (+${KEYS / 5} meter keys, ${KEYS / 10} admissions) in ${
+        seconds.toFixed(1)
+      } s; ` + trace.describe()
+    )
+    expect(yield* admitAll(backend, slots.name)).toBe(8)
+    return { backend, trace, last }
+  })
+
 describe("soak", () => {
   it.live(
-    "memory door: a million distinct keys keep the tables bounded and the heap flat",
+    "memory door, onFull deny: a million distinct keys still counting stay within maxKeys and the heap flat",
     () =>
       Effect.scoped(Effect.gen(function*() {
-        const limiter = fixedWindow("capped", 5, HOUR)
-        const capped = { ...limiter, maxKeys: 10_000 }
-        const meter: MeterPolicy = {
-          kind: "meter",
-          name: "meter",
-          prefix: "meter",
-          budget: 5,
-          windowMs: HOUR,
-          maxKeys: 10_000,
-          shared: false
-        }
-        const slots = pool("slots", 8)
-        const backend = yield* MemoryBackend.make({ policies: [capped, meter, slots] })
-        const trace = new HeapTrace()
-        const KEYS = 1_000_000
-        const started = performance.now()
-        for (let i = 0; i < KEYS; i++) {
-          yield* backend.check(capped.name, `k${i}`, 2)
-          if (i % 5 === 0) yield* backend.debit(meter.name, `m${i}`, 2)
-          if (i % 10 === 0) yield* Effect.scoped(backend.admit(slots.name, "a", { cost: 1 }))
-          if (i % 100_000 === 0) trace.sample()
-        }
-        trace.sample()
-        const seconds = (performance.now() - started) / 1000
-        // Evicted, not merely expired (the window is an hour): the oldest key starts fresh, the newest does not.
-        const oldest = yield* backend.peek(capped.name, "k0")
-        const newest = yield* backend.peek(capped.name, `k${KEYS - 1}`)
-        const ceiling = yield* Effect.scoped(
-          Effect.map(
-            Effect.forEach(Array.from({ length: 8 }), () => backend.admit(slots.name, "a")),
-            (a) => a.filter((x) => x.held).length
-          )
-        )
-        console.log(
-          `[soak memory] ${KEYS} keys (+${KEYS / 5} meter keys, ${KEYS / 10} admissions) in ${seconds.toFixed(1)} s; ` +
-            trace.describe()
-        )
-        expect(oldest.remaining).toBe(5)
-        expect(newest.remaining).toBe(3)
-        expect(ceiling).toBe(8)
+        const { backend, last, trace } = yield* millionKeys("deny", HOUR)
+        // Nothing still counting was forgotten (the window is an hour): the oldest key kept its count;
+        // the newest, refused by the full table, stored nothing.
+        expect((yield* backend.peek("capped", "k0")).remaining).toBe(3)
+        expect(last).toMatchObject({ allowed: false, remaining: 0 })
+        expect((yield* backend.peek("capped", `k${KEYS - 1}`)).remaining).toBe(5)
+        trace.expectFlat()
+      })),
+    { timeout: 120_000 }
+  )
+
+  it.live(
+    "memory door, onFull grow: a million distinct keys that go fresh within 250 ms keep the heap flat",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const { backend, last, trace } = yield* millionKeys("grow", 250)
+        // The oldest key's window is long over (it reads fresh, wherever it is); the newest counted.
+        expect((yield* backend.peek("capped", "k0")).remaining).toBe(5)
+        expect(last).toMatchObject({ allowed: true, remaining: 3 })
         trace.expectFlat()
       })),
     { timeout: 120_000 }

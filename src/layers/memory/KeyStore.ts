@@ -13,7 +13,7 @@ import type { Decision, DecisionData } from "../../Decision.js"
 import { Admitter } from "../../engine/admission.js"
 import * as Gcra from "../../engine/gcra.js"
 import { rateEngine } from "../../engine/index.js"
-import { boxed } from "../../engine/internal.js"
+import { boxed, deny } from "../../engine/internal.js"
 import * as TokenBudget from "../../engine/tokenBudget.js"
 import type { ForecastData, InPlaceEngine, RateEngine } from "../../engine/types.js"
 import { InvalidArgument, OperationNotSupported, PolicyNotFound } from "../../Errors.js"
@@ -21,118 +21,219 @@ import type { AdmitterPolicy, LimiterPolicy, MeterPolicy, Policy, Strategy } fro
 import * as Validate from "../../Validate.js"
 
 /**
- * One key's state and the table's write count when it was last written (its recency).
+ * What a key table does when a new key arrives and a sweep finds more than `maxKeys` keys still live
+ * (none of them equivalent to a fresh key, so none can be forgotten without changing a decision):
  *
- * A class, not an object literal: V8 tracks each literal's allocation site and, seeing every slot of a
- * filling table survive, allocates that site's objects straight into the old generation; with slots
- * built there, the states written into them ran up to 5× slower on 10k keys. A constructor carries no
- * such site.
+ * - `"grow"` (the default): the new key is stored and the table grows past `maxKeys`. No decision
+ *   changes; memory is bounded by the keys really live (a key stays live only until it reads fresh
+ *   again: its window over, its bucket refilled, its TAT reached), since each sweep drops every key that
+ *   went fresh. Reported once per table (`onTableFull`).
+ * - `"deny"`: the table never holds more than `maxKeys` keys; a new key whose check would be allowed is
+ *   denied instead (`remaining` 0, `retryAfterMs` a hint of when room comes back) and stores nothing.
+ *   Existing keys decide as ever. Fail-closed for new keys: whoever can mint live keys can lock new
+ *   users out, so choose it only where a hard memory ceiling matters more than that.
  *
- * @since 0.1.0
- * @internal
+ * @since 0.2.0
+ * @category models
  */
-export class Slot<S> {
-  // `declare`d fields set in the constructor, not parameter properties: see `Gcra.Cell`.
-  declare state: S
-  declare written: number
-  constructor(state: S, written: number) {
-    this.state = state
-    this.written = written
-  }
+export type OnFull = "grow" | "deny"
+
+/**
+ * The report of a table full of live keys (once per table): the policy, its `maxKeys`, how many keys
+ * the table held when it first went past `maxKeys` (`"grow"`) or first refused a new key (`"deny"`),
+ * and which of the two it does.
+ *
+ * @since 0.2.0
+ * @category models
+ */
+export interface FullTable {
+  readonly policy: string
+  readonly maxKeys: number
+  readonly keys: number
+  readonly onFull: OnFull
 }
 
 /**
- * A per-policy key table with a cap: expired entries go first, then the least recently written.
+ * How a door's key tables behave when full of live keys, and who hears of it.
  *
- * A write updates the key's slot in place and stamps it with a write counter. (Keeping the Map itself in
- * write order by deleting and re-inserting the key on every write looks cheaper, but V8 then walks a
- * growing chain of deleted entries on every lookup of a hot key: tens of µs per check once the table
- * holds thousands of keys.)
+ * @since 0.2.0
+ * @internal
+ */
+export interface TableOptions {
+  readonly onFull: OnFull
+  /** Called once per table, the first time it grows past `maxKeys` or refuses a new key. */
+  readonly onTableFull?: ((event: FullTable) => void) | undefined
+}
+
+/**
+ * What a key table asks of the cells it holds: whether a cell reads as a fresh key's (`isFresh`, the
+ * engine's rule, true from some instant on until the cell is written again) and when its state expires
+ * (a later instant by which it surely reads fresh unless written again).
+ *
+ * @since 0.2.0
+ * @internal
+ */
+export interface CellRules<C> {
+  readonly isFresh: (cell: C, now: number) => boolean
+  readonly expiresAt: (cell: C, now: number) => number
+}
+
+/**
+ * A per-policy key table with a cap that never changes a decision: it forgets only keys whose cells
+ * read exactly as a fresh key's (`CellRules.isFresh`), so a key at remaining 0 stays denied however
+ * many other keys arrive. What happens when more than `maxKeys` keys are live is `OnFull`.
+ *
+ * Sweeps are amortized O(1) per new key, and a check of a key the table holds never sweeps: the table
+ * sweeps (drops every fresh cell in one pass) when a new key finds it at its sweep size, which is
+ * `maxKeys` while a sweep leaves a tenth of `maxKeys` free; when it leaves less, under `"grow"` the
+ * next sweep waits for `max(maxKeys / 10, live / 10)` more keys (the table grows past `maxKeys`), and
+ * under `"deny"` for a tenth of `maxKeys` refused keys or for the instant by which a tenth of `maxKeys`
+ * of the live keys have expired, whichever comes first. So under `"grow"` the table holds at most
+ * `maxKeys` keys as long as each sweep finds at most nine tenths of `maxKeys` live (and after a
+ * growth, once they read fresh, it is back within `maxKeys` a tenth of its size in new keys later);
+ * under `"deny"` it never holds more than `maxKeys`.
+ *
+ * The cells are held in the Map itself and updated in place by their owner; the table never re-inserts
+ * a key it holds. (Keeping a Map in write order by deleting and re-inserting keys makes V8 walk a
+ * growing chain of deleted entries on every lookup of a hot key.)
  *
  * @since 0.1.0
  * @internal
  */
-export class KeyTable<S> {
-  private readonly entries = new Map<string, Slot<S>>()
-  private writes = 0
+export class KeyTable<C> {
+  private readonly entries = new Map<string, C>()
+  /** A tenth of `maxKeys` (at least 1): the room a sweep must leave, the refusals between sweeps. */
+  private readonly slack: number
+  /** The size at which a new key sweeps the table first. */
+  private sweepAt: number
+  /** `"deny"`: new keys refused since the last sweep. */
+  private refused = 0
+  /** `"deny"`: past this instant, a tenth of `maxKeys` of the keys the last sweep kept have expired. */
+  private retryAt = Number.NEGATIVE_INFINITY
+  private reported = false
+
   constructor(
     private readonly maxKeys: number,
-    private readonly expiresAt: (state: S, now: number) => number
-  ) {}
+    private readonly rules: CellRules<C>,
+    private readonly onFull: OnFull,
+    /** Told the key count the first time the table grows past `maxKeys` or refuses a new key. */
+    private readonly report: (keys: number) => void
+  ) {
+    this.slack = Math.max(1, Math.floor(maxKeys / 10))
+    this.sweepAt = maxKeys
+  }
 
-  /** The live state of `key` at `now` (an expired one is dropped). */
-  get(key: string, now: number): S | undefined {
-    const slot = this.entries.get(key)
-    if (slot === undefined) return undefined
-    if (this.expiresAt(slot.state, now) < now) {
+  /** The cell of `key` unless it reads as a fresh key's at `now` (then it is dropped). */
+  get(key: string, now: number): C | undefined {
+    const cell = this.entries.get(key)
+    if (cell === undefined) return undefined
+    if (this.rules.isFresh(cell, now)) {
       this.entries.delete(key)
       return undefined
     }
-    return slot.state
+    return cell
   }
 
-  /**
-   * The slot of `key`, live or expired, for a read-then-write with one lookup: update its state in place
-   * and `touch` it, or `add` the key when there is no slot.
-   */
-  slotOf(key: string): Slot<S> | undefined {
+  /** The cell of `key`, whatever it reads as, for a read-then-write with one lookup. */
+  cellOf(key: string): C | undefined {
     return this.entries.get(key)
   }
 
-  /** Marks `slot`, whose state was just updated in place, as the most recently written. */
-  touch(slot: Slot<S>): void {
-    slot.written = ++this.writes
-  }
-
-  /** Drops `key` (an expired slot that a denied check did not rewrite). */
+  /** Drops `key` (a cell that reads fresh and that a denied check did not write). */
   drop(key: string): void {
     this.entries.delete(key)
   }
 
-  /** Stores `state` under `key`, which the table does not hold, evicting when the table is over its cap. */
-  add(key: string, state: S, now: number): void {
-    this.entries.set(key, new Slot(state, ++this.writes))
-    if (this.entries.size > this.maxKeys) this.evict(now)
+  /**
+   * Stores `cell` under `key`, which the table does not hold, sweeping first when the table is at its
+   * sweep size. `false` when the key is refused (`"deny"`, the table full of live keys): nothing stored.
+   */
+  add(key: string, cell: C, now: number): boolean {
+    if (this.entries.size >= this.sweepAt && !this.makeRoom(now)) return false
+    this.entries.set(key, cell)
+    return true
   }
 
-  /** Stores `state` under `key` (`undefined` deletes it), evicting when the table is over its cap. */
-  set(key: string, state: S | undefined, now: number): void {
-    if (state === undefined) {
-      this.entries.delete(key)
-      return
-    }
-    const slot = this.entries.get(key)
-    if (slot !== undefined) {
-      slot.state = state
-      this.touch(slot)
-      return
-    }
-    this.add(key, state, now)
-  }
-
-  /** How many keys the table holds (expired ones included until touched or evicted). */
+  /** How many keys the table holds (some may read fresh until the next sweep or lookup). */
   get size(): number {
     return this.entries.size
   }
 
-  /**
-   * Brings the table back under its cap in one pass, amortized: it drops expired state, then every key
-   * not written in the last `keep` writes (at most `keep` keys were, since each write stamps one slot),
-   * so the next eviction is about a tenth of `maxKeys` inserts away and a check never scans the table.
-   */
-  private evict(now: number): void {
-    const keep = Math.max(1, Math.floor(this.maxKeys * 0.9))
-    const oldestKept = this.writes - keep
-    for (const [key, slot] of this.entries) {
-      if (slot.written <= oldestKept || this.expiresAt(slot.state, now) < now) this.entries.delete(key)
+  /** For a refused key: the ms until the next sweep is due by time (at least 1). */
+  retryAfterMs(now: number): number {
+    // A cell expires once the clock is strictly past its expiry: the first whole ms after `retryAt`.
+    const wait = Math.floor(this.retryAt) + 1 - now
+    return wait >= 1 ? Math.ceil(wait) : 1
+  }
+
+  /** Whether a new key can be stored, sweeping when the policy allows it. */
+  private makeRoom(now: number): boolean {
+    if (this.onFull === "grow") {
+      this.sweep(now)
+      return true
     }
+    if (this.refused >= this.slack || now > this.retryAt) {
+      this.sweep(now)
+      if (this.entries.size < this.maxKeys) return true
+    }
+    this.refused++
+    this.once()
+    return false
+  }
+
+  /** Reports the table full, the first time. */
+  private once(): void {
+    if (this.reported) return
+    this.reported = true
+    this.report(this.entries.size)
+  }
+
+  /** Drops every cell that reads fresh at `now`, then sets when the next sweep is due. */
+  private sweep(now: number): void {
+    const { entries, rules } = this
+    for (const [key, cell] of entries) {
+      if (rules.isFresh(cell, now)) entries.delete(key)
+    }
+    const live = entries.size
+    // Less than a tenth of maxKeys left free: the next sweep must wait for more than the room left.
+    const crowded = live > this.maxKeys - this.slack
+    if (this.onFull === "grow") {
+      this.sweepAt = crowded ? live + Math.max(this.slack, Math.floor(live / 10)) : this.maxKeys
+      if (crowded) this.once()
+    } else {
+      this.refused = 0
+      this.retryAt = crowded ? this.nthExpiry(now, this.slack) : Number.NEGATIVE_INFINITY
+    }
+  }
+
+  /** The `n`-th earliest expiry of the cells held (the latest one when there are fewer). */
+  private nthExpiry(now: number, n: number): number {
+    const expiries = new Float64Array(this.entries.size)
+    let i = 0
+    for (const cell of this.entries.values()) expiries[i++] = this.rules.expiresAt(cell, now)
+    expiries.sort()
+    return i === 0 ? Number.NEGATIVE_INFINITY : expiries[Math.min(n, i) - 1]!
   }
 }
 
 /**
- * A rate strategy with its key table. The table holds one cell per key, which the strategy's in-place
- * check updates (`InPlaceEngine`): a GCRA check allocates nothing but its decision; any other strategy's
- * cell is a box whose state each allowed check replaces (`boxed`).
+ * What a door's key tables need to know beyond a policy's own settings: the full-table policy and its
+ * report, bound to one policy's name.
+ */
+const tableFor = <C>(policy: Policy, rules: CellRules<C>, options: TableOptions): KeyTable<C> => {
+  const onTableFull = options.onTableFull
+  return new KeyTable(
+    policy.maxKeys,
+    rules,
+    options.onFull,
+    (keys) => onTableFull?.({ policy: policy.name, maxKeys: policy.maxKeys, keys, onFull: options.onFull })
+  )
+}
+
+/**
+ * A rate strategy (or a meter's token budget) with its key table. The table holds one cell per key,
+ * which the strategy's in-place check updates (`InPlaceEngine`): a GCRA check allocates nothing but its
+ * decision; any other strategy's cell is a box whose state each allowed check replaces (`boxed`).
  *
  * A key found in the table was valid when it was stored (every write follows a key check), so
  * `checkUnvalidated` checks only keys it does not find: the usual check, on a known key, pays one Map
@@ -148,37 +249,55 @@ export class RateState {
     /** The strategy's pure functions, on the states the cells hold (peek, forecast). */
     private readonly engine: RateEngine<unknown>,
     private readonly cells: InPlaceEngine<unknown, unknown>,
-    maxKeys: number
+    policy: Policy,
+    options: TableOptions
   ) {
-    this.table = new KeyTable(maxKeys, cells.expiresAt)
+    this.table = tableFor(policy, cells, options)
   }
 
-  /** The rate state of `strategy`, keeping at most `maxKeys` keys. */
-  static of(strategy: Strategy, maxKeys: number): RateState {
+  /** The rate state of `strategy`, in a table bounded by `policy.maxKeys`. */
+  static of(strategy: Strategy, policy: Policy, options: TableOptions): RateState {
     if (strategy.kind === "gcra") {
       const engine = Gcra.make(strategy)
-      return RateState.erased(engine, engine.inPlace, maxKeys)
+      return RateState.erased(engine, engine.inPlace, policy, options)
     }
     const engine = rateEngine(strategy)
-    return RateState.erased(engine, boxed(engine), maxKeys)
+    return RateState.erased(engine, boxed(engine), policy, options)
+  }
+
+  /** The token budget of a meter `policy`: its `check` is the debit (cost = tokens). */
+  static budget(policy: MeterPolicy, options: TableOptions): RateState {
+    const engine = TokenBudget.make({ budget: policy.budget, windowMs: policy.windowMs })
+    return RateState.erased(engine, boxed(engine), policy, options)
   }
 
   /**
    * Forgets the cell and state types (see `rateEngine`: the functions are only ever given cells this
    * same engine made, and the states those cells hold).
    */
-  private static erased<C, S>(engine: RateEngine<S>, cells: InPlaceEngine<C, S>, maxKeys: number): RateState {
+  private static erased<C, S>(
+    engine: RateEngine<S>,
+    cells: InPlaceEngine<C, S>,
+    policy: Policy,
+    options: TableOptions
+  ): RateState {
     return new RateState(
       engine as unknown as RateEngine<unknown>,
       cells as unknown as InPlaceEngine<unknown, unknown>,
-      maxKeys
+      policy,
+      options
     )
+  }
+
+  /** How many keys the table holds (some may read fresh until the next sweep). */
+  get size(): number {
+    return this.table.size
   }
 
   /** A consuming check of a key already validated: the state is written only when allowed. */
   check(key: string, now: number, cost: number): Decision {
-    const slot = this.table.slotOf(key)
-    return slot === undefined ? this.checkFresh(key, now, cost) : this.checkStored(key, slot, now, cost)
+    const cell = this.table.cellOf(key)
+    return cell === undefined ? this.checkFresh(key, now, cost) : this.checkStored(key, cell, now, cost)
   }
 
   /**
@@ -188,8 +307,8 @@ export class RateState {
    * cost a third of the whole check.
    */
   checkUnvalidated(key: string, now: number, cost: number): Decision | undefined {
-    const slot = this.table.slotOf(key)
-    if (slot !== undefined) return this.checkStored(key, slot, now, cost)
+    const cell = this.table.cellOf(key)
+    if (cell !== undefined) return this.checkStored(key, cell, now, cost)
     return Validate.keyProblem(key) === undefined ? this.checkFresh(key, now, cost) : undefined
   }
 
@@ -199,24 +318,31 @@ export class RateState {
    * anew, with one lookup). Kept small (the denial and the insert live elsewhere) so the JIT inlines it
    * and the engine's check into the caller.
    */
-  private checkStored(key: string, slot: Slot<unknown>, now: number, cost: number): Decision {
-    const cell = slot.state
+  private checkStored(key: string, cell: unknown, now: number, cost: number): Decision {
     const live = now <= this.cells.expiresAt(cell, now)
     const decision = this.cells.checkInPlace(cell, live, now, cost)
-    if (decision.allowed) this.table.touch(slot)
-    else if (!live) this.table.drop(key)
+    if (!live && !decision.allowed) this.table.drop(key)
     return decision
   }
 
-  /** A check of a key the table does not hold: a new cell, stored when the check is allowed. */
+  /**
+   * A check of a key the table does not hold: a new cell, stored when the check is allowed and the
+   * table takes it (else the refusal of a table full of live keys, `"deny"`).
+   */
   private checkFresh(key: string, now: number, cost: number): Decision {
     const cell = this.cells.emptyCell()
     const decision = this.cells.checkInPlace(cell, false, now, cost)
-    if (decision.allowed) this.table.add(key, cell, now)
+    if (decision.allowed && !this.table.add(key, cell, now)) return this.refusal(now)
     return decision
   }
 
-  /** The live state of `key` at `now` as the engine's pure functions take it, or `undefined`. */
+  /** The denial of a new key a full table refused: nothing left, retry when a sweep is due by time. */
+  private refusal(now: number): Decision {
+    const retryAfterMs = this.table.retryAfterMs(now)
+    return deny(this.engine.limit, 0, now + retryAfterMs, retryAfterMs)
+  }
+
+  /** The state of `key` at `now` as the engine's pure functions take it (`undefined`: reads fresh). */
   private stateAt(key: string, now: number): unknown {
     const cell = this.table.get(key, now)
     return cell === undefined ? undefined : this.cells.stateOf(cell)
@@ -241,34 +367,36 @@ export class RateState {
  */
 export type Compiled =
   | { readonly kind: "limiter"; readonly policy: LimiterPolicy; readonly rate: RateState }
-  | {
-    readonly kind: "meter"
-    readonly policy: MeterPolicy
-    readonly table: KeyTable<TokenBudget.State>
-    readonly budget: TokenBudget.Options
-  }
+  | { readonly kind: "meter"; readonly policy: MeterPolicy; readonly budget: RateState }
   | { readonly kind: "admitter"; readonly policy: AdmitterPolicy; readonly admitter: Admitter }
 
-const compile = (policy: Policy, leaseTtlMs: number): Compiled => {
+const compile = (policy: Policy, leaseTtlMs: number, tables: TableOptions): Compiled => {
   switch (policy.kind) {
     case "limiter":
-      return { kind: "limiter", policy, rate: RateState.of(policy.strategy, policy.maxKeys) }
-    case "meter": {
-      const budget: TokenBudget.Options = { budget: policy.budget, windowMs: policy.windowMs }
-      return { kind: "meter", policy, budget, table: new KeyTable(policy.maxKeys, TokenBudget.expiresAt) }
-    }
+      return { kind: "limiter", policy, rate: RateState.of(policy.strategy, policy, tables) }
+    case "meter":
+      return { kind: "meter", policy, budget: RateState.budget(policy, tables) }
     case "admitter":
       return {
         kind: "admitter",
         policy,
         admitter: new Admitter(
           policy.concurrency,
-          policy.rate === undefined ? undefined : RateState.of(policy.rate, policy.maxKeys),
+          policy.rate === undefined ? undefined : RateState.of(policy.rate, policy, tables),
           leaseTtlMs
         )
       }
   }
 }
+
+/**
+ * The table options of a door that says nothing: grow past `maxKeys` rather than change a decision,
+ * and tell no one.
+ *
+ * @since 0.2.0
+ * @internal
+ */
+export const DEFAULT_TABLE_OPTIONS: TableOptions = { onFull: "grow" }
 
 /**
  * Why a call on the store cannot run: a bad key or cost, an unknown policy, or a policy of another kind
@@ -293,9 +421,12 @@ export class PolicyStore {
   /** The configured policy names, in configuration order (what `PolicyNotFound` lists). */
   readonly names: ReadonlyArray<string>
 
-  /** Compiles `policies`; admitters' leases live `leaseTtlMs` without renewal. */
-  constructor(policies: Iterable<Policy>, leaseTtlMs: number) {
-    this.compiled = new Map(Array.from(policies, (p) => [p.name, compile(p, leaseTtlMs)]))
+  /**
+   * Compiles `policies`; admitters' leases live `leaseTtlMs` without renewal; key tables full of live
+   * keys do as `tables` says.
+   */
+  constructor(policies: Iterable<Policy>, leaseTtlMs: number, tables: TableOptions = DEFAULT_TABLE_OPTIONS) {
+    this.compiled = new Map(Array.from(policies, (p) => [p.name, compile(p, leaseTtlMs, tables)]))
     this.names = Array.from(this.compiled.keys())
     for (const [name, compiled] of this.compiled) {
       if (compiled.kind === "limiter") this.limiters.set(name, compiled.rate)

@@ -2,8 +2,9 @@
  * The Memory door's synchronous limiter: it shares key tables with the `RateLimiter` service of the
  * same layer, answers a denial as a `Right(Decision)` and a fault as a `Left` tagged error that changes
  * no state, follows the `Clock` the layer was built under, and runs with no Effect runtime at all. Its
- * key tables keep each key's state in one cell updated in place: expiry, eviction and re-creation must
- * read exactly as fresh keys, and peeks and faults must leave the cells alone.
+ * key tables keep each key's state in one cell updated in place: expiry and re-creation must read exactly
+ * as fresh keys, a table past its cap must keep every key still counting, and peeks and faults must
+ * leave the cells alone.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, Either, Equal, TestClock } from "effect"
@@ -227,22 +228,28 @@ const boundCheck = (local: MemoryBackend.LocalLimiter, name: string): MemoryBack
 }
 
 describe("MemoryBackend.Local key cells", () => {
-  it("an evicted key comes back fresh; the keys kept keep their state", () => {
+  it("a table full of live keys keeps them all (and says so once); keys that read fresh are dropped", () => {
     let now = 1_000_000
-    const local = MemoryBackend.makeLocal({ policies: validated(smallTables), now: () => now })
+    const reports: Array<MemoryBackend.FullTable> = []
+    const local = MemoryBackend.makeLocal({
+      policies: validated(smallTables),
+      now: () => now,
+      onTableFull: (event) => reports.push(event)
+    })
     const check = boundCheck(local, "api")
     const remaining = (key: string) => decisionOf(check(key)).remaining
-    // Writes 1-5: a, a, b, c, then d overflows the cap of 3; the 2 most recent writes (c, d) are kept.
+    // a, a, b, c fill the cap of 3; "d" finds every key still counting, so the table grows past it.
     expect([remaining("a"), remaining("a"), remaining("b"), remaining("c"), remaining("d")]).toEqual([4, 3, 4, 4, 4])
+    expect(reports).toEqual([{ policy: "api", maxKeys: 3, keys: 3, onFull: "grow" }])
     now += 1
-    expect(remaining("c")).toBe(3)
-    expect(remaining("d")).toBe(3)
-    // "a" is re-created in a new cell: it counts from a fresh key, then on from there.
-    expect(remaining("a")).toBe(4)
+    // Every key kept its count: none was forgotten while it still counted.
+    expect([remaining("a"), remaining("b"), remaining("c"), remaining("d")]).toEqual([2, 3, 3, 3])
+    for (const key of ["e", "f", "g", "h"]) expect(remaining(key)).toBe(4)
+    expect(reports).toHaveLength(1)
+    // Once every burst is back, every key reads as a fresh one (the table dropped them as it swept).
+    now += 5 * EMISSION_MS
+    for (const key of ["a", "b", "c", "d", "e", "f", "g", "h", "i"]) expect(remaining(key)).toBe(4)
     expect(remaining("a")).toBe(3)
-    // Re-creating "a" overflowed the table again; "c" and "d", written since, still count on.
-    expect(remaining("c")).toBe(2)
-    expect(remaining("d")).toBe(2)
   })
 
   it("an expired key is checked as a fresh one, allowed or denied, and the key counts on afterwards", () => {
@@ -289,7 +296,7 @@ describe("MemoryBackend.Local key cells", () => {
     expect(decisionOf(check("h")).remaining).toBe(2)
   })
 
-  it("a strategy without its own in-place check (a fixed window) shares, expires and evicts the same way", () =>
+  it.effect("a strategy without its own in-place check (a fixed window) shares, expires and keeps the same way", () =>
     Effect.gen(function*() {
       const limiter = yield* RateLimiter
       const local = yield* MemoryBackend.Local
@@ -300,10 +307,10 @@ describe("MemoryBackend.Local key cells", () => {
       expect(decisionOf(local.peek("window", "w")).allowed).toBe(false)
       yield* TestClock.adjust(60_000)
       expect(decisionOf(check("w")).remaining).toBe(1)
-      // "w" was written last at write 3; x, y and z overflow the cap of 3 and leave the 2 most recent
-      // (y, z), so "w" comes back fresh (it had used 1 of this window).
+      // x, y and z go past the cap of 3 while "w" still counts this window: "w" is kept, at its count.
       for (const key of ["x", "y", "z"]) expect(decisionOf(check(key)).remaining).toBe(1)
-      expect(decisionOf(check("w")).remaining).toBe(1)
+      expect(decisionOf(check("w")).remaining).toBe(0)
+      expect(decisionOf(check("w"))).toMatchObject({ allowed: false, remaining: 0 })
       expect(decisionOf(check("z")).remaining).toBe(0)
     }).pipe(Effect.provide(MemoryBackend.layer({ policies: smallTables }))))
 
