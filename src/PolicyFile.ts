@@ -22,13 +22,22 @@ import { parseText } from "./policyFile/parse.js"
 import { oneLine } from "./policyFile/problem.js"
 import { PolicyError, type PolicySet, toPolicyError } from "./PolicySet.js"
 
-/**
- * The error every loader function fails with, and the validated set it yields (both defined in
- * `PolicySet.ts`, re-exported here so a file's user needs one import).
- *
- * @since 0.1.0
- */
-export { PolicyError, PolicySet } from "./PolicySet.js"
+// The error every loader function fails with, and the validated set it yields (both defined in
+// `PolicySet.ts`, re-exported here so a file's user needs one import).
+export {
+  /**
+   * What every loader function fails with (defined in `PolicySet.ts`).
+   *
+   * @since 0.1.0
+   */
+  PolicyError,
+  /**
+   * What every loader function yields (defined in `PolicySet.ts`).
+   *
+   * @since 0.1.0
+   */
+  PolicySet
+} from "./PolicySet.js"
 
 const parseEither = (text: string, source: string | undefined): Either.Either<PolicySet, PolicyError> => {
   const parsed = parseText(text)
@@ -86,6 +95,19 @@ const readFailure = (error: unknown): string => {
  * It reads with `node:fs` and needs no platform layer, so a Memory-only program provides nothing for it.
  * A program that reads its files through `@effect/platform`'s `FileSystem` (to test on a mock one, say)
  * does `fs.readFileString(path)` and hands the text to `parse(text, path)`.
+ *
+ * @example
+ * ```ts
+ * import { Console, Effect } from "effect"
+ * import { PolicyFile } from "throttlekit-effect"
+ *
+ * // Load once, then give the set to any door (`MemoryBackend.layerFile(path)` does both in one step).
+ * export const main = PolicyFile.load("policies.yaml").pipe(
+ *   Effect.tap((policies) => Console.log(policies.names)), // [ "api", "search", … ], in file order
+ *   Effect.catchTag("PolicyError", (error) => Console.error(error.message))
+ *   // e.g. "limiters.api.brust: unknown field (policies.yaml, line 4)"
+ * )
+ * ```
  *
  * @since 0.1.0
  * @category decoding

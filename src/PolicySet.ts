@@ -73,6 +73,7 @@ const formatPath = (path: Path): string => {
  * `problem` as the `PolicyError` users see: its path formatted, `source` carried, and its line (when a
  * `locator` knows the text) for a field located by path.
  *
+ * @since 0.2.0
  * @internal
  */
 export const toPolicyError = (
@@ -207,6 +208,7 @@ const concurrencyRuleProblem = (c: Concurrency): readonly [string, string] | und
 /**
  * Whether a strategy counts in windows (what a federated policy needs).
  *
+ * @since 0.2.0
  * @internal
  */
 export const isWindowed = (kind: StrategyKind): boolean => kind === "fixedWindow" || kind === "slidingWindow"
@@ -214,6 +216,7 @@ export const isWindowed = (kind: StrategyKind): boolean => kind === "fixedWindow
 /**
  * Why a federated policy cannot use the strategy `kind`.
  *
+ * @since 0.2.0
  * @internal
  */
 export const federatedStrategyReason = (kind: StrategyKind): string =>
@@ -227,6 +230,7 @@ export const federatedStrategyReason = (kind: StrategyKind): string =>
  * Checks `policies` in order (schema, non-empty unique names, related-field rules) and builds the set,
  * or answers the first problem by its path (which the file loader then locates in its text).
  *
+ * @since 0.2.0
  * @internal
  */
 export const makePolicySet = (policies: Iterable<Policy>): Decoded<PolicySet> => {
@@ -258,9 +262,17 @@ let construct: (policies: ReadonlyArray<Policy>) => PolicySet
  * @category models
  */
 export class PolicySet implements Iterable<Policy> {
-  /** The policies in declaration order. */
+  /**
+   * The policies in declaration order.
+   *
+   * @since 0.1.0
+   */
   readonly policies: ReadonlyArray<Policy>
-  /** The policy names in declaration order. */
+  /**
+   * The policy names in declaration order.
+   *
+   * @since 0.1.0
+   */
   readonly names: ReadonlyArray<string>
   private readonly byName: ReadonlyMap<string, Policy>
 
@@ -273,12 +285,47 @@ export class PolicySet implements Iterable<Policy> {
   /**
    * Validates `policies` (schema, non-empty unique names, related-field rules) and builds a set in the
    * given order. Fails with the first problem, e.g. `limiters.api: duplicate policy name`.
+   *
+   * @example
+   * ```ts
+   * import { Effect } from "effect"
+   * import { PolicySet } from "throttlekit-effect"
+   *
+   * // Policies written in code meet the rules a policy file meets, with the same wording.
+   * const policies = PolicySet.make([
+   *   {
+   *     kind: "limiter",
+   *     name: "api",
+   *     prefix: "api",
+   *     maxKeys: 10_000,
+   *     strategy: { kind: "gcra", limit: 5, periodMs: 1000, burst: 5 }
+   *   },
+   *   {
+   *     kind: "meter",
+   *     name: "api",
+   *     prefix: "tokens",
+   *     budget: 10_000,
+   *     windowMs: 60_000,
+   *     maxKeys: 1000,
+   *     shared: false
+   *   }
+   * ])
+   *
+   * Effect.runPromise(Effect.flip(policies)).then((error) => console.log(error.message))
+   * // "limiters.api: duplicate policy name"
+   * ```
+   *
+   * @since 0.1.0
    */
   static make(policies: Iterable<Policy>): Effect.Effect<PolicySet, PolicyError> {
     return Effect.suspend(() => PolicySet.validate(policies))
   }
 
-  /** `make` without an Effect runtime: the set, or the first problem, as an `Either`. */
+  /**
+   * `make` without an Effect runtime: the set, or the first problem, as an `Either`.
+   *
+   * @since 0.2.0
+   */
   static validate(policies: PolicySet | Iterable<Policy>): Either.Either<PolicySet, PolicyError> {
     if (policies instanceof PolicySet) return Either.right(policies)
     return Either.mapLeft(makePolicySet(policies), (p) => toPolicyError(p, undefined, undefined))
@@ -287,6 +334,8 @@ export class PolicySet implements Iterable<Policy> {
   /**
    * `policies` as a validated set: a `PolicySet` as it is, anything else through `make` (so policies
    * written in code meet the same rules, with the same wording, as a config file's).
+   *
+   * @since 0.2.0
    */
   static from(policies: PolicySet | Iterable<Policy>): Effect.Effect<PolicySet, PolicyError> {
     return Effect.suspend(() => PolicySet.validate(policies))
@@ -299,12 +348,20 @@ export class PolicySet implements Iterable<Policy> {
     construct = (policies) => new PolicySet(policies)
   }
 
-  /** The policy called `name`, if any. */
+  /**
+   * The policy called `name`, if any.
+   *
+   * @since 0.1.0
+   */
   get(name: string): Option.Option<Policy> {
     return Option.fromNullable(this.byName.get(name))
   }
 
-  /** Whether a policy called `name` exists. */
+  /**
+   * Whether a policy called `name` exists.
+   *
+   * @since 0.1.0
+   */
   has(name: string): boolean {
     return this.byName.has(name)
   }
@@ -314,10 +371,20 @@ export class PolicySet implements Iterable<Policy> {
     return this.policies.length
   }
 
+  /**
+   * The policies in declaration order.
+   *
+   * @since 0.1.0
+   */
   [Symbol.iterator](): Iterator<Policy> {
     return this.policies[Symbol.iterator]()
   }
 
+  /**
+   * The set as JSON: its policies in declaration order.
+   *
+   * @since 0.2.0
+   */
   toJSON(): { readonly _id: "PolicySet"; readonly policies: ReadonlyArray<Policy> } {
     return { _id: "PolicySet", policies: this.policies }
   }

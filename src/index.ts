@@ -10,32 +10,58 @@
  * @since 0.1.0
  */
 
-/** @since 0.1.0 */
-export { Admission, BindingAxis, Decision, type DecisionData, Forecast } from "./Decision.js"
-
-/** @since 0.1.0 */
 export {
+  /** @since 0.1.0 */
+  Admission,
+  /** @since 0.1.0 */
+  BindingAxis,
+  /** @since 0.1.0 */
+  Decision,
+  /** @since 0.1.0 */
+  type DecisionData,
+  /** @since 0.1.0 */
+  Forecast
+} from "./Decision.js"
+
+export {
+  /** @since 0.1.0 */
   BackendError,
+  /** @since 0.1.0 */
   InvalidArgument,
+  /** @since 0.1.0 */
   Operation,
+  /** @since 0.1.0 */
   OperationNotSupported,
+  /** @since 0.1.0 */
   PolicyNotFound,
+  /** @since 0.1.0 */
   RateLimited,
+  /** @since 0.1.0 */
   type RateLimiterError,
+  /** @since 0.1.0 */
   ServiceUnavailable,
+  /** @since 0.1.0 */
   Unauthenticated
 } from "./Errors.js"
 
-/** @since 0.1.0 */
 export {
+  /** @since 0.1.0 */
   type AdmitOptions,
+  /** @since 0.1.0 */
   admitted,
+  /** @since 0.1.0 */
   type FrontOptions,
+  /** @since 0.1.0 */
   type HeartbeatResult,
+  /** @since 0.1.0 */
   type Leases,
+  /** @since 0.1.0 */
   limit,
+  /** @since 0.1.0 */
   RateLimiter,
+  /** @since 0.1.0 */
   type RateLimiterService,
+  /** @since 0.1.0 */
   spend
 } from "./services/RateLimiter.js"
 
@@ -59,7 +85,12 @@ export * as RateLimiterStore from "./services/RateLimiterStore.js"
  *
  * @since 0.2.0
  */
-export { PolicyError, PolicySet } from "./PolicySet.js"
+export {
+  /** @since 0.2.0 */
+  PolicyError,
+  /** @since 0.2.0 */
+  PolicySet
+} from "./PolicySet.js"
 
 /**
  * The policy file loader (`PolicyFile.load`, `parse`, `decode`). Called `Config` before 0.2; renamed so it
@@ -69,8 +100,16 @@ export { PolicyError, PolicySet } from "./PolicySet.js"
  */
 export * as PolicyFile from "./PolicyFile.js"
 
-/** The policy schemas (`Policy.Policy`, `Policy.LimiterPolicy`, …) and `Policy.maxCost`. @since 0.1.0 */
+/**
+ * The policy schemas (`Policy.Policy`, `Policy.LimiterPolicy`, …) and `Policy.maxCost`.
+ *
+ * @since 0.1.0
+ */
 export * as Policy from "./Policy.js"
 
-/** The in-process door: `MemoryBackend.layer`, `layerFile`, `layerConfig`, and the synchronous `Local`. @since 0.1.0 */
+/**
+ * The in-process door: `MemoryBackend.layer`, `layerFile`, `layerConfig`, and the synchronous `Local`.
+ *
+ * @since 0.1.0
+ */
 export * as MemoryBackend from "./layers/MemoryBackend.js"

@@ -160,6 +160,19 @@ export const make = (options: FleetBackendOptions): Effect.Effect<FleetService, 
 /**
  * The Fleet client as a layer.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { Fleet, FleetBackend } from "throttlekit-effect/fleet"
+ *
+ * // Lease a share of a `federated:` policy's budget from a server, 5 units at a time, and spend it locally.
+ * export const main = Effect.gen(function*() {
+ *   const fleet = yield* Fleet
+ *   const limiter = yield* fleet.leased("fleet-api", { batch: 5 })
+ *   return yield* limiter.check() // answered from the credits in hand; only a refill calls the server
+ * }).pipe(Effect.provide(FleetBackend.layer({ target: "127.0.0.1:50051" })))
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */

@@ -196,6 +196,25 @@ export const make = (options: MonitorBackendOptions): Effect.Effect<MonitorServi
 /**
  * The Monitor client as a layer.
  *
+ * @example
+ * ```ts
+ * import { Console, Effect, Redacted, Stream } from "effect"
+ * import { Monitor, MonitorBackend } from "throttlekit-effect/monitor"
+ *
+ * export const main = Effect.gen(function*() {
+ *   const monitor = yield* Monitor
+ *   const snapshot = yield* monitor.snapshot // the last minute, per policy
+ *   for (const policy of snapshot.policies) {
+ *     yield* Console.log(`${policy.name}: ${policy.allowed} allowed, ${policy.denied} denied`)
+ *   }
+ *   // then the denials of policy "api", as they happen
+ *   yield* monitor.watch("api").pipe(Stream.runForEach((denial) => Console.log(`denied ${denial.key}`)))
+ * }).pipe(Effect.provide(MonitorBackend.layer({
+ *   target: "127.0.0.1:50051",
+ *   secret: Redacted.make("monitor-secret") // needed unless the client is on loopback
+ * })))
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */

@@ -17,7 +17,12 @@ import { storeKey } from "../Policy.js"
 import * as Validate from "../Validate.js"
 import type { Grant, WindowedStrategy } from "./reserve.js"
 
-export type { Grant, WindowedStrategy } from "./reserve.js"
+export type {
+  /** @since 0.1.0 */
+  Grant,
+  /** @since 0.1.0 */
+  WindowedStrategy
+} from "./reserve.js"
 
 /**
  * The coordinator's operations.

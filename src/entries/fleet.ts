@@ -8,5 +8,9 @@
 /** @since 0.1.0 */
 export * from "../services/Fleet.js"
 
-/** The Fleet client: `FleetBackend.layer`, `layerConfig`. @since 0.1.0 */
+/**
+ * The Fleet client: `FleetBackend.layer`, `layerConfig`.
+ *
+ * @since 0.1.0
+ */
 export * as FleetBackend from "../clients/FleetBackend.js"

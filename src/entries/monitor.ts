@@ -8,5 +8,9 @@
 /** @since 0.1.0 */
 export * from "../services/Monitor.js"
 
-/** The Monitor client: `MonitorBackend.layer`, `layerConfig`. @since 0.1.0 */
+/**
+ * The Monitor client: `MonitorBackend.layer`, `layerConfig`.
+ *
+ * @since 0.1.0
+ */
 export * as MonitorBackend from "../clients/MonitorBackend.js"

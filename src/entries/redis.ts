@@ -5,11 +5,23 @@
  * @since 0.2.0
  */
 
-/** The Redis door: `RedisBackend.layer`, `layerFile`, `layerConfig`. @since 0.1.0 */
+/**
+ * The Redis door: `RedisBackend.layer`, `layerFile`, `layerConfig`.
+ *
+ * @since 0.1.0
+ */
 export * as RedisBackend from "../layers/RedisBackend.js"
 
-/** One Redis connection to share between the Redis store and the Redis coordinator. @since 0.2.0 */
+/**
+ * One Redis connection to share between the Redis store and the Redis coordinator.
+ *
+ * @since 0.2.0
+ */
 export * as RedisClient from "../redis/RedisClient.js"
 
-/** The coordinator of two-tier policies on Redis, shared by a fleet of servers. @since 0.1.0 */
+/**
+ * The coordinator of two-tier policies on Redis, shared by a fleet of servers.
+ *
+ * @since 0.1.0
+ */
 export * as RedisCoordinator from "../coordinator/RedisCoordinator.js"

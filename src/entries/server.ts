@@ -13,11 +13,23 @@
  */
 export * as ThrottleKitServer from "../server/ThrottleKitServer.js"
 
-/** Two-tier policies: a local store spending credits leased from a coordinator. @since 0.1.0 */
+/**
+ * Two-tier policies: a local store spending credits leased from a coordinator.
+ *
+ * @since 0.1.0
+ */
 export * as TwoTier from "../server/TwoTier.js"
 
-/** The coordinator service two-tier policies lease from. @since 0.1.0 */
+/**
+ * The coordinator service two-tier policies lease from.
+ *
+ * @since 0.1.0
+ */
 export * as Coordinator from "../coordinator/Coordinator.js"
 
-/** The in-process coordinator (one server). @since 0.1.0 */
+/**
+ * The in-process coordinator (one server).
+ *
+ * @since 0.1.0
+ */
 export * as MemoryCoordinator from "../coordinator/MemoryCoordinator.js"

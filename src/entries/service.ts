@@ -5,5 +5,9 @@
  * @since 0.2.0
  */
 
-/** The Service door: `ServiceBackend.layer`, `layerConfig`. @since 0.1.0 */
+/**
+ * The Service door: `ServiceBackend.layer`, `layerConfig`.
+ *
+ * @since 0.1.0
+ */
 export * as ServiceBackend from "../layers/ServiceBackend.js"

@@ -69,7 +69,11 @@ export const normalizeAddress = (address: string): string => {
 export class TrustedProxies {
   private constructor(private readonly list: BlockList, readonly entries: ReadonlyArray<string>) {}
 
-  /** Whether `address` (any textual IP) is inside one of the trusted ranges. */
+  /**
+   * Whether `address` (any textual IP) is inside one of the trusted ranges.
+   *
+   * @since 0.1.0
+   */
   contains(address: string): boolean {
     const normalized = normalizeAddress(address)
     const family = isIP(normalized)
@@ -85,6 +89,8 @@ export class TrustedProxies {
   /**
    * Parses a list of addresses (`"10.0.0.7"`, `"::1"`), CIDR ranges (`"10.0.0.0/8"`, `"fd00::/8"`) and the
    * aliases `"loopback"` and `"private"`. Any other entry fails with `InvalidArgument` naming it.
+   *
+   * @since 0.1.0
    */
   static make(entries: ReadonlyArray<string>): Effect.Effect<TrustedProxies, InvalidArgument> {
     return Effect.suspend(() => {

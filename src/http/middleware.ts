@@ -102,6 +102,27 @@ export const fromLimiter = <EK, RK>(limiter: HttpLimiter<EK, RK>): RateLimitMidd
  * with `PolicyNotFound` / `OperationNotSupported` when the door knows the policy is not servable (see
  * `compile`).
  *
+ * @example
+ * ```ts
+ * import * as HttpRouter from "@effect/platform/HttpRouter"
+ * import * as HttpServerResponse from "@effect/platform/HttpServerResponse"
+ * import { Effect } from "effect"
+ * import { HttpRateLimit, HttpRateLimitKeying } from "throttlekit-effect/http"
+ *
+ * // Needs a `RateLimiter` (any door); a denied request gets a 429 with `RateLimit` / `Retry-After` headers.
+ * export const app = Effect.gen(function*() {
+ *   const limited = yield* HttpRateLimit.make({
+ *     policy: "api",
+ *     key: HttpRateLimitKeying.byHeader("x-api-key"), // default: the peer address
+ *     trustedProxies: ["loopback"], // X-Forwarded-For believed only from these
+ *     cost: (request) => request.url.startsWith("/export") ? 5 : 1,
+ *     failMode: "open" // or "closed": 503 when the backend is down
+ *   })
+ *   const router = HttpRouter.empty.pipe(HttpRouter.get("/", HttpServerResponse.text("hello")))
+ *   return limited(router) // or { admit: true } to hold a concurrency slot while the handler runs
+ * })
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */

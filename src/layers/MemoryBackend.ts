@@ -302,6 +302,29 @@ export interface LocalOptions {
  * without a runtime, as an `Either`). To share state with a `RateLimiter` service, take `Local` from
  * `layer` instead.
  *
+ * @example
+ * ```ts
+ * import { Either } from "effect"
+ * import { MemoryBackend, PolicySet } from "throttlekit-effect"
+ *
+ * // No Effect runtime: the policies are validated as an Either, and every check answers synchronously.
+ * const policies = Either.getOrThrow(PolicySet.validate([{
+ *   kind: "limiter",
+ *   name: "api",
+ *   prefix: "api",
+ *   maxKeys: 10_000,
+ *   strategy: { kind: "gcra", limit: 5, periodMs: 1000, burst: 5 }
+ * }]))
+ *
+ * const local = MemoryBackend.makeLocal({ policies })
+ * const check = Either.getOrThrow(local.limiter("api")) // the policy looked up once
+ *
+ * const allowed = ["a", "b", "a", "a", "a", "a", "a"].filter((key) =>
+ *   Either.match(check(key), { onLeft: () => false, onRight: (decision) => decision.allowed })
+ * )
+ * console.log(allowed.length) // 6: key "a" had a burst of 5
+ * ```
+ *
  * @since 0.1.0
  * @category constructors
  */
@@ -331,6 +354,33 @@ const makeDoors = (
  * `Local` limiter. Policies written in code are validated here: a bad one fails the layer with
  * `PolicyError`, as a bad file would.
  *
+ * @example
+ * ```ts
+ * import { Effect, Either } from "effect"
+ * import { MemoryBackend, RateLimiter } from "throttlekit-effect"
+ *
+ * const limits = MemoryBackend.layer({
+ *   policies: [{
+ *     kind: "limiter",
+ *     name: "api",
+ *     prefix: "api",
+ *     maxKeys: 10_000,
+ *     strategy: { kind: "gcra", limit: 5, periodMs: 1000, burst: 5 }
+ *   }]
+ * })
+ *
+ * // Both doors, on one state: the `RateLimiter` service, and `Local` for synchronous checks in hot loops.
+ * const program = Effect.gen(function*() {
+ *   const limiter = yield* RateLimiter
+ *   const local = yield* MemoryBackend.Local
+ *   yield* limiter.check("api", "alice")
+ *   const peeked = local.peek("api", "alice") // an Either: a bad key or policy is a Left, never a throw
+ *   return Either.map(peeked, (decision) => decision.remaining)
+ * })
+ *
+ * Effect.runPromise(program.pipe(Effect.provide(limits))).then(console.log) // { _id: "Either", _tag: "Right", right: 4 }
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */
@@ -350,6 +400,16 @@ export const layerStore = (options: MemoryBackendOptions): Layer.Layer<Store, Po
  * The Memory door serving the policies of a config file (YAML or JSON, the reference server's format),
  * with its `Local` limiter like `layer`. A file that cannot be read or decoded fails the layer with
  * `PolicyError`.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { limit, MemoryBackend } from "throttlekit-effect"
+ *
+ * // Policies from a YAML or JSON file (the reference server's format). A file that cannot be read, or a bad
+ * // field in it, fails the layer with `PolicyError` naming the field and its line.
+ * export const main = limit("api", "user-42").pipe(Effect.provide(MemoryBackend.layerFile("policies.yaml")))
+ * ```
  *
  * @since 0.1.0
  * @category layers

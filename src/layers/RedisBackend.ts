@@ -546,6 +546,29 @@ export const make = (
  * The Redis door as a layer. The client it creates is closed with the layer (a given `{ client }` is not).
  * Policies written in code are validated here: a bad one fails the layer with `PolicyError`.
  *
+ * @example
+ * ```ts
+ * import { Effect, Redacted } from "effect"
+ * import { limit } from "throttlekit-effect"
+ * import { RedisBackend } from "throttlekit-effect/redis"
+ *
+ * // Lua inside a shared Redis: every process connected to it shares the limits. The URL may hold a
+ * // password: keep it Redacted.
+ * const limits = RedisBackend.layer({
+ *   policies: [{
+ *     kind: "limiter",
+ *     name: "api",
+ *     prefix: "api",
+ *     maxKeys: 100_000,
+ *     strategy: { kind: "gcra", limit: 5, periodMs: 1000, burst: 5 }
+ *   }],
+ *   redis: Redacted.make("redis://127.0.0.1:6379"),
+ *   timeoutMs: 500 // the bound on every Redis call
+ * })
+ *
+ * export const main = limit("api", "user-42").pipe(Effect.provide(limits))
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */
@@ -572,6 +595,21 @@ export const layerFile = (
  * Config.redacted("REDIS_URL") })` (a URL that holds a password stays `Redacted`). A missing or invalid
  * value fails the layer with Effect's `ConfigError`; then it is built as `layer` builds it. A bad policy
  * fails it with this package's `PolicyError` (its own tag, so `catchTag` tells the two apart).
+ *
+ * @example
+ * ```ts
+ * import { Config, Effect, Layer } from "effect"
+ * import { PolicyFile } from "throttlekit-effect"
+ * import { RedisBackend } from "throttlekit-effect/redis"
+ *
+ * // REDIS_URL may hold a password (redis://:secret@host:6379): it is read redacted and stays so.
+ * export const limits = Layer.unwrapEffect(Effect.map(PolicyFile.load("policies.yaml"), (policies) =>
+ *   RedisBackend.layerConfig({
+ *     policies: Config.succeed(policies),
+ *     redis: Config.redacted("REDIS_URL"),
+ *     timeoutMs: Config.integer("REDIS_TIMEOUT_MS").pipe(Config.withDefault(1000))
+ *   })))
+ * ```
  *
  * @since 0.2.0
  * @category layers

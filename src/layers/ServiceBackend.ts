@@ -358,6 +358,19 @@ export const make = (
 /**
  * The Service door as a layer.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { limit } from "throttlekit-effect"
+ * import { ServiceBackend } from "throttlekit-effect/service"
+ *
+ * // gRPC to a ThrottleKit server (`throttlekit-effect serve` or any `throttlekit.v1` server): the policies
+ * // live on the server, and the program is the one written for the Memory door.
+ * export const main = limit("api", "user-42").pipe(
+ *   Effect.provide(ServiceBackend.layer({ target: "127.0.0.1:50051", deadline: "250 millis" }))
+ * )
+ * ```
+ *
  * @since 0.1.0
  * @category layers
  */

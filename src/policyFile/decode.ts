@@ -541,6 +541,7 @@ const decodeFile = (value: unknown, locator: Locator | undefined): Decoded<Reado
  * Decodes a raw value in the file format into a validated `PolicySet`, or answers the first problem by its
  * path. `locator` (when the value came from text) gives the file order of the policies.
  *
+ * @since 0.2.0
  * @internal
  */
 export const decodePolicies = (value: unknown, locator: Locator | undefined): Decoded<PolicySet> =>

@@ -15,6 +15,7 @@ import { type Decoded, type Locator, oneLine, type Path, type Problem } from "./
 /**
  * Parsed text: the raw value, and where its keys are in the text.
  *
+ * @since 0.2.0
  * @internal
  */
 export interface Parsed {
@@ -206,6 +207,7 @@ const parseJson = (text: string): Decoded<Parsed> =>
  * Parses policy file text (a leading byte order mark is skipped): JSON when its trimmed start is `{` or
  * `[`, YAML otherwise.
  *
+ * @since 0.2.0
  * @internal
  */
 export const parseText = (text: string): Decoded<Parsed> => {

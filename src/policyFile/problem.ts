@@ -13,6 +13,7 @@ import * as Either from "effect/Either"
 /**
  * Segments from the top of the file down to a field; `[]` is the file itself.
  *
+ * @since 0.2.0
  * @internal
  */
 export type Path = ReadonlyArray<string>
@@ -20,6 +21,7 @@ export type Path = ReadonlyArray<string>
 /**
  * A problem found while decoding, before it is located in a file.
  *
+ * @since 0.2.0
  * @internal
  */
 export interface Problem {
@@ -32,6 +34,7 @@ export interface Problem {
 /**
  * A decoded value, or the first problem found.
  *
+ * @since 0.2.0
  * @internal
  */
 export type Decoded<A> = Either.Either<A, Problem>
@@ -39,6 +42,7 @@ export type Decoded<A> = Either.Either<A, Problem>
 /**
  * The problem `reason` at `path`.
  *
+ * @since 0.2.0
  * @internal
  */
 export const fail = (path: Path, reason: string): Decoded<never> => Either.left({ path, reason })
@@ -46,6 +50,7 @@ export const fail = (path: Path, reason: string): Decoded<never> => Either.left(
 /**
  * Nothing wrong.
  *
+ * @since 0.2.0
  * @internal
  */
 export const done: Decoded<void> = Either.right(undefined)
@@ -53,6 +58,7 @@ export const done: Decoded<void> = Either.right(undefined)
 /**
  * Where things are in the source text.
  *
+ * @since 0.2.0
  * @internal
  */
 export interface Locator {
@@ -65,6 +71,7 @@ export interface Locator {
 /**
  * A short, human description of a raw value for error messages.
  *
+ * @since 0.2.0
  * @internal
  */
 export const describe = (value: unknown): string => {
@@ -85,6 +92,7 @@ export const describe = (value: unknown): string => {
  * `text` on one line (whitespace runs collapsed), cut to 200 characters: for a parser's or the file
  * system's message inside a reason.
  *
+ * @since 0.2.0
  * @internal
  */
 export const oneLine = (text: string): string => {

@@ -247,6 +247,23 @@ const serving = (
  * The server, running for the life of the layer. Provides the running `GrpcServer` (its bound address:
  * give `port: 0` for a free one), and the `MonitorHub` and `Coordinator` it serves from.
  *
+ * @example
+ * ```ts
+ * import { Console, Effect } from "effect"
+ * import { PolicyFile } from "throttlekit-effect"
+ * import { ThrottleKitServer } from "throttlekit-effect/server"
+ *
+ * // Serves while the program using the layer runs (`Layer.launch(server)` serves until interrupted).
+ * export const main = Effect.gen(function*() {
+ *   const policies = yield* PolicyFile.load("policies.yaml")
+ *   const server = ThrottleKitServer.layer({ policies, store: { kind: "memory" }, port: 0 }) // port 0: a free one
+ *   yield* Effect.gen(function*() {
+ *     const { address } = yield* ThrottleKitServer.GrpcServer
+ *     yield* Console.log(`serving on ${address}`)
+ *   }).pipe(Effect.provide(server))
+ * })
+ * ```
+ *
  * @since 0.2.0
  * @category layers
  */
@@ -273,4 +290,9 @@ export const layer = (
     })
   )
 
-export { GrpcBindError, GrpcServer }
+export {
+  /** @since 0.2.0 */
+  GrpcBindError,
+  /** @since 0.2.0 */
+  GrpcServer
+}

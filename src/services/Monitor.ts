@@ -16,13 +16,21 @@ import type { RateLimiterError } from "../Errors.js"
 import { DenialEvent, GuardSummary, MonitorMeta, PolicySummary, RawSnapshot } from "../monitor/Snapshot.js"
 
 export {
+  /** @since 0.1.0 */
   DenialEvent,
+  /** @since 0.1.0 */
   GuardSummary,
+  /** @since 0.1.0 */
   KeyCount,
+  /** @since 0.1.0 */
   LatencySummary,
+  /** @since 0.1.0 */
   MonitorMeta,
+  /** @since 0.1.0 */
   PolicyDetail,
+  /** @since 0.1.0 */
   PolicySummary,
+  /** @since 0.1.0 */
   RawSnapshot
 } from "../monitor/Snapshot.js"
 

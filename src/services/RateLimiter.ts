@@ -9,6 +9,31 @@
  * bad call and a rejected call changes nothing. It runs the scoped `admit` (held until the scope
  * closes). The doors are stores (`RateLimiterStore`): primitives on resolved policies only.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { MemoryBackend, RateLimiter } from "throttlekit-effect"
+ *
+ * const program = Effect.gen(function*() {
+ *   const limiter = yield* RateLimiter
+ *   const decision = yield* limiter.check("api", "user-42") // a Decision, allowed or not
+ *   return decision.allowed ? "served" : `429, retry in ${decision.retryAfterMs} ms`
+ * })
+ *
+ * // The in-process door; RedisBackend.layer or ServiceBackend.layer serve the same program.
+ * const limits = MemoryBackend.layer({
+ *   policies: [{
+ *     kind: "limiter",
+ *     name: "api",
+ *     prefix: "api",
+ *     maxKeys: 10_000,
+ *     strategy: { kind: "gcra", limit: 5, periodMs: 1000, burst: 5 } // 5 per second per key
+ *   }]
+ * })
+ *
+ * Effect.runPromise(program.pipe(Effect.provide(limits))).then(console.log) // "served"
+ * ```
+ *
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
@@ -41,7 +66,10 @@ import {
   Store
 } from "./RateLimiterStore.js"
 
-export type { HeartbeatResult } from "./RateLimiterStore.js"
+export type {
+  /** @since 0.1.0 */
+  HeartbeatResult
+} from "./RateLimiterStore.js"
 
 /**
  * Options of an admission.
@@ -138,7 +166,8 @@ export interface RateLimiterService {
 }
 
 /**
- * The `RateLimiter` tag. Provide it with `MemoryBackend.layer`, `RedisBackend.layer` or `ServiceBackend.layer`.
+ * The `RateLimiter` tag. Provide it with `MemoryBackend.layer`, `RedisBackend.layer` or `ServiceBackend.layer`
+ * (an example heads this module's page).
  *
  * @since 0.1.0
  * @category tags
@@ -450,6 +479,32 @@ export const layer = (options: FrontOptions = {}): Layer.Layer<RateLimiter, neve
  * Checks `key` and fails with `RateLimited` (carrying the decision) when denied, so `Effect.gen` code can
  * `yield*` a limit and let the error channel carry the denial.
  *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { limit, MemoryBackend } from "throttlekit-effect"
+ *
+ * // A denial fails with `RateLimited`, which carries the decision.
+ * const handle = (user: string) =>
+ *   limit("api", user).pipe(
+ *     Effect.as("served"),
+ *     Effect.catchTag("RateLimited", (denied) => Effect.succeed(`429, retry in ${denied.decision.retryAfterMs} ms`))
+ *   )
+ *
+ * const limits = MemoryBackend.layer({
+ *   policies: [{
+ *     kind: "limiter",
+ *     name: "api",
+ *     prefix: "api",
+ *     maxKeys: 10_000,
+ *     strategy: { kind: "gcra", limit: 2, periodMs: 1000, burst: 2 } // 2 per second per key
+ *   }]
+ * })
+ *
+ * Effect.runPromise(Effect.forEach(["alice", "alice", "alice"], handle).pipe(Effect.provide(limits)))
+ *   .then(console.log) // [ "served", "served", "429, retry in 499 ms" ]
+ * ```
+ *
  * @since 0.1.0
  * @category combinators
  */
@@ -467,6 +522,30 @@ export const limit = (
 
 /**
  * Spends `tokens` of a budget and fails with `RateLimited` when the budget refuses it.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { MemoryBackend, spend } from "throttlekit-effect"
+ *
+ * // Spend an LLM call's tokens from its team's budget; a refused spend fails with `RateLimited`.
+ * const complete = (team: string, tokens: number) =>
+ *   Effect.map(spend("llm", team, tokens), (decision) => `${decision.remaining} tokens left`)
+ *
+ * const limits = MemoryBackend.layer({
+ *   policies: [{
+ *     kind: "meter",
+ *     name: "llm",
+ *     prefix: "llm",
+ *     budget: 10_000, // tokens per team per hour
+ *     windowMs: 3_600_000,
+ *     maxKeys: 1000,
+ *     shared: false
+ *   }]
+ * })
+ *
+ * Effect.runPromise(complete("team-a", 640).pipe(Effect.provide(limits))).then(console.log) // "9360 tokens left"
+ * ```
  *
  * @since 0.1.0
  * @category combinators
@@ -486,6 +565,40 @@ export const spend = (
 /**
  * Runs `self` inside an admission: the slot is held while it runs and released when it ends (as dropped
  * when it fails or is interrupted). A denied admission fails with `RateLimited` and `self` never runs.
+ *
+ * @example
+ * ```ts
+ * import { Effect, Either } from "effect"
+ * import { admitted, MemoryBackend } from "throttlekit-effect"
+ *
+ * // A job holds one of the queue's 2 slots while it runs; a job finding none fails with `RateLimited`.
+ * const job = (id: number) => Effect.sleep("20 millis").pipe(Effect.as(`job ${id} done`), admitted("workers", "queue"))
+ *
+ * const limits = MemoryBackend.layer({
+ *   policies: [{
+ *     kind: "admitter",
+ *     name: "workers",
+ *     prefix: "workers",
+ *     maxKeys: 1000,
+ *     concurrency: {
+ *       algorithm: "fixed", // a fixed ceiling of 2 (aimd and gradient2 adapt it)
+ *       minLimit: 2,
+ *       maxLimit: 2,
+ *       initialLimit: 2,
+ *       backoffRatio: 0.5,
+ *       smoothing: 0.2,
+ *       tolerance: 2,
+ *       rttWindow: 10
+ *     }
+ *   }]
+ * })
+ *
+ * const program = Effect.forEach([1, 2, 3], (id) => Effect.either(job(id)), { concurrency: 3 }).pipe(
+ *   Effect.map((results) => results.map(Either.getOrElse(() => "busy")))
+ * )
+ *
+ * Effect.runPromise(program.pipe(Effect.provide(limits))).then(console.log) // [ "job 1 done", "job 2 done", "busy" ]
+ * ```
  *
  * @since 0.1.0
  * @category combinators
