@@ -44,7 +44,8 @@ import {
   type LocalStore,
   Store
 } from "../services/RateLimiterStore.js"
-import { type Compiled, type FullTable, type OnFull, PolicyStore, type TableOptions } from "./memory/KeyStore.js"
+import type { FullTable, OnFull } from "./memory/FullTable.js"
+import { type Compiled, PolicyStore, type TableOptions } from "./memory/KeyStore.js"
 import { type LocalLimiter, makeLocalLimiter } from "./memory/Local.js"
 
 export type {
@@ -52,7 +53,7 @@ export type {
   FullTable,
   /** @since 0.2.0 */
   OnFull
-} from "./memory/KeyStore.js"
+} from "./memory/FullTable.js"
 
 export type {
   /** @since 0.1.0 */
