@@ -46,6 +46,38 @@ export class GrpcStatusError extends Schema.TaggedError<GrpcStatusError>()("Grpc
 export const statusName = (code: number): string => Status[code] ?? `CODE_${code}`
 
 /**
+ * The most UTF-8 bytes of details a server sends with a status. The details travel as a percent-encoded
+ * header (`grpc-message`, up to 3 bytes per byte); clients cap the metadata they accept (8 KiB by default
+ * in grpc-js and the Python client, which fail the call otherwise), so the details stay far below that.
+ *
+ * @since 0.3.0
+ * @category constants
+ */
+export const MAX_DETAILS_BYTES = 1024
+
+/**
+ * `text` cut to at most `maxBytes` UTF-8 bytes (at a character boundary, ending with "…" when cut).
+ *
+ * @since 0.3.0
+ * @category utils
+ */
+export const truncateUtf8 = (text: string, maxBytes: number): string => {
+  // A UTF-16 code unit takes at most 3 UTF-8 bytes: short texts skip the byte count.
+  if (text.length * 3 <= maxBytes || Buffer.byteLength(text, "utf8") <= maxBytes) return text
+  const ellipsis = "…"
+  const budget = maxBytes - Buffer.byteLength(ellipsis, "utf8")
+  let bytes = 0
+  let end = 0
+  for (const char of text) {
+    const size = Buffer.byteLength(char, "utf8")
+    if (bytes + size > budget) break
+    bytes += size
+    end += char.length
+  }
+  return text.slice(0, end) + ellipsis
+}
+
+/**
  * Builds a `GrpcStatusError`.
  *
  * @since 0.1.0
