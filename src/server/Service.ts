@@ -19,8 +19,9 @@ import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
+import { truncateUtf8 } from "../Errors.js"
 import { MalformedRequest, methodPath } from "../grpc/codec.js"
-import { type GrpcStatusError, MAX_DETAILS_BYTES, statusError, truncateUtf8 } from "../grpc/status.js"
+import { type GrpcStatusError, MAX_DETAILS_BYTES, statusError } from "../grpc/status.js"
 
 /**
  * What a handler knows about its call.

@@ -40,7 +40,7 @@ import { type ConfigError, PolicySet } from "../PolicySet.js"
 import * as RedisClient from "../redis/RedisClient.js"
 import * as Front from "../services/RateLimiter.js"
 import { Store } from "../services/RateLimiterStore.js"
-import { isLoopbackPeer } from "./Auth.js"
+import { isAuthorized, isLoopbackPeer, monitorAuth } from "./Auth.js"
 import * as FailMode from "./FailMode.js"
 import * as FleetRpc from "./FleetRpc.js"
 import {
@@ -235,7 +235,11 @@ const serving = (
         ...(options.tls === undefined ? {} : { tls: options.tls }),
         ...(options.shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs: options.shutdownTimeoutMs })
       }
-      return yield* makeGrpcServer(grpc, [RateLimiterRpc.make(limiter), ...services])
+      // A NOT_FOUND lists the configured policies to the callers the Monitor answers (its snapshot names
+      // every policy anyway): loopback peers, or with a Monitor secret, the callers presenting it.
+      const monitor = monitorAuth(Option.fromNullable(options.monitorSecret))
+      const rateLimiter = RateLimiterRpc.make(limiter, { listPolicies: (call) => isAuthorized(monitor, call) })
+      return yield* makeGrpcServer(grpc, [rateLimiter, ...services])
     })
   )
 
