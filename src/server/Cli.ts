@@ -44,6 +44,7 @@ options:
       --tls-cert FILE        PEM certificate chain; with --tls-key enables TLS
       --tls-key FILE         PEM private key
       --tls-ca FILE          PEM CA: clients must present a certificate it signed (mTLS)
+      --tls-allow-not-yet-valid  start with a certificate that is not valid yet (a warning, not an error)
       --lease-ttl-ms N       admission lease TTL in ms (default 2000)
       --shutdown-timeout-ms N  how long in-flight calls may drain on shutdown (default 5000)
   -V, --version              print the version
@@ -127,6 +128,8 @@ export interface TlsPaths {
   readonly cert: string
   readonly key: string
   readonly ca: Option.Option<string>
+  /** Start with a certificate that is not valid yet (`--tls-allow-not-yet-valid`). */
+  readonly allowNotYetValid: boolean
 }
 
 /**
@@ -267,6 +270,11 @@ const valueFlags: Record<string, string> = {
   "--tls-ca": "tls-ca",
   "--lease-ttl-ms": "lease-ttl-ms",
   "--shutdown-timeout-ms": "shutdown-timeout-ms"
+}
+
+/** Flags that take no value. */
+const switchFlags: Record<string, string> = {
+  "--tls-allow-not-yet-valid": "tls-allow-not-yet-valid"
 }
 
 /** A flag's name without any `=value` (which may be a secret), for error messages. */
@@ -414,12 +422,20 @@ export const parse = (
     }
 
     const values = new Map<string, string>()
+    const switches = new Set<string>()
     for (let i = 0; i < rest.length; i++) {
       const arg = rest[i]!
       if (arg === "-h" || arg === "--help") return { _tag: "Help" } as const
       if (arg === "-V" || arg === "--version") return { _tag: "Version" } as const
       const eq = arg.startsWith("--") ? arg.indexOf("=") : -1
       const flag = eq > 0 ? arg.slice(0, eq) : arg
+      const switchName = switchFlags[flag]
+      if (switchName !== undefined) {
+        if (eq > 0) return yield* fail(`${flag} takes no value`)
+        if (switches.has(switchName)) return yield* fail(`${flag} given more than once`)
+        switches.add(switchName)
+        continue
+      }
       const name = valueFlags[flag]
       if (name === undefined) {
         // Never echo a value: it may be a secret (`--monitor-secrets=…`, or a secret one flag too far).
@@ -479,12 +495,15 @@ export const parse = (
     const cert = values.get("tls-cert")
     const key = values.get("tls-key")
     const ca = values.get("tls-ca")
+    const allowNotYetValid = switches.has("tls-allow-not-yet-valid")
     let tls: Option.Option<TlsPaths> = Option.none()
     if (cert !== undefined || key !== undefined || ca !== undefined) {
       if (cert === undefined || key === undefined) {
         return yield* fail("TLS needs both --tls-cert and --tls-key (--tls-ca alone does not enable TLS)")
       }
-      tls = Option.some({ cert, key, ca: Option.fromNullable(ca) })
+      tls = Option.some({ cert, key, ca: Option.fromNullable(ca), allowNotYetValid })
+    } else if (allowNotYetValid) {
+      return yield* fail("--tls-allow-not-yet-valid needs --tls-cert and --tls-key")
     }
 
     const monitorSecret = yield* setting(values, env, "monitor-secret", "THROTTLEKIT_MONITOR_SECRET")

@@ -4,6 +4,9 @@
  * gracefully: health turns NOT_SERVING, open streams end, new calls are refused, in-flight calls get
  * a bounded time to finish, and whatever is left is cancelled.
  *
+ * Its TLS material is checked before it listens (see `TlsMaterial`): a certificate, key or CA bundle it
+ * could not serve with fails the start with a `TlsMaterialError`.
+ *
  * @since 0.1.0
  */
 import * as grpc from "@grpc/grpc-js"
@@ -17,18 +20,10 @@ import type * as Scope from "effect/Scope"
 import { serviceDefinition } from "../grpc/codec.js"
 import * as Health from "./Health.js"
 import type { ServedService } from "./Service.js"
+import { check as checkTls, type ServerTls, type TlsMaterialError } from "./TlsMaterial.js"
 
-/**
- * PEM material for TLS. With `ca`, clients must present a certificate it signed (mTLS).
- *
- * @since 0.1.0
- * @category models
- */
-export interface ServerTls {
-  readonly cert: Buffer
-  readonly key: Buffer
-  readonly ca?: Buffer
-}
+export type { ServerTls } from "./TlsMaterial.js"
+export { TlsMaterialError } from "./TlsMaterial.js"
 
 /**
  * Where and how to listen.
@@ -69,6 +64,8 @@ export interface RunningServer {
   readonly security: Security
   /** The served service names, health excluded (e.g. "throttlekit.v1.RateLimiter"). */
   readonly services: ReadonlyArray<string>
+  /** What the server started with despite a doubt, e.g. a TLS certificate not valid yet (`allowNotYetValid`). */
+  readonly warnings: ReadonlyArray<string>
 }
 
 /**
@@ -155,11 +152,14 @@ const shutdown = (server: grpc.Server, draining: Deferred.Deferred<void>, timeou
 export const make = (
   options: GrpcServerOptions,
   services: ReadonlyArray<ServedService>
-): Effect.Effect<RunningServer, GrpcBindError, Scope.Scope> =>
+): Effect.Effect<RunningServer, GrpcBindError | TlsMaterialError, Scope.Scope> =>
   Effect.gen(function*() {
     const host = options.host ?? "127.0.0.1"
     const requestedPort = options.port ?? DEFAULT_PORT
     const requested = formatAddress(host, requestedPort)
+    // Checked against the wall clock: certificate validity is what peers check against theirs.
+    const tls = options.tls
+    const warnings = tls === undefined ? [] : yield* Effect.flatten(Effect.sync(() => checkTls(tls, Date.now())))
     // Created first, so it is closed last: handlers still running after the forced shutdown are interrupted.
     const run = yield* FiberSet.makeRuntime<never>()
     const draining = yield* Deferred.make<void>()
@@ -178,7 +178,7 @@ export const make = (
     )
 
     const credentials = yield* Effect.try({
-      try: () => credentialsOf(options.tls),
+      try: () => credentialsOf(tls),
       catch: (error) =>
         new GrpcBindError({
           address: requested,
@@ -196,7 +196,8 @@ export const make = (
       host,
       port,
       address: formatAddress(host, port),
-      security: securityOf(options.tls),
-      services: names
+      security: securityOf(tls),
+      services: names,
+      warnings
     }
   })

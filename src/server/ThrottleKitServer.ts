@@ -49,7 +49,8 @@ import {
   GrpcBindError,
   GrpcServer,
   type GrpcServerOptions,
-  make as makeGrpcServer
+  make as makeGrpcServer,
+  TlsMaterialError
 } from "./GrpcServer.js"
 import * as Hub from "./monitor/Hub.js"
 import * as MonitorRpc from "./monitor/MonitorRpc.js"
@@ -118,7 +119,7 @@ export class StartupError extends Schema.TaggedError<StartupError>()("StartupErr
  * @since 0.2.0
  * @category errors
  */
-export type ThrottleKitServerError = ConfigError | GrpcBindError | StartupError
+export type ThrottleKitServerError = ConfigError | GrpcBindError | TlsMaterialError | StartupError
 
 /**
  * True when some policy leases from the coordinator (federated, or two-tier leased on a windowed strategy).
@@ -223,7 +224,7 @@ const doors = (options: ThrottleKitServerOptions, policies: PolicySet) =>
 const serving = (
   options: ThrottleKitServerOptions,
   policies: PolicySet
-): Layer.Layer<GrpcServer, GrpcBindError, Front.RateLimiter | Hub.MonitorHub | Coordinator> =>
+): Layer.Layer<GrpcServer, GrpcBindError | TlsMaterialError, Front.RateLimiter | Hub.MonitorHub | Coordinator> =>
   Layer.scoped(
     GrpcServer,
     Effect.gen(function*() {
@@ -273,4 +274,4 @@ export const layer = (
     })
   )
 
-export { GrpcBindError, GrpcServer }
+export { GrpcBindError, GrpcServer, TlsMaterialError }

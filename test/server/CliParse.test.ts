@@ -92,7 +92,9 @@ describe("Cli.parse", () => {
       const fleet = Option.getOrThrow(args.fleetSecret)
       if (fleet._tag !== "Value") return expect.fail("expected a value")
       expect(String(fleet.value)).not.toContain("f")
-      expect(args.tls).toEqual(Option.some({ cert: "c.pem", key: "k.pem", ca: Option.some("ca.pem") }))
+      expect(args.tls).toEqual(
+        Option.some({ cert: "c.pem", key: "k.pem", ca: Option.some("ca.pem"), allowNotYetValid: false })
+      )
     }))
 
   it.effect("--store redis defaults the URL; secrets fall back to the environment", () =>
@@ -152,9 +154,24 @@ describe("Cli.parse", () => {
         ],
         [["serve", "--config", "p", "--host", ""], "--host must not be empty"],
         [["serve", "--config", "p", "--fail", "ajar"], "--fail must be open or closed"],
-        [["serve", "--config", "p", "--fail"], "--fail needs a value"]
+        [["serve", "--config", "p", "--fail"], "--fail needs a value"],
+        [
+          ["serve", "--config", "p", "--tls-allow-not-yet-valid"],
+          "--tls-allow-not-yet-valid needs --tls-cert and --tls-key"
+        ],
+        [
+          ["serve", "--config", "p", "--tls-allow-not-yet-valid=s3cret"],
+          "--tls-allow-not-yet-valid takes no value"
+        ]
       ]
       for (const [argv, expected] of cases) expect([argv, yield* reason(argv)]).toEqual([argv, expected])
+    }))
+
+  it.effect("--tls-allow-not-yet-valid", () =>
+    Effect.gen(function*() {
+      const tls = yield* serve("--config", "p", "--tls-cert", "c", "--tls-key", "k", "--tls-allow-not-yet-valid")
+      if (tls._tag !== "Serve") return expect.fail("expected serve")
+      expect(Option.map(tls.args.tls, (t) => t.allowNotYetValid)).toEqual(Option.some(true))
     }))
 })
 
