@@ -14,7 +14,12 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { DEFAULT_FAIL_MODE, type FailMode, failModes } from "./FailMode.js"
-import { DEFAULT_PORT } from "./GrpcServer.js"
+import {
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  DEFAULT_IDLE_TIMEOUT_MS,
+  DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_PORT
+} from "./GrpcServer.js"
 
 /**
  * The usage text printed by `--help`.
@@ -47,6 +52,12 @@ options:
       --tls-allow-not-yet-valid  start with a certificate that is not valid yet (a warning, not an error)
       --lease-ttl-ms N       admission lease TTL in ms (default 2000)
       --shutdown-timeout-ms N  how long in-flight calls may drain on shutdown (default 5000)
+      --handshake-timeout-ms N  how long a new connection has to finish TLS and send the HTTP/2 preface
+                             before it is closed (default ${DEFAULT_HANDSHAKE_TIMEOUT_MS})
+      --idle-timeout-ms N    close a connection without a call for N ms (a GOAWAY: clients reconnect
+                             on their next call); 0 never (default ${DEFAULT_IDLE_TIMEOUT_MS})
+      --max-connections N    the most connections open at once; one more is closed as soon as it is
+                             accepted (default ${DEFAULT_MAX_CONNECTIONS})
   -V, --version              print the version
   -h, --help                 print this help
 
@@ -150,6 +161,12 @@ export interface ServeArgs {
   readonly tls: Option.Option<TlsPaths>
   readonly leaseTtlMs: number
   readonly shutdownTimeoutMs: number
+  /** `--handshake-timeout-ms`. */
+  readonly handshakeTimeoutMs: number
+  /** `--idle-timeout-ms` (0: never). */
+  readonly idleTimeoutMs: number
+  /** `--max-connections`. */
+  readonly maxConnections: number
 }
 
 /**
@@ -171,6 +188,9 @@ export interface ParsedServeArgs {
   readonly tls: Option.Option<TlsPaths>
   readonly leaseTtlMs: number
   readonly shutdownTimeoutMs: number
+  readonly handshakeTimeoutMs: number
+  readonly idleTimeoutMs: number
+  readonly maxConnections: number
 }
 
 /**
@@ -269,7 +289,10 @@ const valueFlags: Record<string, string> = {
   "--tls-key": "tls-key",
   "--tls-ca": "tls-ca",
   "--lease-ttl-ms": "lease-ttl-ms",
-  "--shutdown-timeout-ms": "shutdown-timeout-ms"
+  "--shutdown-timeout-ms": "shutdown-timeout-ms",
+  "--handshake-timeout-ms": "handshake-timeout-ms",
+  "--idle-timeout-ms": "idle-timeout-ms",
+  "--max-connections": "max-connections"
 }
 
 /** Flags that take no value. */
@@ -516,6 +539,24 @@ export const parse = (
       0,
       3_600_000
     )
+    const handshakeTimeoutMs = yield* wholeNumber(
+      "handshake-timeout-ms",
+      values.get("handshake-timeout-ms") ?? String(DEFAULT_HANDSHAKE_TIMEOUT_MS),
+      1,
+      600_000
+    )
+    const idleTimeoutMs = yield* wholeNumber(
+      "idle-timeout-ms",
+      values.get("idle-timeout-ms") ?? String(DEFAULT_IDLE_TIMEOUT_MS),
+      0,
+      86_400_000
+    )
+    const maxConnections = yield* wholeNumber(
+      "max-connections",
+      values.get("max-connections") ?? String(DEFAULT_MAX_CONNECTIONS),
+      1,
+      1_000_000
+    )
 
     return {
       _tag: "Serve",
@@ -529,7 +570,10 @@ export const parse = (
         fleetSecret,
         tls,
         leaseTtlMs,
-        shutdownTimeoutMs
+        shutdownTimeoutMs,
+        handshakeTimeoutMs,
+        idleTimeoutMs,
+        maxConnections
       }
     } as const
   })

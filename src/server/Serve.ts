@@ -125,6 +125,9 @@ export const serverOptions = (
   host: args.host,
   port: args.port,
   shutdownTimeoutMs: args.shutdownTimeoutMs,
+  handshakeTimeoutMs: args.handshakeTimeoutMs,
+  idleTimeoutMs: args.idleTimeoutMs,
+  maxConnections: args.maxConnections,
   ...(Option.isSome(args.monitorSecret) ? { monitorSecret: args.monitorSecret.value } : {}),
   ...(Option.isSome(args.fleetSecret) ? { fleetSecret: args.fleetSecret.value } : {}),
   ...(tls === undefined ? {} : { tls })

@@ -234,7 +234,10 @@ const serving = (
         ...(options.host === undefined ? {} : { host: options.host }),
         ...(options.port === undefined ? {} : { port: options.port }),
         ...(options.tls === undefined ? {} : { tls: options.tls }),
-        ...(options.shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs: options.shutdownTimeoutMs })
+        ...(options.shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs: options.shutdownTimeoutMs }),
+        ...(options.handshakeTimeoutMs === undefined ? {} : { handshakeTimeoutMs: options.handshakeTimeoutMs }),
+        ...(options.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: options.idleTimeoutMs }),
+        ...(options.maxConnections === undefined ? {} : { maxConnections: options.maxConnections })
       }
       // A NOT_FOUND lists the configured policies to the callers the Monitor answers (its snapshot names
       // every policy anyway): loopback peers, or with a Monitor secret, the callers presenting it.
