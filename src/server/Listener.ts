@@ -214,10 +214,14 @@ export const make = (options: ListenerOptions): Listener => {
     serve(stream)
   }
 
+  // The settings of grpc-js's `ServerCredentials.createSsl`, which this replaces: its cipher list comes
+  // from GRPC_SSL_CIPHER_SUITES when set (Node's defaults otherwise).
+  const ciphers = process.env["GRPC_SSL_CIPHER_SUITES"]
   const secure = options.tls === undefined ? undefined : tls.createServer({
     cert: options.tls.cert,
     key: options.tls.key,
     ...(options.tls.ca === undefined ? {} : { ca: options.tls.ca, requestCert: true, rejectUnauthorized: true }),
+    ...(ciphers === undefined ? {} : { ciphers }),
     ALPNProtocols: ["h2"],
     handshakeTimeout: handshakeTimeoutMs
   })
