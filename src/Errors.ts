@@ -1,10 +1,45 @@
 /**
- * The faults a backend can report, as tagged errors. A denial is never here: it is a `Decision`.
+ * The faults a backend can report, as tagged errors. A denial is never here: it is a `Decision`. A
+ * message repeats at most `MAX_SHOWN_BYTES` of any string a caller chose (a policy name, a key).
  *
  * @since 0.1.0
  */
 import * as Schema from "effect/Schema"
 import { Decision } from "./Decision.js"
+
+/**
+ * `text` cut to at most `maxBytes` UTF-8 bytes (at a character boundary, ending with "…" when cut).
+ *
+ * @since 0.3.0
+ * @category utils
+ */
+export const truncateUtf8 = (text: string, maxBytes: number): string => {
+  // A UTF-16 code unit takes at most 3 UTF-8 bytes: short texts skip the byte count.
+  if (text.length * 3 <= maxBytes || Buffer.byteLength(text, "utf8") <= maxBytes) return text
+  const ellipsis = "…"
+  const budget = maxBytes - Buffer.byteLength(ellipsis, "utf8")
+  let bytes = 0
+  let end = 0
+  for (const char of text) {
+    const size = Buffer.byteLength(char, "utf8")
+    if (bytes + size > budget) break
+    bytes += size
+    end += char.length
+  }
+  return text.slice(0, end) + ellipsis
+}
+
+/**
+ * The most UTF-8 bytes of a caller's string (a policy name, a key) an error message repeats; a longer
+ * one is cut, ending with "…".
+ *
+ * @since 0.3.0
+ * @category constants
+ */
+export const MAX_SHOWN_BYTES = 256
+
+/** `text` quoted for a message, cut to `MAX_SHOWN_BYTES`. */
+const shown = (text: string): string => JSON.stringify(truncateUtf8(text, MAX_SHOWN_BYTES))
 
 /**
  * The policy is not configured on this backend.
@@ -17,8 +52,8 @@ export class PolicyNotFound extends Schema.TaggedError<PolicyNotFound>()("Policy
   configured: Schema.Array(Schema.String)
 }) {
   override get message(): string {
-    const names = this.configured.length === 0 ? "(none)" : this.configured.map((n) => JSON.stringify(n)).join(", ")
-    return `unknown policy ${JSON.stringify(this.policy)}; configured policies: ${names}`
+    const names = this.configured.length === 0 ? "(none)" : this.configured.map(shown).join(", ")
+    return `unknown policy ${shown(this.policy)}; configured policies: ${names}`
   }
 }
 
@@ -59,7 +94,7 @@ export class OperationNotSupported extends Schema.TaggedError<OperationNotSuppor
 }) {
   override get message(): string {
     const suffix = this.reason === undefined ? "" : ` (${this.reason})`
-    return `policy ${JSON.stringify(this.policy)} does not support ${this.operation}${suffix}`
+    return `policy ${shown(this.policy)} does not support ${this.operation}${suffix}`
   }
 }
 
@@ -162,9 +197,7 @@ export class RateLimited extends Schema.TaggedError<RateLimited>()("RateLimited"
   decision: Decision
 }) {
   override get message(): string {
-    return `rate limited on ${JSON.stringify(this.policy)} for ${
-      JSON.stringify(this.key)
-    }: retry after ${this.decision.retryAfterMs} ms`
+    return `rate limited on ${shown(this.policy)} for ${shown(this.key)}: retry after ${this.decision.retryAfterMs} ms`
   }
 }
 

@@ -1,9 +1,10 @@
 /**
- * The policies a limiter serves, as one validated value: `PolicySet` (unique, non-empty names; every
- * policy meets its schema and the rules that relate its fields: the 100-year horizon, the sliding-window
- * bucket bounds, a concurrency block's limits, a leased two-tier's low-water mark, a federated policy's
- * windowed strategy), and `PolicyError`, the error both the set and the policy file loader (`PolicyFile`)
- * raise. Policies written in code and policies read from a file meet the same rules with the same wording.
+ * The policies a limiter serves, as one validated value: `PolicySet` (unique, non-empty names of at most
+ * 256 UTF-8 bytes; every policy meets its schema and the rules that relate its fields: the 100-year
+ * horizon, the sliding-window bucket bounds, a concurrency block's limits, a leased two-tier's low-water
+ * mark, a federated policy's windowed strategy), and `PolicyError`, the error both the set and the policy
+ * file loader (`PolicyFile`) raise. Policies written in code and policies read from a file meet the same
+ * rules with the same wording.
  *
  * @since 0.2.0
  */
@@ -25,6 +26,7 @@ import {
   type TwoTier
 } from "./Policy.js"
 import { type Decoded, describe, fail, type Locator, type Path, type Problem } from "./policyFile/problem.js"
+import { policyNameProblem } from "./Validate.js"
 
 // ---------------------------------------------------------------------------------------------------------
 // Errors
@@ -227,7 +229,8 @@ export const federatedStrategyReason = (kind: StrategyKind): string =>
 // ---------------------------------------------------------------------------------------------------------
 
 /**
- * Checks `policies` in order (schema, non-empty unique names, related-field rules) and builds the set,
+ * Checks `policies` in order (schema, non-empty unique names of at most 256 bytes, related-field rules)
+ * and builds the set,
  * or answers the first problem by its path (which the file loader then locates in its text).
  *
  * @since 0.2.0
@@ -242,6 +245,8 @@ export const makePolicySet = (policies: Iterable<Policy>): Decoded<PolicySet> =>
     if (Either.isLeft(checked)) return Either.left(checked.left)
     const name = checked.right.name
     if (name === "") return fail(["limiters", name], "policy names must not be empty")
+    const tooLong = policyNameProblem(name)
+    if (tooLong !== undefined) return fail(["limiters", name], `a policy name ${tooLong}`)
     if (seen.has(name)) return fail(["limiters", name], "duplicate policy name")
     const broken = policyRuleProblem(checked.right)
     if (broken !== undefined) return Either.left(broken)
@@ -255,8 +260,8 @@ export const makePolicySet = (policies: Iterable<Policy>): Decoded<PolicySet> =>
 let construct: (policies: ReadonlyArray<Policy>) => PolicySet
 
 /**
- * An immutable, validated set of named policies, in declaration (file) order. Names are unique and
- * non-empty; every policy satisfies its schema.
+ * An immutable, validated set of named policies, in declaration (file) order. Names are unique,
+ * non-empty and at most 256 UTF-8 bytes; every policy satisfies its schema.
  *
  * @since 0.1.0
  * @category models

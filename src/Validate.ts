@@ -16,6 +16,29 @@ import { InvalidArgument } from "./Errors.js"
 export const MAX_KEY_BYTES = 4096
 
 /**
+ * The longest policy name, in UTF-8 bytes: a configured name must fit (a longer one is a `PolicyError`),
+ * so a call naming a longer policy is refused as `InvalidArgument` without looking it up or repeating
+ * the name back.
+ *
+ * @since 0.3.0
+ * @category constants
+ */
+export const MAX_POLICY_BYTES = 256
+
+/**
+ * Why `name` cannot be a policy name, or `undefined` when its length is fine (whether it is configured
+ * is another question). The reason never repeats the name.
+ *
+ * @since 0.3.0
+ * @category validation
+ */
+export const policyNameProblem = (name: string): string | undefined => {
+  if (name.length * 3 <= MAX_POLICY_BYTES) return undefined
+  const bytes = Buffer.byteLength(name, "utf8")
+  return bytes > MAX_POLICY_BYTES ? `must be at most ${MAX_POLICY_BYTES} UTF-8 bytes, got ${bytes}` : undefined
+}
+
+/**
  * The most keys one `checkMany` call may carry.
  *
  * @since 0.1.0

@@ -732,6 +732,11 @@ describe("PolicyFile.parse: errors (exact path and reason)", () => {
         "limiters[\"my api\"]",
         "expected a map of policy settings, got 5"
       )
+      // A name is at most 256 UTF-8 bytes (counted in bytes, not characters: "é" takes two).
+      const longest = "é".repeat(128)
+      expect((yield* PolicyFile.parse(toYaml({ limiters: { [longest]: gcra } }))).names).toEqual([longest])
+      const tooLong = yield* failureOf({ limiters: { [`${longest}x`]: gcra } })
+      expect(tooLong.reason).toBe("a policy name must be at most 256 UTF-8 bytes, got 257")
     }))
 
   it.effect("a bad policy fails the whole file (no partial set)", () =>

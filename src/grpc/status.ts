@@ -9,12 +9,14 @@ import * as Schema from "effect/Schema"
 import {
   BackendError,
   InvalidArgument,
+  MAX_SHOWN_BYTES,
   type Operation,
   OperationNotSupported,
   OutcomeUnknown,
   PolicyNotFound,
   type RateLimiterError,
   ServiceUnavailable,
+  truncateUtf8,
   Unauthenticated
 } from "../Errors.js"
 
@@ -47,6 +49,16 @@ export class GrpcStatusError extends Schema.TaggedError<GrpcStatusError>()("Grpc
 export const statusName = (code: number): string => Status[code] ?? `CODE_${code}`
 
 /**
+ * The most UTF-8 bytes of details a server sends with a status. The details travel as a percent-encoded
+ * header (`grpc-message`, up to 3 bytes per byte); clients cap the metadata they accept (8 KiB by default
+ * in grpc-js and the Python client, which fail the call otherwise), so the details stay far below that.
+ *
+ * @since 0.3.0
+ * @category constants
+ */
+export const MAX_DETAILS_BYTES = 1024
+
+/**
  * Builds a `GrpcStatusError`.
  *
  * @since 0.1.0
@@ -55,16 +67,59 @@ export const statusName = (code: number): string => Status[code] ?? `CODE_${code
 export const statusError = (code: Status, details: string): GrpcStatusError => new GrpcStatusError({ code, details })
 
 /**
+ * How the server words an error for one caller.
+ *
+ * @since 0.3.0
+ * @category server
+ */
+export interface StatusOptions {
+  /**
+   * Whether a NOT_FOUND lists the configured policy names (default false: a caller that may not see the
+   * policies learns only that the name it sent is not one).
+   */
+  readonly listPolicies?: boolean
+}
+
+/**
+ * The NOT_FOUND details for an unknown policy, in the reference server's form
+ * (`unknown policy "x"; configured policies: "a", "b"`, or `(none)`) when `listPolicies`, the names cut
+ * to fit `MAX_DETAILS_BYTES` (whole names only, then `…`); without the list otherwise. The unknown name
+ * is shown cut to `MAX_SHOWN_BYTES`.
+ *
+ * @since 0.3.0
+ * @category server
+ */
+export const policyNotFoundDetails = (error: PolicyNotFound, listPolicies: boolean): string => {
+  const head = `unknown policy ${JSON.stringify(truncateUtf8(error.policy, MAX_SHOWN_BYTES))}`
+  if (!listPolicies) return `${head}; the configured policies are listed to trusted callers only`
+  if (error.configured.length === 0) return `${head}; configured policies: (none)`
+  // Room for the head, the marker and a final ", …".
+  let budget = MAX_DETAILS_BYTES - Buffer.byteLength(head, "utf8") - 64
+  const names: Array<string> = []
+  for (const name of error.configured) {
+    const quoted = JSON.stringify(name)
+    budget -= Buffer.byteLength(quoted, "utf8") + 2
+    if (budget < 0) {
+      names.push("…")
+      break
+    }
+    names.push(quoted)
+  }
+  return `${head}; configured policies: ${names.join(", ")}`
+}
+
+/**
  * The status the server answers for a `RateLimiter` error. `InvalidArgument` becomes INVALID_ARGUMENT:
- * the reference server silently coerces bad costs to 1 instead, which hides caller bugs.
+ * the reference server silently coerces bad costs to 1 instead, which hides caller bugs. A NOT_FOUND
+ * lists the configured policies only with `listPolicies` (see `policyNotFoundDetails`).
  *
  * @since 0.1.0
  * @category server
  */
-export const fromRateLimiterError = (error: RateLimiterError): GrpcStatusError => {
+export const fromRateLimiterError = (error: RateLimiterError, options: StatusOptions = {}): GrpcStatusError => {
   switch (error._tag) {
     case "PolicyNotFound":
-      return statusError(Status.NOT_FOUND, error.message)
+      return statusError(Status.NOT_FOUND, policyNotFoundDetails(error, options.listPolicies === true))
     case "OperationNotSupported":
       return statusError(Status.UNIMPLEMENTED, error.message)
     case "InvalidArgument":

@@ -98,6 +98,58 @@ export const presentedSecrets = (metadata: grpc.Metadata, header: string): Reado
 }
 
 /**
+ * The Monitor door's auth with `secret` (none: loopback callers only).
+ *
+ * @since 0.3.0
+ * @category auth
+ */
+export const monitorAuth = (secret: Option.Option<Redacted.Redacted<string>>): DoorAuth => ({
+  door: "Monitor",
+  header: "x-monitor-secret",
+  secret
+})
+
+/**
+ * The Fleet door's auth with `secret` (none: loopback callers only).
+ *
+ * @since 0.3.0
+ * @category auth
+ */
+export const fleetAuth = (secret: Option.Option<Redacted.Redacted<string>>): DoorAuth => ({
+  door: "Fleet",
+  header: "x-fleet-secret",
+  secret
+})
+
+/** Why a call may not proceed (the UNAUTHENTICATED details), or undefined when it may. */
+const refusal = (
+  auth: DoorAuth,
+  call: { readonly peer: string; readonly metadata: grpc.Metadata }
+): string | undefined => {
+  if (Option.isSome(auth.secret)) {
+    const secret = auth.secret.value
+    // Compare every presented value (no early exit on the first), so timing says nothing either way.
+    let ok = false
+    for (const presented of presentedSecrets(call.metadata, auth.header)) ok = matches(presented, secret) || ok
+    return ok ? undefined : `${auth.door}: missing or wrong secret (send ${auth.header} or authorization: Bearer)`
+  }
+  return isLoopbackPeer(call.peer)
+    ? undefined
+    : `${auth.door} answers loopback callers only; start the server with a secret to allow remote callers`
+}
+
+/**
+ * Whether a call may use the door: the same decision as `authorize`, as a boolean.
+ *
+ * @since 0.3.0
+ * @category auth
+ */
+export const isAuthorized = (
+  auth: DoorAuth,
+  call: { readonly peer: string; readonly metadata: grpc.Metadata }
+): boolean => refusal(auth, call) === undefined
+
+/**
  * Decides whether a call may proceed; fails with UNAUTHENTICATED otherwise.
  *
  * @since 0.1.0
@@ -107,26 +159,6 @@ export const authorize = (
   auth: DoorAuth,
   call: { readonly peer: string; readonly metadata: grpc.Metadata }
 ): Effect.Effect<void, GrpcStatusError> => {
-  if (Option.isSome(auth.secret)) {
-    const secret = auth.secret.value
-    // Compare every presented value (no early exit on the first), so timing says nothing either way.
-    let ok = false
-    for (const presented of presentedSecrets(call.metadata, auth.header)) ok = matches(presented, secret) || ok
-    return ok
-      ? Effect.void
-      : Effect.fail(
-        statusError(
-          Status.UNAUTHENTICATED,
-          `${auth.door}: missing or wrong secret (send ${auth.header} or authorization: Bearer)`
-        )
-      )
-  }
-  return isLoopbackPeer(call.peer)
-    ? Effect.void
-    : Effect.fail(
-      statusError(
-        Status.UNAUTHENTICATED,
-        `${auth.door} answers loopback callers only; start the server with a secret to allow remote callers`
-      )
-    )
+  const refused = refusal(auth, call)
+  return refused === undefined ? Effect.void : Effect.fail(statusError(Status.UNAUTHENTICATED, refused))
 }

@@ -14,7 +14,12 @@ import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { DEFAULT_FAIL_MODE, type FailMode, failModes } from "./FailMode.js"
-import { DEFAULT_PORT } from "./GrpcServer.js"
+import {
+  DEFAULT_HANDSHAKE_TIMEOUT_MS,
+  DEFAULT_IDLE_TIMEOUT_MS,
+  DEFAULT_MAX_CONNECTIONS,
+  DEFAULT_PORT
+} from "./GrpcServer.js"
 
 /**
  * The usage text printed by `--help`.
@@ -44,8 +49,15 @@ options:
       --tls-cert FILE        PEM certificate chain; with --tls-key enables TLS
       --tls-key FILE         PEM private key
       --tls-ca FILE          PEM CA: clients must present a certificate it signed (mTLS)
+      --tls-allow-not-yet-valid  start with a certificate that is not valid yet (a warning, not an error)
       --lease-ttl-ms N       admission lease TTL in ms (default 2000)
       --shutdown-timeout-ms N  how long in-flight calls may drain on shutdown (default 5000)
+      --handshake-timeout-ms N  how long a new connection has to finish TLS and send the HTTP/2 preface
+                             before it is closed (default ${DEFAULT_HANDSHAKE_TIMEOUT_MS})
+      --idle-timeout-ms N    close a connection without a call for N ms (a GOAWAY: clients reconnect
+                             on their next call); 0 never (default ${DEFAULT_IDLE_TIMEOUT_MS})
+      --max-connections N    the most connections open at once; one more is closed as soon as it is
+                             accepted (default ${DEFAULT_MAX_CONNECTIONS})
   -V, --version              print the version
   -h, --help                 print this help
 
@@ -127,6 +139,8 @@ export interface TlsPaths {
   readonly cert: string
   readonly key: string
   readonly ca: Option.Option<string>
+  /** Start with a certificate that is not valid yet (`--tls-allow-not-yet-valid`). */
+  readonly allowNotYetValid: boolean
 }
 
 /**
@@ -147,6 +161,12 @@ export interface ServeArgs {
   readonly tls: Option.Option<TlsPaths>
   readonly leaseTtlMs: number
   readonly shutdownTimeoutMs: number
+  /** `--handshake-timeout-ms`. */
+  readonly handshakeTimeoutMs: number
+  /** `--idle-timeout-ms` (0: never). */
+  readonly idleTimeoutMs: number
+  /** `--max-connections`. */
+  readonly maxConnections: number
 }
 
 /**
@@ -168,6 +188,9 @@ export interface ParsedServeArgs {
   readonly tls: Option.Option<TlsPaths>
   readonly leaseTtlMs: number
   readonly shutdownTimeoutMs: number
+  readonly handshakeTimeoutMs: number
+  readonly idleTimeoutMs: number
+  readonly maxConnections: number
 }
 
 /**
@@ -266,7 +289,15 @@ const valueFlags: Record<string, string> = {
   "--tls-key": "tls-key",
   "--tls-ca": "tls-ca",
   "--lease-ttl-ms": "lease-ttl-ms",
-  "--shutdown-timeout-ms": "shutdown-timeout-ms"
+  "--shutdown-timeout-ms": "shutdown-timeout-ms",
+  "--handshake-timeout-ms": "handshake-timeout-ms",
+  "--idle-timeout-ms": "idle-timeout-ms",
+  "--max-connections": "max-connections"
+}
+
+/** Flags that take no value. */
+const switchFlags: Record<string, string> = {
+  "--tls-allow-not-yet-valid": "tls-allow-not-yet-valid"
 }
 
 /** A flag's name without any `=value` (which may be a secret), for error messages. */
@@ -421,12 +452,20 @@ export const parse = (
     }
 
     const values = new Map<string, string>()
+    const switches = new Set<string>()
     for (let i = 0; i < rest.length; i++) {
       const arg = rest[i]!
       if (arg === "-h" || arg === "--help") return { _tag: "Help" } as const
       if (arg === "-V" || arg === "--version") return { _tag: "Version" } as const
       const eq = arg.startsWith("--") ? arg.indexOf("=") : -1
       const flag = eq > 0 ? arg.slice(0, eq) : arg
+      const switchName = switchFlags[flag]
+      if (switchName !== undefined) {
+        if (eq > 0) return yield* fail(`${flag} takes no value`)
+        if (switches.has(switchName)) return yield* fail(`${flag} given more than once`)
+        switches.add(switchName)
+        continue
+      }
       const name = valueFlags[flag]
       if (name === undefined) {
         // Never echo a value: it may be a secret (`--monitor-secrets=…`, or a secret one flag too far).
@@ -486,12 +525,15 @@ export const parse = (
     const cert = values.get("tls-cert")
     const key = values.get("tls-key")
     const ca = values.get("tls-ca")
+    const allowNotYetValid = switches.has("tls-allow-not-yet-valid")
     let tls: Option.Option<TlsPaths> = Option.none()
     if (cert !== undefined || key !== undefined || ca !== undefined) {
       if (cert === undefined || key === undefined) {
         return yield* fail("TLS needs both --tls-cert and --tls-key (--tls-ca alone does not enable TLS)")
       }
-      tls = Option.some({ cert, key, ca: Option.fromNullable(ca) })
+      tls = Option.some({ cert, key, ca: Option.fromNullable(ca), allowNotYetValid })
+    } else if (allowNotYetValid) {
+      return yield* fail("--tls-allow-not-yet-valid needs --tls-cert and --tls-key")
     }
 
     const monitorSecret = yield* setting(values, env, "monitor-secret", "THROTTLEKIT_MONITOR_SECRET")
@@ -503,6 +545,24 @@ export const parse = (
       values.get("shutdown-timeout-ms") ?? "5000",
       0,
       3_600_000
+    )
+    const handshakeTimeoutMs = yield* wholeNumber(
+      "handshake-timeout-ms",
+      values.get("handshake-timeout-ms") ?? String(DEFAULT_HANDSHAKE_TIMEOUT_MS),
+      1,
+      600_000
+    )
+    const idleTimeoutMs = yield* wholeNumber(
+      "idle-timeout-ms",
+      values.get("idle-timeout-ms") ?? String(DEFAULT_IDLE_TIMEOUT_MS),
+      0,
+      86_400_000
+    )
+    const maxConnections = yield* wholeNumber(
+      "max-connections",
+      values.get("max-connections") ?? String(DEFAULT_MAX_CONNECTIONS),
+      1,
+      1_000_000
     )
 
     return {
@@ -517,7 +577,10 @@ export const parse = (
         fleetSecret,
         tls,
         leaseTtlMs,
-        shutdownTimeoutMs
+        shutdownTimeoutMs,
+        handshakeTimeoutMs,
+        idleTimeoutMs,
+        maxConnections
       }
     } as const
   })

@@ -5,7 +5,7 @@
  * window per domain.
  *
  * Order of a call (as the reference server): auth first (`x-fleet-secret`; see `Auth`) → the policy (not
- * a federated policy → NOT_FOUND) → the axis (AXIS_CONCURRENCY → UNIMPLEMENTED; the others are the rate
+ * a federated policy → NOT_FOUND; a name over 256 UTF-8 bytes → INVALID_ARGUMENT, not repeated) → the axis (AXIS_CONCURRENCY → UNIMPLEMENTED; the others are the rate
  * budget) → `wants` (0, the proto default, means 1; a negative or oversized value is INVALID_ARGUMENT,
  * where the reference silently coerces it to 1) → the grant:
  * `capacity` 0..wants (0 = refused), `expiry_ms` = the window boundary by the store's clock,
@@ -28,7 +28,8 @@ import { toInt64 } from "../grpc/convert.js"
 import { Axis, Fleet, type LeaseSchema } from "../grpc/generated/throttlekit_pb.js"
 import { fromRateLimiterError, statusError } from "../grpc/status.js"
 import type { Policy } from "../Policy.js"
-import { authorize } from "./Auth.js"
+import { policyNameProblem } from "../Validate.js"
+import { authorize, fleetAuth } from "./Auth.js"
 import { implement, type ServedService } from "./Service.js"
 
 /**
@@ -115,18 +116,22 @@ export const wantsFromWire = (wants: bigint) => {
  */
 export const make = (options: FleetRpcOptions): ServedService => {
   const leasable = leasablePolicies(options.policies)
-  const auth = { door: "Fleet", header: "x-fleet-secret", secret: options.secret }
+  const auth = fleetAuth(options.secret)
   return implement(Fleet, {
     reserve: (request, context) =>
       Effect.gen(function*() {
         yield* authorize(auth, context)
         const policy = leasable.get(request.policy)
         if (policy === undefined) {
+          // No policy name is longer than MAX_POLICY_BYTES: a longer one is refused, not repeated back.
+          const tooLong = policyNameProblem(request.policy)
           return yield* Effect.fail(
-            statusError(
-              Status.NOT_FOUND,
-              `fleet: no leasable policy ${JSON.stringify(request.policy)} (Reserve serves federated: policies)`
-            )
+            tooLong === undefined
+              ? statusError(
+                Status.NOT_FOUND,
+                `fleet: no leasable policy ${JSON.stringify(request.policy)} (Reserve serves federated: policies)`
+              )
+              : statusError(Status.INVALID_ARGUMENT, `invalid policy: ${tooLong}`)
           )
         }
         if (request.axis === Axis.CONCURRENCY) {

@@ -8,6 +8,7 @@
 import { status as Status } from "@grpc/grpc-js"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
+import { MAX_SHOWN_BYTES, truncateUtf8 } from "../Errors.js"
 import { Health, HealthCheckResponse_ServingStatus as ServingStatus } from "../grpc/generated/health_pb.js"
 import { statusError } from "../grpc/status.js"
 import { implement, type ServedService } from "./Service.js"
@@ -25,7 +26,12 @@ export const make = (served: ReadonlyArray<string>, draining: Effect.Effect<bool
     check: (request) =>
       known.has(request.service)
         ? Effect.map(current, (status) => ({ status }))
-        : Effect.fail(statusError(Status.NOT_FOUND, `unknown service ${JSON.stringify(request.service)}`)),
+        : Effect.fail(
+          statusError(
+            Status.NOT_FOUND,
+            `unknown service ${JSON.stringify(truncateUtf8(request.service, MAX_SHOWN_BYTES))}`
+          )
+        ),
     watch: (request) =>
       Stream.concat(
         known.has(request.service)

@@ -12,12 +12,41 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import * as Ref from "effect/Ref"
+import * as Schema from "effect/Schema"
 import * as PolicyFile from "../PolicyFile.js"
 import type { PolicyError, PolicySet } from "../PolicySet.js"
 import type * as Cli from "./Cli.js"
-import { formatAddress, type GrpcBindError, GrpcServer, type RunningServer, type ServerTls } from "./GrpcServer.js"
+import {
+  formatAddress,
+  type GrpcBindError,
+  GrpcServer,
+  type RunningServer,
+  type ServerTls,
+  type TlsMaterialError
+} from "./GrpcServer.js"
 import * as ThrottleKitServer from "./ThrottleKitServer.js"
-import { StartupError } from "./ThrottleKitServer.js"
+import type { StartupError } from "./ThrottleKitServer.js"
+import * as TlsMaterial from "./TlsMaterial.js"
+
+/**
+ * A TLS file named on the command line (`--tls-cert`, `--tls-key`, `--tls-ca`) cannot be read, or cannot
+ * serve: empty or not PEM, an expired or not-yet-valid certificate, a key of another certificate. The
+ * message names the flag and the path, never the content.
+ *
+ * @since 0.3.0
+ * @category errors
+ */
+export class TlsFileError extends Schema.TaggedError<TlsFileError>()("TlsFileError", {
+  /** The flag that named the file, e.g. `--tls-ca`. */
+  flag: Schema.String,
+  path: Schema.String,
+  /** What is wrong, without the content. */
+  reason: Schema.String
+}) {
+  override get message(): string {
+    return `${this.flag} ${this.path}: ${this.reason}`
+  }
+}
 
 /**
  * Everything that stops the server from starting.
@@ -25,10 +54,16 @@ import { StartupError } from "./ThrottleKitServer.js"
  * @since 0.1.0
  * @category errors
  */
-export type ServeError = Cli.UsageError | PolicyError | GrpcBindError | StartupError
+export type ServeError = Cli.UsageError | PolicyError | GrpcBindError | TlsMaterialError | TlsFileError | StartupError
 
 const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost", "[::1]"])
 
+const tlsFlags: Record<TlsMaterial.TlsPart, string> = { cert: "--tls-cert", key: "--tls-key", ca: "--tls-ca" }
+
+/**
+ * Reads the TLS files and checks them (`TlsMaterial.check`): a problem is a `TlsFileError` naming the
+ * flag and the path of the file at fault.
+ */
 const readTls = (paths: Option.Option<Cli.TlsPaths>) =>
   Effect.gen(function*() {
     if (Option.isNone(paths)) return undefined
@@ -36,12 +71,37 @@ const readTls = (paths: Option.Option<Cli.TlsPaths>) =>
     const read = (flag: string, path: string) =>
       fs.readFile(path).pipe(
         Effect.map((bytes) => Buffer.from(bytes)),
-        Effect.mapError((error) => new StartupError({ reason: `cannot read ${flag} ${path}: ${error.message}` }))
+        Effect.mapError((error) =>
+          new TlsFileError({
+            flag,
+            path,
+            reason: `cannot read the file (${error.message})`
+          })
+        )
       )
-    const cert = yield* read("--tls-cert", paths.value.cert)
-    const key = yield* read("--tls-key", paths.value.key)
-    const ca = Option.isSome(paths.value.ca) ? yield* read("--tls-ca", paths.value.ca.value) : undefined
-    const tls: ServerTls = ca === undefined ? { cert, key } : { cert, key, ca }
+    const { allowNotYetValid, ca: caPath, cert: certPath, key: keyPath } = paths.value
+    const cert = yield* read("--tls-cert", certPath)
+    const key = yield* read("--tls-key", keyPath)
+    const ca = Option.isSome(caPath) ? yield* read("--tls-ca", caPath.value) : undefined
+    const tls: ServerTls = { cert, key, ...(ca === undefined ? {} : { ca }), allowNotYetValid }
+    const pathOf: Record<TlsMaterial.TlsPart, string> = {
+      cert: certPath,
+      key: keyPath,
+      ca: Option.getOrElse(caPath, () => "")
+    }
+    // The wall clock: certificate validity is what peers check against theirs.
+    const now = yield* Effect.sync(() => Date.now())
+    yield* Effect.mapError(
+      TlsMaterial.check(tls, now),
+      (error) =>
+        new TlsFileError({
+          flag: tlsFlags[error.part],
+          path: pathOf[error.part],
+          reason: error.problem === "notYetValid"
+            ? `${error.reason}; pass --tls-allow-not-yet-valid to start anyway`
+            : error.reason
+        })
+    )
     return tls
   })
 
@@ -65,6 +125,9 @@ export const serverOptions = (
   host: args.host,
   port: args.port,
   shutdownTimeoutMs: args.shutdownTimeoutMs,
+  handshakeTimeoutMs: args.handshakeTimeoutMs,
+  idleTimeoutMs: args.idleTimeoutMs,
+  maxConnections: args.maxConnections,
   ...(Option.isSome(args.monitorSecret) ? { monitorSecret: args.monitorSecret.value } : {}),
   ...(Option.isSome(args.fleetSecret) ? { fleetSecret: args.fleetSecret.value } : {}),
   ...(tls === undefined ? {} : { tls })
@@ -107,6 +170,7 @@ const announce = (
       )
     }
     for (const warning of ThrottleKitServer.warnings(options, args.host)) yield* Console.error(warning)
+    for (const warning of server.warnings) yield* Console.error(`warning: ${warning}`)
   }))
 
 /** The last line, once everything is released (only when the server had started). */

@@ -2,7 +2,9 @@
  * How a gRPC service is implemented with Effect: one handler per method of a generated descriptor
  * (an `Effect` for a unary method, a `Stream` for a server-streaming one), bound to grpc-js by the server.
  * A failed handler answers its `GrpcStatusError`; a defect answers INTERNAL (and is logged); a call the
- * client cancels (or whose deadline passes) interrupts its handler.
+ * client cancels (or whose deadline passes) interrupts its handler. A request body that is not a valid
+ * message answers INVALID_ARGUMENT before any handler runs, and no status carries more than
+ * `MAX_DETAILS_BYTES` of details (nothing a caller sent is ever echoed back unbounded).
  *
  * @since 0.1.0
  */
@@ -17,8 +19,9 @@ import type * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Option from "effect/Option"
 import * as Stream from "effect/Stream"
-import { methodPath } from "../grpc/codec.js"
-import { type GrpcStatusError, statusError } from "../grpc/status.js"
+import { truncateUtf8 } from "../Errors.js"
+import { MalformedRequest, methodPath } from "../grpc/codec.js"
+import { type GrpcStatusError, MAX_DETAILS_BYTES, statusError } from "../grpc/status.js"
 
 /**
  * What a handler knows about its call.
@@ -108,18 +111,31 @@ const internalOnDefect = (method: DescMethod) => <A>(effect: Effect.Effect<A, Gr
     Effect.withSpan(`${method.parent.typeName}/${method.name}`, { kind: "server" })
   )
 
+/** The status object sent for `error`, its details bounded. */
+const statusObject = (error: GrpcStatusError): grpc.StatusObject => ({
+  code: error.code,
+  details: truncateUtf8(error.details, MAX_DETAILS_BYTES),
+  metadata: new grpc.Metadata()
+})
+
 /** The status to answer for a handler that ended without a value. */
 const failureStatus = (cause: Cause.Cause<GrpcStatusError>): grpc.StatusObject => {
   const failure = Cause.failureOption(cause)
-  const error = Option.isSome(failure)
-    ? failure.value
-    : statusError(grpc.status.UNAVAILABLE, "the server is shutting down")
-  return { code: error.code, details: error.details, metadata: new grpc.Metadata() }
+  return statusObject(
+    Option.isSome(failure) ? failure.value : statusError(grpc.status.UNAVAILABLE, "the server is shutting down")
+  )
 }
+
+/** The status to answer for a request that did not decode. */
+const malformedStatus = (request: MalformedRequest): grpc.StatusObject =>
+  statusObject(statusError(grpc.status.INVALID_ARGUMENT, `invalid request: ${request.reason}`))
+
+/** A call's request as the server decoded it (`requestDecoder`): a message, or what was wrong with it. */
+type Decoded = Message | MalformedRequest
 
 /** Interrupts `fiber` when the call is cancelled by the client or its deadline passes. */
 const interruptOnCancel = (
-  call: grpc.ServerUnaryCall<Message, Message> | grpc.ServerWritableStream<Message, Message>,
+  call: grpc.ServerUnaryCall<Decoded, Message> | grpc.ServerWritableStream<Decoded, Message>,
   fiber: Fiber.RuntimeFiber<unknown, unknown>
 ) => {
   const onCancelled = () => fiber.unsafeInterruptAsFork(FiberId.none)
@@ -129,9 +145,11 @@ const interruptOnCancel = (
 
 const bindUnary = (method: DescMethod, handler: ErasedUnary, run: Runner, draining: Effect.Effect<void>) =>
 (
-  call: grpc.ServerUnaryCall<Message, Message>,
+  call: grpc.ServerUnaryCall<Decoded, Message>,
   callback: grpc.sendUnaryData<Message>
 ) => {
+  const request = call.request
+  if (request instanceof MalformedRequest) return callback(malformedStatus(request))
   const context: CallContext = {
     metadata: call.metadata,
     peer: call.getPeer(),
@@ -139,7 +157,7 @@ const bindUnary = (method: DescMethod, handler: ErasedUnary, run: Runner, draini
     cancelled: () => call.cancelled
   }
   const fiber = run(
-    handler(call.request, context).pipe(
+    handler(request, context).pipe(
       Effect.map((init) => create(method.output, init)),
       internalOnDefect(method)
     )
@@ -153,7 +171,7 @@ const bindUnary = (method: DescMethod, handler: ErasedUnary, run: Runner, draini
 }
 
 /** Writes one message, waiting for the stream to drain when its buffer is full. */
-const write = (call: grpc.ServerWritableStream<Message, Message>, message: Message) =>
+const write = (call: grpc.ServerWritableStream<Decoded, Message>, message: Message) =>
   Effect.async<void>((resume) => {
     if (call.write(message)) return resume(Effect.void)
     const onDrain = () => resume(Effect.void)
@@ -163,8 +181,10 @@ const write = (call: grpc.ServerWritableStream<Message, Message>, message: Messa
 
 const bindStream = (method: DescMethod, handler: ErasedStream, run: Runner, draining: Effect.Effect<void>) =>
 (
-  call: grpc.ServerWritableStream<Message, Message>
+  call: grpc.ServerWritableStream<Decoded, Message>
 ) => {
+  const request = call.request
+  if (request instanceof MalformedRequest) return void call.emit("error", malformedStatus(request))
   const context: CallContext = {
     metadata: call.metadata,
     peer: call.getPeer(),
@@ -172,7 +192,7 @@ const bindStream = (method: DescMethod, handler: ErasedStream, run: Runner, drai
     cancelled: () => call.cancelled
   }
   const fiber = run(
-    handler(call.request, context).pipe(
+    handler(request, context).pipe(
       Stream.interruptWhen(draining),
       Stream.runForEach((init) => write(call, create(method.output, init))),
       internalOnDefect(method)

@@ -40,7 +40,7 @@ import { type PolicyError, PolicySet } from "../PolicySet.js"
 import * as RedisClient from "../redis/RedisClient.js"
 import * as Front from "../services/RateLimiter.js"
 import { Store } from "../services/RateLimiterStore.js"
-import { isLoopbackPeer } from "./Auth.js"
+import { isAuthorized, isLoopbackPeer, monitorAuth } from "./Auth.js"
 import * as FailMode from "./FailMode.js"
 import * as FleetRpc from "./FleetRpc.js"
 import {
@@ -49,7 +49,8 @@ import {
   GrpcBindError,
   GrpcServer,
   type GrpcServerOptions,
-  make as makeGrpcServer
+  make as makeGrpcServer,
+  TlsMaterialError
 } from "./GrpcServer.js"
 import * as Hub from "./monitor/Hub.js"
 import * as MonitorRpc from "./monitor/MonitorRpc.js"
@@ -119,7 +120,7 @@ export class StartupError extends Schema.TaggedError<StartupError>()("StartupErr
  * @since 0.2.0
  * @category errors
  */
-export type ThrottleKitServerError = PolicyError | GrpcBindError | StartupError
+export type ThrottleKitServerError = PolicyError | GrpcBindError | TlsMaterialError | StartupError
 
 /**
  * True when some policy leases from the coordinator (federated, or two-tier leased on a windowed strategy).
@@ -227,7 +228,7 @@ const doors = (options: ThrottleKitServerOptions, policies: PolicySet) =>
 const serving = (
   options: ThrottleKitServerOptions,
   policies: PolicySet
-): Layer.Layer<GrpcServer, GrpcBindError, Front.RateLimiter | Hub.MonitorHub | Coordinator> =>
+): Layer.Layer<GrpcServer, GrpcBindError | TlsMaterialError, Front.RateLimiter | Hub.MonitorHub | Coordinator> =>
   Layer.scoped(
     GrpcServer,
     Effect.gen(function*() {
@@ -237,9 +238,16 @@ const serving = (
         ...(options.host === undefined ? {} : { host: options.host }),
         ...(options.port === undefined ? {} : { port: options.port }),
         ...(options.tls === undefined ? {} : { tls: options.tls }),
-        ...(options.shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs: options.shutdownTimeoutMs })
+        ...(options.shutdownTimeoutMs === undefined ? {} : { shutdownTimeoutMs: options.shutdownTimeoutMs }),
+        ...(options.handshakeTimeoutMs === undefined ? {} : { handshakeTimeoutMs: options.handshakeTimeoutMs }),
+        ...(options.idleTimeoutMs === undefined ? {} : { idleTimeoutMs: options.idleTimeoutMs }),
+        ...(options.maxConnections === undefined ? {} : { maxConnections: options.maxConnections })
       }
-      return yield* makeGrpcServer(grpc, [RateLimiterRpc.make(limiter), ...services])
+      // A NOT_FOUND lists the configured policies to the callers the Monitor answers (its snapshot names
+      // every policy anyway): loopback peers, or with a Monitor secret, the callers presenting it.
+      const monitor = monitorAuth(Option.fromNullable(options.monitorSecret))
+      const rateLimiter = RateLimiterRpc.make(limiter, { listPolicies: (call) => isAuthorized(monitor, call) })
+      return yield* makeGrpcServer(grpc, [rateLimiter, ...services])
     })
   )
 
@@ -294,5 +302,7 @@ export {
   /** @since 0.2.0 */
   GrpcBindError,
   /** @since 0.2.0 */
-  GrpcServer
+  GrpcServer,
+  /** @since 0.2.0 */
+  TlsMaterialError
 }

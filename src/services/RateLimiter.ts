@@ -4,10 +4,11 @@
  * runs unchanged on any layer.
  *
  * The front validates every call in one order — the policy (unknown: `PolicyNotFound`; the wrong kind
- * for the operation: `OperationNotSupported`), then the key, then the cost / tokens / hints
- * (`InvalidArgument`) — before the store is touched, so every door raises the same fault for the same
- * bad call and a rejected call changes nothing. It runs the scoped `admit` (held until the scope
- * closes). The doors are stores (`RateLimiterStore`): primitives on resolved policies only.
+ * for the operation: `OperationNotSupported`; a name over 256 UTF-8 bytes, which no policy can have:
+ * `InvalidArgument`), then the key, then the cost / tokens / hints (`InvalidArgument`) — before the
+ * store is touched, so every door raises the same fault for the same bad call and a rejected call
+ * changes nothing. It runs the scoped `admit` (held until the scope closes). The doors are stores
+ * (`RateLimiterStore`): primitives on resolved policies only.
  *
  * @example
  * ```ts
@@ -131,12 +132,13 @@ export interface RateLimiterService {
   /**
    * Whether `policy` exists and serves `operation`: succeeds with `true` when this process knows it
    * does, `false` when only the server can tell (the Service door); fails with `PolicyNotFound` or
-   * `OperationNotSupported` otherwise. For resolving a policy once, at startup (the HTTP middleware).
+   * `OperationNotSupported` otherwise (`InvalidArgument` for a name over `Validate.MAX_POLICY_BYTES`).
+   * For resolving a policy once, at startup (the HTTP middleware).
    */
   readonly resolve: (
     policy: string,
     operation: Operation
-  ) => Effect.Effect<boolean, PolicyNotFound | OperationNotSupported>
+  ) => Effect.Effect<boolean, PolicyNotFound | OperationNotSupported | InvalidArgument>
   /** Consumes `cost` (default 1) from `key`'s limit. A denial is a `Decision` with `allowed = false`. */
   readonly check: (policy: string, key: string, cost?: number) => Effect.Effect<Decision, RateLimiterError>
   /** Checks many keys at one consistent instant; decisions come back in input order. */
@@ -314,19 +316,28 @@ const localFront = (store: LocalStore): Unscoped => {
     }
   }
 
-  /** Why `operation` cannot run on `policy` (not configured, or another kind), as the front reports it. */
-  const policyFault = (policy: string, operation: Operation): PolicyNotFound | OperationNotSupported => {
+  /**
+   * Why `operation` cannot run on `policy` (not configured, or another kind), as the front reports it.
+   * Only a missed lookup gets here, so the name's length is checked off the hot path: no configured name
+   * is longer than `MAX_POLICY_BYTES`, and a longer one is refused without being repeated back.
+   */
+  const policyFault = (
+    policy: string,
+    operation: Operation
+  ): PolicyNotFound | OperationNotSupported | InvalidArgument => {
     const kind = kinds.get(policy)
-    return kind === undefined
+    if (kind !== undefined) return new OperationNotSupported({ policy, operation, reason: `a ${kind} policy` })
+    const tooLong = Validate.policyNameProblem(policy)
+    return tooLong === undefined
       ? new PolicyNotFound({ policy, configured: policies.names })
-      : new OperationNotSupported({ policy, operation, reason: `a ${kind} policy` })
+      : invalid("policy", tooLong)
   }
 
   const boundFault = (
     policy: string,
     operation: "peek" | "forecast",
     bound: Bound<BoundLimiter> | undefined
-  ): PolicyNotFound | OperationNotSupported | undefined => {
+  ): PolicyNotFound | OperationNotSupported | InvalidArgument | undefined => {
     if (bound === undefined) return policyFault(policy, operation)
     const served = bound.ops[operation]
     return isUnsupported(served)

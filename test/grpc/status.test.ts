@@ -3,6 +3,7 @@ import { status as Status } from "@grpc/grpc-js"
 import {
   BackendError,
   InvalidArgument,
+  MAX_SHOWN_BYTES,
   OperationNotSupported,
   OutcomeUnknown,
   PolicyNotFound,
@@ -11,6 +12,7 @@ import {
 } from "../../src/Errors.js"
 import {
   fromRateLimiterError,
+  MAX_DETAILS_BYTES,
   parseConfiguredPolicies,
   statusError,
   toRateLimiterError
@@ -29,14 +31,38 @@ describe("status mapping", () => {
       [new BackendError({ backend: "redis", code: "SCRIPT", detail: "boom" }), Status.INTERNAL]
     ] as const
     for (const [error, code] of cases) {
-      const status = fromRateLimiterError(error)
+      const status = fromRateLimiterError(error, { listPolicies: true })
       expect([error._tag, status.code, status.details]).toEqual([error._tag, code, error.message])
     }
   })
 
+  it("server side: a NOT_FOUND lists the configured policies only when asked, bounded, never the whole name", () => {
+    const error = new PolicyNotFound({ policy: "x", configured: ["a", "b"] })
+    const unlisted = fromRateLimiterError(error)
+    expect(unlisted.code).toBe(Status.NOT_FOUND)
+    expect(unlisted.details).toBe("unknown policy \"x\"; the configured policies are listed to trusted callers only")
+    expect(parseConfiguredPolicies(unlisted.details)).toEqual([])
+    expect(toRateLimiterError(unlisted, subject)).toEqual(new PolicyNotFound({ policy: "api", configured: [] }))
+
+    // Many long names: whole names while they fit, then "…"; the details stay within MAX_DETAILS_BYTES.
+    const many = Array.from({ length: 400 }, (_, i) => `policy-${i}`.padEnd(200, "x"))
+    const listed = fromRateLimiterError(new PolicyNotFound({ policy: "y".repeat(5000), configured: many }), {
+      listPolicies: true
+    })
+    expect(Buffer.byteLength(listed.details, "utf8")).toBeLessThanOrEqual(MAX_DETAILS_BYTES)
+    expect(listed.details).toMatch(/, …$/)
+    const names = parseConfiguredPolicies(listed.details)
+    expect(names.length).toBeGreaterThan(0)
+    expect(names).toEqual(many.slice(0, names.length))
+    // The unknown name is shown cut to MAX_SHOWN_BYTES.
+    expect(listed.details.startsWith(`unknown policy "${"y".repeat(MAX_SHOWN_BYTES - 3)}…"`)).toBe(true)
+  })
+
   it("round trip: the client gets back the error the server mapped", () => {
     const notFound = toRateLimiterError(
-      fromRateLimiterError(new PolicyNotFound({ policy: "api", configured: ["a", "b \\\"q\\\""] })),
+      fromRateLimiterError(new PolicyNotFound({ policy: "api", configured: ["a", "b \\\"q\\\""] }), {
+        listPolicies: true
+      }),
       subject
     )
     expect(notFound).toEqual(new PolicyNotFound({ policy: "api", configured: ["a", "b \\\"q\\\""] }))

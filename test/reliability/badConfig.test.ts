@@ -103,7 +103,7 @@ describe("the CLI refuses bad config with one line and exit 1", () => {
           [["--config", dir, "--port", "0"], dir],
           [
             ["--config", good, "--port", "0", "--tls-cert", path.join(dir, "no.pem"), "--tls-key", good],
-            "cannot read --tls-cert"
+            `--tls-cert ${path.join(dir, "no.pem")}: cannot read the file`
           ],
           [["--config", good, "--port", String(taken.port)], `cannot listen on 127.0.0.1:${taken.port}`]
         ]

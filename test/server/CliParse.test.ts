@@ -92,7 +92,9 @@ describe("Cli.parse", () => {
       const fleet = Option.getOrThrow(args.fleetSecret)
       if (fleet._tag !== "Value") return expect.fail("expected a value")
       expect(String(fleet.value)).not.toContain("f")
-      expect(args.tls).toEqual(Option.some({ cert: "c.pem", key: "k.pem", ca: Option.some("ca.pem") }))
+      expect(args.tls).toEqual(
+        Option.some({ cert: "c.pem", key: "k.pem", ca: Option.some("ca.pem"), allowNotYetValid: false })
+      )
     }))
 
   it.effect("--store redis defaults the URL; secrets fall back to the environment", () =>
@@ -152,9 +154,47 @@ describe("Cli.parse", () => {
         ],
         [["serve", "--config", "p", "--host", ""], "--host must not be empty"],
         [["serve", "--config", "p", "--fail", "ajar"], "--fail must be open or closed"],
-        [["serve", "--config", "p", "--fail"], "--fail needs a value"]
+        [["serve", "--config", "p", "--fail"], "--fail needs a value"],
+        [
+          ["serve", "--config", "p", "--handshake-timeout-ms", "0"],
+          "--handshake-timeout-ms must be a whole number from 1 to 600000"
+        ],
+        [
+          ["serve", "--config", "p", "--idle-timeout-ms", "-5"],
+          "--idle-timeout-ms must be a whole number from 0 to 86400000"
+        ],
+        [
+          ["serve", "--config", "p", "--max-connections", "1e4"],
+          "--max-connections must be a whole number from 1 to 1000000"
+        ],
+        [
+          ["serve", "--config", "p", "--tls-allow-not-yet-valid"],
+          "--tls-allow-not-yet-valid needs --tls-cert and --tls-key"
+        ],
+        [
+          ["serve", "--config", "p", "--tls-allow-not-yet-valid=s3cret"],
+          "--tls-allow-not-yet-valid takes no value"
+        ]
       ]
       for (const [argv, expected] of cases) expect([argv, yield* reason(argv)]).toEqual([argv, expected])
+    }))
+
+  it.effect("connection bounds: defaults (10 s handshake, 5 min idle, 10 000 connections) and flags", () =>
+    Effect.gen(function*() {
+      const bounds = (...flags: ReadonlyArray<string>) =>
+        Effect.map(
+          serve("--config", "p.yaml", ...flags),
+          (c) => c._tag === "Serve" ? [c.args.handshakeTimeoutMs, c.args.idleTimeoutMs, c.args.maxConnections] : []
+        )
+      expect(yield* bounds()).toEqual([10_000, 300_000, 10_000])
+      expect(yield* bounds("--handshake-timeout-ms", "500", "--idle-timeout-ms=0", "--max-connections", "7")).toEqual([
+        500,
+        0,
+        7
+      ])
+      const tls = yield* serve("--config", "p", "--tls-cert", "c", "--tls-key", "k", "--tls-allow-not-yet-valid")
+      if (tls._tag !== "Serve") return expect.fail("expected serve")
+      expect(Option.map(tls.args.tls, (t) => t.allowNotYetValid)).toEqual(Option.some(true))
     }))
 })
 

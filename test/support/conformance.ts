@@ -6,7 +6,7 @@
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Exit, type Layer } from "effect"
 import { randomUUID } from "node:crypto"
-import type { RateLimiterError } from "../../src/Errors.js"
+import { InvalidArgument, type RateLimiterError } from "../../src/Errors.js"
 import type { Policy } from "../../src/Policy.js"
 import { admitted, limit, RateLimiter } from "../../src/services/RateLimiter.js"
 
@@ -251,6 +251,30 @@ export const runConformance = <E>(name: string, backend: Layer.Layer<RateLimiter
           const error = yield* Effect.flip(limiter.check("nope", fresh("x")))
           expect(error._tag).toBe("PolicyNotFound")
           if (error._tag === "PolicyNotFound") expect(error.policy).toBe("nope")
+        }))
+
+      it.effect("a policy name over 256 UTF-8 bytes is InvalidArgument that does not repeat the name", () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          const name = "p".repeat(100_000)
+          const key = fresh("long-name")
+          const cases: ReadonlyArray<Effect.Effect<unknown, RateLimiterError>> = [
+            limiter.check(name, key),
+            limiter.checkMany(name, [key]),
+            limiter.peek(name, key),
+            limiter.forecast(name, key),
+            limiter.debit(name, key),
+            limiter.leases.acquire(name, key)
+          ]
+          for (const op of cases) {
+            const error = yield* Effect.flip(op)
+            expect(error).toEqual(
+              new InvalidArgument({ argument: "policy", reason: "must be at most 256 UTF-8 bytes, got 100000" })
+            )
+          }
+          // The longest name that can exist is still an unknown policy.
+          const longest = yield* Effect.flip(limiter.check("p".repeat(256), key))
+          expect(longest._tag).toBe("PolicyNotFound")
         }))
 
       it.effect("an operation the policy's kind does not support is OperationNotSupported", () =>

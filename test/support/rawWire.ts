@@ -18,7 +18,17 @@ export interface Answer {
   readonly code: grpc.status
   readonly details: string
   readonly body: Buffer | undefined
+  /** The UTF-8 bytes of the error's trailing metadata (keys and values; 0 for a success). */
+  readonly metadataBytes: number
 }
+
+/** The UTF-8 bytes of `metadata`'s keys and values. */
+const sizeOf = (metadata: grpc.Metadata | undefined): number =>
+  Object.entries(metadata?.getMap() ?? {}).reduce(
+    (sum, [key, value]) =>
+      sum + Buffer.byteLength(key) + (typeof value === "string" ? Buffer.byteLength(value) : value.length),
+    0
+  )
 
 /** Options of one raw call: its deadline (10 s unless given) and its metadata (empty unless given). */
 export interface RawCallOptions {
@@ -39,8 +49,8 @@ export const sendRaw = (client: grpc.Client, path: string, body: Buffer, options
       (error, response) =>
         resume(Effect.succeed(
           error === null
-            ? { code: grpc.status.OK, details: "", body: response }
-            : { code: error.code, details: error.details, body: undefined }
+            ? { code: grpc.status.OK, details: "", body: response, metadataBytes: 0 }
+            : { code: error.code, details: error.details, body: undefined, metadataBytes: sizeOf(error.metadata) }
         ))
     )
     return Effect.sync(() => call.cancel())

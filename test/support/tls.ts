@@ -127,14 +127,70 @@ const generate = (): Certificates => {
   }
 }
 
+const setupError = (error: unknown): TlsSetupError =>
+  error instanceof TlsSetupError
+    ? error
+    : new TlsSetupError({ reason: error instanceof Error ? error.message : String(error) })
+
+const CA_CONFIG = `[ ca ]
+default_ca = tk
+[ tk ]
+database = index.txt
+new_certs_dir = .
+serial = serial
+default_md = sha256
+policy = any
+unique_subject = no
+[ any ]
+commonName = supplied
+[ server ]
+basicConstraints = CA:FALSE
+keyUsage = digitalSignature
+extendedKeyUsage = serverAuth
+subjectAltName = DNS:localhost,IP:127.0.0.1,IP:::1
+`
+
+/**
+ * A server certificate for localhost named `name`, signed by `certs.ca`, valid from `start` to `end`
+ * (`YYYYMMDDHHMMSSZ`, e.g. in the past for an expired one): `openssl ca` sets both dates, which
+ * `openssl x509 -days` cannot.
+ */
+export const datedServerCertificate = (certs: Certificates, name: string, start: string, end: string) =>
+  Effect.try({
+    try: (): Pem => {
+      const dir = certs.dir
+      writeFileSync(path.join(dir, "ca.cnf"), CA_CONFIG)
+      writeFileSync(path.join(dir, "index.txt"), "")
+      writeFileSync(path.join(dir, "serial"), "1000\n")
+      openssl(dir, ["req", ...EC_KEY, "-keyout", `${name}.key`, "-out", `${name}.csr`, "-subj", "/CN=localhost"])
+      openssl(dir, [
+        "ca",
+        "-batch",
+        "-config",
+        "ca.cnf",
+        "-extensions",
+        "server",
+        "-cert",
+        "ca.pem",
+        "-keyfile",
+        "ca.key",
+        "-in",
+        `${name}.csr`,
+        "-out",
+        `${name}.pem`,
+        "-startdate",
+        start,
+        "-enddate",
+        end,
+        "-notext"
+      ])
+      return read(dir, name)
+    },
+    catch: setupError
+  })
+
 /** Generates the certificates for the life of the scope. */
 export const certificates: Effect.Effect<Certificates, TlsSetupError, Scope.Scope> = Effect.acquireRelease(
-  Effect.try({
-    try: generate,
-    catch: (error) =>
-      error instanceof TlsSetupError
-        ? error
-        : new TlsSetupError({ reason: error instanceof Error ? error.message : String(error) })
-  }),
+  Effect.try({ try: generate, catch: setupError }),
   (certs) => Effect.sync(() => rmSync(certs.dir, { recursive: true, force: true }))
 )

@@ -22,7 +22,7 @@ import {
   type RawSnapshot,
   RawSnapshotJson
 } from "../../monitor/Snapshot.js"
-import { authorize } from "../Auth.js"
+import { authorize, monitorAuth } from "../Auth.js"
 import { implement, type ServedService } from "../Service.js"
 import type { Hub } from "./Hub.js"
 
@@ -111,7 +111,7 @@ export const snapshotToWire = (snapshot: RawSnapshot): MessageInitShape<typeof S
  * @category constructors
  */
 export const make = (options: MonitorRpcOptions): ServedService => {
-  const auth = { door: "Monitor", header: "x-monitor-secret", secret: options.secret }
+  const auth = monitorAuth(options.secret)
   return implement(Monitor, {
     getSnapshot: (_request, context) =>
       Effect.zipRight(
