@@ -103,16 +103,9 @@ class Expiry {
   }
 }
 
-/**
- * A binary min-heap of expiries by instant, so a sweep touches only the leases that lapsed: a renewal
- * queues the new instant and leaves the old entry to be skipped when it surfaces (lazy deletion).
- */
-class ExpiryQueue {
-  private readonly items: Array<Expiry> = []
-
-  get size(): number {
-    return this.items.length
-  }
+/** A binary min-heap of expiries by instant. */
+class ExpiryHeap {
+  readonly items: Array<Expiry> = []
 
   push(entry: Expiry): void {
     const items = this.items
@@ -125,23 +118,6 @@ class ExpiryQueue {
       i = parent
     }
     items[i] = entry
-  }
-
-  /** The earliest entry, if any, without removing it. */
-  peek(): Expiry | undefined {
-    return this.items[0]
-  }
-
-  /** Drops every entry (all stale once no lease is held). */
-  clear(): void {
-    this.items.length = 0
-  }
-
-  /** Replaces every entry with `entries` (a heap again after sorting them by instant). */
-  rebuild(entries: Array<Expiry>): void {
-    entries.sort((a, b) => a.at - b.at)
-    this.items.length = 0
-    for (const entry of entries) this.items.push(entry)
   }
 
   /** Removes the earliest entry. */
@@ -165,8 +141,83 @@ class ExpiryQueue {
 }
 
 /**
+ * The queue of expiries by instant, so a sweep touches only the leases that lapsed: a renewal queues the
+ * new instant and leaves the old entry to be skipped when it surfaces (lazy deletion).
+ *
+ * Every lease of an admitter lives `ttlMs` from its acquire or renewal, and the clock moves forward, so
+ * expiries nearly always arrive in order: those go to a FIFO (O(1) in and out, whatever the number
+ * held). An expiry earlier than the FIFO's last (a clock that stepped back) goes to a min-heap beside it;
+ * the earliest of the two heads is next.
+ */
+class ExpiryQueue {
+  private fifo: Array<Expiry> = []
+  private head = 0
+  private readonly late = new ExpiryHeap()
+
+  get size(): number {
+    return this.fifo.length - this.head + this.late.items.length
+  }
+
+  push(entry: Expiry): void {
+    const fifo = this.fifo
+    if (fifo.length === this.head || fifo[fifo.length - 1]!.at <= entry.at) fifo.push(entry)
+    else this.late.push(entry)
+  }
+
+  /** The earliest entry, if any, without removing it. */
+  peek(): Expiry | undefined {
+    const first = this.fifo[this.head]
+    const early = this.late.items[0]
+    if (early === undefined) return first
+    return first === undefined || early.at < first.at ? early : first
+  }
+
+  /** Removes the earliest entry (the one `peek` returns). */
+  pop(): void {
+    const first = this.fifo[this.head]
+    const early = this.late.items[0]
+    if (early !== undefined && (first === undefined || early.at < first.at)) {
+      this.late.pop()
+      return
+    }
+    if (first === undefined) return
+    this.head++
+    if (this.head === this.fifo.length) {
+      this.fifo = []
+      this.head = 0
+    } else if (this.head >= 1024 && this.head * 2 >= this.fifo.length) {
+      this.fifo = this.fifo.slice(this.head)
+      this.head = 0
+    }
+  }
+
+  /** Drops the latest entry when it is `id`'s (a lease released before any other was queued). */
+  dropLast(id: string): void {
+    const fifo = this.fifo
+    if (fifo.length > this.head && fifo[fifo.length - 1]!.id === id) fifo.pop()
+  }
+
+  /** Drops every entry (all stale once no lease is held). */
+  clear(): void {
+    this.fifo = []
+    this.head = 0
+    this.late.items.length = 0
+  }
+
+  /** Replaces every entry with `entries`, in order of instant. */
+  rebuild(entries: Array<Expiry>): void {
+    // Held leases come in acquire order, so their expiries are nearly sorted: the sort is about linear.
+    entries.sort((a, b) => a.at - b.at)
+    this.fifo = entries
+    this.head = 0
+    this.late.items.length = 0
+  }
+}
+
+/**
  * One admitter's state: its ceiling, its held leases and (for a unified admitter) its rate axis. A
- * sweep, an acquire and a renewal cost O(log n) per lease they touch, never a scan of every lease held.
+ * sweep, an acquire and a renewal cost O(1) per lease they touch (amortized; O(log n) for an expiry queued
+ * after the clock stepped back), never a scan of every lease held.
  *
  * @since 0.2.0
  * @category models
@@ -272,6 +323,8 @@ export class Admitter {
     const lease = this.leases.get(id)
     if (lease === undefined) return { released: 0, reclaimed }
     this.leases.delete(id)
+    // Its expiry is stale now; when it is the last one queued it goes at once (no stale entry left).
+    this.expiries.dropLast(id)
     this.guard.release(dropped, Math.max(0, now - lease.acquiredAt))
     return { released: 1, reclaimed }
   }
