@@ -32,6 +32,8 @@ export {
   Operation,
   /** @since 0.1.0 */
   OperationNotSupported,
+  /** @since 0.2.0 */
+  OutcomeUnknown,
   /** @since 0.1.0 */
   PolicyNotFound,
   /** @since 0.1.0 */
