@@ -3,9 +3,10 @@
  * `TestClock` drives it). It serves one process (the embedded default and tests); a fleet of servers
  * needs the shared `RedisCoordinator`.
  *
- * Memory is bounded: at most `maxKeys` budgets (expired ones are dropped first, then the least recently
- * written). Dropping a budget early can only grant more later within the same window, so the bound is
- * generous (100 000 by default) and only an adversarial key flood reaches it.
+ * A budget is forgotten only once its window is over (forgetting it earlier would grant again within
+ * the window, as a key flood once made it do). The table is swept of spent windows when it outgrows
+ * `maxKeys` (100 000 by default), amortized over the inserts between sweeps; when more budgets than that
+ * are live it grows past `maxKeys` and logs a warning once, so memory follows the live budgets.
  *
  * @since 0.1.0
  */
@@ -23,7 +24,11 @@ import * as Reserve from "./reserve.js"
  * @category models
  */
 export interface MemoryCoordinatorOptions {
-  /** The most budgets kept at once (default 100 000). */
+  /**
+   * About how many budgets are kept (default 100 000). Only budgets whose window is over are forgotten
+   * (a forgotten budget would grant again): past `maxKeys` live budgets the table grows, and a warning
+   * is logged once.
+   */
   readonly maxKeys?: number
 }
 
@@ -56,21 +61,24 @@ export const make = (options: MemoryCoordinatorOptions = {}): CoordinatorService
     return reserver
   }
 
-  const evict = (now: number) => {
+  // The table is swept (budgets whose window is over are dropped) when it outgrows `sweepAbove`, which
+  // each sweep sets a tenth above what it left, so sweeps are amortized over the inserts in between.
+  let sweepAbove = maxKeys
+  let warned = false
+  const sweep = (now: number): boolean => {
     for (const [key, entry] of entries) {
       if (entry.state === undefined || entry.reserver.expiresAt(entry.state, now) < now) entries.delete(key)
     }
-    let excess = entries.size - maxKeys
-    for (const key of entries.keys()) {
-      if (excess-- <= 0) break
-      entries.delete(key)
-    }
+    sweepAbove = Math.max(maxKeys, entries.size + Math.ceil(Math.max(maxKeys, entries.size) / 10))
+    const full = entries.size > maxKeys && !warned
+    if (full) warned = true
+    return full
   }
 
   const reserve: CoordinatorService["reserve"] = (strategy, key, wants) => {
     const problem = reservationProblem(key, wants)
     if (problem !== undefined) return Effect.fail(problem)
-    return Effect.map(Clock.currentTimeMillis, (now) => {
+    return Effect.flatMap(Clock.currentTimeMillis, (now) => {
       const reserver = reserverOf(strategy)
       const held = entries.get(key)
       // A key reused under another strategy starts afresh rather than misreading a foreign state.
@@ -79,12 +87,20 @@ export const make = (options: MemoryCoordinatorOptions = {}): CoordinatorService
         ? held.state
         : undefined
       const step = reserver.reserve(state, now, wants)
+      let full = false
       if (step.grant.granted > 0) {
-        entries.delete(key)
         entries.set(key, { reserver, state: step.state })
-        if (entries.size > maxKeys) evict(now)
+        if (entries.size > sweepAbove) full = sweep(now)
       }
-      return step.grant
+      return full
+        ? Effect.as(
+          Effect.logWarning(
+            `MemoryCoordinator: more than ${maxKeys} budgets are live; the table grows past maxKeys ` +
+              "(a budget is forgotten only once its window is over)"
+          ),
+          step.grant
+        )
+        : Effect.succeed(step.grant)
     })
   }
 

@@ -70,16 +70,19 @@ describe("MemoryCoordinator", () => {
       expect(yield* coordinator.reserve(fixed, "k", 5)).toEqual({ granted: 5, expiresAt: 60_000, limit: 5 })
     }))
 
-  it.effect("keeps at most maxKeys budgets", () =>
+  it.effect("never forgets a budget still in its window, however many keys arrive; forgets spent windows", () =>
     Effect.gen(function*() {
       const coordinator = MemoryCoordinator.make({ maxKeys: 2 })
       yield* TestClock.setTime(1000)
-      yield* coordinator.reserve(fixed, "a", 5)
-      yield* coordinator.reserve(fixed, "b", 5)
-      yield* coordinator.reserve(fixed, "c", 5)
-      // "a" was the oldest and was dropped; "c" is still exhausted.
+      expect((yield* coordinator.reserve(fixed, "a", 5)).granted).toBe(5)
+      // A flood of other budgets, far past maxKeys, within a's window: a stays exhausted.
+      for (let i = 0; i < 200; i++) yield* coordinator.reserve(fixed, `junk-${i}`, 5)
+      expect((yield* coordinator.reserve(fixed, "a", 1)).granted).toBe(0)
+      expect((yield* coordinator.reserve(fixed, "junk-0", 1)).granted).toBe(0)
+      // Once the window is over, every budget starts afresh (forgotten or not, it grants again).
+      yield* TestClock.setTime(60_000)
       expect((yield* coordinator.reserve(fixed, "a", 1)).granted).toBe(1)
-      expect((yield* coordinator.reserve(fixed, "c", 1)).granted).toBe(0)
+      expect((yield* coordinator.reserve(fixed, "junk-0", 1)).granted).toBe(1)
     }))
 
   it("federated keys put the domain in a hash tag", () => {
