@@ -429,8 +429,13 @@ const remoteFront = (store: RemoteStore): Unscoped => {
     policy: string,
     operation: Operation,
     fault: InvalidArgument
-  ): Effect.Effect<A, RateLimiterError> =>
-    Effect.flatMap(store.probe(policy, operation), (policyFault) => Effect.fail(policyFault ?? fault))
+  ): Effect.Effect<A, RateLimiterError> => {
+    // A name no policy can have is the policy's fault, and comes first (as on every door); it needs no
+    // probe to know.
+    const tooLong = Validate.policyNameProblem(policy)
+    if (tooLong !== undefined) return Effect.fail(invalid("policy", tooLong))
+    return Effect.flatMap(store.probe(policy, operation), (policyFault) => Effect.fail(policyFault ?? fault))
+  }
 
   const check: RateLimiterService["check"] = (policy, key, cost = 1) => {
     const fault = keyAmountFault(key, cost, "cost")

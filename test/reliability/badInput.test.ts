@@ -203,6 +203,23 @@ const rows: ReadonlyArray<Row> = [
   { name: "debit on an admitter", call: (l, k) => l.debit("slots", k), expect: unsupported },
   // Several faults at once: the policy first (unknown, then the wrong kind), then the key, then the amount.
   { name: "check: unknown policy, empty key, zero cost", call: (l) => l.check("nope", "", 0), expect: notFound },
+  // A name longer than any policy can have is the policy's fault, and comes before the key's and cost's.
+  { name: "check: 257-byte policy name", call: (l, k) => l.check("p".repeat(257), k), expect: invalid("policy") },
+  {
+    name: "check: 257-byte policy name, empty key, zero cost",
+    call: (l) => l.check("p".repeat(257), "", 0),
+    expect: invalid("policy")
+  },
+  {
+    name: "debit: 1 KiB policy name, 1 MiB key",
+    call: (l) => l.debit("é".repeat(512), MIB),
+    expect: invalid("policy")
+  },
+  {
+    name: "admit: 257-byte policy name, bad cost",
+    call: (l, k) => l.admit("p".repeat(257), k, { cost: -1 }),
+    expect: invalid("policy")
+  },
   { name: "check: meter policy, empty key, zero cost", call: (l) => l.check("tokens", "", 0), expect: unsupported },
   { name: "check: empty key and zero cost", call: (l) => l.check("window", "", 0), expect: invalid("key") },
   { name: "check: empty key and NaN cost", call: (l) => l.check("window", "", Number.NaN), expect: invalid("key") },
