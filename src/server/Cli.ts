@@ -15,6 +15,7 @@ import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
 import { DEFAULT_FAIL_MODE, type FailMode, failModes } from "./FailMode.js"
 import { DEFAULT_PORT } from "./GrpcServer.js"
+import { DEFAULT_MAX_WATCH_STREAMS } from "./monitor/MonitorRpc.js"
 
 /**
  * The usage text printed by `--help`.
@@ -46,6 +47,8 @@ options:
       --tls-ca FILE          PEM CA: clients must present a certificate it signed (mTLS)
       --lease-ttl-ms N       admission lease TTL in ms (default 2000)
       --shutdown-timeout-ms N  how long in-flight calls may drain on shutdown (default 5000)
+      --max-watch-streams N  the most Monitor Watch streams open at once; one more is answered
+                             RESOURCE_EXHAUSTED; 0 refuses every Watch (default 100)
   -V, --version              print the version
   -h, --help                 print this help
 
@@ -147,6 +150,8 @@ export interface ServeArgs {
   readonly tls: Option.Option<TlsPaths>
   readonly leaseTtlMs: number
   readonly shutdownTimeoutMs: number
+  /** The most Monitor Watch streams open at once (`--max-watch-streams`). */
+  readonly maxWatchStreams: number
 }
 
 /**
@@ -168,6 +173,8 @@ export interface ParsedServeArgs {
   readonly tls: Option.Option<TlsPaths>
   readonly leaseTtlMs: number
   readonly shutdownTimeoutMs: number
+  /** The most Monitor Watch streams open at once (`--max-watch-streams`). */
+  readonly maxWatchStreams: number
 }
 
 /**
@@ -266,7 +273,8 @@ const valueFlags: Record<string, string> = {
   "--tls-key": "tls-key",
   "--tls-ca": "tls-ca",
   "--lease-ttl-ms": "lease-ttl-ms",
-  "--shutdown-timeout-ms": "shutdown-timeout-ms"
+  "--shutdown-timeout-ms": "shutdown-timeout-ms",
+  "--max-watch-streams": "max-watch-streams"
 }
 
 /** A flag's name without any `=value` (which may be a secret), for error messages. */
@@ -504,6 +512,12 @@ export const parse = (
       0,
       3_600_000
     )
+    const maxWatchStreams = yield* wholeNumber(
+      "max-watch-streams",
+      values.get("max-watch-streams") ?? String(DEFAULT_MAX_WATCH_STREAMS),
+      0,
+      1_000_000
+    )
 
     return {
       _tag: "Serve",
@@ -517,7 +531,8 @@ export const parse = (
         fleetSecret,
         tls,
         leaseTtlMs,
-        shutdownTimeoutMs
+        shutdownTimeoutMs,
+        maxWatchStreams
       }
     } as const
   })

@@ -65,6 +65,7 @@ export const serverOptions = (
   host: args.host,
   port: args.port,
   shutdownTimeoutMs: args.shutdownTimeoutMs,
+  maxWatchStreams: args.maxWatchStreams,
   ...(Option.isSome(args.monitorSecret) ? { monitorSecret: args.monitorSecret.value } : {}),
   ...(Option.isSome(args.fleetSecret) ? { fleetSecret: args.fleetSecret.value } : {}),
   ...(tls === undefined ? {} : { tls })
