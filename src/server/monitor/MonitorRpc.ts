@@ -13,6 +13,11 @@
  * call is cancelled or the server shuts down. Auth as the Fleet door, with `x-monitor-secret`; a refused
  * Watch fails before it streams anything (and before the cap is counted).
  *
+ * Memory, worst case: the hub's ring, 1024 × E, plus per open stream under 27 KB of call and runtime
+ * state and 33 × E (up to 16 events in hand and grpc-js's buffer of 16 messages plus one frame, which may
+ * outlive the ring), where E is an event with its shared message: about 0.4 KB for a short key, at most
+ * 12.5 KB (a 4096-byte key). With the default 100 streams: under 5 MB for short keys, 57 MB at worst.
+ *
  * @since 0.1.0
  */
 import { create, type MessageInitShape, toBinary } from "@bufbuild/protobuf"

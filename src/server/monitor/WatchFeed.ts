@@ -55,7 +55,7 @@ export interface WatchFeedOptions {
   readonly perServerPerSecond: number
   /** The most events one pull of a stream hands over at once (default `DEFAULT_CHUNK_SIZE`). */
   readonly chunkSize?: number
-  /** How long the pump lets events gather before it wakes the streams, in ms (default `DEFAULT_COALESCE_MS`). */
+  /** How long the pump lets events gather before it wakes streams, in ms (default `DEFAULT_COALESCE_MS`). */
   readonly coalesceMs?: number
   /**
    * The most stream wake-ups per second for all the streams together (default
@@ -82,8 +82,6 @@ export const DEFAULT_WAKES_PER_SECOND = 2000
  * @category constants
  */
 export const DEFAULT_COALESCE_MS = 50
-
-const liveClock = Clock.make()
 
 /**
  * The most events a stream takes from the ring at once by default: grpc-js's write buffer of a call holds
@@ -235,6 +233,9 @@ const firstAtOrAfter = (view: View, lo: number, hi: number, time: number): numbe
 }
 
 const endOfStream = Effect.fail(Option.none())
+
+/** The pump's pacing runs on the real clock, so that a test's clock never stalls the feed. */
+const liveClock = Clock.make()
 
 /**
  * Builds a feed; its pump runs, and its streams stay open, for the life of the scope.
