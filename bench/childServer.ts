@@ -13,6 +13,8 @@ import { FLEET_POLICY, LIMIT_PER_SEC, POLICY } from "./policies.js"
 
 /** A running server process. */
 export interface ChildServer {
+  /** The server process's id (its memory is read from /proc/<pid>/status). */
+  readonly pid: number
   readonly port: number
   readonly target: string
   /** Stops the process (SIGTERM: a graceful shutdown) and waits for it to exit. */
@@ -46,16 +48,34 @@ const waitExit = (child: ChildProcess): Promise<void> =>
     ? Promise.resolve()
     : new Promise((resolve) => child.once("exit", () => resolve()))
 
+/** What a server is started with beside the defaults. */
+export interface ChildServerOptions {
+  /** The policy file's text (default: the bench policies above). */
+  readonly config?: string
+  /** More `serve` flags, e.g. `["--max-watch-streams", "1000"]`. */
+  readonly args?: ReadonlyArray<string>
+}
+
 /** Starts `throttlekit-effect serve --store memory --port 0` and waits (up to `timeoutMs`) for its port. */
-export const startChildServer = (timeoutMs = 30_000): Promise<ChildServer> => {
+export const startChildServer = (timeoutMs = 30_000, options: ChildServerOptions = {}): Promise<ChildServer> => {
   const dir = mkdtempSync(join(tmpdir(), "tk-bench-"))
   const file = join(dir, "policies.yaml")
-  writeFileSync(file, config)
+  writeFileSync(file, options.config ?? config)
   const cleanup = () => rmSync(dir, { recursive: true, force: true })
   return new Promise((resolve, reject) => {
     const child = spawn(
       process.execPath,
-      ["--import", "tsx", join(root, "src/server/bin.ts"), "serve", "--config", file, "--port", "0"],
+      [
+        "--import",
+        "tsx",
+        join(root, "src/server/bin.ts"),
+        "serve",
+        "--config",
+        file,
+        "--port",
+        "0",
+        ...(options.args ?? [])
+      ],
       { cwd: root, stdio: ["ignore", "pipe", "pipe"] }
     )
     let stdout = ""
@@ -85,6 +105,7 @@ export const startChildServer = (timeoutMs = 30_000): Promise<ChildServer> => {
       child.removeAllListeners("exit")
       const port = Number(match[1])
       resolve({
+        pid: child.pid ?? 0,
         port,
         target: `127.0.0.1:${port}`,
         close: async () => {

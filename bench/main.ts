@@ -20,8 +20,9 @@ import { leasing } from "./sections/leasing.js"
 import { memory } from "./sections/memory.js"
 import { redis } from "./sections/redis.js"
 import { service } from "./sections/service.js"
+import { watch } from "./sections/watch.js"
 
-const sections: ReadonlyArray<Section> = [memory, redis, service, leasing, footprint]
+const sections: ReadonlyArray<Section> = [memory, redis, service, leasing, footprint, watch]
 
 /** The headline comparisons of the issue, in the order the table lists them, with their targets. */
 const HEADLINES: ReadonlyArray<string> = [
@@ -31,7 +32,8 @@ const HEADLINES: ReadonlyArray<string> = [
   "service.c64.vsRaw",
   "leasing.tier2VsTier1",
   "leasing.twoTierVsStrict",
-  "leasing.spendNs"
+  "leasing.spendNs",
+  "watch.checkP50Ratio"
 ]
 
 interface Options {

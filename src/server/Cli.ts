@@ -20,6 +20,7 @@ import {
   DEFAULT_MAX_CONNECTIONS,
   DEFAULT_PORT
 } from "./GrpcServer.js"
+import { DEFAULT_MAX_WATCH_STREAMS } from "./monitor/MonitorRpc.js"
 
 /**
  * The usage text printed by `--help`.
@@ -58,6 +59,8 @@ options:
                              on their next call); 0 never (default ${DEFAULT_IDLE_TIMEOUT_MS})
       --max-connections N    the most connections open at once; one more is closed as soon as it is
                              accepted (default ${DEFAULT_MAX_CONNECTIONS})
+      --max-watch-streams N  the most Monitor Watch streams open at once; one more is answered
+                             RESOURCE_EXHAUSTED; 0 refuses every Watch (default 100)
   -V, --version              print the version
   -h, --help                 print this help
 
@@ -167,6 +170,8 @@ export interface ServeArgs {
   readonly idleTimeoutMs: number
   /** `--max-connections`. */
   readonly maxConnections: number
+  /** The most Monitor Watch streams open at once (`--max-watch-streams`). */
+  readonly maxWatchStreams: number
 }
 
 /**
@@ -191,6 +196,8 @@ export interface ParsedServeArgs {
   readonly handshakeTimeoutMs: number
   readonly idleTimeoutMs: number
   readonly maxConnections: number
+  /** The most Monitor Watch streams open at once (`--max-watch-streams`). */
+  readonly maxWatchStreams: number
 }
 
 /**
@@ -292,7 +299,8 @@ const valueFlags: Record<string, string> = {
   "--shutdown-timeout-ms": "shutdown-timeout-ms",
   "--handshake-timeout-ms": "handshake-timeout-ms",
   "--idle-timeout-ms": "idle-timeout-ms",
-  "--max-connections": "max-connections"
+  "--max-connections": "max-connections",
+  "--max-watch-streams": "max-watch-streams"
 }
 
 /** Flags that take no value. */
@@ -564,6 +572,12 @@ export const parse = (
       1,
       1_000_000
     )
+    const maxWatchStreams = yield* wholeNumber(
+      "max-watch-streams",
+      values.get("max-watch-streams") ?? String(DEFAULT_MAX_WATCH_STREAMS),
+      0,
+      1_000_000
+    )
 
     return {
       _tag: "Serve",
@@ -580,7 +594,8 @@ export const parse = (
         shutdownTimeoutMs,
         handshakeTimeoutMs,
         idleTimeoutMs,
-        maxConnections
+        maxConnections,
+        maxWatchStreams
       }
     } as const
   })

@@ -128,6 +128,7 @@ export const serverOptions = (
   handshakeTimeoutMs: args.handshakeTimeoutMs,
   idleTimeoutMs: args.idleTimeoutMs,
   maxConnections: args.maxConnections,
+  maxWatchStreams: args.maxWatchStreams,
   ...(Option.isSome(args.monitorSecret) ? { monitorSecret: args.monitorSecret.value } : {}),
   ...(Option.isSome(args.fleetSecret) ? { fleetSecret: args.fleetSecret.value } : {}),
   ...(tls === undefined ? {} : { tls })

@@ -95,6 +95,11 @@ export interface ThrottleKitServerOptions extends GrpcServerOptions {
   readonly fleetSecret?: Redacted.Redacted<string>
   /** The node id the Monitor reports (default: the configured `host:port`). */
   readonly nodeId?: string
+  /**
+   * The most Monitor Watch streams open at once (default 100; 0 refuses every Watch): one more is
+   * answered RESOURCE_EXHAUSTED. A whole number; anything else fails the layer with `StartupError`.
+   */
+  readonly maxWatchStreams?: number
   /** A coordinator to use instead of the store's (embedding and tests). */
   readonly coordinator?: CoordinatorService
 }
@@ -176,6 +181,14 @@ export const warnings = (
   ]
 }
 
+/** `maxWatchStreams`, when given, is a whole number from 0. */
+const checkMaxWatchStreams = (options: ThrottleKitServerOptions): Effect.Effect<void, StartupError> => {
+  const max = options.maxWatchStreams
+  return max === undefined || (Number.isSafeInteger(max) && max >= 0)
+    ? Effect.void
+    : Effect.fail(new StartupError({ reason: `maxWatchStreams must be a whole number from 0, got ${max}` }))
+}
+
 /** The store and the coordinator, over one Redis connection when the store is Redis. */
 const backing = (
   options: ThrottleKitServerOptions,
@@ -216,7 +229,11 @@ const doors = (options: ThrottleKitServerOptions, policies: PolicySet) =>
     const hub = yield* Hub.MonitorHub
     const coordinator = yield* Coordinator
     const services: Array<ServedService> = [
-      MonitorRpc.make({ hub, secret: Option.fromNullable(options.monitorSecret) })
+      MonitorRpc.make({
+        hub,
+        secret: Option.fromNullable(options.monitorSecret),
+        ...(options.maxWatchStreams === undefined ? {} : { maxWatchStreams: options.maxWatchStreams })
+      })
     ]
     if (servesFleet(policies)) {
       services.push(FleetRpc.make({ policies, coordinator, secret: Option.fromNullable(options.fleetSecret) }))
@@ -279,7 +296,7 @@ export const layer = (
   options: ThrottleKitServerOptions
 ): Layer.Layer<GrpcServer | Hub.MonitorHub | Coordinator, ThrottleKitServerError> =>
   Layer.unwrapEffect(
-    Effect.map(PolicySet.from(options.policies), (policies) => {
+    Effect.map(Effect.zipLeft(PolicySet.from(options.policies), checkMaxWatchStreams(options)), (policies) => {
       const store = options.store ?? { kind: "memory" }
       const nodeId = options.nodeId ??
         formatAddress(options.host ?? "127.0.0.1", options.port ?? DEFAULT_PORT)

@@ -50,6 +50,7 @@ describe("Cli.parse", () => {
       ])
       expect(Option.isNone(args.tls)).toBe(true)
       expect(Option.isNone(args.monitorSecret)).toBe(true)
+      expect(args.maxWatchStreams).toBe(100)
     }))
 
   it.effect("every flag, in both --flag value and --flag=value forms, with short aliases", () =>
@@ -74,17 +75,20 @@ describe("Cli.parse", () => {
         "--lease-ttl-ms",
         "3000",
         "--shutdown-timeout-ms",
-        "100"
+        "100",
+        "--max-watch-streams=1000"
       )
       if (command._tag !== "Serve") return expect.fail("expected serve")
       const args = command.args
-      expect([args.host, args.port, args.store.kind, args.leaseTtlMs, args.shutdownTimeoutMs]).toEqual([
-        "0.0.0.0",
-        0,
-        "redis",
-        3000,
-        100
-      ])
+      expect([args.host, args.port, args.store.kind, args.leaseTtlMs, args.shutdownTimeoutMs, args.maxWatchStreams])
+        .toEqual([
+          "0.0.0.0",
+          0,
+          "redis",
+          3000,
+          100,
+          1000
+        ])
       if (args.store.kind !== "redis") return expect.fail("expected redis")
       expect(shown(args.store.url)).toBe("value redis://10.0.0.1:6380")
       expect(Option.map(args.monitorSecret, shown)).toEqual(Option.some("value m"))
@@ -151,6 +155,14 @@ describe("Cli.parse", () => {
         [
           ["serve", "--config", "p", "--lease-ttl-ms", "0"],
           "--lease-ttl-ms must be a whole number from 1 to 86400000"
+        ],
+        [
+          ["serve", "--config", "p", "--max-watch-streams", "-1"],
+          "--max-watch-streams must be a whole number from 0 to 1000000"
+        ],
+        [
+          ["serve", "--config", "p", "--max-watch-streams", "many"],
+          "--max-watch-streams must be a whole number from 0 to 1000000"
         ],
         [["serve", "--config", "p", "--host", ""], "--host must not be empty"],
         [["serve", "--config", "p", "--fail", "ajar"], "--fail must be open or closed"],

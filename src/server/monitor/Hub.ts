@@ -10,16 +10,18 @@
  *
  * Every structure is bounded: the latency ring, the denial ring, and the key counts, which are
  * Space-Saving summaries of 128 keys each (a key flood evicts the least counted key; a key seen more than
- * 1/128 of the time is always kept, and the counts reported are lower bounds). Recording is synchronous, never throws into a decision
- * and never waits: a denial is published to a sliding `PubSub`, so a slow Watch reader loses its oldest
- * unread events instead of holding memory or blocking decisions.
+ * 1/128 of the time is always kept, and the counts reported are lower bounds). Recording is synchronous,
+ * never throws into a decision and never waits, and costs the same whatever the number of Watch streams:
+ * a denial is appended to the Watch feed's bounded ring (`WatchFeed.ts`), from which each stream reads at
+ * its own pace; a slow reader loses events (counted) instead of holding memory or slowing decisions.
  *
  * @since 0.1.0
  */
+import type * as Chunk from "effect/Chunk"
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
-import * as PubSub from "effect/PubSub"
+import type * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import * as Stream from "effect/Stream"
 import type { DecisionData } from "../../Decision.js"
@@ -33,9 +35,12 @@ import {
   type RawSnapshot
 } from "../../monitor/Snapshot.js"
 import type { Policy } from "../../Policy.js"
+import * as WatchFeed from "./WatchFeed.js"
 
 /**
- * Sizes of the hub's bounded structures.
+ * Sizes of the hub's bounded structures. `watchBuffer` is the Watch feed's ring (a stream further behind
+ * loses the older events); a Watch stream sends at most `watchEventsPerSecond` events per second, and all
+ * the streams of a hub together at most `watchEventsPerSecondPerServer` (shared evenly between them).
  *
  * @since 0.1.0
  * @category constants
@@ -46,8 +51,9 @@ export const limits = {
   topKeys: 10,
   trackedKeys: 128,
   recentDenials: 200,
-  watchBuffer: 256,
-  watchEventsPerSecond: 500
+  watchBuffer: 1024,
+  watchEventsPerSecond: 500,
+  watchEventsPerSecondPerServer: 5_000
 } as const
 
 /**
@@ -220,12 +226,23 @@ export interface Hub {
   /** The full snapshot now. */
   readonly snapshot: Effect.Effect<RawSnapshot>
   /**
-   * The live denials of `policy` ("" or none = all), at most 500 per second (events over the cap are
-   * dropped). Ends when the hub shuts down.
+   * The live denials of `policy` ("" or none = all), at most 500 per second, and at most 5000 per second
+   * for all the streams together, shared evenly (events over a cap are dropped). A reader that falls
+   * behind loses the oldest events. Ends when the hub shuts down.
    */
   readonly watch: (policy?: string) => Stream.Stream<DenialEvent>
+  /**
+   * `watch` as a scoped pull (what the Watch RPC serves: a pull costs far less than a `Stream` when many
+   * are open and mostly idle). Each run of the pull gives the next events, waiting for some; it fails with
+   * `Option.none()` once the hub has shut down.
+   */
+  readonly watchPull: (
+    policy?: string
+  ) => Effect.Effect<Effect.Effect<Chunk.Chunk<DenialEvent>, Option.Option<never>>, never, Scope.Scope>
   /** How many Watch streams are subscribed now. */
   readonly watchers: () => number
+  /** How many denials Watch streams have dropped so far (fell behind, or over a cap). */
+  readonly watchDropped: () => number
 }
 
 /**
@@ -291,8 +308,12 @@ export const make = (options: HubOptions): Effect.Effect<Hub, never, Scope.Scope
     const slots = new Map<string, { readonly policy: string; expiresAt: number }>()
     let sinceSweep = 0
 
-    const pubsub = yield* PubSub.sliding<DenialEvent>(limits.watchBuffer)
-    yield* Effect.addFinalizer(() => PubSub.shutdown(pubsub))
+    const feed = yield* WatchFeed.make({
+      policies: stats.keys(),
+      capacity: limits.watchBuffer,
+      perStreamPerSecond: limits.watchEventsPerSecond,
+      perServerPerSecond: limits.watchEventsPerSecondPerServer
+    })
 
     const endSlot = (leaseId: string) => {
       const slot = slots.get(leaseId)
@@ -348,16 +369,13 @@ export const make = (options: HubOptions): Effect.Effect<Hub, never, Scope.Scope
 
     const recordDecision: Hub["recordDecision"] = (policy, key, decision, latencyMs, axis) =>
       Effect.clockWith((clock) => {
-        let event: DenialEvent | undefined
         try {
-          event = note(policy, key, decision, latencyMs, axis, clock.unsafeCurrentTimeMillis())
+          const event = note(policy, key, decision, latencyMs, axis, clock.unsafeCurrentTimeMillis())
+          if (event !== undefined) feed.append(event)
         } catch {
           // Monitoring must never break a decision; a broken record is dropped.
-          return Effect.void
         }
-        return event === undefined
-          ? Effect.void
-          : PubSub.publish(pubsub, event).pipe(Effect.catchAllCause(() => Effect.void), Effect.asVoid)
+        return Effect.void
       })
 
     const slotHeld: Hub["slotHeld"] = (policy, leaseId, expiresAt, now) => {
@@ -428,28 +446,16 @@ export const make = (options: HubOptions): Effect.Effect<Hub, never, Scope.Scope
       })
     )
 
-    let watching = 0
-    const watch: Hub["watch"] = (policy = "") =>
-      Stream.unwrapScoped(
-        Effect.gen(function*() {
-          const subscription = yield* PubSub.subscribe(pubsub)
-          watching++
-          yield* Effect.addFinalizer(() => Effect.sync(() => watching--))
-          return Stream.fromQueue(subscription, { shutdown: true })
-        })
-      ).pipe(
-        Stream.filter((event) => policy === "" || event.policy === policy),
-        capPerSecond(limits.watchEventsPerSecond)
-      )
-
     return {
       recordDecision,
       slotHeld,
       slotEnded: endSlot,
       slotsRenewed,
       snapshot,
-      watch,
-      watchers: () => watching
+      watch: (policy = "") => feed.stream(policy),
+      watchPull: (policy = "") => feed.subscribe(policy),
+      watchers: feed.streams,
+      watchDropped: feed.dropped
     }
   })
 

@@ -2,8 +2,8 @@
  * The Monitor hub and tap over the Memory door (TestClock): rolling allowed/denied counts, the latency
  * ring and its nearest-rank percentiles, bounded top keys, the ring of recent denials, guards' inflight
  * through scoped admissions and the lease operations, and the Watch stream: filtered by policy, capped
- * at 500 events per second, and a reader that does not read loses old events instead of blocking or
- * holding memory.
+ * at 500 events per second per stream and 5000 for all of them (shared evenly, the rest counted as
+ * dropped), and a reader that does not read loses old events instead of blocking or holding memory.
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Chunk, Context, Deferred, Effect, Exit, Fiber, Layer, Scope, Stream, TestClock } from "effect"
@@ -12,6 +12,7 @@ import * as MemoryBackend from "../../../src/layers/MemoryBackend.js"
 import * as PolicyFile from "../../../src/PolicyFile.js"
 import * as Hub from "../../../src/server/monitor/Hub.js"
 import * as Tap from "../../../src/server/monitor/Tap.js"
+import * as WatchFeed from "../../../src/server/monitor/WatchFeed.js"
 import * as Front from "../../../src/services/RateLimiter.js"
 
 const config = `
@@ -228,28 +229,59 @@ describe("Monitor hub", () => {
       expect(events.slice(500).map((e) => e.key)).toEqual(Array.from({ length: 10 }, (_, i) => `next-${i}`))
     }))
 
+  it.scoped("all the streams together send at most 5000 events per second, shared evenly; the rest is counted", () =>
+    Effect.gen(function*() {
+      const hub = yield* hubWith
+      yield* TestClock.setTime(5000)
+      const streams = 20
+      const readers = yield* Effect.forEach(
+        Array.from({ length: streams }),
+        () => Effect.fork(Stream.runCollect(Stream.takeUntil(hub.watch("api"), (event) => event.key === "last"))),
+        { concurrency: "unbounded" }
+      )
+      yield* subscribed(hub, streams)
+      // 400 denials within one second: each of the 20 streams may send 5000 / 20 = 250 of them.
+      for (let i = 0; i < 400; i++) yield* hub.recordDecision("api", `e${i}`, deny, 1, "")
+      yield* TestClock.setTime(6000)
+      yield* hub.recordDecision("api", "last", deny, 1, "")
+      const perStream = Hub.limits.watchEventsPerSecondPerServer / streams
+      for (const reader of readers) {
+        const keys = Chunk.toArray(yield* Fiber.join(reader)).map((e) => e.key)
+        expect(keys).toEqual([...Array.from({ length: perStream }, (_, i) => `e${i}`), "last"])
+      }
+      expect(hub.watchDropped()).toBe(streams * (400 - perStream))
+    }))
+
   it.scoped("a reader that does not read loses old events; decisions never wait for it", () =>
     Effect.gen(function*() {
       const hub = yield* hubWith
       yield* TestClock.setTime(5000)
       const gate = yield* Deferred.make<void>()
+      const blocked = yield* Deferred.make<void>()
       // This reader blocks on its first event until the gate opens.
       const reader = yield* Effect.fork(
         hub.watch("api").pipe(
-          Stream.tap((event) => event.key === "e0" ? Deferred.await(gate) : Effect.void),
+          Stream.tap((event) =>
+            event.key === "e0"
+              ? Effect.zipRight(Deferred.succeed(blocked, undefined), Deferred.await(gate))
+              : Effect.void
+          ),
           Stream.takeUntil((event) => event.key === "e4999"),
           Stream.runCollect
         )
       )
       yield* subscribed(hub, 1)
-      for (let i = 0; i < 5000; i++) {
+      yield* TestClock.adjust(1000)
+      yield* hub.recordDecision("api", "e0", deny, 1, "")
+      yield* Deferred.await(blocked)
+      for (let i = 1; i < 5000; i++) {
         // Spread over seconds so that the rate cap is not what drops them.
         if (i % 400 === 0) yield* TestClock.adjust(1000)
         yield* hub.recordDecision("api", `e${i}`, deny, 1, "")
       }
       yield* Deferred.succeed(gate, undefined)
       const received = Chunk.toArray(yield* Fiber.join(reader)).map((e) => e.key)
-      expect(received.length).toBeLessThanOrEqual(Hub.limits.watchBuffer + 1)
+      expect(received.length).toBeLessThanOrEqual(Hub.limits.watchBuffer + WatchFeed.DEFAULT_CHUNK_SIZE)
       expect(received[0]).toBe("e0")
       expect(received[received.length - 1]).toBe("e4999")
     }))
@@ -259,10 +291,14 @@ describe("Monitor hub", () => {
       const scope = yield* Scope.make()
       const hub = yield* Scope.extend(hubWith, scope)
       const watcher = yield* Effect.fork(Stream.runCollect(hub.watch()))
-      yield* Effect.yieldNow()
+      // A policy the hub does not track has no events, and its stream ends with the hub all the same.
+      const unknown = yield* Effect.fork(Stream.runCollect(hub.watch("nope")))
+      yield* subscribed(hub, 2)
       yield* Scope.close(scope, Effect.runSync(Effect.exit(Effect.void)))
-      const exit = yield* Fiber.await(watcher)
-      expect(exit._tag === "Success" || (exit._tag === "Failure" && exit.cause._tag === "Interrupt")).toBe(true)
+      for (const fiber of [watcher, unknown]) {
+        const exit = yield* Fiber.await(fiber)
+        expect(exit._tag === "Success" || (exit._tag === "Failure" && exit.cause._tag === "Interrupt")).toBe(true)
+      }
       // Recording after the shutdown still never fails.
       yield* hub.recordDecision("api", "late", deny, 1, "")
     }))
