@@ -59,6 +59,32 @@ const floorWorkload = (keyAt: (i: number) => string): Workload => {
 
 const LEASES_FEW = "admission, 1k leases held"
 const LEASES_MANY = "admission, 80k leases held"
+const MAP_FEW = "Map set+get+delete, 1k entries (floor)"
+const MAP_MANY = "Map set+get+delete, 80k entries (floor)"
+
+/** A lease record, shaped as the admission's. */
+class FloorLease {
+  constructor(readonly acquiredAt: number, readonly expiresAt: number) {}
+}
+
+/**
+ * The floor under `memory.leases`: a bare `Map` holding `held` entries, with one new entry set, read and
+ * deleted per op (what any lease table keyed by id pays). How much its cost grows from 1k to 80k entries
+ * is the CPU caches', not the admission's.
+ */
+const mapFloorWorkload = (impl: string, held: number): Workload => {
+  const table = new Map<string, FloorLease>()
+  for (let i = 0; i < held; i++) table.set(`held-${i}`, new FloorLease(i, i + 315_360_000_000))
+  let now = 1_700_000_000_000
+  return syncBatched(impl, false, (i) => {
+    now++
+    const id = `op-${i}`
+    table.set(id, new FloorLease(now, now + 315_360_000_000))
+    const found = table.get(id)
+    table.delete(id)
+    return found
+  })
+}
 
 /**
  * One acquire and one release of the engine's admission (what the Memory store runs per scoped admit)
@@ -131,7 +157,12 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
     results.push(
       ...(await measure(
         "memory.leases",
-        [admissionWorkload(LEASES_FEW, 1_000), admissionWorkload(LEASES_MANY, 80_000)],
+        [
+          admissionWorkload(LEASES_FEW, 1_000),
+          admissionWorkload(LEASES_MANY, 80_000),
+          mapFloorWorkload(MAP_FEW, 1_000),
+          mapFloorWorkload(MAP_MANY, 80_000)
+        ],
         plan
       ))
     )
@@ -148,6 +179,10 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
         ...ratio(results, "memory.leases.cost80kVs1k", "memory.leases", LEASES_FEW, LEASES_MANY),
         detail: "memory.leases: time per acquire+release with 80k leases held / with 1k held (lower is better)",
         target: { op: "<=", value: 1.5 }
+      },
+      {
+        ...ratio(results, "memory.leases.mapFloor80kVs1k", "memory.leases", MAP_FEW, MAP_MANY),
+        detail: "memory.leases: a bare Map's set+get+delete with 80k entries / with 1k (the floor of the row above)"
       }
     ]
     return { results, comparisons, skipped: [] }
