@@ -547,37 +547,15 @@ export const parse = (
     const monitorSecret = yield* setting(values, env, "monitor-secret", "THROTTLEKIT_MONITOR_SECRET")
     const fleetSecret = yield* setting(values, env, "fleet-secret", "THROTTLEKIT_FLEET_SECRET")
 
-    const leaseTtlMs = yield* wholeNumber("lease-ttl-ms", values.get("lease-ttl-ms") ?? "2000", 1, 86_400_000)
-    const shutdownTimeoutMs = yield* wholeNumber(
-      "shutdown-timeout-ms",
-      values.get("shutdown-timeout-ms") ?? "5000",
-      0,
-      3_600_000
-    )
-    const handshakeTimeoutMs = yield* wholeNumber(
-      "handshake-timeout-ms",
-      values.get("handshake-timeout-ms") ?? String(DEFAULT_HANDSHAKE_TIMEOUT_MS),
-      1,
-      600_000
-    )
-    const idleTimeoutMs = yield* wholeNumber(
-      "idle-timeout-ms",
-      values.get("idle-timeout-ms") ?? String(DEFAULT_IDLE_TIMEOUT_MS),
-      0,
-      86_400_000
-    )
-    const maxConnections = yield* wholeNumber(
-      "max-connections",
-      values.get("max-connections") ?? String(DEFAULT_MAX_CONNECTIONS),
-      1,
-      1_000_000
-    )
-    const maxWatchStreams = yield* wholeNumber(
-      "max-watch-streams",
-      values.get("max-watch-streams") ?? String(DEFAULT_MAX_WATCH_STREAMS),
-      0,
-      1_000_000
-    )
+    /** A whole-number flag, or its default when not given. */
+    const numberFlag = (flag: string, fallback: number, min: number, max: number) =>
+      wholeNumber(flag, values.get(flag) ?? String(fallback), min, max)
+    const leaseTtlMs = yield* numberFlag("lease-ttl-ms", 2000, 1, 86_400_000)
+    const shutdownTimeoutMs = yield* numberFlag("shutdown-timeout-ms", 5000, 0, 3_600_000)
+    const handshakeTimeoutMs = yield* numberFlag("handshake-timeout-ms", DEFAULT_HANDSHAKE_TIMEOUT_MS, 1, 600_000)
+    const idleTimeoutMs = yield* numberFlag("idle-timeout-ms", DEFAULT_IDLE_TIMEOUT_MS, 0, 86_400_000)
+    const maxConnections = yield* numberFlag("max-connections", DEFAULT_MAX_CONNECTIONS, 1, 1_000_000)
+    const maxWatchStreams = yield* numberFlag("max-watch-streams", DEFAULT_MAX_WATCH_STREAMS, 0, 1_000_000)
 
     return {
       _tag: "Serve",
