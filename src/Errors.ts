@@ -10,7 +10,7 @@ import { Decision } from "./Decision.js"
 /**
  * `text` cut to at most `maxBytes` UTF-8 bytes (at a character boundary, ending with "…" when cut).
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category utils
  */
 export const truncateUtf8 = (text: string, maxBytes: number): string => {
@@ -33,7 +33,7 @@ export const truncateUtf8 = (text: string, maxBytes: number): string => {
  * The most UTF-8 bytes of a caller's string (a policy name, a key) an error message repeats; a longer
  * one is cut, ending with "…".
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category constants
  */
 export const MAX_SHOWN_BYTES = 256

@@ -20,7 +20,7 @@ export const MAX_KEY_BYTES = 4096
  * so a call naming a longer policy is refused as `InvalidArgument` without looking it up or repeating
  * the name back.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category constants
  */
 export const MAX_POLICY_BYTES = 256
@@ -29,7 +29,7 @@ export const MAX_POLICY_BYTES = 256
  * Why `name` cannot be a policy name, or `undefined` when its length is fine (whether it is configured
  * is another question). The reason never repeats the name.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category validation
  */
 export const policyNameProblem = (name: string): string | undefined => {

@@ -43,7 +43,7 @@ export const deserializer = <D extends DescMessage>(schema: D) => (bytes: Buffer
  * A request body that is not a valid message of its method's input type. `reason` says what was wrong
  * without repeating any of the bytes.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export class MalformedRequest {
@@ -60,7 +60,7 @@ const malformedReason = (schema: DescMessage, error: unknown): string =>
  * Decodes a request for a server: the message, or a `MalformedRequest` when the bytes are not one (proto3
  * strings must be UTF-8; protobuf-es refuses them otherwise). Never throws.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category codecs
  */
 export const requestDecoder =

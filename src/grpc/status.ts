@@ -53,7 +53,7 @@ export const statusName = (code: number): string => Status[code] ?? `CODE_${code
  * header (`grpc-message`, up to 3 bytes per byte); clients cap the metadata they accept (8 KiB by default
  * in grpc-js and the Python client, which fail the call otherwise), so the details stay far below that.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category constants
  */
 export const MAX_DETAILS_BYTES = 1024
@@ -69,7 +69,7 @@ export const statusError = (code: Status, details: string): GrpcStatusError => n
 /**
  * How the server words an error for one caller.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category server
  */
 export interface StatusOptions {
@@ -86,7 +86,7 @@ export interface StatusOptions {
  * to fit `MAX_DETAILS_BYTES` (whole names only, then `…`); without the list otherwise. The unknown name
  * is shown cut to `MAX_SHOWN_BYTES`.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category server
  */
 export const policyNotFoundDetails = (error: PolicyNotFound, listPolicies: boolean): string => {

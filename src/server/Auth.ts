@@ -100,7 +100,7 @@ export const presentedSecrets = (metadata: grpc.Metadata, header: string): Reado
 /**
  * The Monitor door's auth with `secret` (none: loopback callers only).
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category auth
  */
 export const monitorAuth = (secret: Option.Option<Redacted.Redacted<string>>): DoorAuth => ({
@@ -112,7 +112,7 @@ export const monitorAuth = (secret: Option.Option<Redacted.Redacted<string>>): D
 /**
  * The Fleet door's auth with `secret` (none: loopback callers only).
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category auth
  */
 export const fleetAuth = (secret: Option.Option<Redacted.Redacted<string>>): DoorAuth => ({
@@ -141,7 +141,7 @@ const refusal = (
 /**
  * Whether a call may use the door: the same decision as `authorize`, as a boolean.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category auth
  */
 export const isAuthorized = (

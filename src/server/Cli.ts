@@ -90,7 +90,7 @@ export class UsageError extends Schema.TaggedError<UsageError>()("UsageError", {
  * could not be read, or does not hold a usable value. The message names the flag or variable and the
  * path, never the content.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category errors
  */
 export class SecretFileError extends Schema.TaggedError<SecretFileError>()("SecretFileError", {
@@ -117,7 +117,7 @@ export type Store = { readonly kind: "memory" } | { readonly kind: "redis"; read
  * A secret (or the Redis URL) as the command line or the environment gives it: the value, or a file to
  * read it from (`resolve` reads it). `source` is the flag or variable it came from.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export type SecretRef =
@@ -127,7 +127,7 @@ export type SecretRef =
 /**
  * The store as parsed: the Redis URL may still be a file to read.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export type ParsedStore = { readonly kind: "memory" } | { readonly kind: "redis"; readonly url: SecretRef }
@@ -178,26 +178,13 @@ export interface ServeArgs {
  * The options of `serve` as parsed, before `resolve` reads the files they name: `ServeArgs` with the
  * secrets and the Redis URL as `SecretRef`s.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
-export interface ParsedServeArgs {
-  readonly config: string
-  readonly host: string
-  readonly port: number
+export interface ParsedServeArgs extends Omit<ServeArgs, "store" | "monitorSecret" | "fleetSecret"> {
   readonly store: ParsedStore
-  /** How limiter checks answer while the store is down (`--fail`). */
-  readonly failMode: FailMode
   readonly monitorSecret: Option.Option<SecretRef>
   readonly fleetSecret: Option.Option<SecretRef>
-  readonly tls: Option.Option<TlsPaths>
-  readonly leaseTtlMs: number
-  readonly shutdownTimeoutMs: number
-  readonly handshakeTimeoutMs: number
-  readonly idleTimeoutMs: number
-  readonly maxConnections: number
-  /** The most Monitor Watch streams open at once (`--max-watch-streams`). */
-  readonly maxWatchStreams: number
 }
 
 /**
@@ -214,7 +201,7 @@ export type Command =
 /**
  * What the command line asks for, as parsed (see `parse`): the secret files are not read yet.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export type ParsedCommand =
@@ -583,7 +570,7 @@ export const parse = (
  * newline. A file that cannot be read, is empty, or (for the Redis URL) does not hold a redis:// or
  * rediss:// URL is a `SecretFileError` naming the flag or variable and the path, never the content.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category parsing
  */
 export const resolve = (
@@ -608,7 +595,7 @@ export const resolve = (
 /**
  * `parse`, then `resolve`: the command line with every secret file read.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category parsing
  */
 export const load = (

@@ -126,7 +126,7 @@ export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 5000
 /**
  * The default bound on a new connection's handshake (TLS, then the HTTP/2 preface).
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category constants
  */
 export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000
@@ -134,7 +134,7 @@ export const DEFAULT_HANDSHAKE_TIMEOUT_MS = 10_000
 /**
  * The default time a connection may go without a call before it is closed.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category constants
  */
 export const DEFAULT_IDLE_TIMEOUT_MS = 300_000
@@ -142,7 +142,7 @@ export const DEFAULT_IDLE_TIMEOUT_MS = 300_000
 /**
  * The default most connections open at once.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category constants
  */
 export const DEFAULT_MAX_CONNECTIONS = 10_000

@@ -13,7 +13,7 @@
  * grpc-js serves. grpc-js has no handshake timeout and no connection cap of its own; this is the layer
  * where both can be enforced exactly.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import * as Effect from "effect/Effect"
 import type * as Scope from "effect/Scope"
@@ -25,7 +25,7 @@ import type { ServerTls } from "./TlsMaterial.js"
 /**
  * The bounds on the server's connections.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export interface ConnectionLimits {
@@ -38,7 +38,7 @@ export interface ConnectionLimits {
 /**
  * What the listener needs from the server.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export interface ListenerOptions {
@@ -52,7 +52,7 @@ export interface ListenerOptions {
 /**
  * A listener: bind it to addresses, and close every connection it accepted once the server is done.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export interface Listener {
@@ -181,7 +181,7 @@ const throttled = (warn: (message: string) => void, message: (count: number) => 
 /**
  * A listener with `options`; nothing is bound until `bind`.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category constructors
  */
 export const make = (options: ListenerOptions): Listener => {

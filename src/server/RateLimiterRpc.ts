@@ -29,7 +29,7 @@ import { type CallContext, implement, type ServedService } from "./Service.js"
 /**
  * How the RateLimiter service words its errors.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export interface RateLimiterRpcOptions {

@@ -33,7 +33,7 @@ import * as TlsMaterial from "./TlsMaterial.js"
  * serve: empty or not PEM, an expired or not-yet-valid certificate, a key of another certificate. The
  * message names the flag and the path, never the content.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category errors
  */
 export class TlsFileError extends Schema.TaggedError<TlsFileError>()("TlsFileError", {

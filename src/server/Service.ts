@@ -62,7 +62,7 @@ export type UnaryHandler<I extends DescMessage, O extends DescMessage> = (
  * element; a pull costs one fiber and its scope, and one step per chunk: for many long-lived, mostly idle
  * streams (the Monitor's Watch).
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export interface PullStream<O extends DescMessage> {
@@ -77,7 +77,7 @@ export interface PullStream<O extends DescMessage> {
 /**
  * A server stream from a scoped pull (see `PullStream`).
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category constructors
  */
 export const pullStream = <O extends DescMessage>(open: PullStream<O>["open"]): PullStream<O> => ({

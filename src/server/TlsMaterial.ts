@@ -12,7 +12,7 @@
  * Reasons never repeat a file's content. Validity is read against the wall clock (what peers check it
  * against), not Effect's `Clock`.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import * as Either from "effect/Either"
 import * as Schema from "effect/Schema"
@@ -38,13 +38,13 @@ export interface ServerTls {
 /**
  * Which file of the material is at fault.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export const TlsPart = Schema.Literal("cert", "key", "ca")
 
 /**
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export type TlsPart = typeof TlsPart.Type
@@ -53,13 +53,13 @@ export type TlsPart = typeof TlsPart.Type
  * What is wrong: unusable (empty, not PEM, unparsable, encrypted), expired, not valid yet, or a key that
  * does not match the certificate.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export const TlsProblem = Schema.Literal("unusable", "expired", "notYetValid", "mismatch")
 
 /**
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export type TlsProblem = typeof TlsProblem.Type
@@ -69,7 +69,7 @@ const partNames: Record<TlsPart, string> = { cert: "certificate", key: "private 
 /**
  * The TLS material cannot serve clients: which file, what is wrong, and why (never the content).
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category errors
  */
 export class TlsMaterialError extends Schema.TaggedError<TlsMaterialError>()("TlsMaterialError", {
@@ -141,7 +141,7 @@ const privateKeyOf = (pem: Buffer): Either.Either<KeyObject, TlsMaterialError> =
  * Checks `tls` at `now` (epoch ms): the warnings to print (a not-yet-valid certificate that
  * `allowNotYetValid` lets through), or the first problem.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category validation
  */
 export const check = (tls: ServerTls, now: number): Either.Either<ReadonlyArray<string>, TlsMaterialError> =>

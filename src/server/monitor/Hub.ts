@@ -23,7 +23,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
-import * as Stream from "effect/Stream"
+import type * as Stream from "effect/Stream"
 import type { DecisionData } from "../../Decision.js"
 import {
   DenialEvent,
@@ -254,29 +254,6 @@ export interface Hub {
 export class MonitorHub extends Context.Tag("throttlekit-effect/MonitorHub")<MonitorHub, Hub>() {}
 
 const strategyName = (policy: Policy): string => policy.kind === "limiter" ? policy.strategy.kind : ""
-
-/**
- * Caps a stream of events at `perSecond` per second of event time; the surplus is dropped.
- *
- * @since 0.1.0
- * @category utils
- */
-export const capPerSecond = (perSecond: number) =>
-<E, R>(
-  events: Stream.Stream<DenialEvent, E, R>
-): Stream.Stream<DenialEvent, E, R> =>
-  Stream.suspend(() => {
-    let second = Number.NaN
-    let sent = 0
-    return Stream.filter(events, (event) => {
-      const s = Math.floor(event.at / 1000)
-      if (s !== second) {
-        second = s
-        sent = 0
-      }
-      return sent++ < perSecond
-    })
-  })
 
 /**
  * Builds a hub; its Watch streams end when the scope closes.

@@ -65,7 +65,7 @@ export interface MonitorRpcOptions {
 /**
  * The default cap on Watch streams open at once, per server.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category constants
  */
 export const DEFAULT_MAX_WATCH_STREAMS = 100
@@ -103,7 +103,7 @@ const encodeJson = Schema.encodeSync(RawSnapshotJson)
  * message's unknown field 1 (length-delimited), which serializing the message writes back verbatim. The
  * bytes on the wire are those of `{ denial: denialToWire(event) }`.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category encoding
  */
 export const encodedWatchResponse = (event: DenialEvent): WatchResponse => {

@@ -25,7 +25,7 @@
  * Memory: the ring holds at most `capacity` events (an index ring holds sequence numbers only, 8 bytes a
  * slot); a stream holds at most one chunk, its cursor and its counters.
  *
- * @since 0.3.0
+ * @since 0.2.0
  */
 import * as Chunk from "effect/Chunk"
 import * as Clock from "effect/Clock"
@@ -41,7 +41,7 @@ import type { DenialEvent } from "../../monitor/Snapshot.js"
 /**
  * Options of the feed.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export interface WatchFeedOptions {
@@ -69,7 +69,7 @@ export interface WatchFeedOptions {
  * stream at most once, and cycles are `max(coalesceMs, streams / 2000 s)` apart (50 ms up to 100 streams,
  * 500 ms at 1000).
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category constants
  */
 export const DEFAULT_WAKES_PER_SECOND = 2000
@@ -78,7 +78,7 @@ export const DEFAULT_WAKES_PER_SECOND = 2000
  * How long the pump lets events gather before waking the streams, by default: a stream wakes at most
  * once per cycle (20 times a second), taking what gathered in one chunk, instead of once per event.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category constants
  */
 export const DEFAULT_COALESCE_MS = 50
@@ -88,7 +88,7 @@ export const DEFAULT_COALESCE_MS = 50
  * 16 messages before it asks the writer to wait, so a stream that cannot write holds at most this many
  * events in hand beside what its call buffers.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category constants
  */
 export const DEFAULT_CHUNK_SIZE = 16
@@ -96,7 +96,7 @@ export const DEFAULT_CHUNK_SIZE = 16
 /**
  * The feed's operations.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category models
  */
 export interface WatchFeed {
@@ -240,7 +240,7 @@ const liveClock = Clock.make()
 /**
  * Builds a feed; its pump runs, and its streams stay open, for the life of the scope.
  *
- * @since 0.3.0
+ * @since 0.2.0
  * @category constructors
  */
 export const make = (options: WatchFeedOptions): Effect.Effect<WatchFeed, never, Scope.Scope> =>
