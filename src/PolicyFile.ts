@@ -39,11 +39,18 @@ export {
   PolicySet
 } from "./PolicySet.js"
 
-const parseEither = (text: string, source: string | undefined): Either.Either<PolicySet, PolicyError> => {
+const parseEither = (
+  text: string,
+  source: string | undefined,
+  options: PolicyFileOptions
+): Either.Either<PolicySet, PolicyError> => {
   const parsed = parseText(text)
   if (Either.isLeft(parsed)) return Either.left(toPolicyError(parsed.left, source, undefined))
   const { locator, value } = parsed.right
-  return Either.mapLeft(decodePolicies(value, locator), (problem) => toPolicyError(problem, source, locator))
+  return Either.mapLeft(
+    decodePolicies(value, locator, options),
+    (problem) => toPolicyError(problem, source, locator)
+  )
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -51,14 +58,32 @@ const parseEither = (text: string, source: string | undefined): Either.Either<Po
 // ---------------------------------------------------------------------------------------------------------
 
 /**
+ * What a policy file leaves to the program reading it.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface PolicyFileOptions {
+  /**
+   * The region of a `federated:` block that names none (default `"default"`): the server's `--region`,
+   * as the reference server's (`TK_REGION`).
+   */
+  readonly region?: string
+}
+
+/**
  * Decodes policy file text (JSON when its trimmed start is `{` or `[`, YAML otherwise) into a `PolicySet`.
- * Pure. `source` (a file name or label) is carried into errors.
+ * Pure. `source` (a file name or label) is carried into errors; `options` fills what the file leaves
+ * open (see `PolicyFileOptions`).
  *
  * @since 0.1.0
  * @category decoding
  */
-export const parse = (text: string, source?: string): Effect.Effect<PolicySet, PolicyError> =>
-  Effect.suspend(() => parseEither(text, source))
+export const parse = (
+  text: string,
+  source?: string,
+  options: PolicyFileOptions = {}
+): Effect.Effect<PolicySet, PolicyError> => Effect.suspend(() => parseEither(text, source, options))
 
 /**
  * Decodes an already-parsed policy file value (the shape of the file: `{ limiters: { ... } }`) with the
@@ -67,9 +92,13 @@ export const parse = (text: string, source?: string): Effect.Effect<PolicySet, P
  * @since 0.1.0
  * @category decoding
  */
-export const decode = (value: unknown, source?: string): Effect.Effect<PolicySet, PolicyError> =>
+export const decode = (
+  value: unknown,
+  source?: string,
+  options: PolicyFileOptions = {}
+): Effect.Effect<PolicySet, PolicyError> =>
   Effect.suspend(() =>
-    Either.mapLeft(decodePolicies(value, undefined), (problem) => toPolicyError(problem, source, undefined))
+    Either.mapLeft(decodePolicies(value, undefined, options), (problem) => toPolicyError(problem, source, undefined))
   )
 
 /** Why a file could not be read, from Node's error code; never the file's content. */
@@ -112,12 +141,14 @@ const readFailure = (error: unknown): string => {
  * @since 0.1.0
  * @category decoding
  */
-export const load: (path: string) => Effect.Effect<PolicySet, PolicyError> = Effect.fn("PolicyFile.load")(
-  function*(path: string) {
+export const load: (path: string, options?: PolicyFileOptions) => Effect.Effect<PolicySet, PolicyError> = Effect.fn(
+  "PolicyFile.load"
+)(
+  function*(path: string, options: PolicyFileOptions = {}) {
     const text = yield* Effect.tryPromise({
       try: () => readFile(path, "utf8"),
       catch: (error) => new PolicyError({ path: "config", reason: readFailure(error), source: path })
     })
-    return yield* parse(text, path)
+    return yield* parse(text, path, options)
   }
 )

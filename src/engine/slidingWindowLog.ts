@@ -12,7 +12,10 @@
  * allow when count + cost <= limit:
  *   add `cost` entries of score now; the key expires at now + max(1, ceil(windowMs))
  *   remaining = max(0, limit - (count + cost))
- *   resetAt   = ceil(oldest score + windowMs)           -- oldest after adding (now when it was empty)
+ *   resetAt   = ceil(oldest score + windowMs)           -- the oldest after adding (now when it was
+ *                                                            empty): now bounds it only when cost > 0, so
+ *                                                            with cost 0 an entry stamped after now (the
+ *                                                            clock stepped back) stays the oldest
  * deny:
  *   retryAfterMs = windowMs                               when count == 0
  *                = max(1, ceil(score_k + windowMs - now)) otherwise, where score_k is the k-th oldest
@@ -148,9 +151,10 @@ export const make = (options: Options): RateEngine<State> => {
     return retry
   }
 
-  /** The live runs plus `cost` entries at `now`, kept sorted with one run per instant. */
+  /** The live runs plus `cost` entries at `now`, kept sorted with one run per instant (none added for 0). */
   const appended = (v: View, now: number, cost: number): ReadonlyArray<Run> => {
     const runs = v.runs.slice(v.first)
+    if (cost === 0) return runs
     let i = runs.length
     while (i > 0 && runs[i - 1]!.at > now) i--
     const before = runs[i - 1]
@@ -164,7 +168,7 @@ export const make = (options: Options): RateEngine<State> => {
     if (v.count + cost <= limit) {
       const runs = appended(v, now, cost)
       return {
-        decision: allow(limit, left(v.count + cost), Math.ceil(runs[0]!.at + windowMs)),
+        decision: allow(limit, left(v.count + cost), Math.ceil((runs[0]?.at ?? now) + windowMs)),
         state: { runs, expiresAt: now + keyTtl }
       }
     }

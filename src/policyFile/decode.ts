@@ -295,7 +295,12 @@ const andList = (items: ReadonlyArray<string>): string =>
 const prefixOf = (section: Section, name: string, defaultPrefix: string | undefined): Decoded<string> =>
   Either.map(optional(section, "prefix", string), (own) => own ?? defaultPrefix ?? name)
 
-const decodePolicy = (name: string, value: unknown, defaultPrefix: string | undefined): Decoded<Policy> => {
+const decodePolicy = (
+  name: string,
+  value: unknown,
+  defaultPrefix: string | undefined,
+  options: DecodeOptions
+): Decoded<Policy> => {
   const path: Path = ["limiters", name]
   if (!isRawMap(value)) return fail(path, `expected a map of policy settings, got ${describe(value)}`)
   const section: Section = { path, map: value }
@@ -308,7 +313,7 @@ const decodePolicy = (name: string, value: unknown, defaultPrefix: string | unde
     case undefined:
     case "twoTier":
     case "federated":
-      return decodeLimiter(name, section, defaultPrefix, block)
+      return decodeLimiter(name, section, defaultPrefix, block, options)
     case "tokenBudget":
     case "fleetBudget":
       return decodeMeter(name, section, defaultPrefix, block)
@@ -325,7 +330,8 @@ const decodeLimiter = (
   name: string,
   section: Section,
   defaultPrefix: string | undefined,
-  block: "twoTier" | "federated" | undefined
+  block: "twoTier" | "federated" | undefined,
+  options: DecodeOptions
 ): Decoded<LimiterPolicy> =>
   Either.gen(function*() {
     const kind = yield* strategyKind(section)
@@ -340,7 +346,7 @@ const decodeLimiter = (
     const policy: LimiterPolicy = { kind: "limiter", name, prefix, strategy, maxKeys }
     if (block === "twoTier") return { ...policy, twoTier: yield* decodeTwoTier(yield* subsection(section, block)) }
     if (block === "federated") {
-      return { ...policy, federated: yield* decodeFederated(yield* subsection(section, block)) }
+      return { ...policy, federated: yield* decodeFederated(yield* subsection(section, block), options) }
     }
     return policy
   })
@@ -359,11 +365,12 @@ const decodeTwoTier = (section: Section): Decoded<TwoTier> =>
     return { mode, batch, lowWater, windowCoupled }
   })
 
-const decodeFederated = (section: Section): Decoded<Federated> =>
+const decodeFederated = (section: Section, options: DecodeOptions): Decoded<Federated> =>
   Either.gen(function*() {
     yield* onlyFields(section, ["batch", "region", "prefix"], "federated")
     const batch = yield* withDefault(section, "batch", positiveInt, 16)
-    const region = yield* withDefault(section, "region", nonEmptyString, "default")
+    const fallback = options.region === undefined || options.region === "" ? "default" : options.region
+    const region = yield* withDefault(section, "region", nonEmptyString, fallback)
     const prefix = yield* withDefault(section, "prefix", string, "tk:fed")
     return { batch, region, prefix }
   })
@@ -505,7 +512,11 @@ const orderedKeys = (map: RawMap, fileOrder: ReadonlyArray<string> | undefined):
   return [...keys]
 }
 
-const decodeFile = (value: unknown, locator: Locator | undefined): Decoded<ReadonlyArray<Policy>> =>
+const decodeFile = (
+  value: unknown,
+  locator: Locator | undefined,
+  options: DecodeOptions
+): Decoded<ReadonlyArray<Policy>> =>
   Either.gen(function*() {
     if (value === null || value === undefined) {
       return yield* fail([], "the file is empty; expected a map with a `limiters` map")
@@ -532,10 +543,21 @@ const decodeFile = (value: unknown, locator: Locator | undefined): Decoded<Reado
     const policies: Array<Policy> = []
     for (const name of orderedKeys(limiters, locator?.keysOf(["limiters"]))) {
       if (name === "") return yield* fail(["limiters", name], "policy names must not be empty")
-      policies.push(yield* decodePolicy(name, limiters[name], defaultPrefix))
+      policies.push(yield* decodePolicy(name, limiters[name], defaultPrefix, options))
     }
     return policies
   })
+
+/**
+ * What the file leaves to its reader: the region of a `federated:` block that names none (default
+ * `"default"`; the server's `--region`).
+ *
+ * @since 0.3.0
+ * @internal
+ */
+export interface DecodeOptions {
+  readonly region?: string | undefined
+}
 
 /**
  * Decodes a raw value in the file format into a validated `PolicySet`, or answers the first problem by its
@@ -544,5 +566,8 @@ const decodeFile = (value: unknown, locator: Locator | undefined): Decoded<Reado
  * @since 0.2.0
  * @internal
  */
-export const decodePolicies = (value: unknown, locator: Locator | undefined): Decoded<PolicySet> =>
-  Either.flatMap(decodeFile(value, locator), makePolicySet)
+export const decodePolicies = (
+  value: unknown,
+  locator: Locator | undefined,
+  options: DecodeOptions = {}
+): Decoded<PolicySet> => Either.flatMap(decodeFile(value, locator, options), makePolicySet)

@@ -20,6 +20,7 @@ import {
   DEFAULT_MAX_CONNECTIONS,
   DEFAULT_PORT
 } from "./GrpcServer.js"
+import { DEFAULT_METRICS_HOST } from "./metrics/MetricsServer.js"
 import { DEFAULT_MAX_WATCH_STREAMS } from "./monitor/MonitorRpc.js"
 
 /**
@@ -61,6 +62,15 @@ options:
                              accepted (default ${DEFAULT_MAX_CONNECTIONS})
       --max-watch-streams N  the most Monitor Watch streams open at once; one more is answered
                              RESOURCE_EXHAUSTED; 0 refuses every Watch (default 100)
+      --monitor on|off       serve the Monitor door (default on); off: its calls answer UNIMPLEMENTED
+      --metrics-port N       serve Prometheus /metrics and /healthz over HTTP on port N (0: a free one);
+                             not served unless given
+      --metrics-host HOST    the interface of the metrics port (default 127.0.0.1; the page is aggregate,
+                             without keys, and unauthenticated)
+      --region ID            this server's region: /metrics labels, and federated: policies that name
+                             none (env TK_REGION; default "default")
+      --node-id ID           this server's id in /metrics and the Monitor snapshot (env TK_NODE_ID;
+                             default HOST:PORT)
   -V, --version              print the version
   -h, --help                 print this help
 
@@ -172,6 +182,14 @@ export interface ServeArgs {
   readonly maxConnections: number
   /** The most Monitor Watch streams open at once (`--max-watch-streams`). */
   readonly maxWatchStreams: number
+  /** Serve the Monitor door (`--monitor on|off`). */
+  readonly monitor: boolean
+  /** Where `/metrics` and `/healthz` are served (`--metrics-port`, `--metrics-host`); none: not served. */
+  readonly metrics: Option.Option<{ readonly host: string; readonly port: number }>
+  /** This server's region (`--region`, `TK_REGION`; default "default"). */
+  readonly region: string
+  /** This server's node id (`--node-id`, `TK_NODE_ID`); none: the server's `host:port`. */
+  readonly nodeId: Option.Option<string>
 }
 
 /**
@@ -287,7 +305,13 @@ const valueFlags: Record<string, string> = {
   "--handshake-timeout-ms": "handshake-timeout-ms",
   "--idle-timeout-ms": "idle-timeout-ms",
   "--max-connections": "max-connections",
-  "--max-watch-streams": "max-watch-streams"
+  "--max-watch-streams": "max-watch-streams",
+  // The operator surface: the Monitor switch, /metrics, and the server's identity (see `operatorFlags`).
+  "--monitor": "monitor",
+  "--metrics-port": "metrics-port",
+  "--metrics-host": "metrics-host",
+  "--region": "region",
+  "--node-id": "node-id"
 }
 
 /** Flags that take no value. */
@@ -364,6 +388,50 @@ const setting = (
       fileVariable,
       "are both set"
     )
+  })
+
+/** The longest `--region` / `--node-id`, in characters. */
+const MAX_ID_LENGTH = 256
+
+/**
+ * An identity (`--region`, `--node-id`): from the flag, else the variable (empty counts as unset); 1 to
+ * 256 characters, none of them a control character (it is printed and sent as a label).
+ */
+const identity = (
+  values: ReadonlyMap<string, string>,
+  env: Readonly<Record<string, string | undefined>>,
+  flag: string,
+  variable: string
+): Effect.Effect<Option.Option<string>, UsageError> => {
+  const fromFlag = values.get(flag)
+  const text = fromFlag ?? setVariable(env[variable])
+  if (text === undefined) return Effect.succeedNone
+  const source = fromFlag === undefined ? variable : `--${flag}`
+  // eslint-disable-next-line no-control-regex
+  return text.length === 0 || text.length > MAX_ID_LENGTH || /[\u0000-\u001f\u007f]/.test(text)
+    ? fail(`${source} must be 1 to ${MAX_ID_LENGTH} characters, none a control character`)
+    : Effect.succeed(Option.some(text))
+}
+
+/** `--monitor`, `--metrics-port`, `--metrics-host`, `--region`, `--node-id` (with `TK_REGION`, `TK_NODE_ID`). */
+const operatorFlags = (
+  values: ReadonlyMap<string, string>,
+  env: Readonly<Record<string, string | undefined>>
+): Effect.Effect<Pick<ServeArgs, "monitor" | "metrics" | "region" | "nodeId">, UsageError> =>
+  Effect.gen(function*() {
+    const monitorText = values.get("monitor") ?? "on"
+    if (monitorText !== "on" && monitorText !== "off") return yield* fail("--monitor must be on or off")
+    const portText = values.get("metrics-port")
+    const host = values.get("metrics-host")
+    if (host === "") return yield* fail("--metrics-host must not be empty")
+    if (portText === undefined && host !== undefined) return yield* fail("--metrics-host needs --metrics-port")
+    const metrics = portText === undefined ? Option.none() : Option.some({
+      host: host ?? DEFAULT_METRICS_HOST,
+      port: yield* wholeNumber("metrics-port", portText, 0, 65535)
+    })
+    const region = yield* identity(values, env, "region", "TK_REGION")
+    const nodeId = yield* identity(values, env, "node-id", "TK_NODE_ID")
+    return { monitor: monitorText === "on", metrics, region: Option.getOrElse(region, () => "default"), nodeId }
   })
 
 const REDIS_URL = "a redis:// or rediss:// URL"
@@ -543,6 +611,7 @@ export const parse = (
     const idleTimeoutMs = yield* numberFlag("idle-timeout-ms", DEFAULT_IDLE_TIMEOUT_MS, 0, 86_400_000)
     const maxConnections = yield* numberFlag("max-connections", DEFAULT_MAX_CONNECTIONS, 1, 1_000_000)
     const maxWatchStreams = yield* numberFlag("max-watch-streams", DEFAULT_MAX_WATCH_STREAMS, 0, 1_000_000)
+    const operator = yield* operatorFlags(values, env)
 
     return {
       _tag: "Serve",
@@ -560,7 +629,8 @@ export const parse = (
         handshakeTimeoutMs,
         idleTimeoutMs,
         maxConnections,
-        maxWatchStreams
+        maxWatchStreams,
+        ...operator
       }
     } as const
   })

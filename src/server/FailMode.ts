@@ -6,7 +6,8 @@
  * `limit` = the policy's reported limit, `remaining` = the limit when allowed else 0, and `resetAt` =
  * `retryAfterMs` = 0 (so a caller can tell it from a real decision). `checkMany` answers the whole batch
  * that way. Each outage is logged with `Effect.logWarning`, at most one line per second (the line counts
- * the outages it stood for), so a long outage does not flood the log.
+ * the outages it stood for), so a long outage does not flood the log; each answer is also counted through
+ * `onOutage` (the server's `throttlekit_store_outage_answers_total`).
  *
  * It is a store wrapper: it wraps the bound limiters of the store below (each policy's limit comes from
  * the policy it is bound to) and sits under the front, so an unknown policy (`PolicyNotFound`), the wrong
@@ -62,6 +63,13 @@ export interface FailModeOptions {
   readonly mode: FailMode
   /** The least time between two outage log lines, in ms (default 1000). */
   readonly logIntervalMs?: number
+  /**
+   * Told of each outage answer: `answers` checks of `policy` answered with the synthesized decision (a
+   * `checkMany` counts its keys). Must not throw.
+   *
+   * @since 0.3.0
+   */
+  readonly onOutage?: (policy: string, answers: number) => void
 }
 
 /**
@@ -97,11 +105,14 @@ export const make = (inner: LocalStore, options: FailModeOptions): Effect.Effect
   Effect.gen(function*() {
     const mode = options.mode
     const logIntervalMs = options.logIntervalMs ?? 1000
+    const onOutage = options.onOutage
     const logState = yield* Ref.make<LogState>({ lastLoggedAt: Number.NEGATIVE_INFINITY, unreported: 0 })
 
-    const logOutage = (operation: string, policy: string, error: ServiceUnavailable) =>
-      Effect.flatMap(Clock.currentTimeMillis, (now) =>
-        Effect.flatMap(
+    /** Counts an outage answer (`onOutage`) and logs it, at most one line per `logIntervalMs`. */
+    const noteOutage = (operation: string, policy: string, error: ServiceUnavailable, answers: number) =>
+      Effect.flatMap(Clock.currentTimeMillis, (now) => {
+        if (onOutage !== undefined) onOutage(policy, answers)
+        return Effect.flatMap(
           Ref.modify(logState, (state): readonly [number, LogState] =>
             now - state.lastLoggedAt >= logIntervalMs
               ? [state.unreported, { lastLoggedAt: now, unreported: 0 }]
@@ -112,7 +123,8 @@ export const make = (inner: LocalStore, options: FailModeOptions): Effect.Effect
                 `(${mode === "open" ? "allowed" : "denied"}): ${error.message}` +
                 (unreported > 0 ? ` (and ${unreported} more outage answers since the last line)` : "")
             )
-        ))
+        )
+      })
 
     return mapLocal(inner, {
       limiter: (policy, bound) => {
@@ -123,13 +135,13 @@ export const make = (inner: LocalStore, options: FailModeOptions): Effect.Effect
             Effect.catchTag(
               bound.check(key, cost),
               "ServiceUnavailable",
-              (error) => Effect.as(logOutage("check", policy.name, error), decision)
+              (error) => Effect.as(noteOutage("check", policy.name, error, 1), decision)
             ),
           checkMany: (keys, cost) =>
             Effect.catchTag(
               bound.checkMany(keys, cost),
               "ServiceUnavailable",
-              (error) => Effect.as(logOutage("checkMany", policy.name, error), keys.map(() => decision))
+              (error) => Effect.as(noteOutage("checkMany", policy.name, error, keys.length), keys.map(() => decision))
             )
         }
       }

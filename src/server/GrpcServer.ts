@@ -24,7 +24,7 @@ import type * as Scope from "effect/Scope"
 import { serviceDefinition } from "../grpc/codec.js"
 import * as Health from "./Health.js"
 import * as Listener from "./Listener.js"
-import type { ServedService } from "./Service.js"
+import type { FailureObserver, ServedService } from "./Service.js"
 import { check as checkTls, type ServerTls, type TlsMaterialError } from "./TlsMaterial.js"
 
 export type { ServerTls } from "./TlsMaterial.js"
@@ -206,14 +206,16 @@ const shutdown = (
   })
 
 /**
- * Starts a server for `services` (plus health) and keeps it running for the life of the scope.
+ * Starts a server for `services` (plus health) and keeps it running for the life of the scope. `failed`,
+ * when given, is told of every call answered with an error status (see `FailureObserver`).
  *
  * @since 0.1.0
  * @category constructors
  */
 export const make = (
   options: GrpcServerOptions,
-  services: ReadonlyArray<ServedService>
+  services: ReadonlyArray<ServedService>,
+  failed?: FailureObserver
 ): Effect.Effect<RunningServer, GrpcBindError | TlsMaterialError, Scope.Scope> =>
   Effect.gen(function*() {
     const host = options.host ?? "127.0.0.1"
@@ -247,7 +249,7 @@ export const make = (
           limits.idleTimeoutMs === 0 ? {} : { "grpc.max_connection_idle_ms": limits.idleTimeoutMs }
         )
         for (const service of all) {
-          server.addService(serviceDefinition(service.descriptor), service.bind(run, Deferred.await(draining)))
+          server.addService(serviceDefinition(service.descriptor), service.bind(run, Deferred.await(draining), failed))
         }
         return server
       }),

@@ -15,9 +15,9 @@ import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import * as PolicyFile from "../PolicyFile.js"
 import type { PolicyError, PolicySet } from "../PolicySet.js"
+import { isLoopbackPeer } from "./Auth.js"
 import type * as Cli from "./Cli.js"
 import {
-  formatAddress,
   type GrpcBindError,
   GrpcServer,
   type RunningServer,
@@ -25,7 +25,12 @@ import {
   type TlsMaterialError
 } from "./GrpcServer.js"
 import * as ThrottleKitServer from "./ThrottleKitServer.js"
-import type { StartupError } from "./ThrottleKitServer.js"
+import {
+  type MetricsBindError,
+  MetricsServer,
+  type RunningMetricsServer,
+  type StartupError
+} from "./ThrottleKitServer.js"
 import * as TlsMaterial from "./TlsMaterial.js"
 
 /**
@@ -54,7 +59,14 @@ export class TlsFileError extends Schema.TaggedError<TlsFileError>()("TlsFileErr
  * @since 0.1.0
  * @category errors
  */
-export type ServeError = Cli.UsageError | PolicyError | GrpcBindError | TlsMaterialError | TlsFileError | StartupError
+export type ServeError =
+  | Cli.UsageError
+  | PolicyError
+  | GrpcBindError
+  | TlsMaterialError
+  | TlsFileError
+  | StartupError
+  | MetricsBindError
 
 const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost", "[::1]"])
 
@@ -121,7 +133,10 @@ export const serverOptions = (
   store: args.store.kind === "memory" ? { kind: "memory" } : { kind: "redis", redis: args.store.url },
   leaseTtlMs: args.leaseTtlMs,
   failMode: args.failMode,
-  nodeId: formatAddress(args.host, args.port),
+  ...(Option.isSome(args.nodeId) ? { nodeId: args.nodeId.value } : {}),
+  region: args.region,
+  monitor: args.monitor,
+  ...(Option.isSome(args.metrics) ? { metrics: args.metrics.value } : {}),
   host: args.host,
   port: args.port,
   shutdownTimeoutMs: args.shutdownTimeoutMs,
@@ -136,7 +151,9 @@ export const serverOptions = (
 
 /**
  * The one line printed once the server is listening, e.g.
- * `throttlekit-effect listening on 127.0.0.1:50051 [store=memory, insecure, lease-ttl=2000ms, fail=open] (2 policies: api, llm)`.
+ * `throttlekit-effect listening on 127.0.0.1:50051 [store=memory, insecure, lease-ttl=2000ms, fail=open] (2 policies: api, llm)`;
+ * `, monitor=off` follows `fail=` when the Monitor door is off, and `, metrics=HOST:PORT` (the bound
+ * address) when `/metrics` is served.
  *
  * @since 0.1.0
  * @category utils
@@ -144,11 +161,14 @@ export const serverOptions = (
 export const startupLine = (
   server: RunningServer,
   args: Cli.ServeArgs,
-  policies: PolicySet
+  policies: PolicySet,
+  metrics: Option.Option<RunningMetricsServer> = Option.none()
 ): string => {
   const names = policies.names.length === 0 ? "none" : policies.names.join(", ")
   const count = `${policies.names.length} ${policies.names.length === 1 ? "policy" : "policies"}`
-  return `throttlekit-effect listening on ${server.address} [store=${args.store.kind}, ${server.security}, lease-ttl=${args.leaseTtlMs}ms, fail=${args.failMode}] (${count}: ${names})`
+  const operator = (args.monitor ? "" : ", monitor=off") +
+    Option.match(metrics, { onNone: () => "", onSome: (m) => `, metrics=${m.address}` })
+  return `throttlekit-effect listening on ${server.address} [store=${args.store.kind}, ${server.security}, lease-ttl=${args.leaseTtlMs}ms, fail=${args.failMode}${operator}] (${count}: ${names})`
 }
 
 /**
@@ -159,11 +179,12 @@ const announce = (
   args: Cli.ServeArgs,
   options: ThrottleKitServer.ThrottleKitServerOptions & { readonly policies: PolicySet },
   started: Ref.Ref<boolean>
-): Layer.Layer<never, never, GrpcServer> =>
+): Layer.Layer<never, never, GrpcServer | MetricsServer> =>
   Layer.scopedDiscard(Effect.gen(function*() {
     const server = yield* GrpcServer
+    const metrics = yield* MetricsServer
     yield* Effect.addFinalizer(() => Console.log("throttlekit-effect shutting down: draining in-flight calls"))
-    yield* Console.log(startupLine(server, args, options.policies))
+    yield* Console.log(startupLine(server, args, options.policies, metrics))
     yield* Ref.set(started, true)
     if (server.security === "insecure" && !LOOPBACK.has(args.host)) {
       yield* Console.error(
@@ -171,6 +192,12 @@ const announce = (
       )
     }
     for (const warning of ThrottleKitServer.warnings(options, args.host)) yield* Console.error(warning)
+    if (Option.isSome(metrics) && !isLoopbackPeer(metrics.value.host)) {
+      yield* Console.error(
+        `warning: /metrics is served on ${metrics.value.address} without auth (aggregates only, no keys); ` +
+          "firewall it if that is not meant"
+      )
+    }
     for (const warning of server.warnings) yield* Console.error(`warning: ${warning}`)
   }))
 
@@ -190,7 +217,7 @@ const stoppedLine = (started: Ref.Ref<boolean>): Layer.Layer<never> =>
 export const layer = (args: Cli.ServeArgs): Layer.Layer<never, ServeError, FileSystem.FileSystem> =>
   Layer.unwrapEffect(
     Effect.gen(function*() {
-      const policies = yield* PolicyFile.load(args.config)
+      const policies = yield* PolicyFile.load(args.config, { region: args.region })
       const tls = yield* readTls(args.tls)
       const started = yield* Ref.make(false)
       const options = { ...serverOptions(args, policies, tls), policies }

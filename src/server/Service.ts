@@ -118,6 +118,17 @@ export type Handlers<M extends GenServiceMethods> = {
 export type Runner = <A, E>(effect: Effect.Effect<A, E>) => Fiber.RuntimeFiber<A, E>
 
 /**
+ * Told of each call answered with an error status, on the failure path only (a success calls nothing):
+ * the method as `service/Method` (e.g. `throttlekit.v1.RateLimiter/Check`) and the status code
+ * (`CANCELLED` for a unary call the client cancelled, or whose deadline passed, before its answer; a
+ * stream the client cancels is not an error answer). Must not throw.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export type FailureObserver = (method: string, code: grpc.status) => void
+
+/**
  * A service ready to be served: its descriptor and how to bind its handlers with the server's runner.
  *
  * @since 0.1.0
@@ -126,8 +137,15 @@ export type Runner = <A, E>(effect: Effect.Effect<A, E>) => Fiber.RuntimeFiber<A
 export interface ServedService {
   /** The generated descriptor; its `typeName` (e.g. "throttlekit.v1.RateLimiter") is the health name. */
   readonly descriptor: DescService
-  /** The grpc-js handlers, running on `run`; streams end when `draining` completes. */
-  readonly bind: (run: Runner, draining: Effect.Effect<void>) => grpc.UntypedServiceImplementation
+  /**
+   * The grpc-js handlers, running on `run`; streams end when `draining` completes; `failed` (if given) is
+   * told of every error answer.
+   */
+  readonly bind: (
+    run: Runner,
+    draining: Effect.Effect<void>,
+    failed?: FailureObserver
+  ) => grpc.UntypedServiceImplementation
 }
 
 type ErasedUnary = UnaryHandler<DescMessage, DescMessage>
@@ -189,13 +207,33 @@ const contextOf = (
   cancelled: () => call.cancelled
 })
 
-const bindUnary = (method: DescMethod, handler: ErasedUnary, run: Runner, draining: Effect.Effect<void>) =>
+/** The observer's name for `method`: `service/Method`. */
+const observedName = (method: DescMethod): string => `${method.parent.typeName}/${method.name}`
+
+/** Tells `failed` (if any) of the error answer `status` to `call`, then returns the status. */
+const observe = (
+  failed: FailureObserver | undefined,
+  method: DescMethod,
+  call: { readonly cancelled: boolean },
+  status: grpc.StatusObject
+): grpc.StatusObject => {
+  if (failed !== undefined) failed(observedName(method), call.cancelled ? grpc.status.CANCELLED : status.code)
+  return status
+}
+
+const bindUnary = (
+  method: DescMethod,
+  handler: ErasedUnary,
+  run: Runner,
+  draining: Effect.Effect<void>,
+  failed: FailureObserver | undefined
+) =>
 (
   call: grpc.ServerUnaryCall<Decoded, Message>,
   callback: grpc.sendUnaryData<Message>
 ) => {
   const request = call.request
-  if (request instanceof MalformedRequest) return callback(malformedStatus(request))
+  if (request instanceof MalformedRequest) return callback(observe(failed, method, call, malformedStatus(request)))
   const fiber = run(
     handler(request, contextOf(call, draining)).pipe(
       Effect.map((init) => create(method.output, init)),
@@ -206,7 +244,7 @@ const bindUnary = (method: DescMethod, handler: ErasedUnary, run: Runner, draini
   fiber.addObserver((exit) => {
     forget()
     if (Exit.isSuccess(exit)) callback(null, exit.value)
-    else callback(failureStatus(exit.cause))
+    else callback(observe(failed, method, call, failureStatus(exit.cause)))
   })
 }
 
@@ -263,7 +301,13 @@ const writeAll = (
  * for that, rather than a race per call (two more fibers per open stream) or `Stream.interruptWhen` (a
  * fiber per element).
  */
-const bindStream = (method: DescMethod, handler: ErasedStream, run: Runner, draining: Effect.Effect<void>) => {
+const bindStream = (
+  method: DescMethod,
+  handler: ErasedStream,
+  run: Runner,
+  draining: Effect.Effect<void>,
+  failed: FailureObserver | undefined
+) => {
   const open = new Set<Fiber.RuntimeFiber<void, GrpcStatusError>>()
   let shuttingDown = false
   run(Effect.zipRight(
@@ -279,7 +323,9 @@ const bindStream = (method: DescMethod, handler: ErasedStream, run: Runner, drai
       return
     }
     const request = call.request
-    if (request instanceof MalformedRequest) return void call.emit("error", malformedStatus(request))
+    if (request instanceof MalformedRequest) {
+      return void call.emit("error", observe(failed, method, call, malformedStatus(request)))
+    }
     const fiber = run(
       Effect.suspend(() => writeAll(call, method, handler(request, contextOf(call, draining)))).pipe(
         internalOnDefect(method)
@@ -292,7 +338,7 @@ const bindStream = (method: DescMethod, handler: ErasedStream, run: Runner, drai
       forget()
       if (call.cancelled) return
       if (Exit.isSuccess(exit) || (shuttingDown && Exit.isInterrupted(exit))) call.end()
-      else call.emit("error", failureStatus(exit.cause))
+      else call.emit("error", observe(failed, method, call, failureStatus(exit.cause)))
     })
   }
 }
@@ -308,7 +354,7 @@ export const implement = <M extends GenServiceMethods>(
   handlers: Handlers<M>
 ): ServedService => ({
   descriptor: descriptor as DescService,
-  bind: (run, draining) => {
+  bind: (run, draining, failed) => {
     // The mapped `Handlers` type is indexed by local name; erase it once here, dispatching on the kind.
     const byName: Record<string, ErasedUnary | ErasedStream> = handlers as unknown as Record<
       string,
@@ -319,9 +365,9 @@ export const implement = <M extends GenServiceMethods>(
       const handler = byName[method.localName]
       if (handler === undefined) continue
       if (method.methodKind === "unary") {
-        implementation[method.localName] = bindUnary(method, handler as ErasedUnary, run, draining)
+        implementation[method.localName] = bindUnary(method, handler as ErasedUnary, run, draining, failed)
       } else if (method.methodKind === "server_streaming") {
-        implementation[method.localName] = bindStream(method, handler as ErasedStream, run, draining)
+        implementation[method.localName] = bindStream(method, handler as ErasedStream, run, draining, failed)
       }
     }
     return implementation

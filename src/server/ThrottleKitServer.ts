@@ -12,13 +12,19 @@
  * - the store wrappers, two-tier / federated checks, then the Monitor tap, then the fail mode outermost
  *   (so it also covers a coordinator outage, and the Monitor records no synthesized decision: an outage
  *   is not a decision), with the `RateLimiter` front on top;
- * - the gRPC server: `throttlekit.v1.RateLimiter` over the front, `Monitor` always, `Fleet` when some
- *   policy is `federated:` (as the reference server), and health.
+ * - the gRPC server: `throttlekit.v1.RateLimiter` over the front, `Monitor` unless `monitor: false`,
+ *   `Fleet` when some policy is `federated:` (as the reference server), and health;
+ * - with `metrics`, the HTTP listener of `/metrics` (Prometheus text, from the hub and the server's error
+ *   and outage counters) and `/healthz`.
+ *
+ * With `monitor: false` the Monitor door is not served (its calls answer UNIMPLEMENTED, as an unknown
+ * service) and, unless `metrics` is given, the tap is left out too: decisions go untracked. With
+ * `metrics`, the tap stays to feed `/metrics`, though no Monitor door is served.
  *
  * The policies are given once, as a validated `PolicySet` (policies written in code are validated here,
- * a bad one fails the layer with `PolicyError`); every part reads that one set. Releasing the layer stops
- * the server gracefully first (drain within the shutdown bound), then the wrappers, the hub, the
- * coordinator and the store, and the Redis connection last.
+ * a bad one fails the layer with `PolicyError`); every part reads that one set. Releasing the layer closes
+ * the metrics listener first (at once), then stops the server gracefully (drain within the shutdown
+ * bound), then the wrappers, the hub, the coordinator and the store, and the Redis connection last.
  *
  * @since 0.2.0
  */
@@ -52,6 +58,15 @@ import {
   make as makeGrpcServer,
   TlsMaterialError
 } from "./GrpcServer.js"
+import { ServerCounters } from "./metrics/Counters.js"
+import {
+  make as makeMetricsServer,
+  MetricsBindError,
+  MetricsServer,
+  type MetricsServerOptions
+} from "./metrics/MetricsServer.js"
+import { packageVersion } from "./metrics/packageVersion.js"
+import { render as renderMetrics } from "./metrics/Render.js"
 import * as Hub from "./monitor/Hub.js"
 import * as MonitorRpc from "./monitor/MonitorRpc.js"
 import * as Tap from "./monitor/Tap.js"
@@ -93,8 +108,31 @@ export interface ThrottleKitServerOptions extends GrpcServerOptions {
   readonly monitorSecret?: Redacted.Redacted<string>
   /** The Fleet door's secret (none: loopback callers only). */
   readonly fleetSecret?: Redacted.Redacted<string>
-  /** The node id the Monitor reports (default: the configured `host:port`). */
+  /**
+   * The node id the Monitor reports (default: the configured `host:port`) and `/metrics` labels (default:
+   * the bound `host:port`).
+   */
   readonly nodeId?: string
+  /**
+   * This server's region, reported by `/metrics` (`throttlekit_server_info`; default `"default"`). A
+   * `federated:` policy carries its own (`PolicyFile.parse`'s `region` option sets the default).
+   *
+   * @since 0.3.0
+   */
+  readonly region?: string
+  /**
+   * Serve the Monitor door (default true). Without it (and without `metrics`) no decision is tracked.
+   *
+   * @since 0.3.0
+   */
+  readonly monitor?: boolean
+  /**
+   * Serve `/metrics` (Prometheus text) and `/healthz` over HTTP on this port (0: a free one), on `host`
+   * (default `127.0.0.1`). None: not served.
+   *
+   * @since 0.3.0
+   */
+  readonly metrics?: MetricsServerOptions
   /**
    * The most Monitor Watch streams open at once (default 100; 0 refuses every Watch): one more is
    * answered RESOURCE_EXHAUSTED. A whole number; anything else fails the layer with `StartupError`.
@@ -125,7 +163,7 @@ export class StartupError extends Schema.TaggedError<StartupError>()("StartupErr
  * @since 0.2.0
  * @category errors
  */
-export type ThrottleKitServerError = PolicyError | GrpcBindError | TlsMaterialError | StartupError
+export type ThrottleKitServerError = PolicyError | GrpcBindError | TlsMaterialError | StartupError | MetricsBindError
 
 /**
  * True when some policy leases from the coordinator (federated, or two-tier leased on a windowed strategy).
@@ -166,12 +204,13 @@ export const warnings = (
     readonly policies: PolicySet
     readonly monitorSecret?: Redacted.Redacted<string> | undefined
     readonly fleetSecret?: Redacted.Redacted<string> | undefined
+    readonly monitor?: boolean | undefined
   },
   host: string
 ): ReadonlyArray<string> => {
   if (isLoopbackPeer(host)) return []
   const doors = [
-    ...(options.monitorSecret === undefined ? ["Monitor"] : []),
+    ...(options.monitor !== false && options.monitorSecret === undefined ? ["Monitor"] : []),
     ...(servesFleet(options.policies) && options.fleetSecret === undefined ? ["Fleet"] : [])
   ]
   return doors.length === 0 ? [] : [
@@ -223,28 +262,33 @@ const backing = (
   }
 }
 
-/** The services beside RateLimiter and health: the Monitor, and the Fleet door when some policy is federated. */
+/**
+ * The services beside RateLimiter and health: the Monitor (unless turned off), and the Fleet door when
+ * some policy is federated.
+ */
 const doors = (options: ThrottleKitServerOptions, policies: PolicySet) =>
   Effect.gen(function*() {
     const hub = yield* Hub.MonitorHub
     const coordinator = yield* Coordinator
-    const services: Array<ServedService> = [
-      MonitorRpc.make({
+    const services: Array<ServedService> = []
+    if (options.monitor !== false) {
+      services.push(MonitorRpc.make({
         hub,
         secret: Option.fromNullable(options.monitorSecret),
         ...(options.maxWatchStreams === undefined ? {} : { maxWatchStreams: options.maxWatchStreams })
-      })
-    ]
+      }))
+    }
     if (servesFleet(policies)) {
       services.push(FleetRpc.make({ policies, coordinator, secret: Option.fromNullable(options.fleetSecret) }))
     }
     return services
   })
 
-/** The gRPC server over the front, the hub and the coordinator in context. */
+/** The gRPC server over the front, the hub and the coordinator in context; error answers go to `counters`. */
 const serving = (
   options: ThrottleKitServerOptions,
-  policies: PolicySet
+  policies: PolicySet,
+  counters: ServerCounters
 ): Layer.Layer<GrpcServer, GrpcBindError | TlsMaterialError, Front.RateLimiter | Hub.MonitorHub | Coordinator> =>
   Layer.scoped(
     GrpcServer,
@@ -264,13 +308,61 @@ const serving = (
       // every policy anyway): loopback peers, or with a Monitor secret, the callers presenting it.
       const monitor = monitorAuth(Option.fromNullable(options.monitorSecret))
       const rateLimiter = RateLimiterRpc.make(limiter, { listPolicies: (call) => isAuthorized(monitor, call) })
-      return yield* makeGrpcServer(grpc, [rateLimiter, ...services])
+      return yield* makeGrpcServer(grpc, [rateLimiter, ...services], counters.rpcFailed)
     })
   )
 
 /**
+ * The region a server reports when none is given.
+ *
+ * @since 0.3.0
+ * @category constants
+ */
+export const DEFAULT_REGION = "default"
+
+/** The store below, unchanged (where the tap would go when nothing tracks decisions). */
+const untapped: Layer.Layer<Store, never, Store> = Layer.effect(Store, Store)
+
+/**
+ * The metrics listener when `options.metrics` asks for one (none otherwise), over the hub and the
+ * counters. Its node id is `options.nodeId`, else the gRPC server's bound address.
+ */
+const metricsListener = (
+  options: ThrottleKitServerOptions,
+  counters: ServerCounters
+): Layer.Layer<MetricsServer, MetricsBindError, GrpcServer | Hub.MonitorHub> => {
+  const metrics = options.metrics
+  if (metrics === undefined) return Layer.succeed(MetricsServer, Option.none())
+  return Layer.scoped(
+    MetricsServer,
+    Effect.gen(function*() {
+      const hub = yield* Hub.MonitorHub
+      const grpc = yield* GrpcServer
+      const info = {
+        version: yield* packageVersion,
+        region: options.region ?? DEFAULT_REGION,
+        nodeId: options.nodeId ?? grpc.address,
+        store: options.store?.kind ?? "memory",
+        failMode: options.failMode ?? FailMode.DEFAULT_FAIL_MODE
+      }
+      const page = Effect.map(
+        Effect.zip(hub.snapshot, grpc.connections),
+        ([snapshot, connections]) =>
+          renderMetrics(snapshot, counters, info, {
+            connections,
+            watchStreams: hub.watchers(),
+            watchDropped: hub.watchDropped()
+          })
+      )
+      return Option.some(yield* makeMetricsServer(metrics, page))
+    })
+  )
+}
+
+/**
  * The server, running for the life of the layer. Provides the running `GrpcServer` (its bound address:
- * give `port: 0` for a free one), and the `MonitorHub` and `Coordinator` it serves from.
+ * give `port: 0` for a free one), the `MonitorHub` and `Coordinator` it serves from, and its
+ * `MetricsServer` (the bound address of `/metrics`, when `metrics` is given).
  *
  * @example
  * ```ts
@@ -294,21 +386,30 @@ const serving = (
  */
 export const layer = (
   options: ThrottleKitServerOptions
-): Layer.Layer<GrpcServer | Hub.MonitorHub | Coordinator, ThrottleKitServerError> =>
+): Layer.Layer<GrpcServer | Hub.MonitorHub | Coordinator | MetricsServer, ThrottleKitServerError> =>
   Layer.unwrapEffect(
-    Effect.map(Effect.zipLeft(PolicySet.from(options.policies), checkMaxWatchStreams(options)), (policies) => {
+    Effect.gen(function*() {
+      const policies = yield* Effect.zipLeft(PolicySet.from(options.policies), checkMaxWatchStreams(options))
+      const counters = yield* Effect.sync(() => new ServerCounters())
       const store = options.store ?? { kind: "memory" }
       const nodeId = options.nodeId ??
         formatAddress(options.host ?? "127.0.0.1", options.port ?? DEFAULT_PORT)
       const base = Layer.merge(backing(options, policies), Hub.layer({ policies, nodeId, backend: store.kind }))
+      // Decisions are tracked for the Monitor door or for /metrics; with neither, the tap is left out.
+      const tap: Layer.Layer<Store, never, Store | Hub.MonitorHub> =
+        options.monitor !== false || options.metrics !== undefined ? Tap.layer : untapped
       // Under the front, outermost first: the fail mode, the Monitor tap, the two tiers, the store.
       const front = Front.layer().pipe(
-        Layer.provide(FailMode.layer({ mode: options.failMode ?? FailMode.DEFAULT_FAIL_MODE })),
-        Layer.provide(Tap.layer),
+        Layer.provide(FailMode.layer({
+          mode: options.failMode ?? FailMode.DEFAULT_FAIL_MODE,
+          onOutage: counters.outageAnswered
+        })),
+        Layer.provide(tap),
         Layer.provide(TwoTier.layer)
       )
-      return serving(options, policies).pipe(
-        Layer.provide(front),
+      // Built last, so released first: /metrics closes before the gRPC server drains.
+      return metricsListener(options, counters).pipe(
+        Layer.provideMerge(serving(options, policies, counters).pipe(Layer.provide(front))),
         Layer.provideMerge(base),
         Layer.map((context) => Context.omit(Store)(context))
       )
@@ -320,6 +421,17 @@ export {
   GrpcBindError,
   /** @since 0.2.0 */
   GrpcServer,
+  /** @since 0.3.0 */
+  MetricsBindError,
+  /** @since 0.3.0 */
+  MetricsServer,
   /** @since 0.2.0 */
   TlsMaterialError
 }
+
+export type {
+  /** @since 0.3.0 */
+  MetricsServerOptions,
+  /** @since 0.3.0 */
+  RunningMetricsServer
+} from "./metrics/MetricsServer.js"

@@ -54,9 +54,12 @@ local function swl_check(key, now, a, cost)
   if count + cost <= a.limit then
     local ttl = math.ceil(a.windowMs)
     if ttl < 1 then ttl = 1 end
+    -- The oldest entry once `cost` entries of score `now` are added: `now` bounds it only when something
+    -- is added (a cost of 0 adds nothing, so entries stamped after `now` by a clock that stepped back
+    -- keep their own score).
     local oldest = now
     if count > 0 then oldest = swl_kth(key, windowStart, 1) end
-    if now < oldest then oldest = now end
+    if cost > 0 and now < oldest then oldest = now end
     local write = function()
       swl_add(key, now, count, cost)
       redis.call('PEXPIRE', key, tk_fmt(ttl))
