@@ -52,6 +52,10 @@ export interface RedisCoordinatorOptions {
   readonly clock?: ScriptClock
   /** Bound on every Redis call, in ms (default 1000). */
   readonly timeoutMs?: number
+  /** A deployment's namespace: every key becomes `<keyPrefix>:<key>` (see `RedisClientOptions`). */
+  readonly keyPrefix?: string
+  /** Replicas that must acknowledge each reservation before it answers (see `RedisClientOptions`). */
+  readonly replicaAcks?: number
 }
 
 const malformed = (reply: Reply) =>
@@ -93,7 +97,11 @@ export const make = (
   options: RedisCoordinatorOptions
 ): Effect.Effect<CoordinatorService, ServiceUnavailable | BackendError, Scope.Scope> =>
   Effect.flatMap(
-    RedisClient.make(options.redis, options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
+    RedisClient.make(options.redis, {
+      timeoutMs: options.timeoutMs,
+      keyPrefix: options.keyPrefix,
+      replicaAcks: options.replicaAcks
+    }),
     (redis) => makeOn(redis, options.clock === undefined ? {} : { clock: options.clock })
   )
 
@@ -104,7 +112,10 @@ export const make = (
  * @since 0.2.0
  * @category models
  */
-export type RedisCoordinatorSharedOptions = Omit<RedisCoordinatorOptions, "redis" | "timeoutMs">
+export type RedisCoordinatorSharedOptions = Omit<
+  RedisCoordinatorOptions,
+  "redis" | "timeoutMs" | "keyPrefix" | "replicaAcks"
+>
 
 /**
  * Builds the Redis coordinator over a shared connection (its client, scripts and runner). The connection
@@ -153,8 +164,9 @@ export const makeOn = (
       })
     }
 
+    const deployment = redis.keyPrefix
     const send = (template: CallTemplate.CallTemplate, key: string, at: number, wants: number) =>
-      runner.runDecoded(template.script, template.args(key, at, wants), grantFromReply)
+      runner.runDecoded(template.script, template.args(deployment + key, at, wants), grantFromReply)
 
     // The hot path of every lease refresh: plain argument checks, then one Effect (the script call and the
     // reply's decoding). No span: a span per call cost more CPU than the rest of the refresh.
@@ -178,7 +190,7 @@ export const makeOn = (
       }
       runner.runCallback(
         template.script,
-        template.args(key, 0, wants),
+        template.args(deployment + key, 0, wants),
         (reply) =>
           done(grantOf(reply)),
         (failure) => done(Exit.fail(failure))

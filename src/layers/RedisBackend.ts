@@ -87,6 +87,16 @@ export interface RedisBackendOptions extends FrontOptions {
   readonly clock?: ScriptClock
   /** Bound on every Redis call, in ms (default 1000). */
   readonly timeoutMs?: number
+  /**
+   * A deployment's namespace: every key becomes `<keyPrefix>:<key>`, so several deployments can share one
+   * Redis or cluster (see `RedisClientOptions`).
+   */
+  readonly keyPrefix?: string
+  /**
+   * Replicas that must acknowledge a consuming call before it answers (Redis `WAIT`; default 0). See
+   * `RedisClientOptions` for what it buys in a failover and what it costs.
+   */
+  readonly replicaAcks?: number
   /** Lease TTL in ms (default 2000): a lease not renewed within it is reclaimed as dropped. */
   readonly leaseTtlMs?: number
 }
@@ -140,7 +150,7 @@ const strategyParams = (strategy: Strategy): Named => {
 
 const configError = (detail: string) => new BackendError({ backend: "redis", code: "CONFIG", detail })
 
-const compile = (catalog: ScriptCatalog, policy: Policy): Effect.Effect<Entry, BackendError> => {
+const compile = (catalog: ScriptCatalog, policy: Policy, keyPrefix: string): Effect.Effect<Entry, BackendError> => {
   const need = (strategy: string, role: string) => {
     const script = catalog.find(strategy, role)
     return script === undefined
@@ -165,7 +175,7 @@ const compile = (catalog: ScriptCatalog, policy: Policy): Effect.Effect<Entry, B
     case "meter":
       return Effect.map(need("tokenBudget", "debit"), (debit): Entry => ({ kind: "meter", policy, debit }))
     case "admitter": {
-      const tag = `{${policy.prefix === "" ? policy.name : policy.prefix}}`
+      const tag = `${keyPrefix}{${policy.prefix === "" ? policy.name : policy.prefix}}`
       const leases = `${tag}#leases`
       const c = policy.concurrency
       const concurrency: Named = {
@@ -198,14 +208,15 @@ const compile = (catalog: ScriptCatalog, policy: Policy): Effect.Effect<Entry, B
 /** Every policy's entry by name, and the admitters by lease tag (two sharing a tag is a config error). */
 const compileAll = (
   catalog: ScriptCatalog,
-  policies: PolicySet
+  policies: PolicySet,
+  keyPrefix: string
 ): Effect.Effect<
   { readonly entries: ReadonlyMap<string, Entry>; readonly admitters: ReadonlyMap<string, AdmitterEntry> },
   BackendError
 > =>
   Effect.gen(function*() {
     const entries = new Map<string, Entry>()
-    for (const policy of policies) entries.set(policy.name, yield* compile(catalog, policy))
+    for (const policy of policies) entries.set(policy.name, yield* compile(catalog, policy, keyPrefix))
     const admitters = new Map<string, AdmitterEntry>()
     for (const entry of entries.values()) {
       if (entry.kind !== "admitter") continue
@@ -234,7 +245,7 @@ const MAX_LEASE_ID_DRAWS = 4
  * @since 0.2.0
  * @category models
  */
-export type RedisStoreOptions = Omit<RedisBackendOptions, "redis" | "timeoutMs">
+export type RedisStoreOptions = Omit<RedisBackendOptions, "redis" | "timeoutMs" | "keyPrefix" | "replicaAcks">
 
 /**
  * Builds the Redis store: validates the policies, loads and compiles the scripts, and connects (or adopts
@@ -248,10 +259,11 @@ export const makeStore = (
 ): Effect.Effect<LocalStore, PolicyError | ServiceUnavailable | BackendError, Scope.Scope> =>
   Effect.gen(function*() {
     const policies = yield* PolicySet.from(options.policies)
-    const redis = yield* RedisClient.make(
-      options.redis,
-      options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }
-    )
+    const redis = yield* RedisClient.make(options.redis, {
+      timeoutMs: options.timeoutMs,
+      keyPrefix: options.keyPrefix,
+      replicaAcks: options.replicaAcks
+    })
     return yield* makeStoreOn(redis, { ...options, policies })
   })
 
@@ -269,7 +281,12 @@ export const makeStoreOn = (
   Effect.gen(function*() {
     const policies = yield* PolicySet.from(options.policies)
     const ttlMs = options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS
-    const { admitters, entries } = yield* compileAll(redis.scripts, policies)
+    const { admitters, entries } = yield* compileAll(redis.scripts, policies, redis.keyPrefix)
+    const deployment = redis.keyPrefix
+    /** A limiter's or budget's key in Redis: the deployment's prefix, then the policy's `prefix:key`. */
+    const keyOf = deployment === ""
+      ? storeKey
+      : (prefix: string, key: string) => deployment + storeKey(prefix, key)
     const runner: ScriptRunner = redis.runner
 
     /** The `now` ARGV: 0 (the Redis clock) or Effect's clock, which must be a real instant. */
@@ -298,15 +315,15 @@ export const makeStoreOn = (
         ? (key, cost) =>
           Effect.flatMap(now, (at) =>
             Effect.flatMap(
-              runner.prepare(entry.check, { key: storeKey(prefix, key) }, { ...params, now: at, cost }),
+              runner.prepare(entry.check, { key: keyOf(prefix, key) }, { ...params, now: at, cost }),
               runDecision
             ))
         : redisClock
         ? (key, cost) =>
-          runner.runDecoded(template.script, template.args(storeKey(prefix, key), 0, cost), Replies.decisionOf)
+          runner.runDecoded(template.script, template.args(keyOf(prefix, key), 0, cost), Replies.decisionOf)
         : (key, cost) =>
           Effect.flatMap(now, (at) =>
-            runner.runDecoded(template.script, template.args(storeKey(prefix, key), at, cost), Replies.decisionOf))
+            runner.runDecoded(template.script, template.args(keyOf(prefix, key), at, cost), Replies.decisionOf))
 
       const checkMany = Effect.fn("RedisBackend.checkMany")(
         function*(
@@ -315,7 +332,7 @@ export const makeStoreOn = (
         ): Effect.fn.Return<ReadonlyArray<Decision>, RateLimiterError> {
           const at = yield* now
           const calls = yield* Effect.forEach(keys, (key) =>
-            runner.prepare(entry.check, { key: storeKey(prefix, key) }, { ...params, now: at, cost }))
+            runner.prepare(entry.check, { key: keyOf(prefix, key) }, { ...params, now: at, cost }))
           const replies = yield* runner.runPipelined(calls)
           return yield* Effect.forEach(replies, Replies.decisionOf)
         }
@@ -323,14 +340,14 @@ export const makeStoreOn = (
 
       const peek = Effect.fn("RedisBackend.peek")(
         function*(key: string): Effect.fn.Return<Decision, RateLimiterError> {
-          const call = yield* runner.prepare(entry.peek, { key: storeKey(prefix, key) }, { ...params, now: yield* now })
+          const call = yield* runner.prepare(entry.peek, { key: keyOf(prefix, key) }, { ...params, now: yield* now })
           return yield* runDecision(call)
         }
       )
 
       const forecast = Effect.fn("RedisBackend.forecast")(
         function*(key: string, cost: number): Effect.fn.Return<Forecast, RateLimiterError> {
-          const call = yield* runner.prepare(entry.forecast, { key: storeKey(prefix, key) }, {
+          const call = yield* runner.prepare(entry.forecast, { key: keyOf(prefix, key) }, {
             ...params,
             now: yield* now,
             cost
@@ -354,7 +371,7 @@ export const makeStoreOn = (
       const { budget, prefix, windowMs } = entry.policy
       const debit = Effect.fn("RedisBackend.debit")(
         function*(key: string, tokens: number): Effect.fn.Return<Decision, RateLimiterError> {
-          const call = yield* runner.prepare(entry.debit, { key: storeKey(prefix, key) }, {
+          const call = yield* runner.prepare(entry.debit, { key: keyOf(prefix, key) }, {
             budget,
             windowMs,
             now: yield* now,

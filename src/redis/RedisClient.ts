@@ -29,7 +29,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
-import { Redis, type RedisOptions } from "ioredis"
+import { Cluster, type ClusterOptions, Redis, type RedisOptions } from "ioredis"
 import { BackendError, type ServiceUnavailable } from "../Errors.js"
 import { classify, timedOut } from "./RedisErrors.js"
 import * as RedisTime from "./RedisTime.js"
@@ -37,14 +37,78 @@ import { makeScriptRunner, type ScriptRunner } from "./ScriptRunner.js"
 import { loadScripts, type ScriptCatalog } from "./Scripts.js"
 
 /**
+ * A node's address: `"host:port"` or `{ host, port }`.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export type NodeAddress = string | { readonly host: string; readonly port: number }
+
+/**
+ * A Redis Cluster, reached through seed nodes (any few of its nodes: the client discovers the rest and
+ * follows MOVED / ASK redirections and resharding). Decisions always read and write the primary of a
+ * key's slot; replicas are never read.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface ClusterConnection {
+  /** Seed nodes. */
+  readonly cluster: ReadonlyArray<NodeAddress>
+  /** The nodes' password (`requirepass` / ACL), plain or `Redacted`. */
+  readonly password?: string | Redacted.Redacted<string> | undefined
+  /** The ACL user, when not `default`. */
+  readonly username?: string | undefined
+  /** More ioredis cluster options (ours on top: no offline queue, primaries only). */
+  readonly options?: ClusterOptions | undefined
+}
+
+/**
+ * A primary managed by Redis Sentinel: the sentinels are asked for the current primary of `name`, and
+ * asked again after a failover.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface SentinelConnection {
+  /** The sentinels. */
+  readonly sentinels: ReadonlyArray<NodeAddress>
+  /** The monitored primary's name (`sentinel monitor <name> …`). */
+  readonly name: string
+  /** The data nodes' password, plain or `Redacted`. */
+  readonly password?: string | Redacted.Redacted<string> | undefined
+  /** The sentinels' own password, when they have one. */
+  readonly sentinelPassword?: string | Redacted.Redacted<string> | undefined
+  /** The ACL user of the data nodes, when not `default`. */
+  readonly username?: string | undefined
+  /** The database number (default 0). */
+  readonly db?: number | undefined
+}
+
+/**
+ * An ioredis client of either shape: one node (or a Sentinel-managed primary) or a cluster.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export type RedisHandle = Redis | Cluster
+
+/**
  * How to reach Redis: a URL (`redis://host:port/db`), plain or `Redacted` (for a URL that holds a
- * password), ioredis options, or an existing client (which stays yours: it is neither configured nor
- * closed by the backend).
+ * password), ioredis options, a cluster (`{ cluster: seeds }`), a Sentinel-managed primary
+ * (`{ sentinels, name }`), or an existing client, `Redis` or `Cluster` (which stays yours: it is neither
+ * configured nor closed by the backend).
  *
  * @since 0.1.0
  * @category models
  */
-export type RedisConnection = string | Redacted.Redacted<string> | RedisOptions | { readonly client: Redis }
+export type RedisConnection =
+  | string
+  | Redacted.Redacted<string>
+  | RedisOptions
+  | ClusterConnection
+  | SentinelConnection
+  | { readonly client: RedisHandle }
 
 /**
  * The default bound on every Redis call, in ms.
@@ -73,6 +137,19 @@ const defaultOptions = (timeoutMs: number): RedisOptions => ({
   retryStrategy: (attempt: number) => Math.min(attempt * 50, 1000)
 })
 
+/**
+ * The options forced on a cluster client the backend creates: the node options above, no offline queue,
+ * and every command on a primary (a replica may lag, so it never decides).
+ *
+ * @since 0.3.0
+ * @category utils
+ */
+export const safeClusterOptions: ClusterOptions = {
+  lazyConnect: true,
+  enableOfflineQueue: false,
+  scaleReads: "master"
+}
+
 /** Timeouts run on the real clock, so a `TestClock` never stalls a bound. */
 const liveClock = Clock.make()
 
@@ -84,7 +161,7 @@ const QUIT_BOUND_MS = 250
  * on the live clock, then `disconnect()` in every case. Finalizers run uninterruptibly, so the wait is made
  * interruptible for the timeout to cut it short: an unanswered QUIT (a frozen Redis) never holds a close.
  */
-const closeClient = (client: Redis, timeoutMs: number) =>
+const closeClient = (client: RedisHandle, timeoutMs: number) =>
   Effect.tryPromise(() => client.quit()).pipe(
     Effect.interruptible,
     Effect.timeoutOption(Math.min(timeoutMs, QUIT_BOUND_MS)),
@@ -110,19 +187,114 @@ const unusable = (cause: unknown): BackendError => {
   })
 }
 
-/** Our client for `connection` (a URL, plain or redacted, or options), with the safe options on top. */
-const newClient = (connection: Exclude<RedisConnection, { readonly client: Redis }>, timeoutMs: number) =>
-  Effect.try({
-    try: () =>
-      typeof connection === "string"
-        ? new Redis(connection, { ...defaultOptions(timeoutMs), ...safeOptions })
-        : Redacted.isRedacted(connection)
-        ? new Redis(Redacted.value(connection), { ...defaultOptions(timeoutMs), ...safeOptions })
-        : new Redis({ ...defaultOptions(timeoutMs), ...connection, ...safeOptions }),
-    catch: unusable
-  })
+const secret = (value: string | Redacted.Redacted<string> | undefined): string | undefined =>
+  value === undefined ? undefined : Redacted.isRedacted(value) ? Redacted.value(value) : value
 
-const connect = (client: Redis, timeoutMs: number): Effect.Effect<void, ServiceUnavailable | BackendError> =>
+/** `"host:port"` or `{ host, port }` as ioredis takes it; a string without a valid port fails. */
+const addressOf = (address: NodeAddress): { host: string; port: number } | undefined => {
+  if (typeof address !== "string") return { host: address.host, port: address.port }
+  const colon = address.lastIndexOf(":")
+  const port = Number(address.slice(colon + 1))
+  if (colon <= 0 || !Number.isInteger(port) || port < 1 || port > 65535) return undefined
+  return { host: address.slice(0, colon).replace(/^\[(.*)\]$/, "$1"), port }
+}
+
+const addressesOf = (addresses: ReadonlyArray<NodeAddress>, what: string) => {
+  const parsed = addresses.map(addressOf)
+  const bad = parsed.indexOf(undefined)
+  if (addresses.length === 0) return Effect.fail(unusableShape(`${what}: at least one node is needed`))
+  if (bad >= 0) return Effect.fail(unusableShape(`${what}: node ${bad + 1} is not host:port`))
+  return Effect.succeed(parsed as Array<{ host: string; port: number }>)
+}
+
+const unusableShape = (detail: string): BackendError =>
+  new BackendError({ backend: "redis", code: "CONFIG", detail: `the Redis connection is not usable: ${detail}` })
+
+/**
+ * True for a cluster connection.
+ *
+ * @since 0.3.0
+ * @category guards
+ */
+export const isClusterConnection = (connection: RedisConnection): connection is ClusterConnection =>
+  typeof connection === "object" && !Redacted.isRedacted(connection) && "cluster" in connection
+
+/**
+ * True for a Sentinel connection (ours, `{ sentinels, name }` with addresses as strings or objects).
+ *
+ * @since 0.3.0
+ * @category guards
+ */
+export const isSentinelConnection = (connection: RedisConnection): connection is SentinelConnection =>
+  typeof connection === "object" && !Redacted.isRedacted(connection) && "sentinels" in connection &&
+  "name" in connection && typeof connection.name === "string" && Array.isArray(connection.sentinels)
+
+const newCluster = (connection: ClusterConnection, timeoutMs: number) =>
+  Effect.flatMap(addressesOf(connection.cluster, "cluster"), (seeds) =>
+    Effect.try({
+      try: () => {
+        const given = connection.options ?? {}
+        const password = secret(connection.password)
+        return new Cluster(seeds, {
+          slotsRefreshTimeout: Math.max(timeoutMs, 1000),
+          ...given,
+          ...safeClusterOptions,
+          redisOptions: {
+            ...defaultOptions(timeoutMs),
+            ...given.redisOptions,
+            ...(password === undefined ? {} : { password }),
+            ...(connection.username === undefined ? {} : { username: connection.username }),
+            ...safeOptions
+          }
+        })
+      },
+      catch: unusable
+    }))
+
+const newSentinel = (connection: SentinelConnection, timeoutMs: number) =>
+  Effect.flatMap(addressesOf(connection.sentinels, "sentinels"), (sentinels) =>
+    Effect.try({
+      try: () => {
+        const password = secret(connection.password)
+        const sentinelPassword = secret(connection.sentinelPassword)
+        return new Redis({
+          ...defaultOptions(timeoutMs),
+          sentinels,
+          name: connection.name,
+          role: "master",
+          // Asks the sentinels again as soon as they announce a new primary, not only on a dropped socket.
+          failoverDetector: true,
+          sentinelRetryStrategy: (attempt: number) => Math.min(attempt * 50, 1000),
+          ...(password === undefined ? {} : { password }),
+          ...(sentinelPassword === undefined ? {} : { sentinelPassword }),
+          ...(connection.username === undefined ? {} : { username: connection.username }),
+          ...(connection.db === undefined ? {} : { db: connection.db }),
+          ...safeOptions
+        })
+      },
+      catch: unusable
+    }))
+
+/** Our client for `connection` (a URL, plain or redacted, options, a cluster or sentinels), with the safe options on top. */
+const newClient = (
+  connection: Exclude<RedisConnection, { readonly client: RedisHandle }>,
+  timeoutMs: number
+): Effect.Effect<RedisHandle, BackendError> =>
+  isClusterConnection(connection)
+    ? newCluster(connection, timeoutMs)
+    : isSentinelConnection(connection)
+    ? newSentinel(connection, timeoutMs)
+    : Effect.try({
+      try: () =>
+        typeof connection === "string"
+          ? new Redis(connection, { ...defaultOptions(timeoutMs), ...safeOptions })
+          : Redacted.isRedacted(connection)
+          ? new Redis(Redacted.value(connection), { ...defaultOptions(timeoutMs), ...safeOptions })
+          : new Redis({ ...defaultOptions(timeoutMs), ...connection, ...safeOptions }),
+      catch: unusable
+    })
+
+const connect = (client: RedisHandle, timeoutMs: number): Effect.Effect<void, ServiceUnavailable | BackendError> =>
   Effect.tryPromise({ try: () => client.connect(), catch: classify }).pipe(
     Effect.timeoutFail({ duration: Math.max(timeoutMs, 1000), onTimeout: () => timedOut(timeoutMs, "connect") }),
     Effect.withClock(liveClock),
@@ -140,16 +312,21 @@ const connect = (client: Redis, timeoutMs: number): Effect.Effect<void, ServiceU
 export const acquireClient = (
   connection: RedisConnection,
   timeoutMs: number
-): Effect.Effect<Redis, ServiceUnavailable | BackendError, Scope.Scope> => {
+): Effect.Effect<RedisHandle, ServiceUnavailable | BackendError, Scope.Scope> => {
   if (typeof connection === "object" && !Redacted.isRedacted(connection) && "client" in connection) {
     const client = connection.client
-    const unsafe = client.options.autoResendUnfulfilledCommands !== false || client.options.enableOfflineQueue !== false
+    const unsafe = client instanceof Cluster
+      ? client.options.enableOfflineQueue !== false ||
+        client.options.redisOptions?.autoResendUnfulfilledCommands !== false ||
+        client.options.scaleReads !== "master"
+      : client.options.autoResendUnfulfilledCommands !== false || client.options.enableOfflineQueue !== false
     return Effect.as(
       unsafe
         ? Effect.logWarning(
           "RedisBackend: the given ioredis client may resend or queue commands while disconnected; " +
             "a consuming check could then be applied after its call failed or timed out. " +
-            "Create it with enableOfflineQueue: false, autoResendUnfulfilledCommands: false."
+            "Create it with enableOfflineQueue: false, autoResendUnfulfilledCommands: false " +
+            "(and, for a cluster, scaleReads: \"master\": a replica may lag, so it must never decide)."
         )
         : Effect.void,
       client
@@ -177,7 +354,9 @@ export const acquireClient = (
  */
 export interface SharedRedis {
   /** The ioredis client (ours, closed with the scope; or the caller's `{ client }`, left open). */
-  readonly client: Redis
+  readonly client: RedisHandle
+  /** Put in front of every key we write (`"<keyPrefix>:"`, or `""` without a prefix). */
+  readonly keyPrefix: string
   /** Every vendored script, by name and by strategy and role. */
   readonly scripts: ScriptCatalog
   /** The runner every call goes through (its bound is `runner.timeoutMs`). */
@@ -200,8 +379,46 @@ export class RedisClient extends Context.Tag("throttlekit-effect/RedisClient")<R
  */
 export interface RedisClientOptions {
   /** Bound on every Redis call (and on connecting), in ms (default 1000). */
-  readonly timeoutMs?: number
+  readonly timeoutMs?: number | undefined
+  /**
+   * A deployment's namespace: every key becomes `<keyPrefix>:<key>` (as the ThrottleKit core's
+   * `--redis-prefix`), so several deployments can share one Redis or cluster. No braces (a brace would
+   * change which keys share a cluster slot); at most 256 bytes.
+   */
+  readonly keyPrefix?: string | undefined
+  /**
+   * After every consuming call, wait until this many replicas hold its write (Redis `WAIT`) before
+   * answering; a call whose write is not acknowledged within the bound fails with `ServiceUnavailable`
+   * (its units may be spent: the failure errs on the side of admitting less). Default 0: answer as soon as
+   * the primary has applied it, which is faster, but a failover can then lose the last writes.
+   */
+  readonly replicaAcks?: number | undefined
 }
+
+/** The longest deployment prefix accepted, in UTF-8 bytes. */
+const MAX_KEY_PREFIX_BYTES = 256
+
+/**
+ * `keyPrefix` as it goes in front of keys (`"x:"`, or `""`), or the reason it cannot be used.
+ *
+ * @since 0.3.0
+ * @category utils
+ */
+export const keyPrefixOf = (keyPrefix: string | undefined): Effect.Effect<string, BackendError> => {
+  if (keyPrefix === undefined || keyPrefix === "") return Effect.succeed("")
+  if (/[{}]/.test(keyPrefix)) {
+    return Effect.fail(unusableShape("the key prefix may not hold { or } (they choose a key's cluster slot)"))
+  }
+  if (Buffer.byteLength(keyPrefix, "utf8") > MAX_KEY_PREFIX_BYTES) {
+    return Effect.fail(unusableShape(`the key prefix is longer than ${MAX_KEY_PREFIX_BYTES} bytes`))
+  }
+  return Effect.succeed(`${keyPrefix}:`)
+}
+
+const replicaAcksOf = (replicaAcks: number | undefined): Effect.Effect<number, BackendError> =>
+  replicaAcks === undefined || (Number.isInteger(replicaAcks) && replicaAcks >= 0 && replicaAcks <= 16)
+    ? Effect.succeed(replicaAcks ?? 0)
+    : Effect.fail(unusableShape("replicaAcks must be a whole number from 0 to 16"))
 
 /**
  * Opens the shared connection in the scope: reads the vendored scripts, then connects (or adopts the
@@ -216,10 +433,12 @@ export const make = Effect.fn("RedisClient.make")(function*(
   options: RedisClientOptions = {}
 ): Effect.fn.Return<SharedRedis, ServiceUnavailable | BackendError, Scope.Scope> {
   const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS
+  const keyPrefix = yield* keyPrefixOf(options.keyPrefix)
+  const replicaAcks = yield* replicaAcksOf(options.replicaAcks)
   const scripts = yield* loadScripts()
   const client = yield* acquireClient(connection, timeoutMs)
   const time = yield* RedisTime.make(client, timeoutMs)
-  return { client, scripts, runner: makeScriptRunner(client, timeoutMs, time) }
+  return { client, keyPrefix, scripts, runner: makeScriptRunner(client, timeoutMs, { time, replicaAcks }) }
 })
 
 /**

@@ -57,6 +57,16 @@ export const isNoScript = (error: ServiceUnavailable | BackendError): boolean =>
   error._tag === "BackendError" && error.code === "NOSCRIPT"
 
 /**
+ * True when a cluster node answered with a redirection (MOVED: the slot lives on another node now; ASK:
+ * it is moving): the command did not run there, so sending it to the right node cannot apply it twice.
+ *
+ * @since 0.3.0
+ * @category utils
+ */
+export const isRedirection = (error: ServiceUnavailable | BackendError): boolean =>
+  error._tag === "BackendError" && (error.code === "MOVED" || error.code === "ASK")
+
+/**
  * The error for a command that got no answer within the bound.
  *
  * @since 0.1.0

@@ -9,8 +9,8 @@
  */
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
-import type { Redis } from "ioredis"
 import type { BackendError, ServiceUnavailable } from "../Errors.js"
+import type { RedisHandle } from "./RedisClient.js"
 import { classify, timedOut } from "./RedisErrors.js"
 
 /** One reading of Redis `TIME` against the local clock. */
@@ -27,7 +27,7 @@ const RESAMPLE_EVERY_MS = 30_000
 /** A new sample replaces the current one when its round trip is at most this (or no worse than it). */
 const GOOD_ROUND_TRIP_MS = 20
 
-const readTime = (client: Redis): Promise<Sample> => {
+const readTime = (client: RedisHandle): Promise<Sample> => {
   const before = Date.now()
   return (client.call("TIME") as Promise<[string, string]>).then((reply) => {
     const after = Date.now()
@@ -46,7 +46,7 @@ export class RedisTime {
   private sampledAt: number
   private sampling = false
 
-  constructor(private readonly client: Redis, private current: Sample) {
+  constructor(private readonly client: RedisHandle, private current: Sample) {
     this.sampledAt = Date.now()
   }
 
@@ -89,7 +89,10 @@ export class RedisTime {
  * @since 0.2.0
  * @category constructors
  */
-export const make = (client: Redis, timeoutMs: number): Effect.Effect<RedisTime, ServiceUnavailable | BackendError> =>
+export const make = (
+  client: RedisHandle,
+  timeoutMs: number
+): Effect.Effect<RedisTime, ServiceUnavailable | BackendError> =>
   Effect.tryPromise({ try: () => readTime(client), catch: classify }).pipe(
     Effect.timeoutFail({ duration: Math.max(timeoutMs, 1000), onTimeout: () => timedOut(timeoutMs, "TIME") }),
     Effect.withClock(Clock.make()),

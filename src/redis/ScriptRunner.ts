@@ -1,18 +1,25 @@
 /**
- * Runs vendored scripts on an ioredis client: EVALSHA on the script's SHA-1, falling back to EVAL
- * when Redis answers NOSCRIPT (its cache is empty after a restart or SCRIPT FLUSH). A NOSCRIPT reply
- * means the script did not run, so the fallback never applies a consuming script twice; no other
- * failure is retried. Every call is bounded by a timeout and fails with a typed error, never a hang.
+ * Runs vendored scripts on an ioredis client, one node or a cluster: EVALSHA on the script's SHA-1,
+ * falling back to EVAL when Redis answers NOSCRIPT (its cache is empty after a restart, a failover or
+ * SCRIPT FLUSH; on a cluster each node has its own cache). A NOSCRIPT reply means the script did not run,
+ * so the fallback never applies a consuming script twice; a cluster redirection (MOVED / ASK) means the
+ * same, and the call is sent again to the node that owns the slot; no other failure is retried. Every
+ * call is bounded by a timeout and fails with a typed error, never a hang.
+ *
+ * On a cluster a batch (`runPipelined`) is split by node: one pipeline per node, all sent at once, the
+ * replies put back in input order.
  *
  * @since 0.1.0
  */
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
-import type { Redis } from "ioredis"
+import type { Cluster, Redis } from "ioredis"
 import type { BackendError, ServiceUnavailable } from "../Errors.js"
-import { classify, fencedOut, isNoScript, timedOut } from "./RedisErrors.js"
+import type { RedisHandle } from "./RedisClient.js"
+import { classify, fencedOut, isNoScript, isRedirection, timedOut } from "./RedisErrors.js"
 import type { RedisTime } from "./RedisTime.js"
 import { marshal, type Named, type Script } from "./Scripts.js"
+import { slotOf } from "./Slots.js"
 
 /**
  * A Redis reply as ioredis decodes it (strings for bulk replies, numbers for integers).
@@ -99,8 +106,6 @@ export const evalArgs = (call: ScriptCall): EvalArgs => [call.keys.length, ...ca
 
 /** Bounds run on the real clock, so a `TestClock` in the caller's context never stalls a timeout. */
 const liveClock = Clock.make()
-
-type PipelineResult = Array<[error: Error | null, result: unknown]> | null
 
 const settle = (results: PipelineResult, size: number): Array<Reply | RedisFailure> => {
   if (results === null) {
@@ -260,15 +265,61 @@ const FENCE_FRACTION = 0.75
 const isFencedReply = (reply: Reply): boolean => Array.isArray(reply) && reply.length === 1 && reply[0] === -2
 
 /**
- * Builds the runner over `client`; every call fails with `ServiceUnavailable` when it gets no answer
- * within `timeoutMs`. With `time` (the Redis clock of the connection), every consuming script is sent
- * with its fence, `FENCE_FRACTION` of the bound after it leaves: a call that failed is never applied
- * afterwards.
+ * Options of a script runner.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface ScriptRunnerOptions {
+  /** The Redis clock of the connection: with it, every consuming script is sent with its fence. */
+  readonly time?: RedisTime | undefined
+  /** Replicas that must acknowledge a consuming call's write (`WAIT`) before it answers (default 0). */
+  readonly replicaAcks?: number | undefined
+}
+
+/** What a pipeline gives back: per command, its error or its reply (null when the pipeline was discarded). */
+type PipelineResult = Array<[error: Error | null, result: unknown]> | null
+
+/** The node group of each slot a cluster client knows, or undefined for a single node (or a cluster not yet mapped). */
+const nodeGroupOf = (client: RedisHandle): ((key: string) => string) | undefined => {
+  if (!client.isCluster) return undefined
+  const slots = (client as Cluster).slots
+  if (slots.length === 0) return undefined
+  return (key) => slots[slotOf(key)]?.join(";") ?? ""
+}
+
+/** The sockets a tick's commands may be written to: the node's, or every cluster primary's. */
+const streamsOf = (client: RedisHandle): ReadonlyArray<Redis["stream"]> => {
+  if (!client.isCluster) {
+    const stream = (client as Redis).stream
+    return stream === undefined ? [] : [stream]
+  }
+  const streams: Array<Redis["stream"]> = []
+  for (const node of (client as Cluster).nodes("master")) {
+    if (node.stream !== undefined) streams.push(node.stream)
+  }
+  return streams
+}
+
+/**
+ * Builds the runner over `client` (one node or a cluster); every call fails with `ServiceUnavailable`
+ * when it gets no answer within `timeoutMs`. With `options.time` (the Redis clock of the connection), every
+ * consuming script is sent with its fence, `FENCE_FRACTION` of the bound after it leaves: a call that
+ * failed is never applied afterwards. With `options.replicaAcks`, a consuming call answers only once
+ * that many replicas hold its write.
  *
  * @since 0.1.0
  * @category constructors
  */
-export const makeScriptRunner = (client: Redis, timeoutMs: number, time?: RedisTime): ScriptRunner => {
+export const makeScriptRunner = (
+  client: RedisHandle,
+  timeoutMs: number,
+  options: ScriptRunnerOptions = {}
+): ScriptRunner => {
+  const time = options.time
+  const replicaAcks = options.replicaAcks ?? 0
+  /** How long a `WAIT` may block: half the bound, so its answer still comes back within it. */
+  const waitMs = Math.max(1, Math.floor(timeoutMs / 2))
   const fenceWithin = timeoutMs * FENCE_FRACTION
   /** Writes the fence into `args` (numkeys, KEYS, ARGV) when `script` takes one; true when it did. */
   const fence = (script: Script, args: EvalArgs): boolean => {
@@ -281,26 +332,60 @@ export const makeScriptRunner = (client: Redis, timeoutMs: number, time?: RedisT
   // second corks the socket until the tick ends (Node's cork / nextTick-uncork pattern). Concurrent
   // checks arrive from many fibers a few µs apart, and a write syscall each cost more than their whole
   // Effect overhead; a lone command (a serial caller) is written at once, as without corking.
+  // On a cluster every primary's socket is corked alike.
   let commandsThisTick = 0
-  let corked: Redis["stream"] | undefined
+  let corked: ReadonlyArray<Redis["stream"]> | undefined
   const endTick = () => {
     commandsThisTick = 0
-    const stream = corked
+    const streams = corked
     corked = undefined
-    stream?.uncork()
+    if (streams !== undefined) { for (const stream of streams) stream.uncork() }
   }
   const coalesceWrites = () => {
     commandsThisTick++
     if (commandsThisTick === 1) {
       process.nextTick(endTick)
-    } else if (corked === undefined && client.stream !== undefined) {
-      corked = client.stream
-      corked.cork()
-    } else if (corked !== undefined && commandsThisTick % COMMANDS_PER_WRITE === 1) {
+    } else if (corked === undefined) {
+      corked = streamsOf(client)
+      for (const stream of corked) stream.cork()
+    } else if (commandsThisTick % COMMANDS_PER_WRITE === 1) {
       // The previous batch leaves now; this command starts the next.
-      corked.uncork()
-      corked.cork()
+      for (const stream of corked) {
+        stream.uncork()
+        stream.cork()
+      }
     }
+  }
+
+  /** A consuming script waits for its replicas' acknowledgement (when asked to) before it answers. */
+  const acked = (script: Script) => replicaAcks > 0 && script.fenceAt >= 0
+
+  /** The error of a write that too few replicas acknowledged within `waitMs`. */
+  const notAcknowledged = (acks: unknown) =>
+    new Error(
+      `the write was acknowledged by ${String(acks)} of ${replicaAcks} replica(s) within ${waitMs} ms ` +
+        "(it may have been applied)"
+    )
+
+  /** Sends one script (its SHA-1, or its text after NOSCRIPT), followed by `WAIT` when it must be acknowledged. */
+  const sendOne = (script: Script, args: EvalArgs, asText: boolean): Promise<Reply> => {
+    if (!acked(script)) {
+      return (asText ? client.eval(script.text, ...args) : client.evalsha(script.sha1, ...args)) as Promise<Reply>
+    }
+    const pipeline = client.pipeline()
+    if (asText) pipeline.eval(script.text, ...args)
+    else pipeline.evalsha(script.sha1, ...args)
+    pipeline.wait(replicaAcks, waitMs)
+    return pipeline.exec().then((results: PipelineResult) => {
+      if (results === null) return Promise.reject(new Error("pipeline discarded"))
+      const [scriptError, reply] = results[0]!
+      if (scriptError !== null) return Promise.reject(scriptError)
+      const [waitError, acks] = results[1]!
+      if (waitError !== null) return Promise.reject(waitError)
+      return typeof acks === "number" && acks >= replicaAcks
+        ? reply as Reply
+        : Promise.reject(notAcknowledged(acks))
+    })
   }
 
   const bounded = <A>(what: string, effect: Effect.Effect<A, RedisFailure>) =>
@@ -324,7 +409,7 @@ export const makeScriptRunner = (client: Redis, timeoutMs: number, time?: RedisT
     call.fenced = fence(script, args)
     deadlines.track(call)
     coalesceWrites()
-    const sent = client.evalsha(script.sha1, ...args) as Promise<Reply>
+    const sent = sendOne(script, args, false)
     const answered = (reply: Reply) => {
       if (call.fenced && isFencedReply(reply)) call.fail(fencedOut(script.name))
       else call.answer(reply)
@@ -341,7 +426,7 @@ export const makeScriptRunner = (client: Redis, timeoutMs: number, time?: RedisT
         }
         // NOSCRIPT: the script did not run, so sending its text cannot apply it twice.
         coalesceWrites()
-        const resent = client.eval(script.text, ...args) as Promise<Reply>
+        const resent = sendOne(script, args, true)
         resent.then(
           answered,
           (retryError: unknown) => {
@@ -366,58 +451,111 @@ export const makeScriptRunner = (client: Redis, timeoutMs: number, time?: RedisT
 
   const run: ScriptRunner["run"] = (call) => runDecoded(call.script, evalArgs(call), Effect.succeed)
 
+  /** True for a consuming script's reply `{-2}`: it reached Redis after its fence and applied nothing. */
+  const fencedOutAt = (call: ScriptCall, reply: Reply) => call.script.fenceAt >= 0 && isFencedReply(reply)
+
+  /**
+   * Sends `calls` in one pipeline (by SHA-1, or by text), with one `WAIT` after them when one of them
+   * must be acknowledged; settles each call's reply.
+   */
+  const sendPipeline = (calls: ReadonlyArray<ScriptCall>, asText: boolean) =>
+    Effect.flatMap(
+      send(() => {
+        const pipeline = client.pipeline()
+        for (const call of calls) {
+          const args = evalArgs(call)
+          fence(call.script, args)
+          if (asText) pipeline.eval(call.script.text, ...args)
+          else pipeline.evalsha(call.script.sha1, ...args)
+        }
+        if (calls.some((call) => acked(call.script))) pipeline.wait(replicaAcks, waitMs)
+        return pipeline.exec()
+      }),
+      (results: PipelineResult) => {
+        const settled = settle(results, calls.length)
+        if (settled.length > calls.length) {
+          const acks = settled.pop()!
+          if (isFailure(acks)) return Effect.fail(acks)
+          if (typeof acks !== "number" || acks < replicaAcks) return Effect.fail(classify(notAcknowledged(acks)))
+        }
+        return Effect.succeed(settled)
+      }
+    )
+
+  /**
+   * One pipeline round trip for `calls` (one node's share of a batch). Calls that did not run (NOSCRIPT:
+   * re-sent by text in a second pipeline; a cluster redirection: re-sent one by one, to the node that now
+   * owns the slot) are sent again; any other failure fails the batch.
+   */
+  const pipelineRound = (calls: ReadonlyArray<ScriptCall>) =>
+    Effect.gen(function*() {
+      const replies = yield* sendPipeline(calls, false)
+      const noScript: Array<number> = []
+      const redirected: Array<number> = []
+      for (let i = 0; i < replies.length; i++) {
+        const reply = replies[i]!
+        if (isFailure(reply)) {
+          if (isNoScript(reply)) noScript.push(i)
+          else if (isRedirection(reply)) redirected.push(i)
+          else return yield* Effect.fail(reply)
+        } else if (fencedOutAt(calls[i]!, reply)) {
+          return yield* Effect.fail(fencedOut(calls[i]!.script.name))
+        }
+      }
+      if (noScript.length > 0) {
+        const second = yield* sendPipeline(noScript.map((i) => calls[i]!), true)
+        for (let j = 0; j < noScript.length; j++) {
+          const reply = second[j]!
+          if (isFailure(reply)) {
+            if (isRedirection(reply)) {
+              redirected.push(noScript[j]!)
+              continue
+            }
+            return yield* Effect.fail(reply)
+          }
+          if (fencedOutAt(calls[noScript[j]!]!, reply)) {
+            return yield* Effect.fail(fencedOut(calls[noScript[j]!]!.script.name))
+          }
+          replies[noScript[j]!] = reply
+        }
+      }
+      if (redirected.length > 0) {
+        const resent = yield* Effect.forEach(redirected, (i) => run(calls[i]!), { concurrency: "unbounded" })
+        for (let j = 0; j < redirected.length; j++) replies[redirected[j]!] = resent[j]!
+      }
+      return replies as Array<Reply>
+    })
+
   const runPipelined: ScriptRunner["runPipelined"] = (calls) => {
     if (calls.length === 0) return Effect.succeed([])
+    const what = `pipeline of ${calls.length} scripts`
+    const groupOf = nodeGroupOf(client)
+    if (groupOf === undefined) return bounded(what, pipelineRound(calls))
+    // A cluster: one pipeline per node (the slots a node serves form one group), all in flight at once.
+    const groups = new Map<string, Array<number>>()
+    for (let i = 0; i < calls.length; i++) {
+      const group = groupOf(calls[i]!.keys[0] ?? "")
+      const members = groups.get(group)
+      if (members === undefined) groups.set(group, [i])
+      else members.push(i)
+    }
+    if (groups.size === 1) return bounded(what, pipelineRound(calls))
     return bounded(
-      `pipeline of ${calls.length} scripts`,
-      Effect.gen(function*() {
-        const first = settle(
-          yield* send(() => {
-            const pipeline = client.pipeline()
-            for (const call of calls) {
-              const args = evalArgs(call)
-              fence(call.script, args)
-              pipeline.evalsha(call.script.sha1, ...args)
-            }
-            return pipeline.exec()
-          }),
-          calls.length
-        )
-        const missing: Array<number> = []
-        for (let i = 0; i < first.length; i++) {
-          const reply = first[i]!
-          if (!isFailure(reply) && isFencedReply(reply) && calls[i]!.script.fenceAt >= 0) {
-            return yield* Effect.fail(fencedOut(calls[i]!.script.name))
+      what,
+      Effect.map(
+        Effect.forEach(
+          groups.values(),
+          (members) => Effect.map(pipelineRound(members.map((i) => calls[i]!)), (replies) => ({ members, replies })),
+          { concurrency: "unbounded" }
+        ),
+        (answers) => {
+          const replies = new Array<Reply>(calls.length)
+          for (const { members, replies: groupReplies } of answers) {
+            for (let j = 0; j < members.length; j++) replies[members[j]!] = groupReplies[j]!
           }
-          if (isFailure(reply)) {
-            if (!isNoScript(reply)) return yield* Effect.fail(reply)
-            missing.push(i)
-          }
+          return replies
         }
-        if (missing.length > 0) {
-          const second = settle(
-            yield* send(() => {
-              const pipeline = client.pipeline()
-              for (const i of missing) {
-                const args = evalArgs(calls[i]!)
-                fence(calls[i]!.script, args)
-                pipeline.eval(calls[i]!.script.text, ...args)
-              }
-              return pipeline.exec()
-            }),
-            missing.length
-          )
-          for (let j = 0; j < missing.length; j++) {
-            const reply = second[j]!
-            if (isFailure(reply)) return yield* Effect.fail(reply)
-            if (isFencedReply(reply) && calls[missing[j]!]!.script.fenceAt >= 0) {
-              return yield* Effect.fail(fencedOut(calls[missing[j]!]!.script.name))
-            }
-            first[missing[j]!] = reply
-          }
-        }
-        return first as Array<Reply>
-      })
+      )
     )
   }
 

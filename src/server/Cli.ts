@@ -41,6 +41,17 @@ options:
       --redis URL            the Redis server for --store redis (default redis://127.0.0.1:6379;
                              env THROTTLEKIT_REDIS_URL)
       --redis-file FILE      read the Redis URL from FILE (env THROTTLEKIT_REDIS_URL_FILE)
+      --redis-cluster NODES  a Redis Cluster instead: seed nodes host:port,host:port,...
+                             (env THROTTLEKIT_REDIS_CLUSTER)
+      --redis-sentinel NODES a Sentinel-managed primary instead: the sentinels host:port,...
+                             (env THROTTLEKIT_REDIS_SENTINEL)
+      --redis-sentinel-name NAME  the primary's name at the sentinels (default mymaster)
+      --redis-password P     the password of the cluster or sentinel-managed nodes (a URL carries
+                             its own; env THROTTLEKIT_REDIS_PASSWORD)
+      --redis-password-file FILE  read it from FILE (env THROTTLEKIT_REDIS_PASSWORD_FILE)
+      --redis-prefix P       put P: in front of every Redis key, so deployments can share one Redis
+      --redis-replica-acks N a consuming call answers once N replicas hold its write (Redis WAIT);
+                             0 answers at once (default 0; see the README on failover)
       --fail open|closed     while the store is down, Check/CheckMany on limiter policies answer allowed
                              (open) or denied (closed) instead of UNAVAILABLE; other calls and other
                              errors are unchanged (default open)
@@ -74,7 +85,7 @@ options:
   -V, --version              print the version
   -h, --help                 print this help
 
-The secrets and the Redis URL (which may hold a password) can come from a file or the environment rather
+The secrets, the Redis URL and password (which may hold a password) can come from a file or the environment rather
 than the command line, which any local user can read (ps). A file's content is used without one trailing
 newline; an empty secret or file is an error. A flag wins over the environment; giving both the value and
 the file form of one setting as flags, or both as variables, is an error. An empty variable counts as
@@ -116,12 +127,45 @@ export class SecretFileError extends Schema.TaggedError<SecretFileError>()("Secr
 }
 
 /**
- * The store holding limit state. The Redis URL is `Redacted`: it may hold a password.
+ * Which Redis, with its secrets of type `S` (`Redacted` once read, `SecretRef` as parsed): one server by
+ * URL (`--redis`), a cluster by seed nodes (`--redis-cluster`), or a Sentinel-managed primary
+ * (`--redis-sentinel`, `--redis-sentinel-name`).
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export type RedisTarget<S> =
+  | { readonly _tag: "Url"; readonly url: S }
+  | { readonly _tag: "Cluster"; readonly nodes: ReadonlyArray<string>; readonly password: Option.Option<S> }
+  | {
+    readonly _tag: "Sentinel"
+    readonly nodes: ReadonlyArray<string>
+    readonly name: string
+    readonly password: Option.Option<S>
+  }
+
+/**
+ * The Redis store's settings, with its secrets of type `S`.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface RedisStore<S> {
+  readonly kind: "redis"
+  readonly target: RedisTarget<S>
+  /** `--redis-prefix`. */
+  readonly keyPrefix: Option.Option<string>
+  /** `--redis-replica-acks`. */
+  readonly replicaAcks: number
+}
+
+/**
+ * The store holding limit state. The Redis URL and password are `Redacted`.
  *
  * @since 0.1.0
  * @category models
  */
-export type Store = { readonly kind: "memory" } | { readonly kind: "redis"; readonly url: Redacted.Redacted<string> }
+export type Store = { readonly kind: "memory" } | RedisStore<Redacted.Redacted<string>>
 
 /**
  * A secret (or the Redis URL) as the command line or the environment gives it: the value, or a file to
@@ -140,7 +184,7 @@ export type SecretRef =
  * @since 0.2.0
  * @category models
  */
-export type ParsedStore = { readonly kind: "memory" } | { readonly kind: "redis"; readonly url: SecretRef }
+export type ParsedStore = { readonly kind: "memory" } | RedisStore<SecretRef>
 
 /**
  * The paths of the TLS material.
@@ -283,6 +327,14 @@ export const version: Effect.Effect<string, VersionError, FileSystem.FileSystem 
  */
 export const DEFAULT_REDIS_URL = "redis://127.0.0.1:6379"
 
+/**
+ * The primary's name at the sentinels when `--redis-sentinel-name` is not given (Redis's own example name).
+ *
+ * @since 0.3.0
+ * @category constants
+ */
+export const DEFAULT_SENTINEL_NAME = "mymaster"
+
 const valueFlags: Record<string, string> = {
   "-c": "config",
   "--config": "config",
@@ -292,6 +344,13 @@ const valueFlags: Record<string, string> = {
   "--store": "store",
   "--redis": "redis",
   "--redis-file": "redis-file",
+  "--redis-cluster": "redis-cluster",
+  "--redis-sentinel": "redis-sentinel",
+  "--redis-sentinel-name": "redis-sentinel-name",
+  "--redis-password": "redis-password",
+  "--redis-password-file": "redis-password-file",
+  "--redis-prefix": "redis-prefix",
+  "--redis-replica-acks": "redis-replica-acks",
   "--fail": "fail",
   "--monitor-secret": "monitor-secret",
   "--monitor-secret-file": "monitor-secret-file",
@@ -492,6 +551,112 @@ const readRef = (
 
 const readOptionalRef = (ref: Option.Option<SecretRef>) => Effect.transposeMapOption(ref, (r) => readRef(r))
 
+/** The Redis target with its URL or password read. */
+const readTarget = (
+  target: RedisTarget<SecretRef>
+): Effect.Effect<RedisTarget<Redacted.Redacted<string>>, SecretFileError, FileSystem.FileSystem> =>
+  target._tag === "Url"
+    ? Effect.map(readRef(target.url, redisUrlInFile), (url) => ({ _tag: "Url", url }) as const)
+    : Effect.map(readOptionalRef(target.password), (password) => ({ ...target, password }))
+
+/** `host:port,host:port,…` as a list, or why not (addresses hold no secret, so they may be named). */
+const nodeList = (flag: string, text: string): Effect.Effect<ReadonlyArray<string>, UsageError> => {
+  const nodes = text.split(",").map((node) => node.trim())
+  for (const node of nodes) {
+    const colon = node.lastIndexOf(":")
+    const port = Number(node.slice(colon + 1))
+    if (colon <= 0 || !/^\d+$/.test(node.slice(colon + 1)) || port < 1 || port > 65535) {
+      return fail(`${flag} must be a list of host:port separated by commas; ${JSON.stringify(node)} is not one`)
+    }
+  }
+  return Effect.succeed(nodes)
+}
+
+/** A plain (not secret) setting from its flag, else its variable (an empty variable counts as unset). */
+const plainSetting = (
+  values: ReadonlyMap<string, string>,
+  env: Readonly<Record<string, string | undefined>>,
+  flag: string,
+  variable: string
+): { readonly source: string; readonly text: string } | undefined => {
+  const fromFlag = values.get(flag)
+  if (fromFlag !== undefined) return { source: `--${flag}`, text: fromFlag }
+  const fromEnv = setVariable(env[variable])
+  return fromEnv === undefined ? undefined : { source: variable, text: fromEnv }
+}
+
+/**
+ * The store: memory, or Redis by URL, cluster or sentinels. Naming a Redis (flag or environment) selects
+ * Redis unless `--store memory` is given; naming two kinds of Redis is a mistake.
+ */
+const parseStore = (
+  values: ReadonlyMap<string, string>,
+  env: Readonly<Record<string, string | undefined>>
+): Effect.Effect<ParsedStore, UsageError> =>
+  Effect.gen(function*() {
+    const url = yield* setting(values, env, "redis", "THROTTLEKIT_REDIS_URL")
+    const cluster = plainSetting(values, env, "redis-cluster", "THROTTLEKIT_REDIS_CLUSTER")
+    const sentinel = plainSetting(values, env, "redis-sentinel", "THROTTLEKIT_REDIS_SENTINEL")
+    const password = yield* setting(values, env, "redis-password", "THROTTLEKIT_REDIS_PASSWORD")
+    const named = [
+      ...(Option.isSome(url) ? [url.value.source] : []),
+      ...(cluster === undefined ? [] : [cluster.source]),
+      ...(sentinel === undefined ? [] : [sentinel.source])
+    ]
+    const redisOnly = ["redis-sentinel-name", "redis-prefix", "redis-replica-acks"]
+      .filter((flag) => values.has(flag))
+      .map((flag) => `--${flag}`)
+    const storeName = values.get("store") ?? (named.length > 0 ? "redis" : "memory")
+    if (storeName === "memory") {
+      // A Redis flag contradicts --store memory; a Redis in the environment yields to it (flags win).
+      const given = [...named, ...(Option.isSome(password) ? [password.value.source] : []), ...redisOnly]
+        .find((source) => source.startsWith("--"))
+      if (given !== undefined) return yield* fail(`${given} needs --store redis (it was given with --store memory)`)
+      return { kind: "memory" } as const
+    }
+    if (storeName !== "redis") return yield* fail("--store must be memory or redis")
+    if (named.length > 1) return yield* fail(`${named[0]} and ${named[1]} name two different Redis; give one`)
+
+    let target: RedisTarget<SecretRef>
+    if (cluster !== undefined) {
+      target = { _tag: "Cluster", nodes: yield* nodeList(cluster.source, cluster.text), password }
+    } else if (sentinel !== undefined) {
+      const name = values.get("redis-sentinel-name") ?? DEFAULT_SENTINEL_NAME
+      if (name === "") return yield* fail("--redis-sentinel-name must not be empty")
+      target = { _tag: "Sentinel", nodes: yield* nodeList(sentinel.source, sentinel.text), name, password }
+    } else {
+      if (Option.isSome(password)) {
+        return yield* fail(
+          `${password.value.source} is for --redis-cluster or --redis-sentinel; a Redis URL carries its own password`
+        )
+      }
+      const ref = Option.getOrElse(
+        url,
+        (): SecretRef => ({ _tag: "Value", source: "--redis", value: Redacted.make(DEFAULT_REDIS_URL) })
+      )
+      // A URL from a file is checked once read (`resolve`).
+      const problem = ref._tag === "Value" ? redisUrlProblem(Redacted.value(ref.value)) : Option.none()
+      if (Option.isSome(problem)) {
+        return yield* fail(`${ref.source} must be ${REDIS_URL}, but the value ${problem.value} (${NOT_SHOWN})`)
+      }
+      target = { _tag: "Url", url: ref }
+    }
+    if (values.has("redis-sentinel-name") && target._tag !== "Sentinel") {
+      return yield* fail("--redis-sentinel-name needs --redis-sentinel")
+    }
+
+    const keyPrefix = values.get("redis-prefix")
+    if (keyPrefix === "") return yield* fail("--redis-prefix must not be empty")
+    if (keyPrefix !== undefined && /[{}]/.test(keyPrefix)) {
+      return yield* fail("--redis-prefix may not hold { or } (they choose a key's cluster slot)")
+    }
+    if (keyPrefix !== undefined && Buffer.byteLength(keyPrefix, "utf8") > 256) {
+      return yield* fail("--redis-prefix must be at most 256 bytes")
+    }
+    const replicaAcks = yield* wholeNumber("redis-replica-acks", values.get("redis-replica-acks") ?? "0", 0, 16)
+    return { kind: "redis", target, keyPrefix: Option.fromNullable(keyPrefix), replicaAcks } as const
+  })
+
 /**
  * Parses the arguments after the program name, reading nothing: a secret or Redis URL given as a file
  * stays a `SecretRef` for `resolve`. `env` supplies the environment fallbacks of the secrets and the
@@ -557,29 +722,7 @@ export const parse = (
     if (host === "") return yield* fail("--host must not be empty")
     const port = yield* wholeNumber("port", values.get("port") ?? String(DEFAULT_PORT), 0, 65535)
 
-    const redis = yield* setting(values, env, "redis", "THROTTLEKIT_REDIS_URL")
-    const storeName = values.get("store") ?? (Option.isSome(redis) ? "redis" : "memory")
-    let store: ParsedStore
-    if (storeName === "memory") {
-      // A Redis URL flag contradicts --store memory; one in the environment yields to it (flags win).
-      if (Option.isSome(redis) && redis.value.source.startsWith("--")) {
-        return yield* fail(`${redis.value.source} needs --store redis (it was given with --store memory)`)
-      }
-      store = { kind: "memory" }
-    } else if (storeName === "redis") {
-      const url = Option.getOrElse(
-        redis,
-        (): SecretRef => ({ _tag: "Value", source: "--redis", value: Redacted.make(DEFAULT_REDIS_URL) })
-      )
-      // A URL from a file is checked once read (`resolve`).
-      const problem = url._tag === "Value" ? redisUrlProblem(Redacted.value(url.value)) : Option.none()
-      if (Option.isSome(problem)) {
-        return yield* fail(`${url.source} must be ${REDIS_URL}, but the value ${problem.value} (${NOT_SHOWN})`)
-      }
-      store = { kind: "redis", url }
-    } else {
-      return yield* fail("--store must be memory or redis")
-    }
+    const store = yield* parseStore(values, env)
 
     const failText = values.get("fail") ?? DEFAULT_FAIL_MODE
     const failMode = failModes.find((mode) => mode === failText)
@@ -651,10 +794,7 @@ export const resolve = (
   return Effect.gen(function*() {
     const args: ServeArgs = {
       ...rest,
-      store: store.kind === "memory" ? store : {
-        kind: "redis",
-        url: yield* readRef(store.url, redisUrlInFile)
-      },
+      store: store.kind === "memory" ? store : { ...store, target: yield* readTarget(store.target) },
       monitorSecret: yield* readOptionalRef(monitorSecret),
       fleetSecret: yield* readOptionalRef(fleetSecret)
     }

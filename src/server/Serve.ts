@@ -11,10 +11,12 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import type * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
 import * as PolicyFile from "../PolicyFile.js"
 import type { PolicyError, PolicySet } from "../PolicySet.js"
+import type { RedisConnection } from "../redis/RedisClient.js"
 import { isLoopbackPeer } from "./Auth.js"
 import type * as Cli from "./Cli.js"
 import {
@@ -118,6 +120,29 @@ const readTls = (paths: Option.Option<Cli.TlsPaths>) =>
   })
 
 /**
+ * The Redis the command line names, as the store takes it. The URL and the password may be secrets: they
+ * stay redacted until the client is built.
+ */
+const redisConnection = (target: Cli.RedisTarget<Redacted.Redacted<string>>): RedisConnection => {
+  switch (target._tag) {
+    case "Url":
+      return target.url
+    case "Cluster":
+      return { cluster: target.nodes, password: Option.getOrUndefined(target.password) }
+    case "Sentinel":
+      return { sentinels: target.nodes, name: target.name, password: Option.getOrUndefined(target.password) }
+  }
+}
+
+/** The store as the startup line names it: `memory`, `redis`, `redis cluster` or `redis sentinel`. */
+const storeName = (store: Cli.Store): string =>
+  store.kind === "memory"
+    ? "memory"
+    : store.target._tag === "Url"
+    ? "redis"
+    : `redis ${store.target._tag.toLowerCase()}`
+
+/**
  * The server the command line describes, serving the loaded policies (already validated: the set is reused).
  *
  * @since 0.2.0
@@ -129,8 +154,12 @@ export const serverOptions = (
   tls: ServerTls | undefined
 ): ThrottleKitServer.ThrottleKitServerOptions => ({
   policies,
-  // The URL may hold a password: the command line reads it redacted, and it travels so to the store.
-  store: args.store.kind === "memory" ? { kind: "memory" } : { kind: "redis", redis: args.store.url },
+  store: args.store.kind === "memory" ? { kind: "memory" } : {
+    kind: "redis",
+    redis: redisConnection(args.store.target),
+    replicaAcks: args.store.replicaAcks,
+    ...(Option.isSome(args.store.keyPrefix) ? { keyPrefix: args.store.keyPrefix.value } : {})
+  },
   leaseTtlMs: args.leaseTtlMs,
   failMode: args.failMode,
   ...(Option.isSome(args.nodeId) ? { nodeId: args.nodeId.value } : {}),
@@ -168,7 +197,9 @@ export const startupLine = (
   const count = `${policies.names.length} ${policies.names.length === 1 ? "policy" : "policies"}`
   const operator = (args.monitor ? "" : ", monitor=off") +
     Option.match(metrics, { onNone: () => "", onSome: (m) => `, metrics=${m.address}` })
-  return `throttlekit-effect listening on ${server.address} [store=${args.store.kind}, ${server.security}, lease-ttl=${args.leaseTtlMs}ms, fail=${args.failMode}${operator}] (${count}: ${names})`
+  return `throttlekit-effect listening on ${server.address} [store=${
+    storeName(args.store)
+  }, ${server.security}, lease-ttl=${args.leaseTtlMs}ms, fail=${args.failMode}${operator}] (${count}: ${names})`
 }
 
 /**

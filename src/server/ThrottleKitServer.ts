@@ -76,15 +76,22 @@ import * as TwoTier from "./TwoTier.js"
 
 /**
  * Where limit state lives (the server's `--store`): process memory, or Redis (a URL, plain or `Redacted`
- * when it holds a password, ioredis options or `{ client }`, with the bound on every call, default
- * 1000 ms).
+ * when it holds a password, ioredis options, a cluster, a Sentinel-managed primary or `{ client }`), with
+ * the bound on every call (default 1000 ms), an optional deployment key prefix and replica
+ * acknowledgements (see `RedisClientOptions`).
  *
  * @since 0.2.0
  * @category models
  */
 export type ServerStore =
   | { readonly kind: "memory" }
-  | { readonly kind: "redis"; readonly redis: RedisClient.RedisConnection; readonly timeoutMs?: number }
+  | {
+    readonly kind: "redis"
+    readonly redis: RedisClient.RedisConnection
+    readonly timeoutMs?: number
+    readonly keyPrefix?: string
+    readonly replicaAcks?: number
+  }
 
 /**
  * What the server is built from.
@@ -245,10 +252,11 @@ const backing = (
     case "redis": {
       const failed = (what: string) => (error: { readonly message: string }) =>
         new StartupError({ reason: `${what} failed to start: ${error.message}` })
-      const connection = RedisClient.layer(
-        store.redis,
-        store.timeoutMs === undefined ? {} : { timeoutMs: store.timeoutMs }
-      ).pipe(Layer.mapError(failed("the Redis store")))
+      const connection = RedisClient.layer(store.redis, {
+        timeoutMs: store.timeoutMs,
+        keyPrefix: store.keyPrefix,
+        replicaAcks: store.replicaAcks
+      }).pipe(Layer.mapError(failed("the Redis store")))
       const coordinator = given ?? (usesCoordinator(policies)
         ? RedisCoordinator.layerShared().pipe(Layer.mapError(failed("the coordinator")))
         : MemoryCoordinator.layer())

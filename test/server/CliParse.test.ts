@@ -26,7 +26,8 @@ const loadError = (args: ReadonlyArray<string>, env: Readonly<Record<string, str
   Effect.flip(loadServe(args, env))
 
 const secretValue = (secret: Option.Option<Redacted.Redacted<string>>) => Option.map(secret, Redacted.value)
-const redisUrl = (args: ServeArgs) => args.store.kind === "redis" ? Redacted.value(args.store.url) : "memory"
+const redisUrl = (args: ServeArgs) =>
+  args.store.kind === "redis" && args.store.target._tag === "Url" ? Redacted.value(args.store.target.url) : "memory"
 /** A parsed (unread) ref, shown plainly for comparison. */
 const shown = (ref: SecretRef) => ref._tag === "Value" ? `value ${Redacted.value(ref.value)}` : `file ${ref.path}`
 
@@ -89,8 +90,8 @@ describe("Cli.parse", () => {
           100,
           1000
         ])
-      if (args.store.kind !== "redis") return expect.fail("expected redis")
-      expect(shown(args.store.url)).toBe("value redis://10.0.0.1:6380")
+      if (args.store.kind !== "redis" || args.store.target._tag !== "Url") return expect.fail("expected a Redis URL")
+      expect(shown(args.store.target.url)).toBe("value redis://10.0.0.1:6380")
       expect(Option.map(args.monitorSecret, shown)).toEqual(Option.some("value m"))
       expect(Option.map(args.fleetSecret, shown)).toEqual(Option.some("value f"))
       const fleet = Option.getOrThrow(args.fleetSecret)
@@ -262,7 +263,8 @@ describe("Cli.load: the secrets and the Redis URL from flags, files and the envi
       ])
       if (command._tag !== "Serve") return expect.fail("expected serve")
       expect(Option.map(command.args.monitorSecret, shown)).toEqual(Option.some(`file ${absent}`))
-      expect(command.args.store.kind === "redis" && shown(command.args.store.url)).toBe(`file ${absent}`)
+      const store = command.args.store
+      expect(store.kind === "redis" && store.target._tag === "Url" && shown(store.target.url)).toBe(`file ${absent}`)
       // --help wins before any file is read.
       expect(
         (yield* load(["serve", "--monitor-secret-file", absent, "--help"]).pipe(
@@ -459,7 +461,7 @@ describe("Cli.load: the secrets and the Redis URL from flags, files and the envi
         const printed of [
           inspect(args, { depth: 10 }),
           JSON.stringify(args),
-          String(args.store.kind === "redis" && args.store.url)
+          String(args.store.kind === "redis" && args.store.target._tag === "Url" && args.store.target.url)
         ]
       ) {
         for (const secret of ["r3dis-pw", "m0nitor-s3cret", "fl33t-s3cret"]) expect(printed).not.toContain(secret)

@@ -1,0 +1,39 @@
+/**
+ * Redis Cluster key slots: which of the 16384 slots a key belongs to, as the cluster computes it (CRC16,
+ * XMODEM variant, of the key's hash tag if it has one, else of the whole key, modulo 16384). Keys of one
+ * slot live on one node, which is what lets a batch be split into one pipeline per node.
+ *
+ * @since 0.3.0
+ * @internal
+ */
+
+/** The number of slots of a Redis Cluster. */
+export const SLOT_COUNT = 16384
+
+/** CRC16 with polynomial 0x1021, initial value 0, no reflection (the cluster's hash). */
+const crc16 = (bytes: Uint8Array, from: number, to: number): number => {
+  let crc = 0
+  for (let i = from; i < to; i++) {
+    crc ^= bytes[i]! << 8
+    for (let bit = 0; bit < 8; bit++) {
+      crc = (crc & 0x8000) !== 0 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff
+    }
+  }
+  return crc
+}
+
+const encoder = new TextEncoder()
+
+/**
+ * The slot of `key`: only the part between the first `{` and the next `}` is hashed when that part is
+ * not empty (the hash tag), so keys sharing a tag share a slot.
+ */
+export const slotOf = (key: string): number => {
+  const bytes = encoder.encode(key)
+  const open = bytes.indexOf(0x7b)
+  if (open >= 0) {
+    const close = bytes.indexOf(0x7d, open + 1)
+    if (close > open + 1) return crc16(bytes, open + 1, close) % SLOT_COUNT
+  }
+  return crc16(bytes, 0, bytes.length) % SLOT_COUNT
+}
