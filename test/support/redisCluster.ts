@@ -12,7 +12,6 @@ import { execFile, spawnSync } from "node:child_process"
 import * as path from "node:path"
 import {
   dataNodeSettings,
-  freePorts,
   infoFields,
   isErrorReply,
   LOOPBACK,
@@ -30,7 +29,8 @@ import {
   settingsArgs,
   startNodes,
   teardownNodes,
-  waiting
+  waiting,
+  withFreshPorts
 } from "./redisNode.js"
 import { MISSING_REDIS_HINT, redisServerAvailable } from "./redisServer.js"
 
@@ -301,14 +301,12 @@ const createCluster = (ports: ReadonlyArray<number>, timeoutMs: number): Promise
   )
 
 /** Starts the six processes (half of the ports go to the cluster bus). */
-const startClusterNodes = async (nodeTimeoutMs: number): Promise<Array<RedisNodeHandle>> => {
-  const ports = await freePorts(NODE_COUNT * 2)
-  const busPort = (i: number) => ports[i + NODE_COUNT] ?? 0
-  return startNodes(
-    ports.slice(0, NODE_COUNT).map((port, i) => nodeSpec(port, busPort(i), nodeTimeoutMs)),
-    "cluster node"
-  )
-}
+const startClusterNodes = (nodeTimeoutMs: number): Promise<Array<RedisNodeHandle>> =>
+  withFreshPorts(NODE_COUNT * 2, (ports) => {
+    const busPort = (i: number) => ports[i + NODE_COUNT] ?? 0
+    const specs = ports.slice(0, NODE_COUNT).map((port, i) => nodeSpec(port, busPort(i), nodeTimeoutMs))
+    return startNodes(specs, "cluster node")
+  })
 
 /** What `killPrimary` or `pausePrimary` noted of a primary before taking it down. */
 interface DownedPrimary {
