@@ -2,8 +2,9 @@
  * The multi-process Redis fixtures themselves (`test/support/redisCluster.ts`, `redisSentinel.ts`), so
  * the Cluster and Sentinel tests of the Redis door can trust them: the cluster comes up as three
  * primaries each with one replica in sync over all 16384 slots, a killed primary's replica takes over
- * its slots (and the old primary comes back as a replica), and the sentinels fail over to the replica
- * and take the old primary back. The measured promotion and failover times are printed.
+ * its slots (and the old primary comes back as a replica), so does a hung (SIGSTOPped) one's, and the
+ * sentinels fail over to the replica and take the old primary back. The measured promotion and failover
+ * times are printed.
  */
 import { expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
@@ -115,6 +116,26 @@ layer(RedisCluster.layer, { timeout: 60_000, excludeTestServices: true })("Redis
         expect(yield* Effect.promise(() => cluster.node(victim.port).role())).toBe("replica")
         const after = yield* Effect.promise(() => cluster.primaries())
         expect(after.find((primary) => primary.port === promotion.newPrimaryPort)?.replicas).toEqual([victim.port])
+      }),
+    60_000
+  )
+
+  it.effect(
+    "promotes the replica of a hung (SIGSTOPped) primary, which comes back as a replica when thawed",
+    () =>
+      Effect.gen(function*() {
+        const cluster = yield* RedisCluster
+        const [, , victim] = yield* Effect.promise(() => cluster.primaries())
+        if (victim === undefined) throw new Error("the cluster has fewer than 3 primaries")
+        yield* Effect.promise(() => cluster.pausePrimary(victim.port))
+        const promotion = yield* Effect.promise(() => cluster.awaitPromotion(victim.port, 20_000))
+        console.log(`[clusterHarness] replica promoted in ${promotion.elapsedMs} ms after the primary's SIGSTOP`)
+        expect(promotion.newPrimaryPort).toBe(victim.replicas[0])
+        expect(cluster.node(victim.port).state()).toBe("paused")
+
+        cluster.node(victim.port).resume()
+        yield* Effect.promise(() => cluster.awaitReady(30_000))
+        expect(yield* Effect.promise(() => cluster.node(victim.port).role())).toBe("replica")
       }),
     60_000
   )

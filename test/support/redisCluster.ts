@@ -3,7 +3,8 @@
  * three replicas) on free loopback ports, each in its own temp dir, joined with `redis-cli --cluster
  * create`, and handed out only once every node says `cluster_state:ok`, all 16384 slots are assigned and
  * every primary has a replica in sync. The node timeout is short (1 s) and a replica is always eligible
- * (`cluster-replica-validity-factor 0`), so `killPrimary` + `awaitPromotion` take a few seconds.
+ * (`cluster-replica-validity-factor 0`), so `killPrimary` (or `pausePrimary`) + `awaitPromotion` take a
+ * few seconds.
  * Everything is killed and removed with the scope (or `close`).
  */
 import { Context, Data, Effect, Layer, type Scope } from "effect"
@@ -11,7 +12,6 @@ import { execFile, spawnSync } from "node:child_process"
 import * as path from "node:path"
 import {
   dataNodeSettings,
-  freePorts,
   infoFields,
   isErrorReply,
   LOOPBACK,
@@ -29,7 +29,8 @@ import {
   settingsArgs,
   startNodes,
   teardownNodes,
-  waiting
+  waiting,
+  withFreshPorts
 } from "./redisNode.js"
 import { MISSING_REDIS_HINT, redisServerAvailable } from "./redisServer.js"
 
@@ -67,7 +68,7 @@ export interface ClusterPrimary {
   readonly failing: boolean
 }
 
-/** A finished failover: the dead primary, the replica that took its slots, and the time since the kill. */
+/** A finished failover: the downed primary, the replica that took its slots, the time since the kill or pause. */
 export interface Promotion {
   readonly deadPort: number
   readonly newPrimaryPort: number
@@ -98,9 +99,12 @@ export interface RedisClusterHandle {
   readonly command: (args: ReadonlyArray<string>, viaPort?: number) => Promise<RespValue>
   /** SIGKILLs the primary on `port` after noting its slots and replicas (for `awaitPromotion`). */
   readonly killPrimary: (port: number) => Promise<void>
+  /** SIGSTOPs the primary on `port` (a hung primary) after noting its slots and replicas; `resume` thaws it. */
+  readonly pausePrimary: (port: number) => Promise<void>
   /**
-   * Resolves once a replica of the primary killed on `port` serves all its slots, answers `ROLE` as a
-   * primary, and every running node says `cluster_state:ok` and agrees; `elapsedMs` counts from the kill.
+   * Resolves once a replica of the primary killed or paused on `port` serves all its slots, answers
+   * `ROLE` as a primary, and every running node says `cluster_state:ok` and agrees; `elapsedMs` counts
+   * from the kill or pause.
    */
   readonly awaitPromotion: (port: number, timeoutMs?: number) => Promise<Promotion>
   /**
@@ -297,25 +301,23 @@ const createCluster = (ports: ReadonlyArray<number>, timeoutMs: number): Promise
   )
 
 /** Starts the six processes (half of the ports go to the cluster bus). */
-const startClusterNodes = async (nodeTimeoutMs: number): Promise<Array<RedisNodeHandle>> => {
-  const ports = await freePorts(NODE_COUNT * 2)
-  const busPort = (i: number) => ports[i + NODE_COUNT] ?? 0
-  return startNodes(
-    ports.slice(0, NODE_COUNT).map((port, i) => nodeSpec(port, busPort(i), nodeTimeoutMs)),
-    "cluster node"
-  )
-}
+const startClusterNodes = (nodeTimeoutMs: number): Promise<Array<RedisNodeHandle>> =>
+  withFreshPorts(NODE_COUNT * 2, (ports) => {
+    const busPort = (i: number) => ports[i + NODE_COUNT] ?? 0
+    const specs = ports.slice(0, NODE_COUNT).map((port, i) => nodeSpec(port, busPort(i), nodeTimeoutMs))
+    return startNodes(specs, "cluster node")
+  })
 
-/** What `killPrimary` noted of a primary before killing it. */
-interface KilledPrimary {
+/** What `killPrimary` or `pausePrimary` noted of a primary before taking it down. */
+interface DownedPrimary {
   readonly slots: ReadonlyArray<SlotRange>
   readonly replicas: ReadonlyArray<number>
-  readonly killedAt: number
+  readonly downAt: number
 }
 
 /** The handle over six started and joined nodes. */
 const makeHandle = (nodes: ReadonlyArray<RedisNodeHandle>): RedisClusterHandle => {
-  const killed = new Map<number, KilledPrimary>()
+  const downed = new Map<number, DownedPrimary>()
   const running = () => nodes.filter((node) => node.state() === "running")
 
   const node = (port: number): RedisNodeHandle => {
@@ -355,16 +357,20 @@ const makeHandle = (nodes: ReadonlyArray<RedisNodeHandle>): RedisClusterHandle =
     throw new Error(`${args.join(" ")}: no running node, or more than 5 MOVED redirections`)
   }
 
-  const killPrimary = async (port: number): Promise<void> => {
+  /** Notes the primary on `port` (it must serve slots), then takes it down with `takeDown`. */
+  const downPrimary = async (port: number, takeDown: (target: RedisNodeHandle) => Promise<void>) => {
     const primary = (await primaries()).find((candidate) => candidate.port === port)
     if (primary === undefined) throw new Error(`${port} is not a primary serving slots`)
-    const killedAt = Date.now()
-    await node(port).kill()
-    killed.set(port, { slots: primary.slots, replicas: primary.replicas, killedAt })
+    const downAt = Date.now()
+    await takeDown(node(port))
+    downed.set(port, { slots: primary.slots, replicas: primary.replicas, downAt })
   }
 
+  const killPrimary = (port: number) => downPrimary(port, (target) => target.kill())
+  const pausePrimary = (port: number) => downPrimary(port, async (target) => target.pause())
+
   /** The replica serving all of the dead primary's slots in every running node's view, or why not yet. */
-  const probePromotion = async (deadPort: number, dead: KilledPrimary): Promise<ProbeResult<Promotion>> => {
+  const probePromotion = async (deadPort: number, dead: DownedPrimary): Promise<ProbeResult<Promotion>> => {
     let newPrimaryPort: number | undefined
     for (const live of running()) {
       const infoTrouble = await probeClusterInfo(live.port, nodes.length)
@@ -381,12 +387,14 @@ const makeHandle = (nodes: ReadonlyArray<RedisNodeHandle>): RedisClusterHandle =
     if (newPrimaryPort === undefined) return waiting("no running node")
     const role = await node(newPrimaryPort).role()
     if (role !== "primary") return waiting(`${newPrimaryPort} answers ROLE as ${role}`)
-    return ready({ deadPort, newPrimaryPort, elapsedMs: Date.now() - dead.killedAt })
+    return ready({ deadPort, newPrimaryPort, elapsedMs: Date.now() - dead.downAt })
   }
 
   const awaitPromotion = (port: number, timeoutMs = DEFAULT_PROMOTION_TIMEOUT_MS): Promise<Promotion> => {
-    const dead = killed.get(port)
-    if (dead === undefined) return Promise.reject(new Error(`awaitPromotion(${port}): call killPrimary(${port}) first`))
+    const dead = downed.get(port)
+    if (dead === undefined) {
+      return Promise.reject(new Error(`awaitPromotion(${port}): call killPrimary or pausePrimary(${port}) first`))
+    }
     return pollUntil(`promotion of a replica of ${port}`, timeoutMs, () => probePromotion(port, dead))
   }
 
@@ -430,6 +438,7 @@ const makeHandle = (nodes: ReadonlyArray<RedisNodeHandle>): RedisClusterHandle =
     primaryForSlot,
     command,
     killPrimary,
+    pausePrimary,
     awaitPromotion,
     awaitReady,
     flushAll,

@@ -137,21 +137,29 @@ export const pairsToMap = (reply: RespValue): ReadonlyMap<string, string> => {
 // Polling
 // ---------------------------------------------------------------------------------------------------
 
-/** What one probe of `pollUntil` saw: done with a value, or still waiting and why. */
-export type ProbeResult<T> = { readonly done: true; readonly value: T } | { readonly done: false; readonly why: string }
+/** What one probe of `pollUntil` saw: done with a value, or not (yet) and why; `fatal` ends the wait. */
+export type ProbeResult<T> =
+  | { readonly done: true; readonly value: T }
+  | { readonly done: false; readonly why: string; readonly fatal: boolean }
 
 /** A probe that is done. */
 export const ready = <T>(value: T): ProbeResult<T> => ({ done: true, value })
 
 /** A probe that is still waiting, with what it saw. */
-export const waiting = <T>(why: string): ProbeResult<T> => ({ done: false, why })
+export const waiting = <T>(why: string): ProbeResult<T> => ({ done: false, why, fatal: false })
+
+/** A probe that saw the wait cannot succeed (a process that exited): `pollUntil` rejects at once. */
+export const failed = <T>(why: string): ProbeResult<T> => ({ done: false, why, fatal: true })
+
+class FatalProbe extends Error {}
 
 /** Resolves after `ms`. */
 export const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms))
 
 /**
  * Runs `probe` every `intervalMs` until it is done, and resolves its value. A probe that throws counts
- * as still waiting. After `timeoutMs` it rejects with `what` and the last thing the probe saw.
+ * as still waiting; one that `failed` rejects at once. After `timeoutMs` it rejects with `what` and the
+ * last thing the probe saw.
  */
 export const pollUntil = async <T>(
   what: string,
@@ -165,9 +173,11 @@ export const pollUntil = async <T>(
     try {
       const result = await probe()
       if (result.done) return result.value
+      if (result.fatal) throw new FatalProbe(`${what}: ${result.why}`)
       lastWhy = result.why
     } catch (error) {
-      lastWhy = error instanceof Error ? error.message : String(error)
+      if (error instanceof FatalProbe) throw error
+      lastWhy = messageOf(error)
     }
     if (Date.now() >= deadline) throw new Error(`${what}: not reached within ${timeoutMs} ms; last seen: ${lastWhy}`)
     await sleep(intervalMs)
@@ -196,6 +206,24 @@ export const freePorts = async (count: number): Promise<Array<number>> => {
   const ports = servers.map(portOf)
   await Promise.all(servers.map((server) => new Promise<void>((resolve) => server.close(() => resolve()))))
   return ports
+}
+
+/** True when `error` says a port was taken by someone else between its choice and its bind. */
+const isPortTaken = (error: unknown): boolean => messageOf(error).includes("Address already in use")
+
+/**
+ * Runs `attempt` with `count` free ports; when one of them was taken meanwhile (the ports are free when
+ * chosen, not reserved), runs it again with fresh ones, up to 3 tries. Other failures reject at once.
+ */
+export const withFreshPorts = async <T>(count: number, attempt: (ports: Array<number>) => Promise<T>): Promise<T> => {
+  for (let tries = 1;; tries++) {
+    const ports = await freePorts(count)
+    try {
+      return await attempt(ports)
+    } catch (error) {
+      if (tries >= 3 || !isPortTaken(error)) throw error
+    }
+  }
 }
 
 /** A fresh temp dir named after `prefix`. */
@@ -320,7 +348,7 @@ export const startNode = async (spec: NodeSpec): Promise<RedisNodeHandle> => {
     spawned.once("exit", () => liveChildren.delete(spawned))
     spawned.once("error", () => liveChildren.delete(spawned))
     await pollUntil(`redis-server on ${LOOPBACK}:${spec.port} answering PING`, NODE_START_TIMEOUT_MS, async () => {
-      if (hasExited(spawned)) throw new Error(`exited early: ${readTail(spec.logFile, 5)}`)
+      if (hasExited(spawned)) return failed(`exited early: ${readTail(spec.logFile, 5)}`)
       const reply = await respCommand(spec.port, ["PING"], 500)
       return reply === "PONG" ? ready(undefined) : waiting(`PING answered ${JSON.stringify(reply)}`)
     }, 20).then(() => spec.afterStart?.(spec.port)).catch((error: unknown) => {

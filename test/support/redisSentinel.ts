@@ -11,7 +11,6 @@ import { writeFileSync } from "node:fs"
 import * as path from "node:path"
 import {
   dataNodeSettings,
-  freePorts,
   isErrorReply,
   LOOPBACK,
   makeTempDir,
@@ -28,7 +27,8 @@ import {
   settingsArgs,
   startNodes,
   teardownNodes,
-  waiting
+  waiting,
+  withFreshPorts
 } from "./redisNode.js"
 import { MISSING_REDIS_HINT, redisServerAvailable } from "./redisServer.js"
 
@@ -315,13 +315,14 @@ const makeHandle = (
   }
 }
 
-/** The two data nodes, the replica in sync before it is handed back (so sentinels find it at once). */
-const startDataNodes = async (ports: ReadonlyArray<number>, timeoutMs: number): Promise<Array<RedisNodeHandle>> => {
-  const [primaryPort = 0, replicaPort = 0] = ports
-  const nodes = await startNodes(
-    [dataNodeSpec(primaryPort, undefined), dataNodeSpec(replicaPort, primaryPort)],
-    "data node"
+/** The two data nodes, the replica in sync before they are handed back (so sentinels find it at once). */
+const startDataNodes = async (timeoutMs: number): Promise<Array<RedisNodeHandle>> => {
+  const nodes = await withFreshPorts(
+    2,
+    ([primaryPort = 0, replicaPort = 0]) =>
+      startNodes([dataNodeSpec(primaryPort, undefined), dataNodeSpec(replicaPort, primaryPort)], "data node")
   )
+  const [primaryPort = 0, replicaPort = 0] = nodes.map((each) => each.port)
   try {
     await pollUntil(`replica ${replicaPort} in sync`, timeoutMs, async () => {
       const trouble = await replicaSyncTrouble(replicaPort, primaryPort)
@@ -334,6 +335,10 @@ const startDataNodes = async (ports: ReadonlyArray<number>, timeoutMs: number): 
   }
 }
 
+/** The three sentinels, monitoring the primary of `conf`. */
+const startSentinels = (conf: SentinelConf): Promise<Array<RedisNodeHandle>> =>
+  withFreshPorts(SENTINEL_COUNT, (ports) => startNodes(ports.map((port) => sentinelSpec(port, conf)), "sentinel"))
+
 /**
  * Starts the primary, its replica and three sentinels, and waits until the setup is whole; on a failure
  * everything started is killed and removed, and the error says what was last seen. Plain async, for
@@ -342,16 +347,15 @@ const startDataNodes = async (ports: ReadonlyArray<number>, timeoutMs: number): 
 export const startRedisSentinel = async (options: RedisSentinelOptions = {}): Promise<RedisSentinelHandle> => {
   if (!redisServerAvailable()) throw new Error(MISSING_REDIS_HINT)
   const readyTimeoutMs = options.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS
-  const ports = await freePorts(2 + SENTINEL_COUNT)
-  const dataNodes = await startDataNodes(ports.slice(0, 2), readyTimeoutMs)
+  const dataNodes = await startDataNodes(readyTimeoutMs)
   const conf: SentinelConf = {
-    primaryPort: ports[0] ?? 0,
+    primaryPort: dataNodes[0]?.port ?? 0,
     downAfterMs: options.downAfterMs ?? 1000,
     failoverTimeoutMs: options.failoverTimeoutMs ?? 3000
   }
   let sentinelNodes: Array<RedisNodeHandle>
   try {
-    sentinelNodes = await startNodes(ports.slice(2).map((port) => sentinelSpec(port, conf)), "sentinel")
+    sentinelNodes = await startSentinels(conf)
   } catch (error) {
     await teardownNodes(dataNodes)
     throw error
