@@ -367,11 +367,22 @@ export const makeScriptRunner = (
         "(it may have been applied)"
     )
 
+  /**
+   * After a redirection a cluster's slot map is read again (one CLUSTER SLOTS) before a call is re-sent:
+   * a pipeline's redirection does not update ioredis's map by itself.
+   */
+  const refreshSlots = (): Promise<void> =>
+    new Promise((done) => (client as Cluster).refreshSlotsCache(() => done()))
+
+  /** Redirections a `WAIT`-acknowledged call follows before it gives up (ioredis follows those of a plain call). */
+  const MAX_REDIRECTIONS = 3
+
   /** Sends one script (its SHA-1, or its text after NOSCRIPT), followed by `WAIT` when it must be acknowledged. */
-  const sendOne = (script: Script, args: EvalArgs, asText: boolean): Promise<Reply> => {
+  const sendOne = (script: Script, args: EvalArgs, asText: boolean, redirections = 0): Promise<Reply> => {
     if (!acked(script)) {
       return (asText ? client.eval(script.text, ...args) : client.evalsha(script.sha1, ...args)) as Promise<Reply>
     }
+    // One pipeline to the node of the key's slot: the script, then WAIT on the same connection.
     const pipeline = client.pipeline()
     if (asText) pipeline.eval(script.text, ...args)
     else pipeline.evalsha(script.sha1, ...args)
@@ -379,7 +390,14 @@ export const makeScriptRunner = (
     return pipeline.exec().then((results: PipelineResult) => {
       if (results === null) return Promise.reject(new Error("pipeline discarded"))
       const [scriptError, reply] = results[0]!
-      if (scriptError !== null) return Promise.reject(scriptError)
+      if (scriptError !== null) {
+        // MOVED / ASK: the script did not run on that node; ask the cluster where the slot is, then re-send.
+        if (!/^(MOVED|ASK) /.test(scriptError.message)) return Promise.reject(scriptError)
+        if (!client.isCluster || redirections >= MAX_REDIRECTIONS) {
+          return Promise.reject(new Error(`the key's cluster slot is moving (${scriptError.message}); not applied`))
+        }
+        return refreshSlots().then(() => sendOne(script, args, asText, redirections + 1))
+      }
       const [waitError, acks] = results[1]!
       if (waitError !== null) return Promise.reject(waitError)
       return typeof acks === "number" && acks >= replicaAcks
