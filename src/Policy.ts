@@ -104,16 +104,28 @@ const OffsetMinutes = Schema.Int.pipe(Schema.between(-840, 840))
 export const MAX_QUOTA_ANCHOR_MS = 8_640_000_000_000_000
 
 /**
- * A quota that resets at the start of each calendar month (`calendar-month`: the 1st) or day
- * (`calendar-day`: midnight), at the fixed UTC offset `offsetMinutes` (e.g. 330 for India, -300 for New
- * York in winter; never DST-adjusted).
+ * A quota that resets at the start of each calendar month (the 1st, at midnight) at the fixed UTC offset
+ * `offsetMinutes` (e.g. 330 for India, -300 for New York in winter; never DST-adjusted).
  *
  * @since 0.3.0
  * @category models
  */
-export const CalendarQuota = Schema.Struct({
+export const MonthlyQuota = Schema.Struct({
+  resetCadence: Schema.Literal("calendar-month"),
   kind: Schema.Literal("quota"),
-  resetCadence: Schema.Literal("calendar-month", "calendar-day"),
+  limit: PositiveInt,
+  offsetMinutes: OffsetMinutes
+})
+
+/**
+ * A quota that resets at the start of each day (midnight) at the fixed UTC offset `offsetMinutes`.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export const DailyQuota = Schema.Struct({
+  resetCadence: Schema.Literal("calendar-day"),
+  kind: Schema.Literal("quota"),
   limit: PositiveInt,
   offsetMinutes: OffsetMinutes
 })
@@ -126,8 +138,8 @@ export const CalendarQuota = Schema.Struct({
  * @category models
  */
 export const WeeklyQuota = Schema.Struct({
-  kind: Schema.Literal("quota"),
   resetCadence: Schema.Literal("calendar-week"),
+  kind: Schema.Literal("quota"),
   limit: PositiveInt,
   offsetMinutes: OffsetMinutes,
   weekStartsOn: Schema.Int.pipe(Schema.between(0, 6))
@@ -141,8 +153,8 @@ export const WeeklyQuota = Schema.Struct({
  * @category models
  */
 export const FixedQuota = Schema.Struct({
-  kind: Schema.Literal("quota"),
   resetCadence: Schema.Literal("fixed"),
+  kind: Schema.Literal("quota"),
   limit: PositiveInt,
   periodMs: PositiveInt,
   anchor: Schema.Int.pipe(Schema.between(-MAX_QUOTA_ANCHOR_MS, MAX_QUOTA_ANCHOR_MS))
@@ -156,8 +168,8 @@ export const FixedQuota = Schema.Struct({
  * @category models
  */
 export const RollingQuota = Schema.Struct({
-  kind: Schema.Literal("quota"),
   resetCadence: Schema.Literal("rolling"),
+  kind: Schema.Literal("quota"),
   limit: PositiveInt,
   periodMs: PositiveInt,
   buckets: PositiveInt
@@ -165,12 +177,13 @@ export const RollingQuota = Schema.Struct({
 
 /**
  * A quota: `limit` units per billing period, the period chosen by `resetCadence` (the ThrottleKit core's
- * `quota` strategy; its name stays `quota` whatever the cadence).
+ * `quota` strategy; its name stays `quota` whatever the cadence). Its members are told apart by
+ * `resetCadence` (each lists it first, so decoding reports the offending field of the right one).
  *
  * @since 0.3.0
  * @category models
  */
-export const Quota = Schema.Union(CalendarQuota, WeeklyQuota, FixedQuota, RollingQuota)
+export const Quota = Schema.Union(MonthlyQuota, WeeklyQuota, DailyQuota, FixedQuota, RollingQuota)
 
 /**
  * @since 0.3.0
@@ -179,12 +192,29 @@ export const Quota = Schema.Union(CalendarQuota, WeeklyQuota, FixedQuota, Rollin
 export type Quota = typeof Quota.Type
 
 /**
+ * A quota as a member of `Strategy`: tagged by `kind` alone (as every other strategy), then decoded as
+ * `Quota`, so a bad quota is reported by its own fields rather than as a mismatch of `kind`.
+ */
+const QuotaMember = Schema.Struct(
+  { kind: Schema.Literal("quota") },
+  Schema.Record({ key: Schema.String, value: Schema.Unknown })
+)
+  .pipe(Schema.compose(Quota, { strict: false }))
+
+/**
  * One of the six rate strategies, discriminated by `kind` (and a quota by its `resetCadence`).
  *
  * @since 0.1.0
  * @category models
  */
-export const Strategy = Schema.Union(Gcra, TokenBucket, FixedWindow, SlidingWindow, SlidingWindowLog, Quota)
+export const Strategy = Schema.Union(
+  Gcra,
+  TokenBucket,
+  FixedWindow,
+  SlidingWindow,
+  SlidingWindowLog,
+  QuotaMember
+)
 
 /**
  * @since 0.1.0

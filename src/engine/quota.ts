@@ -35,7 +35,7 @@
  * @since 0.3.0
  */
 import type { DecisionData } from "../Decision.js"
-import type { CalendarQuota, FixedQuota, RollingQuota, WeeklyQuota } from "../Policy.js"
+import type { DailyQuota, FixedQuota, MonthlyQuota, RollingQuota, WeeklyQuota } from "../Policy.js"
 import { calendarPeriod, type Period } from "./calendar.js"
 import { allow, deny, live, wholeQuotient } from "./internal.js"
 import type * as SlidingWindow from "./slidingWindow.js"
@@ -56,15 +56,15 @@ export interface State {
 type Fields<A> = Omit<A, "kind">
 
 /**
- * The parameters of a quota counted per period: a calendar, weekly or fixed quota of `Policy`, with or
- * without its `kind`.
+ * The parameters of a quota counted per period (any cadence but `rolling`), with or without its `kind`.
  *
  * @since 0.3.0
  * @category models
  */
 export type Options =
-  | Fields<typeof CalendarQuota.Type>
+  | Fields<typeof MonthlyQuota.Type>
   | Fields<typeof WeeklyQuota.Type>
+  | Fields<typeof DailyQuota.Type>
   | Fields<typeof FixedQuota.Type>
 
 /**
