@@ -296,14 +296,14 @@ const QUOTA_CADENCES: ReadonlyArray<QuotaCadence> = [
 ]
 
 /** The optional quota fields, and the cadences that use each. */
-const QUOTA_FIELD_CADENCES: Readonly<Record<string, ReadonlyArray<QuotaCadence>>> = {
-  period: ["fixed", "rolling"],
-  periodMs: ["fixed", "rolling"],
-  anchor: ["fixed"],
-  offsetMinutes: ["calendar-month", "calendar-week", "calendar-day"],
-  weekStartsOn: ["calendar-week"],
-  buckets: ["rolling"]
-}
+const QUOTA_FIELD_CADENCES: ReadonlyMap<string, ReadonlyArray<QuotaCadence>> = new Map([
+  ["period", ["fixed", "rolling"]],
+  ["periodMs", ["fixed", "rolling"]],
+  ["anchor", ["fixed"]],
+  ["offsetMinutes", ["calendar-month", "calendar-week", "calendar-day"]],
+  ["weekStartsOn", ["calendar-week"]],
+  ["buckets", ["rolling"]]
+])
 
 const offsetMinutes = wholeBetween(-840, 840, "a whole number of minutes from -840 to 840 (±14 h)")
 const weekStartsOn = wholeBetween(0, 6, "a whole number from 0 (Sunday) to 6 (Saturday)")
@@ -328,7 +328,7 @@ const decodeQuota = (section: Section): Decoded<Quota> =>
       `required for a quota: one of ${QUOTA_CADENCES.join(", ")}`
     )
     for (const field of Object.keys(section.map)) {
-      const users = QUOTA_FIELD_CADENCES[field]
+      const users = QUOTA_FIELD_CADENCES.get(field)
       if (users !== undefined && !users.includes(resetCadence)) {
         return yield* fail(
           at(section, field),

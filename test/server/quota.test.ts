@@ -94,7 +94,8 @@ const exercise = (limiter: RateLimiter["Type"], key: string) =>
     expect(rolling.resetAt).toBeGreaterThan(before + HOUR)
     expect((yield* limiter.check("rolling", key)).allowed).toBe(false)
 
-    // Leased from the store in batches of 2: the day's 5 units, then a denial.
+    // Leased from the store in batches of 2, all or nothing (as the core leases on a non-windowed
+    // strategy): two leases of 2, then a lease of 2 finds 1 unit left in the day and is refused.
     const leased = yield* Effect.forEach(Array.from({ length: 6 }), () => limiter.check("leased", key))
     expect(leased.map((d) => d.allowed)).toEqual([true, true, true, true, false, false])
     expect((yield* Effect.flip(limiter.peek("leased", key)))._tag).toBe("OperationNotSupported")
