@@ -472,7 +472,7 @@ describe("PolicyFile.load", () => {
   it.effect("loads examples/policies.yaml from disk, with no platform layer provided", () =>
     Effect.gen(function*() {
       const set = yield* PolicyFile.load(examplePath)
-      expect(set.names).toEqual(["api", "search", "uploads", "feed", "audit", "llm", "workers", "jobs"])
+      expect(set.names).toEqual(["api", "search", "uploads", "feed", "audit", "monthly", "llm", "workers", "jobs"])
       expect(Option.getOrThrow(set.get("api"))).toEqual({
         kind: "limiter",
         name: "api",
@@ -486,10 +486,14 @@ describe("PolicyFile.load", () => {
         "fixedWindow",
         "slidingWindow",
         "slidingWindowLog",
+        "quota",
         "meter",
         "admitter",
         "admitter"
       ])
+      expect(Option.getOrThrow(set.get("monthly"))).toMatchObject({
+        strategy: { kind: "quota", resetCadence: "calendar-month", limit: 1000, offsetMinutes: 330 }
+      })
       expect(Option.getOrThrow(set.get("llm"))).toMatchObject({ kind: "meter", budget: 2000, windowMs: 60_000 })
       expect(Option.getOrThrow(set.get("workers"))).toMatchObject({
         kind: "admitter",
