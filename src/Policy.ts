@@ -1,7 +1,9 @@
 /**
  * The typed model of named policies: what each limit is, independent of where its state lives.
  * A policy is a limiter (rate), a meter (cost / token budget) or an admitter (concurrency, optionally
- * unified with a rate strategy). Policy files decode into these (see `PolicyFile.ts`).
+ * unified with a rate strategy). The rate strategies are GCRA, token bucket, fixed window, sliding window,
+ * sliding window log and quota (a budget per calendar month, week or day at a fixed UTC offset, per fixed
+ * period from an anchor, or per rolling period). Policy files decode into these (see `PolicyFile.ts`).
  *
  * @since 0.1.0
  */
@@ -76,12 +78,143 @@ export const SlidingWindowLog = Schema.Struct({
 })
 
 /**
- * One of the five rate strategies, discriminated by `kind`.
+ * The calendar and window cadences a quota resets on (its `resetCadence`).
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export const QuotaCadence = Schema.Literal("calendar-month", "calendar-week", "calendar-day", "fixed", "rolling")
+
+/**
+ * @since 0.3.0
+ * @category models
+ */
+export type QuotaCadence = typeof QuotaCadence.Type
+
+/** A fixed UTC offset in whole minutes, within ±14 h (no DST: the same offset all year). */
+const OffsetMinutes = Schema.Int.pipe(Schema.between(-840, 840))
+
+/**
+ * The furthest epoch-ms a quota's `anchor` may be from 1970 (what a JS `Date` can hold), so the period
+ * arithmetic stays exact.
+ *
+ * @since 0.3.0
+ * @category constants
+ */
+export const MAX_QUOTA_ANCHOR_MS = 8_640_000_000_000_000
+
+/**
+ * A quota that resets at the start of each calendar month (the 1st, at midnight) at the fixed UTC offset
+ * `offsetMinutes` (e.g. 330 for India, -300 for New York in winter; never DST-adjusted).
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export const MonthlyQuota = Schema.Struct({
+  resetCadence: Schema.Literal("calendar-month"),
+  kind: Schema.Literal("quota"),
+  limit: PositiveInt,
+  offsetMinutes: OffsetMinutes
+})
+
+/**
+ * A quota that resets at the start of each day (midnight) at the fixed UTC offset `offsetMinutes`.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export const DailyQuota = Schema.Struct({
+  resetCadence: Schema.Literal("calendar-day"),
+  kind: Schema.Literal("quota"),
+  limit: PositiveInt,
+  offsetMinutes: OffsetMinutes
+})
+
+/**
+ * A quota that resets at the start of each week (`calendar-week`), on `weekStartsOn` (0 = Sunday … 6 =
+ * Saturday; the file format's default is 1, Monday) at midnight of the fixed UTC offset `offsetMinutes`.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export const WeeklyQuota = Schema.Struct({
+  resetCadence: Schema.Literal("calendar-week"),
+  kind: Schema.Literal("quota"),
+  limit: PositiveInt,
+  offsetMinutes: OffsetMinutes,
+  weekStartsOn: Schema.Int.pipe(Schema.between(0, 6))
+})
+
+/**
+ * A quota that resets every `periodMs`, counted from the epoch-ms `anchor` (0: epoch-aligned, as a fixed
+ * window).
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export const FixedQuota = Schema.Struct({
+  resetCadence: Schema.Literal("fixed"),
+  kind: Schema.Literal("quota"),
+  limit: PositiveInt,
+  periodMs: PositiveInt,
+  anchor: Schema.Int.pipe(Schema.between(-MAX_QUOTA_ANCHOR_MS, MAX_QUOTA_ANCHOR_MS))
+})
+
+/**
+ * A quota over the trailing `periodMs` (`rolling`): a sliding window of `buckets` sub-windows, with the
+ * sliding window's arithmetic, state and Redis scripts.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export const RollingQuota = Schema.Struct({
+  resetCadence: Schema.Literal("rolling"),
+  kind: Schema.Literal("quota"),
+  limit: PositiveInt,
+  periodMs: PositiveInt,
+  buckets: PositiveInt
+})
+
+/**
+ * A quota: `limit` units per billing period, the period chosen by `resetCadence` (the ThrottleKit core's
+ * `quota` strategy; its name stays `quota` whatever the cadence). Its members are told apart by
+ * `resetCadence` (each lists it first, so decoding reports the offending field of the right one).
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export const Quota = Schema.Union(MonthlyQuota, WeeklyQuota, DailyQuota, FixedQuota, RollingQuota)
+
+/**
+ * @since 0.3.0
+ * @category models
+ */
+export type Quota = typeof Quota.Type
+
+/**
+ * A quota as a member of `Strategy`: tagged by `kind` alone (as every other strategy), then decoded as
+ * `Quota`, so a bad quota is reported by its own fields rather than as a mismatch of `kind`.
+ */
+const QuotaMember = Schema.Struct(
+  { kind: Schema.Literal("quota") },
+  Schema.Record({ key: Schema.String, value: Schema.Unknown })
+)
+  .pipe(Schema.compose(Quota, { strict: false }))
+
+/**
+ * One of the six rate strategies, discriminated by `kind` (and a quota by its `resetCadence`).
  *
  * @since 0.1.0
  * @category models
  */
-export const Strategy = Schema.Union(Gcra, TokenBucket, FixedWindow, SlidingWindow, SlidingWindowLog)
+export const Strategy = Schema.Union(
+  Gcra,
+  TokenBucket,
+  FixedWindow,
+  SlidingWindow,
+  SlidingWindowLog,
+  QuotaMember
+)
 
 /**
  * @since 0.1.0
@@ -291,8 +424,31 @@ export const reportedLimit = (strategy: Strategy): number => {
  */
 export const MAX_HORIZON_MS = 3_155_760_000_000
 
+const DAY_MS = 86_400_000
+
 /**
- * The time a strategy takes to refill from empty to full (its window for windowed strategies), in ms.
+ * The longest period of a quota, in ms: 31 days for `calendar-month`, 7 for `calendar-week`, 1 for
+ * `calendar-day`, else its `periodMs`.
+ *
+ * @since 0.3.0
+ * @category utils
+ */
+export const quotaPeriodMs = (quota: Quota): number => {
+  switch (quota.resetCadence) {
+    case "calendar-month":
+      return 31 * DAY_MS
+    case "calendar-week":
+      return 7 * DAY_MS
+    case "calendar-day":
+      return DAY_MS
+    default:
+      return quota.periodMs
+  }
+}
+
+/**
+ * The time a strategy takes to refill from empty to full (its window for windowed strategies, the
+ * longest period for a quota), in ms.
  *
  * @since 0.2.0
  * @category utils
@@ -303,6 +459,8 @@ export const horizonMs = (strategy: Strategy): number => {
       return (strategy.periodMs / strategy.limit) * strategy.burst
     case "tokenBucket":
       return (strategy.capacity / strategy.refillPerSec) * 1000
+    case "quota":
+      return quotaPeriodMs(strategy)
     default:
       return strategy.windowMs
   }

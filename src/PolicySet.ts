@@ -1,10 +1,10 @@
 /**
  * The policies a limiter serves, as one validated value: `PolicySet` (unique, non-empty names of at most
  * 256 UTF-8 bytes; every policy meets its schema and the rules that relate its fields: the 100-year
- * horizon, the sliding-window bucket bounds, a concurrency block's limits, a leased two-tier's low-water
- * mark, a federated policy's windowed strategy), and `PolicyError`, the error both the set and the policy
- * file loader (`PolicyFile`) raise. Policies written in code and policies read from a file meet the same
- * rules with the same wording.
+ * horizon, the sliding-window (and rolling quota) bucket bounds, a concurrency block's limits, a leased
+ * two-tier's low-water mark, a federated policy's windowed strategy), and `PolicyError`, the error both
+ * the set and the policy file loader (`PolicyFile`) raise. Policies written in code and policies read
+ * from a file meet the same rules with the same wording.
  *
  * @since 0.2.0
  */
@@ -137,9 +137,14 @@ const MAX_SLIDING_BUCKETS = 10_000
  * a check can afford, or undefined.
  */
 const horizonProblem = (strategy: Strategy): string | undefined => {
-  if (strategy.kind === "slidingWindow" && strategy.buckets > Math.min(MAX_SLIDING_BUCKETS, strategy.windowMs)) {
-    return `buckets must be at most ${MAX_SLIDING_BUCKETS} and at most windowMs (a bucket is at least 1 ms wide), ` +
-      `got ${strategy.buckets} buckets over ${strategy.windowMs} ms`
+  const sliding = strategy.kind === "slidingWindow"
+    ? { buckets: strategy.buckets, windowMs: strategy.windowMs, window: "windowMs" }
+    : strategy.kind === "quota" && strategy.resetCadence === "rolling"
+    ? { buckets: strategy.buckets, windowMs: strategy.periodMs, window: "periodMs" }
+    : undefined
+  if (sliding !== undefined && sliding.buckets > Math.min(MAX_SLIDING_BUCKETS, sliding.windowMs)) {
+    return `buckets must be at most ${MAX_SLIDING_BUCKETS} and at most ${sliding.window} (a bucket is at least ` +
+      `1 ms wide), got ${sliding.buckets} buckets over ${sliding.windowMs} ms`
   }
   const horizon = horizonMs(strategy)
   if (horizon <= MAX_HORIZON_MS) return undefined
@@ -147,6 +152,8 @@ const horizonProblem = (strategy: Strategy): string | undefined => {
     ? "refilling its burst (periodMs / limit * burst)"
     : strategy.kind === "tokenBucket"
     ? "refilling its capacity (capacity / refillPerSec)"
+    : strategy.kind === "quota"
+    ? "its period"
     : "its window"
   return `${what} takes ${Math.round(horizon)} ms, more than the ${MAX_HORIZON_MS} ms (100 years) a policy may span`
 }

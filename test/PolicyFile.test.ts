@@ -117,7 +117,64 @@ describe("PolicyFile.parse: strategies (YAML and JSON)", () => {
       kind: "slidingWindowLog",
       limit: 3,
       windowMs: 30_000
-    }]
+    }],
+    ["quota calendar-month, offset defaults to 0 (UTC)", {
+      strategy: "quota",
+      limit: 1_000_000,
+      resetCadence: "calendar-month"
+    }, { kind: "quota", resetCadence: "calendar-month", limit: 1_000_000, offsetMinutes: 0 }],
+    ["quota calendar-day at UTC+5:30", {
+      strategy: "quota",
+      limit: 50,
+      resetCadence: "calendar-day",
+      offsetMinutes: 330
+    }, {
+      kind: "quota",
+      resetCadence: "calendar-day",
+      limit: 50,
+      offsetMinutes: 330
+    }],
+    ["quota calendar-week: weeks start on Monday by default", {
+      strategy: "quota",
+      limit: 7,
+      resetCadence: "calendar-week",
+      offsetMinutes: -840
+    }, { kind: "quota", resetCadence: "calendar-week", limit: 7, offsetMinutes: -840, weekStartsOn: 1 }],
+    ["quota calendar-week from Sunday at UTC+14", {
+      strategy: "quota",
+      limit: 7,
+      resetCadence: "calendar-week",
+      weekStartsOn: 0,
+      offsetMinutes: 840
+    }, { kind: "quota", resetCadence: "calendar-week", limit: 7, offsetMinutes: 840, weekStartsOn: 0 }],
+    ["quota fixed: period wins over periodMs; anchor defaults to 0", {
+      strategy: "quota",
+      limit: 5,
+      resetCadence: "fixed",
+      period: "30d",
+      periodMs: 5
+    }, { kind: "quota", resetCadence: "fixed", limit: 5, periodMs: 2_592_000_000, anchor: 0 }],
+    ["quota fixed with periodMs and an anchor", {
+      strategy: "quota",
+      limit: 5,
+      resetCadence: "fixed",
+      periodMs: 86_400_000,
+      anchor: -3_600_000
+    }, { kind: "quota", resetCadence: "fixed", limit: 5, periodMs: 86_400_000, anchor: -3_600_000 }],
+    ["quota rolling: buckets default to 10", { strategy: "quota", limit: 9, resetCadence: "rolling", period: "1h" }, {
+      kind: "quota",
+      resetCadence: "rolling",
+      limit: 9,
+      periodMs: 3_600_000,
+      buckets: 10
+    }],
+    ["quota rolling with buckets", {
+      strategy: "quota",
+      limit: 9,
+      resetCadence: "rolling",
+      periodMs: 60_000,
+      buckets: 6
+    }, { kind: "quota", resetCadence: "rolling", limit: 9, periodMs: 60_000, buckets: 6 }]
   ]
   for (const [title, body, strategy] of cases) {
     it.effect(title, () =>
@@ -415,7 +472,7 @@ describe("PolicyFile.load", () => {
   it.effect("loads examples/policies.yaml from disk, with no platform layer provided", () =>
     Effect.gen(function*() {
       const set = yield* PolicyFile.load(examplePath)
-      expect(set.names).toEqual(["api", "search", "uploads", "feed", "audit", "llm", "workers", "jobs"])
+      expect(set.names).toEqual(["api", "search", "uploads", "feed", "audit", "monthly", "llm", "workers", "jobs"])
       expect(Option.getOrThrow(set.get("api"))).toEqual({
         kind: "limiter",
         name: "api",
@@ -429,10 +486,14 @@ describe("PolicyFile.load", () => {
         "fixedWindow",
         "slidingWindow",
         "slidingWindowLog",
+        "quota",
         "meter",
         "admitter",
         "admitter"
       ])
+      expect(Option.getOrThrow(set.get("monthly"))).toMatchObject({
+        strategy: { kind: "quota", resetCadence: "calendar-month", limit: 1000, offsetMinutes: 330 }
+      })
       expect(Option.getOrThrow(set.get("llm"))).toMatchObject({ kind: "meter", budget: 2000, windowMs: 60_000 })
       expect(Option.getOrThrow(set.get("workers"))).toMatchObject({
         kind: "admitter",
@@ -527,22 +588,17 @@ describe("PolicyFile.parse: errors (exact path and reason)", () => {
       )
     }))
 
-  it.effect("unknown strategy, missing strategy, quota, non-string strategy", () =>
+  it.effect("unknown strategy, missing strategy, non-string strategy", () =>
     Effect.gen(function*() {
       expectProblem(
         yield* failureOf({ limiters: { api: { strategy: "leakyBucket", limit: 1 } } }),
         "limiters.api.strategy",
-        "unknown strategy \"leakyBucket\"; expected one of gcra, tokenBucket, fixedWindow, slidingWindow, slidingWindowLog"
+        "unknown strategy \"leakyBucket\"; expected one of gcra, tokenBucket, fixedWindow, slidingWindow, slidingWindowLog, quota"
       )
       expectProblem(
         yield* failureOf({ limiters: { api: { limit: 1 } } }),
         "limiters.api.strategy",
-        "required: one of gcra, tokenBucket, fixedWindow, slidingWindow, slidingWindowLog (or a block such as tokenBudget or concurrency)"
-      )
-      expectProblem(
-        yield* failureOf({ limiters: { monthly: { strategy: "quota", limit: 1, resetCadence: "calendar-month" } } }),
-        "limiters.monthly.strategy",
-        "the quota strategy is not supported by throttlekit-effect yet"
+        "required: one of gcra, tokenBucket, fixedWindow, slidingWindow, slidingWindowLog, quota (or a block such as tokenBudget or concurrency)"
       )
       expectProblem(
         yield* failureOf({ limiters: { api: { strategy: 3 } } }),
@@ -597,6 +653,139 @@ describe("PolicyFile.parse: errors (exact path and reason)", () => {
         "limiters.api.maxKeys",
         "expected a positive integer, got 0"
       )
+    }))
+
+  it.effect("quota: cadence, offset, week start, anchor, period, and the fields of another cadence", () =>
+    Effect.gen(function*() {
+      const quota = (body: Record<string, unknown>) => failureOf({ limiters: { q: { strategy: "quota", ...body } } })
+      const monthly = { limit: 10, resetCadence: "calendar-month" }
+      expectProblem(
+        yield* quota({ limit: 10 }),
+        "limiters.q.resetCadence",
+        "required for a quota: one of calendar-month, calendar-week, calendar-day, fixed, rolling"
+      )
+      expectProblem(
+        yield* quota({ limit: 10, resetCadence: "monthly" }),
+        "limiters.q.resetCadence",
+        "expected one of calendar-month, calendar-week, calendar-day, fixed, rolling, got \"monthly\""
+      )
+      expectProblem(yield* quota({ resetCadence: "calendar-day" }), "limiters.q.limit", "required")
+      expectProblem(
+        yield* quota({ ...monthly, offsetMinutes: 841 }),
+        "limiters.q.offsetMinutes",
+        "expected a whole number of minutes from -840 to 840 (±14 h), got 841"
+      )
+      expectProblem(
+        yield* quota({ ...monthly, offsetMinutes: -900 }),
+        "limiters.q.offsetMinutes",
+        "expected a whole number of minutes from -840 to 840 (±14 h), got -900"
+      )
+      expectProblem(
+        yield* quota({ ...monthly, offsetMinutes: 5.5 }),
+        "limiters.q.offsetMinutes",
+        "expected a whole number of minutes from -840 to 840 (±14 h), got 5.5"
+      )
+      expectProblem(
+        yield* quota({ limit: 1, resetCadence: "calendar-week", weekStartsOn: 7 }),
+        "limiters.q.weekStartsOn",
+        "expected a whole number from 0 (Sunday) to 6 (Saturday), got 7"
+      )
+      expectProblem(
+        yield* quota({ limit: 1, resetCadence: "calendar-week", weekStartsOn: "monday" }),
+        "limiters.q.weekStartsOn",
+        "expected a whole number from 0 (Sunday) to 6 (Saturday), got \"monday\""
+      )
+      expectProblem(
+        yield* quota({ ...monthly, weekStartsOn: 0 }),
+        "limiters.q.weekStartsOn",
+        "does not apply to a calendar-month quota (only to calendar-week)"
+      )
+      expectProblem(
+        yield* quota({ limit: 1, resetCadence: "calendar-day", period: "1d" }),
+        "limiters.q.period",
+        "does not apply to a calendar-day quota (only to fixed and rolling)"
+      )
+      expectProblem(
+        yield* quota({ limit: 1, resetCadence: "fixed", period: "1d", offsetMinutes: 60 }),
+        "limiters.q.offsetMinutes",
+        "does not apply to a fixed quota (only to calendar-month, calendar-week and calendar-day)"
+      )
+      expectProblem(
+        yield* quota({ limit: 1, resetCadence: "rolling", period: "1d", anchor: 0 }),
+        "limiters.q.anchor",
+        "does not apply to a rolling quota (only to fixed)"
+      )
+      expectProblem(
+        yield* quota({ limit: 1, resetCadence: "fixed", period: "1d", buckets: 4 }),
+        "limiters.q.buckets",
+        "does not apply to a fixed quota (only to rolling)"
+      )
+      expectProblem(
+        yield* quota({ limit: 1, resetCadence: "fixed" }),
+        "limiters.q.period",
+        "required (e.g. period: 1s, or periodMs in ms)"
+      )
+      expectProblem(
+        yield* quota({ limit: 1, resetCadence: "rolling", periodMs: 0 }),
+        "limiters.q.periodMs",
+        "expected a positive duration, got 0"
+      )
+      // Like the reference, a quota's period is never windowMs.
+      expectProblem(
+        yield* quota({ limit: 1, resetCadence: "fixed", windowMs: 1000 }),
+        "limiters.q.windowMs",
+        "unknown field; a quota policy takes strategy, limit, resetCadence, period, periodMs, anchor, offsetMinutes, weekStartsOn, buckets, prefix, maxKeys"
+      )
+      expectProblem(
+        yield* quota({ limit: 1, resetCadence: "fixed", period: "1d", anchor: 1.5 }),
+        "limiters.q.anchor",
+        "expected an epoch-ms instant, a whole number from -8640000000000000 to 8640000000000000, got 1.5"
+      )
+      expectProblem(
+        yield* quota({ limit: 1, resetCadence: "rolling", periodMs: 5, buckets: 6 }),
+        "limiters.q.strategy",
+        "buckets must be at most 10000 and at most periodMs (a bucket is at least 1 ms wide), got 6 buckets over 5 ms"
+      )
+      expectProblem(
+        yield* quota({ limit: 1, resetCadence: "fixed", period: "36600d" }),
+        "limiters.q.strategy",
+        "its period takes 3162240000000 ms, more than the 3155760000000 ms (100 years) a policy may span"
+      )
+      expectProblem(
+        yield* quota({ ...monthly, federated: {} }),
+        "limiters.q.strategy",
+        "federated needs a windowed strategy (fixedWindow or slidingWindow), got quota"
+      )
+    }))
+
+  it.effect("a quota with twoTier or as a unified admitter's rate axis", () =>
+    Effect.gen(function*() {
+      const leased = yield* onePolicy({
+        strategy: "quota",
+        limit: 100,
+        resetCadence: "calendar-day",
+        twoTier: { batch: 10 }
+      })
+      expect(leased.kind === "limiter" && leased.strategy).toEqual({
+        kind: "quota",
+        resetCadence: "calendar-day",
+        limit: 100,
+        offsetMinutes: 0
+      })
+      const unified = yield* onePolicy({
+        strategy: "quota",
+        limit: 3,
+        resetCadence: "calendar-week",
+        weekStartsOn: 0,
+        concurrency: {}
+      })
+      expect(unified.kind === "admitter" && unified.rate).toEqual({
+        kind: "quota",
+        resetCadence: "calendar-week",
+        limit: 3,
+        offsetMinutes: 0,
+        weekStartsOn: 0
+      })
     }))
 
   it.effect("two kind blocks", () =>
@@ -848,6 +1037,37 @@ describe("PolicySet", () => {
         "limiters.w.concurrency.maxLimit",
         "must be at least minLimit (10), got 5"
       )
+      const quota = (strategy: unknown) =>
+        Effect.flip(PolicyFile.PolicySet.make([{ ...api, strategy } as unknown as Policy]))
+      const offset = yield* quota({ kind: "quota", resetCadence: "calendar-day", limit: 1, offsetMinutes: 900 })
+      expect(offset.path).toBe("limiters.api.strategy.offsetMinutes")
+      expect(offset.reason).toMatch(/840/)
+      const weekStart = yield* quota({
+        kind: "quota",
+        resetCadence: "calendar-week",
+        limit: 1,
+        offsetMinutes: 0,
+        weekStartsOn: 7
+      })
+      expect(weekStart.path).toBe("limiters.api.strategy.weekStartsOn")
+      // A field another cadence takes is an excess property here.
+      const excess = yield* quota({
+        kind: "quota",
+        resetCadence: "calendar-month",
+        limit: 1,
+        offsetMinutes: 0,
+        weekStartsOn: 0
+      })
+      expect(excess.path).toBe("limiters.api.strategy.weekStartsOn")
+      const missing = yield* quota({ kind: "quota", resetCadence: "fixed", limit: 1, anchor: 0 })
+      expect(missing.path).toBe("limiters.api.strategy.periodMs")
+      const cadence = yield* quota({ kind: "quota", resetCadence: "yearly", limit: 1 })
+      expect(cadence.path).toBe("limiters.api.strategy.resetCadence")
+      expectProblem(
+        yield* quota({ kind: "quota", resetCadence: "rolling", limit: 1, periodMs: 10, buckets: 11 }),
+        "limiters.api.strategy",
+        "buckets must be at most 10000 and at most periodMs (a bucket is at least 1 ms wide), got 11 buckets over 10 ms"
+      )
       const federatedGcra: Policy = { ...api, federated: { batch: 1, region: "r", prefix: "p" } }
       expectProblem(
         yield* Effect.flip(PolicyFile.PolicySet.make([federatedGcra])),
@@ -932,6 +1152,10 @@ describe("PolicyFile.parse never throws or dies (fuzz)", () => {
       "capacity",
       "refillPerSec",
       "buckets",
+      "resetCadence",
+      "offsetMinutes",
+      "weekStartsOn",
+      "anchor",
       "prefix",
       "maxKeys",
       "tokenBudget",
@@ -961,6 +1185,9 @@ describe("PolicyFile.parse never throws or dies (fuzz)", () => {
         "slidingWindow",
         "slidingWindowLog",
         "quota",
+        "calendar-month",
+        "calendar-week",
+        "rolling",
         "fixed",
         "aimd",
         "leased",
@@ -986,6 +1213,9 @@ describe("PolicyFile.parse never throws or dies (fuzz)", () => {
       { strategy: "fixedWindow", limit: 5, windowMs: 1000, federated: { batch: 2, region: "r" } },
       { strategy: "slidingWindow", limit: 5, period: "1m", buckets: 4, twoTier: { batch: 3, lowWater: 1 } },
       { strategy: "slidingWindowLog", limit: 5, period: "1m" },
+      { strategy: "quota", limit: 5, resetCadence: "calendar-week", weekStartsOn: 0, offsetMinutes: 60 },
+      { strategy: "quota", limit: 5, resetCadence: "fixed", period: "1d", anchor: 5 },
+      { strategy: "quota", limit: 5, resetCadence: "rolling", periodMs: 60_000, buckets: 6 },
       { tokenBudget: { budget: 10, windowMs: "1m" } },
       { fleetBudget: { budget: 10, windowMs: "1m", prefix: "f" } },
       { strategy: "gcra", limit: 5, period: "1s", concurrency: { minLimit: 2, maxLimit: 9, algorithm: "aimd" } },

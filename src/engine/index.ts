@@ -1,13 +1,15 @@
 /**
  * The in-process engine: pure functions of (state, now) for every rate strategy and the token budget,
- * plus the lease spender and the concurrency guard. The memory backend runs these directly; the Redis
- * scripts compute the same arithmetic (each module documents its exact expression order).
+ * plus the lease spender and the concurrency guard (a `rolling` quota runs the sliding window's engine,
+ * every other quota its own). The memory backend runs these directly; the Redis scripts compute the same
+ * arithmetic (each module documents its exact expression order).
  *
  * @since 0.1.0
  */
 import type { Strategy } from "../Policy.js"
 import * as fixedWindow from "./fixedWindow.js"
 import * as gcra from "./gcra.js"
+import * as quota from "./quota.js"
 import * as slidingWindow from "./slidingWindow.js"
 import * as slidingWindowLog from "./slidingWindowLog.js"
 import * as tokenBucket from "./tokenBucket.js"
@@ -17,6 +19,7 @@ export * as concurrency from "./concurrency.js"
 export * as fixedWindow from "./fixedWindow.js"
 export * as gcra from "./gcra.js"
 export * as leaseSpender from "./leaseSpender.js"
+export * as quota from "./quota.js"
 export * as slidingWindow from "./slidingWindow.js"
 export * as slidingWindowLog from "./slidingWindowLog.js"
 export * as tokenBucket from "./tokenBucket.js"
@@ -35,6 +38,7 @@ export type RateState =
   | fixedWindow.State
   | slidingWindow.State
   | slidingWindowLog.State
+  | quota.State
 
 /**
  * The engine of a strategy, with its state type erased (a backend stores states opaquely). Its functions
@@ -56,6 +60,10 @@ export const rateEngine = (strategy: Strategy): RateEngine<unknown> => {
       return widen(slidingWindow.make(strategy))
     case "slidingWindowLog":
       return widen(slidingWindowLog.make(strategy))
+    case "quota":
+      return strategy.resetCadence === "rolling"
+        ? widen(slidingWindow.make(quota.slidingWindowOptions(strategy)))
+        : widen(quota.make(strategy))
   }
 }
 

@@ -38,14 +38,7 @@ import type * as Scope from "effect/Scope"
 import { randomBytes } from "node:crypto"
 import { Admission, type Decision, Forecast, fromData } from "../Decision.js"
 import { BackendError, type RateLimiterError, type ServiceUnavailable } from "../Errors.js"
-import {
-  type AdmitterPolicy,
-  type LimiterPolicy,
-  type MeterPolicy,
-  type Policy,
-  storeKey,
-  type Strategy
-} from "../Policy.js"
+import { type AdmitterPolicy, type LimiterPolicy, type MeterPolicy, type Policy, storeKey } from "../Policy.js"
 import * as PolicyFile from "../PolicyFile.js"
 import { type PolicyError, PolicySet } from "../PolicySet.js"
 import * as CallTemplate from "../redis/CallTemplate.js"
@@ -55,6 +48,7 @@ import * as Replies from "../redis/Replies.js"
 import { type ScriptClock, scriptNow } from "../redis/ScriptClock.js"
 import { evalArgs, type ScriptCall, type ScriptRunner } from "../redis/ScriptRunner.js"
 import { type Named, type Script, type ScriptCatalog, sha1Hex } from "../redis/Scripts.js"
+import { scriptsOf } from "../redis/StrategyScripts.js"
 import { type FrontOptions, make as makeFront, RateLimiter, type RateLimiterService } from "../services/RateLimiter.js"
 import {
   type AcquireOptions,
@@ -143,11 +137,6 @@ interface AdmitterEntry {
 
 type Entry = LimiterEntry | MeterEntry | AdmitterEntry
 
-const strategyParams = (strategy: Strategy): Named => {
-  const { kind: _kind, ...params } = strategy
-  return params
-}
-
 const configError = (detail: string) => new BackendError({ backend: "redis", code: "CONFIG", detail })
 
 const compile = (catalog: ScriptCatalog, policy: Policy, keyPrefix: string): Effect.Effect<Entry, BackendError> => {
@@ -160,16 +149,17 @@ const compile = (catalog: ScriptCatalog, policy: Policy, keyPrefix: string): Eff
   switch (policy.kind) {
     case "limiter":
       return Effect.gen(function*() {
-        const params = strategyParams(policy.strategy)
-        const check = yield* need(policy.strategy.kind, "check")
+        // The scripts serving the strategy: a quota's are not named after its kind (see StrategyScripts).
+        const { params, strategy } = scriptsOf(policy.strategy)
+        const check = yield* need(strategy, "check")
         return {
           kind: "limiter",
           policy,
           params,
           check,
           checkCall: yield* CallTemplate.make(check, params),
-          peek: yield* need(policy.strategy.kind, "peek"),
-          forecast: yield* need(policy.strategy.kind, "forecast")
+          peek: yield* need(strategy, "peek"),
+          forecast: yield* need(strategy, "forecast")
         }
       })
     case "meter":
@@ -188,14 +178,15 @@ const compile = (catalog: ScriptCatalog, policy: Policy, keyPrefix: string): Eff
         tolerance: c.tolerance,
         rttWindow: c.rttWindow
       }
+      const rate = policy.rate === undefined ? undefined : scriptsOf(policy.rate)
       return Effect.all({
-        acquire: policy.rate === undefined ? need("concurrency", "acquire") : need(policy.rate.kind, "admit"),
+        acquire: rate === undefined ? need("concurrency", "acquire") : need(rate.strategy, "admit"),
         release: need("concurrency", "release"),
         renew: need("concurrency", "renew")
       }).pipe(Effect.map((s): Entry => ({
         kind: "admitter",
         policy,
-        params: policy.rate === undefined ? concurrency : { ...strategyParams(policy.rate), ...concurrency },
+        params: rate === undefined ? concurrency : { ...rate.params, ...concurrency },
         ...s,
         keys: { leases, guard: `${tag}#guard` },
         ratePrefix: policy.rate === undefined ? undefined : tag,

@@ -13,7 +13,11 @@
  * - It is strict: an unknown field anywhere is an error naming its path (the reference silently ignores
  *   unknown fields, so a typo such as `brust: 5` quietly falls back to the default there).
  * - It validates every value (types, ranges, whole milliseconds) instead of passing it to the core.
- * - `quota`, `fairEscrow` and `federatedFairEscrow` are load errors ("not supported yet").
+ * - `fairEscrow` and `federatedFairEscrow` are load errors ("not supported yet").
+ * - A `quota` takes only the fields its `resetCadence` uses (`offsetMinutes` for the calendar cadences,
+ *   `weekStartsOn` for `calendar-week`, `period`/`periodMs` and `anchor` for `fixed`, `period`/`periodMs`
+ *   and `buckets` for `rolling`); the reference ignores the others. Like the reference, its period is
+ *   `period` (which wins) or `periodMs`, never `windowMs`.
  * - `distributedConcurrency` is read as a local `concurrency` admitter: its extra knobs (`aggregate`,
  *   `prefix`, `heartbeatMs`, `onCoordinatorOutage`) are validated and then not modelled. Likewise
  *   `twoTier.returnIdleAfterMs`.
@@ -37,8 +41,11 @@ import {
   DEFAULT_MAX_KEYS,
   type Federated,
   type LimiterPolicy,
+  MAX_QUOTA_ANCHOR_MS,
   type MeterPolicy,
   type Policy,
+  type Quota,
+  type QuotaCadence,
   type Strategy,
   type StrategyKind,
   type TwoTier
@@ -78,6 +85,12 @@ const numberWhere = (range: string, inRange: (n: number) => boolean): Read<numbe
     : Either.left(`expected a number ${range}, got ${describe(value)}`)
 
 const positiveNumber = numberWhere("> 0", (n) => n > 0)
+
+/** A whole number in `[min, max]`; `what` names its unit and range for the message. */
+const wholeBetween = (min: number, max: number, what: string): Read<number> => (value) =>
+  typeof value === "number" && Number.isInteger(value) && value >= min && value <= max
+    ? Either.right(value)
+    : Either.left(`expected ${what}, got ${describe(value)}`)
 
 const boolean: Read<boolean> = (value) =>
   typeof value === "boolean" ? Either.right(value) : Either.left(`expected true or false, got ${describe(value)}`)
@@ -200,7 +213,8 @@ const STRATEGY_FIELDS: Readonly<Record<StrategyKind, ReadonlyArray<string>>> = {
   tokenBucket: ["capacity", "refillPerSec"],
   fixedWindow: ["limit", "period", "windowMs"],
   slidingWindow: ["limit", "period", "windowMs", "buckets"],
-  slidingWindowLog: ["limit", "period", "windowMs"]
+  slidingWindowLog: ["limit", "period", "windowMs"],
+  quota: ["limit", "resetCadence", "period", "periodMs", "anchor", "offsetMinutes", "weekStartsOn", "buckets"]
 }
 
 const STRATEGY_KINDS: ReadonlyArray<StrategyKind> = [
@@ -208,7 +222,8 @@ const STRATEGY_KINDS: ReadonlyArray<StrategyKind> = [
   "tokenBucket",
   "fixedWindow",
   "slidingWindow",
-  "slidingWindowLog"
+  "slidingWindowLog",
+  "quota"
 ]
 
 const strategyKind = (section: Section): Decoded<StrategyKind> => {
@@ -221,7 +236,6 @@ const strategyKind = (section: Section): Decoded<StrategyKind> => {
   }
   const value = section.map.strategy
   if (typeof value !== "string") return fail(path, `expected a strategy name, got ${describe(value)}`)
-  if (value === "quota") return fail(path, "the quota strategy is not supported by throttlekit-effect yet")
   const kind = STRATEGY_KINDS.find((known) => known === value)
   return kind === undefined
     ? fail(path, `unknown strategy ${describe(value)}; expected one of ${STRATEGY_KINDS.join(", ")}`)
@@ -268,6 +282,93 @@ const decodeStrategy = (section: Section, kind: StrategyKind): Decoded<Strategy>
         const buckets = yield* withDefault(section, "buckets", positiveInt, 10)
         return { kind, limit, windowMs, buckets }
       }
+      case "quota":
+        return yield* decodeQuota(section)
+    }
+  })
+
+const QUOTA_CADENCES: ReadonlyArray<QuotaCadence> = [
+  "calendar-month",
+  "calendar-week",
+  "calendar-day",
+  "fixed",
+  "rolling"
+]
+
+/** The optional quota fields, and the cadences that use each. */
+const QUOTA_FIELD_CADENCES: ReadonlyMap<string, ReadonlyArray<QuotaCadence>> = new Map([
+  ["period", ["fixed", "rolling"]],
+  ["periodMs", ["fixed", "rolling"]],
+  ["anchor", ["fixed"]],
+  ["offsetMinutes", ["calendar-month", "calendar-week", "calendar-day"]],
+  ["weekStartsOn", ["calendar-week"]],
+  ["buckets", ["rolling"]]
+])
+
+const offsetMinutes = wholeBetween(-840, 840, "a whole number of minutes from -840 to 840 (±14 h)")
+const weekStartsOn = wholeBetween(0, 6, "a whole number from 0 (Sunday) to 6 (Saturday)")
+const anchor = wholeBetween(
+  -MAX_QUOTA_ANCHOR_MS,
+  MAX_QUOTA_ANCHOR_MS,
+  `an epoch-ms instant, a whole number from -${MAX_QUOTA_ANCHOR_MS} to ${MAX_QUOTA_ANCHOR_MS}`
+)
+
+/**
+ * A quota: `limit` and `resetCadence`, then the fields of that cadence with the reference's defaults
+ * (`anchor` 0, `offsetMinutes` 0, `weekStartsOn` 1 = Monday, `buckets` 10). A field of another cadence is
+ * an error at that field (the reference ignores it).
+ */
+const decodeQuota = (section: Section): Decoded<Quota> =>
+  Either.gen(function*() {
+    const limit = yield* required(section, "limit", positiveInt)
+    const resetCadence = yield* required(
+      section,
+      "resetCadence",
+      oneOf(QUOTA_CADENCES),
+      `required for a quota: one of ${QUOTA_CADENCES.join(", ")}`
+    )
+    for (const field of Object.keys(section.map)) {
+      const users = QUOTA_FIELD_CADENCES.get(field)
+      if (users !== undefined && !users.includes(resetCadence)) {
+        return yield* fail(
+          at(section, field),
+          `does not apply to a ${resetCadence} quota (only to ${andList(users)})`
+        )
+      }
+    }
+    switch (resetCadence) {
+      case "calendar-month":
+      case "calendar-day":
+        return {
+          kind: "quota",
+          resetCadence,
+          limit,
+          offsetMinutes: yield* withDefault(section, "offsetMinutes", offsetMinutes, 0)
+        }
+      case "calendar-week":
+        return {
+          kind: "quota",
+          resetCadence,
+          limit,
+          offsetMinutes: yield* withDefault(section, "offsetMinutes", offsetMinutes, 0),
+          weekStartsOn: yield* withDefault(section, "weekStartsOn", weekStartsOn, 1)
+        }
+      case "fixed":
+        return {
+          kind: "quota",
+          resetCadence,
+          limit,
+          periodMs: yield* windowLength(section, ["period", "periodMs"]),
+          anchor: yield* withDefault(section, "anchor", anchor, 0)
+        }
+      case "rolling":
+        return {
+          kind: "quota",
+          resetCadence,
+          limit,
+          periodMs: yield* windowLength(section, ["period", "periodMs"]),
+          buckets: yield* withDefault(section, "buckets", positiveInt, 10)
+        }
     }
   })
 

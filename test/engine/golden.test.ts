@@ -30,6 +30,25 @@ describe("golden vectors: engine", () => {
     })
   })
 
+  it("reads a quota as the core writes its options (no suite has one yet), with the core's defaults", () => {
+    expect(toStrategy({ kind: "quota", options: { limit: 5, resetCadence: "calendar-week" } })).toEqual({
+      kind: "quota",
+      resetCadence: "calendar-week",
+      limit: 5,
+      offsetMinutes: 0,
+      weekStartsOn: 1
+    })
+    expect(toStrategy({ kind: "quota", options: { limit: 5, resetCadence: "rolling", periodMs: 60_000 } })).toEqual({
+      kind: "quota",
+      resetCadence: "rolling",
+      limit: 5,
+      periodMs: 60_000,
+      buckets: 10
+    })
+    expect(toStrategy({ kind: "quota", options: { limit: 5, resetCadence: "fixed", periodMs: 1000, anchor: 7 } }))
+      .toEqual({ kind: "quota", resetCadence: "fixed", limit: 5, periodMs: 1000, anchor: 7 })
+  })
+
   describe("tokenBudget", () => {
     it.each(suites.tokenBudget.map((suite) => [suite.name, suite] as const))("%s", (_name, suite) => {
       const engine = TokenBudget.make(suite.options)

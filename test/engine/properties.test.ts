@@ -13,7 +13,8 @@ import { rateEngine } from "../../src/engine/index.js"
 import { boxed } from "../../src/engine/internal.js"
 import * as TokenBudget from "../../src/engine/tokenBudget.js"
 import type { InPlaceEngine, RateEngine } from "../../src/engine/types.js"
-import { reportedLimit, type Strategy } from "../../src/Policy.js"
+import { type Quota, reportedLimit, type Strategy } from "../../src/Policy.js"
+import { oraclePeriod } from "../support/quotaCalendar.js"
 import { timeScaleOf } from "../support/strategyScale.js"
 
 const RUNS = Number(process.env["ENGINE_PROP_RUNS"] ?? 300)
@@ -53,6 +54,40 @@ const slidingWindowLogArb = fc.record({
   windowMs: fc.integer({ min: 1, max: 5_000 })
 })
 
+const quotaArb: fc.Arbitrary<Quota> = fc.oneof(
+  fc.record({
+    kind: fc.constant("quota" as const),
+    resetCadence: fc.constantFrom("calendar-month" as const, "calendar-day" as const),
+    limit: fc.integer({ min: 1, max: 40 }),
+    offsetMinutes: fc.integer({ min: -840, max: 840 })
+  }),
+  fc.record({
+    kind: fc.constant("quota" as const),
+    resetCadence: fc.constant("calendar-week" as const),
+    limit: fc.integer({ min: 1, max: 40 }),
+    offsetMinutes: fc.integer({ min: -840, max: 840 }),
+    weekStartsOn: fc.integer({ min: 0, max: 6 })
+  }),
+  fc.record({
+    kind: fc.constant("quota" as const),
+    resetCadence: fc.constant("fixed" as const),
+    limit: fc.integer({ min: 1, max: 40 }),
+    periodMs: fc.integer({ min: 1, max: 5_000 }),
+    anchor: fc.integer({ min: -100_000, max: 100_000 })
+  }),
+  fc.record({
+    kind: fc.constant("quota" as const),
+    resetCadence: fc.constant("rolling" as const),
+    limit: fc.integer({ min: 1, max: 40 }),
+    periodMs: fc.integer({ min: 16, max: 5_000 }),
+    buckets: fc.integer({ min: 1, max: 16 })
+  })
+)
+
+/** A sliding window, or a rolling quota (which is one). */
+const isSliding = (strategy: Strategy): boolean =>
+  strategy.kind === "slidingWindow" || (strategy.kind === "quota" && strategy.resetCadence === "rolling")
+
 /** How time moves before an op: by `dt`, or to the next multiple of the scale, plus -1, 0 or +1 ms. */
 type TimeMove = { readonly _tag: "step"; readonly dt: number } | { readonly _tag: "boundary"; readonly offset: number }
 
@@ -85,7 +120,7 @@ const epochArb = fc.oneof(
 )
 
 const scenarioArb = fc
-  .oneof(gcraArb, tokenBucketArb, fixedWindowArb, slidingWindowArb, slidingWindowLogArb)
+  .oneof(gcraArb, tokenBucketArb, fixedWindowArb, slidingWindowArb, slidingWindowLogArb, quotaArb)
   .chain((strategy: Strategy) =>
     fc.record({
       strategy: fc.constant(strategy),
@@ -269,13 +304,28 @@ describe("engine properties", () => {
             }
             break
           }
+          case "quota":
           case "slidingWindow": {
+            if (strategy.kind === "quota" && strategy.resetCadence !== "rolling") {
+              // Exact model: admitted iff the (oracle's) period's admitted units + cost <= limit.
+              const used = new Map<number, number>()
+              for (const e of events) {
+                const period = oraclePeriod(strategy, e.now).start
+                const sum = used.get(period) ?? 0
+                expect(e.decision.allowed).toBe(sum + e.cost <= strategy.limit)
+                if (e.decision.allowed) used.set(period, sum + e.cost)
+              }
+              break
+            }
             // Sound bound: over any `buckets` consecutive ticks (one tick-aligned window), at most `limit`.
-            const w = strategy.windowMs / strategy.buckets
+            const { buckets, windowMs } = strategy.kind === "slidingWindow"
+              ? strategy
+              : { buckets: strategy.buckets, windowMs: strategy.periodMs }
+            const w = windowMs / buckets
             const ticks = admitted.map((e) => ({ tick: Math.floor(e.now / w), cost: e.cost }))
             for (const last of ticks) {
               const sum = ticks
-                .filter((x) => x.tick > last.tick - strategy.buckets && x.tick <= last.tick)
+                .filter((x) => x.tick > last.tick - buckets && x.tick <= last.tick)
                 .reduce((n, x) => n + x.cost, 0)
               expect(sum).toBeLessThanOrEqual(strategy.limit)
             }
@@ -319,7 +369,7 @@ describe("engine properties", () => {
             expect(peeked).toEqual(checked)
           } else {
             expect(peeked.remaining).toBeGreaterThanOrEqual(1)
-            if (strategy.kind !== "gcra" && strategy.kind !== "slidingWindow") {
+            if (strategy.kind !== "gcra" && !isSliding(strategy)) {
               // Exact arithmetic: taking one unit leaves one fewer.
               expect(checked.remaining).toBe(peeked.remaining - 1)
             }
@@ -408,7 +458,7 @@ describe("engine properties", () => {
             // than the instant the forecast calls full either (GCRA: its TAT).
             expect(engine.isFresh(state, expiresAt + 1)).toBe(true)
             if (strategy.kind === "gcra") expect(engine.isFresh(state, Math.ceil((state as Gcra.State).tat))).toBe(true)
-            else if (strategy.kind !== "slidingWindow") expect(engine.isFresh(state, fullAt)).toBe(true)
+            else if (!isSliding(strategy)) expect(engine.isFresh(state, fullAt)).toBe(true)
             for (const t of [now, now + 1, fullAt, Math.floor((now + expiresAt) / 2), expiresAt]) {
               if (!engine.isFresh(state, t)) continue
               for (const u of [t, t + later]) {

@@ -1,9 +1,9 @@
 /**
  * Concurrency admission in Redis. A differential test runs random acquire / release / renew sequences
- * (fixed, aimd and gradient2 ceilings, with and without a rate axis, leases expiring) through the
- * admission scripts and through the engine's own admission (`engine/admission.ts`, the code the Memory
- * store runs, not a copy of it): every reply and the final ceiling state must agree (the estimate bit
- * for bit).
+ * (fixed, aimd and gradient2 ceilings, with and without a rate axis of any strategy, quotas included,
+ * leases expiring) through the admission scripts and through the engine's own admission
+ * (`engine/admission.ts`, the code the Memory store runs, not a copy of it): every reply and the final
+ * ceiling state must agree (the estimate bit for bit).
  */
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect } from "effect"
@@ -12,6 +12,7 @@ import * as Engine from "../../src/engine/index.js"
 import type { Concurrency, Strategy } from "../../src/Policy.js"
 import { storeKey } from "../../src/Policy.js"
 import type { Reply } from "../../src/redis/ScriptRunner.js"
+import { scriptsOf } from "../../src/redis/StrategyScripts.js"
 import { prng, type Rng } from "../support/prng.js"
 import {
   call,
@@ -45,7 +46,7 @@ const randomConcurrency = (rng: Rng): Concurrency => {
 
 const randomRate = (rng: Rng): Strategy | undefined => {
   if (rng.next() < 0.5) return undefined
-  switch (rng.pick(["gcra", "tokenBucket", "fixedWindow", "slidingWindow", "slidingWindowLog"] as const)) {
+  switch (rng.pick(["gcra", "tokenBucket", "fixedWindow", "slidingWindow", "slidingWindowLog", "quota"] as const)) {
     case "gcra":
       return { kind: "gcra", limit: rng.int(1, 20), periodMs: rng.int(10, 5000), burst: rng.int(1, 20) }
     case "tokenBucket":
@@ -56,6 +57,28 @@ const randomRate = (rng: Rng): Strategy | undefined => {
       return { kind: "slidingWindow", limit: rng.int(1, 20), windowMs: rng.int(10, 5000), buckets: rng.int(1, 8) }
     case "slidingWindowLog":
       return { kind: "slidingWindowLog", limit: rng.int(1, 20), windowMs: rng.int(10, 5000) }
+    case "quota": {
+      const limit = rng.int(1, 20)
+      const offsetMinutes = rng.int(-840, 840)
+      switch (rng.pick(["calendar-month", "calendar-week", "calendar-day", "fixed", "rolling"] as const)) {
+        case "calendar-month":
+          return { kind: "quota", resetCadence: "calendar-month", limit, offsetMinutes }
+        case "calendar-week":
+          return { kind: "quota", resetCadence: "calendar-week", limit, offsetMinutes, weekStartsOn: rng.int(0, 6) }
+        case "calendar-day":
+          return { kind: "quota", resetCadence: "calendar-day", limit, offsetMinutes }
+        case "fixed":
+          return {
+            kind: "quota",
+            resetCadence: "fixed",
+            limit,
+            periodMs: rng.int(10, 5000),
+            anchor: rng.int(-5000, 5000)
+          }
+        case "rolling":
+          return { kind: "quota", resetCadence: "rolling", limit, periodMs: rng.int(10, 5000), buckets: rng.int(1, 8) }
+      }
+    }
   }
 }
 
@@ -179,7 +202,7 @@ const runSequence = (env: RedisEnv, rng: Rng, index: number) =>
         if (expected.axis === "") held.push(id)
         const argv = {
           ...concurrencyArgv(concurrency),
-          ...(rate === undefined ? {} : stripKind(rate)),
+          ...(rate === undefined ? {} : scriptsOf(rate).params),
           now,
           leaseId: id,
           ttlMs,
@@ -187,7 +210,7 @@ const runSequence = (env: RedisEnv, rng: Rng, index: number) =>
         }
         const admit = rate === undefined
           ? yield* call(env, "concurrency.acquire", keys, argv)
-          : persisting(yield* call(env, `${rate.kind}.admit`, { ...keys, key: rateKey }, argv), 3)
+          : persisting(yield* call(env, `${scriptsOf(rate).strategy}.admit`, { ...keys, key: rateKey }, argv), 3)
         steps.push(admit)
         expectations.push({ at: steps.length - 1, kind: "acquire", expected, persisted: rate !== undefined })
       } else if (op < 0.85) {
@@ -232,8 +255,6 @@ const runSequence = (env: RedisEnv, rng: Rng, index: number) =>
     }
   })
 
-const stripKind = ({ kind: _kind, ...params }: Strategy) => params
-
 const guardState = (reply: Reply) => {
   const [leases, hash] = reply as ReadonlyArray<ReadonlyArray<string>>
   const fields = new Map<string, string>()
@@ -250,7 +271,15 @@ describe("concurrency admission in Redis", () => {
         Effect.gen(function*() {
           const env = yield* TestRedis
           const rng = prng(SEED)
-          const tally = { acquired: 0, deniedConcurrency: 0, deniedRate: 0, released: 0, reclaimed: 0, renewed: 0 }
+          const tally = {
+            acquired: 0,
+            deniedConcurrency: 0,
+            deniedRate: 0,
+            released: 0,
+            reclaimed: 0,
+            renewed: 0,
+            quotaSequences: 0
+          }
           for (let batch = 0; batch < SEQUENCES; batch += 10) {
             const runs: Array<Effect.Effect.Success<ReturnType<typeof runSequence>>> = []
             for (let s = batch; s < Math.min(SEQUENCES, batch + 10); s++) runs.push(yield* runSequence(env, rng, s))
@@ -258,6 +287,7 @@ describe("concurrency admission in Redis", () => {
             for (let i = 0; i < runs.length; i++) {
               const run = runs[i]!
               const got = replies[i]!
+              if (run.label.includes(`"kind":"quota"`)) tally.quotaSequences++
               for (const e of run.expectations) {
                 const reply = e.persisted ? persisted(got[e.at]!).reply : got[e.at]!
                 expect(actualOf(e.kind, reply), `${run.label} step ${e.at}`).toEqual(e.expected)
@@ -294,6 +324,7 @@ describe("concurrency admission in Redis", () => {
           expect(tally.reclaimed).toBeGreaterThan(0)
           expect(tally.released).toBeGreaterThan(0)
           expect(tally.renewed).toBeGreaterThan(0)
+          expect(tally.quotaSequences).toBeGreaterThan(0)
         }),
       300_000
     )

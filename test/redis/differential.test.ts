@@ -2,7 +2,9 @@
  * Engine vs Lua: the same random op sequences (random strategy parameters, time steps including 0, window
  * boundaries ±1, epochs near 1.7e12, costs above the limit) run through the pure engine and through the
  * vendored scripts in a real Redis, with explicit `now`. Every reply (check, peek, forecast, debit) must be
- * identical, and so must the final state read back with the read scripts.
+ * identical, and so must the final state read back with the read scripts. Quotas run every cadence, with
+ * random UTC offsets (±14 h included), week starts and anchors, from instants across 1970–2100 and next to
+ * month ends, leap days and year ends, stepping to their calendar boundaries ±1 ms.
  *
  * Keys must not expire in real time mid-sequence (the simulated clock runs far from the real one), so every
  * check runs through `persisting`: the vendored script's exact text, then, in the same atomic script run,
@@ -17,8 +19,9 @@ import { Effect } from "effect"
 import type { DecisionData } from "../../src/Decision.js"
 import * as Engine from "../../src/engine/index.js"
 import type { ForecastData, RateEngine } from "../../src/engine/types.js"
-import { reportedLimit, type Strategy } from "../../src/Policy.js"
+import { type Quota, reportedLimit, type Strategy } from "../../src/Policy.js"
 import type { Reply } from "../../src/redis/ScriptRunner.js"
+import { scriptsOf } from "../../src/redis/StrategyScripts.js"
 import { prng, type Rng } from "../support/prng.js"
 import { timeScaleOf } from "../support/strategyScale.js"
 import {
@@ -68,24 +71,74 @@ const randomStrategy = (rng: Rng, kind: Strategy["kind"]): Strategy => {
       }
     case "slidingWindowLog":
       return { kind, limit, windowMs: rng.next() < 0.5 ? rng.pick([1, 100, 1000, 60_000]) : rng.int(1, 100_000) }
+    case "quota":
+      return randomQuota(rng, limit)
   }
 }
 
+const randomQuota = (rng: Rng, limit: number): Quota => {
+  const offsetMinutes = rng.next() < 0.5 ? rng.pick([0, 0, 840, -840, 330, -300, 345, -570]) : rng.int(-840, 840)
+  const periodMs = rng.next() < 0.5 ? rng.pick([1, 10, 1000, 60_000, 86_400_000]) : rng.int(1, 100_000)
+  switch (rng.pick(["calendar-month", "calendar-week", "calendar-day", "fixed", "rolling"] as const)) {
+    case "calendar-month":
+      return { kind: "quota", resetCadence: "calendar-month", limit, offsetMinutes }
+    case "calendar-day":
+      return { kind: "quota", resetCadence: "calendar-day", limit, offsetMinutes }
+    case "calendar-week":
+      return { kind: "quota", resetCadence: "calendar-week", limit, offsetMinutes, weekStartsOn: rng.int(0, 6) }
+    case "fixed": {
+      const anchor = rng.next() < 0.3 ? 0 : rng.next() < 0.5 ? rng.int(-1e12, 4e12) : rng.int(-100_000, 100_000)
+      return { kind: "quota", resetCadence: "fixed", limit, periodMs, anchor }
+    }
+    case "rolling":
+      return {
+        kind: "quota",
+        resetCadence: "rolling",
+        limit,
+        periodMs: Math.max(periodMs, 12),
+        buckets: rng.int(1, 12)
+      }
+  }
+}
+
+/**
+ * The next boundary after `now` where the strategy's behaviour changes: the end of a quota's calendar or
+ * fixed period, else the next multiple of its time scale.
+ */
+const boundaryAfter = (strategy: Strategy): (now: number) => number => {
+  if (strategy.kind === "quota" && strategy.resetCadence !== "rolling") {
+    const period = Engine.quota.periodOf(strategy)
+    return (now) => period(now).end
+  }
+  const scale = timeScaleOf(strategy)
+  return (now) => Math.round(Math.ceil((now + 1) / scale) * scale)
+}
+
 /** The next instant: a repeat (step 0), a small step, a boundary ±1, a fraction of the period, or a jump. */
-const nextNow = (rng: Rng, now: number, period: number): number => {
+const nextNow = (rng: Rng, now: number, period: number, boundary: (now: number) => number): number => {
   const roll = rng.next()
   if (roll < 0.3) return now
   if (roll < 0.5) return now + rng.int(1, 10)
-  if (roll < 0.7) {
-    const boundary = Math.ceil((now + 1) / period) * period
-    return Math.max(now, Math.round(boundary) + rng.int(-1, 1))
-  }
+  if (roll < 0.7) return Math.max(now, boundary(now) + rng.int(-1, 1))
   if (roll < 0.92) return now + Math.max(0, Math.round(rng.next() * period))
   return now + Math.round(rng.next() * period * rng.int(2, 40)) + rng.int(0, 3)
 }
 
-const startNow = (rng: Rng): number =>
-  rng.next() < 0.5 ? 1_700_000_000_000 + rng.int(0, 10_000_000) : rng.int(1, 100_000)
+/** Instants a calendar quota must get right: the last ms before 2024-02-29, 2024-03-01, 2100-03-01, 2025. */
+const calendarEdges = [
+  Date.UTC(2024, 1, 29) - 1,
+  Date.UTC(2024, 2, 1) - 1,
+  Date.UTC(2100, 2, 1) - 1,
+  Date.UTC(2025, 0, 1) - 1,
+  Date.UTC(2023, 3, 1) - 1
+]
+
+const startNow = (rng: Rng, strategy: Strategy): number => {
+  if (strategy.kind === "quota" && rng.next() < 0.6) {
+    return rng.next() < 0.5 ? rng.pick(calendarEdges) - rng.int(0, 1_000_000) : rng.int(1, 4_102_444_800_000)
+  }
+  return rng.next() < 0.5 ? 1_700_000_000_000 + rng.int(0, 10_000_000) : rng.int(1, 100_000)
+}
 
 interface Op {
   readonly kind: "check" | "peek" | "forecast"
@@ -95,11 +148,12 @@ interface Op {
 
 const randomOps = (rng: Rng, strategy: Strategy, count: number): Array<Op> => {
   const period = timeScaleOf(strategy)
+  const boundary = boundaryAfter(strategy)
   const limit = reportedLimit(strategy)
   const ops: Array<Op> = []
-  let now = startNow(rng)
+  let now = startNow(rng, strategy)
   for (let i = 0; i < count; i++) {
-    now = nextNow(rng, now, period)
+    now = nextNow(rng, now, period, boundary)
     const roll = rng.next()
     const kind = roll < 0.7 ? "check" : roll < 0.85 ? "peek" : "forecast"
     const cost = rng.next() < 0.6 ? 1 : rng.next() < 0.85 ? rng.int(1, limit) : rng.int(limit + 1, limit + 5)
@@ -121,8 +175,6 @@ interface Plan {
   readonly lastCheckNow: number | undefined
 }
 
-const stripKind = ({ kind: _kind, ...params }: Strategy) => params
-
 const plan = (
   env: RedisEnv,
   engine: RateEngine<unknown>,
@@ -134,7 +186,8 @@ const plan = (
     const steps: Array<Step> = []
     const expected: Plan["expected"] = []
     const ttls: Plan["ttls"] = []
-    const params = stripKind(strategy)
+    // The scripts and ARGV a Redis door runs for the strategy (a quota's are not named after its kind).
+    const { params, strategy: scripts } = scriptsOf(strategy)
     let state: unknown = undefined
     let lastCheckNow: number | undefined
     for (const op of ops) {
@@ -144,7 +197,7 @@ const plan = (
       }
       if (op.kind === "check") {
         const step = engine.check(state, op.now, op.cost)
-        const check = yield* call(env, `${strategy.kind}.check`, { key }, { ...params, now: op.now, cost: op.cost })
+        const check = yield* call(env, `${scripts}.check`, { key }, { ...params, now: op.now, cost: op.cost })
         steps.push({ command: "TIME", args: [] })
         steps.push(persisting(check))
         expected.push({ at: steps.length - 1, op, answer: step.decision, persisted: true })
@@ -154,14 +207,14 @@ const plan = (
         state = step.state
         lastCheckNow = op.now
       } else if (op.kind === "peek") {
-        steps.push(yield* call(env, `${strategy.kind}.peek`, { key }, { ...params, now: op.now }))
+        steps.push(yield* call(env, `${scripts}.peek`, { key }, { ...params, now: op.now }))
         expected.push({ at: steps.length - 1, op, answer: engine.peek(state, op.now), persisted: false })
       } else {
-        steps.push(yield* call(env, `${strategy.kind}.forecast`, { key }, { ...params, now: op.now, cost: op.cost }))
+        steps.push(yield* call(env, `${scripts}.forecast`, { key }, { ...params, now: op.now, cost: op.cost }))
         expected.push({ at: steps.length - 1, op, answer: engine.forecast(state, op.now, op.cost), persisted: false })
       }
     }
-    steps.push(yield* call(env, `${strategy.kind}.read`, { key }, {}))
+    steps.push(yield* call(env, `${scripts}.read`, { key }, {}))
     return { steps, expected, ttls, finalState: state, lastCheckNow }
   })
 
@@ -183,26 +236,38 @@ const asForecast = (reply: Reply): ForecastData | undefined => {
   return { spendableNow: spendableNow!, nextReplenishAt: nextReplenishAt!, fullAt: fullAt! }
 }
 
+/** The sliding window a strategy is (a `slidingWindow`, or a rolling quota), else undefined. */
+const slidingOf = (strategy: Strategy): Engine.slidingWindow.Options | undefined =>
+  strategy.kind === "slidingWindow"
+    ? strategy
+    : strategy.kind === "quota" && strategy.resetCadence === "rolling"
+    ? Engine.quota.slidingWindowOptions(strategy)
+    : undefined
+
 /** The raw state a read script returned, in the engine's terms (undefined when the key is absent). */
 const stateFromRead = (strategy: Strategy, reply: Reply): unknown => {
+  const sliding = slidingOf(strategy)
+  if (sliding !== undefined) {
+    const flat = reply as ReadonlyArray<string>
+    if (flat.length === 0) return undefined
+    const fields: Record<string, string> = {}
+    for (let i = 0; i < flat.length; i += 2) fields[flat[i]!] = flat[i + 1]!
+    return { slots: Engine.slidingWindow.fromHash(sliding.buckets, fields, 0).slots }
+  }
   switch (strategy.kind) {
     case "gcra":
       return reply === null ? undefined : { tat: Number(reply) }
     case "tokenBucket":
-    case "fixedWindow": {
+    case "fixedWindow":
+    case "quota": {
       const [a, b] = reply as ReadonlyArray<string | null>
       if (a === null || b === null) return undefined
       return strategy.kind === "tokenBucket"
         ? { tokens: Number(a), last: Number(b) }
         : { start: Number(a), count: Number(b) }
     }
-    case "slidingWindow": {
-      const flat = reply as ReadonlyArray<string>
-      if (flat.length === 0) return undefined
-      const fields: Record<string, string> = {}
-      for (let i = 0; i < flat.length; i += 2) fields[flat[i]!] = flat[i + 1]!
-      return { slots: Engine.slidingWindow.fromHash(strategy.buckets, fields, 0).slots }
-    }
+    case "slidingWindow":
+      return undefined
     case "slidingWindowLog": {
       const flat = reply as ReadonlyArray<string>
       if (flat.length === 0) return undefined
@@ -216,6 +281,7 @@ const stateFromRead = (strategy: Strategy, reply: Reply): unknown => {
 /** The engine's final state in the read script's terms (no expiry; a log pruned as Redis prunes it). */
 const normalised = (strategy: Strategy, state: unknown, lastCheckNow: number | undefined): unknown => {
   if (state === undefined) return undefined
+  if (slidingOf(strategy) !== undefined) return { slots: (state as Engine.slidingWindow.State).slots }
   switch (strategy.kind) {
     case "gcra": {
       const s = state as Engine.gcra.State
@@ -225,12 +291,13 @@ const normalised = (strategy: Strategy, state: unknown, lastCheckNow: number | u
       const s = state as Engine.tokenBucket.State
       return { tokens: s.tokens, last: s.last }
     }
-    case "fixedWindow": {
-      const s = state as Engine.fixedWindow.State
+    case "fixedWindow":
+    case "quota": {
+      const s = state as Engine.fixedWindow.State | Engine.quota.State
       return { start: s.start, count: s.count }
     }
     case "slidingWindow":
-      return { slots: (state as Engine.slidingWindow.State).slots }
+      return undefined
     case "slidingWindowLog": {
       // The check script drops departed entries on every call, denials included; the engine only when
       // it writes. Both hold the same live entries.
@@ -327,9 +394,10 @@ const runBudget = (seed: number) =>
         const steps: Array<Step> = []
         const expected: Array<{ at: number; answer: DecisionData; px: number | undefined }> = []
         let state: Engine.tokenBudget.State | undefined
-        let now = startNow(rng)
+        let now = startNow(rng, { kind: "fixedWindow", limit: options.budget, windowMs: options.windowMs })
+        const boundary = (t: number) => Math.ceil((t + 1) / options.windowMs) * options.windowMs
         for (let i = 0; i < OPS_PER_SEQUENCE; i++) {
-          now = nextNow(rng, now, options.windowMs)
+          now = nextNow(rng, now, options.windowMs, boundary)
           const tokens = rng.next() < 0.5
             ? 1
             : rng.next() < 0.8
@@ -421,7 +489,8 @@ describe("engine and Lua agree (differential)", () => {
       "tokenBucket",
       "fixedWindow",
       "slidingWindow",
-      "slidingWindowLog"
+      "slidingWindowLog",
+      "quota"
     ]
     kinds.forEach((kind, i) => {
       it.effect(

@@ -9,6 +9,7 @@ import * as RedisBackend from "../../src/layers/RedisBackend.js"
 import type { LimiterPolicy } from "../../src/Policy.js"
 import * as CallTemplate from "../../src/redis/CallTemplate.js"
 import { evalArgs } from "../../src/redis/ScriptRunner.js"
+import { scriptsOf } from "../../src/redis/StrategyScripts.js"
 import { TestRedis, testRedisLayer } from "./harness.js"
 
 const strategies: ReadonlyArray<LimiterPolicy["strategy"]> = [
@@ -16,7 +17,10 @@ const strategies: ReadonlyArray<LimiterPolicy["strategy"]> = [
   { kind: "tokenBucket", capacity: 9, refillPerSec: 2.5 },
   { kind: "fixedWindow", limit: 11, windowMs: 60_000 },
   { kind: "slidingWindow", limit: 13, windowMs: 30_000, buckets: 6 },
-  { kind: "slidingWindowLog", limit: 5, windowMs: 10_000 }
+  { kind: "slidingWindowLog", limit: 5, windowMs: 10_000 },
+  { kind: "quota", resetCadence: "calendar-week", limit: 1_000_000, offsetMinutes: -300, weekStartsOn: 0 },
+  { kind: "quota", resetCadence: "fixed", limit: 3, periodMs: 86_400_000, anchor: -3_600_000 },
+  { kind: "quota", resetCadence: "rolling", limit: 4, periodMs: 60_000, buckets: 6 }
 ]
 
 describe("Redis check hot path", () => {
@@ -26,7 +30,7 @@ describe("Redis check hot path", () => {
         const env = yield* TestRedis
         let templated = 0
         for (const strategy of strategies) {
-          const { kind, ...params } = strategy
+          const { params, strategy: kind } = scriptsOf(strategy)
           const script = env.catalog.find(kind, "check")
           expect(script, `${kind}.check`).toBeDefined()
           if (script === undefined) continue

@@ -18,7 +18,7 @@ const byName = new Map(manifest.scripts.map((s) => [s.name, s]))
 
 describe("vendor/lua manifest", () => {
   it("lists every script with the SHA-1 of its exact bytes", () => {
-    expect(manifest.scripts.length).toBe(34)
+    expect(manifest.scripts.length).toBe(39)
     for (const spec of manifest.scripts) {
       const bytes = readFileSync(join(luaDir, spec.file))
       expect([spec.name, createHash("sha1").update(bytes).digest("hex")]).toEqual([spec.name, spec.sha1])
@@ -35,7 +35,9 @@ describe("vendor/lua manifest", () => {
       ["tokenBucket", ["now", "capacity", "refillPerSec", "cost"]],
       ["fixedWindow", ["now", "limit", "windowMs", "cost"]],
       ["slidingWindow", ["now", "windowMs", "limit", "cost", "buckets"]],
-      ["slidingWindowLog", ["now", "windowMs", "limit", "cost"]]
+      ["slidingWindowLog", ["now", "windowMs", "limit", "cost"]],
+      // The core's quota script (calendar and fixed cadences; a rolling quota runs slidingWindow's).
+      ["quota", ["now", "limit", "cost", "mode", "periodMs", "anchor", "offsetMs", "weekStartsOn"]]
     ]
     // A consuming script takes the wire's ARGV and then its optional fence: a client that sends only
     // the wire's ARGV runs it unfenced.
@@ -65,7 +67,7 @@ describe("vendor/lua manifest", () => {
   it.effect("loads every script, and refuses a file whose bytes drifted from the manifest", () =>
     Effect.gen(function*() {
       const catalog = yield* loadScripts()
-      expect(catalog.scripts.size).toBe(34)
+      expect(catalog.scripts.size).toBe(39)
       expect(catalog.find("gcra", "check")?.name).toBe("gcra.check")
 
       const copy = mkdtempSync(join(tmpdir(), "tk-lua-"))

@@ -13,7 +13,7 @@ import * as fc from "fast-check"
 import type { Decision, Forecast } from "../../src/Decision.js"
 import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
 import * as RedisBackend from "../../src/layers/RedisBackend.js"
-import type { Policy, Strategy } from "../../src/Policy.js"
+import { MAX_QUOTA_ANCHOR_MS, type Policy, type Strategy } from "../../src/Policy.js"
 import { PolicySet } from "../../src/PolicySet.js"
 import { RateLimiter, type RateLimiterService } from "../../src/services/RateLimiter.js"
 import { redisServer } from "../support/redisServer.js"
@@ -52,8 +52,44 @@ const strategyArb = (logLimitMax: number): fc.Arbitrary<Strategy> =>
       kind: fc.constant("slidingWindowLog" as const),
       limit: fc.integer({ min: 1, max: logLimitMax }),
       windowMs: wide(100_000)
-    })
+    }),
+    quotaArb
   )
+
+/** Quotas of every cadence, at the offsets' and anchors' far ends too. */
+const quotaArb: fc.Arbitrary<Strategy> = fc.oneof(
+  fc.record({
+    kind: fc.constant("quota" as const),
+    resetCadence: fc.constantFrom("calendar-month" as const, "calendar-day" as const),
+    limit: wide(50),
+    offsetMinutes: fc.oneof(fc.constantFrom(-840, 0, 840), fc.integer({ min: -840, max: 840 }))
+  }),
+  fc.record({
+    kind: fc.constant("quota" as const),
+    resetCadence: fc.constant("calendar-week" as const),
+    limit: wide(50),
+    offsetMinutes: fc.oneof(fc.constantFrom(-840, 0, 840), fc.integer({ min: -840, max: 840 })),
+    weekStartsOn: fc.integer({ min: 0, max: 6 })
+  }),
+  fc.record({
+    kind: fc.constant("quota" as const),
+    resetCadence: fc.constant("fixed" as const),
+    limit: wide(50),
+    periodMs: wide(100_000),
+    anchor: fc.oneof(
+      fc.integer({ min: -100_000, max: 100_000 }),
+      fc.constantFrom(-MAX_QUOTA_ANCHOR_MS, MAX_QUOTA_ANCHOR_MS),
+      fc.integer({ min: -MAX_QUOTA_ANCHOR_MS, max: MAX_QUOTA_ANCHOR_MS })
+    )
+  }),
+  fc.record({
+    kind: fc.constant("quota" as const),
+    resetCadence: fc.constant("rolling" as const),
+    limit: wide(50),
+    periodMs: wide(100_000),
+    buckets: fc.oneof(fc.integer({ min: 1, max: 16 }), fc.constantFrom(1000, 2 ** 20))
+  })
+)
 
 const concurrencyArb = fc.integer({ min: 1, max: 8 }).chain((minLimit) =>
   fc.record({

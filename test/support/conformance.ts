@@ -1,7 +1,9 @@
 /**
  * The `RateLimiter` conformance suite, written once and run against every door (memory, Redis, the
  * gRPC service). It needs no control over time: every limit is long enough that the suite runs inside
- * one window, and every test uses keys of its own, so it also runs against a shared, live backend.
+ * one window, and every test uses keys of its own, so it also runs against a shared, live backend. The
+ * calendar quotas take the fixed UTC offset at which it is about noon when the suite is loaded (and the
+ * fixed one an anchor half a period back), so their boundaries are at least 11 hours away.
  */
 import { describe, expect, layer } from "@effect/vitest"
 import { Effect, Exit, type Layer } from "effect"
@@ -9,8 +11,32 @@ import { randomUUID } from "node:crypto"
 import { InvalidArgument, type RateLimiterError } from "../../src/Errors.js"
 import type { Policy } from "../../src/Policy.js"
 import { admitted, limit, RateLimiter } from "../../src/services/RateLimiter.js"
+import { oraclePeriod, type PeriodQuota } from "./quotaCalendar.js"
 
 const HOUR = 3_600_000
+const DAY = 24 * HOUR
+
+const loadedAt = Date.now()
+/** The fixed UTC offset (whole minutes, within ±12 h) at which it is about noon at `loadedAt`. */
+const noonOffset = 720 - (Math.floor(loadedAt / 60_000) % 1440)
+/** The weekday (0 = Sunday) three days after today's at that offset: its weeks start in 2.5 days or more. */
+const weekStart = (new Date(loadedAt + noonOffset * 60_000).getUTCDay() + 3) % 7
+
+/** The calendar and fixed quotas of the suite, by policy name. */
+export const conformanceQuotas: Readonly<Record<string, PeriodQuota>> = {
+  "quota-month": { kind: "quota", resetCadence: "calendar-month", limit: 3, offsetMinutes: noonOffset },
+  "quota-week": {
+    kind: "quota",
+    resetCadence: "calendar-week",
+    limit: 2,
+    offsetMinutes: noonOffset,
+    weekStartsOn: weekStart
+  },
+  "quota-day": { kind: "quota", resetCadence: "calendar-day", limit: 2, offsetMinutes: noonOffset },
+  "quota-fixed": { kind: "quota", resetCadence: "fixed", limit: 2, periodMs: DAY, anchor: loadedAt - DAY / 2 }
+}
+
+const quotaDay: PeriodQuota = { kind: "quota", resetCadence: "calendar-day", limit: 1, offsetMinutes: noonOffset }
 
 /** The policies the suite runs against. Every backend under test must be built with exactly these. */
 export const conformancePolicies: ReadonlyArray<Policy> = [
@@ -48,6 +74,20 @@ export const conformancePolicies: ReadonlyArray<Policy> = [
     prefix: "conf-log",
     maxKeys: 10_000,
     strategy: { kind: "slidingWindowLog", limit: 3, windowMs: HOUR }
+  },
+  ...Object.entries(conformanceQuotas).map(([name, strategy]): Policy => ({
+    kind: "limiter",
+    name,
+    prefix: `conf-${name}`,
+    maxKeys: 10_000,
+    strategy
+  })),
+  {
+    kind: "limiter",
+    name: "quota-rolling",
+    prefix: "conf-quota-rolling",
+    maxKeys: 10_000,
+    strategy: { kind: "quota", resetCadence: "rolling", limit: 4, periodMs: HOUR, buckets: 10 }
   },
   {
     kind: "meter",
@@ -90,6 +130,23 @@ export const conformancePolicies: ReadonlyArray<Policy> = [
       rttWindow: 100
     },
     rate: { kind: "gcra", limit: 1, periodMs: HOUR, burst: 1 }
+  },
+  {
+    kind: "admitter",
+    name: "unified-quota",
+    prefix: "conf-unified-quota",
+    maxKeys: 10_000,
+    concurrency: {
+      algorithm: "fixed",
+      minLimit: 5,
+      maxLimit: 5,
+      initialLimit: 5,
+      backoffRatio: 0.9,
+      smoothing: 0.2,
+      tolerance: 2,
+      rttWindow: 100
+    },
+    rate: quotaDay
   }
 ]
 
@@ -165,7 +222,12 @@ export const runConformance = <E>(name: string, backend: Layer.Layer<RateLimiter
             ["window", 2],
             ["bucket", 10],
             ["sliding", 4],
-            ["log", 3]
+            ["log", 3],
+            ["quota-month", 3],
+            ["quota-week", 2],
+            ["quota-day", 2],
+            ["quota-fixed", 2],
+            ["quota-rolling", 4]
           ]
           for (const [policy, admits] of expected) {
             const key = fresh(policy)
@@ -217,7 +279,13 @@ export const runConformance = <E>(name: string, backend: Layer.Layer<RateLimiter
             ["window", 1, 2],
             ["bucket", 3, 3],
             ["sliding", 1, 4],
-            ["log", 1, 3]
+            ["log", 1, 3],
+            ["quota-month", 1, 3],
+            ["quota-month", 2, 1],
+            ["quota-week", 1, 2],
+            ["quota-day", 2, 1],
+            ["quota-fixed", 3, 0],
+            ["quota-rolling", 2, 2]
           ]
           for (const [policy, cost, spendable] of cases) {
             const forecast = yield* limiter.forecast(policy, fresh("forecast"), cost)
@@ -230,6 +298,85 @@ export const runConformance = <E>(name: string, backend: Layer.Layer<RateLimiter
           expect(used.spendableNow).toBe(2)
           expect(used.fullAt).toBeGreaterThan(Date.now())
           expect(used.nextReplenishAt).toBeLessThanOrEqual(used.fullAt)
+        }))
+
+      it.effect("a quota admits its limit per calendar or fixed period and resets at the period's end", () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          for (const [policy, quota] of Object.entries(conformanceQuotas)) {
+            const key = fresh(policy)
+            const before = Date.now()
+            const decisions = []
+            for (let i = 0; i <= quota.limit; i++) decisions.push(yield* limiter.check(policy, key))
+            const after = Date.now()
+            const { end } = oraclePeriod(quota, before)
+            expect([policy, oraclePeriod(quota, after).end]).toEqual([policy, end])
+            expect(decisions.map((d) => [policy, d.allowed, d.limit, d.remaining, d.resetAt])).toEqual(
+              decisions.map((_, i) => [policy, i < quota.limit, quota.limit, Math.max(0, quota.limit - i - 1), end])
+            )
+            const denied = decisions[quota.limit]!
+            expect(denied.retryAfterMs).toBeGreaterThanOrEqual(end - after)
+            expect(denied.retryAfterMs).toBeLessThanOrEqual(end - before)
+            // Peek and forecast read the same period; neither consumes.
+            const peeked = yield* limiter.peek(policy, key)
+            expect([peeked.allowed, peeked.remaining, peeked.resetAt]).toEqual([false, 0, end])
+            expect({ ...(yield* limiter.forecast(policy, key)) }).toEqual({
+              spendableNow: 0,
+              nextReplenishAt: end,
+              fullAt: end
+            })
+          }
+        }))
+
+      it.effect("quota checkMany answers in input order at one instant; a cost above what is left consumes nothing", () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          const a = fresh("quota-many-a")
+          const b = fresh("quota-many-b")
+          const decisions = yield* limiter.checkMany("quota-month", [a, b, a, a, a])
+          expect(decisions.map((d) => [d.allowed, d.remaining])).toEqual([
+            [true, 2],
+            [true, 2],
+            [true, 1],
+            [true, 0],
+            [false, 0]
+          ])
+          expect(new Set(decisions.map((d) => d.resetAt)).size).toBe(1)
+          const big = yield* limiter.check("quota-month", b, 3)
+          expect([big.allowed, big.remaining]).toEqual([false, 2])
+          expect((yield* limiter.check("quota-month", b, 2)).remaining).toBe(0)
+        }))
+
+      it.effect("a rolling quota is a sliding window over its period", () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          const key = fresh("quota-rolling")
+          const before = Date.now()
+          const first = yield* limiter.check("quota-rolling", key, 3)
+          expect([first.allowed, first.limit, first.remaining]).toEqual([true, 4, 1])
+          // resetAt is the end of the current bucket (6 min) plus the period.
+          expect(first.resetAt).toBeGreaterThan(before + HOUR)
+          expect(first.resetAt).toBeLessThanOrEqual(Date.now() + HOUR + HOUR / 10)
+          expect((yield* limiter.check("quota-rolling", key, 2)).allowed).toBe(false)
+          expect((yield* limiter.peek("quota-rolling", key)).remaining).toBe(1)
+        }))
+
+      it.effect("a unified admitter with a quota rate axis binds on rate until the period's end", () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          const key = fresh("unified-quota")
+          const before = Date.now()
+          const { end } = oraclePeriod(quotaDay, before)
+          yield* Effect.scoped(Effect.gen(function*() {
+            const first = yield* limiter.admit("unified-quota", key)
+            expect(first.held).toBe(true)
+            const second = yield* Effect.scoped(limiter.admit("unified-quota", key))
+            expect([second.held, second.bindingAxis, second.decision.resetAt]).toEqual([false, "rate", end])
+            expect(second.decision.retryAfterMs).toBeLessThanOrEqual(end - before)
+            expect(second.decision.retryAfterMs).toBeGreaterThan(11 * HOUR)
+          }))
+          const again = yield* Effect.scoped(limiter.admit("unified-quota", key))
+          expect([again.held, again.bindingAxis]).toEqual([false, "rate"])
         }))
 
       it.effect("a token budget admits the crossing debit in full, then refuses", () =>

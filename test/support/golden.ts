@@ -4,10 +4,11 @@
  * the repo; when it is missing the loader fails with a message naming the expected path.
  */
 import type { ParseResult } from "effect"
-import { Data, Effect, Schema } from "effect"
+import { Data, Effect, Either, Schema } from "effect"
 import { existsSync, readFileSync } from "node:fs"
 import * as path from "node:path"
 import { Strategy } from "../../src/Policy.js"
+import { decodePolicies } from "../../src/policyFile/decode.js"
 
 /** Where the golden vectors are expected: `<repo>/../shared/contract/golden-vectors.json`. */
 export const goldenVectorsPath = path.resolve(import.meta.dirname, "../../../shared/contract/golden-vectors.json")
@@ -21,10 +22,13 @@ export const GoldenDecision = Schema.Struct({
   retryAfterMs: Schema.Number
 })
 
-/** A strategy as the vectors write it: `{ kind, options }` with the camelCase option names. */
+/**
+ * A strategy as the vectors write it: `{ kind, options }` with the camelCase option names (numbers, and
+ * strings such as a quota's `resetCadence`).
+ */
 export const GoldenStrategy = Schema.Struct({
   kind: Schema.String,
-  options: Schema.Record({ key: Schema.String, value: Schema.Number })
+  options: Schema.Record({ key: Schema.String, value: Schema.Union(Schema.Number, Schema.String) })
 })
 
 /** A `rateLimit` suite: checks replayed in order on a fresh key. */
@@ -124,7 +128,14 @@ export const goldenSuites = (vectors: GoldenVectors = loadGoldenVectors()): {
 /**
  * Turns a golden `{ kind, options }` into our `Strategy`: the vectors use the same camelCase option
  * names as the policy model, so the options are spread beside `kind` and decoded (which fails loudly if
- * a future vector file renames or drops one).
+ * a future vector file renames or drops one). A quota's options are the core's (fields of other cadences
+ * absent, defaults left out), so a quota is read as a policy file reads it: with the core's defaults.
  */
-export const toStrategy = (golden: GoldenStrategy): Strategy =>
-  Schema.decodeUnknownSync(Strategy)({ ...golden.options, kind: golden.kind })
+export const toStrategy = (golden: GoldenStrategy): Strategy => {
+  if (golden.kind !== "quota") return Schema.decodeUnknownSync(Strategy)({ ...golden.options, kind: golden.kind })
+  const set = decodePolicies({ limiters: { golden: { ...golden.options, strategy: "quota" } } }, undefined)
+  if (Either.isLeft(set)) throw new Error(`golden quota options: ${set.left.path.join(".")}: ${set.left.reason}`)
+  const policy = set.right.policies[0]
+  if (policy?.kind !== "limiter") throw new Error("golden quota options: not a limiter")
+  return policy.strategy
+}

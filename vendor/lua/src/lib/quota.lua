@@ -1,0 +1,106 @@
+-- Quota (the ThrottleKit core's quota strategy, cadences calendar-month, calendar-week, calendar-day and
+-- fixed; a rolling quota runs the slidingWindow scripts): `limit` units per period. The key is a hash laid
+-- out as the fixed window's: s = the period start, c = the units counted in it.
+-- a = { limit, mode, periodMs, anchor, offsetMs, weekStartsOn }; mode 1 = calendar-month, 2 = calendar-week,
+-- 3 = calendar-day, 4 = fixed (every periodMs from anchor). Calendar periods start at local midnight for the
+-- fixed UTC offset offsetMs (no DST). The reported limit is limit; resetAt is always the period's end.
+
+local QT_DAY = 86400000
+
+-- The parameters after `limit`, from argv[base] (mode) to argv[base + 4] (weekStartsOn).
+local function qt_params(limit, argv, base)
+  return {
+    limit = limit,
+    mode = tonumber(argv[base]),
+    periodMs = tonumber(argv[base + 1]),
+    anchor = tonumber(argv[base + 2]),
+    offsetMs = tonumber(argv[base + 3]),
+    weekStartsOn = tonumber(argv[base + 4])
+  }
+end
+
+-- For day number `day` (days since 1970-01-01, proleptic Gregorian): its day of the month and the length of
+-- its month. Years are counted from March 1st (a leap day ends its year) in eras of 400 years.
+local function qt_month_of(day)
+  local z = day + 719468
+  local era = math.floor(z / 146097)
+  local e = z - era * 146097
+  local y = math.floor((e - math.floor(e / 1460) + math.floor(e / 36524) - math.floor(e / 146096)) / 365)
+  local d = e - (365 * y + math.floor(y / 4) - math.floor(y / 100))
+  local mi = math.floor((5 * d + 2) / 153)
+  local dom = d - math.floor((153 * mi + 2) / 5) + 1
+  local month = mi - 9
+  if mi < 10 then month = mi + 3 end
+  local year = y + era * 400
+  if month <= 2 then year = year + 1 end
+  if month == 2 then
+    if year % 4 == 0 and (year % 100 ~= 0 or year % 400 == 0) then return dom, 29 end
+    return dom, 28
+  end
+  if month == 4 or month == 6 or month == 9 or month == 11 then return dom, 30 end
+  return dom, 31
+end
+
+-- The period [start, end) holding now.
+local function qt_period(now, a)
+  if a.mode == 4 then
+    local start = a.anchor + math.floor((now - a.anchor) / a.periodMs) * a.periodMs
+    return start, start + a.periodMs
+  end
+  local day = math.floor((now + a.offsetMs) / QT_DAY)
+  local first = day
+  local following = day + 1
+  if a.mode == 2 then
+    first = day - ((day + 4) % 7 - a.weekStartsOn) % 7
+    following = first + 7
+  elseif a.mode ~= 3 then
+    local dom, length = qt_month_of(day)
+    first = day - (dom - 1)
+    following = first + length
+  end
+  return first * QT_DAY - a.offsetMs, following * QT_DAY - a.offsetMs
+end
+
+local function qt_count(key, start)
+  local fields = redis.call('HMGET', key, 's', 'c')
+  if fields[1] and tonumber(fields[1]) == start and fields[2] then return tonumber(fields[2]) end
+  return 0
+end
+
+local function qt_left(limit, count)
+  local remaining = limit - count
+  if remaining < 0 then remaining = 0 end
+  return remaining
+end
+
+local function qt_check(key, now, a, cost)
+  local start, finish = qt_period(now, a)
+  local count = qt_count(key, start)
+  if count + cost <= a.limit then
+    local newCount = count + cost
+    local px = math.ceil(finish - now)
+    if px < 1 then px = 1 end
+    local write = function()
+      redis.call('HSET', key, 's', tk_fmt(start), 'c', tk_fmt(newCount))
+      redis.call('PEXPIRE', key, tk_fmt(px))
+    end
+    return { 1, a.limit, a.limit - newCount, finish, 0 }, write
+  end
+  return { 0, a.limit, qt_left(a.limit, count), finish, math.ceil(finish - now) }, nil
+end
+
+local function qt_peek(key, now, a)
+  local start, finish = qt_period(now, a)
+  local count = qt_count(key, start)
+  if count + 1 <= a.limit then return { 1, a.limit, qt_left(a.limit, count), finish, 0 } end
+  return { 0, a.limit, qt_left(a.limit, count), finish, math.ceil(finish - now) }
+end
+
+local function qt_forecast(key, now, a, cost)
+  local start, finish = qt_period(now, a)
+  local count = qt_count(key, start)
+  local spendable = 0
+  if count <= a.limit then spendable = tk_whole_quotient(a.limit - count, cost) end
+  if count == 0 then return { spendable, now, now } end
+  return { spendable, finish, finish }
+end
