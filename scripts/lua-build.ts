@@ -42,6 +42,8 @@ const notes = [
   "hash tag {prefix}: leases = {prefix}#leases, guard = {prefix}#guard, and a unified admitter's rate key = {prefix}:key.",
   "So an admitter's rate keys differ from a plain limiter's wire key (prefix:key) and all of one admitter's keys live in one",
   "slot; plain limiters and budgets keep the wire key (one key per script, any slot).",
+  "Roles federated.lease and regionFairPool.grant / release / stats are the core's coordinator and region-pool wire:",
+  "one key (prefix:key), the core's ARGV first and state layout (see vendor/lua/README.md).",
   "Files here are built from src/ by `npm run lua:build`; sha1 is the SHA-1 of the file's bytes (the EVALSHA id)."
 ]
 

@@ -366,12 +366,77 @@ export const AdmitterPolicy = Schema.Struct({
 export type AdmitterPolicy = typeof AdmitterPolicy.Type
 
 /**
+ * Weighted fair escrow: one budget of `limit` units per epoch-aligned window of `windowMs`, split between
+ * tenants (the request keys) by weight. Each tenant active in the window is guaranteed
+ * `floor(weight * limit / total active weight)` and may borrow beyond it only what the other active
+ * tenants' unused guarantees leave. A tenant not in `weights` has weight 1.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export const FairEscrow = Schema.Struct({
+  limit: PositiveInt,
+  windowMs: PositiveInt,
+  weights: Schema.Record({ key: Schema.String, value: PositiveNumber })
+})
+
+/**
+ * @since 0.3.0
+ * @category models
+ */
+export type FairEscrow = typeof FairEscrow.Type
+
+/**
+ * A fair escrow whose `limit` is one budget across regions (`federatedFairEscrow`): a weighted pool at
+ * `prefix:key` grants each region a share by the total weight of its active tenants, and the region
+ * splits its share between its tenants as a fair escrow does.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export const FairFederation = Schema.Struct({
+  region: Schema.String.pipe(Schema.minLength(1)),
+  key: Schema.String.pipe(Schema.minLength(1)),
+  prefix: Schema.String
+})
+
+/**
+ * @since 0.3.0
+ * @category models
+ */
+export type FairFederation = typeof FairFederation.Type
+
+/**
+ * A fair-escrow policy (`fairEscrow`, or `federatedFairEscrow` with `federation`), served by check: the
+ * request key is the tenant. At most `maxKeys` tenants are tracked per window (past it the oldest is
+ * forgotten, its spent units still counted against the budget). Its state lives in the serving process
+ * (the pool of a federated one in Redis); `prefix` is the policy's key prefix, kept for the reports.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export const FairPolicy = Schema.Struct({
+  kind: Schema.Literal("fair"),
+  name: Schema.String,
+  prefix: Schema.String,
+  fairEscrow: FairEscrow,
+  maxKeys: PositiveInt,
+  federation: Schema.optional(FairFederation)
+})
+
+/**
+ * @since 0.3.0
+ * @category models
+ */
+export type FairPolicy = typeof FairPolicy.Type
+
+/**
  * Any named policy.
  *
  * @since 0.1.0
  * @category models
  */
-export const Policy = Schema.Union(LimiterPolicy, MeterPolicy, AdmitterPolicy)
+export const Policy = Schema.Union(LimiterPolicy, MeterPolicy, AdmitterPolicy, FairPolicy)
 
 /**
  * @since 0.1.0

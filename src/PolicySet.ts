@@ -16,6 +16,7 @@ import * as Schema from "effect/Schema"
 import {
   AdmitterPolicy,
   type Concurrency,
+  FairPolicy,
   horizonMs,
   LimiterPolicy,
   MAX_HORIZON_MS,
@@ -102,6 +103,7 @@ const validationOptions = { errors: "first", onExcessProperty: "error" } as cons
 const validateLimiter = Schema.decodeUnknownEither(LimiterPolicy, validationOptions)
 const validateMeter = Schema.decodeUnknownEither(MeterPolicy, validationOptions)
 const validateAdmitter = Schema.decodeUnknownEither(AdmitterPolicy, validationOptions)
+const validateFair = Schema.decodeUnknownEither(FairPolicy, validationOptions)
 
 /** Schema-checks one policy (by its kind) and maps the first issue to a path under `limiters.<name>`. */
 const validatePolicy = (policy: Policy, index: number): Decoded<Policy> => {
@@ -114,9 +116,11 @@ const validatePolicy = (policy: Policy, index: number): Decoded<Policy> => {
     ? validateMeter(candidate)
     : policy.kind === "admitter"
     ? validateAdmitter(candidate)
+    : policy.kind === "fair"
+    ? validateFair(candidate)
     : undefined
   if (decoded === undefined) {
-    return fail([...base, "kind"], `expected "limiter", "meter" or "admitter", got ${describe(policy.kind)}`)
+    return fail([...base, "kind"], `expected "limiter", "meter", "admitter" or "fair", got ${describe(policy.kind)}`)
   }
   return Either.mapLeft(decoded, (error) => {
     const issue = ParseResult.ArrayFormatter.formatErrorSync(error)[0]
@@ -165,6 +169,12 @@ const policyRuleProblem = (policy: Policy): Problem | undefined => {
     return policy.windowMs <= MAX_HORIZON_MS ? undefined : {
       path: [...base, "windowMs"],
       reason: `must be at most ${MAX_HORIZON_MS} ms (100 years), got ${policy.windowMs}`
+    }
+  }
+  if (policy.kind === "fair") {
+    return policy.fairEscrow.windowMs <= MAX_HORIZON_MS ? undefined : {
+      path: [...base, "fairEscrow", "windowMs"],
+      reason: `must be at most ${MAX_HORIZON_MS} ms (100 years), got ${policy.fairEscrow.windowMs}`
     }
   }
   const strategy = policy.kind === "limiter" ? policy.strategy : policy.rate

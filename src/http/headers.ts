@@ -137,5 +137,7 @@ export const policyWindowSeconds = (policy: Policy): number | undefined => {
       return Math.max(1, Math.ceil(policy.windowMs / 1000))
     case "admitter":
       return policy.rate === undefined ? undefined : Math.max(1, Math.ceil(horizonMs(policy.rate) / 1000))
+    case "fair":
+      return Math.max(1, Math.ceil(policy.fairEscrow.windowMs / 1000))
   }
 }

@@ -31,19 +31,21 @@ import { randomBytes } from "node:crypto"
 import { Admission, Forecast, fromData } from "../Decision.js"
 import type { Admitter } from "../engine/admission.js"
 import { BackendError } from "../Errors.js"
-import type { AdmitterPolicy, LimiterPolicy, MeterPolicy, Policy } from "../Policy.js"
+import type { AdmitterPolicy, FairPolicy, LimiterPolicy, MeterPolicy, Policy } from "../Policy.js"
 import * as PolicyFile from "../PolicyFile.js"
 import type { PolicyError } from "../PolicySet.js"
 import { PolicySet } from "../PolicySet.js"
 import { type FrontOptions, make as makeFront, RateLimiter, type RateLimiterService } from "../services/RateLimiter.js"
 import {
   type BoundAdmitter,
+  type BoundFair,
   type BoundLimiter,
   type BoundMeter,
   type HeartbeatResult,
   type LocalStore,
   Store
 } from "../services/RateLimiterStore.js"
+import * as FairEscrow from "./fair/FairEscrow.js"
 import type { FullTable, OnFull } from "./memory/FullTable.js"
 import { type Compiled, PolicyStore, type TableOptions } from "./memory/KeyStore.js"
 import { type LocalLimiter, makeLocalLimiter } from "./memory/Local.js"
@@ -216,7 +218,34 @@ const storeOver = (policies: PolicySet, keys: PolicyStore, ttlMs: number): Local
       }
     })
 
-  return { _tag: "Local", backend: "memory", policies, limiter, meter, admitter, leases: { ttlMs, release, heartbeat } }
+  const fairs = fairEscrows(policies)
+  const fair = (policy: FairPolicy): BoundFair => fairs.get(policy.name) ?? { check: () => foreign(policy) }
+
+  const leases = { ttlMs, release, heartbeat }
+  return { _tag: "Local", backend: "memory", policies, limiter, meter, admitter, fair, leases }
+}
+
+/**
+ * The fair-escrow policies' checks, by name: tenants in this process; a federated one's region pool too
+ * (one pool per policy: a single process is every region there is).
+ */
+const fairEscrows = (policies: PolicySet): ReadonlyMap<string, BoundFair> => {
+  const fairs = new Map<string, BoundFair>()
+  for (const policy of policies) {
+    if (policy.kind !== "fair") continue
+    const federation = policy.federation
+    fairs.set(
+      policy.name,
+      federation === undefined
+        ? FairEscrow.local(policy)
+        : FairEscrow.federated(
+          policy,
+          federation.region,
+          FairEscrow.memoryPool(policy.fairEscrow.limit, policy.fairEscrow.windowMs)
+        )
+    )
+  }
+  return fairs
 }
 
 /** The warning a table full of live keys logs, once per policy. */

@@ -38,7 +38,14 @@ import type * as Scope from "effect/Scope"
 import { randomBytes } from "node:crypto"
 import { Admission, type Decision, Forecast, fromData } from "../Decision.js"
 import { BackendError, type RateLimiterError, type ServiceUnavailable } from "../Errors.js"
-import { type AdmitterPolicy, type LimiterPolicy, type MeterPolicy, type Policy, storeKey } from "../Policy.js"
+import {
+  type AdmitterPolicy,
+  type FairPolicy,
+  type LimiterPolicy,
+  type MeterPolicy,
+  type Policy,
+  storeKey
+} from "../Policy.js"
 import * as PolicyFile from "../PolicyFile.js"
 import { type PolicyError, PolicySet } from "../PolicySet.js"
 import * as CallTemplate from "../redis/CallTemplate.js"
@@ -53,12 +60,15 @@ import { type FrontOptions, make as makeFront, RateLimiter, type RateLimiterServ
 import {
   type AcquireOptions,
   type BoundAdmitter,
+  type BoundFair,
   type BoundLimiter,
   type BoundMeter,
   type HeartbeatResult,
   type LocalStore,
   Store
 } from "../services/RateLimiterStore.js"
+import * as FairEscrow from "./fair/FairEscrow.js"
+import * as RedisRegionPool from "./fair/RedisRegionPool.js"
 
 /**
  * Options of the Redis door (`heartbeatIntervalMs` is the front's: how often `admit` renews its leases).
@@ -135,7 +145,14 @@ interface AdmitterEntry {
   readonly leaseTag: string
 }
 
-type Entry = LimiterEntry | MeterEntry | AdmitterEntry
+interface FairEntry {
+  readonly kind: "fair"
+  readonly policy: FairPolicy
+  /** The region pool's grant script, for a federated fair escrow. */
+  readonly grant: Script | undefined
+}
+
+type Entry = LimiterEntry | MeterEntry | AdmitterEntry | FairEntry
 
 const configError = (detail: string) => new BackendError({ backend: "redis", code: "CONFIG", detail })
 
@@ -193,6 +210,10 @@ const compile = (catalog: ScriptCatalog, policy: Policy, keyPrefix: string): Eff
         leaseTag: sha1Hex(leases).slice(0, 8)
       })))
     }
+    case "fair":
+      return policy.federation === undefined
+        ? Effect.succeed({ kind: "fair", policy, grant: undefined })
+        : Effect.map(need("regionFairPool", "grant"), (grant): Entry => ({ kind: "fair", policy, grant }))
   }
 }
 
@@ -438,6 +459,34 @@ export const makeStoreOn = (
         Effect.ignore
       )
 
+    /**
+     * A fair escrow's tenants live in this process, as on the core's server; a federated one's pool is the
+     * hash at the deployment's prefix, then its `prefix:key`, shared by every server of every region.
+     */
+    const fairs = new Map<string, BoundFair>()
+    for (const entry of entries.values()) {
+      if (entry.kind !== "fair") continue
+      const { federation, fairEscrow: { limit, windowMs } } = entry.policy
+      fairs.set(
+        entry.policy.name,
+        federation === undefined || entry.grant === undefined
+          ? FairEscrow.local(entry.policy)
+          : FairEscrow.federated(
+            entry.policy,
+            federation.region,
+            RedisRegionPool.make({
+              runner,
+              grant: entry.grant,
+              key: keyOf(federation.prefix, federation.key),
+              limit,
+              windowMs,
+              now
+            })
+          )
+      )
+    }
+    const fair = (policy: FairPolicy): BoundFair => fairs.get(policy.name) ?? { check: () => foreign(policy) }
+
     const admitterOfLease = (leaseId: string): AdmitterEntry | undefined =>
       /^[0-9a-f]{40}$/.test(leaseId) ? admitters.get(leaseId.slice(0, 8)) : undefined
 
@@ -507,6 +556,7 @@ export const makeStoreOn = (
       limiter,
       meter,
       admitter,
+      fair,
       leases: { ttlMs, release, heartbeat }
     } satisfies LocalStore
   })

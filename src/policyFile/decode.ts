@@ -13,7 +13,9 @@
  * - It is strict: an unknown field anywhere is an error naming its path (the reference silently ignores
  *   unknown fields, so a typo such as `brust: 5` quietly falls back to the default there).
  * - It validates every value (types, ranges, whole milliseconds) instead of passing it to the core.
- * - `fairEscrow` and `federatedFairEscrow` are load errors ("not supported yet").
+ * - `fairEscrow` and `federatedFairEscrow` check their Cost Room knobs but do not model them, and a
+ *   `federatedFairEscrow` loads on any store (on memory its region pool is in-process; the reference
+ *   needs Redis).
  * - A `quota` takes only the fields its `resetCadence` uses (`offsetMinutes` for the calendar cadences,
  *   `weekStartsOn` for `calendar-week`, `period`/`periodMs` and `anchor` for `fixed`, `period`/`periodMs`
  *   and `buckets` for `rolling`); the reference ignores the others. Like the reference, its period is
@@ -39,8 +41,10 @@ import {
   type AdmitterPolicy,
   type Concurrency,
   DEFAULT_MAX_KEYS,
+  type FairPolicy,
   type Federated,
   type LimiterPolicy,
+  MAX_HORIZON_MS,
   MAX_QUOTA_ANCHOR_MS,
   type MeterPolicy,
   type Policy,
@@ -423,7 +427,7 @@ const decodePolicy = (
       return decodeAdmitter(name, section, defaultPrefix, block)
     case "fairEscrow":
     case "federatedFairEscrow":
-      return fail(at(section, block), `${block} policies are not supported by throttlekit-effect yet`)
+      return decodeFair(name, section, defaultPrefix, block, options)
   }
 }
 
@@ -494,6 +498,75 @@ const decodeMeter = (
     const blockPrefix = shared ? yield* optional(settings, "prefix", string) : undefined
     const prefix = blockPrefix ?? (yield* prefixOf(section, name, defaultPrefix))
     return { kind: "meter", name, prefix, budget, windowMs, maxKeys, shared }
+  })
+
+const FAIR_FIELDS = [
+  "limit",
+  "windowMs",
+  "weights",
+  "maxKeys",
+  "costRoom",
+  "costRoomMaxKeys",
+  "costRoomRingSize",
+  "unit"
+]
+
+/** The tenant weights: a map of tenant to a number > 0 (an unlisted tenant weighs 1). */
+const decodeWeights = (section: Section): Decoded<Readonly<Record<string, number>>> =>
+  Either.gen(function*() {
+    if (!has(section, "weights")) return {}
+    const weights = section.map.weights
+    if (!isRawMap(weights)) {
+      return yield* fail(at(section, "weights"), `expected a map of tenant to weight, got ${describe(weights)}`)
+    }
+    const out: Record<string, number> = {}
+    for (const [tenant, weight] of Object.entries(weights)) {
+      const read = positiveNumber(weight)
+      if (Either.isLeft(read)) return yield* fail([...at(section, "weights"), tenant], read.left)
+      Object.defineProperty(out, tenant, { value: read.right, enumerable: true, writable: true, configurable: true })
+    }
+    return out
+  })
+
+/**
+ * A fair escrow (`fairEscrow`) or one pooled across regions (`federatedFairEscrow`), with the reference's
+ * fields and defaults: `limit` and `windowMs` required, `weights` (default: everyone weighs 1), `maxKeys`
+ * 100 000; the Cost Room knobs (`costRoom`, `costRoomMaxKeys`, `costRoomRingSize`, `unit`) are checked and
+ * not modelled (this server has no Cost Room). A federated one also takes `region` (default: the server's),
+ * `key` (the pool key, default: the policy name) and `prefix` (default `tk:rfp`).
+ */
+const decodeFair = (
+  name: string,
+  section: Section,
+  defaultPrefix: string | undefined,
+  block: "fairEscrow" | "federatedFairEscrow",
+  options: DecodeOptions
+): Decoded<FairPolicy> =>
+  Either.gen(function*() {
+    yield* onlyFields(section, [block, "prefix"], `a ${block} policy`)
+    const settings = yield* subsection(section, block)
+    const federated = block === "federatedFairEscrow"
+    yield* onlyFields(settings, federated ? [...FAIR_FIELDS, "region", "key", "prefix"] : FAIR_FIELDS, block)
+    const limit = yield* required(settings, "limit", positiveInt)
+    const windowMs = yield* required(settings, "windowMs", duration)
+    if (windowMs > MAX_HORIZON_MS) {
+      return yield* fail(at(settings, "windowMs"), `must be at most ${MAX_HORIZON_MS} ms (100 years), got ${windowMs}`)
+    }
+    const weights = yield* decodeWeights(settings)
+    const maxKeys = yield* withDefault(settings, "maxKeys", positiveInt, DEFAULT_MAX_KEYS)
+    // The Cost Room (the reference's monitoring view) is not modelled; its knobs are checked all the same.
+    yield* optional(settings, "costRoom", boolean)
+    yield* optional(settings, "costRoomMaxKeys", positiveInt)
+    yield* optional(settings, "costRoomRingSize", positiveInt)
+    yield* optional(settings, "unit", string)
+    const prefix = yield* prefixOf(section, name, defaultPrefix)
+    const policy: FairPolicy = { kind: "fair", name, prefix, fairEscrow: { limit, windowMs, weights }, maxKeys }
+    if (!federated) return policy
+    const fallback = options.region === undefined || options.region === "" ? "default" : options.region
+    const region = yield* withDefault(settings, "region", nonEmptyString, fallback)
+    const key = yield* withDefault(settings, "key", nonEmptyString, name)
+    const poolPrefix = yield* withDefault(settings, "prefix", string, "tk:rfp")
+    return { ...policy, federation: { region, key, prefix: poolPrefix } }
   })
 
 const CONCURRENCY_KNOBS = [
@@ -650,8 +723,8 @@ const decodeFile = (
   })
 
 /**
- * What the file leaves to its reader: the region of a `federated:` block that names none (default
- * `"default"`; the server's `--region`).
+ * What the file leaves to its reader: the region of a `federated:` or `federatedFairEscrow:` block that
+ * names none (default `"default"`; the server's `--region`).
  *
  * @since 0.3.0
  * @internal

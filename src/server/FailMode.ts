@@ -1,7 +1,8 @@
 /**
  * The server's store-outage policy, `serve --fail open|closed` (default `open`, as the reference server).
  *
- * When the store is down (`ServiceUnavailable`), `check` and `checkMany` on a limiter policy do not fail:
+ * When the store is down (`ServiceUnavailable`), `check` and `checkMany` on a limiter policy (and `check`
+ * on a fair-escrow one, whose limit is its budget) do not fail:
  * they answer a synthesized decision instead — allowed under `open`, denied under `closed` — with
  * `limit` = the policy's reported limit, `remaining` = the limit when allowed else 0, and `resetAt` =
  * `retryAfterMs` = 0 (so a caller can tell it from a real decision). `checkMany` answers the whole batch
@@ -142,6 +143,18 @@ export const make = (inner: LocalStore, options: FailModeOptions): Effect.Effect
               bound.checkMany(keys, cost),
               "ServiceUnavailable",
               (error) => Effect.as(noteOutage("checkMany", policy.name, error, keys.length), keys.map(() => decision))
+            )
+        }
+      },
+      // A federated fair escrow's pool is in the store: its check answers as a limiter's, with the budget.
+      fair: (policy, bound) => {
+        const decision = synthesizedDecision(mode, policy.fairEscrow.limit)
+        return {
+          check: (key, cost) =>
+            Effect.catchTag(
+              bound.check(key, cost),
+              "ServiceUnavailable",
+              (error) => Effect.as(noteOutage("check", policy.name, error, 1), decision)
             )
         }
       }

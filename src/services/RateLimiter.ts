@@ -57,6 +57,7 @@ import * as Validate from "../Validate.js"
 import {
   type AcquireOptions,
   type BoundAdmitter,
+  type BoundFair,
   type BoundLimiter,
   type BoundMeter,
   type HeartbeatResult,
@@ -291,12 +292,16 @@ export const make = (
     return { ...front, admit }
   })
 
+/** Why a fair-escrow policy answers only check (as on the ThrottleKit core and its server). */
+const FAIR_SERVES = "a fair-escrow policy serves check only (key = tenant)"
+
 /** The front of a store that knows its policies: one lookup per call, then the bound operation. */
 const localFront = (store: LocalStore): Unscoped => {
   const policies = store.policies
   const limiters = new Map<string, Bound<BoundLimiter>>()
   const meters = new Map<string, BoundMeter>()
   const admitters = new Map<string, Bound<BoundAdmitter>>()
+  const fairs = new Map<string, BoundFair>()
   const kinds = new Map<string, Policy["kind"]>()
   for (const policy of policies) {
     kinds.set(policy.name, policy.kind)
@@ -313,6 +318,9 @@ const localFront = (store: LocalStore): Unscoped => {
           new Bound(store.admitter(policy), policy.rate === undefined ? Number.MAX_SAFE_INTEGER : maxCost(policy.rate))
         )
         break
+      case "fair":
+        fairs.set(policy.name, store.fair(policy))
+        break
     }
   }
 
@@ -326,6 +334,7 @@ const localFront = (store: LocalStore): Unscoped => {
     operation: Operation
   ): PolicyNotFound | OperationNotSupported | InvalidArgument => {
     const kind = kinds.get(policy)
+    if (kind === "fair") return new OperationNotSupported({ policy, operation, reason: FAIR_SERVES })
     if (kind !== undefined) return new OperationNotSupported({ policy, operation, reason: `a ${kind} policy` })
     const tooLong = Validate.policyNameProblem(policy)
     return tooLong === undefined
@@ -352,7 +361,7 @@ const localFront = (store: LocalStore): Unscoped => {
       ? admitters.has(policy) ? undefined : policyFault(policy, operation)
       : operation === "peek" || operation === "forecast"
       ? boundFault(policy, operation, limiters.get(policy))
-      : limiters.has(policy)
+      : limiters.has(policy) || (operation === "check" && fairs.has(policy))
       ? undefined
       : policyFault(policy, operation)
     return fault === undefined ? Effect.succeed(true) : Effect.fail(fault)
@@ -362,9 +371,17 @@ const localFront = (store: LocalStore): Unscoped => {
   // (a span per call costs as much CPU as a whole check here; see bench/). Callers that want one wrap it.
   const check: RateLimiterService["check"] = (policy, key, cost = 1) => {
     const bound = limiters.get(policy)
-    if (bound === undefined) return Effect.fail(policyFault(policy, "check"))
+    if (bound === undefined) return checkFair(policy, key, cost)
     const fault = keyAmountFault(key, cost, "cost", bound.most)
     return fault === undefined ? bound.ops.check(key, cost) : Effect.fail(fault)
+  }
+
+  /** A check that is not a limiter's: a fair-escrow policy's (key = tenant), or a fault. */
+  const checkFair = (policy: string, key: string, cost: number): Effect.Effect<Decision, RateLimiterError> => {
+    const fair = fairs.get(policy)
+    if (fair === undefined) return Effect.fail(policyFault(policy, "check"))
+    const fault = keyAmountFault(key, cost, "cost")
+    return fault === undefined ? fair.check(key, cost) : Effect.fail(fault)
   }
 
   const checkMany: RateLimiterService["checkMany"] = (policy, keys, cost = 1) => {

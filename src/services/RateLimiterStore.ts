@@ -19,7 +19,7 @@ import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import type { Admission, Decision, Forecast } from "../Decision.js"
 import type { Operation, RateLimiterError } from "../Errors.js"
-import type { AdmitterPolicy, LimiterPolicy, MeterPolicy } from "../Policy.js"
+import type { AdmitterPolicy, FairPolicy, LimiterPolicy, MeterPolicy } from "../Policy.js"
 import type { PolicySet } from "../PolicySet.js"
 
 /**
@@ -76,6 +76,17 @@ export interface BoundLimiter {
  */
 export interface BoundMeter {
   readonly debit: (key: string, tokens: number) => Effect.Effect<Decision, RateLimiterError>
+}
+
+/**
+ * The check of one fair-escrow policy: `key` is the tenant. (The only operation the ThrottleKit core
+ * serves on one: the front answers `OperationNotSupported` for checkMany, peek and forecast.)
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface BoundFair {
+  readonly check: (key: string, cost: number) => Effect.Effect<Decision, RateLimiterError>
 }
 
 /**
@@ -144,6 +155,8 @@ export interface LocalStore {
   readonly limiter: (policy: LimiterPolicy) => BoundLimiter
   readonly meter: (policy: MeterPolicy) => BoundMeter
   readonly admitter: (policy: AdmitterPolicy) => BoundAdmitter
+  /** @since 0.3.0 */
+  readonly fair: (policy: FairPolicy) => BoundFair
   readonly leases: StoreLeases
 }
 
@@ -210,10 +223,11 @@ export const mapLocal = (
     readonly limiter?: (policy: LimiterPolicy, bound: BoundLimiter) => BoundLimiter
     readonly meter?: (policy: MeterPolicy, bound: BoundMeter) => BoundMeter
     readonly admitter?: (policy: AdmitterPolicy, bound: BoundAdmitter) => BoundAdmitter
+    readonly fair?: (policy: FairPolicy, bound: BoundFair) => BoundFair
     readonly leases?: (leases: StoreLeases) => StoreLeases
   }
 ): LocalStore => {
-  const { admitter, leases, limiter, meter } = wrap
+  const { admitter, fair, leases, limiter, meter } = wrap
   return {
     _tag: "Local",
     backend: inner.backend,
@@ -221,6 +235,7 @@ export const mapLocal = (
     limiter: limiter === undefined ? inner.limiter : (policy) => limiter(policy, inner.limiter(policy)),
     meter: meter === undefined ? inner.meter : (policy) => meter(policy, inner.meter(policy)),
     admitter: admitter === undefined ? inner.admitter : (policy) => admitter(policy, inner.admitter(policy)),
+    fair: fair === undefined ? inner.fair : (policy) => fair(policy, inner.fair(policy)),
     leases: leases === undefined ? inner.leases : leases(inner.leases)
   }
 }

@@ -71,6 +71,7 @@ const store = (
     }),
     meter: (policy) => ({ debit: () => answer(policy.name, real) }),
     admitter: () => ({ acquire: () => unused }),
+    fair: (policy) => ({ check: () => answer(policy.name, real) }),
     leases: { ttlMs: 2000, release: () => unused, heartbeat: () => unused }
   }
 }

@@ -17,7 +17,7 @@ import { boxed, deny } from "../../engine/internal.js"
 import * as TokenBudget from "../../engine/tokenBudget.js"
 import type { ForecastData, InPlaceEngine, RateEngine } from "../../engine/types.js"
 import { InvalidArgument, OperationNotSupported, PolicyNotFound } from "../../Errors.js"
-import type { AdmitterPolicy, LimiterPolicy, MeterPolicy, Policy, Strategy } from "../../Policy.js"
+import type { AdmitterPolicy, FairPolicy, LimiterPolicy, MeterPolicy, Policy, Strategy } from "../../Policy.js"
 import * as Validate from "../../Validate.js"
 import type { FullTable, OnFull } from "./FullTable.js"
 
@@ -337,6 +337,7 @@ export type Compiled =
   | { readonly kind: "limiter"; readonly policy: LimiterPolicy; readonly rate: RateState }
   | { readonly kind: "meter"; readonly policy: MeterPolicy; readonly budget: RateState }
   | { readonly kind: "admitter"; readonly policy: AdmitterPolicy; readonly admitter: Admitter }
+  | { readonly kind: "fair"; readonly policy: FairPolicy }
 
 const compile = (policy: Policy, leaseTtlMs: number, tables: TableOptions): Compiled => {
   switch (policy.kind) {
@@ -354,6 +355,8 @@ const compile = (policy: Policy, leaseTtlMs: number, tables: TableOptions): Comp
           leaseTtlMs
         )
       }
+    case "fair": // its tenants live in the door's fair-escrow table (`fair/FairEscrow.ts`)
+      return { kind: "fair", policy }
   }
 }
 
