@@ -81,6 +81,8 @@ export class Escrow {
   windowStart = Number.NEGATIVE_INFINITY
   budget: number
   evictedUsed = 0
+  /** The region weight the pool last heard in this window (federated only; NaN: none yet). */
+  poolWeight = Number.NaN
   readonly tenants = new Map<string, Tenant>()
 
   constructor(readonly options: Options) {
@@ -94,6 +96,7 @@ export class Escrow {
     this.windowStart = Math.floor(now / windowMs) * windowMs
     this.budget = this.options.local ? this.options.limit : 0
     this.evictedUsed = 0
+    this.poolWeight = Number.NaN
     this.tenants.clear()
   }
 
@@ -156,12 +159,40 @@ export class Escrow {
   }
 
   /**
-   * What a federated region asks its pool for so that `cost` fits for `tenant`: everything used, the other
-   * tenants' reserved guarantees and the cost, at most `limit`.
+   * What a federated region asks its pool for so that `cost` fits for `tenant`: at least everything used,
+   * the other tenants' reserved guarantees and the cost (the core's ask), and at least the budget whose
+   * share for `tenant` covers its used units and the cost, `ceil((used + cost) * totalWeight / weight)`;
+   * at most `limit`. (The core asks only the first: a tenant that already borrowed beyond the share of a
+   * small budget then stalls below its share of the whole, as its ask no longer grows the budget.)
    */
   need(tenant: Tenant, cost: number): number {
     const totalWeight = this.totalWeight()
-    return Math.min(this.options.limit, this.totalUsed() + this.reserveBesides(tenant, totalWeight) + cost)
+    const core = this.totalUsed() + this.reserveBesides(tenant, totalWeight) + cost
+    const share = Math.ceil(((tenant.used + cost) * totalWeight) / tenant.weight)
+    return Math.min(this.options.limit, Math.max(core, share))
+  }
+
+  /**
+   * The grant a federated region sends its pool before deciding `cost` for `tenant`, or `undefined` when
+   * none is needed: its budget is enough (the whole limit, or `cost` would be allowed) and the pool knows
+   * its current weight. When the budget is enough but the weight moved (a tenant joined or left), the ask
+   * keeps the budget and only tells the pool the weight. (The core asks only for budget, so a tenant that
+   * joins without one leaves the pool with the region's old weight, and another region can take what the
+   * new tenant's share needed.)
+   */
+  ask(tenant: Tenant, cost: number): PoolAsk | undefined {
+    const weight = this.totalWeight()
+    const enough = this.budget >= this.options.limit || this.wouldAllow(tenant, cost)
+    if (enough && weight === this.poolWeight) return undefined
+    return { weight, wantTotal: enough ? this.budget : this.need(tenant, cost) }
+  }
+
+  /** Takes the pool's answer (the region's total grant) to `ask`; true when asking again may help. */
+  granted(ask: PoolAsk, total: number): boolean {
+    const grew = total > this.budget
+    this.budget = total
+    this.poolWeight = ask.weight
+    return grew
   }
 
   private ceiling(tenant: Tenant, cost: number, own: number, left: number, totalWeight: number): number {
@@ -201,6 +232,18 @@ export class Escrow {
       retryAfterMs: allowed ? 0 : retryAfterMs
     }
   }
+}
+
+/**
+ * What a federated region sends its pool: its weight (the total weight of its active tenants) and the
+ * total grant it wants for the window.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface PoolAsk {
+  readonly weight: number
+  readonly wantTotal: number
 }
 
 /**

@@ -7,7 +7,7 @@
  */
 import * as fc from "fast-check"
 import type { DecisionData } from "../../src/Decision.js"
-import { Escrow } from "../../src/engine/fairEscrow.js"
+import { Escrow, MAX_GRANTS_PER_CHECK, RegionPool } from "../../src/engine/fairEscrow.js"
 
 /** One check of a scenario: at `offset` ms after the scenario's start. */
 export interface FairOp {
@@ -126,4 +126,94 @@ export const replayEscrow = (scenario: FairScenario, start = 1_700_000_000_000):
     return escrow.decide(escrow.enter(op.tenant, scenario.weights[op.tenant] ?? 1), op.cost, now)
   })
   return followScenario(scenario, aligned, decisions)
+}
+
+/**
+ * `tenant`'s guarantee when the tenants are split between regions (`regionOf`) sharing one pool of
+ * `limit`: its share floor(weight * g / regionWeight) of its region's guarantee g = floor(regionWeight *
+ * limit / total weight).
+ */
+export const composedGuaranteeOf = (
+  limit: number,
+  weights: Readonly<Record<string, number>>,
+  regionOf: (tenant: string) => string,
+  tenant: string
+): number => {
+  let total = 0
+  let region = 0
+  for (const [t, w] of Object.entries(weights)) {
+    total += w
+    if (regionOf(t) === regionOf(tenant)) region += w
+  }
+  return Math.floor(((weights[tenant] ?? 1) * Math.floor((region * limit) / total)) / region)
+}
+
+/**
+ * Follows the decisions of a scenario whose tenants are split between regions: like `followScenario`, with
+ * each tenant's guarantee its composed one (`composedGuaranteeOf`).
+ */
+export const followFederated = (
+  scenario: FairScenario,
+  regionOf: (tenant: string) => string,
+  start: number,
+  decisions: ReadonlyArray<DecisionData>
+): Array<FairStep> => {
+  const guarantees: Record<string, number> = {}
+  for (const t of Object.keys(scenario.weights)) {
+    guarantees[t] = composedGuaranteeOf(scenario.limit, scenario.weights, regionOf, t)
+  }
+  return followScenario(scenario, start, decisions).map((step) => ({
+    ...step,
+    withinGuarantee: step.withinGuarantee && usedBefore(scenario, start, decisions, step) + step.op.cost <=
+        guarantees[step.op.tenant]!
+  }))
+}
+
+/** The units the step's tenant had been allowed in the step's window before the step. */
+const usedBefore = (
+  scenario: FairScenario,
+  start: number,
+  decisions: ReadonlyArray<DecisionData>,
+  step: FairStep
+): number => {
+  const index = scenario.ops.indexOf(step.op)
+  const window = Math.floor((start + step.op.offset) / scenario.windowMs)
+  let used = 0
+  for (let i = 0; i < index; i++) {
+    const op = scenario.ops[i]!
+    if (op.tenant !== step.op.tenant || Math.floor((start + op.offset) / scenario.windowMs) !== window) continue
+    if (decisions[i]!.allowed) used += op.cost
+  }
+  return used
+}
+
+/**
+ * Runs a scenario on the engine with its tenants split between regions (one escrow per region, one pool),
+ * each check growing its region's budget as a federated policy does, and reports each step.
+ */
+export const replayFederated = (
+  scenario: FairScenario,
+  regionOf: (tenant: string) => string,
+  start = 1_700_000_000_000
+): Array<FairStep> => {
+  const aligned = start - (start % scenario.windowMs)
+  const pool = new RegionPool(scenario.limit, scenario.windowMs)
+  const escrows = new Map<string, Escrow>()
+  const decisions = scenario.ops.map((op) => {
+    const now = aligned + op.offset
+    const region = regionOf(op.tenant)
+    let escrow = escrows.get(region)
+    if (escrow === undefined) {
+      escrow = new Escrow({ limit: scenario.limit, windowMs: scenario.windowMs, maxKeys: 100, local: false })
+      escrows.set(region, escrow)
+    }
+    escrow.roll(now)
+    const tenant = escrow.enter(op.tenant, scenario.weights[op.tenant] ?? 1)
+    for (let grants = 0; grants < MAX_GRANTS_PER_CHECK; grants++) {
+      const ask = escrow.ask(tenant, op.cost)
+      if (ask === undefined || !escrow.granted(ask, pool.grant(region, ask.weight, ask.wantTotal, now))) break
+    }
+    return escrow.decide(tenant, op.cost, now)
+  })
+  return followFederated(scenario, regionOf, aligned, decisions)
 }

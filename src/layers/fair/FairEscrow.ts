@@ -81,8 +81,8 @@ export const local = (policy: FairPolicy): BoundFair => {
 /**
  * The check of a `federatedFairEscrow` policy in region `region`: before deciding, the region grows its
  * budget from `pool` until the check would be allowed or the pool grants no more (at most
- * `MAX_GRANTS_PER_CHECK` grants), asking each time for what is used, what the other tenants' guarantees
- * reserve and the cost. Checks of one policy run one at a time (a grant is a round trip, and the region's
+ * `MAX_GRANTS_PER_CHECK` grants; see `Escrow.ask` for what it asks), and tells the pool its weight
+ * whenever that moved. Checks of one policy run one at a time (a grant is a round trip, and the region's
  * budget and tenants must not move under it), as the core serialises them.
  *
  * @since 0.3.0
@@ -91,7 +91,6 @@ export const local = (policy: FairPolicy): BoundFair => {
 export const federated = (policy: FairPolicy, region: string, pool: RegionPool): BoundFair => {
   const escrow = escrowOf(policy, false)
   const weightOf = weigher(policy)
-  const limit = policy.fairEscrow.limit
   const oneAtATime = Effect.unsafeMakeSemaphore(1)
   const check = Effect.fn("FairEscrow.federatedCheck")(
     function*(tenant: string, cost: number): Effect.fn.Return<Decision, RateLimiterError> {
@@ -99,10 +98,9 @@ export const federated = (policy: FairPolicy, region: string, pool: RegionPool):
       escrow.roll(now)
       const entry = escrow.enter(tenant, weightOf(tenant))
       for (let grants = 0; grants < MAX_GRANTS_PER_CHECK; grants++) {
-        if (escrow.budget >= limit || escrow.wouldAllow(entry, cost)) break
-        const before = escrow.budget
-        escrow.budget = yield* pool.grant(region, escrow.totalWeight(), escrow.need(entry, cost), now)
-        if (escrow.budget <= before) break
+        const ask = escrow.ask(entry, cost)
+        if (ask === undefined) break
+        if (!escrow.granted(ask, yield* pool.grant(region, ask.weight, ask.wantTotal, now))) break
       }
       return fromData(escrow.decide(entry, cost, now))
     }
