@@ -53,7 +53,51 @@ export interface CoordinatorService {
     wants: number,
     done: (result: Exit.Exit<Grant, RateLimiterError>) => void
   ) => void
+  /**
+   * Optional: grants up to `wants` units of `key`'s federated budget, `limit` units per epoch-aligned
+   * window of `windowMs`, kept as the ThrottleKit core's coordinator keeps it (the Redis one: a hash with
+   * `budget` and `expiresAt`, so a core server on the same Redis draws from the same budget). Stores
+   * without it grant a fixed-window reservation of the same budget (`federatedLease`), the same arithmetic.
+   *
+   * @since 0.3.0
+   */
+  readonly lease?: (
+    budget: FederatedBudget,
+    key: string,
+    wants: number
+  ) => Effect.Effect<Grant, RateLimiterError>
 }
+
+/**
+ * A federated budget: `limit` units per epoch-aligned window of `windowMs` (a federated policy's strategy
+ * limit and window).
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface FederatedBudget {
+  readonly limit: number
+  readonly windowMs: number
+}
+
+/**
+ * Leases up to `wants` units of a federated budget from `coordinator`: its `lease` when it has one, else a
+ * fixed-window reservation of the budget (the same arithmetic). What `check` on a federated policy and
+ * `Fleet.Reserve` draw from.
+ *
+ * @since 0.3.0
+ * @category utils
+ * @internal
+ */
+export const federatedLease = (
+  coordinator: CoordinatorService,
+  budget: FederatedBudget,
+  key: string,
+  wants: number
+): Effect.Effect<Grant, RateLimiterError> =>
+  coordinator.lease === undefined
+    ? coordinator.reserve({ kind: "fixedWindow", limit: budget.limit, windowMs: budget.windowMs }, key, wants)
+    : coordinator.lease(budget, key, wants)
 
 /**
  * The coordinator tag. Provide it with `MemoryCoordinator.layer` or `RedisCoordinator.layer`.
@@ -91,12 +135,13 @@ export const validateReservation = (key: string, wants: number): Effect.Effect<v
 }
 
 /**
- * The coordinator key of a federated budget: `prefix:{domain}`. The domain sits in a hash tag (one
- * cluster slot per domain) and the key differs from the reference `RedisCoordinator`'s `prefix:domain`,
- * whose hash layout is not ours, so the two never misread each other's state.
+ * The coordinator key of a federated budget: `prefix:domain` (just `domain` without a prefix), the
+ * ThrottleKit core's key, whose state (`lease`) is the core's too, so a mixed fleet of core servers and
+ * these draws from one budget per domain. (Before 0.3 it was `prefix:{domain}`, with a fixed window's
+ * state: a mixed fleet then kept two budgets.) One key per script, so no hash tag is needed in a cluster.
  *
  * @since 0.1.0
  * @category keys
  * @internal
  */
-export const federatedKey = (prefix: string, domain: string): string => storeKey(prefix, `{${domain}}`)
+export const federatedKey = (prefix: string, domain: string): string => storeKey(prefix, domain)

@@ -1,7 +1,9 @@
 /**
  * The shared coordinator: each reservation is one atomic script in Redis (`fixedWindow.reserve` or
  * `slidingWindow.reserve` from `vendor/lua`), on one key, so every server of a fleet pointed at the same
- * Redis draws from one budget per key.
+ * Redis draws from one budget per key. A federated budget (`lease`) runs `federated.lease`, the ThrottleKit
+ * core coordinator's script wire (its key, ARGV and hash `budget` / `expiresAt`), so core servers on the
+ * same Redis draw from it too.
  *
  * - Time: the Redis server clock by default, so the window boundary a grant reports is the store's, the
  *   same for every holder however their clocks drift; `clock: "effect"` passes Effect's `Clock` instead
@@ -31,7 +33,7 @@ import * as CallTemplate from "../redis/CallTemplate.js"
 import * as RedisClient from "../redis/RedisClient.js"
 import type { RedisConnection, SharedRedis } from "../redis/RedisClient.js"
 import { type ScriptClock, scriptNow } from "../redis/ScriptClock.js"
-import type { Reply } from "../redis/ScriptRunner.js"
+import { evalArgs, type Reply } from "../redis/ScriptRunner.js"
 import type { Script } from "../redis/Scripts.js"
 import { Coordinator, type CoordinatorService, reservationProblem } from "./Coordinator.js"
 import type { Grant, WindowedStrategy } from "./reserve.js"
@@ -75,6 +77,22 @@ export const grantOf = (reply: Reply): Exit.Exit<Grant, BackendError> => {
     return Exit.fail(malformed(reply))
   }
   return Exit.succeed({ granted, expiresAt, limit })
+}
+
+/**
+ * Decodes a `federated.lease` reply `[granted, expiresAt]` (the core coordinator's) as a grant of a budget
+ * of `limit`.
+ *
+ * @since 0.3.0
+ * @category decoding
+ * @internal
+ */
+export const leaseGrantOf = (reply: Reply, limit: number): Effect.Effect<Grant, BackendError> => {
+  if (!Array.isArray(reply) || reply.length !== 2) return Effect.fail(malformed(reply))
+  const [granted, expiresAt] = reply as ReadonlyArray<Reply>
+  return typeof granted === "number" && typeof expiresAt === "number"
+    ? Effect.succeed({ granted, expiresAt, limit })
+    : Effect.fail(malformed(reply))
 }
 
 /**
@@ -139,6 +157,12 @@ export const makeOn = (
         : Effect.succeed(script)
     }
     const scripts = { fixedWindow: yield* need("fixedWindow"), slidingWindow: yield* need("slidingWindow") }
+    const leaseScript = catalog.find("federated", "lease")
+    if (leaseScript === undefined) {
+      return yield* Effect.fail(
+        new BackendError({ backend: "redis", code: "CONFIG", detail: "no federated.lease script in vendor/lua" })
+      )
+    }
     const runner = redis.runner
 
     const now = scriptNow(options.clock)
@@ -197,7 +221,23 @@ export const makeOn = (
       )
     }
 
-    return redisClock ? { store: "redis", reserve, reserveCallback } : { store: "redis", reserve }
+    // A federated budget in the core coordinator's layout (`federated.lease`), so core servers share it.
+    const lease: NonNullable<CoordinatorService["lease"]> = (budget, key, wants) => {
+      const problem = reservationProblem(key, wants)
+      if (problem !== undefined) return Effect.fail(problem)
+      return Effect.flatMap(now, (at) =>
+        Effect.flatMap(
+          runner.prepare(leaseScript, { key: deployment + key }, {
+            now: at,
+            tokens: wants,
+            windowMs: budget.windowMs,
+            budget: budget.limit
+          }),
+          (call) => runner.runDecoded(call.script, evalArgs(call), (reply) => leaseGrantOf(reply, budget.limit))
+        ))
+    }
+
+    return redisClock ? { store: "redis", reserve, reserveCallback, lease } : { store: "redis", reserve, lease }
   })
 
 /**

@@ -22,7 +22,7 @@ import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import type * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
-import { type CoordinatorService, federatedKey, type Grant } from "../coordinator/Coordinator.js"
+import { type CoordinatorService, federatedKey, federatedLease, type Grant } from "../coordinator/Coordinator.js"
 import { isWindowed, type WindowedStrategy } from "../coordinator/reserve.js"
 import { toInt64 } from "../grpc/convert.js"
 import { Axis, Fleet, type LeaseSchema } from "../grpc/generated/throttlekit_pb.js"
@@ -143,8 +143,12 @@ export const make = (options: FleetRpcOptions): ServedService => {
         const domain = request.caller === undefined || request.caller.domain === ""
           ? policy.name
           : request.caller.domain
-        const grant = yield* options.coordinator.reserve(policy.strategy, federatedKey(policy.prefix, domain), wants)
-          .pipe(Effect.mapError(fromRateLimiterError))
+        const grant = yield* federatedLease(
+          options.coordinator,
+          policy.strategy,
+          federatedKey(policy.prefix, domain),
+          wants
+        ).pipe(Effect.mapError(fromRateLimiterError))
         const now = yield* Clock.currentTimeMillis
         return { lease: leaseOf(grant, now) }
       })

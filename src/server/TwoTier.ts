@@ -22,7 +22,9 @@
  *   so a flood on a blocked key costs the store nothing; allowed traffic stays exact.
  * - `federated`: `check(policy, key)` leases from the global budget of domain `key` (window-coupled, in
  *   batches of `federated.batch`); `Fleet.Reserve` leases from the same budgets, so servers and remote
- *   clients share one per-window `limit` per domain. The budget lives at `federated.prefix:{domain}`.
+ *   clients share one per-window `limit` per domain. The budget lives at `federated.prefix:domain`, kept as
+ *   the ThrottleKit core's coordinator keeps it (a hash: `budget` left, `expiresAt`), so a core server on
+ *   the same Redis draws from the same budget.
  *
  * `peek` and `forecast` on a leased, cached-deny or federated policy are not served (the front answers
  * `OperationNotSupported`: the local credits are not the budget's state), as on the reference server.
@@ -38,7 +40,13 @@ import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
-import { Coordinator, type CoordinatorService, federatedKey, type Grant } from "../coordinator/Coordinator.js"
+import {
+  Coordinator,
+  type CoordinatorService,
+  federatedKey,
+  federatedLease,
+  type Grant
+} from "../coordinator/Coordinator.js"
 import { isWindowed } from "../coordinator/reserve.js"
 import { type Decision, type DecisionData, fromData } from "../Decision.js"
 import { OperationNotSupported, type RateLimiterError } from "../Errors.js"
@@ -176,6 +184,26 @@ const fromCoordinator = (
   }
 }
 
+/**
+ * Leases of a federated policy's global budget (the strategy's limit per window), kept in the ThrottleKit
+ * core coordinator's layout (`federatedLease`), so a core server on the same Redis shares it.
+ */
+const fromFederated = (
+  coordinator: CoordinatorService,
+  policy: LimiterPolicy,
+  budgetKey: (key: string) => string
+): Lease => {
+  const strategy = policy.strategy
+  const budget = { limit: reportedLimit(strategy), windowMs: isWindowed(strategy) ? strategy.windowMs : 1 }
+  return {
+    reserve: (key, wants) =>
+      Effect.flatMap(federatedLease(coordinator, budget, budgetKey(key), wants), (grant) =>
+        grant.granted > 0
+          ? Effect.succeed(leaseGrantOf(grant, 0))
+          : Effect.map(Clock.currentTimeMillis, (now) => leaseGrantOf(grant, now)))
+  }
+}
+
 /** An all-or-nothing lease: a check of `wants` units on the store below. */
 const fromStore = (inner: BoundLimiter): Lease => ({
   reserve: (key, wants) =>
@@ -221,7 +249,7 @@ const handlerOf = (
     return leasedHandler(
       policy,
       { batch: policy.federated.batch, lowWater: 0, windowCoupled: true, why: "a federated policy", background },
-      fromCoordinator(coordinator, policy, (domain) => federatedKey(prefix, domain), lifetime)
+      fromFederated(coordinator, policy, (domain) => federatedKey(prefix, domain))
     )
   }
   const twoTier = policy.twoTier

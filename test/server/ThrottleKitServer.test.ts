@@ -147,7 +147,7 @@ describe("ThrottleKitServer", () => {
         )
         expect(decisions.map((d) => d.allowed)).toEqual([true, true, true])
         // The store's key, the two-tier lease's (the policy's own key) and the federated budget's.
-        expect((yield* Effect.tryPromise(() => admin.keys("*"))).sort()).toEqual(["api:k", "t:k", "tk:fed:{k}"])
+        expect((yield* Effect.tryPromise(() => admin.keys("*"))).sort()).toEqual(["api:k", "t:k", "tk:fed:k"])
         expect(yield* connections(admin)).toBe(2)
       })),
     { timeout: 60_000 }
