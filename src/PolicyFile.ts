@@ -65,8 +65,8 @@ const parseEither = (
  */
 export interface PolicyFileOptions {
   /**
-   * The region of a `federated:` block that names none (default `"default"`): the server's `--region`,
-   * as the reference server's (`TK_REGION`).
+   * The region of a `federated:` or `federatedFairEscrow:` block that names none (default `"default"`):
+   * the server's `--region`, as the reference server's (`TK_REGION`).
    */
   readonly region?: string
 }

@@ -864,14 +864,15 @@ describe("PolicyFile.parse: errors (exact path and reason)", () => {
         "required"
       )
       expectProblem(
-        yield* failureOf({ limiters: { e: { fairEscrow: { limit: 1, windowMs: 1 } } } }),
-        "limiters.e.fairEscrow",
-        "fairEscrow policies are not supported by throttlekit-effect yet"
+        yield* failureOf({ limiters: { e: { fairEscrow: { limit: 1, windowMs: 1, quantum: 4 } } } }),
+        "limiters.e.fairEscrow.quantum",
+        "unknown field; fairEscrow takes limit, windowMs, weights, maxKeys, costRoom, costRoomMaxKeys, " +
+          "costRoomRingSize, unit"
       )
       expectProblem(
         yield* failureOf({ limiters: { e: { federatedFairEscrow: {} } } }),
-        "limiters.e.federatedFairEscrow",
-        "federatedFairEscrow policies are not supported by throttlekit-effect yet"
+        "limiters.e.federatedFairEscrow.limit",
+        "required"
       )
     }))
 

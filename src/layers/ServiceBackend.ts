@@ -62,7 +62,13 @@ import * as CoalescedChecks from "../grpc/CoalescedChecks.js"
 import { admissionFromWire, decisionFromWire, forecastFromWire, fromInt64 } from "../grpc/convert.js"
 import { type CheckResponse, RateLimiter as RateLimiterRpc } from "../grpc/generated/throttlekit_pb.js"
 import { type GrpcStatusError, isUnsupportedByPolicy, toRateLimiterError } from "../grpc/status.js"
-import { type FrontOptions, make as makeFront, RateLimiter, type RateLimiterService } from "../services/RateLimiter.js"
+import {
+  FAIR_SERVES,
+  type FrontOptions,
+  make as makeFront,
+  RateLimiter,
+  type RateLimiterService
+} from "../services/RateLimiter.js"
 import { type AcquireOptions, type HeartbeatResult, type RemoteStore, Store } from "../services/RateLimiterStore.js"
 
 /**
@@ -304,9 +310,11 @@ export const makeStore = (
         case "peek":
         case "forecast":
           // NOT_FOUND, or the policy's UNIMPLEMENTED (not a rate limiter; for peek / forecast, also a
-          // strategy without them), is the policy's fault. An answer, or any other status, tells nothing.
+          // strategy without them), is the policy's fault. An answer, or any other status, tells nothing;
+          // nor does our server's UNIMPLEMENTED of a fair-escrow policy for a check (it serves check).
           return Effect.map(ask(policy, operation), (status) =>
-            status !== undefined && (status.code === grpc.status.NOT_FOUND || isUnsupportedByPolicy(status))
+            status !== undefined && (status.code === grpc.status.NOT_FOUND || isUnsupportedByPolicy(status)) &&
+              !(operation === "check" && status.details.includes(FAIR_SERVES))
               ? toRateLimiterError(status, { service, policy, operation })
               : undefined)
         case "debit":

@@ -292,8 +292,14 @@ export const make = (
     return { ...front, admit }
   })
 
-/** Why a fair-escrow policy answers only check (as on the ThrottleKit core and its server). */
-const FAIR_SERVES = "a fair-escrow policy serves check only (key = tenant)"
+/**
+ * Why a fair-escrow policy answers only check (as on the ThrottleKit core and its server): the reason of
+ * its `OperationNotSupported`, which our server sends in the status details.
+ *
+ * @since 0.3.0
+ * @internal
+ */
+export const FAIR_SERVES = "a fair-escrow policy serves check only (key = tenant)"
 
 /** The front of a store that knows its policies: one lookup per call, then the bound operation. */
 const localFront = (store: LocalStore): Unscoped => {

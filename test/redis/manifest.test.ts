@@ -18,7 +18,7 @@ const byName = new Map(manifest.scripts.map((s) => [s.name, s]))
 
 describe("vendor/lua manifest", () => {
   it("lists every script with the SHA-1 of its exact bytes", () => {
-    expect(manifest.scripts.length).toBe(39)
+    expect(manifest.scripts.length).toBe(43)
     for (const spec of manifest.scripts) {
       const bytes = readFileSync(join(luaDir, spec.file))
       expect([spec.name, createHash("sha1").update(bytes).digest("hex")]).toEqual([spec.name, spec.sha1])
@@ -55,10 +55,23 @@ describe("vendor/lua manifest", () => {
       expect(byName.get(`concurrency.${role}`)?.keys).toEqual(["leases", "guard"])
     }
     expect(byName.get("tokenBudget.debit")?.argv).toEqual(["now", "budget", "windowMs", "tokens", "fence"])
+    // The core's coordinator and region-pool wire (federated, federatedFairEscrow): its ARGV, then the fence.
+    expect(byName.get("federated.lease")).toMatchObject({
+      keys: ["key"],
+      argv: ["now", "tokens", "windowMs", "budget", "fence"]
+    })
+    expect(byName.get("regionFairPool.grant")).toMatchObject({
+      keys: ["pool"],
+      argv: ["now", "windowMs", "limit", "region", "weight", "wantTotal", "fence"]
+    })
+    expect(byName.get("regionFairPool.release")).toMatchObject({ keys: ["pool"], argv: ["now", "windowMs", "region"] })
+    expect(byName.get("regionFairPool.stats")).toMatchObject({ keys: ["pool"], argv: [] })
     // Exactly the consuming scripts take a fence, last.
     const fenced = [...byName.values()].filter((spec) => spec.argv.includes("fence"))
     expect(fenced.map((spec) => spec.name).sort()).toEqual(
-      [...byName.values()].filter((spec) => ["check", "admit", "acquire", "debit", "reserve"].includes(spec.role))
+      [...byName.values()].filter((spec) =>
+        ["check", "admit", "acquire", "debit", "reserve", "lease", "grant"].includes(spec.role)
+      )
         .map((spec) => spec.name).sort()
     )
     for (const spec of fenced) expect(spec.argv.at(-1)).toBe("fence")
@@ -67,7 +80,7 @@ describe("vendor/lua manifest", () => {
   it.effect("loads every script, and refuses a file whose bytes drifted from the manifest", () =>
     Effect.gen(function*() {
       const catalog = yield* loadScripts()
-      expect(catalog.scripts.size).toBe(39)
+      expect(catalog.scripts.size).toBe(43)
       expect(catalog.find("gcra", "check")?.name).toBe("gcra.check")
 
       const copy = mkdtempSync(join(tmpdir(), "tk-lua-"))

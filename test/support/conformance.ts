@@ -147,6 +147,13 @@ export const conformancePolicies: ReadonlyArray<Policy> = [
       rttWindow: 100
     },
     rate: quotaDay
+  },
+  {
+    kind: "fair",
+    name: "fair",
+    prefix: "conf-fair",
+    maxKeys: 10_000,
+    fairEscrow: { limit: 10, windowMs: HOUR, weights: { gold: 4 } }
   }
 ]
 
@@ -422,6 +429,33 @@ export const runConformance = <E>(name: string, backend: Layer.Layer<RateLimiter
           // The longest name that can exist is still an unknown policy.
           const longest = yield* Effect.flip(limiter.check("p".repeat(256), key))
           expect(longest._tag).toBe("PolicyNotFound")
+        }))
+
+      it.effect("a fair escrow splits its budget by weight and serves check only (key = tenant)", () =>
+        Effect.gen(function*() {
+          // Only this test touches the "fair" policy: its tenants are the window's whole active set.
+          const limiter = yield* RateLimiter
+          const plain = (d: { readonly allowed: boolean; readonly limit: number; readonly remaining: number }) => ({
+            allowed: d.allowed,
+            limit: d.limit,
+            remaining: d.remaining
+          })
+          // free alone is guaranteed all 10; then gold (weight 4) joins: gold 8, free 2.
+          expect(plain(yield* limiter.check("fair", "free"))).toEqual({ allowed: true, limit: 10, remaining: 9 })
+          expect(plain(yield* limiter.check("fair", "gold", 7))).toEqual({ allowed: true, limit: 8, remaining: 1 })
+          // gold may not spend free's unused guarantee.
+          const denied = yield* limiter.check("fair", "gold", 2)
+          expect(plain(denied)).toEqual({ allowed: false, limit: 8, remaining: 1 })
+          expect(denied.retryAfterMs).toBeGreaterThan(0)
+          expect(plain(yield* limiter.check("fair", "free"))).toEqual({ allowed: true, limit: 2, remaining: 0 })
+          const cases: ReadonlyArray<Effect.Effect<unknown, RateLimiterError>> = [
+            limiter.checkMany("fair", ["gold"]),
+            limiter.peek("fair", "gold"),
+            limiter.forecast("fair", "gold"),
+            limiter.debit("fair", "gold")
+          ]
+          for (const op of cases) expect((yield* Effect.flip(op))._tag).toBe("OperationNotSupported")
+          expect((yield* Effect.flip(limiter.check("fair", "gold", 0)))._tag).toBe("InvalidArgument")
         }))
 
       it.effect("an operation the policy's kind does not support is OperationNotSupported", () =>

@@ -1,6 +1,6 @@
 -- throttlekit-effect regionFairPool.release: built from vendor/lua/src by `npm run lua:build` (edit the sources, not this file).
 -- KEYS: pool
--- ARGV: now, windowMs, region, fence
+-- ARGV: now, windowMs, region
 -- Region fair pool release: the region leaves the window (its weight and grant are removed, so the rest
 -- returns to the pool). A window at or past its end is deleted instead. Replies 0.
 
@@ -55,7 +55,6 @@ local function tk_fenced(arg)
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > fence
 end
 
-if tk_fenced(ARGV[4]) then return { -2 } end
 local now = tk_now(ARGV[1])
 local windowMs = tonumber(ARGV[2])
 local region = ARGV[3]

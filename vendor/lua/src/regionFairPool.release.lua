@@ -3,9 +3,8 @@
 --! strategy: regionFairPool
 --! role: release
 --! keys: pool
---! argv: now windowMs region fence
+--! argv: now windowMs region
 --! uses: clock
-if tk_fenced(ARGV[4]) then return { -2 } end
 local now = tk_now(ARGV[1])
 local windowMs = tonumber(ARGV[2])
 local region = ARGV[3]
