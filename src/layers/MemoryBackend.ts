@@ -12,6 +12,9 @@
  * in time: expired leases are swept on every acquire and heartbeat, so the backend runs no timer of its
  * own.
  *
+ * Fair-escrow policies keep their tenants in a per-policy table of this process (a `federatedFairEscrow`
+ * policy's region pool too: one process is every region there is).
+ *
  * Besides `RateLimiter`, `layer` provides `Local`: the same key tables behind a synchronous `check` that
  * returns an `Either` (see `memory/Local.ts`), for loops where an Effect step per check costs more than
  * the check; `makeLocal` builds one without any Effect runtime. `layerFile` serves the policies of a file,

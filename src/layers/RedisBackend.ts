@@ -26,6 +26,9 @@
  *   40 hex characters: the first 8 name the admitter (a hash of its lease key), the other 32 are 128
  *   random bits, as unguessable as the Memory door's.
  * - Key caps (`maxKeys`) do not apply: Redis keys expire on their own TTLs.
+ * - Fair-escrow policies keep their tenants in this process, as the ThrottleKit core's server does (so
+ *   their `maxKeys` applies); a `federatedFairEscrow` policy's pool is the hash at `prefix:key` (default
+ *   `tk:rfp:<policy>`), in the core's layout, shared by every server of every region.
  *
  * @since 0.1.0
  */
