@@ -46,7 +46,7 @@ import * as RedisClient from "../redis/RedisClient.js"
 import type { RedisConnection, SharedRedis } from "../redis/RedisClient.js"
 import * as Replies from "../redis/Replies.js"
 import { type ScriptClock, scriptNow } from "../redis/ScriptClock.js"
-import { evalArgs, type ScriptCall, type ScriptRunner } from "../redis/ScriptRunner.js"
+import { type BatchCall, evalArgs, type ScriptCall, type ScriptRunner } from "../redis/ScriptRunner.js"
 import { type Named, type Script, type ScriptCatalog, sha1Hex } from "../redis/Scripts.js"
 import { scriptsOf } from "../redis/StrategyScripts.js"
 import { type FrontOptions, make as makeFront, RateLimiter, type RateLimiterService } from "../services/RateLimiter.js"
@@ -316,15 +316,22 @@ export const makeStoreOn = (
           Effect.flatMap(now, (at) =>
             runner.runDecoded(template.script, template.args(keyOf(prefix, key), at, cost), Replies.decisionOf))
 
+      // A batch builds each key's call from the template (plain array copies, no Effect per key) and is
+      // sent as one pipeline per node.
       const checkMany = Effect.fn("RedisBackend.checkMany")(
         function*(
           keys: ReadonlyArray<string>,
           cost: number
         ): Effect.fn.Return<ReadonlyArray<Decision>, RateLimiterError> {
           const at = yield* now
-          const calls = yield* Effect.forEach(keys, (key) =>
-            runner.prepare(entry.check, { key: keyOf(prefix, key) }, { ...params, now: at, cost }))
-          const replies = yield* runner.runPipelined(calls)
+          const calls: Array<BatchCall> = template === undefined
+            ? yield* Effect.forEach(keys, (key) =>
+              Effect.map(
+                runner.prepare(entry.check, { key: keyOf(prefix, key) }, { ...params, now: at, cost }),
+                (call): BatchCall => ({ script: call.script, args: evalArgs(call) })
+              ))
+            : keys.map((key) => ({ script: template.script, args: template.args(keyOf(prefix, key), at, cost) }))
+          const replies = yield* runner.runBatch(calls)
           return yield* Effect.forEach(replies, Replies.decisionOf)
         }
       )
@@ -378,13 +385,10 @@ export const makeStoreOn = (
       const entry = entries.get(policy.name)
       if (entry === undefined || entry.kind !== "admitter") {
         return {
-          acquire: () =>
-            foreign(policy)
+          acquire: () => foreign(policy)
         }
       }
-      const mintLeaseId = Effect.sync(() =>
-        entry.leaseTag + randomBytes(16).toString("hex")
-      )
+      const mintLeaseId = Effect.sync(() => entry.leaseTag + randomBytes(16).toString("hex"))
       const acquire = Effect.fn("RedisBackend.acquire")(
         function*(key: string, acquireOptions: AcquireOptions): Effect.fn.Return<Admission, RateLimiterError> {
           const keys: Named = entry.ratePrefix === undefined

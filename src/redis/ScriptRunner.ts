@@ -82,10 +82,24 @@ export interface ScriptRunner {
     onFailure: (failure: RedisFailure) => void
   ) => void
   /**
-   * Runs calls in one pipeline round trip, replies in order. Calls that hit NOSCRIPT (and so did not
-   * run) are re-sent with EVAL in a second round trip; any other failure fails the whole batch.
+   * Runs calls in one pipeline round trip (one per node on a cluster), replies in order. Calls that did
+   * not run (NOSCRIPT: re-sent with EVAL in a second round trip; a cluster redirection: re-sent to the
+   * slot's node) are sent again; any other failure fails the whole batch.
    */
   readonly runPipelined: (calls: ReadonlyArray<ScriptCall>) => Effect.Effect<ReadonlyArray<Reply>, RedisFailure>
+  /** `runPipelined` for calls whose arguments are built already (`evalArgs` or a `CallTemplate`): the hot batch. */
+  readonly runBatch: (calls: ReadonlyArray<BatchCall>) => Effect.Effect<ReadonlyArray<Reply>, RedisFailure>
+}
+
+/**
+ * A script with its arguments (numkeys, KEYS, ARGV) built, as one entry of a batch.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface BatchCall {
+  readonly script: Script
+  readonly args: EvalArgs
 }
 
 /**
@@ -371,8 +385,7 @@ export const makeScriptRunner = (
    * After a redirection a cluster's slot map is read again (one CLUSTER SLOTS) before a call is re-sent:
    * a pipeline's redirection does not update ioredis's map by itself.
    */
-  const refreshSlots = (): Promise<void> =>
-    new Promise((done) => (client as Cluster).refreshSlotsCache(() => done()))
+  const refreshSlots = (): Promise<void> => new Promise((done) => (client as Cluster).refreshSlotsCache(() => done()))
 
   /** Redirections a `WAIT`-acknowledged call follows before it gives up (ioredis follows those of a plain call). */
   const MAX_REDIRECTIONS = 3
@@ -470,21 +483,20 @@ export const makeScriptRunner = (
   const run: ScriptRunner["run"] = (call) => runDecoded(call.script, evalArgs(call), Effect.succeed)
 
   /** True for a consuming script's reply `{-2}`: it reached Redis after its fence and applied nothing. */
-  const fencedOutAt = (call: ScriptCall, reply: Reply) => call.script.fenceAt >= 0 && isFencedReply(reply)
+  const fencedOutAt = (call: BatchCall, reply: Reply) => call.script.fenceAt >= 0 && isFencedReply(reply)
 
   /**
    * Sends `calls` in one pipeline (by SHA-1, or by text), with one `WAIT` after them when one of them
    * must be acknowledged; settles each call's reply.
    */
-  const sendPipeline = (calls: ReadonlyArray<ScriptCall>, asText: boolean) =>
+  const sendPipeline = (calls: ReadonlyArray<BatchCall>, asText: boolean) =>
     Effect.flatMap(
       send(() => {
         const pipeline = client.pipeline()
         for (const call of calls) {
-          const args = evalArgs(call)
-          fence(call.script, args)
-          if (asText) pipeline.eval(call.script.text, ...args)
-          else pipeline.evalsha(call.script.sha1, ...args)
+          fence(call.script, call.args)
+          if (asText) pipeline.eval(call.script.text, ...call.args)
+          else pipeline.evalsha(call.script.sha1, ...call.args)
         }
         if (calls.some((call) => acked(call.script))) pipeline.wait(replicaAcks, waitMs)
         return pipeline.exec()
@@ -505,7 +517,7 @@ export const makeScriptRunner = (
    * re-sent by text in a second pipeline; a cluster redirection: re-sent one by one, to the node that now
    * owns the slot) are sent again; any other failure fails the batch.
    */
-  const pipelineRound = (calls: ReadonlyArray<ScriptCall>) =>
+  const pipelineRound = (calls: ReadonlyArray<BatchCall>) =>
     Effect.gen(function*() {
       const replies = yield* sendPipeline(calls, false)
       const noScript: Array<number> = []
@@ -538,13 +550,17 @@ export const makeScriptRunner = (
         }
       }
       if (redirected.length > 0) {
-        const resent = yield* Effect.forEach(redirected, (i) => run(calls[i]!), { concurrency: "unbounded" })
+        const resent = yield* Effect.forEach(
+          redirected,
+          (i) => runDecoded(calls[i]!.script, calls[i]!.args, Effect.succeed),
+          { concurrency: "unbounded" }
+        )
         for (let j = 0; j < redirected.length; j++) replies[redirected[j]!] = resent[j]!
       }
       return replies as Array<Reply>
     })
 
-  const runPipelined: ScriptRunner["runPipelined"] = (calls) => {
+  const runBatch: ScriptRunner["runBatch"] = (calls) => {
     if (calls.length === 0) return Effect.succeed([])
     const what = `pipeline of ${calls.length} scripts`
     const groupOf = nodeGroupOf(client)
@@ -552,7 +568,8 @@ export const makeScriptRunner = (
     // A cluster: one pipeline per node (the slots a node serves form one group), all in flight at once.
     const groups = new Map<string, Array<number>>()
     for (let i = 0; i < calls.length; i++) {
-      const group = groupOf(calls[i]!.keys[0] ?? "")
+      const call = calls[i]!
+      const group = groupOf(call.args[0] > 0 ? String(call.args[1]) : "")
       const members = groups.get(group)
       if (members === undefined) groups.set(group, [i])
       else members.push(i)
@@ -577,5 +594,8 @@ export const makeScriptRunner = (
     )
   }
 
-  return { timeoutMs, prepare, run, runDecoded, runCallback, runPipelined }
+  const runPipelined: ScriptRunner["runPipelined"] = (calls) =>
+    runBatch(calls.map((call) => ({ script: call.script, args: evalArgs(call) })))
+
+  return { timeoutMs, prepare, run, runDecoded, runCallback, runPipelined, runBatch }
 }
