@@ -209,6 +209,15 @@ class CallbackCall extends InFlight {
   }
 }
 
+/** A consuming call waiting to be sent with a replica acknowledgement (see `flushAcked`). */
+interface AckedCall {
+  readonly call: InFlight
+  readonly script: Script
+  readonly args: EvalArgs
+  /** Redirections followed so far. */
+  readonly redirections: number
+}
+
 /** What `Deadlines` needs of a call. */
 interface Expiring {
   readonly settled: boolean
@@ -387,36 +396,94 @@ export const makeScriptRunner = (
    */
   const refreshSlots = (): Promise<void> => new Promise((done) => (client as Cluster).refreshSlotsCache(() => done()))
 
-  /** Redirections a `WAIT`-acknowledged call follows before it gives up (ioredis follows those of a plain call). */
+  /** Redirections an acknowledged call follows before it fails (ioredis follows those of a plain call). */
   const MAX_REDIRECTIONS = 3
 
-  /** Sends one script (its SHA-1, or its text after NOSCRIPT), followed by `WAIT` when it must be acknowledged. */
-  const sendOne = (script: Script, args: EvalArgs, asText: boolean, redirections = 0): Promise<Reply> => {
-    if (!acked(script)) {
-      return (asText ? client.eval(script.text, ...args) : client.evalsha(script.sha1, ...args)) as Promise<Reply>
+  /** Sends one script: its SHA-1, or its text after NOSCRIPT. */
+  const sendOne = (script: Script, args: EvalArgs, asText: boolean): Promise<Reply> =>
+    (asText ? client.eval(script.text, ...args) : client.evalsha(script.sha1, ...args)) as Promise<Reply>
+
+  // Consuming calls that must be acknowledged by replicas. WAIT blocks its connection until the replicas
+  // answer, so a WAIT per call would serialize every caller on a node behind the previous one's wait.
+  // Instead the acknowledged calls of one tick leave as one pipeline per node ending with ONE WAIT, which
+  // covers every write before it on that connection.
+  let awaitingAck: Array<AckedCall> = []
+  const flushAcked = () => {
+    const batch = awaitingAck
+    awaitingAck = []
+    const groupOf = nodeGroupOf(client)
+    if (groupOf === undefined) return sendAckedGroup(batch, false)
+    const groups = new Map<string, Array<AckedCall>>()
+    for (const acked of batch) {
+      const group = groupOf(acked.args[0] > 0 ? String(acked.args[1]) : "")
+      const members = groups.get(group)
+      if (members === undefined) groups.set(group, [acked])
+      else members.push(acked)
     }
-    // One pipeline to the node of the key's slot: the script, then WAIT on the same connection.
+    for (const members of groups.values()) sendAckedGroup(members, false)
+  }
+  const enqueueAcked = (acked: AckedCall) => {
+    if (awaitingAck.length === 0) process.nextTick(flushAcked)
+    awaitingAck.push(acked)
+  }
+
+  /** Settles one acknowledged call with its reply, unless it reached Redis after its fence. */
+  const answerAcked = (acked: AckedCall, reply: Reply) => {
+    if (acked.call.fenced && isFencedReply(reply)) acked.call.fail(fencedOut(acked.script.name))
+    else acked.call.answer(reply)
+  }
+
+  /**
+   * One pipeline of acknowledged calls (all for one node) and a WAIT. Each call is settled on its own:
+   * answered when it ran and the replicas acknowledged; sent again by text after NOSCRIPT (same node);
+   * after MOVED / ASK sent again once the slot map is read again (at most `MAX_REDIRECTIONS` times); failed
+   * otherwise.
+   */
+  const sendAckedGroup = (group: ReadonlyArray<AckedCall>, asText: boolean): void => {
     const pipeline = client.pipeline()
-    if (asText) pipeline.eval(script.text, ...args)
-    else pipeline.evalsha(script.sha1, ...args)
+    for (const { args, script } of group) {
+      if (asText) pipeline.eval(script.text, ...args)
+      else pipeline.evalsha(script.sha1, ...args)
+    }
     pipeline.wait(replicaAcks, waitMs)
-    return pipeline.exec().then((results: PipelineResult) => {
-      if (results === null) return Promise.reject(new Error("pipeline discarded"))
-      const [scriptError, reply] = results[0]!
-      if (scriptError !== null) {
-        // MOVED / ASK: the script did not run on that node; ask the cluster where the slot is, then re-send.
-        if (!/^(MOVED|ASK) /.test(scriptError.message)) return Promise.reject(scriptError)
-        if (!client.isCluster || redirections >= MAX_REDIRECTIONS) {
-          return Promise.reject(new Error(`the key's cluster slot is moving (${scriptError.message}); not applied`))
+    const failAll = (error: unknown) => {
+      const failure = classify(error)
+      for (const acked of group) acked.call.fail(failure)
+      deadlines.settled()
+    }
+    pipeline.exec().then((results: PipelineResult) => {
+      if (results === null || results.length <= group.length) return failAll(new Error("pipeline discarded"))
+      const [waitError, acks] = results[group.length]!
+      const unacknowledged = waitError ?? (typeof acks === "number" && acks >= replicaAcks
+        ? undefined
+        : notAcknowledged(acks))
+      const noScript: Array<AckedCall> = []
+      const redirected: Array<AckedCall> = []
+      for (let i = 0; i < group.length; i++) {
+        const acked = group[i]!
+        const [error, reply] = results[i]!
+        if (error === null) {
+          if (unacknowledged === undefined) answerAcked(acked, reply as Reply)
+          else acked.call.fail(classify(unacknowledged))
+        } else if (/^NOSCRIPT /.test(error.message) && !asText) {
+          noScript.push(acked)
+        } else if (/^(MOVED|ASK) /.test(error.message) && client.isCluster && acked.redirections < MAX_REDIRECTIONS) {
+          redirected.push(acked)
+        } else {
+          acked.call.fail(classify(error))
         }
-        return refreshSlots().then(() => sendOne(script, args, asText, redirections + 1))
       }
-      const [waitError, acks] = results[1]!
-      if (waitError !== null) return Promise.reject(waitError)
-      return typeof acks === "number" && acks >= replicaAcks
-        ? reply as Reply
-        : Promise.reject(notAcknowledged(acks))
-    })
+      deadlines.settled()
+      // Neither ran, so sending them again cannot apply them twice.
+      if (noScript.length > 0) sendAckedGroup(noScript, true)
+      if (redirected.length > 0) {
+        refreshSlots().then(() => {
+          for (const acked of redirected) {
+            if (!acked.call.settled) enqueueAcked({ ...acked, redirections: acked.redirections + 1 })
+          }
+        })
+      }
+    }, failAll)
   }
 
   const bounded = <A>(what: string, effect: Effect.Effect<A, RedisFailure>) =>
@@ -439,6 +506,7 @@ export const makeScriptRunner = (
   const dispatch = (call: InFlight, script: Script, args: EvalArgs): void => {
     call.fenced = fence(script, args)
     deadlines.track(call)
+    if (acked(script)) return enqueueAcked({ call, script, args, redirections: 0 })
     coalesceWrites()
     const sent = sendOne(script, args, false)
     const answered = (reply: Reply) => {
