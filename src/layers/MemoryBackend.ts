@@ -40,6 +40,7 @@ import {
   type BoundAdmitter,
   type BoundLimiter,
   type BoundMeter,
+  type FleetGuardState,
   type HeartbeatResult,
   type LocalStore,
   Store
@@ -216,7 +217,33 @@ const storeOver = (policies: PolicySet, keys: PolicyStore, ttlMs: number): Local
       }
     })
 
-  return { _tag: "Local", backend: "memory", policies, limiter, meter, admitter, leases: { ttlMs, release, heartbeat } }
+  // A distributedConcurrency policy here is one node holding the whole ceiling: its share is its own limit.
+  const fleet = policies.policies.filter((policy) => policy.kind === "admitter" && policy.distributed !== undefined)
+  const fleetGuards = (): ReadonlyArray<FleetGuardState> =>
+    fleet.flatMap((policy) => {
+      const guard = compiledOf(keys, policy, "admitter")?.admitter.guard
+      if (guard === undefined) return []
+      const limit = guard.limit
+      return [{
+        name: policy.name,
+        limit,
+        inflight: guard.inflight,
+        share: limit,
+        lGlobal: limit,
+        nodes: 1,
+        fenced: false
+      }]
+    })
+  return {
+    _tag: "Local",
+    backend: "memory",
+    policies,
+    limiter,
+    meter,
+    admitter,
+    leases: { ttlMs, release, heartbeat },
+    ...(fleet.length === 0 ? {} : { fleetGuards })
+  }
 }
 
 /** The warning a table full of live keys logs, once per policy. */

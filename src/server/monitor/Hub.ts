@@ -35,6 +35,7 @@ import {
   type RawSnapshot
 } from "../../monitor/Snapshot.js"
 import type { Policy } from "../../Policy.js"
+import type { FleetGuardState } from "../../services/RateLimiterStore.js"
 import * as WatchFeed from "./WatchFeed.js"
 
 /**
@@ -223,6 +224,13 @@ export interface Hub {
   readonly slotEnded: (leaseId: string) => void
   /** Held slots were renewed until `expiresAt`. */
   readonly slotsRenewed: (leaseIds: ReadonlyArray<string>, expiresAt: number) => void
+  /**
+   * Reads the fleet-shared guards' own state from now on (the store's `fleetGuards`): their ceiling,
+   * slots held, share, global ceiling, nodes and fence, instead of what the admissions show.
+   *
+   * @since 0.3.0
+   */
+  readonly observeFleetGuards: (read: (now: number) => ReadonlyArray<FleetGuardState>) => void
   /** The full snapshot now. */
   readonly snapshot: Effect.Effect<RawSnapshot>
   /**
@@ -284,6 +292,7 @@ export const make = (options: HubOptions): Effect.Effect<Hub, never, Scope.Scope
     let recentNext = 0
     const slots = new Map<string, { readonly policy: string; expiresAt: number }>()
     let sinceSweep = 0
+    let fleetGuards: ((now: number) => ReadonlyArray<FleetGuardState>) | undefined
 
     const feed = yield* WatchFeed.make({
       policies: stats.keys(),
@@ -395,15 +404,18 @@ export const make = (options: HubOptions): Effect.Effect<Hub, never, Scope.Scope
             deniedByAxis: Object.fromEntries(s.deniedByAxis)
           })
         }
-        const guardList: Array<GuardSummary> = Array.from(guards.values(), (g) => ({
-          name: g.name,
-          limit: g.limit,
-          inflight: g.inflight,
-          share: 0,
-          lGlobal: 0,
-          nodes: 0,
-          fenced: false
-        }))
+        const fleet = new Map<string, FleetGuardState>()
+        for (const state of fleetGuards?.(now) ?? []) fleet.set(state.name, state)
+        const guardList: Array<GuardSummary> = Array.from(guards.values(), (g) =>
+          fleet.get(g.name) ?? {
+            name: g.name,
+            limit: g.limit,
+            inflight: g.inflight,
+            share: 0,
+            lGlobal: 0,
+            nodes: 0,
+            fenced: false
+          })
         const denials = recent.length < limits.recentDenials
           ? recent.slice()
           : [...recent.slice(recentNext), ...recent.slice(0, recentNext)]
@@ -428,6 +440,9 @@ export const make = (options: HubOptions): Effect.Effect<Hub, never, Scope.Scope
       slotHeld,
       slotEnded: endSlot,
       slotsRenewed,
+      observeFleetGuards: (read) => {
+        fleetGuards = read
+      },
       snapshot,
       watch: (policy = "") => feed.stream(policy),
       watchPull: (policy = "") => feed.subscribe(policy),
