@@ -10,7 +10,8 @@
  * (`onFull: "deny"`). Admissions hold
  * leases with a TTL (2000 ms by default) that are reclaimed as dropped when neither released nor renewed
  * in time: expired leases are swept on every acquire and heartbeat, so the backend runs no timer of its
- * own.
+ * own. A `distributedConcurrency` policy is a plain concurrency admitter here: one process is one node,
+ * which holds the whole ceiling (its share is its own limit; the Monitor reports it so).
  *
  * Besides `RateLimiter`, `layer` provides `Local`: the same key tables behind a synchronous `check` that
  * returns an `Either` (see `memory/Local.ts`), for loops where an Effect step per check costs more than

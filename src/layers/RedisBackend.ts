@@ -26,6 +26,11 @@
  *   40 hex characters: the first 8 name the admitter (a hash of its lease key), the other 32 are 128
  *   random bits, as unguessable as the Memory door's.
  * - Key caps (`maxKeys`) do not apply: Redis keys expire on their own TTLs.
+ * - `distributedConcurrency` policies (through `make`, `layer`, `makeStore`, `layerStore` and
+ *   `layerStoreShared`): admitted in this process against this node's share of one fleet ceiling, with a
+ *   heartbeat fiber per policy to the ThrottleKit core's coordinator hash in Redis (`FleetAdmission`);
+ *   `nodeId` names the node (default `<hostname>#<pid>`). Their leases are this process's. `makeStoreOn`
+ *   (no scope for the fiber) serves them as plain concurrency admitters held in Redis.
  *
  * @since 0.1.0
  */

@@ -5,7 +5,8 @@
  * Per policy (limiters, then admitters, in config order; meters are not tracked): decisions allowed and
  * denied over a rolling window (60 one-second buckets by default), the limit of the latest decision, the
  * latency of the last 256 decisions (p50/p99 by nearest rank), the 10 keys most often requested and
- * denied, totals, and denials by axis. Per admitter: its concurrency guard's ceiling and slots held. The
+ * denied, totals, and denials by axis. Per admitter: its concurrency guard's ceiling and slots held (a
+ * fleet-shared guard reports its own: ceiling, slots held, share, global ceiling, nodes, fence). The
  * last 200 denials are kept in a ring.
  *
  * Every structure is bounded: the latency ring, the denial ring, and the key counts, which are
