@@ -218,7 +218,10 @@ const heartbeats = (
           `(${node.fleet.onCoordinatorOutage}): ${Cause.pretty(exit.cause)}`
       )
     }
-  }).pipe(Effect.annotateLogs({ policy: node.policy.name, nodeId: options.nodeId }))
+  }).pipe(
+    Effect.withSpan("FleetAdmission.heartbeat", { attributes: { policy: node.policy.name } }),
+    Effect.annotateLogs({ policy: node.policy.name, nodeId: options.nodeId })
+  )
   return Effect.asVoid(Effect.repeat(beat, Schedule.fixed(node.fleet.heartbeatMs)))
 }
 
