@@ -10,7 +10,8 @@
  * (`onFull: "deny"`). Admissions hold
  * leases with a TTL (2000 ms by default) that are reclaimed as dropped when neither released nor renewed
  * in time: expired leases are swept on every acquire and heartbeat, so the backend runs no timer of its
- * own.
+ * own. A `distributedConcurrency` policy is a plain concurrency admitter here: one process is one node,
+ * which holds the whole ceiling (its share is its own limit; the Monitor reports it so).
  *
  * Besides `RateLimiter`, `layer` provides `Local`: the same key tables behind a synchronous `check` that
  * returns an `Either` (see `memory/Local.ts`), for loops where an Effect step per check costs more than
@@ -40,6 +41,7 @@ import {
   type BoundAdmitter,
   type BoundLimiter,
   type BoundMeter,
+  type FleetGuardState,
   type HeartbeatResult,
   type LocalStore,
   Store
@@ -216,7 +218,33 @@ const storeOver = (policies: PolicySet, keys: PolicyStore, ttlMs: number): Local
       }
     })
 
-  return { _tag: "Local", backend: "memory", policies, limiter, meter, admitter, leases: { ttlMs, release, heartbeat } }
+  // A distributedConcurrency policy here is one node holding the whole ceiling: its share is its own limit.
+  const fleet = policies.policies.filter((policy) => policy.kind === "admitter" && policy.distributed !== undefined)
+  const fleetGuards = (): ReadonlyArray<FleetGuardState> =>
+    fleet.flatMap((policy) => {
+      const guard = compiledOf(keys, policy, "admitter")?.admitter.guard
+      if (guard === undefined) return []
+      const limit = guard.limit
+      return [{
+        name: policy.name,
+        limit,
+        inflight: guard.inflight,
+        share: limit,
+        lGlobal: limit,
+        nodes: 1,
+        fenced: false
+      }]
+    })
+  return {
+    _tag: "Local",
+    backend: "memory",
+    policies,
+    limiter,
+    meter,
+    admitter,
+    leases: { ttlMs, release, heartbeat },
+    ...(fleet.length === 0 ? {} : { fleetGuards })
+  }
 }
 
 /** The warning a table full of live keys logs, once per policy. */

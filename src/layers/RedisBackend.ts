@@ -26,6 +26,11 @@
  *   40 hex characters: the first 8 name the admitter (a hash of its lease key), the other 32 are 128
  *   random bits, as unguessable as the Memory door's.
  * - Key caps (`maxKeys`) do not apply: Redis keys expire on their own TTLs.
+ * - `distributedConcurrency` policies (through `make`, `layer`, `makeStore`, `layerStore` and
+ *   `layerStoreShared`): admitted in this process against this node's share of one fleet ceiling, with a
+ *   heartbeat fiber per policy to the ThrottleKit core's coordinator hash in Redis (`FleetAdmission`);
+ *   `nodeId` names the node (default `<hostname>#<pid>`). Their leases are this process's. `makeStoreOn`
+ *   (no scope for the fiber) serves them as plain concurrency admitters held in Redis.
  *
  * @since 0.1.0
  */
@@ -36,6 +41,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import { randomBytes } from "node:crypto"
+import * as RedisConcurrencyCoordinator from "../coordinator/RedisConcurrencyCoordinator.js"
 import { Admission, type Decision, Forecast, fromData } from "../Decision.js"
 import { BackendError, type RateLimiterError, type ServiceUnavailable } from "../Errors.js"
 import { type AdmitterPolicy, type LimiterPolicy, type MeterPolicy, type Policy, storeKey } from "../Policy.js"
@@ -59,6 +65,7 @@ import {
   type LocalStore,
   Store
 } from "../services/RateLimiterStore.js"
+import * as FleetAdmission from "./FleetAdmission.js"
 
 /**
  * Options of the Redis door (`heartbeatIntervalMs` is the front's: how often `admit` renews its leases).
@@ -93,6 +100,13 @@ export interface RedisBackendOptions extends FrontOptions {
   readonly replicaAcks?: number
   /** Lease TTL in ms (default 2000): a lease not renewed within it is reclaimed as dropped. */
   readonly leaseTtlMs?: number
+  /**
+   * This process's id among the nodes of a `distributedConcurrency` policy (default `<hostname>#<pid>`);
+   * unique per process, or the fleet's shares go wrong.
+   *
+   * @since 0.3.0
+   */
+  readonly nodeId?: string
 }
 
 /**
@@ -255,8 +269,56 @@ export const makeStore = (
       keyPrefix: options.keyPrefix,
       replicaAcks: options.replicaAcks
     })
-    return yield* makeStoreOn(redis, { ...options, policies })
+    return yield* withFleet(redis, yield* makeStoreOn(redis, { ...options, policies }), options)
   })
+
+/**
+ * A unified `distributedConcurrency` policy's rate axis: the strategy's wire check on `prefix:key`, as a
+ * plain limiter's (so its state is shared with every ThrottleKit client of that key).
+ */
+const fleetRateCheck =
+  (redis: SharedRedis, clock: ScriptClock | undefined) =>
+  (policy: AdmitterPolicy): FleetAdmission.RateCheck | undefined => {
+    if (policy.rate === undefined) return undefined
+    const { params, strategy } = scriptsOf(policy.rate)
+    const script = redis.scripts.find(strategy, "check")
+    if (script === undefined) {
+      const missing = configError(`policy ${JSON.stringify(policy.name)}: no ${strategy}.check script in vendor/lua`)
+      return () => Effect.fail(missing)
+    }
+    const now = scriptNow(clock)
+    const prefix = policy.prefix
+    return (key, cost) =>
+      Effect.flatMap(now, (at) =>
+        Effect.flatMap(
+          redis.runner.prepare(script, { key: redis.keyPrefix + storeKey(prefix, key) }, { ...params, now: at, cost }),
+          (call) => redis.runner.runDecoded(call.script, evalArgs(call), Replies.decisionOf)
+        ))
+  }
+
+/**
+ * `store` with its `distributedConcurrency` policies admitted in this process against their fleet share
+ * (`FleetAdmission`), heartbeating to the coordinator on the same connection; `store` itself without such
+ * policies. The heartbeat fibers live in the scope.
+ */
+const withFleet = (
+  redis: SharedRedis,
+  store: LocalStore,
+  options: Pick<RedisBackendOptions, "clock" | "nodeId">
+): Effect.Effect<LocalStore, BackendError, Scope.Scope> => {
+  let fleet = false
+  for (const policy of store.policies) if (policy.kind === "admitter" && policy.distributed !== undefined) fleet = true
+  if (!fleet) return Effect.succeed(store)
+  return Effect.flatMap(
+    RedisConcurrencyCoordinator.makeOn(redis, options.clock === undefined ? {} : { clock: options.clock }),
+    (coordinator) =>
+      FleetAdmission.wrap(store, {
+        coordinator,
+        nodeId: options.nodeId ?? FleetAdmission.defaultNodeId(),
+        rateCheck: fleetRateCheck(redis, options.clock)
+      })
+  )
+}
 
 /**
  * Builds the Redis store over a shared connection (its client, scripts and runner): validates the
@@ -536,7 +598,13 @@ export const layerStore = (
 export const layerStoreShared = (
   options: RedisStoreOptions
 ): Layer.Layer<Store, PolicyError | BackendError, RedisClient.RedisClient> =>
-  Layer.effect(Store, Effect.flatMap(RedisClient.RedisClient, (redis) => makeStoreOn(redis, options)))
+  Layer.scoped(
+    Store,
+    Effect.flatMap(
+      RedisClient.RedisClient,
+      (redis) => Effect.flatMap(makeStoreOn(redis, options), (store) => withFleet(redis, store, options))
+    )
+  )
 
 /**
  * Builds the Redis door's `RateLimiter` service: the front over the Redis store. The client and the
