@@ -240,7 +240,9 @@ export const TwoTier = Schema.Struct({
   mode: Schema.Literal("leased", "strict", "cached-deny"),
   batch: PositiveInt,
   lowWater: Schema.Int.pipe(Schema.nonNegative()),
-  windowCoupled: Schema.Boolean
+  windowCoupled: Schema.Boolean,
+  /** Drop a key's leased credits once it has gone this long (ms) without a check (none: kept). @since 0.3.0 */
+  returnIdleAfterMs: Schema.optional(PositiveInt)
 })
 
 /**
@@ -344,6 +346,31 @@ export const Concurrency = Schema.Struct({
 export type Concurrency = typeof Concurrency.Type
 
 /**
+ * A concurrency ceiling shared by a fleet (the file's `distributedConcurrency:` block): each node admits
+ * locally against its share of one global ceiling, which the nodes' heartbeats to the coordinator (in
+ * Redis, under `prefix` + `conc:` + the policy name) fold from their local ceilings (`aggregate`: the lower
+ * median or the minimum) and split (`allocation`: equally, or by demand). A node whose heartbeats fail
+ * admits nothing (`fail-closed`, the default) or only against its local ceiling (`local-only`). Its lease
+ * at the coordinator lives twice `heartbeatMs`.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export const DistributedConcurrency = Schema.Struct({
+  aggregate: Schema.Literal("median", "min"),
+  allocation: Schema.Literal("equal-split", "demand-proportional"),
+  prefix: Schema.String,
+  heartbeatMs: PositiveInt.pipe(Schema.lessThanOrEqualTo(86_400_000)),
+  onCoordinatorOutage: Schema.Literal("fail-closed", "local-only")
+})
+
+/**
+ * @since 0.3.0
+ * @category models
+ */
+export type DistributedConcurrency = typeof DistributedConcurrency.Type
+
+/**
  * A concurrency admitter (served by admit). With `rate`, it is a unified rate × concurrency admitter whose
  * rate axis is keyed by the request key.
  *
@@ -356,7 +383,9 @@ export const AdmitterPolicy = Schema.Struct({
   prefix: Schema.String,
   concurrency: Concurrency,
   rate: Schema.optional(Strategy),
-  maxKeys: PositiveInt
+  maxKeys: PositiveInt,
+  /** The ceiling is shared by a fleet (see `DistributedConcurrency`). @since 0.3.0 */
+  distributed: Schema.optional(DistributedConcurrency)
 })
 
 /**

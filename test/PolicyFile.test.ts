@@ -202,14 +202,15 @@ describe("PolicyFile.parse: kinds", () => {
       })
     }))
 
-  it.effect("twoTier strict defaults (batch 16, lowWater 0, not window-coupled); returnIdleAfterMs accepted", () =>
+  it.effect("twoTier strict defaults (batch 16, lowWater 0, not window-coupled); returnIdleAfterMs read", () =>
     Effect.gen(function*() {
       const policy = yield* onePolicy({ ...gcra, twoTier: { mode: "strict", returnIdleAfterMs: "30s" } })
       expect(policy.kind === "limiter" && policy.twoTier).toEqual({
         mode: "strict",
         batch: 16,
         lowWater: 0,
-        windowCoupled: false
+        windowCoupled: false,
+        returnIdleAfterMs: 30_000
       })
     }))
 
@@ -332,15 +333,16 @@ describe("PolicyFile.parse: kinds", () => {
       })
     }))
 
-  it.effect("distributedConcurrency reads as a concurrency admitter; its extra knobs are accepted", () =>
+  it.effect("distributedConcurrency: a concurrency admitter with its fleet knobs", () =>
     Effect.gen(function*() {
       const policy = yield* onePolicy({
         distributedConcurrency: {
           minLimit: 2,
           maxLimit: 20,
           aggregate: "min",
+          allocation: "demand-proportional",
           prefix: "tk:dc",
-          heartbeatMs: "1s",
+          heartbeatMs: "1.5s",
           onCoordinatorOutage: "local-only"
         }
       })
@@ -349,8 +351,47 @@ describe("PolicyFile.parse: kinds", () => {
         name: "p",
         prefix: "p",
         concurrency: { ...concurrencyDefaults, minLimit: 2, maxLimit: 20, initialLimit: 2 },
-        maxKeys: DEFAULT_MAX_KEYS
+        maxKeys: DEFAULT_MAX_KEYS,
+        distributed: {
+          aggregate: "min",
+          allocation: "demand-proportional",
+          prefix: "tk:dc",
+          heartbeatMs: 1500,
+          onCoordinatorOutage: "local-only"
+        }
       })
+    }))
+
+  it.effect("the ThrottleKit core's distributedConcurrency example loads unchanged, with the core's defaults", () =>
+    Effect.gen(function*() {
+      // As the core's server README writes it.
+      const text = [
+        "version: 1",
+        "limiters:",
+        "  checkout:",
+        "    distributedConcurrency:",
+        "      minLimit: 4",
+        "      maxLimit: 200        # ← ONE in-flight ceiling of 200 across the whole fleet, not 200 per instance",
+        "      aggregate: median    # how the fleet folds nodes' limits (median | min); default median",
+        ""
+      ].join("\n")
+      const set = yield* PolicyFile.parse(text)
+      expect(set.policies).toEqual([{
+        kind: "admitter",
+        name: "checkout",
+        prefix: "checkout",
+        concurrency: { ...concurrencyDefaults, minLimit: 4, maxLimit: 200, initialLimit: 4 },
+        maxKeys: DEFAULT_MAX_KEYS,
+        distributed: {
+          aggregate: "median",
+          allocation: "equal-split",
+          prefix: "tk:fed",
+          heartbeatMs: 1000,
+          onCoordinatorOutage: "fail-closed"
+        }
+      }])
+      const bad = yield* Effect.flip(onePolicy({ distributedConcurrency: { allocation: "by-need" } }))
+      expect(bad.path).toBe("limiters.p.distributedConcurrency.allocation")
     }))
 })
 

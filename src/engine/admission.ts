@@ -45,6 +45,17 @@ export interface AdmissionRate {
 export type AdmissionAxis = "" | "rate" | "concurrency"
 
 /**
+ * A ceiling above the guard's own (a fleet share): admissions stop at `ceiling(now, guard.limit)`, which
+ * decisions then report as their `limit`.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface AdmissionGate {
+  readonly ceiling: (now: number, localLimit: number) => number
+}
+
+/**
  * The outcome of an acquire: the decision, the denying axis, the lease's expiry (0 when denied) and the
  * ids this call's sweep reclaimed (sorted).
  *
@@ -232,7 +243,9 @@ export class Admitter {
     concurrency: ConcurrencyOptions,
     private readonly rate: AdmissionRate | undefined,
     /** How long a lease lives without renewal, in ms. */
-    readonly ttlMs: number
+    readonly ttlMs: number,
+    /** A ceiling above the guard's (a fleet share), if any. */
+    private readonly gate?: AdmissionGate
   ) {
     this.guard = new Guard(concurrency)
   }
@@ -285,10 +298,11 @@ export class Admitter {
   acquire(now: number, id: string, key: string, cost: number): Acquired {
     const reclaimed = this.sweep(now)
     const guard = this.guard
-    if (!guard.canAcquire()) {
+    const limit = this.gate === undefined ? guard.limit : this.gate.ceiling(now, guard.limit)
+    if (guard.inflight >= limit) {
       const decision: DecisionData = {
         allowed: false,
-        limit: guard.limit,
+        limit,
         remaining: 0,
         resetAt: now,
         retryAfterMs: Math.max(1, Math.round(guard.lastRttMs))
@@ -306,8 +320,8 @@ export class Admitter {
     this.queue(id, expiresAt)
     const concurrency: DecisionData = {
       allowed: true,
-      limit: guard.limit,
-      remaining: Math.max(0, guard.limit - guard.inflight),
+      limit,
+      remaining: Math.max(0, limit - guard.inflight),
       resetAt: now,
       retryAfterMs: 0
     }
@@ -315,6 +329,17 @@ export class Admitter {
       ? rateDecision
       : concurrency
     return { decision, axis: "", expiresAt, reclaimed }
+  }
+
+  /**
+   * Frees the slot of `id` as if it had never been taken (an admission abandoned before it was answered):
+   * no RTT sample, the ceiling unchanged. Returns whether `id` was held.
+   */
+  cancel(id: string): boolean {
+    if (!this.leases.delete(id)) return false
+    this.expiries.dropLast(id)
+    this.guard.cancel()
+    return true
   }
 
   /** Frees the slot of `id` at `now` (a no-op for an id not held). */

@@ -117,6 +117,11 @@ export class Guard {
     return true
   }
 
+  /** Gives a slot back as if it had never been taken: no RTT sample, no change to the ceiling. */
+  cancel(): void {
+    if (this.held > 0) this.held--
+  }
+
   /**
    * Gives a slot back. `dropped` signals an overload (error, timeout, reclaimed lease); `rttMs` is how
    * long the request held its slot (a negative or non-finite value counts as 0). Returns false, and

@@ -10,7 +10,8 @@
  * (`onFull: "deny"`). Admissions hold
  * leases with a TTL (2000 ms by default) that are reclaimed as dropped when neither released nor renewed
  * in time: expired leases are swept on every acquire and heartbeat, so the backend runs no timer of its
- * own.
+ * own. A `distributedConcurrency` policy is a plain concurrency admitter here: one process is one node,
+ * which holds the whole ceiling (its share is its own limit; the Monitor reports it so).
  *
  * Fair-escrow policies keep their tenants in a per-policy table of this process (a `federatedFairEscrow`
  * policy's region pool too: one process is every region there is).
@@ -44,6 +45,7 @@ import {
   type BoundFair,
   type BoundLimiter,
   type BoundMeter,
+  type FleetGuardState,
   type HeartbeatResult,
   type LocalStore,
   Store
@@ -224,8 +226,34 @@ const storeOver = (policies: PolicySet, keys: PolicyStore, ttlMs: number): Local
   const fairs = fairEscrows(policies)
   const fair = (policy: FairPolicy): BoundFair => fairs.get(policy.name) ?? { check: () => foreign(policy) }
 
-  const leases = { ttlMs, release, heartbeat }
-  return { _tag: "Local", backend: "memory", policies, limiter, meter, admitter, fair, leases }
+  // A distributedConcurrency policy here is one node holding the whole ceiling: its share is its own limit.
+  const fleet = policies.policies.filter((policy) => policy.kind === "admitter" && policy.distributed !== undefined)
+  const fleetGuards = (): ReadonlyArray<FleetGuardState> =>
+    fleet.flatMap((policy) => {
+      const guard = compiledOf(keys, policy, "admitter")?.admitter.guard
+      if (guard === undefined) return []
+      const limit = guard.limit
+      return [{
+        name: policy.name,
+        limit,
+        inflight: guard.inflight,
+        share: limit,
+        lGlobal: limit,
+        nodes: 1,
+        fenced: false
+      }]
+    })
+  return {
+    _tag: "Local",
+    backend: "memory",
+    policies,
+    limiter,
+    meter,
+    admitter,
+    fair,
+    leases: { ttlMs, release, heartbeat },
+    ...(fleet.length === 0 ? {} : { fleetGuards })
+  }
 }
 
 /**

@@ -26,6 +26,11 @@
  *   40 hex characters: the first 8 name the admitter (a hash of its lease key), the other 32 are 128
  *   random bits, as unguessable as the Memory door's.
  * - Key caps (`maxKeys`) do not apply: Redis keys expire on their own TTLs.
+ * - `distributedConcurrency` policies (through `make`, `layer`, `makeStore`, `layerStore` and
+ *   `layerStoreShared`): admitted in this process against this node's share of one fleet ceiling, with a
+ *   heartbeat fiber per policy to the ThrottleKit core's coordinator hash in Redis (`FleetAdmission`);
+ *   `nodeId` names the node (default `<hostname>#<pid>`). Their leases are this process's. `makeStoreOn`
+ *   (no scope for the fiber) serves them as plain concurrency admitters held in Redis.
  * - Fair-escrow policies keep their tenants in this process, as the ThrottleKit core's server does (so
  *   their `maxKeys` applies); a `federatedFairEscrow` policy's pool is the hash at `prefix:key` (default
  *   `tk:rfp:<policy>`), in the core's layout, shared by every server of every region.
@@ -39,6 +44,7 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
 import { randomBytes } from "node:crypto"
+import * as RedisConcurrencyCoordinator from "../coordinator/RedisConcurrencyCoordinator.js"
 import { Admission, type Decision, Forecast, fromData } from "../Decision.js"
 import { BackendError, type RateLimiterError, type ServiceUnavailable } from "../Errors.js"
 import {
@@ -56,7 +62,7 @@ import * as RedisClient from "../redis/RedisClient.js"
 import type { RedisConnection, SharedRedis } from "../redis/RedisClient.js"
 import * as Replies from "../redis/Replies.js"
 import { type ScriptClock, scriptNow } from "../redis/ScriptClock.js"
-import { evalArgs, type ScriptCall, type ScriptRunner } from "../redis/ScriptRunner.js"
+import { type BatchCall, evalArgs, type ScriptCall, type ScriptRunner } from "../redis/ScriptRunner.js"
 import { type Named, type Script, type ScriptCatalog, sha1Hex } from "../redis/Scripts.js"
 import { scriptsOf } from "../redis/StrategyScripts.js"
 import { type FrontOptions, make as makeFront, RateLimiter, type RateLimiterService } from "../services/RateLimiter.js"
@@ -72,6 +78,7 @@ import {
 } from "../services/RateLimiterStore.js"
 import * as FairEscrow from "./fair/FairEscrow.js"
 import * as RedisRegionPool from "./fair/RedisRegionPool.js"
+import * as FleetAdmission from "./FleetAdmission.js"
 
 /**
  * Options of the Redis door (`heartbeatIntervalMs` is the front's: how often `admit` renews its leases).
@@ -106,6 +113,13 @@ export interface RedisBackendOptions extends FrontOptions {
   readonly replicaAcks?: number
   /** Lease TTL in ms (default 2000): a lease not renewed within it is reclaimed as dropped. */
   readonly leaseTtlMs?: number
+  /**
+   * This process's id among the nodes of a `distributedConcurrency` policy (default `<hostname>#<pid>`);
+   * unique per process, or the fleet's shares go wrong.
+   *
+   * @since 0.3.0
+   */
+  readonly nodeId?: string
 }
 
 /**
@@ -279,8 +293,56 @@ export const makeStore = (
       keyPrefix: options.keyPrefix,
       replicaAcks: options.replicaAcks
     })
-    return yield* makeStoreOn(redis, { ...options, policies })
+    return yield* withFleet(redis, yield* makeStoreOn(redis, { ...options, policies }), options)
   })
+
+/**
+ * A unified `distributedConcurrency` policy's rate axis: the strategy's wire check on `prefix:key`, as a
+ * plain limiter's (so its state is shared with every ThrottleKit client of that key).
+ */
+const fleetRateCheck =
+  (redis: SharedRedis, clock: ScriptClock | undefined) =>
+  (policy: AdmitterPolicy): FleetAdmission.RateCheck | undefined => {
+    if (policy.rate === undefined) return undefined
+    const { params, strategy } = scriptsOf(policy.rate)
+    const script = redis.scripts.find(strategy, "check")
+    if (script === undefined) {
+      const missing = configError(`policy ${JSON.stringify(policy.name)}: no ${strategy}.check script in vendor/lua`)
+      return () => Effect.fail(missing)
+    }
+    const now = scriptNow(clock)
+    const prefix = policy.prefix
+    return (key, cost) =>
+      Effect.flatMap(now, (at) =>
+        Effect.flatMap(
+          redis.runner.prepare(script, { key: redis.keyPrefix + storeKey(prefix, key) }, { ...params, now: at, cost }),
+          (call) => redis.runner.runDecoded(call.script, evalArgs(call), Replies.decisionOf)
+        ))
+  }
+
+/**
+ * `store` with its `distributedConcurrency` policies admitted in this process against their fleet share
+ * (`FleetAdmission`), heartbeating to the coordinator on the same connection; `store` itself without such
+ * policies. The heartbeat fibers live in the scope.
+ */
+const withFleet = (
+  redis: SharedRedis,
+  store: LocalStore,
+  options: Pick<RedisBackendOptions, "clock" | "nodeId">
+): Effect.Effect<LocalStore, BackendError, Scope.Scope> => {
+  let fleet = false
+  for (const policy of store.policies) if (policy.kind === "admitter" && policy.distributed !== undefined) fleet = true
+  if (!fleet) return Effect.succeed(store)
+  return Effect.flatMap(
+    RedisConcurrencyCoordinator.makeOn(redis, options.clock === undefined ? {} : { clock: options.clock }),
+    (coordinator) =>
+      FleetAdmission.wrap(store, {
+        coordinator,
+        nodeId: options.nodeId ?? FleetAdmission.defaultNodeId(),
+        rateCheck: fleetRateCheck(redis, options.clock)
+      })
+  )
+}
 
 /**
  * Builds the Redis store over a shared connection (its client, scripts and runner): validates the
@@ -340,15 +402,22 @@ export const makeStoreOn = (
           Effect.flatMap(now, (at) =>
             runner.runDecoded(template.script, template.args(keyOf(prefix, key), at, cost), Replies.decisionOf))
 
+      // A batch builds each key's call from the template (plain array copies, no Effect per key) and is
+      // sent as one pipeline per node.
       const checkMany = Effect.fn("RedisBackend.checkMany")(
         function*(
           keys: ReadonlyArray<string>,
           cost: number
         ): Effect.fn.Return<ReadonlyArray<Decision>, RateLimiterError> {
           const at = yield* now
-          const calls = yield* Effect.forEach(keys, (key) =>
-            runner.prepare(entry.check, { key: keyOf(prefix, key) }, { ...params, now: at, cost }))
-          const replies = yield* runner.runPipelined(calls)
+          const calls: Array<BatchCall> = template === undefined
+            ? yield* Effect.forEach(keys, (key) =>
+              Effect.map(
+                runner.prepare(entry.check, { key: keyOf(prefix, key) }, { ...params, now: at, cost }),
+                (call): BatchCall => ({ script: call.script, args: evalArgs(call) })
+              ))
+            : keys.map((key) => ({ script: template.script, args: template.args(keyOf(prefix, key), at, cost) }))
+          const replies = yield* runner.runBatch(calls)
           return yield* Effect.forEach(replies, Replies.decisionOf)
         }
       )
@@ -402,13 +471,10 @@ export const makeStoreOn = (
       const entry = entries.get(policy.name)
       if (entry === undefined || entry.kind !== "admitter") {
         return {
-          acquire: () =>
-            foreign(policy)
+          acquire: () => foreign(policy)
         }
       }
-      const mintLeaseId = Effect.sync(() =>
-        entry.leaseTag + randomBytes(16).toString("hex")
-      )
+      const mintLeaseId = Effect.sync(() => entry.leaseTag + randomBytes(16).toString("hex"))
       const acquire = Effect.fn("RedisBackend.acquire")(
         function*(key: string, acquireOptions: AcquireOptions): Effect.fn.Return<Admission, RateLimiterError> {
           const keys: Named = entry.ratePrefix === undefined
@@ -585,7 +651,13 @@ export const layerStore = (
 export const layerStoreShared = (
   options: RedisStoreOptions
 ): Layer.Layer<Store, PolicyError | BackendError, RedisClient.RedisClient> =>
-  Layer.effect(Store, Effect.flatMap(RedisClient.RedisClient, (redis) => makeStoreOn(redis, options)))
+  Layer.scoped(
+    Store,
+    Effect.flatMap(
+      RedisClient.RedisClient,
+      (redis) => Effect.flatMap(makeStoreOn(redis, options), (store) => withFleet(redis, store, options))
+    )
+  )
 
 /**
  * Builds the Redis door's `RateLimiter` service: the front over the Redis store. The client and the

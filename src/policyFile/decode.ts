@@ -20,9 +20,8 @@
  *   `weekStartsOn` for `calendar-week`, `period`/`periodMs` and `anchor` for `fixed`, `period`/`periodMs`
  *   and `buckets` for `rolling`); the reference ignores the others. Like the reference, its period is
  *   `period` (which wins) or `periodMs`, never `windowMs`.
- * - `distributedConcurrency` is read as a local `concurrency` admitter: its extra knobs (`aggregate`,
- *   `prefix`, `heartbeatMs`, `onCoordinatorOutage`) are validated and then not modelled. Likewise
- *   `twoTier.returnIdleAfterMs`.
+ * - `distributedConcurrency` takes one more knob than the reference server's: `allocation`
+ *   (`equal-split`, the default, or `demand-proportional`), the ThrottleKit core coordinator's option.
  * - Duplicate keys are errors in both formats (the YAML parser reports them; for JSON `parse.ts` scans for
  *   them, since `JSON.parse` keeps the last one silently).
  * - Policy-level `maxKeys` is accepted on limiters and admitters (a meter takes it inside its block).
@@ -41,6 +40,7 @@ import {
   type AdmitterPolicy,
   type Concurrency,
   DEFAULT_MAX_KEYS,
+  type DistributedConcurrency,
   type FairPolicy,
   type Federated,
   type LimiterPolicy,
@@ -465,9 +465,8 @@ const decodeTwoTier = (section: Section): Decoded<TwoTier> =>
       : yield* withDefault(section, "batch", positiveInt, 16)
     const lowWater = yield* withDefault(section, "lowWater", nonNegativeInt, 0)
     const windowCoupled = yield* withDefault(section, "windowCoupled", boolean, false)
-    // Accepted for compatibility with the reference; not modelled here.
-    yield* optional(section, "returnIdleAfterMs", duration)
-    return { mode, batch, lowWater, windowCoupled }
+    const returnIdleAfterMs = yield* optional(section, "returnIdleAfterMs", duration)
+    return { mode, batch, lowWater, windowCoupled, ...(returnIdleAfterMs === undefined ? {} : { returnIdleAfterMs }) }
   })
 
 const decodeFederated = (section: Section, options: DecodeOptions): Decoded<Federated> =>
@@ -580,7 +579,29 @@ const CONCURRENCY_KNOBS = [
   "backoffRatio"
 ]
 
-const DISTRIBUTED_KNOBS = ["aggregate", "prefix", "heartbeatMs", "onCoordinatorOutage"]
+const DISTRIBUTED_KNOBS = ["aggregate", "allocation", "prefix", "heartbeatMs", "onCoordinatorOutage"]
+
+/** The fleet knobs of a `distributedConcurrency` block, with the ThrottleKit core's defaults. */
+const decodeDistributed = (section: Section): Decoded<DistributedConcurrency> =>
+  Either.gen(function*() {
+    return {
+      aggregate: yield* withDefault(section, "aggregate", oneOf(["median", "min"]), "median"),
+      allocation: yield* withDefault(
+        section,
+        "allocation",
+        oneOf(["equal-split", "demand-proportional"]),
+        "equal-split"
+      ),
+      prefix: yield* withDefault(section, "prefix", string, "tk:fed"),
+      heartbeatMs: yield* withDefault(section, "heartbeatMs", duration, 1000),
+      onCoordinatorOutage: yield* withDefault(
+        section,
+        "onCoordinatorOutage",
+        oneOf(["fail-closed", "local-only"]),
+        "fail-closed"
+      )
+    }
+  })
 
 const decodeAdmitter = (
   name: string,
@@ -594,10 +615,19 @@ const decodeAdmitter = (
     const owner = `a ${block} policy${kind === undefined ? "" : ` with a ${kind} rate`}`
     yield* onlyFields(section, [block, ...rateFields, "prefix", "maxKeys"], owner)
     const rate = kind === undefined ? undefined : yield* decodeStrategy(section, kind)
-    const concurrency = yield* decodeConcurrency(yield* subsection(section, block), block === "distributedConcurrency")
+    const settings = yield* subsection(section, block)
+    const concurrency = yield* decodeConcurrency(settings, block === "distributedConcurrency")
+    const distributed = block === "distributedConcurrency" ? yield* decodeDistributed(settings) : undefined
     const prefix = yield* prefixOf(section, name, defaultPrefix)
     const maxKeys = yield* withDefault(section, "maxKeys", positiveInt, DEFAULT_MAX_KEYS)
-    const policy: AdmitterPolicy = { kind: "admitter", name, prefix, concurrency, maxKeys }
+    const policy: AdmitterPolicy = {
+      kind: "admitter",
+      name,
+      prefix,
+      concurrency,
+      maxKeys,
+      ...(distributed === undefined ? {} : { distributed })
+    }
     return rate === undefined ? policy : { ...policy, rate }
   })
 
@@ -653,13 +683,6 @@ const decodeConcurrency = (section: Section, distributed: boolean): Decoded<Conc
       numberWhere("in [0.5, 1)", (n) => n >= 0.5 && n < 1),
       0.9
     )
-    if (distributed) {
-      // Accepted and checked for compatibility with the reference; the model has no fleet-wide ceiling yet.
-      yield* optional(section, "aggregate", oneOf(["median", "min"]))
-      yield* optional(section, "prefix", string)
-      yield* optional(section, "heartbeatMs", duration)
-      yield* optional(section, "onCoordinatorOutage", oneOf(["fail-closed", "local-only"]))
-    }
     return {
       algorithm: minLimit === maxLimit ? "fixed" : algorithm,
       minLimit,

@@ -82,10 +82,24 @@ export interface ScriptRunner {
     onFailure: (failure: RedisFailure) => void
   ) => void
   /**
-   * Runs calls in one pipeline round trip, replies in order. Calls that hit NOSCRIPT (and so did not
-   * run) are re-sent with EVAL in a second round trip; any other failure fails the whole batch.
+   * Runs calls in one pipeline round trip (one per node on a cluster), replies in order. Calls that did
+   * not run (NOSCRIPT: re-sent with EVAL in a second round trip; a cluster redirection: re-sent to the
+   * slot's node) are sent again; any other failure fails the whole batch.
    */
   readonly runPipelined: (calls: ReadonlyArray<ScriptCall>) => Effect.Effect<ReadonlyArray<Reply>, RedisFailure>
+  /** `runPipelined` for calls whose arguments are built already (`evalArgs` or a `CallTemplate`): the hot batch. */
+  readonly runBatch: (calls: ReadonlyArray<BatchCall>) => Effect.Effect<ReadonlyArray<Reply>, RedisFailure>
+}
+
+/**
+ * A script with its arguments (numkeys, KEYS, ARGV) built, as one entry of a batch.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface BatchCall {
+  readonly script: Script
+  readonly args: EvalArgs
 }
 
 /**
@@ -193,6 +207,15 @@ class CallbackCall extends InFlight {
   protected onFailure(failure: RedisFailure): void {
     this.failure(failure)
   }
+}
+
+/** A consuming call waiting to be sent with a replica acknowledgement (see `flushAcked`). */
+interface AckedCall {
+  readonly call: InFlight
+  readonly script: Script
+  readonly args: EvalArgs
+  /** Redirections followed so far. */
+  readonly redirections: number
 }
 
 /** What `Deadlines` needs of a call. */
@@ -371,39 +394,96 @@ export const makeScriptRunner = (
    * After a redirection a cluster's slot map is read again (one CLUSTER SLOTS) before a call is re-sent:
    * a pipeline's redirection does not update ioredis's map by itself.
    */
-  const refreshSlots = (): Promise<void> =>
-    new Promise((done) => (client as Cluster).refreshSlotsCache(() => done()))
+  const refreshSlots = (): Promise<void> => new Promise((done) => (client as Cluster).refreshSlotsCache(() => done()))
 
-  /** Redirections a `WAIT`-acknowledged call follows before it gives up (ioredis follows those of a plain call). */
+  /** Redirections an acknowledged call follows before it fails (ioredis follows those of a plain call). */
   const MAX_REDIRECTIONS = 3
 
-  /** Sends one script (its SHA-1, or its text after NOSCRIPT), followed by `WAIT` when it must be acknowledged. */
-  const sendOne = (script: Script, args: EvalArgs, asText: boolean, redirections = 0): Promise<Reply> => {
-    if (!acked(script)) {
-      return (asText ? client.eval(script.text, ...args) : client.evalsha(script.sha1, ...args)) as Promise<Reply>
+  /** Sends one script: its SHA-1, or its text after NOSCRIPT. */
+  const sendOne = (script: Script, args: EvalArgs, asText: boolean): Promise<Reply> =>
+    (asText ? client.eval(script.text, ...args) : client.evalsha(script.sha1, ...args)) as Promise<Reply>
+
+  // Consuming calls that must be acknowledged by replicas. WAIT blocks its connection until the replicas
+  // answer, so a WAIT per call would serialize every caller on a node behind the previous one's wait.
+  // Instead the acknowledged calls of one tick leave as one pipeline per node ending with ONE WAIT, which
+  // covers every write before it on that connection.
+  let awaitingAck: Array<AckedCall> = []
+  const flushAcked = () => {
+    const batch = awaitingAck
+    awaitingAck = []
+    const groupOf = nodeGroupOf(client)
+    if (groupOf === undefined) return sendAckedGroup(batch, false)
+    const groups = new Map<string, Array<AckedCall>>()
+    for (const acked of batch) {
+      const group = groupOf(acked.args[0] > 0 ? String(acked.args[1]) : "")
+      const members = groups.get(group)
+      if (members === undefined) groups.set(group, [acked])
+      else members.push(acked)
     }
-    // One pipeline to the node of the key's slot: the script, then WAIT on the same connection.
+    for (const members of groups.values()) sendAckedGroup(members, false)
+  }
+  const enqueueAcked = (acked: AckedCall) => {
+    if (awaitingAck.length === 0) process.nextTick(flushAcked)
+    awaitingAck.push(acked)
+  }
+
+  /** Settles one acknowledged call with its reply, unless it reached Redis after its fence. */
+  const answerAcked = (acked: AckedCall, reply: Reply) => {
+    if (acked.call.fenced && isFencedReply(reply)) acked.call.fail(fencedOut(acked.script.name))
+    else acked.call.answer(reply)
+  }
+
+  /**
+   * One pipeline of acknowledged calls (all for one node) and a WAIT. Each call is settled on its own:
+   * answered when it ran and the replicas acknowledged; sent again by text after NOSCRIPT (same node);
+   * after MOVED / ASK sent again once the slot map is read again (at most `MAX_REDIRECTIONS` times); failed
+   * otherwise.
+   */
+  const sendAckedGroup = (group: ReadonlyArray<AckedCall>, asText: boolean): void => {
     const pipeline = client.pipeline()
-    if (asText) pipeline.eval(script.text, ...args)
-    else pipeline.evalsha(script.sha1, ...args)
+    for (const { args, script } of group) {
+      if (asText) pipeline.eval(script.text, ...args)
+      else pipeline.evalsha(script.sha1, ...args)
+    }
     pipeline.wait(replicaAcks, waitMs)
-    return pipeline.exec().then((results: PipelineResult) => {
-      if (results === null) return Promise.reject(new Error("pipeline discarded"))
-      const [scriptError, reply] = results[0]!
-      if (scriptError !== null) {
-        // MOVED / ASK: the script did not run on that node; ask the cluster where the slot is, then re-send.
-        if (!/^(MOVED|ASK) /.test(scriptError.message)) return Promise.reject(scriptError)
-        if (!client.isCluster || redirections >= MAX_REDIRECTIONS) {
-          return Promise.reject(new Error(`the key's cluster slot is moving (${scriptError.message}); not applied`))
+    const failAll = (error: unknown) => {
+      const failure = classify(error)
+      for (const acked of group) acked.call.fail(failure)
+      deadlines.settled()
+    }
+    pipeline.exec().then((results: PipelineResult) => {
+      if (results === null || results.length <= group.length) return failAll(new Error("pipeline discarded"))
+      const [waitError, acks] = results[group.length]!
+      const unacknowledged = waitError ?? (typeof acks === "number" && acks >= replicaAcks
+        ? undefined
+        : notAcknowledged(acks))
+      const noScript: Array<AckedCall> = []
+      const redirected: Array<AckedCall> = []
+      for (let i = 0; i < group.length; i++) {
+        const acked = group[i]!
+        const [error, reply] = results[i]!
+        if (error === null) {
+          if (unacknowledged === undefined) answerAcked(acked, reply as Reply)
+          else acked.call.fail(classify(unacknowledged))
+        } else if (/^NOSCRIPT /.test(error.message) && !asText) {
+          noScript.push(acked)
+        } else if (/^(MOVED|ASK) /.test(error.message) && client.isCluster && acked.redirections < MAX_REDIRECTIONS) {
+          redirected.push(acked)
+        } else {
+          acked.call.fail(classify(error))
         }
-        return refreshSlots().then(() => sendOne(script, args, asText, redirections + 1))
       }
-      const [waitError, acks] = results[1]!
-      if (waitError !== null) return Promise.reject(waitError)
-      return typeof acks === "number" && acks >= replicaAcks
-        ? reply as Reply
-        : Promise.reject(notAcknowledged(acks))
-    })
+      deadlines.settled()
+      // Neither ran, so sending them again cannot apply them twice.
+      if (noScript.length > 0) sendAckedGroup(noScript, true)
+      if (redirected.length > 0) {
+        refreshSlots().then(() => {
+          for (const acked of redirected) {
+            if (!acked.call.settled) enqueueAcked({ ...acked, redirections: acked.redirections + 1 })
+          }
+        })
+      }
+    }, failAll)
   }
 
   const bounded = <A>(what: string, effect: Effect.Effect<A, RedisFailure>) =>
@@ -426,6 +506,7 @@ export const makeScriptRunner = (
   const dispatch = (call: InFlight, script: Script, args: EvalArgs): void => {
     call.fenced = fence(script, args)
     deadlines.track(call)
+    if (acked(script)) return enqueueAcked({ call, script, args, redirections: 0 })
     coalesceWrites()
     const sent = sendOne(script, args, false)
     const answered = (reply: Reply) => {
@@ -470,21 +551,20 @@ export const makeScriptRunner = (
   const run: ScriptRunner["run"] = (call) => runDecoded(call.script, evalArgs(call), Effect.succeed)
 
   /** True for a consuming script's reply `{-2}`: it reached Redis after its fence and applied nothing. */
-  const fencedOutAt = (call: ScriptCall, reply: Reply) => call.script.fenceAt >= 0 && isFencedReply(reply)
+  const fencedOutAt = (call: BatchCall, reply: Reply) => call.script.fenceAt >= 0 && isFencedReply(reply)
 
   /**
    * Sends `calls` in one pipeline (by SHA-1, or by text), with one `WAIT` after them when one of them
    * must be acknowledged; settles each call's reply.
    */
-  const sendPipeline = (calls: ReadonlyArray<ScriptCall>, asText: boolean) =>
+  const sendPipeline = (calls: ReadonlyArray<BatchCall>, asText: boolean) =>
     Effect.flatMap(
       send(() => {
         const pipeline = client.pipeline()
         for (const call of calls) {
-          const args = evalArgs(call)
-          fence(call.script, args)
-          if (asText) pipeline.eval(call.script.text, ...args)
-          else pipeline.evalsha(call.script.sha1, ...args)
+          fence(call.script, call.args)
+          if (asText) pipeline.eval(call.script.text, ...call.args)
+          else pipeline.evalsha(call.script.sha1, ...call.args)
         }
         if (calls.some((call) => acked(call.script))) pipeline.wait(replicaAcks, waitMs)
         return pipeline.exec()
@@ -505,7 +585,7 @@ export const makeScriptRunner = (
    * re-sent by text in a second pipeline; a cluster redirection: re-sent one by one, to the node that now
    * owns the slot) are sent again; any other failure fails the batch.
    */
-  const pipelineRound = (calls: ReadonlyArray<ScriptCall>) =>
+  const pipelineRound = (calls: ReadonlyArray<BatchCall>) =>
     Effect.gen(function*() {
       const replies = yield* sendPipeline(calls, false)
       const noScript: Array<number> = []
@@ -538,13 +618,17 @@ export const makeScriptRunner = (
         }
       }
       if (redirected.length > 0) {
-        const resent = yield* Effect.forEach(redirected, (i) => run(calls[i]!), { concurrency: "unbounded" })
+        const resent = yield* Effect.forEach(
+          redirected,
+          (i) => runDecoded(calls[i]!.script, calls[i]!.args, Effect.succeed),
+          { concurrency: "unbounded" }
+        )
         for (let j = 0; j < redirected.length; j++) replies[redirected[j]!] = resent[j]!
       }
       return replies as Array<Reply>
     })
 
-  const runPipelined: ScriptRunner["runPipelined"] = (calls) => {
+  const runBatch: ScriptRunner["runBatch"] = (calls) => {
     if (calls.length === 0) return Effect.succeed([])
     const what = `pipeline of ${calls.length} scripts`
     const groupOf = nodeGroupOf(client)
@@ -552,7 +636,8 @@ export const makeScriptRunner = (
     // A cluster: one pipeline per node (the slots a node serves form one group), all in flight at once.
     const groups = new Map<string, Array<number>>()
     for (let i = 0; i < calls.length; i++) {
-      const group = groupOf(calls[i]!.keys[0] ?? "")
+      const call = calls[i]!
+      const group = groupOf(call.args[0] > 0 ? String(call.args[1]) : "")
       const members = groups.get(group)
       if (members === undefined) groups.set(group, [i])
       else members.push(i)
@@ -577,5 +662,8 @@ export const makeScriptRunner = (
     )
   }
 
-  return { timeoutMs, prepare, run, runDecoded, runCallback, runPipelined }
+  const runPipelined: ScriptRunner["runPipelined"] = (calls) =>
+    runBatch(calls.map((call) => ({ script: call.script, args: evalArgs(call) })))
+
+  return { timeoutMs, prepare, run, runDecoded, runCallback, runPipelined, runBatch }
 }

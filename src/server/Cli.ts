@@ -81,7 +81,8 @@ options:
       --region ID            this server's region: /metrics labels, and federated: policies that name
                              none (env TK_REGION; default "default")
       --node-id ID           this server's id in /metrics and the Monitor snapshot (env TK_NODE_ID;
-                             default HOST:PORT)
+                             default HOST:PORT), and among the nodes of distributedConcurrency:
+                             policies on Redis (default there HOSTNAME#PID); unique per process
   -V, --version              print the version
   -h, --help                 print this help
 

@@ -117,7 +117,8 @@ export interface ThrottleKitServerOptions extends GrpcServerOptions {
   readonly fleetSecret?: Redacted.Redacted<string>
   /**
    * The node id the Monitor reports (default: the configured `host:port`) and `/metrics` labels (default:
-   * the bound `host:port`).
+   * the bound `host:port`); on Redis also this server's id among the nodes of a `distributedConcurrency`
+   * policy (default there: `<hostname>#<pid>`, as the ThrottleKit core's server), unique per process.
    */
   readonly nodeId?: string
   /**
@@ -235,6 +236,9 @@ const checkMaxWatchStreams = (options: ThrottleKitServerOptions): Effect.Effect<
     : Effect.fail(new StartupError({ reason: `maxWatchStreams must be a whole number from 0, got ${max}` }))
 }
 
+/** The fleet node id of `distributedConcurrency` policies: `nodeId`, else the store's default (`host#pid`). */
+const nodeOf = (options: ThrottleKitServerOptions) => options.nodeId === undefined ? {} : { nodeId: options.nodeId }
+
 /** The store and the coordinator, over one Redis connection when the store is Redis. */
 const backing = (
   options: ThrottleKitServerOptions,
@@ -261,7 +265,7 @@ const backing = (
         ? RedisCoordinator.layerShared().pipe(Layer.mapError(failed("the coordinator")))
         : MemoryCoordinator.layer())
       return Layer.merge(
-        RedisBackend.layerStoreShared({ policies, ...lease }).pipe(
+        RedisBackend.layerStoreShared({ policies, ...lease, ...nodeOf(options) }).pipe(
           Layer.mapError((error) => error._tag === "PolicyError" ? error : failed("the Redis store")(error))
         ),
         coordinator

@@ -28,6 +28,10 @@
  *
  * `peek` and `forecast` on a leased, cached-deny or federated policy are not served (the front answers
  * `OperationNotSupported`: the local credits are not the budget's state), as on the reference server.
+ * With `returnIdleAfterMs`, a key that goes longer than that without a check loses its local credits (as
+ * on the ThrottleKit core: dropped, not written back; the budget heals as it refills), at its next check
+ * and, for keys never checked again, by a sweep every `returnIdleAfterMs` in the wrapper's scope; its next
+ * check leases afresh.
  * Per-policy tables are bounded by the policy's `maxKeys` (the oldest key's credits are dropped first:
  * dropping credits never loosens a bound). A dropped key's background refresh still lands, in the dropped
  * holder only: the key is not put back, and its next check starts a new holder that leases afresh.
@@ -39,6 +43,7 @@ import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
 import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
+import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import {
   Coordinator,
@@ -60,10 +65,17 @@ import {
   unsupported
 } from "../services/RateLimiterStore.js"
 
-/** What the wrapper does for one intercepted policy. */
+/** What the wrapper does for one intercepted policy (and, with `returnIdleAfterMs`, its idle sweep). */
 interface Handler {
   readonly check: (key: string, cost: number) => Effect.Effect<Decision, RateLimiterError>
   readonly why: string
+  readonly idle?: { readonly everyMs: number; readonly sweep: (now: number) => void }
+}
+
+/** A key's credits and when it was last checked. */
+interface Held {
+  readonly credits: LeasedCredits.LeasedCredits
+  lastUse: number
 }
 
 /** A bounded per-key table: past `maxKeys` entries, the oldest written is dropped. */
@@ -96,6 +108,11 @@ class Table<A> {
   delete(key: string): void {
     this.entries.delete(key)
   }
+
+  /** Drops every entry `stale` picks. */
+  dropWhere(stale: (entry: A) => boolean): void {
+    for (const [key, entry] of this.entries) if (stale(entry)) this.entries.delete(key)
+  }
 }
 
 /** How a leased handler refreshes a key's credits: in a fiber, and (a store that offers it) without one. */
@@ -118,6 +135,8 @@ const leasedHandler = (
     readonly windowCoupled: boolean
     readonly why: string
     readonly background: LeasedCredits.Background
+    /** Drop a key's credits once it went longer than this without a check. */
+    readonly returnIdleAfterMs?: number | undefined
   },
   lease: Lease
 ): Handler => {
@@ -138,7 +157,26 @@ const leasedHandler = (
         : { reserveCallback: (wants, clock, done) => reserveCallback(key, wants, clock, done) })
     })
   // The wrapper validated the cost already.
-  return { why: options.why, check: (key, cost) => table.getOrCreate(key, create).checkValid(cost) }
+  const idleMs = options.returnIdleAfterMs
+  if (idleMs === undefined) {
+    return { why: options.why, check: (key, cost) => table.getOrCreate(key, create).checkValid(cost) }
+  }
+  // As the ThrottleKit core: a key idle for more than `idleMs` loses its credits (its next check leases
+  // afresh), at its next check and, for keys never checked again, by a sweep every `idleMs`.
+  const held = new Table<Held>(policy.maxKeys)
+  const idle = (entry: Held, now: number) => now - entry.lastUse > idleMs
+  return {
+    why: options.why,
+    check: (key, cost) =>
+      Effect.clockWith((clock) => {
+        const now = clock.unsafeCurrentTimeMillis()
+        let entry = held.find(key)
+        if (entry === undefined || idle(entry, now)) held.set(key, entry = { credits: create(key), lastUse: now })
+        else entry.lastUse = now
+        return entry.credits.checkValid(cost)
+      }),
+    idle: { everyMs: idleMs, sweep: (now) => held.dropWhere((entry) => idle(entry, now)) }
+  }
 }
 
 /** A coordinator grant as a lease grant: a refusal waits for the boundary (`now` by the checking fiber's clock). */
@@ -262,7 +300,8 @@ const handlerOf = (
       lowWater: twoTier.lowWater,
       windowCoupled: twoTier.windowCoupled,
       why: "a leased two-tier policy",
-      background
+      background,
+      returnIdleAfterMs: twoTier.returnIdleAfterMs
     },
     isWindowed(policy.strategy)
       ? fromCoordinator(coordinator, policy, (key) => storeKey(policy.prefix, key), lifetime)
@@ -299,7 +338,12 @@ export const make = (
     const background = yield* LeasedCredits.makeBackground
     const lifetime = { closed: false }
     yield* Effect.addFinalizer(() => Effect.sync(() => lifetime.closed = true))
-    return wrapWith(inner, coordinator, background, lifetime)
+    const { idle, store } = wrapWith(inner, coordinator, background, lifetime)
+    for (const { everyMs, sweep } of idle) {
+      const once = Effect.clockWith((clock) => Effect.sync(() => sweep(clock.unsafeCurrentTimeMillis())))
+      yield* Effect.forkScoped(Effect.repeat(once, Schedule.spaced(everyMs)))
+    }
+    return store
   })
 
 const wrapWith = (
@@ -307,14 +351,17 @@ const wrapWith = (
   coordinator: CoordinatorService,
   background: LeasedCredits.Background,
   lifetime: { readonly closed: boolean }
-): LocalStore => {
+): { readonly store: LocalStore; readonly idle: ReadonlyArray<NonNullable<Handler["idle"]>> } => {
   const bound = new Map<string, BoundLimiter>()
+  const idle: Array<NonNullable<Handler["idle"]>> = []
   for (const policy of inner.policies) {
     const handler = handlerOf(policy, inner, coordinator, background, lifetime)
-    if (handler !== undefined) bound.set(policy.name, boundOf(handler))
+    if (handler === undefined) continue
+    bound.set(policy.name, boundOf(handler))
+    if (handler.idle !== undefined) idle.push(handler.idle)
   }
-  if (bound.size === 0) return inner
-  return { ...inner, limiter: (policy) => bound.get(policy.name) ?? inner.limiter(policy) }
+  if (bound.size === 0) return { store: inner, idle }
+  return { store: { ...inner, limiter: (policy) => bound.get(policy.name) ?? inner.limiter(policy) }, idle }
 }
 
 /**

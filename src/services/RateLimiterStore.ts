@@ -141,6 +141,24 @@ export interface StoreLeases {
 }
 
 /**
+ * The state of a concurrency guard whose ceiling is a fleet share (`distributedConcurrency`), as the
+ * Monitor reports it: the ceiling admitted against now, the slots held, the share granted, the fleet's
+ * global ceiling and live node count, and whether the node has fenced itself off.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface FleetGuardState {
+  readonly name: string
+  readonly limit: number
+  readonly inflight: number
+  readonly share: number
+  readonly lGlobal: number
+  readonly nodes: number
+  readonly fenced: boolean
+}
+
+/**
  * A store that knows its policies: the front binds each one once, when it is built.
  *
  * @since 0.2.0
@@ -158,6 +176,8 @@ export interface LocalStore {
   /** @since 0.3.0 */
   readonly fair: (policy: FairPolicy) => BoundFair
   readonly leases: StoreLeases
+  /** The fleet-shared guards' state at `now` (epoch-ms), for the Monitor; absent when there are none. */
+  readonly fleetGuards?: (now: number) => ReadonlyArray<FleetGuardState>
 }
 
 /**
@@ -236,6 +256,7 @@ export const mapLocal = (
     meter: meter === undefined ? inner.meter : (policy) => meter(policy, inner.meter(policy)),
     admitter: admitter === undefined ? inner.admitter : (policy) => admitter(policy, inner.admitter(policy)),
     fair: fair === undefined ? inner.fair : (policy) => fair(policy, inner.fair(policy)),
-    leases: leases === undefined ? inner.leases : leases(inner.leases)
+    leases: leases === undefined ? inner.leases : leases(inner.leases),
+    ...(inner.fleetGuards === undefined ? {} : { fleetGuards: inner.fleetGuards })
   }
 }

@@ -13,8 +13,12 @@
  * simulated instants is then emulated: before an op whose `now` is past the engine's expiry of the state,
  * the key is deleted, which is what Redis does when its clock passes the TTL just verified. Each sequence
  * runs in one MULTI/EXEC.
+ *
+ * The comparison runs twice: on one node and on a Redis Cluster, where each sequence's key lives on the
+ * primary of its slot (one MULTI/EXEC per sequence, on that node) and the scripts are loaded on every
+ * primary; the sequences must then have been spread over all three primaries.
  */
-import { describe, expect, layer } from "@effect/vitest"
+import { describe, expect, layer, type Vitest } from "@effect/vitest"
 import { Effect } from "effect"
 import type { DecisionData } from "../../src/Decision.js"
 import * as Engine from "../../src/engine/index.js"
@@ -27,6 +31,7 @@ import { timeScaleOf } from "../support/strategyScale.js"
 import {
   call,
   type HarnessError,
+  onCluster,
   persisted,
   persisting,
   type RedisEnv,
@@ -482,45 +487,50 @@ const expectComparedOps = (tally: { readonly ops: number; readonly skipped: numb
   expect(tally.skipped).toBeLessThanOrEqual(total / 4)
 }
 
-describe("engine and Lua agree (differential)", () => {
-  layer(testRedisLayer(), { timeout: 300_000 })((it) => {
-    const kinds: ReadonlyArray<Strategy["kind"]> = [
-      "gcra",
-      "tokenBucket",
-      "fixedWindow",
-      "slidingWindow",
-      "slidingWindowLog",
-      "quota"
-    ]
-    kinds.forEach((kind, i) => {
-      it.effect(
-        `${kind}: ${OPS_PER_STRATEGY} random ops, identical replies, TTLs and final state`,
-        () =>
-          Effect.gen(function*() {
-            const tally = yield* runStrategy(kind, SEED + i)
-            expectComparedOps(tally)
-            // The mix must exercise both outcomes and every op kind.
-            expect(tally.allowed).toBeGreaterThan(0)
-            expect(tally.denied).toBeGreaterThan(0)
-            expect(tally.peeks).toBeGreaterThan(0)
-            expect(tally.forecasts).toBeGreaterThan(0)
-            console.log(`${kind}: ${JSON.stringify(tally)}`)
-          }),
-        300_000
-      )
-    })
-
+/** The comparisons, on the Redis of `it`'s context. */
+const differentialTests = (it: Vitest.MethodsNonLive<TestRedis, true>): void => {
+  const kinds: ReadonlyArray<Strategy["kind"]> = [
+    "gcra",
+    "tokenBucket",
+    "fixedWindow",
+    "slidingWindow",
+    "slidingWindowLog",
+    "quota"
+  ]
+  kinds.forEach((kind, i) => {
     it.effect(
-      `tokenBudget debit: ${OPS_PER_STRATEGY} random ops, identical replies, TTLs and final state`,
+      `${kind}: ${OPS_PER_STRATEGY} random ops, identical replies, TTLs and final state`,
       () =>
         Effect.gen(function*() {
-          const tally = yield* runBudget(SEED + 100)
+          const tally = yield* runStrategy(kind, SEED + i)
           expectComparedOps(tally)
+          // The mix must exercise both outcomes and every op kind.
           expect(tally.allowed).toBeGreaterThan(0)
           expect(tally.denied).toBeGreaterThan(0)
-          console.log(`tokenBudget: ${JSON.stringify(tally)}`)
+          expect(tally.peeks).toBeGreaterThan(0)
+          expect(tally.forecasts).toBeGreaterThan(0)
+          console.log(`${kind}: ${JSON.stringify(tally)}`)
         }),
       300_000
     )
   })
+
+  it.effect(
+    `tokenBudget debit: ${OPS_PER_STRATEGY} random ops, identical replies, TTLs and final state`,
+    () =>
+      Effect.gen(function*() {
+        const tally = yield* runBudget(SEED + 100)
+        expectComparedOps(tally)
+        expect(tally.allowed).toBeGreaterThan(0)
+        expect(tally.denied).toBeGreaterThan(0)
+        console.log(`tokenBudget: ${JSON.stringify(tally)}`)
+      }),
+    300_000
+  )
+}
+
+describe("engine and Lua agree (differential)", () => {
+  layer(testRedisLayer(), { timeout: 300_000, excludeTestServices: true })(differentialTests)
 })
+
+onCluster("engine and Lua agree (differential) on a Redis Cluster", differentialTests, 3)

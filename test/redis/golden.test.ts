@@ -10,14 +10,26 @@
  * remove a key in real time mid-suite: each check runs through `persisting` (the vendored text, then
  * PERSIST in the same script run). Expired state is equivalent to no state in every strategy, so no
  * decision depends on when Redis would have dropped it.
+ *
+ * The vectors run twice: on one node and on a Redis Cluster (three primaries; each suite's key lives on
+ * the primary of its slot, the scripts loaded on every primary), where the same replies are expected.
  */
-import { describe, expect, layer } from "@effect/vitest"
+import { describe, expect, layer, type Vitest } from "@effect/vitest"
 import { Effect } from "effect"
 import { decisionOf } from "../../src/redis/Replies.js"
 import type { ScriptCall } from "../../src/redis/ScriptRunner.js"
 import { scriptsOf } from "../../src/redis/StrategyScripts.js"
 import { goldenSuites, toStrategy } from "../support/golden.js"
-import { call, persisted, persisting, type RedisEnv, TestRedis, testRedisLayer, transaction } from "./harness.js"
+import {
+  call,
+  onCluster,
+  persisted,
+  persisting,
+  type RedisEnv,
+  TestRedis,
+  testRedisLayer,
+  transaction
+} from "./harness.js"
 
 const explicitNow = (now: number): number => now === 0 ? Number.MIN_VALUE : now
 
@@ -30,41 +42,46 @@ const decisionsOf = (env: RedisEnv, calls: ReadonlyArray<ScriptCall>) =>
 
 const suites = goldenSuites()
 
-describe("golden vectors through the Lua", () => {
-  layer(testRedisLayer())((it) => {
-    it("has suites to replay", () => {
-      expect(suites.rateLimit.length).toBeGreaterThanOrEqual(9)
-      expect(suites.tokenBudget.length).toBeGreaterThanOrEqual(3)
-    })
-
-    for (const suite of suites.rateLimit) {
-      it.effect(`rateLimit ${suite.name}`, () =>
-        Effect.gen(function*() {
-          const env = yield* TestRedis
-          // The scripts and ARGV a Redis door runs for the strategy (a quota's are not named after its kind).
-          const { params, strategy } = scriptsOf(toStrategy(suite.strategy))
-          const key = `${env.ns}:golden:${suite.name}:${suite.key}`
-          const calls = yield* Effect.forEach(suite.ops, (op) =>
-            call(env, `${strategy}.check`, { key }, { ...params, now: explicitNow(op.now), cost: op.cost }))
-          const got = yield* decisionsOf(env, calls)
-          expect(got).toEqual(suite.ops.map((op) =>
-            op.expect
-          ))
-        }))
-    }
-
-    for (const suite of suites.tokenBudget) {
-      it.effect(`tokenBudget ${suite.name}`, () =>
-        Effect.gen(function*() {
-          const env = yield* TestRedis
-          const key = `${env.ns}:golden:${suite.name}`
-          const calls = yield* Effect.forEach(suite.ops, (op) =>
-            call(env, "tokenBudget.debit", { key }, { ...suite.options, now: explicitNow(op.now), tokens: op.tokens }))
-          const got = yield* decisionsOf(env, calls)
-          expect(got).toEqual(suite.ops.map((op) =>
-            op.expect
-          ))
-        }))
-    }
+/** The replays, on the Redis of `it`'s context. */
+const goldenTests = (it: Vitest.MethodsNonLive<TestRedis, true>): void => {
+  it("has suites to replay", () => {
+    expect(suites.rateLimit.length).toBeGreaterThanOrEqual(9)
+    expect(suites.tokenBudget.length).toBeGreaterThanOrEqual(3)
   })
+
+  for (const suite of suites.rateLimit) {
+    it.effect(`rateLimit ${suite.name}`, () =>
+      Effect.gen(function*() {
+        const env = yield* TestRedis
+        // The scripts and ARGV a Redis door runs for the strategy (a quota's are not named after its kind).
+        const { params, strategy } = scriptsOf(toStrategy(suite.strategy))
+        const key = `${env.ns}:golden:${suite.name}:${suite.key}`
+        const calls = yield* Effect.forEach(suite.ops, (op) =>
+          call(env, `${strategy}.check`, { key }, { ...params, now: explicitNow(op.now), cost: op.cost }))
+        const got = yield* decisionsOf(env, calls)
+        expect(got).toEqual(suite.ops.map((op) =>
+          op.expect
+        ))
+      }))
+  }
+
+  for (const suite of suites.tokenBudget) {
+    it.effect(`tokenBudget ${suite.name}`, () =>
+      Effect.gen(function*() {
+        const env = yield* TestRedis
+        const key = `${env.ns}:golden:${suite.name}`
+        const calls = yield* Effect.forEach(suite.ops, (op) =>
+          call(env, "tokenBudget.debit", { key }, { ...suite.options, now: explicitNow(op.now), tokens: op.tokens }))
+        const got = yield* decisionsOf(env, calls)
+        expect(got).toEqual(suite.ops.map((op) =>
+          op.expect
+        ))
+      }))
+  }
+}
+
+describe("golden vectors through the Lua", () => {
+  layer(testRedisLayer(), { excludeTestServices: true })(goldenTests)
 })
+
+onCluster("golden vectors through the Lua on a Redis Cluster", goldenTests, 2)

@@ -18,7 +18,7 @@ const byName = new Map(manifest.scripts.map((s) => [s.name, s]))
 
 describe("vendor/lua manifest", () => {
   it("lists every script with the SHA-1 of its exact bytes", () => {
-    expect(manifest.scripts.length).toBe(43)
+    expect(manifest.scripts.length).toBe(46)
     for (const spec of manifest.scripts) {
       const bytes = readFileSync(join(luaDir, spec.file))
       expect([spec.name, createHash("sha1").update(bytes).digest("hex")]).toEqual([spec.name, spec.sha1])
@@ -66,6 +66,24 @@ describe("vendor/lua manifest", () => {
     })
     expect(byName.get("regionFairPool.release")).toMatchObject({ keys: ["pool"], argv: ["now", "windowMs", "region"] })
     expect(byName.get("regionFairPool.stats")).toMatchObject({ keys: ["pool"], argv: [] })
+    // The ThrottleKit core's fleet concurrency heartbeat: its ARGV order, then `allocation` (the core
+    // coordinator's option); no fence (a late heartbeat only renews a report).
+    expect(byName.get("distributedConcurrency.heartbeat")).toMatchObject({
+      keys: ["key"],
+      argv: [
+        "nodeId",
+        "lLocal",
+        "inflight",
+        "expiresAt",
+        "now",
+        "aggregate",
+        "seq",
+        "appliedGen",
+        "handoff",
+        "allocation"
+      ]
+    })
+    expect(byName.get("distributedConcurrency.leave")).toMatchObject({ keys: ["key"], argv: ["nodeId"] })
     // Exactly the consuming scripts take a fence, last.
     const fenced = [...byName.values()].filter((spec) => spec.argv.includes("fence"))
     expect(fenced.map((spec) => spec.name).sort()).toEqual(
@@ -80,7 +98,7 @@ describe("vendor/lua manifest", () => {
   it.effect("loads every script, and refuses a file whose bytes drifted from the manifest", () =>
     Effect.gen(function*() {
       const catalog = yield* loadScripts()
-      expect(catalog.scripts.size).toBe(43)
+      expect(catalog.scripts.size).toBe(46)
       expect(catalog.find("gcra", "check")?.name).toBe("gcra.check")
 
       const copy = mkdtempSync(join(tmpdir(), "tk-lua-"))

@@ -8,6 +8,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Effect } from "effect"
 import { startServer, tempFile } from "../server/cliProcess.js"
+import { keySlot, RedisCluster, slotIn } from "../support/redisCluster.js"
 import { redisServer } from "../support/redisServer.js"
 import { fixedWindow, startWorker, type WorkerMessage } from "./support.js"
 
@@ -17,7 +18,8 @@ const RUN_MS = 4000
 const policy = fixedWindow("exact", LIMIT, WINDOW_MS)
 
 interface Totals {
-  readonly byWindow: ReadonlyArray<readonly [number, number]>
+  /** Admitted per window (`resetAt`, or `key@resetAt` when a worker checks several keys). */
+  readonly byWindow: ReadonlyArray<readonly [string, number]>
   readonly admitted: number
   readonly denied: number
   readonly failures: Record<string, number>
@@ -25,19 +27,19 @@ interface Totals {
 
 /** Sums the workers' results per window. */
 const total = (results: ReadonlyArray<WorkerMessage>): Totals => {
-  const byWindow = new Map<number, number>()
+  const byWindow = new Map<string, number>()
   const failures: Record<string, number> = {}
   let denied = 0
   for (const result of results) {
     for (const [window, count] of Object.entries(result["allowedByWindow"] as Record<string, number>)) {
-      byWindow.set(Number(window), (byWindow.get(Number(window)) ?? 0) + count)
+      byWindow.set(window, (byWindow.get(window) ?? 0) + count)
     }
     denied += result["denied"] as number
     for (const [tag, count] of Object.entries(result["failures"] as Record<string, number>)) {
       failures[tag] = (failures[tag] ?? 0) + count
     }
   }
-  const sorted = Array.from(byWindow.entries()).sort(([a], [b]) => a - b)
+  const sorted = Array.from(byWindow.entries()).sort(([a], [b]) => a.localeCompare(b))
   return { byWindow: sorted, admitted: sorted.reduce((n, [, c]) => n + c, 0), denied, failures }
 }
 
@@ -89,6 +91,38 @@ describe("several processes on one limit never admit more than the limit per win
         const totals = yield* race([config, config, config])
         report("redis", 3, 16, totals)
         expectExact(totals)
+      })),
+    { timeout: 300_000 }
+  )
+
+  it.live(
+    "Redis Cluster: 3 processes x 18 fibers on three keys, one on each primary",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const cluster = yield* RedisCluster.start()
+        const primaries = yield* Effect.promise(() => cluster.primaries())
+        // One key per primary (the store key is "exact:<key>").
+        const keys = primaries.map((primary) => {
+          for (let i = 0;; i++) if (slotIn(keySlot(`exact:k${i}`), primary.slots)) return `k${i}`
+        })
+        const config = {
+          role: "hammer",
+          door: "redis",
+          url: "",
+          cluster: cluster.seeds.map((seed) => `${seed.host}:${seed.port}`),
+          timeoutMs: 5000,
+          policy,
+          key: keys,
+          fibers: 18,
+          durationMs: RUN_MS
+        }
+        const totals = yield* race([config, config, config])
+        report("redis cluster (3 primaries)", 3, 18, totals)
+        expectExact(totals)
+        // Every primary's key was filled to the limit in some window.
+        for (const key of keys) {
+          expect(totals.byWindow.some(([window, count]) => window.startsWith(`${key}@`) && count === LIMIT)).toBe(true)
+        }
       })),
     { timeout: 300_000 }
   )

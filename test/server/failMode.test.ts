@@ -5,7 +5,7 @@
  * thing: the CLI in its own process on a private redis-server that is killed and started again.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Effect, Either, Logger, LogLevel, Schedule, TestClock } from "effect"
+import { Effect, Either, Schedule, TestClock } from "effect"
 import { randomUUID } from "node:crypto"
 import { Decision } from "../../src/Decision.js"
 import type { RateLimiterError } from "../../src/Errors.js"
@@ -23,6 +23,7 @@ import * as FailMode from "../../src/server/FailMode.js"
 import * as Front from "../../src/services/RateLimiter.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
 import type { LocalStore } from "../../src/services/RateLimiterStore.js"
+import { warnings } from "../support/logs.js"
 import { redisServer } from "../support/redisServer.js"
 import { runToEnd, startServer, tempFile } from "./cliProcess.js"
 
@@ -84,17 +85,6 @@ const wrapped = (mode: FailMode.FailMode, fault: (policy: string) => RateLimiter
   )
 
 const plain = (decision: Decision) => ({ ...decision })
-
-/** Collects the warning lines logged while `effect` runs. */
-const warnings = <A, E, R>(effect: Effect.Effect<A, E, R>) =>
-  Effect.gen(function*() {
-    const lines: Array<string> = []
-    const logger = Logger.make(({ logLevel, message }) => {
-      if (logLevel === LogLevel.Warning) lines.push(Array.isArray(message) ? message.join(" ") : String(message))
-    })
-    const result = yield* Effect.provide(effect, Logger.replace(Logger.defaultLogger, logger))
-    return [result, lines] as const
-  })
 
 describe("FailMode.make (over a stand-in store, under the front)", () => {
   it.scoped("open: a store outage on a limiter check is an allowed decision with remaining = limit", () =>

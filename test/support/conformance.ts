@@ -5,7 +5,7 @@
  * calendar quotas take the fixed UTC offset at which it is about noon when the suite is loaded (and the
  * fixed one an anchor half a period back), so their boundaries are at least 11 hours away.
  */
-import { describe, expect, layer } from "@effect/vitest"
+import { describe, expect, layer, type Vitest } from "@effect/vitest"
 import { Effect, Exit, type Layer } from "effect"
 import { randomUUID } from "node:crypto"
 import { InvalidArgument, type RateLimiterError } from "../../src/Errors.js"
@@ -170,13 +170,25 @@ const badCosts: ReadonlyArray<readonly [string, number]> = [
  * Runs the suite against `backend`, a layer built with `conformancePolicies`. Admission-pool tests use
  * pool policies shared by the whole suite, so they run one after another within this describe block.
  */
-export const runConformance = <E>(name: string, backend: Layer.Layer<RateLimiter, E>): void => {
+export const runConformance = <E>(name: string, backend: Layer.Layer<RateLimiter, E>): void =>
+  conformanceSuite(name, (tests) => layer(backend, { timeout: 60_000, excludeTestServices: true })(tests))
+
+/** The suite's tests, to register on an `it` whose context holds the `RateLimiter` under test. */
+export type ConformanceTests = (it: Vitest.MethodsNonLive<RateLimiter, true>) => void
+
+/**
+ * The suite in a describe block named after `name`, its tests registered by `within` on an `it` of its
+ * choice: e.g. `(tests) => it.layer(backend)(tests)` under a `layer` that shares one Redis Cluster
+ * between suites. Limiter keys are fresh per call; the admitters' lease sets are per policy, so two
+ * suites on one Redis must run one after the other (as describe blocks of one file do).
+ */
+export const conformanceSuite = (name: string, within: (tests: ConformanceTests) => void): void => {
   // A fresh namespace per run, so a live shared backend (Redis, a server) never sees old state.
   const run = randomUUID().slice(0, 8)
   const fresh = (label: string) => `${run}:${label}:${randomUUID().slice(0, 8)}`
 
   describe(`RateLimiter conformance: ${name}`, () => {
-    layer(backend, { timeout: 60_000, excludeTestServices: true })((it) => {
+    within((it) => {
       it.effect("a cold gcra burst admits the burst, then denies with a retry hint", () =>
         Effect.gen(function*() {
           const limiter = yield* RateLimiter

@@ -5,7 +5,8 @@
  * Per policy (limiters, then admitters, in config order; meters are not tracked): decisions allowed and
  * denied over a rolling window (60 one-second buckets by default), the limit of the latest decision, the
  * latency of the last 256 decisions (p50/p99 by nearest rank), the 10 keys most often requested and
- * denied, totals, and denials by axis. Per admitter: its concurrency guard's ceiling and slots held. The
+ * denied, totals, and denials by axis. Per admitter: its concurrency guard's ceiling and slots held (a
+ * fleet-shared guard reports its own: ceiling, slots held, share, global ceiling, nodes, fence). The
  * last 200 denials are kept in a ring.
  *
  * Every structure is bounded: the latency ring, the denial ring, and the key counts, which are
@@ -35,6 +36,7 @@ import {
   type RawSnapshot
 } from "../../monitor/Snapshot.js"
 import type { Policy } from "../../Policy.js"
+import type { FleetGuardState } from "../../services/RateLimiterStore.js"
 import * as WatchFeed from "./WatchFeed.js"
 
 /**
@@ -223,6 +225,13 @@ export interface Hub {
   readonly slotEnded: (leaseId: string) => void
   /** Held slots were renewed until `expiresAt`. */
   readonly slotsRenewed: (leaseIds: ReadonlyArray<string>, expiresAt: number) => void
+  /**
+   * Reads the fleet-shared guards' own state from now on (the store's `fleetGuards`): their ceiling,
+   * slots held, share, global ceiling, nodes and fence, instead of what the admissions show.
+   *
+   * @since 0.3.0
+   */
+  readonly observeFleetGuards: (read: (now: number) => ReadonlyArray<FleetGuardState>) => void
   /** The full snapshot now. */
   readonly snapshot: Effect.Effect<RawSnapshot>
   /**
@@ -284,6 +293,7 @@ export const make = (options: HubOptions): Effect.Effect<Hub, never, Scope.Scope
     let recentNext = 0
     const slots = new Map<string, { readonly policy: string; expiresAt: number }>()
     let sinceSweep = 0
+    let fleetGuards: ((now: number) => ReadonlyArray<FleetGuardState>) | undefined
 
     const feed = yield* WatchFeed.make({
       policies: stats.keys(),
@@ -395,15 +405,18 @@ export const make = (options: HubOptions): Effect.Effect<Hub, never, Scope.Scope
             deniedByAxis: Object.fromEntries(s.deniedByAxis)
           })
         }
-        const guardList: Array<GuardSummary> = Array.from(guards.values(), (g) => ({
-          name: g.name,
-          limit: g.limit,
-          inflight: g.inflight,
-          share: 0,
-          lGlobal: 0,
-          nodes: 0,
-          fenced: false
-        }))
+        const fleet = new Map<string, FleetGuardState>()
+        for (const state of fleetGuards?.(now) ?? []) fleet.set(state.name, state)
+        const guardList: Array<GuardSummary> = Array.from(guards.values(), (g) =>
+          fleet.get(g.name) ?? {
+            name: g.name,
+            limit: g.limit,
+            inflight: g.inflight,
+            share: 0,
+            lGlobal: 0,
+            nodes: 0,
+            fenced: false
+          })
         const denials = recent.length < limits.recentDenials
           ? recent.slice()
           : [...recent.slice(recentNext), ...recent.slice(0, recentNext)]
@@ -428,6 +441,9 @@ export const make = (options: HubOptions): Effect.Effect<Hub, never, Scope.Scope
       slotHeld,
       slotEnded: endSlot,
       slotsRenewed,
+      observeFleetGuards: (read) => {
+        fleetGuards = read
+      },
       snapshot,
       watch: (policy = "") => feed.stream(policy),
       watchPull: (policy = "") => feed.subscribe(policy),

@@ -28,7 +28,12 @@ const sinceMs = (start: number): number => performance.now() - start
  * @since 0.1.0
  * @category constructors
  */
-export const wrap = (inner: LocalStore, hub: Hub): LocalStore =>
+export const wrap = (inner: LocalStore, hub: Hub): LocalStore => {
+  if (inner.fleetGuards !== undefined) hub.observeFleetGuards(inner.fleetGuards)
+  return tapped(inner, hub)
+}
+
+const tapped = (inner: LocalStore, hub: Hub): LocalStore =>
   mapLocal(inner, {
     limiter: (policy, bound) => {
       const name = policy.name
