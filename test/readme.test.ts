@@ -9,32 +9,10 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs"
 import * as path from "node:path"
 import { fileURLToPath } from "node:url"
 import ts from "typescript"
+import { fencedBlocks } from "./support/markdown.js"
 
 const ROOT = fileURLToPath(new URL("..", import.meta.url))
 const OUT = path.join(ROOT, ".tmp", "readme-snippets")
-
-interface Snippet {
-  readonly line: number
-  readonly code: string
-}
-
-/** The README's ```ts / ```typescript blocks, with the line each starts on. */
-const snippetsOf = (markdown: string): Array<Snippet> => {
-  const lines = markdown.split("\n")
-  const found: Array<Snippet> = []
-  let open: { line: number; body: Array<string> } | undefined
-  lines.forEach((line, index) => {
-    if (open === undefined) {
-      if (/^```(ts|typescript)\s*$/.test(line)) open = { line: index + 1, body: [] }
-    } else if (/^```\s*$/.test(line)) {
-      found.push({ line: open.line, code: open.body.join("\n") + "\n" })
-      open = undefined
-    } else {
-      open.body.push(line)
-    }
-  })
-  return found
-}
 
 const compilerOptions = (): ts.CompilerOptions => {
   const configPath = path.join(ROOT, "tsconfig.json")
@@ -43,7 +21,7 @@ const compilerOptions = (): ts.CompilerOptions => {
   return { ...parsed.options, noEmit: true, noUnusedLocals: false }
 }
 
-const snippets = snippetsOf(readFileSync(path.join(ROOT, "README.md"), "utf8"))
+const snippets = fencedBlocks(readFileSync(path.join(ROOT, "README.md"), "utf8"), ["ts", "typescript"])
 
 describe("README", () => {
   it("has TypeScript blocks to check", () => {

@@ -78,8 +78,8 @@ options:
                              not served unless given
       --metrics-host HOST    the interface of the metrics port (default 127.0.0.1; the page is aggregate,
                              without keys, and unauthenticated)
-      --region ID            this server's region: /metrics labels, and federated: policies that name
-                             none (env TK_REGION; default "default")
+      --region ID            this server's region: /metrics labels, and federated: / federatedFairEscrow:
+                             policies that name none (env TK_REGION; default "default")
       --node-id ID           this server's id in /metrics and the Monitor snapshot (env TK_NODE_ID;
                              default HOST:PORT), and among the nodes of distributedConcurrency:
                              policies on Redis (default there HOSTNAME#PID); unique per process
