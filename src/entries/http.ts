@@ -46,3 +46,11 @@ export * as HttpRateLimitKeying from "../http/keying.js"
  * @since 0.1.0
  */
 export * as HttpRateLimitMetrics from "../http/metrics.js"
+
+/**
+ * Outbound limits for an `HttpClient`: a policy checked before each request, and pauses learned from
+ * `429` / `Retry-After` / `RateLimit` / `X-RateLimit-*` responses.
+ *
+ * @since 0.3.0
+ */
+export * as HttpClientLimiter from "../http/client.js"
