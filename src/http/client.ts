@@ -296,36 +296,83 @@ export const pauseFrom = (status: number, headers: ResponseHeaders, now: number)
   return until > now ? { until, limit } : undefined
 }
 
+/**
+ * What a server says is left of its quota: `remaining` units until `until` (epoch ms), of `limit` (0 when
+ * unknown).
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface RemoteQuota {
+  readonly remaining: number
+  readonly until: number
+  readonly limit: number
+}
+
+/**
+ * The tightest quota a response states with units still remaining, or `undefined`: the `RateLimit` item,
+ * `RateLimit-Remaining` / `RateLimit-Reset` pair or `X-RateLimit-*` pair with the fewest units left (an
+ * exhausted quota is a pause: `pauseFrom`). Malformed values and resets not after `now` are ignored.
+ *
+ * @since 0.3.0
+ * @category headers
+ */
+export const quotaFrom = (headers: ResponseHeaders, now: number): RemoteQuota | undefined => {
+  let tightest: RemoteQuota | undefined
+  const consider = (remaining: number | undefined, until: number | undefined, limit: number | undefined) => {
+    if (remaining === undefined || remaining === 0 || until === undefined || until <= now) return
+    if (tightest === undefined || remaining < tightest.remaining) tightest = { remaining, until, limit: limit ?? 0 }
+  }
+  const policies = parseRateLimitPolicy(headers["ratelimit-policy"])
+  for (const item of parseRateLimit(headers["ratelimit"])) {
+    const quota = item.limit ?? policies.find((policy) => policy.name === item.name)?.quota
+    consider(item.remaining, now + item.resetSeconds * 1000, quota)
+  }
+  consider(
+    readCount(headers["ratelimit-remaining"]),
+    parseReset(headers["ratelimit-reset"], now),
+    readCount(headers["ratelimit-limit"])
+  )
+  consider(
+    readCount(headers["x-ratelimit-remaining"]),
+    parseReset(headers["x-ratelimit-reset"], now),
+    readCount(headers["x-ratelimit-limit"])
+  )
+  return tightest
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // The learned pauses
 // ---------------------------------------------------------------------------------------------------------
 
 /**
- * The pauses learned by one limiter, by key, at most `maxKeys` of them. A pause only ever lengthens
- * (a response that was in flight when a pause began does not end it); an ended pause is dropped when
- * next read. Past `maxKeys` the pause written longest ago is forgotten: the next request for its key
- * is then sent, and the server's answer teaches the pause again.
+ * What one limiter learned, by key, at most `maxKeys` entries, each good until its `until` (an ended
+ * entry is dropped when next read). Past `maxKeys` the entry written longest ago is forgotten: the next
+ * request for its key is then sent, and the server's answer teaches it again.
  */
-class PauseTable {
-  private readonly pauses = new Map<string, Pause>()
+class LearnedTable<A extends { readonly until: number }> {
+  private readonly entries = new Map<string, A>()
   constructor(private readonly maxKeys: number) {}
 
-  get(key: string, now: number): Pause | undefined {
-    const pause = this.pauses.get(key)
-    if (pause === undefined || pause.until > now) return pause
-    this.pauses.delete(key)
+  get(key: string, now: number): A | undefined {
+    const entry = this.entries.get(key)
+    if (entry === undefined || entry.until > now) return entry
+    this.entries.delete(key)
     return undefined
   }
 
-  extend(key: string, pause: Pause, now: number): void {
-    const current = this.get(key, now)
-    if (current !== undefined && current.until >= pause.until) return
-    this.pauses.delete(key)
-    this.pauses.set(key, pause)
-    if (this.pauses.size > this.maxKeys) {
-      const oldest = this.pauses.keys().next()
-      if (oldest.done !== true) this.pauses.delete(oldest.value)
+  set(key: string, entry: A): void {
+    this.entries.delete(key)
+    this.entries.set(key, entry)
+    if (this.entries.size > this.maxKeys) {
+      const oldest = this.entries.keys().next()
+      if (oldest.done !== true) this.entries.delete(oldest.value)
     }
+  }
+
+  /** Replaces `key`'s entry if it is still `expected` (the same object). */
+  swap(key: string, expected: A, entry: A): void {
+    if (this.entries.get(key) === expected) this.entries.set(key, entry)
   }
 }
 
@@ -368,8 +415,16 @@ export interface ClientLimitOptions {
   readonly learn?: boolean | undefined
   /** The longest pause a response can impose (default 1 hour): a longer one is cut to it. */
   readonly maxPause?: Duration.DurationInput | undefined
-  /** The most keys with a learned pause kept (default 10 000; past it, the oldest is forgotten). */
+  /** The most keys with a learned pause (or quota) kept (default 10 000; past it, the oldest is forgotten). */
   readonly maxKeys?: number | undefined
+  /**
+   * Also spend the quota a server states (`RateLimit: "default";r=5;t=30`, `X-RateLimit-Remaining: 5`
+   * with its reset) locally (default false): each request sent counts one unit against what the last
+   * response said remained, and when none remain further requests are denied until its reset, before the
+   * server has to refuse them (concurrent requests no longer overshoot the remote quota). A later
+   * response's figures replace the count.
+   */
+  readonly adaptive?: boolean | undefined
 }
 
 /**
@@ -463,22 +518,35 @@ export const make: (
   const keyOf = options.key ?? hostOf
   const costOf = options.cost
   const learn = options.learn ?? true
-  const pauses = new PauseTable(maxKeys)
+  const adaptive = options.adaptive ?? false
+  const pauses = new LearnedTable<Pause>(maxKeys)
+  const quotas = new LearnedTable<RemoteQuota>(maxKeys)
 
-  /** The denial standing in the way of a request for `key` now, if any: a learned pause first. */
+  const remoteDenial = (key: string, until: number, limit: number, now: number) =>
+    new RateLimited({ policy: REMOTE_POLICY, key, decision: decisionOf(false, limit, 0, until, until - now) })
+
+  /**
+   * The denial standing in the way of a request for `key` now, if any: a learned pause, then (adaptive)
+   * an exhausted remote quota, then the local policy. The remote unit is taken before the local check
+   * and given back if the local policy denies.
+   */
   const denial = (key: string, cost: number | undefined, now: number): Effect.Effect<
     RateLimited | undefined,
     RateLimiterError
   > => {
     const pause = pauses.get(key, now)
-    if (pause !== undefined) {
-      const decision = decisionOf(false, pause.limit, 0, pause.until, pause.until - now)
-      return Effect.succeed(new RateLimited({ policy: REMOTE_POLICY, key, decision }))
+    if (pause !== undefined) return Effect.succeed(remoteDenial(key, pause.until, pause.limit, now))
+    const quota = adaptive ? quotas.get(key, now) : undefined
+    if (quota !== undefined && quota.remaining <= 0) {
+      return Effect.succeed(remoteDenial(key, quota.until, quota.limit, now))
     }
-    return Effect.map(
-      limiter.check(policy, key, cost),
-      (decision) => decision.allowed ? undefined : new RateLimited({ policy, key, decision })
-    )
+    const taken = quota === undefined ? undefined : { ...quota, remaining: quota.remaining - 1 }
+    if (quota !== undefined && taken !== undefined) quotas.swap(key, quota, taken)
+    return Effect.map(limiter.check(policy, key, cost), (decision) => {
+      if (decision.allowed) return undefined
+      if (quota !== undefined && taken !== undefined) quotas.swap(key, taken, quota)
+      return new RateLimited({ policy, key, decision })
+    })
   }
 
   /** Lets a request for `key` go, or fails with `RateLimited`, after waiting in `"wait"` mode. */
@@ -495,12 +563,18 @@ export const make: (
     }
   })
 
-  /** Records the pause `response` asks for `key`, cut to `maxPause`. */
+  /** Records the pause (and, adaptive, the quota) `response` states for `key`, cut to `maxPause`. */
   const learnFrom = (key: string, response: HttpClientResponse.HttpClientResponse) =>
     Effect.flatMap(Clock.currentTimeMillis, (now) =>
       Effect.sync(() => {
         const pause = pauseFrom(response.status, response.headers, now)
-        if (pause !== undefined) pauses.extend(key, { ...pause, until: Math.min(pause.until, now + maxPauseMs) }, now)
+        // A pause only ever lengthens: a response that was in flight when it began does not end it.
+        const current = pauses.get(key, now)
+        if (pause !== undefined && (current === undefined || current.until < pause.until)) {
+          pauses.set(key, { ...pause, until: Math.min(pause.until, now + maxPauseMs) })
+        }
+        const quota = adaptive && pause === undefined ? quotaFrom(response.headers, now) : undefined
+        if (quota !== undefined) quotas.set(key, { ...quota, until: Math.min(quota.until, now + maxPauseMs) })
       }))
 
   const limited: ClientLimiter = <E, R>(client: HttpClient.HttpClient.With<E, R>) =>

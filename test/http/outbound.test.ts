@@ -275,6 +275,65 @@ describe("HttpClientLimiter against a real server", () => {
     }).pipe(withBackend()))
 })
 
+describe("HttpClientLimiter adaptive", () => {
+  /** A quota of 3 in a 1-second window from the first request, stated on every answer; 429 past it. */
+  const quotaOfThree = (): Answer => {
+    let count = 0
+    return (since) => {
+      if (since >= 1000) return { status: 200 }
+      count++
+      const remaining = Math.max(0, 3 - count)
+      const headers = { "ratelimit-policy": "\"default\";q=3;w=1", "ratelimit": `"default";r=${remaining};t=1` }
+      return count <= 3 ? { status: 200, headers } : { status: 429, headers: { ...headers, "retry-after": "1" } }
+    }
+  }
+
+  it.scopedLive("spends the stated quota locally: concurrent requests stop at what remained", () =>
+    Effect.gen(function*() {
+      const server = yield* upstream(quotaOfThree())
+      const client = yield* limitedClient({ adaptive: true })
+      expect(yield* get(client, server.url)).toBe(200) // r=2
+      const results = yield* Effect.all(Array.from({ length: 10 }, () => Effect.either(get(client, server.url))), {
+        concurrency: "unbounded"
+      })
+      const sent = results.filter((result) => result._tag === "Right")
+      const denied = results.flatMap((result) => result._tag === "Left" ? [result.left] : [])
+      expect(sent.map((result) => result.right)).toEqual([200, 200])
+      expect(denied).toHaveLength(8)
+      for (const error of denied) {
+        expect(error).toBeInstanceOf(RateLimited)
+        expect((error as RateLimited).policy).toBe(HttpClientLimiter.REMOTE_POLICY)
+        expect((error as RateLimited).decision.limit).toBe(3)
+      }
+      expect(server.received()).toBe(3)
+      yield* Effect.sleep("1100 millis")
+      expect(yield* get(client, server.url)).toBe(200)
+    }).pipe(withBackend()))
+
+  it.scopedLive("without it, concurrent requests overshoot and the server refuses them", () =>
+    Effect.gen(function*() {
+      const server = yield* upstream(quotaOfThree())
+      const client = yield* limitedClient()
+      expect(yield* get(client, server.url)).toBe(200)
+      const statuses = yield* Effect.all(Array.from({ length: 10 }, () => get(client, server.url)), {
+        concurrency: "unbounded"
+      })
+      expect(statuses.filter((status) => status === 429)).toHaveLength(8)
+      expect(server.received()).toBe(11)
+    }).pipe(withBackend()))
+
+  it.scopedLive("a local denial gives the remote unit back", () =>
+    Effect.gen(function*() {
+      const server = yield* upstream(quotaOfThree())
+      const client = yield* limitedClient({ adaptive: true })
+      expect(yield* get(client, server.url)).toBe(200) // r=2; local: 1 of 2 left
+      expect(yield* get(client, server.url)).toBe(200) // r=1; local: 0 left
+      const denied = yield* Effect.flip(get(client, server.url))
+      expect((denied as RateLimited).policy).toBe("out") // the local policy, and the remote unit kept
+      expect(server.received()).toBe(2)
+    }).pipe(withBackend(burstPolicy("out", 2))))
+})
+
 describe("HttpClientLimiter.make", () => {
   it.effect("rejects bad options and unknown policies", () =>
     Effect.gen(function*() {

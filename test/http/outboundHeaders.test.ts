@@ -4,7 +4,14 @@
  * crash).
  */
 import { describe, expect, it } from "@effect/vitest"
-import { parseRateLimit, parseRateLimitPolicy, parseReset, parseRetryAfter, pauseFrom } from "../../src/http/client.js"
+import {
+  parseRateLimit,
+  parseRateLimitPolicy,
+  parseReset,
+  parseRetryAfter,
+  pauseFrom,
+  quotaFrom
+} from "../../src/http/client.js"
 
 const NOW = 1_700_000_000_000
 
@@ -179,5 +186,37 @@ describe("pauseFrom", () => {
       }, NOW)
     ).toBeUndefined()
     expect(pauseFrom(429, {}, NOW)).toBeUndefined()
+  })
+})
+
+describe("quotaFrom", () => {
+  it("the tightest stated quota with units left", () => {
+    const headers = {
+      "ratelimit": "\"burst\";r=4;t=1, \"daily\";r=900;t=60",
+      "ratelimit-policy": "\"burst\";q=5;w=1",
+      "x-ratelimit-remaining": "7",
+      "x-ratelimit-reset": "1700000010",
+      "x-ratelimit-limit": "10"
+    }
+    expect(quotaFrom(headers, NOW)).toEqual({ remaining: 4, until: NOW + 1000, limit: 5 })
+    expect(quotaFrom({ "x-ratelimit-remaining": "7", "x-ratelimit-reset": "1700000010" }, NOW)).toEqual({
+      remaining: 7,
+      until: 1_700_000_010_000,
+      limit: 0
+    })
+    expect(quotaFrom({ "ratelimit-remaining": "2", "ratelimit-reset": "5", "ratelimit-limit": "3" }, NOW)).toEqual({
+      remaining: 2,
+      until: NOW + 5000,
+      limit: 3
+    })
+  })
+
+  it("exhausted, expired and malformed quotas state nothing", () => {
+    expect(quotaFrom({ "ratelimit": "\"x\";r=0;t=5" }, NOW)).toBeUndefined()
+    expect(quotaFrom({ "ratelimit": "\"x\";r=3;t=0" }, NOW)).toBeUndefined()
+    expect(quotaFrom({ "x-ratelimit-remaining": "5", "x-ratelimit-reset": "1600000000" }, NOW)).toBeUndefined()
+    expect(quotaFrom({ "x-ratelimit-remaining": "five", "x-ratelimit-reset": "5" }, NOW)).toBeUndefined()
+    expect(quotaFrom({ "x-ratelimit-remaining": "5" }, NOW)).toBeUndefined()
+    expect(quotaFrom({}, NOW)).toBeUndefined()
   })
 })
