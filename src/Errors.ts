@@ -5,7 +5,7 @@
  * @since 0.1.0
  */
 import * as Schema from "effect/Schema"
-import { Decision } from "./Decision.js"
+import { BindingAxis, Decision } from "./Decision.js"
 
 /**
  * `text` cut to at most `maxBytes` UTF-8 bytes (at a character boundary, ending with "…" when cut).
@@ -186,7 +186,8 @@ export class BackendError extends Schema.TaggedError<BackendError>()("BackendErr
 
 /**
  * Raised by `RateLimiter.limit` and friends when the caller chose to treat a denial as a failure.
- * Carries the denying `Decision`, so `retryAfterMs` is at hand.
+ * Carries the denying `Decision`, so `retryAfterMs` is at hand, and, when an admission was denied
+ * (`admitted`), the axis that bound it (`"rate"`, `"concurrency"` or `"cost"`).
  *
  * @since 0.1.0
  * @category errors
@@ -194,10 +195,15 @@ export class BackendError extends Schema.TaggedError<BackendError>()("BackendErr
 export class RateLimited extends Schema.TaggedError<RateLimited>()("RateLimited", {
   policy: Schema.String,
   key: Schema.String,
-  decision: Decision
+  decision: Decision,
+  /** The axis that bound a denied admission; absent for a check or a debit (`@since 0.3.0`). */
+  bindingAxis: Schema.optional(BindingAxis)
 }) {
   override get message(): string {
-    return `rate limited on ${shown(this.policy)} for ${shown(this.key)}: retry after ${this.decision.retryAfterMs} ms`
+    const axis = this.bindingAxis === undefined || this.bindingAxis === "" ? "" : ` (bound by ${this.bindingAxis})`
+    return `rate limited on ${shown(this.policy)} for ${
+      shown(this.key)
+    }${axis}: retry after ${this.decision.retryAfterMs} ms`
   }
 }
 

@@ -654,6 +654,8 @@ export const admitted: {
         (admission): Effect.Effect<A, E | RateLimited, R> =>
           admission.held
             ? self
-            : Effect.fail(new RateLimited({ policy, key, decision: admission.decision }))
+            : Effect.fail(
+              new RateLimited({ policy, key, decision: admission.decision, bindingAxis: admission.bindingAxis })
+            )
       ))
   )

@@ -612,6 +612,15 @@ export const conformanceSuite = (name: string, within: (tests: ConformanceTests)
           expect(ran).toBe("ran")
           const refused = yield* Effect.flip(admitted("unified", key)(Effect.succeed("ran")))
           expect(refused._tag).toBe("RateLimited")
+          // The error names the axis that bound the admission: the key's rate here, the ceiling below.
+          if (refused._tag === "RateLimited") expect(refused.bindingAxis).toBe("rate")
+          const full = yield* Effect.scoped(Effect.gen(function*() {
+            const limiter = yield* RateLimiter
+            yield* limiter.admit("unified", fresh("combinators-a"))
+            yield* limiter.admit("unified", fresh("combinators-b"))
+            return yield* Effect.flip(admitted("unified", fresh("combinators-c"))(Effect.succeed("ran")))
+          }))
+          expect(full._tag === "RateLimited" && full.bindingAxis).toBe("concurrency")
         }))
     })
   })
