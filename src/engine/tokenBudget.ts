@@ -21,8 +21,15 @@
  * Fresh (`isFresh`): a state of an earlier window (or expired) has spent 0, as no state has.
  *
  * Peek: the decision a 1-token debit would get, with `remaining = max(0, budget - spent)` (nothing is
- * debited). Forecast: `spendableNow` = how many debits of `tokens` in a row are admitted now (each one
- * is while budget remains, so the last may cross); capacity returns at the window's end.
+ * debited): allowed iff remaining > 0, limit = budget, resetAt = the window's end, retryAfterMs = 0 when
+ * allowed, else ceil(resetAt - now). A refused debit's decision is exactly the peek's.
+ *
+ * Forecast (for debits of `tokens`): `spendableNow` = how many debits of `tokens` in a row are admitted
+ * now (each one is while budget remains, so the last may cross): ceil((budget - spent) / tokens), 0 when
+ * spent ≥ budget. The whole budget returns at once at the window's end, so `nextReplenishAt = fullAt =
+ * resetAt`, unless nothing is spent in the current window (then both are `now`: already full).
+ *
+ * The Redis scripts `tokenBudget.peek` / `tokenBudget.forecast` (vendor/lua, read-only) mirror both.
  *
  * @since 0.1.0
  */

@@ -162,10 +162,17 @@ const storeOver = (policies: PolicySet, keys: PolicyStore, ttlMs: number): Local
 
   const meter = (policy: MeterPolicy): BoundMeter => {
     const compiled = compiledOf(keys, policy, "meter")
-    if (compiled === undefined) return { debit: () => foreign(policy) }
+    if (compiled === undefined) {
+      return { debit: () => foreign(policy), peek: () => foreign(policy), forecast: () => foreign(policy) }
+    }
+    const budget = compiled.budget
     return {
       debit: (key: string, tokens: number) =>
-        Effect.map(Clock.currentTimeMillis, (now) => compiled.budget.check(key, now, tokens))
+        Effect.map(Clock.currentTimeMillis, (now) => budget.check(key, now, tokens)),
+      // Reads of the same cell (engine `tokenBudget.peek` / `forecast`): nothing is written or refreshed.
+      peek: (key: string) => Effect.map(Clock.currentTimeMillis, (now) => fromData(budget.peek(key, now))),
+      forecast: (key: string, tokens: number) =>
+        Effect.map(Clock.currentTimeMillis, (now) => new Forecast(budget.forecast(key, now, tokens), true))
     }
   }
 

@@ -145,6 +145,9 @@ interface MeterEntry {
   readonly kind: "meter"
   readonly policy: MeterPolicy
   readonly debit: Script
+  /** The read-only scripts on the debit's key and state. */
+  readonly peek: Script
+  readonly forecast: Script
 }
 
 interface AdmitterEntry {
@@ -197,7 +200,14 @@ const compile = (catalog: ScriptCatalog, policy: Policy, keyPrefix: string): Eff
         }
       })
     case "meter":
-      return Effect.map(need("tokenBudget", "debit"), (debit): Entry => ({ kind: "meter", policy, debit }))
+      return Effect.map(
+        Effect.all({
+          debit: need("tokenBudget", "debit"),
+          peek: need("tokenBudget", "peek"),
+          forecast: need("tokenBudget", "forecast")
+        }),
+        (scripts): Entry => ({ kind: "meter", policy, ...scripts })
+      )
     case "admitter": {
       const tag = `${keyPrefix}{${policy.prefix === "" ? policy.name : policy.prefix}}`
       const leases = `${tag}#leases`
@@ -449,7 +459,9 @@ export const makeStoreOn = (
       if (entry === undefined || entry.kind !== "meter") {
         return {
           debit: () =>
-            foreign(policy)
+            foreign(policy),
+          peek: () => foreign(policy),
+          forecast: () => foreign(policy)
         }
       }
       const { budget, prefix, windowMs } = entry.policy
@@ -464,7 +476,30 @@ export const makeStoreOn = (
           return yield* runDecision(call)
         }
       )
-      return { debit }
+      // Read-only: the same key and state as the debit; nothing written, no TTL touched.
+      const peek = Effect.fn("RedisBackend.peekBudget")(
+        function*(key: string): Effect.fn.Return<Decision, RateLimiterError> {
+          const call = yield* runner.prepare(entry.peek, { key: keyOf(prefix, key) }, {
+            budget,
+            windowMs,
+            now: yield* now
+          })
+          return yield* runDecision(call)
+        }
+      )
+      const forecast = Effect.fn("RedisBackend.forecastBudget")(
+        function*(key: string, tokens: number): Effect.fn.Return<Forecast, RateLimiterError> {
+          const call = yield* runner.prepare(entry.forecast, { key: keyOf(prefix, key) }, {
+            budget,
+            windowMs,
+            now: yield* now,
+            tokens
+          })
+          const data = yield* Effect.flatMap(runner.run(call), Replies.forecast)
+          return new Forecast(data, true)
+        }
+      )
+      return { debit, peek, forecast }
     }
 
     const admitter = (policy: AdmitterPolicy): BoundAdmitter => {

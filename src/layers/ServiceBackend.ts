@@ -22,7 +22,8 @@
  *   An answer means the policy is a rate limiter: fine for check / checkMany, `OperationNotSupported`
  *   for debit / admit. UNIMPLEMENTED means it is not a rate limiter: `OperationNotSupported` for check /
  *   checkMany.
- * - peek / forecast ask the operation itself on a placeholder key (both are read-only on every server):
+ * - peek / forecast ask the operation itself on a placeholder key (both are read-only on every server;
+ *   ours answers them on a meter too, the reference server UNIMPLEMENTED):
  *   NOT_FOUND and UNIMPLEMENTED are the policy's fault (this covers a strategy without peek or forecast
  *   too); an answer means the operation is served.
  * - UNIMPLEMENTED counts only with the contract's `policy "x" does not support <op>` text: a server
@@ -30,10 +31,15 @@
  *   (UNAVAILABLE, a missed deadline, another status) cannot tell either, and the argument's fault is
  *   reported.
  *
+ * - debit / admit whose `CheckMany` is the policy's UNIMPLEMENTED (not a rate limiter) then ask `Peek`
+ *   on the placeholder key: our server answers it on a meter (a token budget peeks), so an answer is a
+ *   meter's, and an admit on it is `OperationNotSupported`.
+ *
  * Blind spot: debit or admit with a bad argument on a policy that is a meter or an admitter of the other
- * kind (debit on an admitter, admit on a meter). Only a Debit or an Admit could tell them apart, and
- * both consume on a server that takes the call, so the argument's fault is reported (the Memory and
- * Redis doors report `OperationNotSupported`). Against the reference server, a fair limiter also answers
+ * kind, where Peek cannot tell them apart: debit on an admitter (any server), and admit on a meter of
+ * the reference server (which answers UNIMPLEMENTED to Peek on a meter). Only a Debit or an Admit could
+ * tell them apart, and both consume on a server that takes the call, so the argument's fault is reported
+ * (the Memory and Redis doors report `OperationNotSupported`). Against the reference server, a fair limiter also answers
  * UNIMPLEMENTED to `CheckMany`, so a bad `check` on one reports `OperationNotSupported` (our server
  * serves no fair limiters).
  *
@@ -319,14 +325,21 @@ export const makeStore = (
               : undefined)
         case "debit":
         case "admit":
-          // An answer to CheckMany: a rate limiter, which serves neither. UNIMPLEMENTED says "not a rate
-          // limiter", which does not tell a meter from an admitter (the blind spot): no answer.
-          return Effect.map(ask(policy, operation), (status) =>
+          // An answer to CheckMany: a rate limiter, which serves neither. The policy's UNIMPLEMENTED says
+          // "not a rate limiter": then a Peek (read-only) that is answered can only be a meter's (our
+          // server serves peek on one), which serves debit and not admit. A Peek refused tells nothing (an
+          // admitter, or a meter on the reference server): the blind spot, no answer.
+          return Effect.flatMap(ask(policy, operation), (status) =>
             status === undefined
-              ? new OperationNotSupported({ policy, operation, reason: "a limiter policy" })
+              ? Effect.succeed(new OperationNotSupported({ policy, operation, reason: "a limiter policy" }))
               : status.code === grpc.status.NOT_FOUND
-              ? toRateLimiterError(status, { service, policy, operation })
-              : undefined)
+              ? Effect.succeed(toRateLimiterError(status, { service, policy, operation }))
+              : isUnsupportedByPolicy(status)
+              ? Effect.map(ask(policy, "peek"), (peeked) =>
+                peeked === undefined && operation === "admit"
+                  ? new OperationNotSupported({ policy, operation, reason: "a meter policy" })
+                  : undefined)
+              : Effect.succeed(undefined))
         default:
           return Effect.succeed(undefined)
       }

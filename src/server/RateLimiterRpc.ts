@@ -6,6 +6,11 @@
  * refused without being repeated), UNAVAILABLE when the store is down, INTERNAL otherwise. A
  * `cost`/`tokens` of 0 is the proto default and means 1.
  *
+ * Peek and Forecast are answered on a token budget (meter) policy too, from the debit's own state (the
+ * `PeekRequest` / `ForecastRequest` carry no kind, so the proto allows it): a deliberate extension, as the
+ * reference server answers UNIMPLEMENTED there. UNIMPLEMENTED stays where it was (admitters, fair-escrow
+ * policies, strategies without the operation).
+ *
  * A NOT_FOUND lists the configured policies (as the reference server does) only to the callers
  * `listPolicies` trusts; the others learn only that the name they sent is not configured.
  *

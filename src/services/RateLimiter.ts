@@ -148,9 +148,16 @@ export interface RateLimiterService {
     keys: ReadonlyArray<string>,
     cost?: number
   ) => Effect.Effect<ReadonlyArray<Decision>, RateLimiterError>
-  /** The decision a 1-unit check would get now, without consuming anything. */
+  /**
+   * The decision a 1-unit check would get now, without consuming anything. On a token budget (meter):
+   * the decision a 1-token debit would get, `remaining` being the tokens left in the window.
+   */
   readonly peek: (policy: string, key: string) => Effect.Effect<Decision, RateLimiterError>
-  /** What `key` can still spend in units of `cost`, and when it replenishes. */
+  /**
+   * What `key` can still spend in units of `cost`, and when it replenishes. On a token budget (meter):
+   * how many debits of `cost` tokens in a row are admitted now (the last may cross the budget, as a
+   * debit does), and the window's end for both instants (`now` when nothing is spent in this window).
+   */
   readonly forecast: (policy: string, key: string, cost?: number) => Effect.Effect<Forecast, RateLimiterError>
   /** Spends `tokens` (default 1) of a token budget (the cost axis). */
   readonly debit: (policy: string, key: string, tokens?: number) => Effect.Effect<Decision, RateLimiterError>
@@ -366,7 +373,7 @@ const localFront = (store: LocalStore): Unscoped => {
       : operation === "admit"
       ? admitters.has(policy) ? undefined : policyFault(policy, operation)
       : operation === "peek" || operation === "forecast"
-      ? boundFault(policy, operation, limiters.get(policy))
+      ? meters.has(policy) ? undefined : boundFault(policy, operation, limiters.get(policy))
       : limiters.has(policy) || (operation === "check" && fairs.has(policy))
       ? undefined
       : policyFault(policy, operation)
@@ -399,7 +406,7 @@ const localFront = (store: LocalStore): Unscoped => {
   }
 
   const peek: RateLimiterService["peek"] = (policy, key) => {
-    const served = limiters.get(policy)?.ops.peek
+    const served = limiters.get(policy)?.ops.peek ?? meters.get(policy)?.peek
     if (served === undefined || isUnsupported(served)) {
       return Effect.fail(boundFault(policy, "peek", limiters.get(policy))!)
     }
@@ -407,9 +414,10 @@ const localFront = (store: LocalStore): Unscoped => {
     return keyProblem === undefined ? served(key) : Effect.fail(invalid("key", keyProblem))
   }
 
+  // On a meter, `cost` is the tokens of each debit (checked as any cost: a whole number ≥ 1).
   const forecast: RateLimiterService["forecast"] = (policy, key, cost = 1) => {
     const bound = limiters.get(policy)
-    const served = bound?.ops.forecast
+    const served = bound?.ops.forecast ?? meters.get(policy)?.forecast
     if (served === undefined || isUnsupported(served)) return Effect.fail(boundFault(policy, "forecast", bound)!)
     const fault = keyAmountFault(key, cost, "cost")
     return fault === undefined ? served(key, cost) : Effect.fail(fault)

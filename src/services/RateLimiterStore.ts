@@ -69,13 +69,20 @@ export interface BoundLimiter {
 }
 
 /**
- * The cost operation of one token-budget (meter) policy.
+ * The operations of one token-budget (meter) policy: the debit, and two reads of the same state that
+ * spend nothing (since 0.3.0): `peek`, the decision a 1-token debit would get now with `remaining` = the
+ * tokens left, and `forecast`, how many debits of `tokens` in a row would be admitted now and when the
+ * budget returns (the window's end). `tokens` is a whole number ≥ 1: the front checked it.
  *
  * @since 0.2.0
  * @category models
  */
 export interface BoundMeter {
   readonly debit: (key: string, tokens: number) => Effect.Effect<Decision, RateLimiterError>
+  /** @since 0.3.0 */
+  readonly peek: (key: string) => Effect.Effect<Decision, RateLimiterError>
+  /** @since 0.3.0 */
+  readonly forecast: (key: string, tokens: number) => Effect.Effect<Forecast, RateLimiterError>
 }
 
 /**

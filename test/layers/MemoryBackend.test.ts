@@ -11,6 +11,7 @@ import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
 import type { Policy } from "../../src/Policy.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
 import { withConfig } from "../support/config.js"
+import { prng } from "../support/prng.js"
 
 const pool = (name: string, algorithm: "fixed" | "aimd", min: number, max: number): Policy => ({
   kind: "admitter",
@@ -38,7 +39,8 @@ const policies: ReadonlyArray<Policy> = [
     prefix: "small",
     maxKeys: 3,
     strategy: { kind: "fixedWindow", limit: 1, windowMs: 60_000 }
-  }
+  },
+  { kind: "meter", name: "llm", prefix: "llm", maxKeys: 100, budget: 10, windowMs: 1000, shared: false }
 ]
 
 const backend = MemoryBackend.layer({ policies, leaseTtlMs: 2000 })
@@ -131,6 +133,81 @@ describe("MemoryBackend with TestClock", () => {
       yield* TestClock.adjust(60_000)
       for (const key of ["a", "e", "f", "g"]) expect((yield* limiter.check("small", key)).remaining).toBe(0)
       expect((yield* limiter.check("small", "a")).allowed).toBe(false)
+    }).pipe(Effect.provide(backend)))
+
+  it.effect("a token budget's peek and forecast change nothing; debits then get what they said", () =>
+    Effect.gen(function*() {
+      const limiter = yield* RateLimiter
+      const rng = prng(18)
+      // "read" is peeked and forecast before and after every debit; "twin" only debited: same decisions.
+      let allowed = 0
+      let denied = 0
+      for (let i = 0; i < 400; i++) {
+        yield* TestClock.adjust(rng.pick([0, 0, 1, 7, 99, 250, 999, 1000, 2500]))
+        const tokens = rng.next() < 0.5 ? 1 : rng.int(1, 14)
+        const peeked = yield* limiter.peek("llm", "read")
+        const forecast = yield* limiter.forecast("llm", "read", tokens)
+        expect({ ...(yield* limiter.peek("llm", "read")) }).toEqual({ ...peeked })
+        expect({ ...(yield* limiter.forecast("llm", "read", tokens)) }).toEqual({ ...forecast })
+        const debited = yield* limiter.debit("llm", "read", tokens)
+        expect({ ...(yield* limiter.debit("llm", "twin", tokens)) }).toEqual({ ...debited })
+        // The peek is the debit's decision at cost 0: same verdict, limit and reset; a refusal is the peek.
+        expect([peeked.allowed, peeked.limit, peeked.resetAt]).toEqual([debited.allowed, 10, debited.resetAt])
+        expect(peeked.allowed).toBe(peeked.remaining > 0)
+        if (debited.allowed) {
+          allowed++
+          expect(peeked.retryAfterMs).toBe(0)
+          expect(debited.remaining).toBe(Math.max(0, peeked.remaining - tokens))
+        } else {
+          denied++
+          expect({ ...peeked }).toEqual({ ...debited })
+        }
+        expect(forecast.spendableNow > 0).toBe(debited.allowed)
+        expect(forecast.spendableNow).toBe(Math.ceil(peeked.remaining / tokens))
+        // A read after the debit reads what it left.
+        const after = yield* limiter.peek("llm", "read")
+        expect([after.remaining, after.resetAt]).toEqual([debited.remaining, debited.resetAt])
+      }
+      expect(allowed).toBeGreaterThan(50)
+      expect(denied).toBeGreaterThan(50)
+    }).pipe(Effect.provide(backend)))
+
+  it.effect("a token budget's forecast counts the debits admitted now, and when the budget returns", () =>
+    Effect.gen(function*() {
+      const limiter = yield* RateLimiter
+      yield* TestClock.adjust(5_250)
+      // Untouched this window: full now.
+      expect({ ...(yield* limiter.forecast("llm", "f", 4)) }).toEqual({
+        spendableNow: 3,
+        nextReplenishAt: 5_250,
+        fullAt: 5_250
+      })
+      expect({ ...(yield* limiter.peek("llm", "f")) }).toEqual({
+        allowed: true,
+        limit: 10,
+        remaining: 10,
+        resetAt: 6_000,
+        retryAfterMs: 0
+      })
+      for (let i = 0; i < 3; i++) expect((yield* limiter.debit("llm", "f", 4)).allowed).toBe(true)
+      const refused = yield* limiter.debit("llm", "f", 4)
+      expect(refused).toMatchObject({ allowed: false, remaining: 0, resetAt: 6_000, retryAfterMs: 750 })
+      expect({ ...(yield* limiter.peek("llm", "f")) }).toEqual({ ...refused })
+      expect({ ...(yield* limiter.forecast("llm", "f", 4)) }).toEqual({
+        spendableNow: 0,
+        nextReplenishAt: 6_000,
+        fullAt: 6_000
+      })
+      // One ms before the window's end nothing has returned; at it, the whole budget has.
+      yield* TestClock.adjust(749)
+      expect((yield* limiter.peek("llm", "f")).allowed).toBe(false)
+      yield* TestClock.adjust(1)
+      expect({ ...(yield* limiter.forecast("llm", "f", 4)) }).toEqual({
+        spendableNow: 3,
+        nextReplenishAt: 6_000,
+        fullAt: 6_000
+      })
+      expect(yield* limiter.peek("llm", "f")).toMatchObject({ allowed: true, remaining: 10, resetAt: 7_000 })
     }).pipe(Effect.provide(backend)))
 })
 

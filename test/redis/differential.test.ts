@@ -1,7 +1,8 @@
 /**
  * Engine vs Lua: the same random op sequences (random strategy parameters, time steps including 0, window
  * boundaries ±1, epochs near 1.7e12, costs above the limit) run through the pure engine and through the
- * vendored scripts in a real Redis, with explicit `now`. Every reply (check, peek, forecast, debit) must be
+ * vendored scripts in a real Redis, with explicit `now`. Every reply (check, peek, forecast; the token
+ * budget's debit, peek and forecast) must be
  * identical, and so must the final state read back with the read scripts. Quotas run every cadence, with
  * random UTC offsets (±14 h included), week starts and anchors, from instants across 1970–2100 and next to
  * month ends, leap days and year ends, stepping to their calendar boundaries ±1 ms.
@@ -375,18 +376,32 @@ const runStrategy = (kind: Strategy["kind"], seed: number) =>
     return tally
   })
 
-/** The token budget's debit: the same random sequences through the engine and the debit script. */
+/**
+ * The token budget: the same random sequences of debits, peeks and forecasts through the engine and the
+ * debit, peek and forecast scripts. A read runs `persisting` too, so its reply comes with the key's expiry
+ * right after it: -2 when the engine holds no state, else -1 (every debit's TTL was just pinned by
+ * PERSIST), so a read that set a TTL (or created the key) shows; a read that wrote the hash shows in the
+ * replies of the debits after it and in the final state.
+ */
 const runBudget = (seed: number) =>
   Effect.gen(function*() {
     const env = yield* TestRedis
     const rng = prng(seed)
-    const tally = { ops: 0, skipped: 0, allowed: 0, denied: 0, deletes: 0 }
+    const tally = { ops: 0, skipped: 0, allowed: 0, denied: 0, peeks: 0, forecasts: 0, deletes: 0 }
     const sequences = Math.ceil(OPS_PER_STRATEGY / OPS_PER_SEQUENCE)
+    type Expected =
+      | { readonly kind: "debit"; readonly at: number; readonly answer: DecisionData; readonly px: number | undefined }
+      | {
+        readonly kind: "peek" | "forecast"
+        readonly at: number
+        readonly answer: DecisionData | ForecastData
+        readonly expiry: -1 | -2
+      }
     for (let batch = 0; batch < sequences; batch += 10) {
       const runs: Array<{
         label: string
         steps: Array<Step>
-        expected: Array<{ at: number; answer: DecisionData; px: number | undefined }>
+        expected: Array<Expected>
         final: Engine.tokenBudget.State | undefined
       }> = []
       for (let s = batch; s < Math.min(sequences, batch + 10); s++) {
@@ -397,12 +412,14 @@ const runBudget = (seed: number) =>
         const engine = Engine.tokenBudget.make(options)
         const key = `${env.ns}:diff:tokenBudget:${s}`
         const steps: Array<Step> = []
-        const expected: Array<{ at: number; answer: DecisionData; px: number | undefined }> = []
+        const expected: Array<Expected> = []
         let state: Engine.tokenBudget.State | undefined
         let now = startNow(rng, { kind: "fixedWindow", limit: options.budget, windowMs: options.windowMs })
         const boundary = (t: number) => Math.ceil((t + 1) / options.windowMs) * options.windowMs
         for (let i = 0; i < OPS_PER_SEQUENCE; i++) {
           now = nextNow(rng, now, options.windowMs, boundary)
+          const pick = rng.next()
+          const kind = pick < 0.6 ? "debit" : pick < 0.8 ? "peek" : "forecast"
           const tokens = rng.next() < 0.5
             ? 1
             : rng.next() < 0.8
@@ -413,10 +430,22 @@ const runBudget = (seed: number) =>
             state = undefined
             tally.deletes++
           }
-          const step = engine.debit(state, now, tokens)
           steps.push({ command: "TIME", args: [] })
+          if (kind === "peek" || kind === "forecast") {
+            const argv = kind === "peek" ? { ...options, now } : { ...options, now, tokens }
+            steps.push(persisting(yield* call(env, `tokenBudget.${kind}`, { key }, argv)))
+            expected.push({
+              kind,
+              at: steps.length - 1,
+              answer: kind === "peek" ? engine.peek(state, now) : engine.forecast(state, now, tokens),
+              expiry: state === undefined ? -2 : -1
+            })
+            continue
+          }
+          const step = engine.debit(state, now, tokens)
           steps.push(persisting(yield* call(env, "tokenBudget.debit", { key }, { ...options, now, tokens })))
           expected.push({
+            kind,
             at: steps.length - 1,
             answer: step.decision,
             px: step.decision.allowed && step.state !== undefined ? engine.expiresAt(step.state, now) - now : undefined
@@ -431,19 +460,28 @@ const runBudget = (seed: number) =>
         const run = runs[i]!
         const got = replies[i]!
         let cut = false
-        for (const { answer, at, px } of run.expected) {
+        for (const op of run.expected) {
           if (cut) {
             tally.skipped++
             continue
           }
-          const { after, expiry, reply } = persisted(got[at]!)
-          const before = timeBounds(got[at - 1]!).floor
-          expect(asDecision(reply), run.label).toEqual(answer)
-          if (px !== undefined) expectTtlSetDuringCall({ px, expiry, before, after }, run.label)
+          const { after, expiry, reply } = persisted(got[op.at]!)
+          if (op.kind !== "debit") {
+            const actual = op.kind === "peek" ? asDecision(reply) : asForecast(reply)
+            expect(actual, `${run.label} ${op.kind}`).toEqual(op.answer)
+            expect(expiry, `${run.label} ${op.kind} left the key's expiry alone`).toBe(op.expiry)
+            tally.ops++
+            if (op.kind === "peek") tally.peeks++
+            else tally.forecasts++
+            continue
+          }
+          const before = timeBounds(got[op.at - 1]!).floor
+          expect(asDecision(reply), run.label).toEqual(op.answer)
+          if (op.px !== undefined) expectTtlSetDuringCall({ px: op.px, expiry, before, after }, run.label)
           tally.ops++
-          if (answer.allowed) tally.allowed++
+          if (op.answer.allowed) tally.allowed++
           else tally.denied++
-          cut = answer.allowed && lostInFlight(got, at)
+          cut = op.answer.allowed && lostInFlight(got, op.at)
         }
         if (!cut) {
           const [start, spent] = got[got.length - 1] as ReadonlyArray<string | null>
@@ -516,13 +554,15 @@ const differentialTests = (it: Vitest.MethodsNonLive<TestRedis, true>): void => 
   })
 
   it.effect(
-    `tokenBudget debit: ${OPS_PER_STRATEGY} random ops, identical replies, TTLs and final state`,
+    `tokenBudget debit, peek and forecast: ${OPS_PER_STRATEGY} random ops, identical replies, TTLs and final state`,
     () =>
       Effect.gen(function*() {
         const tally = yield* runBudget(SEED + 100)
         expectComparedOps(tally)
         expect(tally.allowed).toBeGreaterThan(0)
         expect(tally.denied).toBeGreaterThan(0)
+        expect(tally.peeks).toBeGreaterThan(0)
+        expect(tally.forecasts).toBeGreaterThan(0)
         console.log(`tokenBudget: ${JSON.stringify(tally)}`)
       }),
     300_000

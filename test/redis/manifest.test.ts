@@ -18,7 +18,7 @@ const byName = new Map(manifest.scripts.map((s) => [s.name, s]))
 
 describe("vendor/lua manifest", () => {
   it("lists every script with the SHA-1 of its exact bytes", () => {
-    expect(manifest.scripts.length).toBe(46)
+    expect(manifest.scripts.length).toBe(48)
     for (const spec of manifest.scripts) {
       const bytes = readFileSync(join(luaDir, spec.file))
       expect([spec.name, createHash("sha1").update(bytes).digest("hex")]).toEqual([spec.name, spec.sha1])
@@ -55,6 +55,12 @@ describe("vendor/lua manifest", () => {
       expect(byName.get(`concurrency.${role}`)?.keys).toEqual(["leases", "guard"])
     }
     expect(byName.get("tokenBudget.debit")?.argv).toEqual(["now", "budget", "windowMs", "tokens", "fence"])
+    // The budget's reads take the debit's key and parameters, and no fence (they write nothing).
+    expect(byName.get("tokenBudget.peek")).toMatchObject({ keys: ["key"], argv: ["now", "budget", "windowMs"] })
+    expect(byName.get("tokenBudget.forecast")).toMatchObject({
+      keys: ["key"],
+      argv: ["now", "budget", "windowMs", "tokens"]
+    })
     // The core's coordinator and region-pool wire (federated, federatedFairEscrow): its ARGV, then the fence.
     expect(byName.get("federated.lease")).toMatchObject({
       keys: ["key"],
@@ -98,7 +104,7 @@ describe("vendor/lua manifest", () => {
   it.effect("loads every script, and refuses a file whose bytes drifted from the manifest", () =>
     Effect.gen(function*() {
       const catalog = yield* loadScripts()
-      expect(catalog.scripts.size).toBe(46)
+      expect(catalog.scripts.size).toBe(48)
       expect(catalog.find("gcra", "check")?.name).toBe("gcra.check")
 
       const copy = mkdtempSync(join(tmpdir(), "tk-lua-"))

@@ -70,7 +70,11 @@ const store = (
       peek: () => answer(policy.name, real),
       forecast: () => unused
     }),
-    meter: (policy) => ({ debit: () => answer(policy.name, real) }),
+    meter: (policy) => ({
+      debit: () => answer(policy.name, real),
+      peek: () => answer(policy.name, real),
+      forecast: () => unused
+    }),
     admitter: () => ({ acquire: () => unused }),
     fair: (policy) => ({ check: () => answer(policy.name, real) }),
     leases: { ttlMs: 2000, release: () => unused, heartbeat: () => unused }

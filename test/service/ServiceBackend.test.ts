@@ -109,7 +109,8 @@ const fault = (error: RateLimiterError) => ({
 
 /**
  * Bad calls (each has a bad argument), on every kind of policy and on an unknown one. `blind` marks the
- * Service door's blind spot: a debit on an admitter and an admit on a meter report the argument there.
+ * Service door's blind spot: a debit on an admitter reports the argument there (an admit on a meter no
+ * longer does: our server answers Peek on a meter, which tells it from an admitter).
  */
 const badCalls: ReadonlyArray<{
   readonly label: string
@@ -137,7 +138,8 @@ const badCalls: ReadonlyArray<{
   { label: "debit admitter", call: (l) => l.debit("pool", "", 1), blind: true },
   { label: "admit unknown", call: (l) => l.leases.acquire("nope", "k", { hold: -1 }) },
   { label: "admit limiter", call: (l) => l.leases.acquire("window", "", {}) },
-  { label: "admit meter", call: (l) => l.leases.acquire("tokens", "k", { cost: 0 }), blind: true },
+  { label: "admit meter", call: (l) => l.leases.acquire("tokens", "k", { cost: 0 }) },
+  { label: "forecast meter", call: (l) => l.forecast("tokens", "k", 0) },
   { label: "admit admitter", call: (l) => l.leases.acquire("pool", "k", { value: Number.NaN }) },
   { label: "scoped admit limiter", call: (l) => Effect.scoped(l.admit("burst", "", { cost: 2 })) }
 ]

@@ -411,6 +411,73 @@ export const conformanceSuite = (name: string, within: (tests: ConformanceTests)
           expect(refused.retryAfterMs).toBeGreaterThan(0)
         }))
 
+      it.effect("a token budget peeks and forecasts its window without spending", () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          const key = fresh("budget-read")
+          // A fresh key: the whole budget, resetting at the window's end; nothing spent, so already full.
+          const before = Date.now()
+          const untouched = yield* limiter.peek("tokens", key)
+          expect({ ...untouched, resetAt: 0 }).toEqual({
+            allowed: true,
+            limit: 10,
+            remaining: 10,
+            resetAt: 0,
+            retryAfterMs: 0
+          })
+          expect(untouched.resetAt % HOUR).toBe(0)
+          expect(untouched.resetAt).toBeGreaterThan(before - 5_000)
+          const full = yield* limiter.forecast("tokens", key, 3)
+          // ceil(10 / 3) debits of 3 in a row are admitted: the fourth crosses the budget in full.
+          expect(full.spendableNow).toBe(4)
+          expect(full.nextReplenishAt).toBe(full.fullAt)
+          expect(full.fullAt).toBeGreaterThan(untouched.resetAt - HOUR)
+          expect(full.fullAt).toBeLessThanOrEqual(untouched.resetAt)
+          // Reading spent nothing.
+          const first = yield* limiter.debit("tokens", key, 4)
+          expect([first.allowed, first.remaining, first.resetAt]).toEqual([true, 6, untouched.resetAt])
+          const peeked = yield* limiter.peek("tokens", key)
+          expect({ ...peeked }).toEqual({ ...first })
+          expect({ ...(yield* limiter.peek("tokens", key)) }).toEqual({ ...first })
+          // Spent in this window: the budget returns whole at its end.
+          expect({ ...(yield* limiter.forecast("tokens", key, 3)) }).toEqual({
+            spendableNow: 2,
+            nextReplenishAt: first.resetAt,
+            fullAt: first.resetAt
+          })
+          expect((yield* limiter.forecast("tokens", key)).spendableNow).toBe(6)
+          expect((yield* limiter.forecast("tokens", key, 7)).spendableNow).toBe(1)
+          // What the forecast said: one debit of 7 (crossing), then none.
+          const crossing = yield* limiter.debit("tokens", key, 7)
+          expect([crossing.allowed, crossing.remaining]).toEqual([true, 0])
+          const spent = yield* limiter.peek("tokens", key)
+          expect([spent.allowed, spent.limit, spent.remaining, spent.resetAt]).toEqual([false, 10, 0, first.resetAt])
+          expect(spent.retryAfterMs).toBeGreaterThan(0)
+          expect(spent.retryAfterMs).toBeLessThanOrEqual(HOUR)
+          expect({ ...(yield* limiter.forecast("tokens", key, 1)) }).toEqual({
+            spendableNow: 0,
+            nextReplenishAt: first.resetAt,
+            fullAt: first.resetAt
+          })
+          const refused = yield* limiter.debit("tokens", key, 1)
+          expect([refused.allowed, refused.remaining, refused.resetAt]).toEqual([false, 0, first.resetAt])
+        }))
+
+      it.effect("a token budget's forecast is what debits then get", () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          for (const tokens of [1, 3, 5, 10, 11]) {
+            const key = fresh(`budget-forecast-${tokens}`)
+            const forecast = yield* limiter.forecast("tokens", key, tokens)
+            expect([tokens, forecast.spendableNow]).toEqual([tokens, Math.ceil(10 / tokens)])
+            for (let i = 0; i < forecast.spendableNow; i++) {
+              expect([tokens, i, (yield* limiter.debit("tokens", key, tokens)).allowed]).toEqual([tokens, i, true])
+            }
+            expect([tokens, (yield* limiter.debit("tokens", key, tokens)).allowed]).toEqual([tokens, false])
+            expect((yield* limiter.forecast("tokens", key, tokens)).spendableNow).toBe(0)
+          }
+        }))
+
       it.effect("an unknown policy is PolicyNotFound", () =>
         Effect.gen(function*() {
           const limiter = yield* RateLimiter
@@ -478,8 +545,9 @@ export const conformanceSuite = (name: string, within: (tests: ConformanceTests)
             limiter.debit("burst", key),
             limiter.check("tokens", key),
             limiter.checkMany("tokens", [key]),
-            limiter.peek("tokens", key),
             limiter.check("pool", key),
+            limiter.peek("pool", key),
+            limiter.forecast("pool", key),
             limiter.leases.acquire("burst", key)
           ]
           for (const op of cases) {
@@ -500,6 +568,7 @@ export const conformanceSuite = (name: string, within: (tests: ConformanceTests)
                 limiter.check("window", key, cost),
                 limiter.checkMany("window", [key], cost),
                 limiter.forecast("window", key, cost),
+                limiter.forecast("tokens", key, cost),
                 limiter.debit("tokens", key, cost)
               ]
             ) {
@@ -513,6 +582,10 @@ export const conformanceSuite = (name: string, within: (tests: ConformanceTests)
           }
           const many = yield* Effect.flip(limiter.checkMany("window", [key, ""]))
           expect(many._tag).toBe("InvalidArgument")
+          for (const badKey of ["", "x".repeat(5000)]) {
+            expect((yield* Effect.flip(limiter.peek("tokens", badKey)))._tag).toBe("InvalidArgument")
+            expect((yield* Effect.flip(limiter.forecast("tokens", badKey, 1)))._tag).toBe("InvalidArgument")
+          }
           // Nothing above touched the key: both units are still there.
           expect((yield* limiter.peek("window", key)).remaining).toBe(2)
           expect((yield* limiter.debit("tokens", key, 10)).remaining).toBe(0)
