@@ -46,22 +46,28 @@ const resetAll = (proxies: ReadonlyMap<number, CountingProxy>) => {
   for (const proxy of proxies.values()) proxy.reset()
 }
 
+/** The cluster's primaries, the proxies, and a Redis door that reaches every node through its proxy. */
+const throughProxies = Effect.gen(function*() {
+  const cluster = yield* RedisCluster
+  const primaries = yield* Effect.promise(() => cluster.primaries())
+  const { natMap, proxies } = yield* proxied(cluster)
+  const limiter = yield* RedisBackend.make({
+    policies: [policy],
+    redis: {
+      cluster: cluster.seeds.map((seed) => `127.0.0.1:${natMap[`127.0.0.1:${seed.port}`]!.port}`),
+      // No periodic slot refresh: nothing but the calls under test crosses the proxies.
+      options: { natMap, slotsRefreshInterval: 0 }
+    }
+  })
+  return { cluster, primaries, proxies, limiter }
+})
+
 layer(RedisCluster.layer, { timeout: 60_000, excludeTestServices: true })("checkMany on a Redis Cluster", (it) => {
   it.scoped(
     "100 keys over every primary: one call, answers in input order, exactly one round trip per primary",
     () =>
       Effect.gen(function*() {
-        const cluster = yield* RedisCluster
-        const primaries = yield* Effect.promise(() => cluster.primaries())
-        const { natMap, proxies } = yield* proxied(cluster)
-        const limiter = yield* RedisBackend.make({
-          policies: [policy],
-          redis: {
-            cluster: cluster.seeds.map((seed) => `127.0.0.1:${natMap[`127.0.0.1:${seed.port}`]!.port}`),
-            // No periodic slot refresh: nothing but the calls under test crosses the proxies.
-            options: { natMap, slotsRefreshInterval: 0 }
-          }
-        })
+        const { limiter, primaries, proxies } = yield* throughProxies
 
         const keys = Array.from({ length: 100 }, (_, i) => `user-${i}`)
         // The 100 keys reach every primary (the store key is "batch:<key>").
@@ -97,16 +103,7 @@ layer(RedisCluster.layer, { timeout: 60_000, excludeTestServices: true })("check
     "after SCRIPT FLUSH on every primary: two round trips per primary (NOSCRIPT, then EVAL), each check applied once",
     () =>
       Effect.gen(function*() {
-        const cluster = yield* RedisCluster
-        const primaries = yield* Effect.promise(() => cluster.primaries())
-        const { natMap, proxies } = yield* proxied(cluster)
-        const limiter = yield* RedisBackend.make({
-          policies: [policy],
-          redis: {
-            cluster: cluster.seeds.map((seed) => `127.0.0.1:${natMap[`127.0.0.1:${seed.port}`]!.port}`),
-            options: { natMap, slotsRefreshInterval: 0 }
-          }
-        })
+        const { cluster, limiter, primaries, proxies } = yield* throughProxies
         const keys = Array.from({ length: 60 }, (_, i) => `flushed-${i}`)
         yield* limiter.checkMany("batch", keys.map((key) => `warm2-${key}`))
         for (const primary of primaries) {

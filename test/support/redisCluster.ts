@@ -7,7 +7,8 @@
  * few seconds.
  * Everything is killed and removed with the scope (or `close`).
  */
-import { Context, Data, Effect, Layer, type Scope } from "effect"
+import type { Effect } from "effect"
+import { Context, Data, Layer, type Scope } from "effect"
 import { execFile, spawnSync } from "node:child_process"
 import * as path from "node:path"
 import {
@@ -26,6 +27,7 @@ import {
   respCommand,
   respText,
   type RespValue,
+  scopedFixture,
   settingsArgs,
   startNodes,
   teardownNodes,
@@ -472,13 +474,7 @@ export const startRedisCluster = async (options: RedisClusterOptions = {}): Prom
 export const redisCluster = (
   options: RedisClusterOptions = {}
 ): Effect.Effect<RedisClusterHandle, RedisClusterError, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.tryPromise({
-      try: () => startRedisCluster(options),
-      catch: (cause) => new RedisClusterError({ reason: messageOf(cause) })
-    }),
-    (handle) => Effect.promise(() => handle.close())
-  )
+  scopedFixture(() => startRedisCluster(options), (reason) => new RedisClusterError({ reason }))
 
 /** A cluster as a service, for `layer(...)` suites that share one cluster (see `flushAll`). */
 export class RedisCluster extends Context.Tag("test/RedisCluster")<RedisCluster, RedisClusterHandle>() {

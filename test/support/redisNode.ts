@@ -5,6 +5,7 @@
  * costs a timeout, never a stuck client); free loopback ports; and a poll loop whose timeout message says
  * what was last seen. Nothing here imports `src/`.
  */
+import { Effect, type Scope } from "effect"
 import { type ChildProcess, spawn } from "node:child_process"
 import { mkdtempSync, readFileSync, rmSync } from "node:fs"
 import { createServer, type Server, Socket } from "node:net"
@@ -418,3 +419,16 @@ export const teardownNodes = async (nodes: ReadonlyArray<RedisNodeHandle>): Prom
 
 /** The message of a thrown value. */
 export const messageOf = (cause: unknown): string => cause instanceof Error ? cause.message : String(cause)
+
+/**
+ * A fixture started by `start` as a scoped Effect: started on acquire (a failure becomes `toError`'s
+ * typed error), closed and removed when the scope closes.
+ */
+export const scopedFixture = <H extends { readonly close: () => Promise<void> }, E>(
+  start: () => Promise<H>,
+  toError: (reason: string) => E
+): Effect.Effect<H, E, Scope.Scope> =>
+  Effect.acquireRelease(
+    Effect.tryPromise({ try: start, catch: (cause) => toError(messageOf(cause)) }),
+    (handle) => Effect.promise(() => handle.close())
+  )

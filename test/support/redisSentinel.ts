@@ -6,7 +6,8 @@
  * sentinels, so `killPrimary` + `awaitFailover` work the first time. Everything is killed and removed
  * with the scope (or `close`).
  */
-import { Context, Data, Effect, Layer, type Scope } from "effect"
+import type { Effect } from "effect"
+import { Context, Data, Layer, type Scope } from "effect"
 import { writeFileSync } from "node:fs"
 import * as path from "node:path"
 import {
@@ -24,6 +25,7 @@ import {
   replicaSyncTrouble,
   respCommand,
   type RespValue,
+  scopedFixture,
   settingsArgs,
   startNodes,
   teardownNodes,
@@ -375,13 +377,7 @@ export const startRedisSentinel = async (options: RedisSentinelOptions = {}): Pr
 export const redisSentinel = (
   options: RedisSentinelOptions = {}
 ): Effect.Effect<RedisSentinelHandle, RedisSentinelError, Scope.Scope> =>
-  Effect.acquireRelease(
-    Effect.tryPromise({
-      try: () => startRedisSentinel(options),
-      catch: (cause) => new RedisSentinelError({ reason: messageOf(cause) })
-    }),
-    (handle) => Effect.promise(() => handle.close())
-  )
+  scopedFixture(() => startRedisSentinel(options), (reason) => new RedisSentinelError({ reason }))
 
 /** A Sentinel setup as a service, for `layer(...)` suites that share one. */
 export class RedisSentinel extends Context.Tag("test/RedisSentinel")<RedisSentinel, RedisSentinelHandle>() {
