@@ -122,6 +122,9 @@ export const limits = {
 
 const TEXT = "text/plain; charset=utf-8"
 
+/** What request targets are read against (only their path and query are used). */
+const BASE = "http://lens.invalid"
+
 /** Sent with every answer: nothing is cached, sniffed, framed or referred. */
 const COMMON_HEADERS: Http.OutgoingHttpHeaders = {
   "cache-control": "no-store",
@@ -197,7 +200,9 @@ export const make = (
         // The body (if any) is never read: the connection closes after the answer.
         return send(response, 405, TEXT, "method not allowed\n", { allow: "GET", connection: "close" })
       }
-      const url = new URL(request.url ?? "/", "http://lens.invalid")
+      const target = request.url ?? "/"
+      if (!URL.canParse(target, BASE)) return send(response, 400, TEXT, "bad request target\n", COMMON_HEADERS)
+      const url = new URL(target, BASE)
       const token = url.searchParams.get("token")
       if (url.pathname === "/" && token !== null && access.guarded) {
         // The secret is traded for the session cookie, and leaves the address bar at once.

@@ -208,7 +208,7 @@ const SCRIPT = `
       }
       card.title.replaceChildren(el("span", "", p.name),
         el("span", "chip", p.kind + (p.strategy ? " · " + p.strategy : "")),
-        el("span", "chip", "limit " + fmt(p.limit)));
+        el("span", "chip", p.allowedTotal + p.deniedTotal > 0 ? "limit " + fmt(p.limit) : "no decision yet"));
       card.stats.replaceChildren("last " + windowS + " s: ", el("b", "allowed", fmt(p.allowed)), " allowed, ",
         el("b", "denied", fmt(p.denied)), " denied · since start: " + fmt(p.allowedTotal) + " / " +
           fmt(p.deniedTotal));

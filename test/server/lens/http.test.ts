@@ -13,6 +13,7 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Data, Effect, Exit, Layer, Option, Redacted, Schedule, Schema, Scope } from "effect"
 import * as Http from "node:http"
+import * as Net from "node:net"
 import * as ServiceBackend from "../../../src/layers/ServiceBackend.js"
 import * as PolicyFile from "../../../src/PolicyFile.js"
 import { type LensServerOptions, limits as lensLimits } from "../../../src/server/lens/LensServer.js"
@@ -64,6 +65,25 @@ const request = (address: string, path: string, headers: Http.OutgoingHttpHeader
     req.on("error", (error) => resume(Effect.fail(new HttpFailure({ reason: error.message }))))
     req.end()
     return Effect.sync(() => req.destroy())
+  })
+
+/** `text` sent as is on a fresh connection; the answer's status line. */
+const rawStatusLine = (address: string, text: string) =>
+  Effect.async<string, HttpFailure>((resume) => {
+    const colon = address.lastIndexOf(":")
+    const socket = Net.connect({ host: address.slice(0, colon), port: Number(address.slice(colon + 1)) })
+    let answer = ""
+    socket.setEncoding("utf8")
+    socket.on("connect", () => socket.write(text))
+    socket.on("data", (chunk: string) => {
+      answer += chunk
+      if (answer.includes("\r\n")) {
+        socket.destroy()
+        resume(Effect.succeed(answer.slice(0, answer.indexOf("\r\n"))))
+      }
+    })
+    socket.on("error", (error) => resume(Effect.fail(new HttpFailure({ reason: error.message }))))
+    return Effect.sync(() => socket.destroy())
   })
 
 /** An event stream being read: what came so far, and whether it ended. */
@@ -172,6 +192,10 @@ describe("the Lens over HTTP", () => {
         expect((yield* request(lens.address, "/", { host: `[::1]:${port}` })).status).toBe(200)
 
         expect((yield* request(lens.address, "/nope")).status).toBe(404)
+        // A target that is no URL is a 400, and the Lens serves on.
+        const bad = yield* rawStatusLine(lens.address, "GET //[ HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        expect(bad).toBe("HTTP/1.1 400 Bad Request")
+        expect((yield* request(lens.address, "/")).status).toBe(200)
         const post = yield* request(lens.address, "/api/snapshot", {}, "POST")
         expect(post.status).toBe(405)
         expect(post.headers.allow).toBe("GET")
