@@ -8,7 +8,7 @@
  *
  * With a secret: every request, loopback included, must carry it, as `Authorization: Bearer <secret>`
  * (scripts, curl) or as the session cookie a browser gets by opening `/?token=<secret>` once. That answer
- * is a redirect to `/` which sets the cookie (`HttpOnly`, `SameSite=Strict`, named after the port), so the
+ * is a redirect to the page (`./`) which sets the cookie (`HttpOnly`, `SameSite=Strict`, named after the port), so the
  * secret leaves the address bar at once and the page's own requests (`fetch`, `EventSource`, which cannot
  * send headers) carry the cookie. The cookie holds an HMAC of the secret, not the secret: a leaked cookie
  * opens this Lens and nothing else, and changing the secret voids it. Every comparison runs in constant

@@ -205,11 +205,12 @@ export const make = (
       const url = new URL(target, BASE)
       const token = url.searchParams.get("token")
       if (url.pathname === "/" && token !== null && access.guarded) {
-        // The secret is traded for the session cookie, and leaves the address bar at once.
+        // The secret is traded for the session cookie, and leaves the address bar at once (a relative
+        // redirect, so that a Lens served under a path prefix keeps it).
         return Option.match(access.session(token), {
           onNone: () => refuse(response, { _tag: "Refused", status: 401, reason: "wrong token" }),
           onSome: (cookie) =>
-            send(response, 303, TEXT, "see /\n", { ...COMMON_HEADERS, location: "/", "set-cookie": cookie })
+            send(response, 303, TEXT, "see ./\n", { ...COMMON_HEADERS, location: "./", "set-cookie": cookie })
         })
       }
       const verdict = access.check(request)

@@ -5,14 +5,17 @@
  * it opened in its live list within 2 s (the issue's acceptance: the bound is the DOM wait's own timeout,
  * and the time measured is checked against it), fill the top denied keys and the guards, and the server
  * must still stop at once (exit 0) with the page's live stream open. The run writes a screenshot to
- * `.tmp/lens.png`.
+ * `.tmp/lens.png`. Then a Lens with a secret (in-process): refused without it, opened by `/?token=` once,
+ * after which the page and its live stream run on the session cookie.
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Context, Data, Effect, Exit, Layer, Scope } from "effect"
+import { Context, Data, Effect, Exit, Layer, Option, Redacted, Scope } from "effect"
 import { mkdirSync } from "node:fs"
 import * as path from "node:path"
 import puppeteer, { type Browser, type Page } from "puppeteer-core"
 import * as ServiceBackend from "../../../src/layers/ServiceBackend.js"
+import * as PolicyFile from "../../../src/PolicyFile.js"
+import * as ThrottleKitServer from "../../../src/server/ThrottleKitServer.js"
 import { RateLimiter } from "../../../src/services/RateLimiter.js"
 import { CHROMIUM_PATH } from "../../support/chromium.js"
 import { repoRoot, startServer, tempFile } from "../cliProcess.js"
@@ -154,6 +157,51 @@ describe("the Lens page in headless Chromium", () => {
         expect(ended.stdout).toContain("throttlekit-effect stopped")
         yield* browse("wait for the page to see the stream drop", () =>
           page.waitForSelector("#live:not([data-state=\"open\"])", { timeout: 10_000 }))
+      })),
+    120_000
+  )
+
+  it.live(
+    "with a secret: refused without it; /?token= once, then the page and its live stream run on the cookie",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const secret = "open sesame/+"
+        const policies = yield* PolicyFile.parse(lensConfig, "test")
+        const context = yield* Layer.build(ThrottleKitServer.layer({
+          policies,
+          host: "127.0.0.1",
+          port: 0,
+          lens: { port: 0, secret: Redacted.make(secret) }
+        }))
+        const lens = Option.getOrThrow(Context.get(context, ThrottleKitServer.LensServer)).address
+        const limiter = yield* Effect.map(
+          Layer.build(ServiceBackend.layer({
+            target: Context.get(context, ThrottleKitServer.GrpcServer).address,
+            deadline: "5 seconds",
+            coalesceChecks: false
+          })),
+          Context.get(RateLimiter)
+        )
+        const browser = yield* chromium
+        const page = yield* browse("open a page", () => browser.newPage())
+
+        const refused = yield* browse("load the page", () => page.goto(`http://${lens}/`))
+        expect(refused?.status()).toBe(401)
+        expect(yield* browse("read the page", () => page.content())).toContain("the Lens needs its secret")
+
+        const opened = yield* browse("load the page with the token", () =>
+          page.goto(`http://${lens}/?token=${encodeURIComponent(secret)}`, { waitUntil: "load" }))
+        expect(opened?.status()).toBe(200)
+        // The token is gone from the address bar: the page runs on the session cookie.
+        expect(page.url()).toBe(`http://${lens}/`)
+        yield* browse("wait for the first picture", () =>
+          page.waitForSelector("body[data-ready]", { timeout: 10_000 }))
+        yield* browse("wait for the live stream", () =>
+          page.waitForSelector("#live[data-state=\"open\"]", { timeout: 10_000 }))
+        expect((yield* limiter.check("export", "eve")).allowed).toBe(true)
+        expect((yield* limiter.check("export", "eve")).allowed).toBe(false)
+        yield* browse("wait for the live denial", () =>
+          page.waitForSelector("#denials li.fresh[data-policy=\"export\"][data-key=\"eve\"]", { timeout: 5000 }))
       })),
     120_000
   )

@@ -238,13 +238,13 @@ describe("the Lens over HTTP", () => {
         expect((yield* request(lens.address, "/api/snapshot", { authorization: `Bearer ${secret}` })).status).toBe(200)
         expect((yield* request(lens.address, "/", { authorization: `bearer ${secret}` })).status).toBe(200)
 
-        // The token handed once: a redirect to / that sets the session cookie (not the secret itself).
+        // The token handed once: a redirect to the page that sets the session cookie (not the secret itself).
         const wrong = yield* request(lens.address, "/?token=nope")
         expect(wrong.status).toBe(401)
         expect(wrong.headers["set-cookie"]).toBeUndefined()
         const handed = yield* request(lens.address, `/?token=${secret}`)
         expect(handed.status).toBe(303)
-        expect(handed.headers.location).toBe("/")
+        expect(handed.headers.location).toBe("./")
         const setCookie = handed.headers["set-cookie"]?.[0] ?? ""
         expect(setCookie).toMatch(new RegExp(`^tk_lens_${port}=[A-Za-z0-9_-]+; Path=/; HttpOnly; SameSite=Strict$`))
         const cookie = setCookie.split(";")[0]!
