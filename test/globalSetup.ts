@@ -1,8 +1,8 @@
 /**
  * Runs once before the test files: makes sure `redis-server`, `redis-cli` (the cluster fixture joins
  * its nodes with `redis-cli --cluster create`) and `chromium` (the Lens page tests drive it headless) are
- * there. When one is missing and we run as root on
- * Debian/Ubuntu, its package is installed with apt-get; otherwise the run stops with a one-line fix.
+ * there. When one is missing and we run as root on Debian/Ubuntu, its package is installed with apt-get;
+ * otherwise the run stops with a one-line fix (a missing browser is an install problem, never a skip).
  * Sentinels need nothing more: they are `redis-server <conf> --sentinel`.
  */
 import { spawnSync } from "node:child_process"
