@@ -12,7 +12,9 @@
  * `service.many100`: one operation is 100 decisions on 100 keys, by one caller: one `checkMany` (one
  * `CheckMany` RPC), or 100 `check`s one after another (100 `Check` RPCs), beside a raw grpc-js
  * `CheckMany` of the same 100 keys. `service.checkMany100VsChecks` is the first over the second
- * (target ≥ 10); `service.serial.vsRaw` the serial check over the raw client's (target ≥ 0.95).
+ * (target ≥ 10); `service.serial.vsRaw` the serial check over the raw client's (target ≥ 0.95). Beside
+ * the raw client, the serial scenario runs it with a 1 s deadline on every call, as ours carries:
+ * `service.serial.deadlineVsRaw` is what a deadline alone costs a grpc-js call.
  */
 import { create } from "@bufbuild/protobuf"
 import * as grpc from "@grpc/grpc-js"
@@ -33,6 +35,7 @@ import { ratio, type Section, type SectionOutcome } from "../section.js"
 
 const OURS = "ServiceBackend.check"
 const RAW = "raw grpc-js unary Check"
+const RAW_DEADLINE = "raw grpc-js unary Check, with a deadline"
 const FLOOR = "Effect.tryPromise(raw grpc-js Check)"
 const OURS_FIBER_PER_CALL = "ServiceBackend.check, a root fiber per call"
 const MANY = "checkMany(100 keys)"
@@ -57,7 +60,8 @@ const rawClient = (target: string) => {
   const serialize = serializer(method.input)
   const deserialize = deserializer(method.output)
   const metadata = new grpc.Metadata()
-  const check = (key: string): Promise<CheckResponse> =>
+  // `deadlineMs`: the call carries a deadline (a timer and a grpc-timeout header), as every call of ours.
+  const check = (key: string, deadlineMs?: number): Promise<CheckResponse> =>
     new Promise((resolve, reject) => {
       client.makeUnaryRequest(
         path,
@@ -65,6 +69,7 @@ const rawClient = (target: string) => {
         deserialize,
         create(method.input, { policy: POLICY, key, cost: 1n }),
         metadata,
+        deadlineMs === undefined ? {} : { deadline: Date.now() + deadlineMs },
         (error, response) => {
           if (error !== null || response === undefined) reject(error ?? new Error("empty response"))
           else resolve(response)
@@ -110,7 +115,8 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
     const serial: ReadonlyArray<Workload> = [
       { ...effectSerial(OURS, runtime.runPromise, (i) => limiter.check(POLICY, keyOf(i))), verify: verifyOurs },
       { ...promiseSerial(RAW, false, (i) => raw.check(keyOf(i))), verify: verifyRaw },
-      effectSerial(FLOOR, Effect.runPromise, (i) => Effect.tryPromise(() => raw.check(keyOf(i))), false)
+      effectSerial(FLOOR, Effect.runPromise, (i) => Effect.tryPromise(() => raw.check(keyOf(i))), false),
+      promiseSerial(RAW_DEADLINE, false, (i) => raw.check(keyOf(i), 1000))
     ]
     results.push(...(await measure("service.serial", serial, plan)))
     const c64: ReadonlyArray<Workload> = [
@@ -159,6 +165,7 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
           headline: true
         }),
         ratio(results, "service.serial.effectFloorVsRaw", "service.serial", FLOOR, RAW),
+        ratio(results, "service.serial.deadlineVsRaw", "service.serial", RAW_DEADLINE, RAW),
         ratio(results, "service.checkMany100VsChecks", "service.many100", MANY, SEQUENTIAL, {
           target: { op: ">=", value: 10 },
           headline: true
