@@ -9,6 +9,10 @@
  * as ours (64 caller fibers in the c64 scenario): what any Effect program pays before a limiter adds
  * anything, so the gap between it and ours is the door's own cost. A fifth c64 row starts a root fiber per
  * call, to show what starting a fiber per request costs on the machine (the runtime's cost, not ours).
+ * The last row is `@effect/experimental`'s `RateLimiter.consume` on its Redis store (its own ioredis
+ * connection and Lua script, token-bucket: the bench policy, see bench/experimental.ts) on the same Redis,
+ * in the same Effect loop as ours: `redis.c64.vsExperimental` (target ≥ 1.5). `redis.c64.p99VsRaw` is
+ * ours' p99 over the raw client's at 64 callers (target ≤ 1.2).
  */
 import { Effect, ManagedRuntime } from "effect"
 import { Redis } from "ioredis"
@@ -26,15 +30,17 @@ import {
   startRedisServer
 } from "../../test/support/redisServer.js"
 import { effectCallers, effectCallersFiberPerCall, effectSerial } from "../effectWorkloads.js"
+import { consume, experimentalRedis, limiterOf, verifyConsume } from "../experimental.js"
 import { measure, type Plan, promiseCallers, promiseSerial, type Result, type Workload } from "../harness.js"
 import { benchPolicy, gcraStrategy, keyOf, LIMIT_PER_SEC, POLICY } from "../policies.js"
-import { ratio, type Section, type SectionOutcome } from "../section.js"
+import { type Comparison, ratio, resultOf, type Section, type SectionOutcome } from "../section.js"
 
 const OURS = "RedisBackend.check"
 const RAW = "raw ioredis EVALSHA (same script)"
 const RLF = "rate-limiter-flexible Redis.consume"
 const FLOOR = "Effect.tryPromise(raw EVALSHA)"
 const OURS_FIBER_PER_CALL = "RedisBackend.check, a root fiber per call"
+const EXPERIMENTAL = "@effect/experimental consume (Redis store)"
 
 const connect = async (url: string): Promise<Redis> => {
   const client = new Redis(url, { lazyConnect: true })
@@ -49,15 +55,20 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
       comparisons: [],
       skipped: [
         { name: "redis.c64.vsRaw", reason: `skipped: ${MISSING_REDIS_HINT}` },
-        { name: "redis.c64.vsRlf", reason: `skipped: ${MISSING_REDIS_HINT}` }
+        { name: "redis.c64.vsRlf", reason: `skipped: ${MISSING_REDIS_HINT}` },
+        { name: "redis.c64.vsExperimental", reason: `skipped: ${MISSING_REDIS_HINT}` },
+        { name: "redis.c64.p99VsRaw", reason: `skipped: ${MISSING_REDIS_HINT}` }
       ]
     }
   }
   const server: RedisServerHandle = await startRedisServer()
   const clients: Array<Redis> = []
   const runtime = ManagedRuntime.make(RedisBackend.layer({ policies: [benchPolicy], redis: server.url }))
+  const experimental = experimentalRedis(server.url)
   try {
     const limiter = await runtime.runPromise(RateLimiter)
+    const experimentalLimiter = await limiterOf(experimental)
+    const verifyExperimental = () => verifyConsume(experimental, experimentalLimiter, keyOf(0))
 
     // The floor: the same script, KEYS and ARGV as the Redis door sends, straight through ioredis.
     const catalog = await Effect.runPromise(loadScripts())
@@ -100,7 +111,11 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
       { ...effectSerial(OURS, runtime.runPromise, (i) => limiter.check(POLICY, keyOf(i))), verify: verifyOurs },
       { ...promiseSerial(RAW, false, rawCheck), verify: verifyRaw },
       { ...promiseSerial(RLF, false, (i) => rlf.consume(keyOf(i))), verify: verifyRlf },
-      effectSerial(FLOOR, Effect.runPromise, (i) => Effect.tryPromise(() => rawCheck(i)), false)
+      effectSerial(FLOOR, Effect.runPromise, (i) => Effect.tryPromise(() => rawCheck(i)), false),
+      {
+        ...effectSerial(EXPERIMENTAL, experimental.runPromise, (i) => consume(experimentalLimiter, keyOf(i)), false),
+        verify: verifyExperimental
+      }
     ]
     results.push(...(await measure("redis.serial", serial, plan)))
     const c64: ReadonlyArray<Workload> = [
@@ -108,15 +123,25 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
       { ...promiseCallers(RAW, false, rawCheck), verify: verifyRaw },
       { ...promiseCallers(RLF, false, (i) => rlf.consume(keyOf(i))), verify: verifyRlf },
       effectCallers(FLOOR, Effect.runFork, (i) => Effect.tryPromise(() => rawCheck(i)), false),
-      effectCallersFiberPerCall(OURS_FIBER_PER_CALL, runtime.runFork, (i) => limiter.check(POLICY, keyOf(i)))
+      effectCallersFiberPerCall(OURS_FIBER_PER_CALL, runtime.runFork, (i) => limiter.check(POLICY, keyOf(i))),
+      {
+        ...effectCallers(EXPERIMENTAL, experimental.runFork, (i) => consume(experimentalLimiter, keyOf(i)), false),
+        verify: verifyExperimental
+      }
     ]
     results.push(...(await measure("redis.c64", c64, plan)))
 
     return {
       results,
       comparisons: [
-        ratio(results, "redis.c64.vsRaw", "redis.c64", OURS, RAW, { target: { op: ">=", value: 0.9 }, headline: true }),
+        ratio(results, "redis.c64.vsRaw", "redis.c64", OURS, RAW, { target: { op: ">=", value: 1 }, headline: true }),
         ratio(results, "redis.c64.vsRlf", "redis.c64", OURS, RLF, { target: { op: ">=", value: 1.2 }, headline: true }),
+        ratio(results, "redis.c64.vsExperimental", "redis.c64", OURS, EXPERIMENTAL, {
+          target: { op: ">=", value: 1.5 },
+          headline: true
+        }),
+        p99Ratio(results),
+        ratio(results, "redis.serial.vsExperimental", "redis.serial", OURS, EXPERIMENTAL),
         ratio(results, "redis.c64.vsEffectFloor", "redis.c64", OURS, FLOOR),
         ratio(results, "redis.c64.effectFloorVsRaw", "redis.c64", FLOOR, RAW),
         ratio(results, "redis.c64.fiberPerCall.vsRaw", "redis.c64", OURS_FIBER_PER_CALL, RAW),
@@ -127,8 +152,25 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
     }
   } finally {
     await runtime.dispose()
+    await experimental.dispose()
     for (const client of clients) client.disconnect()
     await server.close()
+  }
+}
+
+/** Ours' p99 over the raw client's at 64 callers (each pools every round's latencies; lower is better). */
+const p99Ratio = (results: ReadonlyArray<Result>): Comparison => {
+  const ours = resultOf(results, "redis.c64", OURS)
+  const raw = resultOf(results, "redis.c64", RAW)
+  return {
+    name: "redis.c64.p99VsRaw",
+    value: ours.p99Us / raw.p99Us,
+    unit: "x",
+    detail: `redis.c64: p99 of ${OURS} / p99 of ${RAW} (${ours.p99Us.toFixed(0)} / ${
+      raw.p99Us.toFixed(0)
+    } µs, lower is better)`,
+    target: { op: "<=", value: 1.2 },
+    headline: true
   }
 }
 

@@ -35,6 +35,7 @@ import { randomBytes } from "node:crypto"
 import { Admission, Forecast, fromData } from "../Decision.js"
 import type { Admitter } from "../engine/admission.js"
 import { BackendError } from "../Errors.js"
+import { fiberNowMillis } from "../internal/fiberClock.js"
 import type { AdmitterPolicy, FairPolicy, LimiterPolicy, MeterPolicy, Policy } from "../Policy.js"
 import * as PolicyFile from "../PolicyFile.js"
 import type { PolicyError } from "../PolicySet.js"
@@ -149,9 +150,8 @@ const storeOver = (policies: PolicySet, keys: PolicyStore, ttlMs: number): Local
       }
     }
     return {
-      // The hot path: one clock read and the engine, no further Effect steps.
-      check: (key: string, cost: number) =>
-        Effect.clockWith((clock) => Effect.succeed(rate.check(key, clock.unsafeCurrentTimeMillis(), cost))),
+      // The hot path: one synchronous step reading the calling fiber's clock, then the engine.
+      check: (key: string, cost: number) => Effect.sync(() => rate.check(key, fiberNowMillis(), cost)),
       checkMany: (batch: ReadonlyArray<string>, cost: number) =>
         Effect.map(Clock.currentTimeMillis, (now) => batch.map((key) => rate.check(key, now, cost))),
       peek: (key: string) => Effect.map(Clock.currentTimeMillis, (now) => fromData(rate.peek(key, now))),

@@ -412,25 +412,27 @@ export const makeStoreOn = (
           Effect.flatMap(now, (at) =>
             runner.runDecoded(template.script, template.args(keyOf(prefix, key), at, cost), Replies.decisionOf))
 
-      // A batch builds each key's call from the template (plain array copies, no Effect per key) and is
-      // sent as one pipeline per node.
-      const checkMany = Effect.fn("RedisBackend.checkMany")(
-        function*(
-          keys: ReadonlyArray<string>,
-          cost: number
-        ): Effect.fn.Return<ReadonlyArray<Decision>, RateLimiterError> {
-          const at = yield* now
-          const calls: Array<BatchCall> = template === undefined
-            ? yield* Effect.forEach(keys, (key) =>
+      // A batch builds each key's call from the template (plain array copies, no Effect per key), is sent
+      // as one pipeline per node, and its replies are decoded in one plain loop (one Effect, not one per
+      // reply).
+      const checkManyAt = (keys: ReadonlyArray<string>, cost: number, at: number) =>
+        template === undefined
+          ? Effect.flatMap(
+            Effect.forEach(keys, (key) =>
               Effect.map(
                 runner.prepare(entry.check, { key: keyOf(prefix, key) }, { ...params, now: at, cost }),
                 (call): BatchCall => ({ script: call.script, args: evalArgs(call) })
-              ))
-            : keys.map((key) => ({ script: template.script, args: template.args(keyOf(prefix, key), at, cost) }))
-          const replies = yield* runner.runBatch(calls)
-          return yield* Effect.forEach(replies, Replies.decisionOf)
-        }
-      )
+              )),
+            runner.runBatch
+          )
+          : runner.runBatch(
+            keys.map((key) => ({ script: template.script, args: template.args(keyOf(prefix, key), at, cost) }))
+          )
+      const checkMany: BoundLimiter["checkMany"] = (keys, cost) =>
+        Effect.flatMap(now, (at) =>
+          Effect.flatMap(checkManyAt(keys, cost, at), Replies.decisionsOf)).pipe(
+            Effect.withSpan("RedisBackend.checkMany")
+          )
 
       const peek = Effect.fn("RedisBackend.peek")(
         function*(key: string): Effect.fn.Return<Decision, RateLimiterError> {
@@ -458,8 +460,7 @@ export const makeStoreOn = (
       const entry = entries.get(policy.name)
       if (entry === undefined || entry.kind !== "meter") {
         return {
-          debit: () =>
-            foreign(policy),
+          debit: () => foreign(policy),
           peek: () => foreign(policy),
           forecast: () => foreign(policy)
         }

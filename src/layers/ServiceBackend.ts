@@ -55,17 +55,11 @@ import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import type { Admission, Decision, Forecast } from "../Decision.js"
-import {
-  BackendError,
-  type InvalidArgument,
-  type Operation,
-  OperationNotSupported,
-  type RateLimiterError
-} from "../Errors.js"
+import { type InvalidArgument, type Operation, OperationNotSupported, type RateLimiterError } from "../Errors.js"
 import { acquireChannel } from "../grpc/channel.js"
 import { type CallOptions, unary, type UnaryMethod, unaryWith } from "../grpc/client.js"
 import * as CoalescedChecks from "../grpc/CoalescedChecks.js"
-import { admissionFromWire, decisionFromWire, forecastFromWire, fromInt64 } from "../grpc/convert.js"
+import { admissionFromWire, decisionFromWire, decisionsFromWire, forecastFromWire, fromInt64 } from "../grpc/convert.js"
 import { type CheckResponse, RateLimiter as RateLimiterRpc } from "../grpc/generated/throttlekit_pb.js"
 import { type GrpcStatusError, isUnsupportedByPolicy, toRateLimiterError } from "../grpc/status.js"
 import {
@@ -209,24 +203,23 @@ export const makeStore = (
           (error) => toRateLimiterError(error, { service, policy, operation: "check" })
         )
 
-    const checkMany = Effect.fn("ServiceBackend.checkMany")(
-      function*(
-        policy: string,
-        keys: ReadonlyArray<string>,
-        cost: number
-      ): Effect.fn.Return<ReadonlyArray<Decision>, RateLimiterError> {
-        const response = yield* call(
-          RateLimiterRpc.method.checkMany,
-          { policy, keys: [...keys], cost: BigInt(cost) },
+    // One `Effect.async` for the RPC (a literal request), its answer decoded in one plain loop inside the
+    // call's callback (not an Effect per decision).
+    const checkMany: RemoteStore["checkMany"] = (policy, keys, cost) =>
+      unaryWith(
+        client,
+        RateLimiterRpc.method.checkMany,
+        {
+          $typeName: "throttlekit.v1.CheckManyRequest",
           policy,
-          "checkMany"
-        )
-        if (response.decisions.length !== keys.length) {
-          return yield* Effect.fail(toProtocolError(`${response.decisions.length} decisions for ${keys.length} keys`))
-        }
-        return yield* Effect.forEach(response.decisions, (decision) => decisionFromWire(decision, BACKEND))
-      }
-    )
+          keys: [...keys],
+          cost: cost === 1 ? 1n : BigInt(cost)
+        },
+        callOptions,
+        (response): Effect.Effect<ReadonlyArray<Decision>, RateLimiterError> =>
+          decisionsFromWire(response.decisions, keys.length, BACKEND),
+        (error) => toRateLimiterError(error, { service, policy, operation: "checkMany" })
+      ).pipe(Effect.withSpan("ServiceBackend.checkMany"))
 
     const peek = Effect.fn("ServiceBackend.peek")(
       function*(policy: string, key: string): Effect.fn.Return<Decision, RateLimiterError> {
@@ -358,10 +351,6 @@ export const makeStore = (
       probe
     } satisfies RemoteStore
   })
-
-/** A response that breaks the contract (e.g. fewer decisions than keys). */
-const toProtocolError = (detail: string): RateLimiterError =>
-  new BackendError({ backend: BACKEND, code: "PROTOCOL", detail })
 
 /**
  * Builds the Service door's `RateLimiter` service: the front (`RateLimiter.make`) over `makeStore`.

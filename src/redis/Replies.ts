@@ -41,6 +41,28 @@ export const decisionOf = (reply: Reply): Effect.Effect<Decision.Decision, Backe
 }
 
 /**
+ * A batch's replies, each the head of a decision (as `decisionOf` reads one), as decisions in order: one
+ * Effect for the whole batch, a plain loop inside. The first malformed reply fails the batch.
+ *
+ * @since 0.3.0
+ * @category decoders
+ */
+export const decisionsOf = (replies: ReadonlyArray<Reply>): Effect.Effect<Array<Decision.Decision>, BackendError> => {
+  const decisions = new Array<Decision.Decision>(replies.length)
+  for (let i = 0; i < replies.length; i++) {
+    const reply = replies[i]!
+    if (!Array.isArray(reply) || reply.length < 5) return Effect.fail(malformed("decision", reply))
+    const [allowed, limit, remaining, resetAt, retryAfterMs] = reply as ReadonlyArray<Reply>
+    if (
+      typeof allowed !== "number" || typeof limit !== "number" || typeof remaining !== "number" ||
+      typeof resetAt !== "number" || typeof retryAfterMs !== "number"
+    ) return Effect.fail(malformed("decision", reply))
+    decisions[i] = Decision.decisionOf(allowed === 1, limit, remaining, resetAt, retryAfterMs)
+  }
+  return Effect.succeed(decisions)
+}
+
+/**
  * `[spendableNow, nextReplenishAt, fullAt]`.
  *
  * @since 0.1.0
