@@ -62,7 +62,14 @@ import * as RedisClient from "../redis/RedisClient.js"
 import type { RedisConnection, SharedRedis } from "../redis/RedisClient.js"
 import * as Replies from "../redis/Replies.js"
 import { type ScriptClock, scriptNow } from "../redis/ScriptClock.js"
-import { type BatchCall, type EvalArgs, evalArgs, type ScriptCall, type ScriptRunner } from "../redis/ScriptRunner.js"
+import {
+  type BatchCall,
+  type EvalArgs,
+  evalArgs,
+  type Reply,
+  type ScriptCall,
+  type ScriptRunner
+} from "../redis/ScriptRunner.js"
 import { type Named, type Script, type ScriptCatalog, sha1Hex } from "../redis/Scripts.js"
 import { slotOf } from "../redis/Slots.js"
 import { scriptsOf } from "../redis/StrategyScripts.js"
@@ -76,8 +83,7 @@ import {
   type CheckAll,
   type HeartbeatResult,
   type LocalStore,
-  Store,
-  type StoreCheck
+  Store
 } from "../services/RateLimiterStore.js"
 import * as FairEscrow from "./fair/FairEscrow.js"
 import * as RedisRegionPool from "./fair/RedisRegionPool.js"
@@ -657,23 +663,32 @@ export const makeStoreOn = (
       if (entry.kind === "limiter" || entry.kind === "meter") multiParts.set(entry.policy.name, multiPart(entry))
     }
     const cluster = redis.client.isCluster
-    const checkAll: CheckAll | undefined = multiScript === undefined ? undefined : Effect.fn("RedisBackend.checkAll")(
-      function*(checks: ReadonlyArray<StoreCheck>): Effect.fn.Return<ReadonlyArray<Decision>, RateLimiterError> {
-        const keys: Array<string> = []
-        const dims: Array<string> = []
-        for (const { cost, key, policy } of checks) {
-          const part = multiParts.get(policy.name)
-          if (part === undefined) return yield* foreign(policy)
-          keys.push(keyOf(policy.prefix, key))
-          dims.push(part.kind, String(cost), ...part.params)
-        }
-        const fault = multiKeysFault(keys, cluster)
-        if (fault !== undefined) return yield* Effect.fail(fault)
-        // The fence (ARGV 2) is the runner's to fill.
-        const args: EvalArgs = [keys.length, ...keys, yield* now, 0, ...dims]
-        return yield* runner.runDecoded(multiScript, args, (reply) => Replies.decisionsOf(reply, keys.length))
+    // No span of its own, as the single check (a span per call cost as much CPU as the script call).
+    const checkAll: CheckAll | undefined = multiScript === undefined ? undefined : (checks) => {
+      const count = checks.length
+      const keys: Array<string> = []
+      const args: EvalArgs = [count]
+      for (const { key, policy } of checks) {
+        if (!multiParts.has(policy.name)) return foreign(policy)
+        keys.push(keyOf(policy.prefix, key))
       }
-    )
+      const fault = multiKeysFault(keys, cluster)
+      if (fault !== undefined) return Effect.fail(fault)
+      for (const key of keys) args.push(key)
+      // ARGV: now (filled below), the fence (the runner's to fill), then each dimension's part.
+      args.push(0, 0)
+      for (const { cost, policy } of checks) {
+        const part = multiParts.get(policy.name)!
+        args.push(part.kind, cost, ...part.params)
+      }
+      const decode = (reply: Reply) => Replies.decisionsOf(reply, count)
+      return redisClock
+        ? runner.runDecoded(multiScript, args, decode)
+        : Effect.flatMap(now, (at) => {
+          args[1 + count] = at
+          return runner.runDecoded(multiScript, args, decode)
+        })
+    }
 
     const admitterOfLease = (leaseId: string): AdmitterEntry | undefined =>
       /^[0-9a-f]{40}$/.test(leaseId) ? admitters.get(leaseId.slice(0, 8)) : undefined
