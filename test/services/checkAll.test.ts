@@ -9,9 +9,12 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Effect, TestClock } from "effect"
+import { Coordinator } from "../../src/coordinator/Coordinator.js"
+import * as MemoryCoordinator from "../../src/coordinator/MemoryCoordinator.js"
 import type { MultiDecision } from "../../src/Decision.js"
 import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
-import type { Policy, Strategy } from "../../src/Policy.js"
+import type { LimiterPolicy, Policy, Strategy } from "../../src/Policy.js"
+import * as TwoTier from "../../src/server/TwoTier.js"
 import {
   type DimensionCheck,
   limitAll,
@@ -28,7 +31,7 @@ const HOUR = 3_600_000
 const T0 = 1_800_000_000_000
 
 /** A limiter policy named `name` (its prefix too) over `strategy`. */
-const limiterOf = (name: string, strategy: Strategy): Policy => ({
+const limiterOf = (name: string, strategy: Strategy): LimiterPolicy => ({
   kind: "limiter",
   name,
   prefix: name,
@@ -187,6 +190,52 @@ describe("checkAll on the Memory door", () => {
       yield* TestClock.setTime(T0)
       expect((yield* passing.checkAll([{ policy: "user", key: "a" }])).allowed).toBe(true)
     }))
+})
+
+describe("checkAll on a full key table and under TwoTier", () => {
+  it.scoped("a table full of live keys (onFull: deny) refusing a new key denies the whole multi-check", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(T0)
+      const small: ReadonlyArray<Policy> = [
+        { ...limiterOf("tight", { kind: "fixedWindow", limit: 5, windowMs: HOUR }), maxKeys: 2 },
+        limiterOf("wide", { kind: "fixedWindow", limit: 5, windowMs: HOUR })
+      ]
+      const limiter = yield* MemoryBackend.make({ policies: small, onFull: "deny" })
+      // Two live keys fill "tight".
+      yield* limiter.check("tight", "a")
+      yield* limiter.check("tight", "b")
+      const checks = [{ policy: "wide", key: "w" }, { policy: "tight", key: "new" }]
+      const verdict = yield* limiter.checkAll(checks)
+      expect([verdict.allowed, verdict.binding]).toEqual([false, 1])
+      expect(verdict.decisions[0]!.allowed).toBe(true)
+      expect(verdict.bindingDecision.retryAfterMs).toBeGreaterThan(0)
+      // Nothing taken from "wide"; a held key of "tight" still multi-checks.
+      expect((yield* limiter.peek("wide", "w")).remaining).toBe(5)
+      expect((yield* limiter.checkAll([{ policy: "wide", key: "w" }, { policy: "tight", key: "a" }])).allowed).toBe(
+        true
+      )
+    }))
+
+  it.scoped("TwoTier: a leased policy in a multi-check is OperationNotSupported; others pass through", () =>
+    Effect.gen(function*() {
+      yield* TestClock.setTime(T0)
+      const leased: ReadonlyArray<Policy> = [
+        {
+          ...limiterOf("leased", { kind: "fixedWindow", limit: 20, windowMs: 1000 }),
+          twoTier: { mode: "leased", batch: 4, lowWater: 0, windowCoupled: true }
+        },
+        limiterOf("plain", { kind: "fixedWindow", limit: 3, windowMs: HOUR })
+      ]
+      const store = yield* MemoryBackend.makeStore({ policies: leased })
+      const limiter = yield* makeFront(yield* TwoTier.make(store, yield* Coordinator))
+      const error = yield* Effect.flip(
+        limiter.checkAll([{ policy: "plain", key: "k" }, { policy: "leased", key: "k" }])
+      )
+      expect(error._tag).toBe("OperationNotSupported")
+      expect(error.message).toContain("leased")
+      expect((yield* limiter.peek("plain", "k")).remaining).toBe(3)
+      expect((yield* limiter.checkAll([{ policy: "plain", key: "k" }])).allowed).toBe(true)
+    }).pipe(Effect.provide(MemoryCoordinator.layer())))
 })
 
 describe("checkAll on the Service door", () => {
