@@ -66,6 +66,7 @@ export class PolicyNotFound extends Schema.TaggedError<PolicyNotFound>()("Policy
 export const Operation = Schema.Literal(
   "check",
   "checkMany",
+  "checkAll",
   "peek",
   "forecast",
   "debit",

@@ -20,7 +20,9 @@ export {
   /** @since 0.1.0 */
   type DecisionData,
   /** @since 0.1.0 */
-  Forecast
+  Forecast,
+  /** @since 0.3.0 */
+  MultiDecision
 } from "./Decision.js"
 
 export {
@@ -51,6 +53,8 @@ export {
   type AdmitOptions,
   /** @since 0.1.0 */
   admitted,
+  /** @since 0.3.0 */
+  type DimensionCheck,
   /** @since 0.1.0 */
   type FrontOptions,
   /** @since 0.1.0 */
@@ -59,6 +63,10 @@ export {
   type Leases,
   /** @since 0.1.0 */
   limit,
+  /** @since 0.3.0 */
+  limitAll,
+  /** @since 0.3.0 */
+  MAX_CHECK_ALL,
   /** @since 0.1.0 */
   RateLimiter,
   /** @since 0.1.0 */

@@ -13,12 +13,18 @@
  * connection and Lua script, token-bucket: the bench policy, see bench/experimental.ts) on the same Redis,
  * in the same Effect loop as ours: `redis.c64.vsExperimental` (target ≥ 1.5). `redis.c64.p99VsRaw` is
  * ours' p99 over the raw client's at 64 callers (target ≤ 1.2).
+ *
+ * The multi-check rows (`redis.multi3.*`, serial and 64 in flight): one request counted against three
+ * dimensions (a gcra, a fixed-window and a sliding-window policy, the same key), as one `checkAll` (one
+ * script, all or nothing) against three `check`s one after another (three round trips, not atomic), on
+ * their own door over the same Redis. No target: the ratio is reported.
  */
 import { Effect, ManagedRuntime } from "effect"
 import { Redis } from "ioredis"
 import { RateLimiterRedis } from "rate-limiter-flexible"
 import * as RedisBackend from "../../src/layers/RedisBackend.js"
 import { storeKey } from "../../src/Policy.js"
+import type { LimiterPolicy } from "../../src/Policy.js"
 import * as Replies from "../../src/redis/Replies.js"
 import { evalArgs, type Reply } from "../../src/redis/ScriptRunner.js"
 import { loadScripts, marshal } from "../../src/redis/Scripts.js"
@@ -41,6 +47,64 @@ const RLF = "rate-limiter-flexible Redis.consume"
 const FLOOR = "Effect.tryPromise(raw EVALSHA)"
 const OURS_FIBER_PER_CALL = "RedisBackend.check, a root fiber per call"
 const EXPERIMENTAL = "@effect/experimental consume (Redis store)"
+const MULTI = "RedisBackend.checkAll (3 dimensions)"
+const SEQUENTIAL = "3 × RedisBackend.check in sequence"
+
+/** The three dimensions of the multi-check rows: limits far above what the bench reaches. */
+const multiPolicies: ReadonlyArray<LimiterPolicy> = [
+  { ...benchPolicy, name: "m-gcra", prefix: "m-gcra" },
+  {
+    kind: "limiter",
+    name: "m-window",
+    prefix: "m-window",
+    maxKeys: 100_000,
+    strategy: { kind: "fixedWindow", limit: LIMIT_PER_SEC, windowMs: 1000 }
+  },
+  {
+    kind: "limiter",
+    name: "m-sliding",
+    prefix: "m-sliding",
+    maxKeys: 100_000,
+    strategy: { kind: "slidingWindow", limit: LIMIT_PER_SEC, windowMs: 1000, buckets: 10 }
+  }
+]
+
+/**
+ * The multi-check rows, serial and 64 in flight: `checkAll` of three dimensions against three checks in
+ * sequence, each on its own door (own connection), both verified allowed first.
+ */
+const multiRows = async (url: string, plan: Plan): Promise<Array<Result>> => {
+  const runtime = ManagedRuntime.make(RedisBackend.layer({ policies: multiPolicies, redis: url }))
+  try {
+    const limiter = await runtime.runPromise(RateLimiter)
+    const dims = (i: number) => multiPolicies.map((p) => ({ policy: p.name, key: keyOf(i) }))
+    const multi = (i: number) => limiter.checkAll(dims(i))
+    const sequential = (i: number) =>
+      Effect.flatMap(
+        limiter.check("m-gcra", keyOf(i)),
+        () => Effect.flatMap(limiter.check("m-window", keyOf(i)), () => limiter.check("m-sliding", keyOf(i)))
+      )
+    const verifyMulti = () =>
+      runtime.runPromise(multi(0)).then((verdict) => {
+        if (!verdict.allowed || verdict.decisions.length !== 3) throw new Error(`${MULTI}: not allowed`)
+      })
+    const verifySequential = () =>
+      runtime.runPromise(sequential(0)).then((decision) => {
+        if (!decision.allowed) throw new Error(`${SEQUENTIAL}: the third check was denied`)
+      })
+    const serial = await measure("redis.multi3.serial", [
+      { ...effectSerial(MULTI, runtime.runPromise, multi), verify: verifyMulti },
+      { ...effectSerial(SEQUENTIAL, runtime.runPromise, sequential), verify: verifySequential }
+    ], plan)
+    const c64 = await measure("redis.multi3.c64", [
+      { ...effectCallers(MULTI, runtime.runFork, multi), verify: verifyMulti },
+      { ...effectCallers(SEQUENTIAL, runtime.runFork, sequential), verify: verifySequential }
+    ], plan)
+    return [...serial, ...c64]
+  } finally {
+    await runtime.dispose()
+  }
+}
 
 const connect = async (url: string): Promise<Redis> => {
   const client = new Redis(url, { lazyConnect: true })
@@ -130,6 +194,7 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
       }
     ]
     results.push(...(await measure("redis.c64", c64, plan)))
+    results.push(...(await multiRows(server.url, plan)))
 
     return {
       results,
@@ -146,7 +211,9 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
         ratio(results, "redis.c64.effectFloorVsRaw", "redis.c64", FLOOR, RAW),
         ratio(results, "redis.c64.fiberPerCall.vsRaw", "redis.c64", OURS_FIBER_PER_CALL, RAW),
         ratio(results, "redis.serial.vsRaw", "redis.serial", OURS, RAW),
-        ratio(results, "redis.serial.vsRlf", "redis.serial", OURS, RLF)
+        ratio(results, "redis.serial.vsRlf", "redis.serial", OURS, RLF),
+        ratio(results, "redis.multi3.c64.vsSequential", "redis.multi3.c64", MULTI, SEQUENTIAL),
+        ratio(results, "redis.multi3.serial.vsSequential", "redis.multi3.serial", MULTI, SEQUENTIAL)
       ],
       skipped: []
     }

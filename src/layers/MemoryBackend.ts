@@ -46,6 +46,7 @@ import {
   type BoundFair,
   type BoundLimiter,
   type BoundMeter,
+  type CheckAll,
   type FleetGuardState,
   type HeartbeatResult,
   type LocalStore,
@@ -53,7 +54,7 @@ import {
 } from "../services/RateLimiterStore.js"
 import * as FairEscrow from "./fair/FairEscrow.js"
 import type { FullTable, OnFull } from "./memory/FullTable.js"
-import { type Compiled, PolicyStore, type TableOptions } from "./memory/KeyStore.js"
+import { checkAllAt, type Compiled, PolicyStore, type StateCheck, type TableOptions } from "./memory/KeyStore.js"
 import { type LocalLimiter, makeLocalLimiter } from "./memory/Local.js"
 
 export type {
@@ -230,6 +231,23 @@ const storeOver = (policies: PolicySet, keys: PolicyStore, ttlMs: number): Local
       }
     })
 
+  // All or nothing in one synchronous step on the key tables (`checkAllAt`): one clock read, no yield
+  // between the reads and the writes.
+  const checkAll: CheckAll = (checks) => {
+    const states: Array<StateCheck> = []
+    for (const { cost, key, policy } of checks) {
+      const compiled = keys.get(policy.name)
+      const state = compiled?.kind === "limiter"
+        ? compiled.rate
+        : compiled?.kind === "meter"
+        ? compiled.budget
+        : undefined
+      if (state === undefined) return foreign(policy)
+      states.push({ state, key, cost })
+    }
+    return Effect.clockWith((clock) => Effect.succeed(checkAllAt(states, clock.unsafeCurrentTimeMillis())))
+  }
+
   const fairs = fairEscrows(policies)
   const fair = (policy: FairPolicy): BoundFair => fairs.get(policy.name) ?? { check: () => foreign(policy) }
 
@@ -259,6 +277,7 @@ const storeOver = (policies: PolicySet, keys: PolicyStore, ttlMs: number): Local
     admitter,
     fair,
     leases: { ttlMs, release, heartbeat },
+    checkAll,
     ...(fleet.length === 0 ? {} : { fleetGuards })
   }
 }

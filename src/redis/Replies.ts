@@ -63,6 +63,37 @@ export const decisionsOf = (replies: ReadonlyArray<Reply>): Effect.Effect<Array<
 }
 
 /**
+ * A multi-check's reply (`multi.check`): five integers per dimension, `count` dimensions, as `Decision`s
+ * in order.
+ *
+ * @since 0.3.0
+ * @category decoders
+ */
+export const multiDecisionsOf = (
+  reply: Reply,
+  count: number
+): Effect.Effect<ReadonlyArray<Decision.Decision>, BackendError> => {
+  if (Array.isArray(reply) && reply.length === 2 && reply[0] === -3) {
+    return Effect.fail(
+      new BackendError({
+        backend: "redis",
+        code: "REPLY",
+        detail: `multi.check: dimension ${String(reply[1])} names a kind the script does not know`
+      })
+    )
+  }
+  const n = integers(reply, 0, 5 * count)
+  if (n === undefined || (reply as ReadonlyArray<Reply>).length !== 5 * count) {
+    return Effect.fail(malformed("multi-check", reply))
+  }
+  const decisions: Array<Decision.Decision> = []
+  for (let i = 0; i < 5 * count; i += 5) {
+    decisions.push(Decision.decisionOf(n[i] === 1, n[i + 1]!, n[i + 2]!, n[i + 3]!, n[i + 4]!))
+  }
+  return Effect.succeed(decisions)
+}
+
+/**
  * `[spendableNow, nextReplenishAt, fullAt]`.
  *
  * @since 0.1.0

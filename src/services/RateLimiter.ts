@@ -41,7 +41,7 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
-import type { Admission, Decision, Forecast } from "../Decision.js"
+import { type Admission, type Decision, type Forecast, type MultiDecision, multiDecisionOf } from "../Decision.js"
 import {
   InvalidArgument,
   type Operation,
@@ -51,7 +51,7 @@ import {
   type RateLimiterError
 } from "../Errors.js"
 import { type KeeperOptions, makeKeeper } from "../internal/keeper.js"
-import { maxCost, type Policy } from "../Policy.js"
+import { type LimiterPolicy, maxCost, type MeterPolicy, type Policy } from "../Policy.js"
 import type { PolicySet } from "../PolicySet.js"
 import * as Validate from "../Validate.js"
 import {
@@ -65,7 +65,8 @@ import {
   type LocalStore,
   type RateLimiterStore,
   type RemoteStore,
-  Store
+  Store,
+  type StoreCheck
 } from "./RateLimiterStore.js"
 
 export type {
@@ -95,6 +96,27 @@ export interface AdmitOptions {
   /** Interrupt the holding fiber if the backend reclaims the lease anyway (default false). */
   readonly interruptOnReclaim?: boolean
 }
+
+/**
+ * One dimension of a multi-check (`checkAll`): a limiter policy (a check of `cost` units) or a meter
+ * policy (a debit of `cost` tokens), and the key. `cost` defaults to 1.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface DimensionCheck {
+  readonly policy: string
+  readonly key: string
+  readonly cost?: number | undefined
+}
+
+/**
+ * The most dimensions one multi-check takes.
+ *
+ * @since 0.3.0
+ * @category constants
+ */
+export const MAX_CHECK_ALL = 64
 
 /**
  * The lease operations under `admit`: what a server serves and what the admission keeper drives.
@@ -159,6 +181,19 @@ export interface RateLimiterService {
    * debit does), and the window's end for both instants (`now` when nothing is spent in this window).
    */
   readonly forecast: (policy: string, key: string, cost?: number) => Effect.Effect<Forecast, RateLimiterError>
+  /**
+   * Checks several dimensions all or nothing, at one instant: each a limiter check or a meter debit
+   * (`DimensionCheck`). Either every dimension allows and every one is consumed, or none is: a request
+   * denied by one dimension consumes nothing from the others. Answers one decision per dimension, in
+   * input order, and the verdict (`MultiDecision`). Every dimension is validated first, in input order
+   * (policy, key, cost; the same policy and key twice is refused): bad input changes nothing. One engine
+   * step on the Memory door, one script on the Redis door (on a cluster the keys must share a slot: put
+   * a hash tag `{…}` in them); the Service door answers `OperationNotSupported` (the wire has no
+   * multi-check).
+   *
+   * @since 0.3.0
+   */
+  readonly checkAll: (checks: ReadonlyArray<DimensionCheck>) => Effect.Effect<MultiDecision, RateLimiterError>
   /** Spends `tokens` (default 1) of a token budget (the cost axis). */
   readonly debit: (policy: string, key: string, tokens?: number) => Effect.Effect<Decision, RateLimiterError>
   /**
@@ -241,6 +276,55 @@ const batchFault = (
   return amountFault(cost, "cost", most)
 }
 
+/** A policy a multi-check can take, resolved, with its largest usable cost. */
+class Checkable {
+  constructor(readonly policy: LimiterPolicy | MeterPolicy, readonly most: number) {}
+}
+
+/**
+ * The dimensions of a multi-check, checked in the one order (the array, then each dimension in input
+ * order: its policy through `lookup`, its key, its cost, and that it does not repeat an earlier
+ * (policy, key)), resolved for the store; or the first fault.
+ */
+const checkAllArguments = (
+  checks: ReadonlyArray<DimensionCheck>,
+  lookup: (policy: string) => Checkable | RateLimiterError
+): ReadonlyArray<StoreCheck> | RateLimiterError => {
+  if (!Array.isArray(checks)) return invalid("checks", "must be an array of { policy, key, cost? }")
+  if (checks.length === 0) return invalid("checks", "must hold at least one { policy, key, cost? }")
+  if (checks.length > MAX_CHECK_ALL) {
+    return invalid("checks", `at most ${MAX_CHECK_ALL} dimensions per multi-check, got ${checks.length}`)
+  }
+  const resolved: Array<StoreCheck> = []
+  const seen = new Map<string, Map<string, number>>()
+  for (let i = 0; i < checks.length; i++) {
+    const check: DimensionCheck | undefined = checks[i]
+    if (typeof check !== "object" || check === null) {
+      return invalid(`checks[${i}]`, "must be { policy, key, cost? }")
+    }
+    const found = lookup(check.policy)
+    if (!(found instanceof Checkable)) return found
+    const keyProblem = Validate.keyProblem(check.key)
+    if (keyProblem !== undefined) return invalid(`checks[${i}].key`, keyProblem)
+    const cost = check.cost ?? 1
+    const costFault = amountFault(cost, `checks[${i}].cost`, found.most)
+    if (costFault !== undefined) return costFault
+    let keys = seen.get(check.policy)
+    if (keys === undefined) seen.set(check.policy, keys = new Map())
+    const first = keys.get(check.key)
+    if (first !== undefined) {
+      return invalid(
+        `checks[${i}]`,
+        `repeats the policy and key of checks[${first}]: each dimension is one (policy, key); ` +
+          "to take more from one key, raise its cost"
+      )
+    }
+    keys.set(check.key, i)
+    resolved.push({ policy: found.policy, key: check.key, cost })
+  }
+  return resolved
+}
+
 /** A hint (hold, value): a finite number from 0 to 2^53 − 1, or why not. */
 const hintProblem = (value: number): string | undefined =>
   typeof value === "number" && Number.isFinite(value) && value >= 0 && value <= Number.MAX_SAFE_INTEGER
@@ -316,14 +400,17 @@ const localFront = (store: LocalStore): Unscoped => {
   const admitters = new Map<string, Bound<BoundAdmitter>>()
   const fairs = new Map<string, BoundFair>()
   const kinds = new Map<string, Policy["kind"]>()
+  const checkables = new Map<string, Checkable>()
   for (const policy of policies) {
     kinds.set(policy.name, policy.kind)
     switch (policy.kind) {
       case "limiter":
         limiters.set(policy.name, new Bound(store.limiter(policy), maxCost(policy.strategy)))
+        checkables.set(policy.name, new Checkable(policy, maxCost(policy.strategy)))
         break
       case "meter":
         meters.set(policy.name, store.meter(policy))
+        checkables.set(policy.name, new Checkable(policy, Number.MAX_SAFE_INTEGER))
         break
       case "admitter":
         admitters.set(
@@ -430,6 +517,36 @@ const localFront = (store: LocalStore): Unscoped => {
     return fault === undefined ? bound.debit(key, tokens) : Effect.fail(fault)
   }
 
+  // Off the hot path: the single-check operations above are untouched by it.
+  const checkAllLookup = (policy: string): Checkable | RateLimiterError => {
+    const found = checkables.get(policy)
+    if (found !== undefined) return found
+    const kind = kinds.get(policy)
+    return kind === "admitter" || kind === "fair"
+      ? new OperationNotSupported({
+        policy,
+        operation: "checkAll",
+        reason: `a ${kind === "fair" ? "fair-escrow" : kind} policy: a multi-check takes limiter and meter policies`
+      })
+      : policyFault(policy, "checkAll")
+  }
+  const serveAll = store.checkAll
+  const checkAll: RateLimiterService["checkAll"] = (checks) => {
+    const resolved = checkAllArguments(checks, checkAllLookup)
+    if (!Array.isArray(resolved)) return Effect.fail(resolved as RateLimiterError)
+    if (serveAll === undefined) {
+      return Effect.fail(
+        new OperationNotSupported({
+          policy: resolved[0]!.policy.name,
+          operation: "checkAll",
+          reason: `this ${store.backend} store is wrapped (fail mode, monitor, two-tier) and its wrappers ` +
+            "do not serve a multi-check"
+        })
+      )
+    }
+    return Effect.map(serveAll(resolved), multiDecisionOf)
+  }
+
   const acquire: Leases["acquire"] = (policy, key, acquireOptions) => {
     const bound = admitters.get(policy)
     if (bound === undefined) return Effect.fail(policyFault(policy, "admit"))
@@ -443,12 +560,22 @@ const localFront = (store: LocalStore): Unscoped => {
     resolve,
     check,
     checkMany,
+    checkAll,
     peek,
     forecast,
     debit,
     leases: { ttlMs: store.leases.ttlMs, acquire, release: store.leases.release, heartbeat: store.leases.heartbeat }
   }
 }
+
+/**
+ * Why the Service door answers no multi-check: the reason of its `OperationNotSupported`.
+ *
+ * @since 0.3.0
+ * @internal
+ */
+export const NO_WIRE_CHECK_ALL = "the ThrottleKit wire (throttlekit.v1) has no multi-check RPC, and checks sent one " +
+  "by one are not all or nothing; use checkAll on the Memory or Redis door"
 
 /**
  * The front of a store whose server resolves policies: arguments are checked here (bad input never
@@ -493,6 +620,13 @@ const remoteFront = (store: RemoteStore): Unscoped => {
     return fault === undefined ? store.debit(policy, key, tokens) : rejected(policy, "debit", fault)
   }
 
+  const checkAll: RateLimiterService["checkAll"] = (checks) =>
+    Effect.fail(
+      Array.isArray(checks) && checks.length > 0 && typeof checks[0]?.policy === "string"
+        ? new OperationNotSupported({ policy: checks[0].policy, operation: "checkAll", reason: NO_WIRE_CHECK_ALL })
+        : invalid("checks", "must be a non-empty array of { policy, key, cost? }")
+    )
+
   const acquire: Leases["acquire"] = (policy, key, acquireOptions) => {
     const checked = acquireArguments(key, acquireOptions)
     return checked instanceof InvalidArgument
@@ -506,6 +640,7 @@ const remoteFront = (store: RemoteStore): Unscoped => {
     resolve: () => Effect.succeed(false),
     check,
     checkMany,
+    checkAll,
     peek,
     forecast,
     debit,
@@ -566,6 +701,54 @@ export const limit = (
       (decision) =>
         decision.allowed ? Effect.succeed(decision) : Effect.fail(new RateLimited({ policy, key, decision }))
     ))
+
+/**
+ * Checks several dimensions all or nothing (`RateLimiterService.checkAll`) and fails with `RateLimited`
+ * when any denies, carrying the binding dimension's policy, key and decision (its `retryAfterMs` is the
+ * longest wait among the denying dimensions). A denial consumed nothing from any dimension.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { limitAll, MemoryBackend } from "throttlekit-effect"
+ *
+ * // A request counts against its user, its organisation and a token budget, or against none of them.
+ * const handle = (user: string, org: string, tokens: number) =>
+ *   limitAll([
+ *     { policy: "per-user", key: user },
+ *     { policy: "per-org", key: org },
+ *     { policy: "llm", key: org, cost: tokens }
+ *   ]).pipe(
+ *     Effect.as("served"),
+ *     Effect.catchTag("RateLimited", (denied) => Effect.succeed(`429 by ${denied.policy}`))
+ *   )
+ *
+ * const limits = MemoryBackend.layer({
+ *   policies: [
+ *     { kind: "limiter", name: "per-user", prefix: "u", maxKeys: 10_000, strategy: { kind: "gcra", limit: 5, periodMs: 1000, burst: 5 } },
+ *     { kind: "limiter", name: "per-org", prefix: "o", maxKeys: 1000, strategy: { kind: "fixedWindow", limit: 2, windowMs: 60_000 } },
+ *     { kind: "meter", name: "llm", prefix: "llm", budget: 10_000, windowMs: 3_600_000, maxKeys: 1000, shared: false }
+ *   ]
+ * })
+ *
+ * const program = Effect.forEach(["alice", "bob", "carol"], (user) => handle(user, "acme", 100))
+ * Effect.runPromise(program.pipe(Effect.provide(limits))).then(console.log) // [ "served", "served", "429 by per-org" ]
+ * ```
+ *
+ * @since 0.3.0
+ * @category combinators
+ */
+export const limitAll = (
+  checks: ReadonlyArray<DimensionCheck>
+): Effect.Effect<MultiDecision, RateLimited | RateLimiterError, RateLimiter> =>
+  Effect.flatMap(RateLimiter, (limiter) =>
+    Effect.flatMap(limiter.checkAll(checks), (verdict) => {
+      if (verdict.allowed) return Effect.succeed(verdict)
+      const binding = checks[verdict.binding]!
+      return Effect.fail(
+        new RateLimited({ policy: binding.policy, key: binding.key, decision: verdict.bindingDecision })
+      )
+    }))
 
 /**
  * Spends `tokens` of a budget and fails with `RateLimited` when the budget refuses it.
