@@ -26,6 +26,8 @@ export {
 export {
   /** @since 0.1.0 */
   BackendError,
+  /** @since 0.3.0 */
+  CapacityExceeded,
   /** @since 0.1.0 */
   InvalidArgument,
   /** @since 0.1.0 */
@@ -103,7 +105,7 @@ export {
 export * as PolicyFile from "./PolicyFile.js"
 
 /**
- * The policy schemas (`Policy.Policy`, `Policy.LimiterPolicy`, …) and `Policy.maxCost`.
+ * The policy schemas (`Policy.Policy`, `Policy.LimiterPolicy`, …) `Policy.maxCost` and `Policy.capacity`.
  *
  * @since 0.1.0
  */
