@@ -10,6 +10,9 @@ import { randomUUID } from "node:crypto"
 import { InvalidArgument, PolicyNotFound, RateLimited } from "../../src/Errors.js"
 import { shaped, Shaper } from "../../src/services/Shaper.js"
 
+/** Where each test sets the `TestClock` first (the Redis store's Effect clock must read a real instant). */
+const START = 1_700_000_000_000
+
 /** Runs the suite against `layer`, a store serving `shaper` (10/s, 250 ms) and `slow` (3/s, 5 s). */
 export const shapingSuite = <E>(name: string, layer: Layer.Layer<Shaper, E>, shaper: string, slow: string) => {
   const fresh = (label: string) => `${label}:${randomUUID().slice(0, 8)}`
@@ -19,6 +22,7 @@ export const shapingSuite = <E>(name: string, layer: Layer.Layer<Shaper, E>, sha
   describe(`shaping: ${name}`, () => {
     it.effect("calls at one instant leave exactly 1000 / ratePerSec ms apart, never earlier", () =>
       Effect.gen(function*() {
+        yield* TestClock.setTime(START)
         const key = fresh("spacing")
         const accepted = yield* delays(key, 3)
         expect(accepted.map((r) => [r.accepted, r.delayMs])).toEqual([[true, 0], [true, 100], [true, 200]])
@@ -36,6 +40,7 @@ export const shapingSuite = <E>(name: string, layer: Layer.Layer<Shaper, E>, sha
 
     it.effect("a call whose queue is longer than maxQueueMs is refused, with the wait until it is not", () =>
       Effect.gen(function*() {
+        yield* TestClock.setTime(START)
         const key = fresh("bound")
         yield* delays(key, 3) // departures reserved up to 300 ms
         const [refused] = yield* delays(key, 1)
@@ -53,6 +58,7 @@ export const shapingSuite = <E>(name: string, layer: Layer.Layer<Shaper, E>, sha
 
     it.effect("a cost of n holds the rate n times as long", () =>
       Effect.gen(function*() {
+        yield* TestClock.setTime(START)
         const s = yield* Shaper
         const key = fresh("cost")
         expect((yield* s.reserve(shaper, key, 2)).delayMs).toBe(0)
@@ -62,6 +68,7 @@ export const shapingSuite = <E>(name: string, layer: Layer.Layer<Shaper, E>, sha
 
     it.effect("giving back the last reservation frees its instant; an earlier one's stays used", () =>
       Effect.gen(function*() {
+        yield* TestClock.setTime(START)
         const s = yield* Shaper
         const key = fresh("give-back")
         const [, second, third] = yield* delays(key, 3)
@@ -78,6 +85,7 @@ export const shapingSuite = <E>(name: string, layer: Layer.Layer<Shaper, E>, sha
 
     it.effect("bad input fails with a typed error and changes nothing", () =>
       Effect.gen(function*() {
+        yield* TestClock.setTime(START)
         const s = yield* Shaper
         const key = fresh("bad")
         expect(yield* Effect.flip(s.reserve("nope", key))).toBeInstanceOf(PolicyNotFound)
@@ -90,10 +98,11 @@ export const shapingSuite = <E>(name: string, layer: Layer.Layer<Shaper, E>, sha
 
     it.effect("shaped runs each effect at its instant, in the order reserved, and refuses past the bound", () =>
       Effect.gen(function*() {
+        yield* TestClock.setTime(START)
         const key = fresh("shaped")
         const ran: Array<readonly [string, number]> = []
         const call = (label: string) =>
-          Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => ran.push([label, now]))).pipe(
+          Effect.flatMap(Clock.currentTimeMillis, (now) => Effect.sync(() => ran.push([label, now - START]))).pipe(
             shaped(shaper, key)
           )
         yield* call("a")
@@ -114,6 +123,7 @@ export const shapingSuite = <E>(name: string, layer: Layer.Layer<Shaper, E>, sha
 
     it.effect("a call interrupted while it waits never runs, and gives its instant back when it was the last", () =>
       Effect.gen(function*() {
+        yield* TestClock.setTime(START)
         const s = yield* Shaper
         const key = fresh("interrupted")
         const ran: Array<string> = []
