@@ -220,8 +220,11 @@ type AmountFault = InvalidArgument | CapacityExceeded
  * above it takes the slow path (`beyond`).
  */
 class Limits {
-  /** The largest amount handed to the store without a second look. */
-  readonly most: number
+  /**
+   * The largest amount handed to the store without a second look. `declare`d and set in the
+   * constructor, so V8 keeps it as a plain double (see `engine/gcra.ts`'s `Cell`).
+   */
+  declare readonly most: number
   constructor(
     readonly policy: string,
     readonly capacity: number,
