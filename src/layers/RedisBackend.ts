@@ -90,7 +90,8 @@ import * as RedisRegionPool from "./fair/RedisRegionPool.js"
 import * as FleetAdmission from "./FleetAdmission.js"
 
 /**
- * Options of the Redis door (`heartbeatIntervalMs` is the front's: how often `admit` renews its leases).
+ * Options of the Redis door (`heartbeatIntervalMs` and `overCapacity` are the front's: how often `admit`
+ * renews its leases, and what a cost above a capacity gets).
  *
  * @since 0.1.0
  * @category models
@@ -806,10 +807,10 @@ export const make = (
   options: RedisBackendOptions
 ): Effect.Effect<RateLimiterService, PolicyError | ServiceUnavailable | BackendError, Scope.Scope> =>
   Effect.flatMap(makeStore(options), (store) =>
-    makeFront(
-      store,
-      options.heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs: options.heartbeatIntervalMs }
-    ))
+    makeFront(store, {
+      ...(options.heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs: options.heartbeatIntervalMs }),
+      ...(options.overCapacity === undefined ? {} : { overCapacity: options.overCapacity })
+    }))
 
 /**
  * The Redis door as a layer. The client it creates is closed with the layer (a given `{ client }` is not).

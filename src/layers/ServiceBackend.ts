@@ -35,6 +35,18 @@
  *   on the placeholder key: our server answers it on a meter (a token budget peeks), so an answer is a
  *   meter's, and an admit on it is `OperationNotSupported`.
  *
+ * **A cost above the capacity.** The server knows the policy, so such a cost is sent; our server (and
+ * the contract) deny it, consuming nothing on a plain strategy. The front turns the denial into
+ * `CapacityExceeded` where the answer proves it (`overCapacity`, default `"fail"`):
+ * - check / checkMany on a rate limiter: a denial with `cost > limit`, since a rate limiter reports its
+ *   capacity as `limit` (gcra `burst`, tokenBucket `capacity`, the windows' and quotas' `limit`; a
+ *   twoTier or federated one its strategy's). A fair escrow reports the tenant's current share instead,
+ *   which grows as tenants leave, so before converting a check the store asks `isLimiter` (a keyless
+ *   `CheckMany`, consuming nothing, only on that path): a fair escrow's denial stays a denial;
+ * - admit: a denial bound on the `rate` axis with `cost > limit` (the rate axis reports its capacity);
+ * - debit: never (a token budget admits a debit of any size in a fresh window).
+ * A cost of 1 fits every policy, so those calls pay nothing for this.
+ *
  * Blind spot: debit or admit with a bad argument on a policy that is a meter or an admitter of the other
  * kind, where Peek cannot tell them apart: debit on an admitter (any server), and admit on a meter of
  * the reference server (which answers UNIMPLEMENTED to Peek on a meter). Only a Debit or an Admit could
@@ -338,6 +350,11 @@ export const makeStore = (
       }
     }
 
+    // Only a rate limiter answers a keyless CheckMany (a fair escrow, a meter, an admitter refuse it).
+    const isLimiter: RemoteStore["isLimiter"] = (policy) =>
+      Effect.map(ask(policy, "checkMany"), (status) =>
+        status === undefined)
+
     return {
       _tag: "Remote",
       backend: BACKEND,
@@ -348,7 +365,8 @@ export const makeStore = (
       debit,
       acquire,
       leases: { ttlMs: options.leaseTtlMs ?? 2000, release, heartbeat },
-      probe
+      probe,
+      isLimiter
     } satisfies RemoteStore
   })
 

@@ -437,7 +437,8 @@ export const layer = (
       const tracked = options.monitor !== false || options.metrics !== undefined || options.lens !== undefined
       const tap: Layer.Layer<Store, never, Store | Hub.MonitorHub> = tracked ? Tap.layer : untapped
       // Under the front, outermost first: the fail mode, the Monitor tap, the two tiers, the store.
-      const front = Front.layer().pipe(
+      // Costs above a capacity get the contract's denial on the wire (`overCapacity: "deny"`).
+      const front = Front.layer({ overCapacity: "deny" }).pipe(
         Layer.provide(FailMode.layer({
           mode: options.failMode ?? FailMode.DEFAULT_FAIL_MODE,
           onOutage: counters.outageAnswered

@@ -248,6 +248,12 @@ export interface RemoteStore {
     policy: string,
     operation: Operation
   ) => Effect.Effect<RateLimiterError | undefined>
+  /**
+   * Asks the server, consuming nothing, whether `policy` is a rate limiter (it answers a `CheckMany`
+   * with no keys), whose decisions report its capacity as `limit`. `false` when it is not, or when the
+   * server cannot tell. `@since 0.3.0`
+   */
+  readonly isLimiter: (policy: string) => Effect.Effect<boolean>
 }
 
 /**

@@ -18,7 +18,7 @@ const byName = new Map(manifest.scripts.map((s) => [s.name, s]))
 
 describe("vendor/lua manifest", () => {
   it("lists every script with the SHA-1 of its exact bytes", () => {
-    expect(manifest.scripts.length).toBe(49)
+    expect(manifest.scripts.length).toBe(51)
     for (const spec of manifest.scripts) {
       const bytes = readFileSync(join(luaDir, spec.file))
       expect([spec.name, createHash("sha1").update(bytes).digest("hex")]).toEqual([spec.name, spec.sha1])
@@ -109,7 +109,7 @@ describe("vendor/lua manifest", () => {
   it.effect("loads every script, and refuses a file whose bytes drifted from the manifest", () =>
     Effect.gen(function*() {
       const catalog = yield* loadScripts()
-      expect(catalog.scripts.size).toBe(49)
+      expect(catalog.scripts.size).toBe(51)
       expect(catalog.find("gcra", "check")?.name).toBe("gcra.check")
 
       const copy = mkdtempSync(join(tmpdir(), "tk-lua-"))
