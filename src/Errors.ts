@@ -72,7 +72,12 @@ export const Operation = Schema.Literal(
   "admit",
   "reserve",
   "snapshot",
-  "watch"
+  "watch",
+  "reset",
+  "block",
+  "unblock",
+  "penalize",
+  "reward"
 )
 
 /**
