@@ -10,6 +10,7 @@ import { create, toBinary } from "@bufbuild/protobuf"
 import { describe, expect, it } from "@effect/vitest"
 import * as grpc from "@grpc/grpc-js"
 import { Context, Effect, Layer, Redacted } from "effect"
+import { Redis } from "ioredis"
 import * as AdminBackend from "../../src/clients/AdminBackend.js"
 import { methodPath } from "../../src/grpc/codec.js"
 import {
@@ -24,6 +25,7 @@ import { RateLimiter } from "../../src/services/RateLimiter.js"
 import { RateLimiterAdmin } from "../../src/services/RateLimiterAdmin.js"
 import { nonLoopbackAddress } from "../fleet/support.js"
 import { rawClient, sendRaw } from "../support/rawWire.js"
+import { redisServer } from "../support/redisServer.js"
 
 const policies: ReadonlyArray<Policy> = [
   {
@@ -173,6 +175,30 @@ describe("the admin door over gRPC", () => {
       const near = yield* adminAt(`127.0.0.1:${server.port}`)
       expect((yield* near.block("api", "k", 1000)).allowed).toBe(false)
       expect((yield* farLimiter.check("api", "k")).allowed).toBe(false)
+    })))
+
+  it.live("over a Redis store: reset, penalize and reward write the keys every client reads; block is UNIMPLEMENTED", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const redis = yield* redisServer
+      const server = yield* serve({ store: { kind: "redis", redis: redis.url } })
+      const admin = yield* adminAt(server.target)
+      const limiter = yield* limiterAt(server.target)
+      const client = yield* Effect.acquireRelease(
+        Effect.sync(() => new Redis(redis.url, { lazyConnect: false })),
+        (c) => Effect.promise(() => c.quit())
+      )
+      expect((yield* limiter.check("api", "k")).remaining).toBe(4)
+      expect((yield* admin.penalize("api", "k", 3)).remaining).toBe(1)
+      expect(yield* Effect.promise(() => client.hget("api:k", "c"))).toBe("4")
+      expect((yield* admin.reward("api", "k", 2)).remaining).toBe(3)
+      expect((yield* limiter.check("api", "k")).remaining).toBe(2)
+      expect((yield* admin.penalize("llm", "team", 30)).remaining).toBe(70)
+      const unsupported = yield* Effect.flip(admin.block("api", "k", 1000))
+      expect(unsupported._tag).toBe("OperationNotSupported")
+      expect((yield* Effect.flip(admin.penalize("api", "k", 0)))._tag).toBe("InvalidArgument")
+      yield* admin.reset("api", "k")
+      expect(yield* Effect.promise(() => client.exists("api:k"))).toBe(0)
+      expect((yield* limiter.check("api", "k")).remaining).toBe(4)
     })))
 
   it.live("admin: false leaves the door unserved", () =>
