@@ -224,6 +224,11 @@ export class RateState {
    * blocked a key, and a check reads only its size then.
    */
   private readonly blocked = new Map<string, number>()
+  /**
+   * Whether `blocked` may hold a key: the one field a check reads for blocks (a plain boolean, set in the
+   * constructor, so the hot path pays one field read and no Map call while no key is blocked).
+   */
+  declare private blocking: boolean
   private constructor(
     /** The strategy's pure functions, on the states the cells hold (peek, forecast). */
     private readonly engine: RateEngine<unknown>,
@@ -234,6 +239,7 @@ export class RateState {
     options: TableOptions
   ) {
     this.table = tableFor(policy, cells, options)
+    this.blocking = false
   }
 
   /** The rate state of `strategy`, in a table bounded by `policy.maxKeys`. */
@@ -279,10 +285,7 @@ export class RateState {
 
   /** A consuming check of a key already validated: the state is written only when allowed. */
   check(key: string, now: number, cost: number): Decision {
-    if (this.blocked.size !== 0) {
-      const denial = this.blockDenial(key, now)
-      if (denial !== undefined) return denial
-    }
+    if (this.blocking) return this.blockDenial(key, now) ?? this.checkKnown(key, now, cost)
     const cell = this.table.cellOf(key)
     return cell === undefined ? this.checkFresh(key, now, cost) : this.checkStored(key, cell, now, cost)
   }
@@ -294,13 +297,28 @@ export class RateState {
    * cost a third of the whole check.
    */
   checkUnvalidated(key: string, now: number, cost: number): Decision | undefined {
-    if (this.blocked.size !== 0) {
-      const denial = this.blockDenial(key, now)
-      if (denial !== undefined) return denial
-    }
+    if (this.blocking) return this.checkBlockable(key, now, cost)
     const cell = this.table.cellOf(key)
     if (cell !== undefined) return this.checkStored(key, cell, now, cost)
     return Validate.keyProblem(key) === undefined ? this.checkFresh(key, now, cost) : undefined
+  }
+
+  /**
+   * A check while some key is blocked: the block's denial for a blocked key, else the usual check (the
+   * key is valid either way: a blocked key was checked when it was blocked, any other is checked here).
+   */
+  private checkBlockable(key: string, now: number, cost: number): Decision | undefined {
+    const denial = this.blockDenial(key, now)
+    if (denial !== undefined) return denial
+    const cell = this.table.cellOf(key)
+    if (cell !== undefined) return this.checkStored(key, cell, now, cost)
+    return Validate.keyProblem(key) === undefined ? this.checkFresh(key, now, cost) : undefined
+  }
+
+  /** `check` past the blocks: the key's own state decides. */
+  private checkKnown(key: string, now: number, cost: number): Decision {
+    const cell = this.table.cellOf(key)
+    return cell === undefined ? this.checkFresh(key, now, cost) : this.checkStored(key, cell, now, cost)
   }
 
   /**
@@ -341,7 +359,7 @@ export class RateState {
 
   /** A read-only check of cost 1. */
   peek(key: string, now: number): DecisionData {
-    if (this.blocked.size !== 0) {
+    if (this.blocking) {
       const denial = this.blockDenial(key, now)
       if (denial !== undefined) return denial
     }
@@ -351,7 +369,7 @@ export class RateState {
   /** What `key` can take at `now`, in units of `cost` (read-only). A blocked key can take nothing. */
   forecast(key: string, now: number, cost: number): ForecastData {
     const forecast = this.engine.forecast(this.stateAt(key, now), now, cost)
-    const until = this.blocked.size === 0 ? undefined : this.blockedUntil(key, now)
+    const until = this.blocking ? this.blockedUntil(key, now) : undefined
     return until === undefined
       ? forecast
       : { spendableNow: 0, nextReplenishAt: until, fullAt: forecast.fullAt > until ? forecast.fullAt : until }
@@ -366,8 +384,14 @@ export class RateState {
     const until = this.blocked.get(key)
     if (until === undefined) return undefined
     if (now < until) return until
-    this.blocked.delete(key)
+    this.unblockKey(key)
     return undefined
+  }
+
+  /** Drops the block on `key`; with none left, checks stop looking for blocks. */
+  private unblockKey(key: string): void {
+    this.blocked.delete(key)
+    if (this.blocked.size === 0) this.blocking = false
   }
 
   /** The denial of a blocked key: nothing left, reset and retry at the block's end. */
@@ -379,7 +403,7 @@ export class RateState {
   /** Forgets `key`: its state and any block on it; it reads as a fresh key's. */
   reset(key: string): void {
     this.table.drop(key)
-    this.blocked.delete(key)
+    this.unblockKey(key)
   }
 
   /**
@@ -422,12 +446,13 @@ export class RateState {
       if (end <= now) this.blocked.delete(blockedKey)
     }
     this.blocked.set(key, until)
+    this.blocking = true
     return deny(this.engine.limit, 0, until, until - now)
   }
 
   /** Lifts a block on `key` (none: nothing happens). Answers what a 1-unit peek sees after. */
   unblock(key: string, now: number): DecisionData {
-    this.blocked.delete(key)
+    this.unblockKey(key)
     return this.peek(key, now)
   }
 }
