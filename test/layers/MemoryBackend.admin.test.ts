@@ -45,6 +45,23 @@ const policies: ReadonlyArray<Policy> = [
       tolerance: 2,
       rttWindow: 10
     }
+  },
+  {
+    kind: "admitter",
+    name: "unified",
+    prefix: "unified",
+    maxKeys: 100,
+    rate: { kind: "fixedWindow", limit: 3, windowMs: 60_000 },
+    concurrency: {
+      algorithm: "fixed",
+      minLimit: 10,
+      maxLimit: 10,
+      initialLimit: 10,
+      backoffRatio: 0.5,
+      smoothing: 0.2,
+      tolerance: 2,
+      rttWindow: 10
+    }
   }
 ]
 
@@ -140,6 +157,23 @@ describe("RateLimiterAdmin on the Memory door", () => {
       expect(yield* limiter.debit("llm", "team", 1)).toMatchObject({ allowed: false, resetAt: 7000 })
       yield* admin.reset("llm", "team")
       expect((yield* limiter.debit("llm", "team", 1)).remaining).toBe(9)
+    }).pipe(Effect.provide(doors)))
+
+  it.scoped("a unified admitter: the admin acts on its rate axis (a penalty binds the next admission by rate)", () =>
+    Effect.gen(function*() {
+      const { admin, limiter } = yield* tools
+      yield* TestClock.setTime(1000)
+      expect((yield* admin.penalize("unified", "k", 3)).remaining).toBe(0)
+      const denied = yield* limiter.leases.acquire("unified", "k")
+      expect([denied.held, denied.bindingAxis]).toEqual([false, "rate"])
+      yield* admin.reward("unified", "k", 1)
+      const held = yield* limiter.leases.acquire("unified", "k")
+      expect(held.held).toBe(true)
+      yield* limiter.leases.release(held.leaseId, false)
+      yield* admin.block("unified", "k", 5000)
+      expect((yield* limiter.leases.acquire("unified", "k")).decision).toMatchObject({ allowed: false, resetAt: 6000 })
+      yield* admin.reset("unified", "k")
+      expect((yield* limiter.leases.acquire("unified", "k")).decision.remaining).toBe(2)
     }).pipe(Effect.provide(doors)))
 
   it.scoped("bad input fails with a typed error, in the front's order, and changes nothing", () =>
