@@ -37,6 +37,7 @@ const notes = [
   "ARGV 'now' is epoch-ms; 0 means the Redis server clock (TIME), the default for a fleet.",
   "Roles check and read are the ThrottleKit Lua wire (KEYS[1] = prefix:key, five-integer reply, state layout as the core).",
   "Roles peek, forecast, debit, admit, acquire, release, renew, reclaim, reserve are this package's own; they follow the same state layout.",
+  "Roles penalize, reward and reset are this package's admin scripts (RateLimiterAdmin): the same keys and state layout.",
   "An argv name ending in '...' takes the rest of ARGV (a list).",
   "Cluster: every script touches only the keys it declares. The admission scripts take two or three keys, which share the",
   "hash tag {prefix}: leases = {prefix}#leases, guard = {prefix}#guard, and a unified admitter's rate key = {prefix}:key.",

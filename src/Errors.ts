@@ -73,7 +73,12 @@ export const Operation = Schema.Literal(
   "admit",
   "reserve",
   "snapshot",
-  "watch"
+  "watch",
+  "reset",
+  "block",
+  "unblock",
+  "penalize",
+  "reward"
 )
 
 /**

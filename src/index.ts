@@ -92,6 +92,15 @@ export * as Front from "./services/RateLimiter.js"
 export * as RateLimiterStore from "./services/RateLimiterStore.js"
 
 /**
+ * The admin operations on keys (`RateLimiterAdmin.RateLimiterAdmin`: reset, penalize, reward, block,
+ * unblock), a service of its own so application code cannot reach them by accident: `RateLimiterAdmin.layer`
+ * over a door's store.
+ *
+ * @since 0.3.0
+ */
+export * as RateLimiterAdmin from "./services/RateLimiterAdmin.js"
+
+/**
  * The validated set of policies every layer reads (`PolicySet.make`, `PolicySet.validate`), and
  * `PolicyError`, what a rejected policy or policy file fails with.
  *

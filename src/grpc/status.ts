@@ -196,7 +196,17 @@ export interface CallSubject {
 }
 
 /** The operations that consume (count, spend, hold) when the server applies them. */
-const consuming: ReadonlySet<Operation> = new Set<Operation>(["check", "checkMany", "debit", "admit", "reserve"])
+const consuming: ReadonlySet<Operation> = new Set<Operation>([
+  "check",
+  "checkMany",
+  "debit",
+  "admit",
+  "reserve",
+  // The admin writes (a reset is idempotent, as is an unblock: retrying either is safe).
+  "penalize",
+  "reward",
+  "block"
+])
 
 /**
  * The `RateLimiter` error a client reports for a failed call. NOT_FOUND, UNIMPLEMENTED, UNAVAILABLE,

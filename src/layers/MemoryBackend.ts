@@ -42,6 +42,7 @@ import type { PolicyError } from "../PolicySet.js"
 import { PolicySet } from "../PolicySet.js"
 import { type FrontOptions, make as makeFront, RateLimiter, type RateLimiterService } from "../services/RateLimiter.js"
 import {
+  type BoundAdmin,
   type BoundAdmitter,
   type BoundFair,
   type BoundLimiter,
@@ -54,7 +55,14 @@ import {
 } from "../services/RateLimiterStore.js"
 import * as FairEscrow from "./fair/FairEscrow.js"
 import type { FullTable, OnFull } from "./memory/FullTable.js"
-import { checkAllAt, type Compiled, PolicyStore, type StateCheck, type TableOptions } from "./memory/KeyStore.js"
+import {
+  checkAllAt,
+  type Compiled,
+  PolicyStore,
+  type RateState,
+  type StateCheck,
+  type TableOptions
+} from "./memory/KeyStore.js"
 import { type LocalLimiter, makeLocalLimiter } from "./memory/Local.js"
 
 export type {
@@ -248,6 +256,24 @@ const storeOver = (policies: PolicySet, keys: PolicyStore, ttlMs: number): Local
     return Effect.clockWith((clock) => Effect.succeed(checkAllAt(states, clock.unsafeCurrentTimeMillis())))
   }
 
+  const admin = (policy: Policy): BoundAdmin => {
+    const compiled = keys.get(policy.name)
+    const rate = compiled === undefined
+      ? undefined
+      : compiled.kind === "limiter"
+      ? compiled.rate
+      : compiled.kind === "meter"
+      ? compiled.budget
+      : compiled.kind === "admitter"
+      ? compiled.rate
+      : undefined
+    if (rate === undefined) {
+      const fail = () => foreign(policy)
+      return { reset: fail, penalize: fail, reward: fail, block: fail, unblock: fail }
+    }
+    return adminOver(rate)
+  }
+
   const fairs = fairEscrows(policies)
   const fair = (policy: FairPolicy): BoundFair => fairs.get(policy.name) ?? { check: () => foreign(policy) }
 
@@ -278,9 +304,20 @@ const storeOver = (policies: PolicySet, keys: PolicyStore, ttlMs: number): Local
     fair,
     leases: { ttlMs, release, heartbeat },
     checkAll,
-    ...(fleet.length === 0 ? {} : { fleetGuards })
+    ...(fleet.length === 0 ? {} : { fleetGuards }),
+    admin
   }
 }
+
+/** The admin operations on one key table, at the `Clock`'s now (the table's own clock). */
+const adminOver = (rate: RateState): BoundAdmin => ({
+  reset: (key) => Effect.sync(() => rate.reset(key)),
+  penalize: (key, units) => Effect.map(Clock.currentTimeMillis, (now) => fromData(rate.penalize(key, now, units))),
+  reward: (key, units) => Effect.map(Clock.currentTimeMillis, (now) => fromData(rate.reward(key, now, units))),
+  block: (key, durationMs) =>
+    Effect.map(Clock.currentTimeMillis, (now) => fromData(rate.block(key, now, now + durationMs))),
+  unblock: (key) => Effect.map(Clock.currentTimeMillis, (now) => fromData(rate.unblock(key, now)))
+})
 
 /**
  * The fair-escrow policies' checks, by name: tenants in this process; a federated one's region pool too

@@ -76,6 +76,7 @@ import { scriptsOf } from "../redis/StrategyScripts.js"
 import { type FrontOptions, make as makeFront, RateLimiter, type RateLimiterService } from "../services/RateLimiter.js"
 import {
   type AcquireOptions,
+  type BoundAdmin,
   type BoundAdmitter,
   type BoundFair,
   type BoundLimiter,
@@ -83,7 +84,8 @@ import {
   type CheckAll,
   type HeartbeatResult,
   type LocalStore,
-  Store
+  Store,
+  unsupported
 } from "../services/RateLimiterStore.js"
 import * as FairEscrow from "./fair/FairEscrow.js"
 import * as RedisRegionPool from "./fair/RedisRegionPool.js"
@@ -286,6 +288,16 @@ const foreign = (policy: Policy) =>
   Effect.fail(configError(`policy ${JSON.stringify(policy.name)} is not one of this store's ${policy.kind} policies`))
 
 const MAX_LEASE_ID_DRAWS = 4
+
+/**
+ * Why the Redis store does not block keys: a block every client honours would have every check script read
+ * a second key (the deny list) on the hot path, and the ThrottleKit core's clients sharing the keys would
+ * not honour it anyway. Reset, penalize and reward write the strategy's own state, which every client reads.
+ */
+const BLOCK_NOT_SERVED = unsupported(
+  "the Redis store does not block keys (a block would cost every check a second key read); " +
+    "block on the Memory store, or penalize the key's remaining to 0"
+)
 
 /**
  * Options of the Redis store over a shared connection (`RedisClient`): the connection and its bound are
@@ -754,6 +766,47 @@ export const makeStoreOn = (
       }
     )
 
+    // The admin scripts: a limiter's strategy's (or a budget's) penalize and reward, and one reset for any
+    // key. Looked up when a policy is bound, so a catalog without them serves no admin for that policy.
+    const resetScript = redis.scripts.find("key", "reset")
+    const admin = (policy: Policy): BoundAdmin => {
+      const entry = entries.get(policy.name)
+      const served = entry?.kind === "limiter"
+        ? { strategy: scriptsOf(entry.policy.strategy).strategy, params: entry.params, prefix: entry.policy.prefix }
+        : entry?.kind === "meter"
+        ? {
+          strategy: "tokenBudget",
+          params: { budget: entry.policy.budget, windowMs: entry.policy.windowMs },
+          prefix: entry.policy.prefix
+        }
+        : undefined
+      const penalizeScript = served === undefined ? undefined : redis.scripts.find(served.strategy, "penalize")
+      const rewardScript = served === undefined ? undefined : redis.scripts.find(served.strategy, "reward")
+      if (
+        served === undefined || penalizeScript === undefined || rewardScript === undefined || resetScript === undefined
+      ) {
+        const reason = unsupported(
+          "the Redis store's admin serves limiters and meters (a unified admitter's rate keys: not yet)"
+        )
+        return { reset: reason, penalize: reason, reward: reason, block: reason, unblock: reason }
+      }
+      const { params, prefix } = served
+      const adjust = (script: Script) => (key: string, units: number) =>
+        Effect.flatMap(now, (at) =>
+          Effect.flatMap(
+            runner.prepare(script, { key: keyOf(prefix, key) }, { ...params, now: at, units }),
+            runDecision
+          ))
+      return {
+        reset: (key) =>
+          Effect.asVoid(Effect.flatMap(runner.prepare(resetScript, { key: keyOf(prefix, key) }, {}), runner.run)),
+        penalize: adjust(penalizeScript),
+        reward: adjust(rewardScript),
+        block: BLOCK_NOT_SERVED,
+        unblock: BLOCK_NOT_SERVED
+      }
+    }
+
     return {
       _tag: "Local",
       backend: "redis",
@@ -763,7 +816,8 @@ export const makeStoreOn = (
       admitter,
       fair,
       leases: { ttlMs, release, heartbeat },
-      ...(checkAll === undefined ? {} : { checkAll })
+      ...(checkAll === undefined ? {} : { checkAll }),
+      admin
     } satisfies LocalStore
   })
 

@@ -14,6 +14,8 @@
  *   is not a decision), with the `RateLimiter` front on top;
  * - the gRPC server: `throttlekit.v1.RateLimiter` over the front, `Monitor` unless `monitor: false`,
  *   `Fleet` when some policy is `federated:` (as the reference server), and health;
+ *   `throttlekit_effect.admin.v1.RateLimiterAdmin` (our own admin door over the store, behind `adminSecret`,
+ *   loopback callers only without one) unless `admin: false`;
  * - with `metrics`, the HTTP listener of `/metrics` (Prometheus text, from the hub and the server's error
  *   and outage counters) and `/healthz`;
  * - with `lens`, the Lens: a web page with the hub's picture and live denials, on its own HTTP port.
@@ -46,7 +48,9 @@ import type { Policy } from "../Policy.js"
 import { type PolicyError, PolicySet } from "../PolicySet.js"
 import * as RedisClient from "../redis/RedisClient.js"
 import * as Front from "../services/RateLimiter.js"
+import * as RateLimiterAdmin from "../services/RateLimiterAdmin.js"
 import { Store } from "../services/RateLimiterStore.js"
+import * as AdminRpc from "./AdminRpc.js"
 import { isAuthorized, isLoopbackPeer, monitorAuth } from "./Auth.js"
 import * as FailMode from "./FailMode.js"
 import * as FleetRpc from "./FleetRpc.js"
@@ -117,6 +121,19 @@ export interface ThrottleKitServerOptions extends GrpcServerOptions {
   readonly monitorSecret?: Redacted.Redacted<string>
   /** The Fleet door's secret (none: loopback callers only). */
   readonly fleetSecret?: Redacted.Redacted<string>
+  /**
+   * Serve the admin door (`throttlekit_effect.admin.v1.RateLimiterAdmin`: reset, penalize, reward, block,
+   * unblock a key; default true). Without `adminSecret` it answers loopback callers only.
+   *
+   * @since 0.3.0
+   */
+  readonly admin?: boolean
+  /**
+   * The admin door's secret (none: loopback callers only).
+   *
+   * @since 0.3.0
+   */
+  readonly adminSecret?: Redacted.Redacted<string>
   /**
    * The node id the Monitor reports (default: the configured `host:port`) and `/metrics` labels (default:
    * the bound `host:port`); on Redis also this server's id among the nodes of a `distributedConcurrency`
@@ -227,21 +244,28 @@ export const warnings = (
     readonly policies: PolicySet
     readonly monitorSecret?: Redacted.Redacted<string> | undefined
     readonly fleetSecret?: Redacted.Redacted<string> | undefined
+    readonly adminSecret?: Redacted.Redacted<string> | undefined
     readonly monitor?: boolean | undefined
+    readonly admin?: boolean | undefined
   },
   host: string
 ): ReadonlyArray<string> => {
   if (isLoopbackPeer(host)) return []
   const doors = [
     ...(options.monitor !== false && options.monitorSecret === undefined ? ["Monitor"] : []),
-    ...(servesFleet(options.policies) && options.fleetSecret === undefined ? ["Fleet"] : [])
+    ...(servesFleet(options.policies) && options.fleetSecret === undefined ? ["Fleet"] : []),
+    ...(options.admin !== false && options.adminSecret === undefined ? ["Admin"] : [])
   ]
   return doors.length === 0 ? [] : [
-    `warning: ${doors.join(" and ")} ${doors.length === 1 ? "answers" : "answer"} loopback callers only ` +
+    `warning: ${listed(doors)} ${doors.length === 1 ? "answers" : "answer"} loopback callers only ` +
     `(remote calls get UNAUTHENTICATED); pass ${doors.map((d) => `--${d.toLowerCase()}-secret`).join(" / ")} ` +
     "to allow remote callers"
   ]
 }
+
+/** "A", "A and B", "A, B and C". */
+const listed = (names: ReadonlyArray<string>): string =>
+  names.length <= 1 ? names.join("") : `${names.slice(0, -1).join(", ")} and ${names[names.length - 1]}`
 
 /** `maxWatchStreams`, when given, is a whole number from 0. */
 const checkMaxWatchStreams = (options: ThrottleKitServerOptions): Effect.Effect<void, StartupError> => {
@@ -290,13 +314,14 @@ const backing = (
 }
 
 /**
- * The services beside RateLimiter and health: the Monitor (unless turned off), and the Fleet door when
- * some policy is federated.
+ * The services beside RateLimiter and health: the Monitor (unless turned off), the Fleet door when
+ * some policy is federated, and the admin door (unless turned off) over the store.
  */
 const doors = (options: ThrottleKitServerOptions, policies: PolicySet) =>
   Effect.gen(function*() {
     const hub = yield* Hub.MonitorHub
     const coordinator = yield* Coordinator
+    const store = yield* Store
     const services: Array<ServedService> = []
     if (options.monitor !== false) {
       services.push(MonitorRpc.make({
@@ -308,6 +333,12 @@ const doors = (options: ThrottleKitServerOptions, policies: PolicySet) =>
     if (servesFleet(policies)) {
       services.push(FleetRpc.make({ policies, coordinator, secret: Option.fromNullable(options.fleetSecret) }))
     }
+    if (options.admin !== false) {
+      services.push(AdminRpc.make({
+        admin: RateLimiterAdmin.make(store),
+        secret: Option.fromNullable(options.adminSecret)
+      }))
+    }
     return services
   })
 
@@ -316,7 +347,11 @@ const serving = (
   options: ThrottleKitServerOptions,
   policies: PolicySet,
   counters: ServerCounters
-): Layer.Layer<GrpcServer, GrpcBindError | TlsMaterialError, Front.RateLimiter | Hub.MonitorHub | Coordinator> =>
+): Layer.Layer<
+  GrpcServer,
+  GrpcBindError | TlsMaterialError,
+  Front.RateLimiter | Hub.MonitorHub | Coordinator | Store
+> =>
   Layer.scoped(
     GrpcServer,
     Effect.gen(function*() {

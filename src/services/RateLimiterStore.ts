@@ -19,7 +19,7 @@ import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import type { Admission, Decision, Forecast } from "../Decision.js"
 import type { Operation, RateLimiterError } from "../Errors.js"
-import type { AdmitterPolicy, FairPolicy, LimiterPolicy, MeterPolicy } from "../Policy.js"
+import type { AdmitterPolicy, FairPolicy, LimiterPolicy, MeterPolicy, Policy } from "../Policy.js"
 import type { PolicySet } from "../PolicySet.js"
 
 /**
@@ -189,6 +189,23 @@ export interface StoreCheck {
 export type CheckAll = (checks: ReadonlyArray<StoreCheck>) => Effect.Effect<ReadonlyArray<Decision>, RateLimiterError>
 
 /**
+ * The admin operations on one policy's keys (`RateLimiterAdmin`), each on a checked key and amount:
+ * `units` a whole number ≥ 1, `untilMs` a block's end (epoch-ms in the store's clock, after now, as
+ * `durationMs` from now). Each answers what a 1-unit peek of the key sees afterwards (`reset`: nothing).
+ * An operation the store cannot serve for the policy is `Unsupported`, with its reason.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface BoundAdmin {
+  readonly reset: ((key: string) => Effect.Effect<void, RateLimiterError>) | Unsupported
+  readonly penalize: ((key: string, units: number) => Effect.Effect<Decision, RateLimiterError>) | Unsupported
+  readonly reward: ((key: string, units: number) => Effect.Effect<Decision, RateLimiterError>) | Unsupported
+  readonly block: ((key: string, durationMs: number) => Effect.Effect<Decision, RateLimiterError>) | Unsupported
+  readonly unblock: ((key: string) => Effect.Effect<Decision, RateLimiterError>) | Unsupported
+}
+
+/**
  * A store that knows its policies: the front binds each one once, when it is built.
  *
  * @since 0.2.0
@@ -215,6 +232,13 @@ export interface LocalStore {
   readonly checkAll?: CheckAll | undefined
   /** The fleet-shared guards' state at `now` (epoch-ms), for the Monitor; absent when there are none. */
   readonly fleetGuards?: (now: number) => ReadonlyArray<FleetGuardState>
+  /**
+   * The admin operations on `policy`'s keys (`RateLimiterAdmin`); absent when the store serves none.
+   * Wrappers pass it through: an admin writes the state the wrapped store keeps.
+   *
+   * @since 0.3.0
+   */
+  readonly admin?: (policy: Policy) => BoundAdmin
 }
 
 /**
@@ -313,6 +337,7 @@ export const mapLocal = (
     fair: fair === undefined ? inner.fair : (policy) => fair(policy, inner.fair(policy)),
     leases: leases === undefined ? inner.leases : leases(inner.leases),
     ...(checkAll === undefined ? {} : { checkAll }),
-    ...(inner.fleetGuards === undefined ? {} : { fleetGuards: inner.fleetGuards })
+    ...(inner.fleetGuards === undefined ? {} : { fleetGuards: inner.fleetGuards }),
+    ...(inner.admin === undefined ? {} : { admin: inner.admin })
   }
 }
