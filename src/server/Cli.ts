@@ -55,6 +55,9 @@ options:
       --fail open|closed     while the store is down, Check/CheckMany on limiter policies answer allowed
                              (open) or denied (closed) instead of UNAVAILABLE; other calls and other
                              errors are unchanged (default open)
+      --shadow               serve every policy in shadow mode: decide and record as usual, but answer
+                             every denial allowed (counted as throttlekit_shadow_denied_total); a policy
+                             can also say shadow: true in the file
       --monitor-secret S     secret for the Monitor door (env THROTTLEKIT_MONITOR_SECRET)
       --monitor-secret-file FILE  read it from FILE (env THROTTLEKIT_MONITOR_SECRET_FILE)
       --fleet-secret S       secret for the Fleet door (env THROTTLEKIT_FLEET_SECRET)
@@ -235,6 +238,8 @@ export interface ServeArgs {
   readonly region: string
   /** This server's node id (`--node-id`, `TK_NODE_ID`); none: the server's `host:port`. */
   readonly nodeId: Option.Option<string>
+  /** Serve every policy in shadow mode (`--shadow`); absent: each policy's own `shadow`. @since 0.3.0 */
+  readonly shadow?: boolean
 }
 
 /**
@@ -376,7 +381,8 @@ const valueFlags: Record<string, string> = {
 
 /** Flags that take no value. */
 const switchFlags: Record<string, string> = {
-  "--tls-allow-not-yet-valid": "tls-allow-not-yet-valid"
+  "--tls-allow-not-yet-valid": "tls-allow-not-yet-valid",
+  "--shadow": "shadow"
 }
 
 /** A flag's name without any `=value` (which may be a secret), for error messages. */
@@ -774,7 +780,8 @@ export const parse = (
         idleTimeoutMs,
         maxConnections,
         maxWatchStreams,
-        ...operator
+        ...operator,
+        ...(switches.has("shadow") ? { shadow: true } : {})
       }
     } as const
   })

@@ -175,13 +175,14 @@ export const serverOptions = (
   maxWatchStreams: args.maxWatchStreams,
   ...(Option.isSome(args.monitorSecret) ? { monitorSecret: args.monitorSecret.value } : {}),
   ...(Option.isSome(args.fleetSecret) ? { fleetSecret: args.fleetSecret.value } : {}),
-  ...(tls === undefined ? {} : { tls })
+  ...(tls === undefined ? {} : { tls }),
+  ...(args.shadow === true ? { shadow: true } : {})
 })
 
 /**
  * The one line printed once the server is listening, e.g.
  * `throttlekit-effect listening on 127.0.0.1:50051 [store=memory, insecure, lease-ttl=2000ms, fail=open] (2 policies: api, llm)`;
- * `, monitor=off` follows `fail=` when the Monitor door is off, and `, metrics=HOST:PORT` (the bound
+ * `, monitor=off` follows `fail=` when the Monitor door is off, `, shadow=all` when `--shadow` is given, and `, metrics=HOST:PORT` (the bound
  * address) when `/metrics` is served.
  *
  * @since 0.1.0
@@ -195,7 +196,7 @@ export const startupLine = (
 ): string => {
   const names = policies.names.length === 0 ? "none" : policies.names.join(", ")
   const count = `${policies.names.length} ${policies.names.length === 1 ? "policy" : "policies"}`
-  const operator = (args.monitor ? "" : ", monitor=off") +
+  const operator = (args.monitor ? "" : ", monitor=off") + (args.shadow === true ? ", shadow=all" : "") +
     Option.match(metrics, { onNone: () => "", onSome: (m) => `, metrics=${m.address}` })
   return `throttlekit-effect listening on ${server.address} [store=${
     storeName(args.store)

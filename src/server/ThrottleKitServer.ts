@@ -148,6 +148,14 @@ export interface ThrottleKitServerOptions extends GrpcServerOptions {
   readonly maxWatchStreams?: number
   /** A coordinator to use instead of the store's (embedding and tests). */
   readonly coordinator?: CoordinatorService
+  /**
+   * Serve every policy in shadow mode (`serve --shadow`): as if each had `shadow: true` (decided and
+   * recorded as usual, a denial answered allowed and counted as a shadow denial). Default false: each
+   * policy's own `shadow` holds.
+   *
+   * @since 0.3.0
+   */
+  readonly shadow?: boolean
 }
 
 /**
@@ -332,6 +340,10 @@ const serving = (
  */
 export const DEFAULT_REGION = "default"
 
+/** `policies`, each in shadow mode (`shadow: true`): the server-wide `shadow` switch. */
+const allShadowed = (policies: PolicySet): Effect.Effect<PolicySet, PolicyError> =>
+  PolicySet.from(policies.policies.map((policy): Policy => ({ ...policy, shadow: true })))
+
 /** The store below, unchanged (where the tap would go when nothing tracks decisions). */
 const untapped: Layer.Layer<Store, never, Store> = Layer.effect(Store, Store)
 
@@ -401,7 +413,8 @@ export const layer = (
 ): Layer.Layer<GrpcServer | Hub.MonitorHub | Coordinator | MetricsServer, ThrottleKitServerError> =>
   Layer.unwrapEffect(
     Effect.gen(function*() {
-      const policies = yield* Effect.zipLeft(PolicySet.from(options.policies), checkMaxWatchStreams(options))
+      const given = yield* Effect.zipLeft(PolicySet.from(options.policies), checkMaxWatchStreams(options))
+      const policies = options.shadow === true ? yield* allShadowed(given) : given
       const counters = yield* Effect.sync(() => new ServerCounters())
       const store = options.store ?? { kind: "memory" }
       const nodeId = options.nodeId ??

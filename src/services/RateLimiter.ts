@@ -51,7 +51,8 @@ import {
   type RateLimiterError
 } from "../Errors.js"
 import { type KeeperOptions, makeKeeper } from "../internal/keeper.js"
-import { maxCost, type Policy } from "../Policy.js"
+import * as Shadow from "../internal/shadow.js"
+import { isShadow, maxCost, type Policy } from "../Policy.js"
 import type { PolicySet } from "../PolicySet.js"
 import * as Validate from "../Validate.js"
 import {
@@ -318,22 +319,35 @@ const localFront = (store: LocalStore): Unscoped => {
   const kinds = new Map<string, Policy["kind"]>()
   for (const policy of policies) {
     kinds.set(policy.name, policy.kind)
+    // A shadowed policy's operations are wrapped here, once: an enforced one is bound as the store gives it.
+    const shadow = isShadow(policy)
     switch (policy.kind) {
-      case "limiter":
-        limiters.set(policy.name, new Bound(store.limiter(policy), maxCost(policy.strategy)))
+      case "limiter": {
+        const bound = store.limiter(policy)
+        limiters.set(policy.name, new Bound(shadow ? Shadow.limiter(bound) : bound, maxCost(policy.strategy)))
         break
-      case "meter":
-        meters.set(policy.name, store.meter(policy))
+      }
+      case "meter": {
+        const bound = store.meter(policy)
+        meters.set(policy.name, shadow ? Shadow.meter(bound) : bound)
         break
-      case "admitter":
+      }
+      case "admitter": {
+        const bound = store.admitter(policy)
         admitters.set(
           policy.name,
-          new Bound(store.admitter(policy), policy.rate === undefined ? Number.MAX_SAFE_INTEGER : maxCost(policy.rate))
+          new Bound(
+            shadow ? Shadow.admitter(bound) : bound,
+            policy.rate === undefined ? Number.MAX_SAFE_INTEGER : maxCost(policy.rate)
+          )
         )
         break
-      case "fair":
-        fairs.set(policy.name, store.fair(policy))
+      }
+      case "fair": {
+        const bound = store.fair(policy)
+        fairs.set(policy.name, shadow ? Shadow.fair(bound) : bound)
         break
+      }
     }
   }
 
@@ -611,7 +625,8 @@ export const spend = (
 
 /**
  * Runs `self` inside an admission: the slot is held while it runs and released when it ends (as dropped
- * when it fails or is interrupted). A denied admission fails with `RateLimited` and `self` never runs.
+ * when it fails or is interrupted). A denied admission fails with `RateLimited` and `self` never runs (a
+ * shadow-mode policy's would-be denial runs `self`, holding no slot).
  *
  * @example
  * ```ts
@@ -660,7 +675,8 @@ export const admitted: {
       Effect.flatMap(
         limiter.admit(policy, key, options),
         (admission): Effect.Effect<A, E | RateLimited, R> =>
-          admission.held
+          // Allowed: a slot is held, or the policy is in shadow mode (answered allowed, holding none).
+          admission.decision.allowed
             ? self
             : Effect.fail(
               new RateLimited({ policy, key, decision: admission.decision, bindingAxis: admission.bindingAxis })
