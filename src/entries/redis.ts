@@ -25,3 +25,11 @@ export * as RedisClient from "../redis/RedisClient.js"
  * @since 0.1.0
  */
 export * as RedisCoordinator from "../coordinator/RedisCoordinator.js"
+
+/**
+ * Insurance: while Redis is unreachable, each process decides against its share of each limit
+ * (`RedisBackend`'s `insurance` option).
+ *
+ * @since 0.3.0
+ */
+export * as Insurance from "../layers/Insurance.js"

@@ -55,6 +55,11 @@ options:
       --fail open|closed     while the store is down, Check/CheckMany on limiter policies answer allowed
                              (open) or denied (closed) instead of UNAVAILABLE; other calls and other
                              errors are unchanged (default open)
+      --insurance-instances N  while Redis is unreachable, decide limiter checks and meter debits in
+                             this process against 1/N of each limit (N servers share it), and go back
+                             to Redis by itself once it answers; counted as
+                             throttlekit_degraded_answers_total (needs --store redis)
+      --insurance-share S    the same with a share S of each limit, 0 < S <= 1 (e.g. 0.25)
       --shadow               serve every policy in shadow mode: decide and record as usual, but answer
                              every denial allowed (counted as throttlekit_shadow_denied_total); a policy
                              can also say shadow: true in the file
@@ -161,6 +166,13 @@ export interface RedisStore<S> {
   readonly keyPrefix: Option.Option<string>
   /** `--redis-replica-acks`. */
   readonly replicaAcks: number
+  /**
+   * `--insurance-instances N` / `--insurance-share S`: while Redis is unreachable, decide limiter checks
+   * and meter debits in this process against its share of each limit. Absent: no insurance.
+   *
+   * @since 0.3.0
+   */
+  readonly insurance?: { readonly instances: number } | { readonly share: number }
 }
 
 /**
@@ -357,6 +369,8 @@ const valueFlags: Record<string, string> = {
   "--redis-password-file": "redis-password-file",
   "--redis-prefix": "redis-prefix",
   "--redis-replica-acks": "redis-replica-acks",
+  "--insurance-instances": "insurance-instances",
+  "--insurance-share": "insurance-share",
   "--fail": "fail",
   "--monitor-secret": "monitor-secret",
   "--monitor-secret-file": "monitor-secret-file",
@@ -610,7 +624,7 @@ const parseStore = (
       ...(cluster === undefined ? [] : [cluster.source]),
       ...(sentinel === undefined ? [] : [sentinel.source])
     ]
-    const redisOnly = ["redis-sentinel-name", "redis-prefix", "redis-replica-acks"]
+    const redisOnly = ["redis-sentinel-name", "redis-prefix", "redis-replica-acks", ...INSURANCE_FLAGS]
       .filter((flag) => values.has(flag))
       .map((flag) => `--${flag}`)
     const storeName = values.get("store") ?? (named.length > 0 ? "redis" : "memory")
@@ -661,7 +675,34 @@ const parseStore = (
       return yield* fail("--redis-prefix must be at most 256 bytes")
     }
     const replicaAcks = yield* wholeNumber("redis-replica-acks", values.get("redis-replica-acks") ?? "0", 0, 16)
-    return { kind: "redis", target, keyPrefix: Option.fromNullable(keyPrefix), replicaAcks } as const
+    const insurance = yield* insuranceFlags(values)
+    return {
+      kind: "redis",
+      target,
+      keyPrefix: Option.fromNullable(keyPrefix),
+      replicaAcks,
+      ...(insurance === undefined ? {} : { insurance })
+    } as const
+  })
+
+const INSURANCE_FLAGS = ["insurance-instances", "insurance-share"]
+
+/** `--insurance-instances N` (1 to 10 000) or `--insurance-share S` (in (0, 1]), at most one; neither: none. */
+const insuranceFlags = (
+  values: ReadonlyMap<string, string>
+): Effect.Effect<RedisStore<never>["insurance"], UsageError> =>
+  Effect.gen(function*() {
+    const instances = values.get("insurance-instances")
+    const share = values.get("insurance-share")
+    if (instances !== undefined && share !== undefined) {
+      return yield* fail("--insurance-instances and --insurance-share both size the local share; give one")
+    }
+    if (instances !== undefined) return { instances: yield* wholeNumber("insurance-instances", instances, 1, 10_000) }
+    if (share === undefined) return undefined
+    const fraction = /^(?:0|1)?(?:\.\d+)?$/.test(share) && share !== "" && share !== "." ? Number(share) : Number.NaN
+    return fraction > 0 && fraction <= 1
+      ? { share: fraction }
+      : yield* fail("--insurance-share must be a number greater than 0 and at most 1 (e.g. 0.25)")
   })
 
 /**

@@ -39,6 +39,7 @@ import type { CoordinatorService } from "../coordinator/Coordinator.js"
 import * as MemoryCoordinator from "../coordinator/MemoryCoordinator.js"
 import * as RedisCoordinator from "../coordinator/RedisCoordinator.js"
 import { isWindowed } from "../coordinator/reserve.js"
+import type * as Insurance from "../layers/Insurance.js"
 import * as MemoryBackend from "../layers/MemoryBackend.js"
 import * as RedisBackend from "../layers/RedisBackend.js"
 import type { Policy } from "../Policy.js"
@@ -91,6 +92,12 @@ export type ServerStore =
     readonly timeoutMs?: number
     readonly keyPrefix?: string
     readonly replicaAcks?: number
+    /**
+     * Insurance while Redis is unreachable (`--insurance-instances` / `--insurance-share`): limiter
+     * checks and meter debits are decided in this server against its share of each limit, counted by
+     * `/metrics` (see `Insurance`). @since 0.3.0
+     */
+    readonly insurance?: Pick<Insurance.InsuranceOptions, "instances" | "share" | "probeIntervalMs">
   }
 
 /**
@@ -250,7 +257,8 @@ const nodeOf = (options: ThrottleKitServerOptions) => options.nodeId === undefin
 /** The store and the coordinator, over one Redis connection when the store is Redis. */
 const backing = (
   options: ThrottleKitServerOptions,
-  policies: PolicySet
+  policies: PolicySet,
+  counters: ServerCounters
 ): Layer.Layer<Store | Coordinator, PolicyError | StartupError> => {
   const lease = options.leaseTtlMs === undefined ? {} : { leaseTtlMs: options.leaseTtlMs }
   const given = options.coordinator === undefined ? undefined : Layer.succeed(Coordinator, options.coordinator)
@@ -273,7 +281,18 @@ const backing = (
         ? RedisCoordinator.layerShared().pipe(Layer.mapError(failed("the coordinator")))
         : MemoryCoordinator.layer())
       return Layer.merge(
-        RedisBackend.layerStoreShared({ policies, ...lease, ...nodeOf(options) }).pipe(
+        RedisBackend.layerStoreShared({
+          policies,
+          ...lease,
+          ...nodeOf(options),
+          ...(store.insurance === undefined ? {} : {
+            insurance: {
+              ...store.insurance,
+              onDegraded: counters.degradedAnswered,
+              onStateChange: counters.storeDegraded
+            }
+          })
+        }).pipe(
           Layer.mapError((error) => error._tag === "PolicyError" ? error : failed("the Redis store")(error))
         ),
         coordinator
@@ -419,7 +438,10 @@ export const layer = (
       const store = options.store ?? { kind: "memory" }
       const nodeId = options.nodeId ??
         formatAddress(options.host ?? "127.0.0.1", options.port ?? DEFAULT_PORT)
-      const base = Layer.merge(backing(options, policies), Hub.layer({ policies, nodeId, backend: store.kind }))
+      const base = Layer.merge(
+        backing(options, policies, counters),
+        Hub.layer({ policies, nodeId, backend: store.kind })
+      )
       // Decisions are tracked for the Monitor door or for /metrics; with neither, the tap is left out.
       const tap: Layer.Layer<Store, never, Store | Hub.MonitorHub> =
         options.monitor !== false || options.metrics !== undefined ? Tap.layer : untapped

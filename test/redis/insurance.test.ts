@@ -31,7 +31,7 @@ const policies: ReadonlyArray<Policy> = [
     maxKeys: 1000,
     strategy: { kind: "fixedWindow", limit: LIMIT, windowMs: WINDOW_MS }
   },
-  { kind: "meter", name: "llm", prefix: "insllm", maxKeys: 1000, budget: 90, windowMs: 3_600_000, shared: false }
+  { kind: "meter", name: "llm", prefix: "insllm", maxKeys: 1000, budget: 90, windowMs: 2_592_000_000, shared: false }
 ]
 
 /** One instance: a Redis door with its own connection and insurance. */

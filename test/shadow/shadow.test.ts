@@ -11,15 +11,13 @@
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Layer, Option } from "effect"
 import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
-import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
 import * as PolicyFile from "../../src/PolicyFile.js"
 import * as Cli from "../../src/server/Cli.js"
-import { MonitorHub } from "../../src/server/monitor/Hub.js"
 import { serverOptions, startupLine } from "../../src/server/Serve.js"
-import * as ThrottleKitServer from "../../src/server/ThrottleKitServer.js"
 import { admitted, RateLimiter, type RateLimiterService } from "../../src/services/RateLimiter.js"
 import { prng } from "../support/prng.js"
-import { parsePage, valueOf } from "../support/prometheus.js"
+import { valueOf } from "../support/prometheus.js"
+import { servedWithMetrics } from "../support/servedWithMetrics.js"
 
 const SEED = 0x5eed19
 const CALLS = 240
@@ -78,24 +76,7 @@ const memoryLimiter = (shadow: boolean) =>
 const served = (shadowPolicies: boolean, shadowServer: boolean) =>
   Effect.gen(function*() {
     const policies = yield* PolicyFile.parse(policiesText(shadowPolicies), "test")
-    const context = yield* Layer.build(ThrottleKitServer.layer({
-      policies,
-      host: "127.0.0.1",
-      port: 0,
-      metrics: { port: 0 },
-      ...(shadowServer ? { shadow: true } : {})
-    }))
-    const grpc = Context.get(context, ThrottleKitServer.GrpcServer)
-    const metrics = Option.getOrThrow(Context.get(context, ThrottleKitServer.MetricsServer))
-    const client = yield* Effect.map(
-      Layer.build(ServiceBackend.layer({ target: grpc.address, deadline: "5 seconds", coalesceChecks: false })),
-      Context.get(RateLimiter)
-    )
-    const scrape = Effect.flatMap(
-      Effect.tryPromise(() => fetch(`http://${metrics.address}/metrics`).then((r) => r.text())),
-      parsePage
-    )
-    return { client, hub: Context.get(context, MonitorHub), scrape }
+    return yield* servedWithMetrics({ policies, ...(shadowServer ? { shadow: true } : {}) })
   })
 
 describe("shadow mode", () => {
