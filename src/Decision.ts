@@ -32,9 +32,17 @@ export class Decision extends Schema.Class<Decision>("Decision")({
   shadowed: Schema.optional(Schema.Boolean),
   degraded: Schema.optional(Schema.Boolean)
 }) {
-  /** True when a shadow-mode policy's denial was answered as this allowance. @since 0.3.0 */
+  /**
+   * True when a shadow-mode policy's denial was answered as this allowance.
+   *
+   * @since 0.3.0
+   */
   declare readonly shadowed: boolean
-  /** True when decided in this process alone while the shared store was unreachable. @since 0.3.0 */
+  /**
+   * True when decided in this process alone while the shared store was unreachable.
+   *
+   * @since 0.3.0
+   */
   declare readonly degraded: boolean
 }
 
