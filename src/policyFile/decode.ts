@@ -28,6 +28,9 @@
  * - A concurrency block may say `algorithm: fixed` (a pinned ceiling); `minLimit == maxLimit` also pins it.
  * - A leased `twoTier` block needs `lowWater` below `batch` (the reference takes any value).
  *
+ * Any policy may say `shadow: true` (shadow mode: decided and recorded as usual, never denied; see
+ * `Policy.LimiterPolicy.shadow`); `shadow: false`, the default, leaves the policy as if the line were absent.
+ *
  * Errors: loading stops at the first problem, in file order, and fails with one `PolicyError` naming the
  * path of the offending field (`limiters.api.burst`) and the reason. A bad file never yields a partial
  * `PolicySet`.

@@ -54,7 +54,8 @@ options:
                              0 answers at once (default 0; see the README on failover)
       --fail open|closed     while the store is down, Check/CheckMany on limiter policies answer allowed
                              (open) or denied (closed) instead of UNAVAILABLE; other calls and other
-                             errors are unchanged (default open)
+                             errors are unchanged (default open); with insurance, only the checks it
+                             does not decide (two-tier leases, fair escrows)
       --insurance-instances N  while Redis is unreachable, decide limiter checks and meter debits in
                              this process against 1/N of each limit (N servers share it), and go back
                              to Redis by itself once it answers; counted as
