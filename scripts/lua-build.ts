@@ -44,6 +44,8 @@ const notes = [
   "slot; plain limiters and budgets keep the wire key (one key per script, any slot).",
   "Roles federated.lease and regionFairPool.grant / release / stats are the core's coordinator and region-pool wire:",
   "one key (prefix:key), the core's ARGV first and state layout (see vendor/lua/README.md).",
+  "Role multi.check is this package's own: several dimensions (rate checks and token-budget debits) on their wire keys",
+  "(KEYS, one per dimension), decided at one instant and written all or nothing; on a cluster its keys must share a slot.",
   "Files here are built from src/ by `npm run lua:build`; sha1 is the SHA-1 of the file's bytes (the EVALSHA id)."
 ]
 

@@ -27,6 +27,13 @@ export * as RedisClient from "../redis/RedisClient.js"
 export * as RedisCoordinator from "../coordinator/RedisCoordinator.js"
 
 /**
+ * The fleet-wide shaper: one rate per key for every process shaping on this Redis (`RedisShaper.layer`).
+ *
+ * @since 0.3.0
+ */
+export * as RedisShaper from "../layers/RedisShaper.js"
+
+/**
  * Insurance: while Redis is unreachable, each process decides against its share of each limit
  * (`RedisBackend`'s `insurance` option).
  *

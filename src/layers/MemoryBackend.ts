@@ -35,6 +35,7 @@ import { randomBytes } from "node:crypto"
 import { Admission, Forecast, fromData } from "../Decision.js"
 import type { Admitter } from "../engine/admission.js"
 import { BackendError } from "../Errors.js"
+import { fiberNowMillis } from "../internal/fiberClock.js"
 import type { AdmitterPolicy, FairPolicy, LimiterPolicy, MeterPolicy, Policy } from "../Policy.js"
 import * as PolicyFile from "../PolicyFile.js"
 import type { PolicyError } from "../PolicySet.js"
@@ -45,6 +46,7 @@ import {
   type BoundFair,
   type BoundLimiter,
   type BoundMeter,
+  type CheckAll,
   type FleetGuardState,
   type HeartbeatResult,
   type LocalStore,
@@ -52,7 +54,7 @@ import {
 } from "../services/RateLimiterStore.js"
 import * as FairEscrow from "./fair/FairEscrow.js"
 import type { FullTable, OnFull } from "./memory/FullTable.js"
-import { type Compiled, PolicyStore, type TableOptions } from "./memory/KeyStore.js"
+import { checkAllAt, type Compiled, PolicyStore, type StateCheck, type TableOptions } from "./memory/KeyStore.js"
 import { type LocalLimiter, makeLocalLimiter } from "./memory/Local.js"
 
 export type {
@@ -149,9 +151,8 @@ const storeOver = (policies: PolicySet, keys: PolicyStore, ttlMs: number): Local
       }
     }
     return {
-      // The hot path: one clock read and the engine, no further Effect steps.
-      check: (key: string, cost: number) =>
-        Effect.clockWith((clock) => Effect.succeed(rate.check(key, clock.unsafeCurrentTimeMillis(), cost))),
+      // The hot path: one synchronous step reading the calling fiber's clock, then the engine.
+      check: (key: string, cost: number) => Effect.sync(() => rate.check(key, fiberNowMillis(), cost)),
       checkMany: (batch: ReadonlyArray<string>, cost: number) =>
         Effect.map(Clock.currentTimeMillis, (now) => batch.map((key) => rate.check(key, now, cost))),
       peek: (key: string) => Effect.map(Clock.currentTimeMillis, (now) => fromData(rate.peek(key, now))),
@@ -230,6 +231,23 @@ const storeOver = (policies: PolicySet, keys: PolicyStore, ttlMs: number): Local
       }
     })
 
+  // All or nothing in one synchronous step on the key tables (`checkAllAt`): one clock read, no yield
+  // between the reads and the writes.
+  const checkAll: CheckAll = (checks) => {
+    const states: Array<StateCheck> = []
+    for (const { cost, key, policy } of checks) {
+      const compiled = keys.get(policy.name)
+      const state = compiled?.kind === "limiter"
+        ? compiled.rate
+        : compiled?.kind === "meter"
+        ? compiled.budget
+        : undefined
+      if (state === undefined) return foreign(policy)
+      states.push({ state, key, cost })
+    }
+    return Effect.clockWith((clock) => Effect.succeed(checkAllAt(states, clock.unsafeCurrentTimeMillis())))
+  }
+
   const fairs = fairEscrows(policies)
   const fair = (policy: FairPolicy): BoundFair => fairs.get(policy.name) ?? { check: () => foreign(policy) }
 
@@ -259,6 +277,7 @@ const storeOver = (policies: PolicySet, keys: PolicyStore, ttlMs: number): Local
     admitter,
     fair,
     leases: { ttlMs, release, heartbeat },
+    checkAll,
     ...(fleet.length === 0 ? {} : { fleetGuards })
   }
 }

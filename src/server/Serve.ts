@@ -28,8 +28,12 @@ import {
 } from "./GrpcServer.js"
 import * as ThrottleKitServer from "./ThrottleKitServer.js"
 import {
+  LensServer,
+  type LensServerError,
+  type LensServerOptions,
   type MetricsBindError,
   MetricsServer,
+  type RunningLensServer,
   type RunningMetricsServer,
   type StartupError
 } from "./ThrottleKitServer.js"
@@ -69,6 +73,7 @@ export type ServeError =
   | TlsFileError
   | StartupError
   | MetricsBindError
+  | LensServerError
 
 const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost", "[::1]"])
 
@@ -142,6 +147,13 @@ const storeName = (store: Cli.Store): string =>
     ? "redis"
     : `redis ${store.target._tag.toLowerCase()}`
 
+/** The Lens the command line describes. */
+const lensOptions = (lens: Cli.LensArgs<Redacted.Redacted<string>>): LensServerOptions => ({
+  host: lens.host,
+  port: lens.port,
+  ...(Option.isSome(lens.secret) ? { secret: lens.secret.value } : {})
+})
+
 /**
  * The server the command line describes, serving the loaded policies (already validated: the set is reused).
  *
@@ -167,6 +179,7 @@ export const serverOptions = (
   region: args.region,
   monitor: args.monitor,
   ...(Option.isSome(args.metrics) ? { metrics: args.metrics.value } : {}),
+  ...(Option.isSome(args.lens) ? { lens: lensOptions(args.lens.value) } : {}),
   host: args.host,
   port: args.port,
   shutdownTimeoutMs: args.shutdownTimeoutMs,
@@ -184,8 +197,8 @@ export const serverOptions = (
  * The one line printed once the server is listening, e.g.
  * `throttlekit-effect listening on 127.0.0.1:50051 [store=memory, insecure, lease-ttl=2000ms, fail=open] (2 policies: api, llm)`;
  * `, monitor=off` follows `fail=` when the Monitor door is off, `, shadow=all` when `--shadow` is given,
- * `, insurance=1/N` (or `=S`) with `--insurance-instances N` (`--insurance-share S`), and `, metrics=HOST:PORT` (the bound
- * address) when `/metrics` is served.
+ * `, insurance=1/N` (or `=S`) with `--insurance-instances N` (`--insurance-share S`), `, metrics=HOST:PORT`
+ * (the bound address) when `/metrics` is served, and `, lens=HOST:PORT` when the Lens is.
  *
  * @since 0.1.0
  * @category utils
@@ -194,7 +207,8 @@ export const startupLine = (
   server: RunningServer,
   args: Cli.ServeArgs,
   policies: PolicySet,
-  metrics: Option.Option<RunningMetricsServer> = Option.none()
+  metrics: Option.Option<RunningMetricsServer> = Option.none(),
+  lens: Option.Option<RunningLensServer> = Option.none()
 ): string => {
   const names = policies.names.length === 0 ? "none" : policies.names.join(", ")
   const count = `${policies.names.length} ${policies.names.length === 1 ? "policy" : "policies"}`
@@ -203,7 +217,8 @@ export const startupLine = (
     (insurance === undefined
       ? ""
       : `, insurance=${"instances" in insurance ? `1/${insurance.instances}` : insurance.share}`) +
-    Option.match(metrics, { onNone: () => "", onSome: (m) => `, metrics=${m.address}` })
+    Option.match(metrics, { onNone: () => "", onSome: (m) => `, metrics=${m.address}` }) +
+    Option.match(lens, { onNone: () => "", onSome: (l) => `, lens=${l.address}` })
   return `throttlekit-effect listening on ${server.address} [store=${
     storeName(args.store)
   }, ${server.security}, lease-ttl=${args.leaseTtlMs}ms, fail=${args.failMode}${operator}] (${count}: ${names})`
@@ -217,12 +232,13 @@ const announce = (
   args: Cli.ServeArgs,
   options: ThrottleKitServer.ThrottleKitServerOptions & { readonly policies: PolicySet },
   started: Ref.Ref<boolean>
-): Layer.Layer<never, never, GrpcServer | MetricsServer> =>
+): Layer.Layer<never, never, GrpcServer | MetricsServer | LensServer> =>
   Layer.scopedDiscard(Effect.gen(function*() {
     const server = yield* GrpcServer
     const metrics = yield* MetricsServer
+    const lens = yield* LensServer
     yield* Effect.addFinalizer(() => Console.log("throttlekit-effect shutting down: draining in-flight calls"))
-    yield* Console.log(startupLine(server, args, options.policies, metrics))
+    yield* Console.log(startupLine(server, args, options.policies, metrics, lens))
     yield* Ref.set(started, true)
     if (server.security === "insecure" && !LOOPBACK.has(args.host)) {
       yield* Console.error(
@@ -234,6 +250,12 @@ const announce = (
       yield* Console.error(
         `warning: /metrics is served on ${metrics.value.address} without auth (aggregates only, no keys); ` +
           "firewall it if that is not meant"
+      )
+    }
+    if (Option.isSome(lens) && !isLoopbackPeer(lens.value.host)) {
+      yield* Console.error(
+        `warning: the Lens on ${lens.value.address} is plain HTTP: its secret and the keys it shows cross the ` +
+          "network in clear; put it behind TLS (a reverse proxy) or keep it on loopback"
       )
     }
     for (const warning of server.warnings) yield* Console.error(`warning: ${warning}`)

@@ -59,6 +59,7 @@ import * as LeasedCredits from "../fleet/LeasedCredits.js"
 import { type LimiterPolicy, type Policy, reportedLimit, storeKey } from "../Policy.js"
 import {
   type BoundLimiter,
+  type CheckAll,
   type LocalStore,
   type RateLimiterStore,
   Store,
@@ -361,7 +362,27 @@ const wrapWith = (
     if (handler.idle !== undefined) idle.push(handler.idle)
   }
   if (bound.size === 0) return { store: inner, idle }
-  return { store: { ...inner, limiter: (policy) => bound.get(policy.name) ?? inner.limiter(policy) }, idle }
+  // A multi-check through the inner store would skip a leased policy's local credits: it serves only
+  // dimensions none of which is leased.
+  const innerAll = inner.checkAll
+  const checkAll: CheckAll | undefined = innerAll === undefined ? undefined : (checks) => {
+    const leased = checks.find((check) => bound.has(check.policy.name))
+    return leased === undefined ? innerAll(checks) : Effect.fail(
+      new OperationNotSupported({
+        policy: leased.policy.name,
+        operation: "checkAll",
+        reason: "a leased (two-tier) policy: its local credits are not the store's state"
+      })
+    )
+  }
+  return {
+    store: {
+      ...inner,
+      limiter: (policy) => bound.get(policy.name) ?? inner.limiter(policy),
+      ...(checkAll === undefined ? {} : { checkAll })
+    },
+    idle
+  }
 }
 
 /**

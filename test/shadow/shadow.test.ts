@@ -251,7 +251,8 @@ limiters:
         ...parsed.args,
         store: { kind: "memory" },
         monitorSecret: Option.none(),
-        fleetSecret: Option.none()
+        fleetSecret: Option.none(),
+        lens: Option.none()
       }
       const policies = yield* PolicyFile.parse(policiesText(false), "test")
       expect(serverOptions(args, policies, undefined).shadow).toBe(true)

@@ -9,7 +9,7 @@
  * @since 0.1.0
  * @internal
  */
-import type { Decision, DecisionData } from "../../Decision.js"
+import { type Decision, type DecisionData, fromData } from "../../Decision.js"
 import { Admitter } from "../../engine/admission.js"
 import * as Gcra from "../../engine/gcra.js"
 import { rateEngine } from "../../engine/index.js"
@@ -125,6 +125,30 @@ export class KeyTable<C> {
   /** How many keys the table holds (some may read fresh until the next sweep or lookup). */
   get size(): number {
     return this.entries.size
+  }
+
+  /**
+   * Whether those of `keys` (distinct) the table does not hold can all be stored at `now`: then their
+   * `add`s succeed. Under `"grow"` always (an `add` makes room). Under `"deny"`, when they fit within
+   * `maxKeys`, sweeping first if a sweep is due (it drops only fresh cells, so a key may be new after it);
+   * otherwise they count as one refused key, as a refused `add` does. For a multi-check, which stores its
+   * new keys only when every one of them fits.
+   */
+  roomFor(keys: ReadonlyArray<string>, now: number): boolean {
+    if (this.onFull === "grow") return true
+    const fits = () => {
+      let size = this.entries.size
+      for (const key of keys) if (!this.entries.has(key)) size++
+      return size <= this.maxKeys
+    }
+    if (fits()) return true
+    if (this.refused >= this.slack || now > this.retryAt) {
+      this.sweep(now)
+      if (fits()) return true
+    }
+    this.refused++
+    this.once()
+    return false
   }
 
   /** For a refused key: the ms until the next sweep is due by time (at least 1). */
@@ -304,6 +328,30 @@ export class RateState {
     return decision
   }
 
+  /** Whether the table holds a cell for `key` (live or not). */
+  holds(key: string): boolean {
+    return this.table.cellOf(key) !== undefined
+  }
+
+  /**
+   * What `check(key, now, cost)` decides, writing nothing: the engine's pure check on the key's state
+   * (no state when it expired), which decides as the in-place check does (`InPlaceEngine`). A new key's
+   * room in a full table is not asked here: see `roomFor`.
+   */
+  preview(key: string, now: number, cost: number): Decision {
+    const cell = this.table.cellOf(key)
+    const live = cell !== undefined && now <= this.cells.expiresAt(cell, now)
+    return fromData(this.engine.check(live ? this.cells.stateOf(cell) : undefined, now, cost).decision)
+  }
+
+  /**
+   * `undefined` when those of `keys` the table does not hold can all be stored at `now`
+   * (`KeyTable.roomFor`), else the denial each of them gets (the refusal of a table full of live keys).
+   */
+  roomFor(keys: ReadonlyArray<string>, now: number): Decision | undefined {
+    return this.table.roomFor(keys, now) ? undefined : this.refusal(now)
+  }
+
   /** The denial of a new key a full table refused: nothing left, retry when a sweep is due by time. */
   private refusal(now: number): Decision {
     const retryAfterMs = this.table.retryAfterMs(now)
@@ -458,3 +506,44 @@ export const unsupported = (
   operation: OperationNotSupported["operation"],
   kind: string
 ): OperationNotSupported => new OperationNotSupported({ policy, operation, reason: `a ${kind} policy` })
+
+/**
+ * One dimension of a multi-check on the Memory door: a rate state (a limiter's, or a meter's budget), a
+ * key and a cost, all checked.
+ *
+ * @since 0.3.0
+ * @internal
+ */
+export interface StateCheck {
+  readonly state: RateState
+  readonly key: string
+  readonly cost: number
+}
+
+/**
+ * A multi-check at `now`, all or nothing, in one synchronous step (nothing can run between the reads and
+ * the writes): every dimension is decided on the current state, writing nothing (`RateState.preview`);
+ * when all allow, and every table has room for its new keys (`RateState.roomFor`; a refusal denies those
+ * keys' dimensions), each is checked for real, which decides exactly as its preview and writes. Otherwise
+ * nothing is written. No two dimensions share a (state, key): the front refuses a repeated one.
+ *
+ * @since 0.3.0
+ * @internal
+ */
+export const checkAllAt = (checks: ReadonlyArray<StateCheck>, now: number): ReadonlyArray<Decision> => {
+  const previews = checks.map((c) => c.state.preview(c.key, now, c.cost))
+  for (const decision of previews) if (!decision.allowed) return previews
+  const byState = new Map<RateState, Array<string>>()
+  for (const c of checks) {
+    const keys = byState.get(c.state)
+    if (keys === undefined) byState.set(c.state, [c.key])
+    else keys.push(c.key)
+  }
+  for (const [state, keys] of byState) {
+    const refusal = state.roomFor(keys, now)
+    if (refusal !== undefined) {
+      return checks.map((c, i) => c.state === state && !c.state.holds(c.key) ? refusal : previews[i]!)
+    }
+  }
+  return checks.map((c) => c.state.check(c.key, now, c.cost))
+}
