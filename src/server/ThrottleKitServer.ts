@@ -42,6 +42,7 @@ import type { CoordinatorService } from "../coordinator/Coordinator.js"
 import * as MemoryCoordinator from "../coordinator/MemoryCoordinator.js"
 import * as RedisCoordinator from "../coordinator/RedisCoordinator.js"
 import { isWindowed } from "../coordinator/reserve.js"
+import type * as Insurance from "../layers/Insurance.js"
 import * as MemoryBackend from "../layers/MemoryBackend.js"
 import * as RedisBackend from "../layers/RedisBackend.js"
 import type { Policy } from "../Policy.js"
@@ -97,6 +98,12 @@ export type ServerStore =
     readonly timeoutMs?: number
     readonly keyPrefix?: string
     readonly replicaAcks?: number
+    /**
+     * Insurance while Redis is unreachable (`--insurance-instances` / `--insurance-share`): limiter
+     * checks and meter debits are decided in this server against its share of each limit, counted by
+     * `/metrics` (see `Insurance`). @since 0.3.0
+     */
+    readonly insurance?: Pick<Insurance.InsuranceOptions, "instances" | "share" | "probeIntervalMs">
   }
 
 /**
@@ -174,6 +181,14 @@ export interface ThrottleKitServerOptions extends GrpcServerOptions {
   readonly maxWatchStreams?: number
   /** A coordinator to use instead of the store's (embedding and tests). */
   readonly coordinator?: CoordinatorService
+  /**
+   * Serve every policy in shadow mode (`serve --shadow`): as if each had `shadow: true` (decided and
+   * recorded as usual, a denial answered allowed and counted as a shadow denial). Default false: each
+   * policy's own `shadow` holds.
+   *
+   * @since 0.3.0
+   */
+  readonly shadow?: boolean
 }
 
 /**
@@ -281,7 +296,8 @@ const nodeOf = (options: ThrottleKitServerOptions) => options.nodeId === undefin
 /** The store and the coordinator, over one Redis connection when the store is Redis. */
 const backing = (
   options: ThrottleKitServerOptions,
-  policies: PolicySet
+  policies: PolicySet,
+  counters: ServerCounters
 ): Layer.Layer<Store | Coordinator, PolicyError | StartupError> => {
   const lease = options.leaseTtlMs === undefined ? {} : { leaseTtlMs: options.leaseTtlMs }
   const given = options.coordinator === undefined ? undefined : Layer.succeed(Coordinator, options.coordinator)
@@ -304,7 +320,18 @@ const backing = (
         ? RedisCoordinator.layerShared().pipe(Layer.mapError(failed("the coordinator")))
         : MemoryCoordinator.layer())
       return Layer.merge(
-        RedisBackend.layerStoreShared({ policies, ...lease, ...nodeOf(options) }).pipe(
+        RedisBackend.layerStoreShared({
+          policies,
+          ...lease,
+          ...nodeOf(options),
+          ...(store.insurance === undefined ? {} : {
+            insurance: {
+              ...store.insurance,
+              onDegraded: counters.degradedAnswered,
+              onStateChange: counters.storeDegraded
+            }
+          })
+        }).pipe(
           Layer.mapError((error) => error._tag === "PolicyError" ? error : failed("the Redis store")(error))
         ),
         coordinator
@@ -381,6 +408,10 @@ const serving = (
  * @category constants
  */
 export const DEFAULT_REGION = "default"
+
+/** `policies`, each in shadow mode (`shadow: true`): the server-wide `shadow` switch. */
+const allShadowed = (policies: PolicySet): Effect.Effect<PolicySet, PolicyError> =>
+  PolicySet.from(policies.policies.map((policy): Policy => ({ ...policy, shadow: true })))
 
 /** The store below, unchanged (where the tap would go when nothing tracks decisions). */
 const untapped: Layer.Layer<Store, never, Store> = Layer.effect(Store, Store)
@@ -462,12 +493,16 @@ export const layer = (
 ): Layer.Layer<GrpcServer | Hub.MonitorHub | Coordinator | MetricsServer | LensServer, ThrottleKitServerError> =>
   Layer.unwrapEffect(
     Effect.gen(function*() {
-      const policies = yield* Effect.zipLeft(PolicySet.from(options.policies), checkMaxWatchStreams(options))
+      const given = yield* Effect.zipLeft(PolicySet.from(options.policies), checkMaxWatchStreams(options))
+      const policies = options.shadow === true ? yield* allShadowed(given) : given
       const counters = yield* Effect.sync(() => new ServerCounters())
       const store = options.store ?? { kind: "memory" }
       const nodeId = options.nodeId ??
         formatAddress(options.host ?? "127.0.0.1", options.port ?? DEFAULT_PORT)
-      const base = Layer.merge(backing(options, policies), Hub.layer({ policies, nodeId, backend: store.kind }))
+      const base = Layer.merge(
+        backing(options, policies, counters),
+        Hub.layer({ policies, nodeId, backend: store.kind })
+      )
       // Decisions are tracked for the Monitor door, /metrics or the Lens; with none, the tap is left out.
       const tracked = options.monitor !== false || options.metrics !== undefined || options.lens !== undefined
       const tap: Layer.Layer<Store, never, Store | Hub.MonitorHub> = tracked ? Tap.layer : untapped

@@ -5,7 +5,9 @@
  * Per policy (limiters, then admitters, in config order; meters are not tracked): decisions allowed and
  * denied over a rolling window (60 one-second buckets by default), the limit of the latest decision, the
  * latency of the last 256 decisions (p50/p99 by nearest rank), the 10 keys most often requested and
- * denied, totals, and denials by axis. Per admitter: its concurrency guard's ceiling and slots held (a
+ * denied, totals, and denials by axis. A policy in shadow mode (`shadow: true`) answered its denials
+ * allowed: they are counted as allowed and as shadow denials (`shadowDenied`, `shadowDeniedTotal`), and
+ * go neither to the denial ring nor to Watch (no caller was denied). Per admitter: its concurrency guard's ceiling and slots held (a
  * fleet-shared guard reports its own: ceiling, slots held, share, global ceiling, nodes, fence). The
  * last 200 denials are kept in a ring.
  *
@@ -35,7 +37,7 @@ import {
   type PolicyDetail,
   type RawSnapshot
 } from "../../monitor/Snapshot.js"
-import type { Policy } from "../../Policy.js"
+import { isShadow, type Policy } from "../../Policy.js"
 import type { FleetGuardState } from "../../services/RateLimiterStore.js"
 import * as WatchFeed from "./WatchFeed.js"
 
@@ -119,36 +121,43 @@ class RollingCounts {
   private readonly second: Array<number>
   private readonly allowed: Array<number>
   private readonly denied: Array<number>
+  private readonly shadowDenied: Array<number>
   constructor(private readonly buckets: number) {
     this.second = new Array<number>(buckets).fill(-1)
     this.allowed = new Array<number>(buckets).fill(0)
     this.denied = new Array<number>(buckets).fill(0)
+    this.shadowDenied = new Array<number>(buckets).fill(0)
   }
 
-  add(now: number, allowed: boolean): void {
+  /** One decision: answered `allowed` or not; `shadowed` when the allowance was a shadow-mode denial. */
+  add(now: number, allowed: boolean, shadowed: boolean): void {
     const second = Math.floor(now / 1000)
     const i = ((second % this.buckets) + this.buckets) % this.buckets
     if (this.second[i] !== second) {
       this.second[i] = second
       this.allowed[i] = 0
       this.denied[i] = 0
+      this.shadowDenied[i] = 0
     }
     if (allowed) this.allowed[i]! += 1
     else this.denied[i]! += 1
+    if (shadowed) this.shadowDenied[i]! += 1
   }
 
-  totals(now: number): { allowed: number; denied: number } {
+  totals(now: number): { allowed: number; denied: number; shadowDenied: number } {
     const current = Math.floor(now / 1000)
     let allowed = 0
     let denied = 0
+    let shadowDenied = 0
     for (let i = 0; i < this.buckets; i++) {
       const second = this.second[i]!
       if (second > current - this.buckets && second <= current) {
         allowed += this.allowed[i]!
         denied += this.denied[i]!
+        shadowDenied += this.shadowDenied[i]!
       }
     }
-    return { allowed, denied }
+    return { allowed, denied, shadowDenied }
   }
 }
 
@@ -187,12 +196,15 @@ class PolicyStats {
   readonly deniedByAxis = new Map<string, number>()
   allowedTotal = 0
   deniedTotal = 0
+  shadowDeniedTotal = 0
   limit = 0
   constructor(
     readonly name: string,
     readonly kind: "limiter" | "admitter",
     readonly strategy: string,
-    buckets: number
+    buckets: number,
+    /** The policy is in shadow mode: its denials were answered allowed. */
+    readonly shadow: boolean
   ) {
     this.rolling = new RollingCounts(buckets)
   }
@@ -279,14 +291,20 @@ export const make = (options: HubOptions): Effect.Effect<Hub, never, Scope.Scope
     const guards = new Map<string, GuardStats>()
     for (const policy of list) {
       if (policy.kind === "limiter") {
-        stats.set(policy.name, new PolicyStats(policy.name, "limiter", strategyName(policy), buckets))
+        stats.set(
+          policy.name,
+          new PolicyStats(policy.name, "limiter", strategyName(policy), buckets, isShadow(policy))
+        )
       }
     }
     for (const policy of list) {
       if (policy.kind !== "admitter") {
         continue
       }
-      stats.set(policy.name, new PolicyStats(policy.name, "admitter", policy.rate?.kind ?? "", buckets))
+      stats.set(
+        policy.name,
+        new PolicyStats(policy.name, "admitter", policy.rate?.kind ?? "", buckets, isShadow(policy))
+      )
       guards.set(policy.name, new GuardStats(policy.name, policy.concurrency.initialLimit, policy.rate !== undefined))
     }
     const recent: Array<DenialEvent> = []
@@ -326,14 +344,17 @@ export const make = (options: HubOptions): Effect.Effect<Hub, never, Scope.Scope
     ): DenialEvent | undefined => {
       const s = stats.get(policy)
       if (s === undefined) return undefined
-      s.rolling.add(now, decision.allowed)
+      // A shadow-mode denial was answered allowed: counted as allowed and as a shadow denial, not a denial.
+      const shadowed = s.shadow && !decision.allowed
+      s.rolling.add(now, decision.allowed || shadowed, shadowed)
       s.latency.add(latencyMs)
       s.requested.add(key)
       s.limit = decision.limit
       const guard = guards.get(policy)
       if (guard !== undefined && (axis === "concurrency" || !guard.rateAxis)) guard.limit = decision.limit
-      if (decision.allowed) {
+      if (decision.allowed || shadowed) {
         s.allowedTotal++
+        if (shadowed) s.shadowDeniedTotal++
         return undefined
       }
       s.deniedTotal++
@@ -402,7 +423,10 @@ export const make = (options: HubOptions): Effect.Effect<Hub, never, Scope.Scope
             topRequested: s.requested.top(limits.topKeys),
             allowedTotal: s.allowedTotal,
             deniedTotal: s.deniedTotal,
-            deniedByAxis: Object.fromEntries(s.deniedByAxis)
+            deniedByAxis: Object.fromEntries(s.deniedByAxis),
+            ...(s.shadow
+              ? { shadow: true, shadowDenied: counts.shadowDenied, shadowDeniedTotal: s.shadowDeniedTotal }
+              : {})
           })
         }
         const fleet = new Map<string, FleetGuardState>()
