@@ -59,12 +59,16 @@ export {
   type Leases,
   /** @since 0.1.0 */
   limit,
+  /** @since 0.3.0 */
+  type LimitOptions,
   /** @since 0.1.0 */
   RateLimiter,
   /** @since 0.1.0 */
   type RateLimiterService,
   /** @since 0.1.0 */
-  spend
+  spend,
+  /** @since 0.3.0 */
+  type SpendOptions
 } from "./services/RateLimiter.js"
 
 /**

@@ -38,6 +38,7 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
@@ -51,6 +52,7 @@ import {
   type RateLimiterError
 } from "../Errors.js"
 import { type KeeperOptions, makeKeeper } from "../internal/keeper.js"
+import { makeWaitLines, type Reading } from "../internal/waitLine.js"
 import { maxCost, type Policy } from "../Policy.js"
 import type { PolicySet } from "../PolicySet.js"
 import * as Validate from "../Validate.js"
@@ -94,6 +96,37 @@ export interface AdmitOptions {
   readonly keepAlive?: boolean
   /** Interrupt the holding fiber if the backend reclaims the lease anyway (default false). */
   readonly interruptOnReclaim?: boolean
+  /**
+   * Wait up to this long for a slot instead of answering a denial at once (`@since 0.3.0`; default: no
+   * wait). Waiters on one (policy, key) are served in arrival order; see `RateLimiterService.admit`.
+   */
+  readonly wait?: Duration.DurationInput
+}
+
+/**
+ * Options of a waiting `limit`.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface LimitOptions {
+  /** The cost of the check (default 1). */
+  readonly cost?: number
+  /** Wait up to this long for the cost to be admitted, instead of failing at once (default: no wait). */
+  readonly wait?: Duration.DurationInput
+}
+
+/**
+ * Options of a waiting `spend`.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface SpendOptions {
+  /** The tokens to spend (default 1). */
+  readonly tokens?: number
+  /** Wait up to this long for the budget to admit the spend, instead of failing at once (default: no wait). */
+  readonly wait?: Duration.DurationInput
 }
 
 /**
@@ -142,6 +175,19 @@ export interface RateLimiterService {
   ) => Effect.Effect<boolean, PolicyNotFound | OperationNotSupported | InvalidArgument>
   /** Consumes `cost` (default 1) from `key`'s limit. A denial is a `Decision` with `allowed = false`. */
   readonly check: (policy: string, key: string, cost?: number) => Effect.Effect<Decision, RateLimiterError>
+  /**
+   * `check`, waiting up to `wait` for the cost to be admitted (`@since 0.3.0`): answers the allowed
+   * decision, or the last denial once `wait` has passed (at once when the denial's `retryAfterMs` is past
+   * it). Waiters on one (policy, key) in this process are served in arrival order, and only the first in
+   * line retries, when the denial says it can succeed (plus jitter on a remote door). Interrupting a waiter
+   * frees its place; a fault ends the wait with that fault. A bad `wait` is an `InvalidArgument`.
+   */
+  readonly checkWithin: (
+    policy: string,
+    key: string,
+    wait: Duration.DurationInput,
+    cost?: number
+  ) => Effect.Effect<Decision, RateLimiterError>
   /** Checks many keys at one consistent instant; decisions come back in input order. */
   readonly checkMany: (
     policy: string,
@@ -161,10 +207,23 @@ export interface RateLimiterService {
   readonly forecast: (policy: string, key: string, cost?: number) => Effect.Effect<Forecast, RateLimiterError>
   /** Spends `tokens` (default 1) of a token budget (the cost axis). */
   readonly debit: (policy: string, key: string, tokens?: number) => Effect.Effect<Decision, RateLimiterError>
+  /** `debit`, waiting up to `wait` for the budget to admit it, as `checkWithin` waits (`@since 0.3.0`). */
+  readonly debitWithin: (
+    policy: string,
+    key: string,
+    wait: Duration.DurationInput,
+    tokens?: number
+  ) => Effect.Effect<Decision, RateLimiterError>
   /**
    * Admits into a concurrency (or unified rate × concurrency) policy. A held slot stays held until the
    * scope closes (renewed in the background), then is released, as dropped when the scope closed by
    * failure or interruption. A denial holds nothing.
+   *
+   * With `wait`, a denial waits up to that long for a slot (answering the last denial after it): waiters
+   * on one (policy, key) in this process are served in arrival order, and only the first in line retries:
+   * on the concurrency axis when a slot of that (policy, key) is released in this process (or, for a slot
+   * freed elsewhere, after a bounded backoff with jitter), on the rate and cost axes when the denial's
+   * `retryAfterMs` has passed. Interrupting a waiter frees its place; a fault ends the wait.
    */
   readonly admit: (
     policy: string,
@@ -274,8 +333,42 @@ class Bound<Ops> {
   constructor(readonly ops: Ops, readonly most: number) {}
 }
 
-/** The operations of the service before the scoped `admit` is added. */
-type Unscoped = Omit<RateLimiterService, "admit">
+/** The operations of the service before the scoped `admit` and the waiting calls are added. */
+interface Unscoped extends Omit<RateLimiterService, "admit" | "checkWithin" | "debitWithin"> {
+  /**
+   * The fault of a call whose arguments are fine up to a bad `wait`: the policy's fault first, then the
+   * arguments' (`argumentsFault`, given the policy's largest cost), then `waitFault`. Changes nothing.
+   */
+  readonly rejectWait: (
+    policy: string,
+    operation: "check" | "debit" | "admit",
+    argumentsFault: (most: number) => InvalidArgument | undefined,
+    waitFault: InvalidArgument
+  ) => Effect.Effect<never, RateLimiterError>
+}
+
+/** A wait in ms (`Infinity` waits for ever), or the fault of a bad one. */
+const waitMillis = (wait: Duration.DurationInput): number | InvalidArgument => {
+  const negative = typeof wait === "number"
+    ? !(wait >= 0)
+    : typeof wait === "bigint"
+    ? wait < 0n
+    : typeof wait === "string" && wait.trimStart().startsWith("-")
+  const decoded = negative ? undefined : Duration.decodeUnknown(wait)
+  return decoded !== undefined && decoded._tag === "Some"
+    ? Duration.toMillis(decoded.value)
+    : invalid("wait", `must be a non-negative Duration (e.g. "2 seconds" or a number of ms), got ${String(wait)}`)
+}
+
+const decisionReading: Reading<Decision> = {
+  allowed: (decision) => decision.allowed,
+  retryAfterMs: (decision) => decision.retryAfterMs
+}
+
+const admissionReading: Reading<Admission> = {
+  allowed: (admission) => admission.held,
+  retryAfterMs: (admission) => admission.bindingAxis === "concurrency" ? undefined : admission.decision.retryAfterMs
+}
 
 /**
  * The front over `store`: the only implementation of `RateLimiterService`. Local stores have each policy
@@ -289,14 +382,51 @@ export const make = (
   options: FrontOptions = {}
 ): Effect.Effect<RateLimiterService, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const front = store._tag === "Local" ? localFront(store) : remoteFront(store)
-    const keep = yield* makeKeeper(store.leases, options)
-    const admit: RateLimiterService["admit"] = (policy, key, admitOptions = {}) =>
-      keep(front.leases.acquire(policy, key, admitOptions), {
+    const { rejectWait, ...front } = store._tag === "Local" ? localFront(store) : remoteFront(store)
+    // Only the Memory door keeps its limits in this process; any other store shares them with other processes.
+    const lineOptions = { remote: store.backend !== "memory", ttlMs: store.leases.ttlMs }
+    const checkLines = makeWaitLines<Decision, RateLimiterError>(decisionReading, lineOptions)
+    const debitLines = makeWaitLines<Decision, RateLimiterError>(decisionReading, lineOptions)
+    const admitLines = makeWaitLines<Admission, RateLimiterError>(admissionReading, lineOptions)
+    const keep = yield* makeKeeper(store.leases, options, admitLines)
+
+    const admit: RateLimiterService["admit"] = (policy, key, admitOptions = {}) => {
+      const acquire = front.leases.acquire(policy, key, admitOptions)
+      const keepOptions = {
         keepAlive: admitOptions.keepAlive !== false,
-        interruptOnReclaim: admitOptions.interruptOnReclaim === true
-      })
-    return { ...front, admit }
+        interruptOnReclaim: admitOptions.interruptOnReclaim === true,
+        policy,
+        key
+      }
+      if (admitOptions.wait === undefined) return keep(acquire, keepOptions)
+      const waitMs = waitMillis(admitOptions.wait)
+      return waitMs instanceof InvalidArgument
+        ? rejectWait(policy, "admit", (most) => {
+          const checked = acquireArguments(key, admitOptions, most)
+          return checked instanceof InvalidArgument ? checked : undefined
+        }, waitMs)
+        : keep(waitMs > 0 ? admitLines.wait(policy, key, acquire, waitMs) : acquire, keepOptions)
+    }
+
+    const checkWithin: RateLimiterService["checkWithin"] = (policy, key, wait, cost = 1) => {
+      const waitMs = waitMillis(wait)
+      if (waitMs instanceof InvalidArgument) {
+        return rejectWait(policy, "check", (most) => keyAmountFault(key, cost, "cost", most), waitMs)
+      }
+      const check = front.check(policy, key, cost)
+      return waitMs > 0 ? checkLines.wait(policy, key, check, waitMs) : check
+    }
+
+    const debitWithin: RateLimiterService["debitWithin"] = (policy, key, wait, tokens = 1) => {
+      const waitMs = waitMillis(wait)
+      if (waitMs instanceof InvalidArgument) {
+        return rejectWait(policy, "debit", (most) => keyAmountFault(key, tokens, "tokens", most), waitMs)
+      }
+      const debit = front.debit(policy, key, tokens)
+      return waitMs > 0 ? debitLines.wait(policy, key, debit, waitMs) : debit
+    }
+
+    return { ...front, checkWithin, debitWithin, admit }
   })
 
 /**
@@ -437,10 +567,21 @@ const localFront = (store: LocalStore): Unscoped => {
     return checked instanceof InvalidArgument ? Effect.fail(checked) : bound.ops.acquire(key, checked)
   }
 
+  const rejectWait: Unscoped["rejectWait"] = (policy, operation, argumentsFault, waitFault) =>
+    Effect.flatMap(resolve(policy, operation), () => {
+      const most = operation === "check"
+        ? limiters.get(policy)?.most
+        : operation === "admit"
+        ? admitters.get(policy)?.most
+        : undefined
+      return Effect.fail(argumentsFault(most ?? Number.MAX_SAFE_INTEGER) ?? waitFault)
+    })
+
   return {
     backend: store.backend,
     policies,
     resolve,
+    rejectWait,
     check,
     checkMany,
     peek,
@@ -500,10 +641,14 @@ const remoteFront = (store: RemoteStore): Unscoped => {
       : store.acquire(policy, key, checked)
   }
 
+  const rejectWait: Unscoped["rejectWait"] = (policy, operation, argumentsFault, waitFault) =>
+    rejected(policy, operation, argumentsFault(Number.MAX_SAFE_INTEGER) ?? waitFault)
+
   return {
     backend: store.backend,
     policies: undefined,
     resolve: () => Effect.succeed(false),
+    rejectWait,
     check,
     checkMany,
     peek,
@@ -558,11 +703,13 @@ export const layer = (options: FrontOptions = {}): Layer.Layer<RateLimiter, neve
 export const limit = (
   policy: string,
   key: string,
-  cost?: number
+  cost?: number | LimitOptions
 ): Effect.Effect<Decision, RateLimited | RateLimiterError, RateLimiter> =>
   Effect.flatMap(RateLimiter, (limiter) =>
     Effect.flatMap(
-      limiter.check(policy, key, cost),
+      typeof cost === "object" && cost !== null && cost.wait !== undefined
+        ? limiter.checkWithin(policy, key, cost.wait, cost.cost)
+        : limiter.check(policy, key, typeof cost === "object" && cost !== null ? cost.cost : cost),
       (decision) =>
         decision.allowed ? Effect.succeed(decision) : Effect.fail(new RateLimited({ policy, key, decision }))
     ))
@@ -600,11 +747,13 @@ export const limit = (
 export const spend = (
   policy: string,
   key: string,
-  tokens?: number
+  tokens?: number | SpendOptions
 ): Effect.Effect<Decision, RateLimited | RateLimiterError, RateLimiter> =>
   Effect.flatMap(RateLimiter, (limiter) =>
     Effect.flatMap(
-      limiter.debit(policy, key, tokens),
+      typeof tokens === "object" && tokens !== null && tokens.wait !== undefined
+        ? limiter.debitWithin(policy, key, tokens.wait, tokens.tokens)
+        : limiter.debit(policy, key, typeof tokens === "object" && tokens !== null ? tokens.tokens : tokens),
       (decision) =>
         decision.allowed ? Effect.succeed(decision) : Effect.fail(new RateLimited({ policy, key, decision }))
     ))

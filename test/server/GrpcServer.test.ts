@@ -31,6 +31,8 @@ const stub = (overrides: Partial<RateLimiterService>): RateLimiterService => ({
   peek: () => unused,
   forecast: () => unused,
   debit: () => unused,
+  checkWithin: () => unused,
+  debitWithin: () => unused,
   admit: () => unused,
   leases: { ttlMs: 2000, acquire: () => unused, release: () => unused, heartbeat: () => unused },
   ...overrides
