@@ -408,23 +408,28 @@ export const make = (
         : keep(waitMs > 0 ? admitLines.wait(policy, key, acquire, waitMs) : acquire, keepOptions)
     }
 
-    const checkWithin: RateLimiterService["checkWithin"] = (policy, key, wait, cost = 1) => {
+    /** A check or a debit that waits in its line (`amount` being the cost or the tokens). */
+    const waited = (
+      lines: typeof checkLines,
+      operation: "check" | "debit",
+      argument: "cost" | "tokens",
+      run: (policy: string, key: string, amount: number) => Effect.Effect<Decision, RateLimiterError>
+    ) =>
+    (
+      policy: string,
+      key: string,
+      wait: Duration.DurationInput,
+      amount = 1
+    ): Effect.Effect<Decision, RateLimiterError> => {
       const waitMs = waitMillis(wait)
       if (waitMs instanceof InvalidArgument) {
-        return rejectWait(policy, "check", (most) => keyAmountFault(key, cost, "cost", most), waitMs)
+        return rejectWait(policy, operation, (most) => keyAmountFault(key, amount, argument, most), waitMs)
       }
-      const check = front.check(policy, key, cost)
-      return waitMs > 0 ? checkLines.wait(policy, key, check, waitMs) : check
+      const once = run(policy, key, amount)
+      return waitMs > 0 ? lines.wait(policy, key, once, waitMs) : once
     }
-
-    const debitWithin: RateLimiterService["debitWithin"] = (policy, key, wait, tokens = 1) => {
-      const waitMs = waitMillis(wait)
-      if (waitMs instanceof InvalidArgument) {
-        return rejectWait(policy, "debit", (most) => keyAmountFault(key, tokens, "tokens", most), waitMs)
-      }
-      const debit = front.debit(policy, key, tokens)
-      return waitMs > 0 ? debitLines.wait(policy, key, debit, waitMs) : debit
-    }
+    const checkWithin: RateLimiterService["checkWithin"] = waited(checkLines, "check", "cost", front.check)
+    const debitWithin: RateLimiterService["debitWithin"] = waited(debitLines, "debit", "tokens", front.debit)
 
     return { ...front, checkWithin, debitWithin, admit }
   })

@@ -6,27 +6,11 @@ import { expect } from "@effect/vitest"
 import { type Duration, Effect, Either, Fiber, Option, Ref } from "effect"
 import type { Admission } from "../../src/Decision.js"
 import { RateLimited } from "../../src/Errors.js"
-import type { AdmitterPolicy } from "../../src/Policy.js"
 import { admitted, RateLimiter } from "../../src/services/RateLimiter.js"
 import { mapLocal, type RateLimiterStore } from "../../src/services/RateLimiterStore.js"
 
-/** A fixed-ceiling admitter. */
-export const admitterPolicy = (name: string, ceiling: number): AdmitterPolicy => ({
-  kind: "admitter",
-  name,
-  prefix: name,
-  maxKeys: 1000,
-  concurrency: {
-    algorithm: "fixed",
-    minLimit: ceiling,
-    maxLimit: ceiling,
-    initialLimit: ceiling,
-    backoffRatio: 0.5,
-    smoothing: 0.2,
-    tolerance: 2,
-    rttWindow: 10
-  }
-})
+/** A fixed concurrency ceiling of `slots` (shared with the HTTP tests). */
+export { slotsPolicy as admitterPolicy } from "../http/support.js"
 
 /** Acquires seen by the store, and how many of them were denied. */
 export interface Tries {
