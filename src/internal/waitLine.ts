@@ -8,8 +8,8 @@
  * - A denied head sleeps, then tries again. On the rate and cost axes the decision says when a retry can
  *   succeed (`retryAfterMs`, plus jitter on a remote door, where other processes wait too); when that is
  *   past the deadline, the head gives up at once. On the concurrency axis a denial cannot tell when a slot
- *   frees: the head sleeps until a slot on its (policy, key) is released in this process (the front's
- *   admission keeper signals every release) or, for a slot freed elsewhere, a fallback delay elapses: on a
+ *   frees: the head sleeps until a slot of its policy is released in this process (the front's admission
+ *   keeper signals every release; it wakes the head of that key's line, else of the policy's oldest line) or, for a slot freed elsewhere, a fallback delay elapses: on a
  *   remote door a bounded backoff with jitter (other processes hold slots), on an in-process door the
  *   lease TTL (only a lapsed lease, or a lease served to another process by our server, frees a slot
  *   without this front's keeper). Either way one waiter wakes, never all, and nothing busy-loops.
@@ -97,7 +97,10 @@ export interface WaitLines<A, E> {
   readonly wait: (policy: string, key: string, attempt: Effect.Effect<A, E>, waitMs: number) => Effect.Effect<A, E>
   /** True while any line exists (a release needs to signal only then). */
   readonly waiting: () => boolean
-  /** A slot of (policy, key) was released in this process: wakes that line's head, if any. */
+  /**
+   * A slot of (policy, key) was released in this process: wakes one head sleeping on a concurrency denial
+   * of that policy (the key's own first, since the concurrency axis is the policy's).
+   */
   readonly released: (policy: string, key: string) => void
 }
 
@@ -249,11 +252,18 @@ export const makeWaitLines = <A, E>(reading: Reading<A>, options: WaitLinesOptio
       return Effect.ensuring(queued, leave(policy, key, line, waiter))
     })
 
+  // The concurrency axis is the policy's, not the key's: a slot released on any key of the policy may
+  // serve any of its lines. One head wakes: the key's own, else the oldest line's (a Map iterates in
+  // insertion order). When no head sleeps, every head of the policy retries at once after its next denial.
   const released: WaitLines<A, E>["released"] = (policy, key) => {
-    const line = lines.get(policy)?.get(key)
-    if (line === undefined) return
-    if (line.wake !== undefined) line.wake()
-    else line.released = true
+    const byKey = lines.get(policy)
+    if (byKey === undefined) return
+    const own = byKey.get(key)
+    if (own?.wake !== undefined) return own.wake()
+    for (const line of byKey.values()) {
+      if (line.wake !== undefined) return line.wake()
+    }
+    for (const line of byKey.values()) line.released = true
   }
 
   return { wait, waiting: () => lines.size > 0, released }

@@ -221,8 +221,9 @@ export interface RateLimiterService {
    *
    * With `wait`, a denial waits up to that long for a slot (answering the last denial after it): waiters
    * on one (policy, key) in this process are served in arrival order, and only the first in line retries:
-   * on the concurrency axis when a slot of that (policy, key) is released in this process (or, for a slot
-   * freed elsewhere, after a bounded backoff with jitter), on the rate and cost axes when the denial's
+   * on the concurrency axis when a slot of the policy is released in this process (the ceiling is the
+   * policy's, whatever the key; a slot freed elsewhere is seen after a bounded backoff with jitter on a
+   * remote door, or the lease TTL on the Memory door), on the rate and cost axes when the denial's
    * `retryAfterMs` has passed. Interrupting a waiter frees its place; a fault ends the wait.
    */
   readonly admit: (

@@ -10,7 +10,7 @@ import { type Duration, Effect, Fiber, Ref, TestClock } from "effect"
 import { InvalidArgument } from "../../src/Errors.js"
 import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
 import type { Policy } from "../../src/Policy.js"
-import { limit, make, RateLimiter, spend } from "../../src/services/RateLimiter.js"
+import { admitted, limit, make, RateLimiter, spend } from "../../src/services/RateLimiter.js"
 import { admitterPolicy, counting, lineChecks, pool50, rateLimitedOf, settle, type Tries } from "./support.js"
 
 const policies: ReadonlyArray<Policy> = [
@@ -61,6 +61,19 @@ describe("waiting on the Memory door (TestClock)", () => {
       const { tries } = yield* run(checks.deadline("k"))
       // The waiter's first try and its last, at the deadline (no backoff retry on the Memory door).
       expect(tries).toEqual({ acquires: 3, denied: 2 })
+    }))
+
+  it.scoped("a slot released under one key wakes a waiter on another key of the policy (one ceiling)", () =>
+    Effect.gen(function*() {
+      const { result, tries } = yield* run(Effect.gen(function*() {
+        const holder = yield* Effect.fork(Effect.sleep("100 millis").pipe(admitted("one", "a")))
+        yield* settle
+        yield* Effect.void.pipe(admitted("one", "b", { wait: "10 seconds" }))
+        yield* Fiber.join(holder)
+        return yield* TestClock.currentTimeMillis
+      }))
+      expect(result).toBe(100) // at the release, not at a fallback delay
+      expect(tries).toEqual({ acquires: 3, denied: 1 })
     }))
 
   it.scoped("an interrupted waiter frees its place in line", () => Effect.asVoid(run(checks.interruption("k"))))
