@@ -53,18 +53,18 @@ export interface PoolRun {
  */
 export const pool50 = (policy: string, key: string, hold: Effect.Effect<void>) =>
   Effect.gen(function*() {
-    const inFlight = yield* Ref.make(0)
-    const peak = yield* Ref.make(0)
-    const done = yield* Ref.make(0)
-    const job = Effect.acquireUseRelease(
-      Effect.tap(Ref.updateAndGet(inFlight, (n) => n + 1), (n) => Ref.update(peak, (p) => Math.max(p, n))),
-      () => hold,
-      () => Ref.update(inFlight, (n) => n - 1)
-    ).pipe(Effect.zipRight(Ref.update(done, (n) => n + 1)), admitted(policy, key, { wait: "1 minute" }))
+    const seen = yield* Ref.make({ inFlight: 0, done: 0, peak: 0 })
+    const job = Ref.update(seen, (s) => ({ ...s, inFlight: s.inFlight + 1, peak: Math.max(s.peak, s.inFlight + 1) }))
+      .pipe(
+        Effect.zipRight(hold),
+        Effect.ensuring(Ref.update(seen, (s) => ({ ...s, inFlight: s.inFlight - 1, done: s.done + 1 }))),
+        admitted(policy, key, { wait: "1 minute" })
+      )
     const jobs = yield* Effect.forEach(Array.from({ length: 50 }), () => Effect.fork(job))
     return Effect.gen(function*() {
       for (const fiber of jobs) yield* Fiber.join(fiber)
-      return { done: yield* Ref.get(done), peak: yield* Ref.get(peak) } satisfies PoolRun
+      const { done, peak } = yield* Ref.get(seen)
+      return { done, peak } satisfies PoolRun
     })
   })
 
