@@ -57,11 +57,18 @@ const BACKOFF_CAP_MS = 1000
 export const backoffMs = (hintMs: number, attempt: number): number =>
   Math.min(BACKOFF_CAP_MS, Math.max(hintMs, BACKOFF_BASE_MS) * 2 ** Math.min(attempt, 16))
 
-/** One waiting call. `resume` is set while it waits for its turn. */
+/**
+ * One waiting call. `resume` is set while it waits for its turn; `granted` once the turn is its (possibly
+ * before it started listening); `gone` once it stopped waiting (out of time or interrupted).
+ */
 class Waiter {
   resume: ((turn: Effect.Effect<void>) => void) | undefined
+  granted: boolean
+  gone: boolean
   constructor() {
     this.resume = undefined
+    this.granted = false
+    this.gone = false
   }
 }
 
@@ -151,17 +158,14 @@ export const makeWaitLines = <A, E>(reading: Reading<A>, options: WaitLinesOptio
     line.head = undefined
     line.wake = undefined
     let next = line.queue.shift()
-    while (next !== undefined) {
-      const resume = next.resume
-      if (resume !== undefined) {
-        next.resume = undefined
-        line.head = next
-        resume(Effect.void)
-        return
-      }
-      next = line.queue.shift()
-    }
-    drop(policy, key, line)
+    while (next !== undefined && next.gone) next = line.queue.shift()
+    if (next === undefined) return drop(policy, key, line)
+    line.head = next
+    next.granted = true
+    const resume = next.resume
+    next.resume = undefined
+    // A waiter not yet listening finds its turn granted when it starts to.
+    if (resume !== undefined) resume(Effect.void)
   }
 
   /** Leaves the line however the call ended: the head passes the turn, a waiter gives up its place. */
@@ -173,19 +177,22 @@ export const makeWaitLines = <A, E>(reading: Reading<A>, options: WaitLinesOptio
       if (at >= 0) line.queue.splice(at, 1)
     })
 
-  /** Resumes when the waiter gets its turn; an interrupted wait clears its place. */
+  /** Resumes when the waiter gets its turn; a wait that stops (deadline, interruption) gives up its place. */
   const turnOf = (waiter: Waiter): Effect.Effect<void> =>
     Effect.async<void>((resume) => {
+      if (waiter.granted) return resume(Effect.void)
       waiter.resume = resume
       return Effect.sync(() => {
         waiter.resume = undefined
+        waiter.gone = true
       })
     })
 
-  /** Sleeps `ms`, or less when a slot of the line is released meanwhile. */
+  /** Sleeps `ms`, or less when a slot of the line is released meanwhile (or was, since the last try). */
   const sleepOrWake = (line: Line<A>, ms: number): Effect.Effect<unknown> =>
     Effect.timeoutOption(
       Effect.async<void>((resume) => {
+        if (line.released) return resume(Effect.void)
         const wake = () => {
           line.wake = undefined
           resume(Effect.void)
