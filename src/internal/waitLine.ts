@@ -25,7 +25,7 @@
 import * as Clock from "effect/Clock"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
-import * as Option from "effect/Option"
+import * as Fiber from "effect/Fiber"
 import * as Random from "effect/Random"
 
 /**
@@ -58,11 +58,43 @@ export const backoffMs = (hintMs: number, attempt: number): number =>
   Math.min(BACKOFF_CAP_MS, Math.max(hintMs, BACKOFF_BASE_MS) * 2 ** Math.min(attempt, 16))
 
 /**
+ * Waits for the signal `listen` arms (true) or for `ms` (false), whichever comes first; `listen` answers
+ * "now" when the signal already came, else how to disarm it. The timer is a daemon sleep on the fiber's
+ * `Clock` (so `TestClock` drives it), interrupted without being awaited: a signalled waiter resumes at
+ * once, never after a timer's teardown (racing a sleep with `Effect.timeout` made every hand-over in a line
+ * wait for that). No timer at all for an endless wait.
+ */
+const signalOrTimeout = (ms: number, listen: (signal: () => void) => "now" | (() => void)): Effect.Effect<boolean> => {
+  const waitFor = (timer: Fiber.RuntimeFiber<void> | undefined) =>
+    Effect.async<boolean>((resume) => {
+      let settled = false
+      // Called only after `listen` has answered (a signal comes later, a timer's observer is added later).
+      const settle = (signalled: boolean) => {
+        if (settled) return
+        settled = true
+        if (armed !== "now") armed()
+        resume(timer === undefined ? Effect.succeed(signalled) : Effect.as(Fiber.interruptFork(timer), signalled))
+      }
+      const armed = listen(() => settle(true))
+      if (armed === "now") return settle(true)
+      timer?.addObserver(() => settle(false))
+      return Effect.suspend(() => {
+        settled = true
+        armed()
+        return timer === undefined ? Effect.void : Fiber.interruptFork(timer)
+      })
+    })
+  return ms === Number.POSITIVE_INFINITY
+    ? waitFor(undefined)
+    : Effect.flatMap(Effect.forkDaemon(Effect.sleep(Duration.millis(ms))), waitFor)
+}
+
+/**
  * One waiting call. `resume` is set while it waits for its turn; `granted` once the turn is its (possibly
  * before it started listening); `gone` once it stopped waiting (out of time or interrupted).
  */
 class Waiter {
-  resume: ((turn: Effect.Effect<void>) => void) | undefined
+  resume: (() => void) | undefined
   granted: boolean
   gone: boolean
   constructor() {
@@ -165,7 +197,7 @@ export const makeWaitLines = <A, E>(reading: Reading<A>, options: WaitLinesOptio
     const resume = next.resume
     next.resume = undefined
     // A waiter not yet listening finds its turn granted when it starts to.
-    if (resume !== undefined) resume(Effect.void)
+    if (resume !== undefined) resume()
   }
 
   /** Leaves the line however the call ended: the head passes the turn, a waiter gives up its place. */
@@ -177,33 +209,27 @@ export const makeWaitLines = <A, E>(reading: Reading<A>, options: WaitLinesOptio
       if (at >= 0) line.queue.splice(at, 1)
     })
 
-  /** Resumes when the waiter gets its turn; a wait that stops (deadline, interruption) gives up its place. */
-  const turnOf = (waiter: Waiter): Effect.Effect<void> =>
-    Effect.async<void>((resume) => {
-      if (waiter.granted) return resume(Effect.void)
-      waiter.resume = resume
-      return Effect.sync(() => {
+  /** Resumes when the waiter gets its turn (true) or after `ms` (false); a wait that stops gives up its place. */
+  const turnOf = (waiter: Waiter, ms: number): Effect.Effect<boolean> =>
+    signalOrTimeout(ms, (signal) => {
+      if (waiter.granted) return "now"
+      waiter.resume = signal
+      return () => {
         waiter.resume = undefined
-        waiter.gone = true
-      })
+        if (!waiter.granted) waiter.gone = true
+      }
     })
 
   /** Sleeps `ms`, or less when a slot of the line is released meanwhile (or was, since the last try). */
-  const sleepOrWake = (line: Line<A>, ms: number): Effect.Effect<unknown> =>
-    Effect.timeoutOption(
-      Effect.async<void>((resume) => {
-        if (line.released) return resume(Effect.void)
-        const wake = () => {
-          line.wake = undefined
-          resume(Effect.void)
-        }
-        line.wake = wake
-        return Effect.sync(() => {
-          if (line.wake === wake) line.wake = undefined
-        })
-      }),
-      Duration.millis(ms)
-    )
+  const sleepOrWake = (line: Line<A>, ms: number): Effect.Effect<boolean> =>
+    signalOrTimeout(ms, (signal) => {
+      if (line.released) return "now"
+      const wake = () => signal()
+      line.wake = wake
+      return () => {
+        if (line.wake === wake) line.wake = undefined
+      }
+    })
 
   /** Adds up to a quarter of `ms` (at least 1 ms) on a remote door, so processes do not retry in step. */
   const jittered = (ms: number): Effect.Effect<number> =>
@@ -247,9 +273,9 @@ export const makeWaitLines = <A, E>(reading: Reading<A>, options: WaitLinesOptio
       }
       line.queue.push(waiter)
       const queued = Effect.flatMap(
-        Effect.interruptible(Effect.timeoutOption(turnOf(waiter), Duration.millis(waitMs))),
+        Effect.interruptible(turnOf(waiter, waitMs)),
         (turn): Effect.Effect<A, E> =>
-          Option.isSome(turn) || line.head === waiter
+          turn || line.head === waiter
             ? asHead(line, attempt, deadline)
             // Out of time before its turn: the line's last denial (one try of its own if none was seen yet).
             : line.last !== undefined
