@@ -104,7 +104,31 @@ export interface AdmitOptions {
 }
 
 /**
- * Options of a waiting `limit`.
+ * Options of a waiting `limit`: the request waits in line (first come, first served) until the limit lets
+ * it through, up to `wait`, then fails with `RateLimited` carrying the last denial.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { limit, MemoryBackend } from "throttlekit-effect"
+ *
+ * // 2 per second: the third call waits for the next token (about 500 ms) instead of failing.
+ * const limits = MemoryBackend.layer({
+ *   policies: [{
+ *     kind: "limiter",
+ *     name: "api",
+ *     prefix: "api",
+ *     maxKeys: 10_000,
+ *     strategy: { kind: "gcra", limit: 2, periodMs: 1000, burst: 2 }
+ *   }]
+ * })
+ *
+ * const program = Effect.forEach([1, 2, 3], () => limit("api", "alice", { wait: "2 seconds" })).pipe(
+ *   Effect.map((decisions) => decisions.map((decision) => decision.allowed))
+ * )
+ *
+ * Effect.runPromise(program.pipe(Effect.provide(limits))).then(console.log) // [ true, true, true ]
+ * ```
  *
  * @since 0.3.0
  * @category models
@@ -117,7 +141,27 @@ export interface LimitOptions {
 }
 
 /**
- * Options of a waiting `spend`.
+ * Options of a waiting `spend`: the spend waits in line until the budget admits it (its next window), up
+ * to `wait`, then fails with `RateLimited` carrying the last denial.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { MemoryBackend, spend } from "throttlekit-effect"
+ *
+ * // 100 tokens per second: the second spend waits for the next window instead of failing.
+ * const limits = MemoryBackend.layer({
+ *   policies: [{ kind: "meter", name: "llm", prefix: "llm", budget: 100, windowMs: 1000, maxKeys: 100, shared: false }]
+ * })
+ *
+ * const program = Effect.gen(function*() {
+ *   yield* spend("llm", "team-a", 100)
+ *   const next = yield* spend("llm", "team-a", { tokens: 40, wait: "2 seconds" })
+ *   return next.remaining
+ * })
+ *
+ * Effect.runPromise(program.pipe(Effect.provide(limits))).then(console.log) // 60
+ * ```
  *
  * @since 0.3.0
  * @category models
