@@ -125,7 +125,7 @@ describe("examples", () => {
         const unknown = yield* runExample("run.ts", ["no-such-example"])
         expect(unknown.code).toBe(2)
         expect(unknown.stderr).toMatch(
-          /usage: npm run example -- <rate\|llm-budget\|concurrency\|fleet\|monitor\|http-server>/
+          /usage: npm run example -- <rate\|llm-budget\|concurrency\|waiting\|fleet\|monitor\|http-server>/
         )
         const badFlag = yield* runExample("rate.ts", ["--redis"])
         expect(badFlag.code).toBe(2)
