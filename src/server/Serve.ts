@@ -11,9 +11,11 @@ import * as Console from "effect/Console"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
 import type * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
 import * as PolicyFile from "../PolicyFile.js"
 import type { PolicyError, PolicySet } from "../PolicySet.js"
 import type { RedisConnection } from "../redis/RedisClient.js"
@@ -26,6 +28,7 @@ import {
   type ServerTls,
   type TlsMaterialError
 } from "./GrpcServer.js"
+import { appliedLine, refusedLine, type Reloader, ServerReload } from "./Reload.js"
 import * as ThrottleKitServer from "./ThrottleKitServer.js"
 import {
   type MetricsBindError,
@@ -203,18 +206,57 @@ export const startupLine = (
 }
 
 /**
+ * Reads the config file again and hands it to the server: one line either way, on stdout when applied
+ * (with what changed), on stderr when refused (the first problem: the file does not decode or validate,
+ * or the server cannot take it without a restart). A refused reload changes nothing.
+ *
+ * @since 0.3.0
+ * @category utils
+ */
+export const reloadConfig = (args: Cli.ServeArgs, reloader: Reloader): Effect.Effect<void> =>
+  PolicyFile.load(args.config, { region: args.region }).pipe(
+    Effect.flatMap((policies) =>
+      Effect.map(reloader.reload(policies), (summary) => appliedLine(args.config, summary, policies.size))
+    ),
+    Effect.matchEffect({
+      onFailure: (error) => Console.error(refusedLine(args.config, error.message)),
+      onSuccess: (line) => Console.log(line)
+    })
+  )
+
+/**
+ * Reloads the config on each SIGHUP, one reload at a time (signals arriving meanwhile make one more), for
+ * the life of the scope. The listener is in place when this returns, and removed when the scope closes.
+ */
+const reloadOnHangup = (args: Cli.ServeArgs, reloader: Reloader) =>
+  Effect.gen(function*() {
+    const requests = yield* Queue.sliding<void>(1)
+    yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        const onHangup = () => void Queue.unsafeOffer(requests, undefined)
+        process.on("SIGHUP", onHangup)
+        return onHangup
+      }),
+      (onHangup) => Effect.sync(() => process.removeListener("SIGHUP", onHangup))
+    )
+    yield* Effect.forkScoped(Stream.runForEach(Stream.fromQueue(requests), () => reloadConfig(args, reloader)))
+  })
+
+/**
  * What `serve` prints while the server runs: the startup line and warnings once it listens, and a line
- * when shutdown begins (released before the server, so it comes before the drain).
+ * when shutdown begins (released before the server, so it comes before the drain). SIGHUP reloads the
+ * config from the startup line on.
  */
 const announce = (
   args: Cli.ServeArgs,
   options: ThrottleKitServer.ThrottleKitServerOptions & { readonly policies: PolicySet },
   started: Ref.Ref<boolean>
-): Layer.Layer<never, never, GrpcServer | MetricsServer> =>
+): Layer.Layer<never, never, GrpcServer | MetricsServer | ServerReload> =>
   Layer.scopedDiscard(Effect.gen(function*() {
     const server = yield* GrpcServer
     const metrics = yield* MetricsServer
     yield* Effect.addFinalizer(() => Console.log("throttlekit-effect shutting down: draining in-flight calls"))
+    yield* reloadOnHangup(args, yield* ServerReload)
     yield* Console.log(startupLine(server, args, options.policies, metrics))
     yield* Ref.set(started, true)
     if (server.security === "insecure" && !LOOPBACK.has(args.host)) {

@@ -34,6 +34,7 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import { Coordinator } from "../coordinator/Coordinator.js"
 import type { CoordinatorService } from "../coordinator/Coordinator.js"
 import * as MemoryCoordinator from "../coordinator/MemoryCoordinator.js"
@@ -45,12 +46,13 @@ import type { Policy } from "../Policy.js"
 import { type PolicyError, PolicySet } from "../PolicySet.js"
 import * as RedisClient from "../redis/RedisClient.js"
 import * as Front from "../services/RateLimiter.js"
-import { Store } from "../services/RateLimiterStore.js"
+import type { LocalStore } from "../services/RateLimiterStore.js"
 import { isAuthorized, isLoopbackPeer, monitorAuth } from "./Auth.js"
 import * as FailMode from "./FailMode.js"
 import * as FleetRpc from "./FleetRpc.js"
 import {
   DEFAULT_PORT,
+  DEFAULT_SHUTDOWN_TIMEOUT_MS,
   formatAddress,
   GrpcBindError,
   GrpcServer,
@@ -71,6 +73,8 @@ import * as Hub from "./monitor/Hub.js"
 import * as MonitorRpc from "./monitor/MonitorRpc.js"
 import * as Tap from "./monitor/Tap.js"
 import * as RateLimiterRpc from "./RateLimiterRpc.js"
+import * as Reload from "./Reload.js"
+import { ReloadRefused, ServerReload } from "./Reload.js"
 import type { ServedService } from "./Service.js"
 import * as TwoTier from "./TwoTier.js"
 
@@ -239,18 +243,40 @@ const checkMaxWatchStreams = (options: ThrottleKitServerOptions): Effect.Effect<
 /** The fleet node id of `distributedConcurrency` policies: `nodeId`, else the store's default (`host#pid`). */
 const nodeOf = (options: ThrottleKitServerOptions) => options.nodeId === undefined ? {} : { nodeId: options.nodeId }
 
+/**
+ * The store's generations: the store of the first policy set, and how to build the store of a reloaded
+ * one (`Reload`). Memory: on the same key tables, keeping the state of unchanged policies. Redis: a new
+ * store over the same connection (the state is in Redis, at the same keys).
+ */
+interface StoreGenerations {
+  readonly first: LocalStore
+  readonly next: (policies: PolicySet) => Effect.Effect<LocalStore, ReloadRefused, Scope.Scope>
+}
+
+/** The store's generations, as the server builds them. */
+class BaseStore extends Context.Tag("throttlekit-effect/server/BaseStore")<BaseStore, StoreGenerations>() {}
+
+/** A reload whose store cannot be built is refused with the store's reason. */
+const refusedBy = (error: { readonly message: string }) => new ReloadRefused({ reason: error.message })
+
 /** The store and the coordinator, over one Redis connection when the store is Redis. */
 const backing = (
   options: ThrottleKitServerOptions,
   policies: PolicySet
-): Layer.Layer<Store | Coordinator, PolicyError | StartupError> => {
+): Layer.Layer<BaseStore | Coordinator, PolicyError | StartupError> => {
   const lease = options.leaseTtlMs === undefined ? {} : { leaseTtlMs: options.leaseTtlMs }
   const given = options.coordinator === undefined ? undefined : Layer.succeed(Coordinator, options.coordinator)
   const store = options.store ?? { kind: "memory" }
   switch (store.kind) {
     case "memory":
       return Layer.merge(
-        MemoryBackend.layerStore({ policies, ...lease }),
+        Layer.effect(
+          BaseStore,
+          Effect.map(MemoryBackend.makeReloadableStore({ policies, ...lease }), (reloadable) => ({
+            first: reloadable.store,
+            next: (next) => Effect.sync(() => reloadable.reload(next))
+          }))
+        ),
         given ?? MemoryCoordinator.layer()
       )
     case "redis": {
@@ -264,8 +290,21 @@ const backing = (
       const coordinator = given ?? (usesCoordinator(policies)
         ? RedisCoordinator.layerShared().pipe(Layer.mapError(failed("the coordinator")))
         : MemoryCoordinator.layer())
+      const generations = Layer.scoped(
+        BaseStore,
+        Effect.gen(function*() {
+          const redis = yield* RedisClient.RedisClient
+          const first = yield* RedisBackend.makeStoreShared({ policies, ...lease, ...nodeOf(options) })
+          return {
+            first,
+            // A reload refuses distributedConcurrency policies on Redis (`refusal`): a plain store is enough.
+            next: (next: PolicySet) =>
+              Effect.mapError(RedisBackend.makeStoreOn(redis, { policies: next, ...lease }), refusedBy)
+          }
+        })
+      )
       return Layer.merge(
-        RedisBackend.layerStoreShared({ policies, ...lease, ...nodeOf(options) }).pipe(
+        generations.pipe(
           Layer.mapError((error) => error._tag === "PolicyError" ? error : failed("the Redis store")(error))
         ),
         coordinator
@@ -291,7 +330,14 @@ const doors = (options: ThrottleKitServerOptions, policies: PolicySet) =>
       }))
     }
     if (servesFleet(policies)) {
-      services.push(FleetRpc.make({ policies, coordinator, secret: Option.fromNullable(options.fleetSecret) }))
+      // The Fleet door follows reloads: it reads the policies served now on each call.
+      const reloader = yield* ServerReload
+      const served = {
+        get policies() {
+          return reloader.policies().policies
+        }
+      }
+      services.push(FleetRpc.make({ policies: served, coordinator, secret: Option.fromNullable(options.fleetSecret) }))
     }
     return services
   })
@@ -301,7 +347,11 @@ const serving = (
   options: ThrottleKitServerOptions,
   policies: PolicySet,
   counters: ServerCounters
-): Layer.Layer<GrpcServer, GrpcBindError | TlsMaterialError, Front.RateLimiter | Hub.MonitorHub | Coordinator> =>
+): Layer.Layer<
+  GrpcServer,
+  GrpcBindError | TlsMaterialError,
+  Front.RateLimiter | Hub.MonitorHub | Coordinator | ServerReload
+> =>
   Layer.scoped(
     GrpcServer,
     Effect.gen(function*() {
@@ -332,8 +382,74 @@ const serving = (
  */
 export const DEFAULT_REGION = "default"
 
-/** The store below, unchanged (where the tap would go when nothing tracks decisions). */
-const untapped: Layer.Layer<Store, never, Store> = Layer.effect(Store, Store)
+/**
+ * Why this server cannot serve `after` (reloaded) without a restart, if it cannot: what was decided once,
+ * at startup, from the first policy set.
+ */
+const refusal = (
+  options: ThrottleKitServerOptions,
+  before: PolicySet,
+  after: PolicySet,
+  started: { readonly fleet: boolean; readonly sharedCoordinator: boolean }
+): string | undefined => {
+  if (servesFleet(after) && !started.fleet) {
+    return "a federated: policy needs the Fleet door, which is served only when the startup config has one: " +
+      "restart the server to add it"
+  }
+  if (options.store?.kind !== "redis") return undefined
+  if (usesCoordinator(after) && !started.sharedCoordinator) {
+    return "a federated: or leased two-tier policy on a windowed strategy needs the Redis coordinator, which is " +
+      "started only when the startup config needs it: restart the server to add it"
+  }
+  const distributed = [...before, ...after].find((p) => p.kind === "admitter" && p.distributed !== undefined)
+  if (distributed !== undefined) {
+    return `distributedConcurrency policies on Redis are not reloadable (policy ${
+      JSON.stringify(distributed.name)
+    }): ` +
+      "restart the server"
+  }
+  return undefined
+}
+
+/**
+ * The served `RateLimiter` and the `ServerReload`: each generation is the store of one policy set under
+ * its wrappers (outermost first: the fail mode, the Monitor tap, the two tiers) and the front on top.
+ */
+const generations = (
+  options: ThrottleKitServerOptions,
+  first: PolicySet,
+  counters: ServerCounters
+): Layer.Layer<Front.RateLimiter | ServerReload, never, BaseStore | Coordinator | Hub.MonitorHub> =>
+  Layer.scopedContext(Effect.gen(function*() {
+    const base = yield* BaseStore
+    const coordinator = yield* Coordinator
+    const hub = yield* Hub.MonitorHub
+    // Decisions are tracked for the Monitor door or for /metrics; with neither, the tap is left out.
+    const tracked = options.monitor !== false || options.metrics !== undefined
+    const failMode = {
+      mode: options.failMode ?? FailMode.DEFAULT_FAIL_MODE,
+      onOutage: counters.outageAnswered
+    }
+    const started = {
+      fleet: servesFleet(first),
+      sharedCoordinator: options.coordinator !== undefined || usesCoordinator(first)
+    }
+    const build = (policies: PolicySet, before: PolicySet | undefined) =>
+      Effect.gen(function*() {
+        const store = before === undefined ? base.first : yield* base.next(policies)
+        if (before !== undefined) hub.reload(policies.policies)
+        const twoTier = yield* TwoTier.make(store, coordinator)
+        const wrapped = yield* FailMode.make(tracked ? Tap.wrap(twoTier, hub) : twoTier, failMode)
+        return yield* Front.make(wrapped)
+      })
+    const { limiter, reloader } = yield* Reload.make({
+      first,
+      build,
+      refuse: (before, after) => refusal(options, before, after, started),
+      graceMs: options.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS
+    }).pipe(Effect.orDie) // the first generation is built from the store already made: it cannot be refused
+    return Context.make(Front.RateLimiter, limiter).pipe(Context.add(ServerReload, reloader))
+  }))
 
 /**
  * The metrics listener when `options.metrics` asks for one (none otherwise), over the hub and the
@@ -373,8 +489,11 @@ const metricsListener = (
 
 /**
  * The server, running for the life of the layer. Provides the running `GrpcServer` (its bound address:
- * give `port: 0` for a free one), the `MonitorHub` and `Coordinator` it serves from, and its
- * `MetricsServer` (the bound address of `/metrics`, when `metrics` is given).
+ * give `port: 0` for a free one), the `MonitorHub` and `Coordinator` it serves from, its
+ * `MetricsServer` (the bound address of `/metrics`, when `metrics` is given), and its `ServerReload`
+ * (since 0.3.0): `reload(policies)` serves a new, validated policy set from the next call on, keeping the
+ * state of the policies whose definition did not change, or refuses it with `ReloadRefused` (nothing
+ * changed) when the server cannot take it without a restart.
  *
  * @example
  * ```ts
@@ -398,7 +517,7 @@ const metricsListener = (
  */
 export const layer = (
   options: ThrottleKitServerOptions
-): Layer.Layer<GrpcServer | Hub.MonitorHub | Coordinator | MetricsServer, ThrottleKitServerError> =>
+): Layer.Layer<GrpcServer | Hub.MonitorHub | Coordinator | MetricsServer | ServerReload, ThrottleKitServerError> =>
   Layer.unwrapEffect(
     Effect.gen(function*() {
       const policies = yield* Effect.zipLeft(PolicySet.from(options.policies), checkMaxWatchStreams(options))
@@ -407,23 +526,12 @@ export const layer = (
       const nodeId = options.nodeId ??
         formatAddress(options.host ?? "127.0.0.1", options.port ?? DEFAULT_PORT)
       const base = Layer.merge(backing(options, policies), Hub.layer({ policies, nodeId, backend: store.kind }))
-      // Decisions are tracked for the Monitor door or for /metrics; with neither, the tap is left out.
-      const tap: Layer.Layer<Store, never, Store | Hub.MonitorHub> =
-        options.monitor !== false || options.metrics !== undefined ? Tap.layer : untapped
-      // Under the front, outermost first: the fail mode, the Monitor tap, the two tiers, the store.
-      const front = Front.layer().pipe(
-        Layer.provide(FailMode.layer({
-          mode: options.failMode ?? FailMode.DEFAULT_FAIL_MODE,
-          onOutage: counters.outageAnswered
-        })),
-        Layer.provide(tap),
-        Layer.provide(TwoTier.layer)
-      )
       // Built last, so released first: /metrics closes before the gRPC server drains.
       return metricsListener(options, counters).pipe(
-        Layer.provideMerge(serving(options, policies, counters).pipe(Layer.provide(front))),
+        Layer.provideMerge(serving(options, policies, counters)),
+        Layer.provideMerge(generations(options, policies, counters)),
         Layer.provideMerge(base),
-        Layer.map((context) => Context.omit(Store)(context))
+        Layer.map((context) => Context.omit(BaseStore, Front.RateLimiter)(context))
       )
     })
   )
@@ -437,9 +545,20 @@ export {
   MetricsBindError,
   /** @since 0.3.0 */
   MetricsServer,
+  /** @since 0.3.0 */
+  ReloadRefused,
+  /** @since 0.3.0 */
+  ServerReload,
   /** @since 0.2.0 */
   TlsMaterialError
 }
+
+export type {
+  /** @since 0.3.0 */
+  Reloader,
+  /** @since 0.3.0 */
+  ReloadSummary
+} from "./Reload.js"
 
 export type {
   /** @since 0.3.0 */
