@@ -434,11 +434,13 @@ const generations = (
       fleet: servesFleet(first),
       sharedCoordinator: options.coordinator !== undefined || usesCoordinator(first)
     }
+    // Lives with the server: unchanged two-tier policies keep their local credits across reloads.
+    const twoTiers = yield* TwoTier.makeReloadable(coordinator)
     const build = (policies: PolicySet, before: PolicySet | undefined) =>
       Effect.gen(function*() {
         const store = before === undefined ? base.first : yield* base.next(policies)
         if (before !== undefined) hub.reload(policies.policies)
-        const twoTier = yield* TwoTier.make(store, coordinator)
+        const twoTier = yield* twoTiers(store)
         const wrapped = yield* FailMode.make(tracked ? Tap.wrap(twoTier, hub) : twoTier, failMode)
         return yield* Front.make(wrapped)
       })
