@@ -40,13 +40,14 @@ import type { CoordinatorService } from "../coordinator/Coordinator.js"
 import * as MemoryCoordinator from "../coordinator/MemoryCoordinator.js"
 import * as RedisCoordinator from "../coordinator/RedisCoordinator.js"
 import { isWindowed } from "../coordinator/reserve.js"
+import { sameDefinition } from "../internal/sameDefinition.js"
 import * as MemoryBackend from "../layers/MemoryBackend.js"
 import * as RedisBackend from "../layers/RedisBackend.js"
 import type { Policy } from "../Policy.js"
 import { type PolicyError, PolicySet } from "../PolicySet.js"
 import * as RedisClient from "../redis/RedisClient.js"
 import * as Front from "../services/RateLimiter.js"
-import type { LocalStore } from "../services/RateLimiterStore.js"
+import type { BoundFair, LocalStore } from "../services/RateLimiterStore.js"
 import { isAuthorized, isLoopbackPeer, monitorAuth } from "./Auth.js"
 import * as FailMode from "./FailMode.js"
 import * as FleetRpc from "./FleetRpc.js"
@@ -256,6 +257,22 @@ interface StoreGenerations {
 /** The store's generations, as the server builds them. */
 class BaseStore extends Context.Tag("throttlekit-effect/server/BaseStore")<BaseStore, StoreGenerations>() {}
 
+/**
+ * `next` with the fair-escrow tenants of `previous` kept for each fair policy whose definition did not
+ * change: on Redis they live in this process (only a federated pool is in Redis).
+ */
+const keepFairTenants = (previous: LocalStore, next: LocalStore): LocalStore => {
+  const kept = new Map<string, BoundFair>()
+  for (const policy of next.policies) {
+    const before = previous.policies.get(policy.name)
+    if (policy.kind === "fair" && Option.isSome(before) && sameDefinition(before.value, policy)) {
+      kept.set(policy.name, previous.fair(policy))
+    }
+  }
+  if (kept.size === 0) return next
+  return { ...next, fair: (policy) => kept.get(policy.name) ?? next.fair(policy) }
+}
+
 /** A reload whose store cannot be built is refused with the store's reason. */
 const refusedBy = (error: { readonly message: string }) => new ReloadRefused({ reason: error.message })
 
@@ -295,11 +312,15 @@ const backing = (
         Effect.gen(function*() {
           const redis = yield* RedisClient.RedisClient
           const first = yield* RedisBackend.makeStoreShared({ policies, ...lease, ...nodeOf(options) })
+          let previous = first
           return {
             first,
             // A reload refuses distributedConcurrency policies on Redis (`refusal`): a plain store is enough.
             next: (next: PolicySet) =>
-              Effect.mapError(RedisBackend.makeStoreOn(redis, { policies: next, ...lease }), refusedBy)
+              Effect.map(
+                Effect.mapError(RedisBackend.makeStoreOn(redis, { policies: next, ...lease }), refusedBy),
+                (store) => previous = keepFairTenants(previous, store)
+              )
           }
         })
       )

@@ -7,11 +7,14 @@ import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Either, Layer } from "effect"
 import { sameDefinition } from "../../src/internal/sameDefinition.js"
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
+import type { Policy } from "../../src/Policy.js"
 import * as PolicyFile from "../../src/PolicyFile.js"
+import { PolicySet } from "../../src/PolicySet.js"
 import { MonitorHub } from "../../src/server/monitor/Hub.js"
 import { appliedLine, refusedLine, summarize } from "../../src/server/Reload.js"
 import * as ThrottleKitServer from "../../src/server/ThrottleKitServer.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
+import { redisServer } from "../support/redisServer.js"
 
 const policiesOf = (config: string) => PolicyFile.parse(config, "test.yaml")
 
@@ -22,10 +25,12 @@ const plain = "  api:\n    strategy: gcra\n    limit: 3\n    period: 1h\n    bur
 const other = "  other:\n    strategy: gcra\n    limit: 7\n    period: 1h\n    burst: 7\n"
 
 /** The server on a free loopback port with `config`, and a call through a gRPC client. */
-const running = (config: string) =>
+const running = (config: string | PolicySet, store?: ThrottleKitServer.ServerStore) =>
   Effect.gen(function*() {
-    const policies = yield* policiesOf(config)
-    const context = yield* Layer.build(ThrottleKitServer.layer({ policies, host: "127.0.0.1", port: 0 }))
+    const policies = typeof config === "string" ? yield* policiesOf(config) : config
+    const context = yield* Layer.build(
+      ThrottleKitServer.layer({ policies, host: "127.0.0.1", port: 0, ...(store === undefined ? {} : { store }) })
+    )
     const server = Context.get(context, ThrottleKitServer.GrpcServer)
     const call = <A, E>(program: Effect.Effect<A, E, RateLimiter>) =>
       Effect.provide(program, ServiceBackend.layer({ target: server.address, deadline: "5 seconds" }))
@@ -106,4 +111,41 @@ describe("live reload (in process)", () => {
       const unknown = yield* Effect.either(call(check("global", "k")))
       expect(Either.isLeft(unknown) && unknown.left._tag).toBe("PolicyNotFound")
     }))
+
+  const fair: Policy = {
+    kind: "fair",
+    name: "fair",
+    prefix: "fair",
+    maxKeys: 100,
+    fairEscrow: { limit: 3, windowMs: 3_600_000, weights: {} }
+  }
+  const gcraPolicy = (limit: number): Policy => ({
+    kind: "limiter",
+    name: "api",
+    prefix: "api",
+    maxKeys: 100,
+    strategy: { kind: "gcra", limit, periodMs: 3_600_000, burst: limit }
+  })
+
+  /** A fair-escrow tenant drained to a denial stays denied across a reload that leaves the policy as it is. */
+  const fairKept = (store?: ThrottleKitServer.ServerStore) =>
+    Effect.gen(function*() {
+      const { call, reloader } = yield* running(yield* PolicySet.make([fair, gcraPolicy(3)]), store)
+      const tenant = `t-${Math.random().toString(36).slice(2)}`
+      const drained = yield* call(Effect.forEach([1, 2, 3, 4], () => check("fair", tenant)))
+      expect(drained.map((d) => d.allowed)).toEqual([true, true, true, false])
+      yield* reloader.reload(yield* PolicySet.make([fair, gcraPolicy(4)]))
+      expect((yield* call(check("fair", tenant))).allowed).toBe(false)
+      // Changed, it starts afresh.
+      yield* reloader.reload(yield* PolicySet.make([{ ...fair, fairEscrow: { ...fair.fairEscrow, limit: 5 } }]))
+      expect((yield* call(check("fair", tenant))).allowed).toBe(true)
+    })
+
+  it.scoped("memory: an unchanged fair-escrow policy keeps its tenants", () => fairKept())
+
+  it.scoped(
+    "redis: an unchanged fair-escrow policy keeps its tenants (they live in the process)",
+    () => Effect.flatMap(redisServer, (redis) => fairKept({ kind: "redis", redis: redis.url })),
+    { timeout: 60_000 }
+  )
 })
