@@ -177,4 +177,36 @@ describe("serve: live reload on SIGHUP", () => {
       })),
     { timeout: 180_000 }
   )
+
+  it.live(
+    "--watch-config: a change to the file on disk reloads it, without a signal",
+    () =>
+      Effect.scoped(Effect.gen(function*() {
+        const config = tempFile("policies.yaml", before)
+        const server = yield* startServer(["--config", config, "--port", "0", "--watch-config"])
+        const key = `w-${randomUUID()}`
+        const drained = yield* via(
+          server,
+          Effect.flatMap(RateLimiter, (l) => Effect.forEach([1, 2], () => l.check("kept", key)))
+        )
+        expect(drained.map((d) => d.remaining)).toEqual([1, 0])
+        yield* Effect.sync(() => writeFileSync(config, after))
+        const applied = yield* awaitLines(server, "stdout", "reloaded", 1)
+        expect(applied[0]).toContain("1 added: added")
+        const answers = yield* via(
+          server,
+          Effect.gen(function*() {
+            const limiter = yield* RateLimiter
+            return { kept: yield* limiter.check("kept", key), added: yield* limiter.check("added", key) }
+          })
+        )
+        expect([answers.kept.allowed, answers.kept.remaining]).toEqual([false, 0])
+        expect(answers.added.allowed).toBe(true)
+        yield* Effect.sync(() => writeFileSync(config, broken))
+        const refused = yield* awaitLines(server, "stderr", "refused", 1)
+        expect(refused[0]).toContain("limiters.added.limit")
+        expect(linesWith(server, "stdout", "reloaded")).toHaveLength(1)
+      })),
+    { timeout: 120_000 }
+  )
 })
