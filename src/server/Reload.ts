@@ -15,7 +15,6 @@
  * the front itself, nothing allocated.
  *
  * @since 0.3.0
- * @internal
  */
 import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
