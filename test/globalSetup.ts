@@ -1,11 +1,13 @@
 /**
- * Runs once before the test files: makes sure `redis-server` and `redis-cli` (the cluster fixture joins
- * its nodes with `redis-cli --cluster create`) are there. When one is missing and we run as root on
- * Debian/Ubuntu, its package is installed with apt-get; otherwise the run stops with a one-line fix.
+ * Runs once before the test files: makes sure `redis-server`, `redis-cli` (the cluster fixture joins
+ * its nodes with `redis-cli --cluster create`) and `chromium` (the Lens page tests drive it headless) are
+ * there. When one is missing and we run as root on Debian/Ubuntu, its package is installed with apt-get;
+ * otherwise the run stops with a one-line fix (a missing browser is an install problem, never a skip).
  * Sentinels need nothing more: they are `redis-server <conf> --sentinel`.
  */
 import { spawnSync } from "node:child_process"
 import { existsSync } from "node:fs"
+import { chromiumAvailable, MISSING_CHROMIUM_HINT } from "./support/chromium.js"
 import { MISSING_REDIS_CLI_HINT, redisCliAvailable } from "./support/redisCluster.js"
 import { MISSING_REDIS_HINT, redisServerAvailable } from "./support/redisServer.js"
 
@@ -27,7 +29,8 @@ interface RequiredTool {
 
 const REQUIRED_TOOLS: ReadonlyArray<RequiredTool> = [
   { name: "redis-server", available: redisServerAvailable, aptPackage: "redis-server", hint: MISSING_REDIS_HINT },
-  { name: "redis-cli", available: redisCliAvailable, aptPackage: "redis-tools", hint: MISSING_REDIS_CLI_HINT }
+  { name: "redis-cli", available: redisCliAvailable, aptPackage: "redis-tools", hint: MISSING_REDIS_CLI_HINT },
+  { name: "chromium", available: chromiumAvailable, aptPackage: "chromium", hint: MISSING_CHROMIUM_HINT }
 ]
 
 let aptUpdated = false

@@ -68,8 +68,14 @@ export const isLoopbackPeer = (peer: string): boolean => {
 
 const digest = (text: string): Buffer => createHash("sha256").update(text, "utf8").digest()
 
-/** True when `presented` equals the secret, in time independent of where they differ. */
-const matches = (presented: string, secret: Redacted.Redacted<string>): boolean =>
+/**
+ * True when `presented` equals the secret, in time independent of where they differ (the comparison runs
+ * over SHA-256 digests, of equal length whatever was presented).
+ *
+ * @since 0.3.0
+ * @category auth
+ */
+export const matches = (presented: string, secret: Redacted.Redacted<string>): boolean =>
   timingSafeEqual(digest(presented), digest(Redacted.value(secret)))
 
 const firstString = (metadata: grpc.Metadata, key: string): string | undefined => {

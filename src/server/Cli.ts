@@ -13,6 +13,7 @@ import * as Effect from "effect/Effect"
 import * as Option from "effect/Option"
 import * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import { isLoopbackPeer } from "./Auth.js"
 import { DEFAULT_FAIL_MODE, type FailMode, failModes } from "./FailMode.js"
 import {
   DEFAULT_HANDSHAKE_TIMEOUT_MS,
@@ -20,6 +21,7 @@ import {
   DEFAULT_MAX_CONNECTIONS,
   DEFAULT_PORT
 } from "./GrpcServer.js"
+import { DEFAULT_LENS_HOST } from "./lens/LensServer.js"
 import { DEFAULT_METRICS_HOST } from "./metrics/MetricsServer.js"
 import { DEFAULT_MAX_WATCH_STREAMS } from "./monitor/MonitorRpc.js"
 
@@ -81,6 +83,12 @@ options:
                              not served unless given
       --metrics-host HOST    the interface of the metrics port (default 127.0.0.1; the page is aggregate,
                              without keys, and unauthenticated)
+      --lens-port N          serve the Lens, a web page with the Monitor's picture (decisions per second,
+                             top denied keys, guards, live denials), over HTTP on port N (0: a free one)
+      --lens-host HOST       the interface of the Lens (default 127.0.0.1); another needs a Lens secret
+      --lens-secret S        the Lens's secret: open /?token=S once in a browser (a cookie keeps it), or
+                             send Authorization: Bearer S (env THROTTLEKIT_LENS_SECRET)
+      --lens-secret-file FILE  read it from FILE (env THROTTLEKIT_LENS_SECRET_FILE)
       --region ID            this server's region: /metrics labels, and federated: / federatedFairEscrow:
                              policies that name none (env TK_REGION; default "default")
       --node-id ID           this server's id in /metrics and the Monitor snapshot (env TK_NODE_ID;
@@ -205,6 +213,19 @@ export interface TlsPaths {
 }
 
 /**
+ * Where the Lens is served (`--lens-port`, `--lens-host`) and its secret of type `S` (`--lens-secret`,
+ * `--lens-secret-file`; `Redacted` once read, `SecretRef` as parsed; none: loopback only).
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface LensArgs<S> {
+  readonly host: string
+  readonly port: number
+  readonly secret: Option.Option<S>
+}
+
+/**
  * The options of `serve`.
  *
  * @since 0.1.0
@@ -240,6 +261,8 @@ export interface ServeArgs {
   readonly monitor: boolean
   /** Where `/metrics` and `/healthz` are served (`--metrics-port`, `--metrics-host`); none: not served. */
   readonly metrics: Option.Option<{ readonly host: string; readonly port: number }>
+  /** Where the Lens is served, with its secret; none: not served. */
+  readonly lens: Option.Option<LensArgs<Redacted.Redacted<string>>>
   /** This server's region (`--region`, `TK_REGION`; default "default"). */
   readonly region: string
   /** This server's node id (`--node-id`, `TK_NODE_ID`); none: the server's `host:port`. */
@@ -253,10 +276,11 @@ export interface ServeArgs {
  * @since 0.2.0
  * @category models
  */
-export interface ParsedServeArgs extends Omit<ServeArgs, "store" | "monitorSecret" | "fleetSecret"> {
+export interface ParsedServeArgs extends Omit<ServeArgs, "store" | "monitorSecret" | "fleetSecret" | "lens"> {
   readonly store: ParsedStore
   readonly monitorSecret: Option.Option<SecretRef>
   readonly fleetSecret: Option.Option<SecretRef>
+  readonly lens: Option.Option<LensArgs<SecretRef>>
 }
 
 /**
@@ -379,6 +403,10 @@ const valueFlags: Record<string, string> = {
   "--monitor": "monitor",
   "--metrics-port": "metrics-port",
   "--metrics-host": "metrics-host",
+  "--lens-port": "lens-port",
+  "--lens-host": "lens-host",
+  "--lens-secret": "lens-secret",
+  "--lens-secret-file": "lens-secret-file",
   "--region": "region",
   "--node-id": "node-id"
 }
@@ -502,6 +530,36 @@ const operatorFlags = (
     const region = yield* identity(values, env, "region", "TK_REGION")
     const nodeId = yield* identity(values, env, "node-id", "TK_NODE_ID")
     return { monitor: monitorText === "on", metrics, region: Option.getOrElse(region, () => "default"), nodeId }
+  })
+
+/**
+ * `--lens-port`, `--lens-host`, `--lens-secret[-file]` (with `THROTTLEKIT_LENS_SECRET[_FILE]`). A host that
+ * is not loopback needs a secret (the page shows keys); a secret flag without `--lens-port` is a mistake (a
+ * secret in the environment alone is ignored then).
+ */
+const lensFlags = (
+  values: ReadonlyMap<string, string>,
+  env: Readonly<Record<string, string | undefined>>
+): Effect.Effect<Option.Option<LensArgs<SecretRef>>, UsageError> =>
+  Effect.gen(function*() {
+    const portText = values.get("lens-port")
+    const host = values.get("lens-host")
+    if (host === "") return yield* fail("--lens-host must not be empty")
+    const secret = yield* setting(values, env, "lens-secret", "THROTTLEKIT_LENS_SECRET")
+    if (portText === undefined) {
+      if (host !== undefined) return yield* fail("--lens-host needs --lens-port")
+      const flag = ["lens-secret", "lens-secret-file"].find((name) => values.has(name))
+      if (flag !== undefined) return yield* fail(`--${flag} needs --lens-port`)
+      return Option.none()
+    }
+    const port = yield* wholeNumber("lens-port", portText, 0, 65535)
+    const lensHost = host ?? DEFAULT_LENS_HOST
+    if (Option.isNone(secret) && !isLoopbackPeer(lensHost)) {
+      return yield* fail(
+        "--lens-host is not a loopback address: give --lens-secret or --lens-secret-file too (the page shows keys)"
+      )
+    }
+    return Option.some({ host: lensHost, port, secret })
   })
 
 const REDIS_URL = "a redis:// or rediss:// URL"
@@ -766,6 +824,7 @@ export const parse = (
     const maxConnections = yield* numberFlag("max-connections", DEFAULT_MAX_CONNECTIONS, 1, 1_000_000)
     const maxWatchStreams = yield* numberFlag("max-watch-streams", DEFAULT_MAX_WATCH_STREAMS, 0, 1_000_000)
     const operator = yield* operatorFlags(values, env)
+    const lens = yield* lensFlags(values, env)
 
     return {
       _tag: "Serve",
@@ -785,7 +844,8 @@ export const parse = (
         idleTimeoutMs,
         maxConnections,
         maxWatchStreams,
-        ...operator
+        ...operator,
+        lens
       }
     } as const
   })
@@ -802,13 +862,17 @@ export const resolve = (
   command: ParsedCommand
 ): Effect.Effect<Command, SecretFileError, FileSystem.FileSystem> => {
   if (command._tag !== "Serve") return Effect.succeed(command)
-  const { fleetSecret, monitorSecret, store, ...rest } = command.args
+  const { fleetSecret, lens, monitorSecret, store, ...rest } = command.args
   return Effect.gen(function*() {
     const args: ServeArgs = {
       ...rest,
       store: store.kind === "memory" ? store : { ...store, target: yield* readTarget(store.target) },
       monitorSecret: yield* readOptionalRef(monitorSecret),
-      fleetSecret: yield* readOptionalRef(fleetSecret)
+      fleetSecret: yield* readOptionalRef(fleetSecret),
+      lens: yield* Effect.transposeMapOption(
+        lens,
+        (l) => Effect.map(readOptionalRef(l.secret), (secret) => ({ ...l, secret }))
+      )
     }
     return { _tag: "Serve", args } as const
   })

@@ -35,8 +35,12 @@ import {
 import { appliedLine, refusedLine, type Reloader, ServerReload } from "./Reload.js"
 import * as ThrottleKitServer from "./ThrottleKitServer.js"
 import {
+  LensServer,
+  type LensServerError,
+  type LensServerOptions,
   type MetricsBindError,
   MetricsServer,
+  type RunningLensServer,
   type RunningMetricsServer,
   type StartupError
 } from "./ThrottleKitServer.js"
@@ -76,6 +80,7 @@ export type ServeError =
   | TlsFileError
   | StartupError
   | MetricsBindError
+  | LensServerError
 
 const LOOPBACK = new Set(["127.0.0.1", "::1", "localhost", "[::1]"])
 
@@ -149,6 +154,13 @@ const storeName = (store: Cli.Store): string =>
     ? "redis"
     : `redis ${store.target._tag.toLowerCase()}`
 
+/** The Lens the command line describes. */
+const lensOptions = (lens: Cli.LensArgs<Redacted.Redacted<string>>): LensServerOptions => ({
+  host: lens.host,
+  port: lens.port,
+  ...(Option.isSome(lens.secret) ? { secret: lens.secret.value } : {})
+})
+
 /**
  * The server the command line describes, serving the loaded policies (already validated: the set is reused).
  *
@@ -173,6 +185,7 @@ export const serverOptions = (
   region: args.region,
   monitor: args.monitor,
   ...(Option.isSome(args.metrics) ? { metrics: args.metrics.value } : {}),
+  ...(Option.isSome(args.lens) ? { lens: lensOptions(args.lens.value) } : {}),
   host: args.host,
   port: args.port,
   shutdownTimeoutMs: args.shutdownTimeoutMs,
@@ -188,8 +201,8 @@ export const serverOptions = (
 /**
  * The one line printed once the server is listening, e.g.
  * `throttlekit-effect listening on 127.0.0.1:50051 [store=memory, insecure, lease-ttl=2000ms, fail=open] (2 policies: api, llm)`;
- * `, monitor=off` follows `fail=` when the Monitor door is off, and `, metrics=HOST:PORT` (the bound
- * address) when `/metrics` is served.
+ * `, monitor=off` follows `fail=` when the Monitor door is off, `, metrics=HOST:PORT` (the bound
+ * address) when `/metrics` is served, and `, lens=HOST:PORT` when the Lens is.
  *
  * @since 0.1.0
  * @category utils
@@ -198,12 +211,14 @@ export const startupLine = (
   server: RunningServer,
   args: Cli.ServeArgs,
   policies: PolicySet,
-  metrics: Option.Option<RunningMetricsServer> = Option.none()
+  metrics: Option.Option<RunningMetricsServer> = Option.none(),
+  lens: Option.Option<RunningLensServer> = Option.none()
 ): string => {
   const names = policies.names.length === 0 ? "none" : policies.names.join(", ")
   const count = `${policies.names.length} ${policies.names.length === 1 ? "policy" : "policies"}`
   const operator = (args.monitor ? "" : ", monitor=off") +
-    Option.match(metrics, { onNone: () => "", onSome: (m) => `, metrics=${m.address}` })
+    Option.match(metrics, { onNone: () => "", onSome: (m) => `, metrics=${m.address}` }) +
+    Option.match(lens, { onNone: () => "", onSome: (l) => `, lens=${l.address}` })
   return `throttlekit-effect listening on ${server.address} [store=${
     storeName(args.store)
   }, ${server.security}, lease-ttl=${args.leaseTtlMs}ms, fail=${args.failMode}${operator}] (${count}: ${names})`
@@ -288,13 +303,14 @@ const announce = (
   args: Cli.ServeArgs,
   options: ThrottleKitServer.ThrottleKitServerOptions & { readonly policies: PolicySet },
   started: Ref.Ref<boolean>
-): Layer.Layer<never, never, GrpcServer | MetricsServer | ServerReload> =>
+): Layer.Layer<never, never, GrpcServer | MetricsServer | LensServer | ServerReload> =>
   Layer.scopedDiscard(Effect.gen(function*() {
     const server = yield* GrpcServer
     const metrics = yield* MetricsServer
+    const lens = yield* LensServer
     yield* Effect.addFinalizer(() => Console.log("throttlekit-effect shutting down: draining in-flight calls"))
     yield* reloadOnRequest(args, yield* ServerReload)
-    yield* Console.log(startupLine(server, args, options.policies, metrics))
+    yield* Console.log(startupLine(server, args, options.policies, metrics, lens))
     yield* Ref.set(started, true)
     if (server.security === "insecure" && !LOOPBACK.has(args.host)) {
       yield* Console.error(
@@ -306,6 +322,12 @@ const announce = (
       yield* Console.error(
         `warning: /metrics is served on ${metrics.value.address} without auth (aggregates only, no keys); ` +
           "firewall it if that is not meant"
+      )
+    }
+    if (Option.isSome(lens) && !isLoopbackPeer(lens.value.host)) {
+      yield* Console.error(
+        `warning: the Lens on ${lens.value.address} is plain HTTP: its secret and the keys it shows cross the ` +
+          "network in clear; put it behind TLS (a reverse proxy) or keep it on loopback"
       )
     }
     for (const warning of server.warnings) yield* Console.error(`warning: ${warning}`)

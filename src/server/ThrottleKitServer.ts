@@ -15,15 +15,16 @@
  * - the gRPC server: `throttlekit.v1.RateLimiter` over the front, `Monitor` unless `monitor: false`,
  *   `Fleet` when some policy is `federated:` (as the reference server), and health;
  * - with `metrics`, the HTTP listener of `/metrics` (Prometheus text, from the hub and the server's error
- *   and outage counters) and `/healthz`.
+ *   and outage counters) and `/healthz`;
+ * - with `lens`, the Lens: a web page with the hub's picture and live denials, on its own HTTP port.
  *
  * With `monitor: false` the Monitor door is not served (its calls answer UNIMPLEMENTED, as an unknown
  * service) and, unless `metrics` is given, the tap is left out too: decisions go untracked. With
- * `metrics`, the tap stays to feed `/metrics`, though no Monitor door is served.
+ * `metrics` or `lens`, the tap stays to feed them, though no Monitor door is served.
  *
  * The policies are given once, as a validated `PolicySet` (policies written in code are validated here,
  * a bad one fails the layer with `PolicyError`); every part reads that one set. Releasing the layer closes
- * the metrics listener first (at once), then stops the server gracefully (drain within the shutdown
+ * the metrics listener and the Lens first (at once, open pages included), then stops the server gracefully (drain within the shutdown
  * bound), then the wrappers, the hub, the coordinator and the store, and the Redis connection last.
  *
  * @since 0.2.0
@@ -61,6 +62,7 @@ import {
   make as makeGrpcServer,
   TlsMaterialError
 } from "./GrpcServer.js"
+import { LensServer, LensServerError, type LensServerOptions, make as makeLensServer } from "./lens/LensServer.js"
 import { ServerCounters } from "./metrics/Counters.js"
 import {
   make as makeMetricsServer,
@@ -147,6 +149,13 @@ export interface ThrottleKitServerOptions extends GrpcServerOptions {
    */
   readonly metrics?: MetricsServerOptions
   /**
+   * Serve the Lens (a web page with the Monitor's picture and live denials) over HTTP on this port (0: a
+   * free one), on `host` (default `127.0.0.1`; another needs `secret`). None: not served.
+   *
+   * @since 0.3.0
+   */
+  readonly lens?: LensServerOptions
+  /**
    * The most Monitor Watch streams open at once (default 100; 0 refuses every Watch): one more is
    * answered RESOURCE_EXHAUSTED. A whole number; anything else fails the layer with `StartupError`.
    */
@@ -176,7 +185,13 @@ export class StartupError extends Schema.TaggedError<StartupError>()("StartupErr
  * @since 0.2.0
  * @category errors
  */
-export type ThrottleKitServerError = PolicyError | GrpcBindError | TlsMaterialError | StartupError | MetricsBindError
+export type ThrottleKitServerError =
+  | PolicyError
+  | GrpcBindError
+  | TlsMaterialError
+  | StartupError
+  | MetricsBindError
+  | LensServerError
 
 /**
  * True when some policy leases from the coordinator (federated, or two-tier leased on a windowed strategy).
@@ -445,8 +460,8 @@ const generations = (
     const base = yield* BaseStore
     const coordinator = yield* Coordinator
     const hub = yield* Hub.MonitorHub
-    // Decisions are tracked for the Monitor door or for /metrics; with neither, the tap is left out.
-    const tracked = options.monitor !== false || options.metrics !== undefined
+    // Decisions are tracked for the Monitor door, /metrics or the Lens; with none, the tap is left out.
+    const tracked = options.monitor !== false || options.metrics !== undefined || options.lens !== undefined
     const failMode = {
       mode: options.failMode ?? FailMode.DEFAULT_FAIL_MODE,
       onOutage: counters.outageAnswered
@@ -510,13 +525,24 @@ const metricsListener = (
   )
 }
 
+/** The Lens when `options.lens` asks for one (none otherwise), over the hub. */
+const lensListener = (options: ThrottleKitServerOptions): Layer.Layer<LensServer, LensServerError, Hub.MonitorHub> => {
+  const lens = options.lens
+  if (lens === undefined) return Layer.succeed(LensServer, Option.none())
+  return Layer.scoped(
+    LensServer,
+    Effect.flatMap(Hub.MonitorHub, (hub) => Effect.map(makeLensServer(lens, hub), Option.some))
+  )
+}
+
 /**
  * The server, running for the life of the layer. Provides the running `GrpcServer` (its bound address:
  * give `port: 0` for a free one), the `MonitorHub` and `Coordinator` it serves from, its
- * `MetricsServer` (the bound address of `/metrics`, when `metrics` is given), and its `ServerReload`
- * (since 0.3.0): `reload(policies)` serves a new, validated policy set from the next call on, keeping the
- * state of the policies whose definition did not change, or refuses it with `ReloadRefused` (nothing
- * changed) when the server cannot take it without a restart.
+ * `MetricsServer` (the bound address of `/metrics`, when `metrics` is given), its `LensServer` (the
+ * bound address of the Lens, when `lens` is given), and its `ServerReload` (since 0.3.0):
+ * `reload(policies)` serves a new, validated policy set from the next call on, keeping the state of the
+ * policies whose definition did not change, or refuses it with `ReloadRefused` (nothing changed) when the
+ * server cannot take it without a restart.
  *
  * @example
  * ```ts
@@ -540,7 +566,10 @@ const metricsListener = (
  */
 export const layer = (
   options: ThrottleKitServerOptions
-): Layer.Layer<GrpcServer | Hub.MonitorHub | Coordinator | MetricsServer | ServerReload, ThrottleKitServerError> =>
+): Layer.Layer<
+  GrpcServer | Hub.MonitorHub | Coordinator | MetricsServer | LensServer | ServerReload,
+  ThrottleKitServerError
+> =>
   Layer.unwrapEffect(
     Effect.gen(function*() {
       const policies = yield* Effect.zipLeft(PolicySet.from(options.policies), checkMaxWatchStreams(options))
@@ -549,8 +578,8 @@ export const layer = (
       const nodeId = options.nodeId ??
         formatAddress(options.host ?? "127.0.0.1", options.port ?? DEFAULT_PORT)
       const base = Layer.merge(backing(options, policies), Hub.layer({ policies, nodeId, backend: store.kind }))
-      // Built last, so released first: /metrics closes before the gRPC server drains.
-      return metricsListener(options, counters).pipe(
+      // Built last, so released first: /metrics and the Lens close before the gRPC server drains.
+      return Layer.merge(metricsListener(options, counters), lensListener(options)).pipe(
         Layer.provideMerge(serving(options, policies, counters)),
         Layer.provideMerge(generations(options, policies, counters)),
         Layer.provideMerge(base),
@@ -565,6 +594,10 @@ export {
   /** @since 0.2.0 */
   GrpcServer,
   /** @since 0.3.0 */
+  LensServer,
+  /** @since 0.3.0 */
+  LensServerError,
+  /** @since 0.3.0 */
   MetricsBindError,
   /** @since 0.3.0 */
   MetricsServer,
@@ -575,6 +608,13 @@ export {
   /** @since 0.2.0 */
   TlsMaterialError
 }
+
+export type {
+  /** @since 0.3.0 */
+  LensServerOptions,
+  /** @since 0.3.0 */
+  RunningLensServer
+} from "./lens/LensServer.js"
 
 export type {
   /** @since 0.3.0 */

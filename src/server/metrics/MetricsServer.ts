@@ -13,14 +13,14 @@
  * @since 0.3.0
  */
 import * as Context from "effect/Context"
-import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as FiberSet from "effect/FiberSet"
 import type * as Option from "effect/Option"
 import * as Schema from "effect/Schema"
 import type * as Scope from "effect/Scope"
-import * as Http from "node:http"
+import type * as Http from "node:http"
 import { formatAddress } from "../GrpcServer.js"
+import { listen, operatorLimits, send } from "../HttpListener.js"
 import { CONTENT_TYPE } from "./Exposition.js"
 
 /**
@@ -88,28 +88,9 @@ export const DEFAULT_METRICS_HOST = "127.0.0.1"
  * @since 0.3.0
  * @category constants
  */
-export const limits = {
-  maxConnections: 64,
-  maxHeaderBytes: 8192,
-  headersTimeoutMs: 5000,
-  requestTimeoutMs: 10_000,
-  keepAliveTimeoutMs: 5000,
-  closeTimeoutMs: 1000
-} as const
+export const limits = operatorLimits
 
 const TEXT = "text/plain; charset=utf-8"
-
-const send = (
-  response: Http.ServerResponse,
-  status: number,
-  type: string,
-  body: string,
-  extra: Http.OutgoingHttpHeaders = {}
-) => {
-  if (response.headersSent || response.destroyed) return
-  response.writeHead(status, { "content-type": type, "content-length": Buffer.byteLength(body), ...extra })
-  response.end(body)
-}
 
 /** One `GET /metrics`: the page, or 500 when it could not be built (a bug, logged). */
 const scrape = Effect.fn("ThrottleKitServer.metrics.scrape")(function*(
@@ -142,12 +123,6 @@ export const make = (
   Effect.gen(function*() {
     const host = options.host ?? DEFAULT_METRICS_HOST
     const requested = formatAddress(host, options.port)
-    if (!Number.isInteger(options.port) || options.port < 0 || options.port > 65535) {
-      return yield* new MetricsBindError({
-        address: requested,
-        reason: "the port must be a whole number from 0 to 65535"
-      })
-    }
     // Created first, so it is closed last: a scrape still running once the listener is closed is interrupted.
     const run = yield* FiberSet.makeRuntime<never>()
     const handle = (request: Http.IncomingMessage, response: Http.ServerResponse) => {
@@ -160,45 +135,13 @@ export const make = (
       if (path === "/healthz" || path === "/health") return send(response, 200, TEXT, "ok\n")
       send(response, 404, TEXT, "not found (try /metrics or /healthz)\n")
     }
-    const server = yield* Effect.acquireRelease(
-      Effect.sync(() => {
-        const server = Http.createServer({
-          maxHeaderSize: limits.maxHeaderBytes,
-          headersTimeout: limits.headersTimeoutMs,
-          requestTimeout: limits.requestTimeoutMs,
-          keepAliveTimeout: limits.keepAliveTimeoutMs,
-          connectionsCheckingInterval: 1000
-        }, handle)
-        server.maxConnections = limits.maxConnections
-        return server
-      }),
-      (server) =>
-        Effect.async<void>((resume) => {
-          server.close(() => resume(Effect.void))
-          server.closeAllConnections()
-        }).pipe(Effect.interruptible, Effect.timeoutOption(Duration.millis(limits.closeTimeoutMs)))
-    )
-    const port = yield* Effect.async<number, MetricsBindError>((resume) => {
-      const onError = (error: Error) => {
-        server.off("listening", onListening)
-        resume(Effect.fail(new MetricsBindError({ address: requested, reason: error.message })))
-      }
-      const onListening = () => {
-        server.off("error", onError)
-        const bound = server.address()
-        resume(Effect.succeed(typeof bound === "object" && bound !== null ? bound.port : options.port))
-      }
-      server.once("error", onError)
-      server.once("listening", onListening)
-      server.listen({ host, port: options.port })
-      return Effect.sync(() => {
-        server.off("error", onError)
-        server.off("listening", onListening)
-      })
-    })
-    // Once listening, a server error (a failed accept) is logged; the listener keeps serving.
-    yield* Effect.sync(() =>
-      server.on("error", (error) => void run(Effect.logWarning(`/metrics listener: ${error.message}`)))
-    )
+    const port = yield* listen({
+      host,
+      port: options.port,
+      limits,
+      handle,
+      // Once listening, a server error (a failed accept) is logged; the listener keeps serving.
+      onError: (error) => void run(Effect.logWarning(`/metrics listener: ${error.message}`))
+    }).pipe(Effect.mapError((error) => new MetricsBindError({ address: requested, reason: error.reason })))
     return { host, port, address: formatAddress(host, port) }
   })
