@@ -37,6 +37,7 @@ const notes = [
   "ARGV 'now' is epoch-ms; 0 means the Redis server clock (TIME), the default for a fleet.",
   "Roles check and read are the ThrottleKit Lua wire (KEYS[1] = prefix:key, five-integer reply, state layout as the core).",
   "Roles peek, forecast, debit, admit, acquire, release, renew, reclaim, reserve are this package's own; they follow the same state layout.",
+  "Roles penalize, reward and reset are this package's admin scripts (RateLimiterAdmin): the same keys and state layout.",
   "An argv name ending in '...' takes the rest of ARGV (a list).",
   "Cluster: every script touches only the keys it declares. The admission scripts take two or three keys, which share the",
   "hash tag {prefix}: leases = {prefix}#leases, guard = {prefix}#guard, and a unified admitter's rate key = {prefix}:key.",
@@ -44,6 +45,8 @@ const notes = [
   "slot; plain limiters and budgets keep the wire key (one key per script, any slot).",
   "Roles federated.lease and regionFairPool.grant / release / stats are the core's coordinator and region-pool wire:",
   "one key (prefix:key), the core's ARGV first and state layout (see vendor/lua/README.md).",
+  "Role multi.check is this package's own: several dimensions (rate checks and token-budget debits) on their wire keys",
+  "(KEYS, one per dimension), decided at one instant and written all or nothing; on a cluster its keys must share a slot.",
   "Files here are built from src/ by `npm run lua:build`; sha1 is the SHA-1 of the file's bytes (the EVALSHA id)."
 ]
 

@@ -91,6 +91,60 @@ export const fromData = (data: DecisionData): Decision =>
     : new DecisionOf(data.allowed, data.limit, data.remaining, data.resetAt, data.retryAfterMs)
 
 /**
+ * The answer to a multi-dimension check (`RateLimiter.checkAll`): one `Decision` per dimension, in input
+ * order, and the verdict over all of them. `allowed` is true exactly when every dimension allowed, and
+ * then every dimension was consumed; otherwise none was (all or nothing), and each decision is what that
+ * dimension would have answered on its own at the same instant (an allowed one among them reports the
+ * state after a consumption that did not happen).
+ *
+ * `binding` is the index of the dimension that decides the verdict: on a denial, the denied dimension
+ * with the longest `retryAfterMs` (the first on a tie), so its wait is the least before the whole request
+ * can pass; when allowed, the dimension with the fewest units `remaining` (the next one to deny).
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export class MultiDecision extends Schema.Class<MultiDecision>("MultiDecision")({
+  allowed: Schema.Boolean,
+  decisions: Schema.Array(Decision),
+  binding: Schema.Number
+}) {
+  /** The decision of the binding dimension. */
+  get bindingDecision(): Decision {
+    return this.decisions[this.binding]!
+  }
+}
+
+/**
+ * The verdict over `decisions` (one per dimension, non-empty), with its binding dimension (see
+ * `MultiDecision`).
+ *
+ * @since 0.3.0
+ * @category constructors
+ */
+export const multiDecisionOf = (decisions: ReadonlyArray<Decision>): MultiDecision => {
+  let allowed = true
+  for (const decision of decisions) if (!decision.allowed) allowed = false
+  let binding = -1
+  for (let i = 0; i < decisions.length; i++) {
+    const decision = decisions[i]!
+    if (binding < 0) {
+      if (allowed || !decision.allowed) binding = i
+      continue
+    }
+    const best = decisions[binding]!
+    if (
+      allowed
+        ? decision.remaining < best.remaining
+        : !decision.allowed && decision.retryAfterMs > best.retryAfterMs
+    ) {
+      binding = i
+    }
+  }
+  return new MultiDecision({ allowed, decisions, binding }, true)
+}
+
+/**
  * What a key can still take: whole units of `cost` admissible now, when capacity next grows by at least
  * one unit, and when the limiter is full again (epoch-ms).
  *

@@ -66,13 +66,19 @@ export class PolicyNotFound extends Schema.TaggedError<PolicyNotFound>()("Policy
 export const Operation = Schema.Literal(
   "check",
   "checkMany",
+  "checkAll",
   "peek",
   "forecast",
   "debit",
   "admit",
   "reserve",
   "snapshot",
-  "watch"
+  "watch",
+  "reset",
+  "block",
+  "unblock",
+  "penalize",
+  "reward"
 )
 
 /**
@@ -208,6 +214,28 @@ export class RateLimited extends Schema.TaggedError<RateLimited>()("RateLimited"
 }
 
 /**
+ * A cost above what the policy can ever admit: more than its capacity (a GCRA's burst, a token bucket's
+ * capacity, a window's or a quota's limit, a fair escrow's window budget, a unified admitter's rate
+ * axis). No wait would make it fit, so it is not a denial with a retry hint but this fault, raised before
+ * any state is touched. `key` is the key of the call (the first key of a `checkMany`).
+ *
+ * @since 0.3.0
+ * @category errors
+ */
+export class CapacityExceeded extends Schema.TaggedError<CapacityExceeded>()("CapacityExceeded", {
+  policy: Schema.String,
+  key: Schema.String,
+  cost: Schema.Number,
+  capacity: Schema.Number
+}) {
+  override get message(): string {
+    return `cost ${this.cost} exceeds the capacity ${this.capacity} of policy ${shown(this.policy)} (for ${
+      shown(this.key)
+    }): it can never be admitted`
+  }
+}
+
+/**
  * Every fault a `RateLimiter` method can fail with.
  *
  * @since 0.1.0
@@ -221,3 +249,4 @@ export type RateLimiterError =
   | InvalidArgument
   | Unauthenticated
   | BackendError
+  | CapacityExceeded

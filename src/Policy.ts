@@ -509,6 +509,16 @@ export const reportedLimit = (strategy: Strategy): number => {
 }
 
 /**
+ * The largest cost a strategy can ever admit in one call: a GCRA's `burst`, a token bucket's `capacity`,
+ * a fixed, sliding or log window's `limit`, a quota's `limit`. A larger cost is denied whatever the
+ * state and however long the caller waits (it is the `limit` the strategy reports in its decisions).
+ *
+ * @since 0.3.0
+ * @category utils
+ */
+export const capacity = (strategy: Strategy): number => reportedLimit(strategy)
+
+/**
  * The longest span of time a policy may describe: 100 years (of 365.25 days), in ms. Windows, periods
  * and the time a strategy takes to refill its whole capacity stay within it, so every `resetAt` and
  * `retryAfterMs` is a safe integer (epoch-ms now plus twice this is far below 2^53).

@@ -20,12 +20,16 @@ export {
   /** @since 0.1.0 */
   type DecisionData,
   /** @since 0.1.0 */
-  Forecast
+  Forecast,
+  /** @since 0.3.0 */
+  MultiDecision
 } from "./Decision.js"
 
 export {
   /** @since 0.1.0 */
   BackendError,
+  /** @since 0.3.0 */
+  CapacityExceeded,
   /** @since 0.1.0 */
   InvalidArgument,
   /** @since 0.1.0 */
@@ -51,6 +55,8 @@ export {
   type AdmitOptions,
   /** @since 0.1.0 */
   admitted,
+  /** @since 0.3.0 */
+  type DimensionCheck,
   /** @since 0.1.0 */
   type FrontOptions,
   /** @since 0.1.0 */
@@ -59,6 +65,10 @@ export {
   type Leases,
   /** @since 0.1.0 */
   limit,
+  /** @since 0.3.0 */
+  limitAll,
+  /** @since 0.3.0 */
+  MAX_CHECK_ALL,
   /** @since 0.1.0 */
   RateLimiter,
   /** @since 0.1.0 */
@@ -82,6 +92,15 @@ export * as Front from "./services/RateLimiter.js"
 export * as RateLimiterStore from "./services/RateLimiterStore.js"
 
 /**
+ * The admin operations on keys (`RateLimiterAdmin.RateLimiterAdmin`: reset, penalize, reward, block,
+ * unblock), a service of its own so application code cannot reach them by accident: `RateLimiterAdmin.layer`
+ * over a door's store.
+ *
+ * @since 0.3.0
+ */
+export * as RateLimiterAdmin from "./services/RateLimiterAdmin.js"
+
+/**
  * The validated set of policies every layer reads (`PolicySet.make`, `PolicySet.validate`), and
  * `PolicyError`, what a rejected policy or policy file fails with.
  *
@@ -103,7 +122,7 @@ export {
 export * as PolicyFile from "./PolicyFile.js"
 
 /**
- * The policy schemas (`Policy.Policy`, `Policy.LimiterPolicy`, …) and `Policy.maxCost`.
+ * The policy schemas (`Policy.Policy`, `Policy.LimiterPolicy`, …), `Policy.maxCost` and `Policy.capacity`.
  *
  * @since 0.1.0
  */
@@ -115,3 +134,30 @@ export * as Policy from "./Policy.js"
  * @since 0.1.0
  */
 export * as MemoryBackend from "./layers/MemoryBackend.js"
+
+/**
+ * Shaping: `shaped(shaper, key)` delays an effect to its turn at a constant rate (a leaky bucket), or
+ * fails with `RateLimited` when the queue is too long; the `Shaper` tag, its front and store shapes.
+ *
+ * @since 0.3.0
+ */
+export {
+  /** @since 0.3.0 */
+  shaped,
+  /** @since 0.3.0 */
+  Shaper
+} from "./services/Shaper.js"
+
+/**
+ * The shaper's models, front (`Shaper.make`) and store shapes.
+ *
+ * @since 0.3.0
+ */
+export * as Shaping from "./services/Shaper.js"
+
+/**
+ * The in-process shaper store: `MemoryShaper.layer`.
+ *
+ * @since 0.3.0
+ */
+export * as MemoryShaper from "./layers/MemoryShaper.js"

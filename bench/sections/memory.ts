@@ -9,7 +9,11 @@
  * `memory.vsRlf` is the local door over rate-limiter-flexible in the less favourable of the two key
  * shapes; `memory.service.vsRlf` is the same for the Effect service, kept visible beside it. The Effect
  * floor row runs the engine's check inside `Effect.sync` in the same Effect loop as the service: what any
- * Effect call costs before a limiter adds anything (the reason the hot loop has a plain-function door).
+ * Effect call costs before a limiter adds anything (the reason the hot loop has a plain-function door);
+ * `memory.serviceVsEffectFloor` is the service over it, the lower of the two key shapes (target ≥ 0.9).
+ * The Effect incumbent row is `@effect/experimental`'s `RateLimiter.consume` on its memory store, in the
+ * same Effect loop (token-bucket, the bench policy: see bench/experimental.ts);
+ * `memory.serviceVsExperimental` is the service over it (target ≥ 2).
  */
 import { Effect, Either, ManagedRuntime } from "effect"
 import { RateLimiterMemory } from "rate-limiter-flexible"
@@ -18,6 +22,7 @@ import { rateEngine } from "../../src/engine/index.js"
 import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
 import { effectBatched } from "../effectWorkloads.js"
+import { consume, experimentalMemory, limiterOf, verifyConsume } from "../experimental.js"
 import { measure, type Plan, promiseBatched, type Result, syncBatched, type Workload } from "../harness.js"
 import { benchPolicy, gcraStrategy, HOT_KEY, keyOf, LIMIT_PER_SEC, POLICY } from "../policies.js"
 import { type Comparison, ratio, type Section, type SectionOutcome } from "../section.js"
@@ -27,6 +32,7 @@ const LOCAL = "MemoryBackend.Local.limiter(policy) (sync)"
 const SERVICE = "MemoryBackend.check (service)"
 const RLF = "rate-limiter-flexible Memory.consume"
 const FLOOR = "Effect.sync(engine.check)"
+const EXPERIMENTAL = "@effect/experimental consume (memory store)"
 
 const expectAllowed = (impl: string, allowed: boolean) => {
   if (!allowed) throw new Error(`${impl}: the first check was denied; the bench policy must allow everything`)
@@ -121,7 +127,9 @@ const admissionWorkload = (impl: string, held: number): Workload => {
 
 const run = async (plan: Plan): Promise<SectionOutcome> => {
   const runtime = ManagedRuntime.make(MemoryBackend.layer({ policies: [benchPolicy] }))
+  const experimental = experimentalMemory()
   try {
+    const experimentalLimiter = await limiterOf(experimental)
     const limiter = await runtime.runPromise(RateLimiter)
     const local = await runtime.runPromise(MemoryBackend.Local)
     const bound = local.limiter(POLICY)
@@ -151,7 +159,17 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
         // consume rejects when the key is over its points.
         verify: () => rlf.consume(keyAt(0)).then(() => undefined)
       }
-      const workloads = [engineWorkload(keyAt), localCheck, service, incumbent, floorWorkload(keyAt)]
+      const effectIncumbent: Workload = {
+        ...effectBatched(
+          EXPERIMENTAL,
+          experimental.runPromise,
+          (i) => consume(experimentalLimiter, keyAt(i)),
+          1000,
+          false
+        ),
+        verify: () => verifyConsume(experimental, experimentalLimiter, keyAt(0))
+      }
+      const workloads = [engineWorkload(keyAt), localCheck, service, incumbent, floorWorkload(keyAt), effectIncumbent]
       results.push(...(await measure(scenario, workloads, plan)))
     }
     results.push(
@@ -167,18 +185,34 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
       ))
     )
     const comparisons: Array<Comparison> = [
-      ...lowerOfShapes(results, "vsRlf", LOCAL, "the local plain-function door", true),
-      ...lowerOfShapes(results, "service.vsRlf", SERVICE, "the Effect service", false),
+      ...lowerOfShapes(results, "vsRlf", LOCAL, RLF, "the local plain-function door", 2),
+      ...lowerOfShapes(results, "service.vsRlf", SERVICE, RLF, "the Effect service"),
       ratio(results, "memory.hotKey.localVsEngine", "memory.hotKey", LOCAL, ENGINE),
       ratio(results, "memory.keys10k.localVsEngine", "memory.keys10k", LOCAL, ENGINE),
-      ratio(results, "memory.hotKey.serviceVsEffectFloor", "memory.hotKey", SERVICE, FLOOR),
+      ...lowerOfShapes(
+        results,
+        "serviceVsEffectFloor",
+        SERVICE,
+        FLOOR,
+        "the Effect service over the Effect floor",
+        0.9
+      ),
+      ...lowerOfShapes(
+        results,
+        "serviceVsExperimental",
+        SERVICE,
+        EXPERIMENTAL,
+        "the Effect service over @effect/experimental's RateLimiter (memory store, token-bucket)",
+        2
+      ),
       ratio(results, "memory.hotKey.effectFloorVsRlf", "memory.hotKey", FLOOR, RLF),
       ratio(results, "memory.hotKey.engineVsRlf", "memory.hotKey", ENGINE, RLF),
       // Cost per acquire+release at 80k held over at 1k (the inverse of the throughput ratio).
       {
         ...ratio(results, "memory.leases.cost80kVs1k", "memory.leases", LEASES_FEW, LEASES_MANY),
         detail: "memory.leases: time per acquire+release with 80k leases held / with 1k held (lower is better)",
-        target: { op: "<=", value: 1.5 }
+        target: { op: "<=", value: 1.5 },
+        headline: true
       },
       {
         ...ratio(results, "memory.leases.mapFloor80kVs1k", "memory.leases", MAP_FEW, MAP_MANY),
@@ -188,23 +222,24 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
     return { results, comparisons, skipped: [] }
   } finally {
     await runtime.dispose()
+    await experimental.dispose()
   }
 }
 
 /**
- * `impl` over rate-limiter-flexible on each key shape (`memory.hotKey.<suffix>`, `memory.keys10k.<suffix>`)
- * and the lower of the two (`memory.<suffix>`); when `headline`, that is the issue's ratio with its
- * target of ≥ 2.
+ * `impl` over `theirs` on each key shape (`memory.hotKey.<suffix>`, `memory.keys10k.<suffix>`) and the
+ * lower of the two (`memory.<suffix>`); with a `target`, that is one of the issue's ratios (a headline).
  */
 const lowerOfShapes = (
   results: ReadonlyArray<Result>,
   suffix: string,
   impl: string,
+  theirs: string,
   label: string,
-  headline: boolean
+  target?: number
 ): Array<Comparison> => {
-  const hot = ratio(results, `memory.hotKey.${suffix}`, "memory.hotKey", impl, RLF)
-  const many = ratio(results, `memory.keys10k.${suffix}`, "memory.keys10k", impl, RLF)
+  const hot = ratio(results, `memory.hotKey.${suffix}`, "memory.hotKey", impl, theirs)
+  const many = ratio(results, `memory.keys10k.${suffix}`, "memory.keys10k", impl, theirs)
   const worst = hot.value <= many.value ? hot : many
   return [
     {
@@ -212,8 +247,8 @@ const lowerOfShapes = (
       value: worst.value,
       unit: "x",
       detail: `${label}, the lower of hot key and 10k keys (${worst.detail})`,
-      headline,
-      ...(headline ? { target: { op: ">=", value: 2 } } : {})
+      headline: target !== undefined,
+      ...(target === undefined ? {} : { target: { op: ">=", value: target } })
     },
     hot,
     many

@@ -9,12 +9,22 @@
  * as ours (64 caller fibers in the c64 scenario): what any Effect program pays before a limiter adds
  * anything, so the gap between it and ours is the door's own cost. A fifth c64 row starts a root fiber per
  * call, to show what starting a fiber per request costs on the machine (the runtime's cost, not ours).
+ * The last row is `@effect/experimental`'s `RateLimiter.consume` on its Redis store (its own ioredis
+ * connection and Lua script, token-bucket: the bench policy, see bench/experimental.ts) on the same Redis,
+ * in the same Effect loop as ours: `redis.c64.vsExperimental` (target ≥ 1.5). `redis.c64.p99VsRaw` is
+ * ours' p99 over the raw client's at 64 callers (target ≤ 1.2).
+ *
+ * The multi-check rows (`redis.multi3.*`, serial and 64 in flight): one request counted against three
+ * dimensions (a gcra, a fixed-window and a sliding-window policy, the same key), as one `checkAll` (one
+ * script, all or nothing) against three `check`s one after another (three round trips, not atomic), on
+ * their own door over the same Redis. No target: the ratio is reported.
  */
 import { Effect, ManagedRuntime } from "effect"
 import { Redis } from "ioredis"
 import { RateLimiterRedis } from "rate-limiter-flexible"
 import * as RedisBackend from "../../src/layers/RedisBackend.js"
 import { storeKey } from "../../src/Policy.js"
+import type { LimiterPolicy } from "../../src/Policy.js"
 import * as Replies from "../../src/redis/Replies.js"
 import { evalArgs, type Reply } from "../../src/redis/ScriptRunner.js"
 import { loadScripts, marshal } from "../../src/redis/Scripts.js"
@@ -26,15 +36,75 @@ import {
   startRedisServer
 } from "../../test/support/redisServer.js"
 import { effectCallers, effectCallersFiberPerCall, effectSerial } from "../effectWorkloads.js"
+import { consume, experimentalRedis, limiterOf, verifyConsume } from "../experimental.js"
 import { measure, type Plan, promiseCallers, promiseSerial, type Result, type Workload } from "../harness.js"
 import { benchPolicy, gcraStrategy, keyOf, LIMIT_PER_SEC, POLICY } from "../policies.js"
-import { ratio, type Section, type SectionOutcome } from "../section.js"
+import { type Comparison, ratio, resultOf, type Section, type SectionOutcome } from "../section.js"
 
 const OURS = "RedisBackend.check"
 const RAW = "raw ioredis EVALSHA (same script)"
 const RLF = "rate-limiter-flexible Redis.consume"
 const FLOOR = "Effect.tryPromise(raw EVALSHA)"
 const OURS_FIBER_PER_CALL = "RedisBackend.check, a root fiber per call"
+const EXPERIMENTAL = "@effect/experimental consume (Redis store)"
+const MULTI = "RedisBackend.checkAll (3 dimensions)"
+const SEQUENTIAL = "3 × RedisBackend.check in sequence"
+
+/** The three dimensions of the multi-check rows: limits far above what the bench reaches. */
+const multiPolicies: ReadonlyArray<LimiterPolicy> = [
+  { ...benchPolicy, name: "m-gcra", prefix: "m-gcra" },
+  {
+    kind: "limiter",
+    name: "m-window",
+    prefix: "m-window",
+    maxKeys: 100_000,
+    strategy: { kind: "fixedWindow", limit: LIMIT_PER_SEC, windowMs: 1000 }
+  },
+  {
+    kind: "limiter",
+    name: "m-sliding",
+    prefix: "m-sliding",
+    maxKeys: 100_000,
+    strategy: { kind: "slidingWindow", limit: LIMIT_PER_SEC, windowMs: 1000, buckets: 10 }
+  }
+]
+
+/**
+ * The multi-check rows, serial and 64 in flight: `checkAll` of three dimensions against three checks in
+ * sequence, each on its own door (own connection), both verified allowed first.
+ */
+const multiRows = async (url: string, plan: Plan): Promise<Array<Result>> => {
+  const runtime = ManagedRuntime.make(RedisBackend.layer({ policies: multiPolicies, redis: url }))
+  try {
+    const limiter = await runtime.runPromise(RateLimiter)
+    const dims = (i: number) => multiPolicies.map((p) => ({ policy: p.name, key: keyOf(i) }))
+    const multi = (i: number) => limiter.checkAll(dims(i))
+    const sequential = (i: number) =>
+      Effect.flatMap(
+        limiter.check("m-gcra", keyOf(i)),
+        () => Effect.flatMap(limiter.check("m-window", keyOf(i)), () => limiter.check("m-sliding", keyOf(i)))
+      )
+    const verifyMulti = () =>
+      runtime.runPromise(multi(0)).then((verdict) => {
+        if (!verdict.allowed || verdict.decisions.length !== 3) throw new Error(`${MULTI}: not allowed`)
+      })
+    const verifySequential = () =>
+      runtime.runPromise(sequential(0)).then((decision) => {
+        if (!decision.allowed) throw new Error(`${SEQUENTIAL}: the third check was denied`)
+      })
+    const serial = await measure("redis.multi3.serial", [
+      { ...effectSerial(MULTI, runtime.runPromise, multi), verify: verifyMulti },
+      { ...effectSerial(SEQUENTIAL, runtime.runPromise, sequential), verify: verifySequential }
+    ], plan)
+    const c64 = await measure("redis.multi3.c64", [
+      { ...effectCallers(MULTI, runtime.runFork, multi), verify: verifyMulti },
+      { ...effectCallers(SEQUENTIAL, runtime.runFork, sequential), verify: verifySequential }
+    ], plan)
+    return [...serial, ...c64]
+  } finally {
+    await runtime.dispose()
+  }
+}
 
 const connect = async (url: string): Promise<Redis> => {
   const client = new Redis(url, { lazyConnect: true })
@@ -49,15 +119,20 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
       comparisons: [],
       skipped: [
         { name: "redis.c64.vsRaw", reason: `skipped: ${MISSING_REDIS_HINT}` },
-        { name: "redis.c64.vsRlf", reason: `skipped: ${MISSING_REDIS_HINT}` }
+        { name: "redis.c64.vsRlf", reason: `skipped: ${MISSING_REDIS_HINT}` },
+        { name: "redis.c64.vsExperimental", reason: `skipped: ${MISSING_REDIS_HINT}` },
+        { name: "redis.c64.p99VsRaw", reason: `skipped: ${MISSING_REDIS_HINT}` }
       ]
     }
   }
   const server: RedisServerHandle = await startRedisServer()
   const clients: Array<Redis> = []
   const runtime = ManagedRuntime.make(RedisBackend.layer({ policies: [benchPolicy], redis: server.url }))
+  const experimental = experimentalRedis(server.url)
   try {
     const limiter = await runtime.runPromise(RateLimiter)
+    const experimentalLimiter = await limiterOf(experimental)
+    const verifyExperimental = () => verifyConsume(experimental, experimentalLimiter, keyOf(0))
 
     // The floor: the same script, KEYS and ARGV as the Redis door sends, straight through ioredis.
     const catalog = await Effect.runPromise(loadScripts())
@@ -100,7 +175,11 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
       { ...effectSerial(OURS, runtime.runPromise, (i) => limiter.check(POLICY, keyOf(i))), verify: verifyOurs },
       { ...promiseSerial(RAW, false, rawCheck), verify: verifyRaw },
       { ...promiseSerial(RLF, false, (i) => rlf.consume(keyOf(i))), verify: verifyRlf },
-      effectSerial(FLOOR, Effect.runPromise, (i) => Effect.tryPromise(() => rawCheck(i)), false)
+      effectSerial(FLOOR, Effect.runPromise, (i) => Effect.tryPromise(() => rawCheck(i)), false),
+      {
+        ...effectSerial(EXPERIMENTAL, experimental.runPromise, (i) => consume(experimentalLimiter, keyOf(i)), false),
+        verify: verifyExperimental
+      }
     ]
     results.push(...(await measure("redis.serial", serial, plan)))
     const c64: ReadonlyArray<Workload> = [
@@ -108,27 +187,57 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
       { ...promiseCallers(RAW, false, rawCheck), verify: verifyRaw },
       { ...promiseCallers(RLF, false, (i) => rlf.consume(keyOf(i))), verify: verifyRlf },
       effectCallers(FLOOR, Effect.runFork, (i) => Effect.tryPromise(() => rawCheck(i)), false),
-      effectCallersFiberPerCall(OURS_FIBER_PER_CALL, runtime.runFork, (i) => limiter.check(POLICY, keyOf(i)))
+      effectCallersFiberPerCall(OURS_FIBER_PER_CALL, runtime.runFork, (i) => limiter.check(POLICY, keyOf(i))),
+      {
+        ...effectCallers(EXPERIMENTAL, experimental.runFork, (i) => consume(experimentalLimiter, keyOf(i)), false),
+        verify: verifyExperimental
+      }
     ]
     results.push(...(await measure("redis.c64", c64, plan)))
+    results.push(...(await multiRows(server.url, plan)))
 
     return {
       results,
       comparisons: [
-        ratio(results, "redis.c64.vsRaw", "redis.c64", OURS, RAW, { target: { op: ">=", value: 0.9 }, headline: true }),
+        ratio(results, "redis.c64.vsRaw", "redis.c64", OURS, RAW, { target: { op: ">=", value: 1 }, headline: true }),
         ratio(results, "redis.c64.vsRlf", "redis.c64", OURS, RLF, { target: { op: ">=", value: 1.2 }, headline: true }),
+        ratio(results, "redis.c64.vsExperimental", "redis.c64", OURS, EXPERIMENTAL, {
+          target: { op: ">=", value: 1.5 },
+          headline: true
+        }),
+        p99Ratio(results),
+        ratio(results, "redis.serial.vsExperimental", "redis.serial", OURS, EXPERIMENTAL),
         ratio(results, "redis.c64.vsEffectFloor", "redis.c64", OURS, FLOOR),
         ratio(results, "redis.c64.effectFloorVsRaw", "redis.c64", FLOOR, RAW),
         ratio(results, "redis.c64.fiberPerCall.vsRaw", "redis.c64", OURS_FIBER_PER_CALL, RAW),
         ratio(results, "redis.serial.vsRaw", "redis.serial", OURS, RAW),
-        ratio(results, "redis.serial.vsRlf", "redis.serial", OURS, RLF)
+        ratio(results, "redis.serial.vsRlf", "redis.serial", OURS, RLF),
+        ratio(results, "redis.multi3.c64.vsSequential", "redis.multi3.c64", MULTI, SEQUENTIAL),
+        ratio(results, "redis.multi3.serial.vsSequential", "redis.multi3.serial", MULTI, SEQUENTIAL)
       ],
       skipped: []
     }
   } finally {
     await runtime.dispose()
+    await experimental.dispose()
     for (const client of clients) client.disconnect()
     await server.close()
+  }
+}
+
+/** Ours' p99 over the raw client's at 64 callers (each pools every round's latencies; lower is better). */
+const p99Ratio = (results: ReadonlyArray<Result>): Comparison => {
+  const ours = resultOf(results, "redis.c64", OURS)
+  const raw = resultOf(results, "redis.c64", RAW)
+  return {
+    name: "redis.c64.p99VsRaw",
+    value: ours.p99Us / raw.p99Us,
+    unit: "x",
+    detail: `redis.c64: p99 of ${OURS} / p99 of ${RAW} (${ours.p99Us.toFixed(0)} / ${
+      raw.p99Us.toFixed(0)
+    } µs, lower is better)`,
+    target: { op: "<=", value: 1.2 },
+    headline: true
   }
 }
 

@@ -8,24 +8,49 @@
  * after another; a last c64 row starts a root fiber per call (the runtime's per-fiber cost, not ours).
  * Ours runs with its defaults, so under that load it coalesces checks into `CheckMany` batches (see
  * `src/grpc/CoalescedChecks.ts`); the raw client sends one `Check` per call.
+ *
+ * `service.many100`: one operation is 100 decisions on 100 keys, by one caller: one `checkMany` (one
+ * `CheckMany` RPC), or 100 `check`s one after another (100 `Check` RPCs), beside a raw grpc-js
+ * `CheckMany` of the same 100 keys. `service.checkMany100VsChecks` is the first over the second
+ * (target ≥ 10); `service.serial.vsRaw` the serial check over the raw client's (target ≥ 0.95). Beside
+ * the raw client, the serial scenario runs it with a 1 s deadline on every call, as ours carries:
+ * `service.serial.deadlineVsRaw` is what a deadline alone costs a grpc-js call.
  */
 import { create } from "@bufbuild/protobuf"
 import * as grpc from "@grpc/grpc-js"
 import { Effect, ManagedRuntime } from "effect"
 import { deserializer, methodPath, serializer } from "../../src/grpc/codec.js"
-import { type CheckResponse, RateLimiter as RateLimiterRpc } from "../../src/grpc/generated/throttlekit_pb.js"
+import {
+  type CheckManyResponse,
+  type CheckResponse,
+  RateLimiter as RateLimiterRpc
+} from "../../src/grpc/generated/throttlekit_pb.js"
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
 import { sharedChildServer } from "../childServer.js"
 import { effectCallers, effectCallersFiberPerCall, effectSerial } from "../effectWorkloads.js"
 import { measure, type Plan, promiseCallers, promiseSerial, type Result, type Workload } from "../harness.js"
-import { keyOf, POLICY } from "../policies.js"
+import { KEY_COUNT, keyOf, keys, POLICY } from "../policies.js"
 import { ratio, type Section, type SectionOutcome } from "../section.js"
 
 const OURS = "ServiceBackend.check"
 const RAW = "raw grpc-js unary Check"
+const RAW_DEADLINE = "raw grpc-js unary Check, with a deadline"
 const FLOOR = "Effect.tryPromise(raw grpc-js Check)"
 const OURS_FIBER_PER_CALL = "ServiceBackend.check, a root fiber per call"
+const MANY = "checkMany(100 keys)"
+const SEQUENTIAL = "100 × check, sequential"
+const RAW_MANY = "raw grpc-js unary CheckMany (100 keys)"
+
+/** The keys of one `checkMany`. */
+const BATCH = 100
+
+/** `KEY_COUNT / BATCH` batches of 100 consecutive keys, built once: operation `i` takes batch `i % count`. */
+const batches: ReadonlyArray<ReadonlyArray<string>> = Array.from(
+  { length: KEY_COUNT / BATCH },
+  (_, b) => keys.slice(b * BATCH, (b + 1) * BATCH)
+)
+const batchOf = (i: number): ReadonlyArray<string> => batches[i % batches.length]!
 
 /** A plain grpc-js client calling Check with the generated descriptors and our codecs. */
 const rawClient = (target: string) => {
@@ -35,7 +60,8 @@ const rawClient = (target: string) => {
   const serialize = serializer(method.input)
   const deserialize = deserializer(method.output)
   const metadata = new grpc.Metadata()
-  const check = (key: string): Promise<CheckResponse> =>
+  // `deadlineMs`: the call carries a deadline (a timer and a grpc-timeout header), as every call of ours.
+  const check = (key: string, deadlineMs?: number): Promise<CheckResponse> =>
     new Promise((resolve, reject) => {
       client.makeUnaryRequest(
         path,
@@ -43,13 +69,32 @@ const rawClient = (target: string) => {
         deserialize,
         create(method.input, { policy: POLICY, key, cost: 1n }),
         metadata,
+        deadlineMs === undefined ? {} : { deadline: Date.now() + deadlineMs },
         (error, response) => {
           if (error !== null || response === undefined) reject(error ?? new Error("empty response"))
           else resolve(response)
         }
       )
     })
-  return { check, close: () => client.close() }
+  const many = RateLimiterRpc.method.checkMany
+  const manyPath = methodPath(many)
+  const serializeMany = serializer(many.input)
+  const deserializeMany = deserializer(many.output)
+  const checkMany = (batch: ReadonlyArray<string>): Promise<CheckManyResponse> =>
+    new Promise((resolve, reject) => {
+      client.makeUnaryRequest(
+        manyPath,
+        serializeMany,
+        deserializeMany,
+        create(many.input, { policy: POLICY, keys: [...batch], cost: 1n }),
+        metadata,
+        (error, response) => {
+          if (error !== null || response === undefined) reject(error ?? new Error("empty response"))
+          else resolve(response)
+        }
+      )
+    })
+  return { check, checkMany, close: () => client.close() }
 }
 
 const run = async (plan: Plan): Promise<SectionOutcome> => {
@@ -70,7 +115,8 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
     const serial: ReadonlyArray<Workload> = [
       { ...effectSerial(OURS, runtime.runPromise, (i) => limiter.check(POLICY, keyOf(i))), verify: verifyOurs },
       { ...promiseSerial(RAW, false, (i) => raw.check(keyOf(i))), verify: verifyRaw },
-      effectSerial(FLOOR, Effect.runPromise, (i) => Effect.tryPromise(() => raw.check(keyOf(i))), false)
+      effectSerial(FLOOR, Effect.runPromise, (i) => Effect.tryPromise(() => raw.check(keyOf(i))), false),
+      promiseSerial(RAW_DEADLINE, false, (i) => raw.check(keyOf(i), 1000))
     ]
     results.push(...(await measure("service.serial", serial, plan)))
     const c64: ReadonlyArray<Workload> = [
@@ -80,6 +126,30 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
       effectCallersFiberPerCall(OURS_FIBER_PER_CALL, runtime.runFork, (i) => limiter.check(POLICY, keyOf(i)))
     ]
     results.push(...(await measure("service.c64", c64, plan)))
+    const verifyAll = (impl: string) => (decisions: ReadonlyArray<{ readonly allowed: boolean }>) => {
+      if (decisions.length !== BATCH || !decisions.every((d) => d.allowed)) {
+        throw new Error(`${impl}: not ${BATCH} allowed decisions`)
+      }
+    }
+    const sequential = (i: number) => Effect.forEach(batchOf(i), (key) => limiter.check(POLICY, key))
+    const many100: ReadonlyArray<Workload> = [
+      {
+        ...effectSerial(MANY, runtime.runPromise, (i) => limiter.checkMany(POLICY, batchOf(i))),
+        verify: () => runtime.runPromise(limiter.checkMany(POLICY, batchOf(0))).then(verifyAll(MANY))
+      },
+      {
+        ...effectSerial(SEQUENTIAL, runtime.runPromise, sequential),
+        verify: () => runtime.runPromise(sequential(0)).then(verifyAll(SEQUENTIAL))
+      },
+      {
+        ...promiseSerial(RAW_MANY, false, (i) => raw.checkMany(batchOf(i))),
+        verify: () =>
+          raw.checkMany(batchOf(0)).then((response) =>
+            verifyAll(RAW_MANY)(response.decisions.map((d) => ({ allowed: d.allowed })))
+          )
+      }
+    ]
+    results.push(...(await measure("service.many100", many100, plan)))
     return {
       results,
       comparisons: [
@@ -90,7 +160,17 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
         ratio(results, "service.c64.vsEffectFloor", "service.c64", OURS, FLOOR),
         ratio(results, "service.c64.effectFloorVsRaw", "service.c64", FLOOR, RAW),
         ratio(results, "service.c64.fiberPerCall.vsRaw", "service.c64", OURS_FIBER_PER_CALL, RAW),
-        ratio(results, "service.serial.vsRaw", "service.serial", OURS, RAW)
+        ratio(results, "service.serial.vsRaw", "service.serial", OURS, RAW, {
+          target: { op: ">=", value: 0.95 },
+          headline: true
+        }),
+        ratio(results, "service.serial.effectFloorVsRaw", "service.serial", FLOOR, RAW),
+        ratio(results, "service.serial.deadlineVsRaw", "service.serial", RAW_DEADLINE, RAW),
+        ratio(results, "service.checkMany100VsChecks", "service.many100", MANY, SEQUENTIAL, {
+          target: { op: ">=", value: 10 },
+          headline: true
+        }),
+        ratio(results, "service.many100.vsRaw", "service.many100", MANY, RAW_MANY)
       ],
       skipped: []
     }

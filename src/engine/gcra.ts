@@ -222,7 +222,8 @@ export const make = (options: Options): Engine => {
       checkInPlace,
       expiresAt: (cell) => cell.expiresAt,
       isFresh,
-      stateOf: (cell) => cell
+      stateOf: (cell) => cell,
+      cellOf: (state) => new Cell(state.tat, state.expiresAt)
     }
   }
 }

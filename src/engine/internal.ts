@@ -134,5 +134,6 @@ export const boxed = <S>(engine: RateEngine<S>): InPlaceEngine<Box<S>, S> => ({
   // A box an allowed check left empty holds nothing, as if expired.
   expiresAt: (box, now) => box.state === undefined ? Number.NEGATIVE_INFINITY : engine.expiresAt(box.state, now),
   isFresh: (box, now) => box.state === undefined || engine.isFresh(box.state, now),
-  stateOf: (box) => box.state
+  stateOf: (box) => box.state,
+  cellOf: (state) => new Box(state)
 })

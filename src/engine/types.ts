@@ -80,4 +80,6 @@ export interface InPlaceEngine<C, S> {
   readonly isFresh: (cell: C, now: number) => boolean
   /** The cell's state as the strategy's pure functions take it (for peek and forecast). */
   readonly stateOf: (cell: C) => S | undefined
+  /** A new cell holding `state` (an admin write: a reward's state). @since 0.3.0 */
+  readonly cellOf: (state: S) => C
 }

@@ -25,3 +25,10 @@ export * as RedisClient from "../redis/RedisClient.js"
  * @since 0.1.0
  */
 export * as RedisCoordinator from "../coordinator/RedisCoordinator.js"
+
+/**
+ * The fleet-wide shaper: one rate per key for every process shaping on this Redis (`RedisShaper.layer`).
+ *
+ * @since 0.3.0
+ */
+export * as RedisShaper from "../layers/RedisShaper.js"

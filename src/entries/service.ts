@@ -11,3 +11,11 @@
  * @since 0.1.0
  */
 export * as ServiceBackend from "../layers/ServiceBackend.js"
+
+/**
+ * The admin client: `RateLimiterAdmin` over a throttlekit-effect server's admin door (`AdminBackend.layer`,
+ * `layerConfig`).
+ *
+ * @since 0.3.0
+ */
+export * as AdminBackend from "../clients/AdminBackend.js"

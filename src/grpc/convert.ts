@@ -6,7 +6,15 @@
  */
 import type { MessageInitShape } from "@bufbuild/protobuf"
 import * as Effect from "effect/Effect"
-import { Admission, BindingAxis, type Decision, type DecisionData, Forecast, fromData } from "../Decision.js"
+import {
+  Admission,
+  BindingAxis,
+  type Decision,
+  type DecisionData,
+  decisionOf,
+  Forecast,
+  fromData
+} from "../Decision.js"
 import type { ForecastData } from "../engine/types.js"
 import { BackendError, InvalidArgument } from "../Errors.js"
 import type * as pb from "./generated/throttlekit_pb.js"
@@ -107,6 +115,39 @@ export const decisionFromWire = (
       resetAt: fromInt64(d.resetAt),
       retryAfterMs: fromInt64(d.retryAfterMs)
     }))
+
+/**
+ * A `CheckMany` answer's wire decisions as `Decision`s, in key order: one Effect for the whole batch, a
+ * plain loop inside. An answer with another count than `count` keys, or a missing decision, is a
+ * protocol fault (`BackendError`).
+ *
+ * @since 0.3.0
+ * @category decoding
+ */
+export const decisionsFromWire = (
+  wire: ReadonlyArray<pb.Decision>,
+  count: number,
+  backend: string
+): Effect.Effect<Array<Decision>, BackendError> => {
+  if (wire.length !== count) {
+    return Effect.fail(
+      new BackendError({ backend, code: "PROTOCOL", detail: `${wire.length} decisions for ${count} keys` })
+    )
+  }
+  const decisions = new Array<Decision>(count)
+  for (let i = 0; i < count; i++) {
+    const d = wire[i]
+    if (d === undefined) return Effect.fail(missing(backend, "decision"))
+    decisions[i] = decisionOf(
+      d.allowed,
+      fromInt64(d.limit),
+      fromInt64(d.remaining),
+      fromInt64(d.resetAt),
+      fromInt64(d.retryAfterMs)
+    )
+  }
+  return Effect.succeed(decisions)
+}
 
 /**
  * A wire forecast as a `Forecast`; a response without one is a protocol fault (`BackendError`).

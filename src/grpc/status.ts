@@ -110,7 +110,8 @@ export const policyNotFoundDetails = (error: PolicyNotFound, listPolicies: boole
 
 /**
  * The status the server answers for a `RateLimiter` error. `InvalidArgument` becomes INVALID_ARGUMENT:
- * the reference server silently coerces bad costs to 1 instead, which hides caller bugs. A NOT_FOUND
+ * the reference server silently coerces bad costs to 1 instead, which hides caller bugs.
+ * `CapacityExceeded` becomes OUT_OF_RANGE (our server's front never raises it). A NOT_FOUND
  * lists the configured policies only with `listPolicies` (see `policyNotFoundDetails`).
  *
  * @since 0.1.0
@@ -133,6 +134,11 @@ export const fromRateLimiterError = (error: RateLimiterError, options: StatusOpt
       return statusError(Status.UNAUTHENTICATED, error.message)
     case "BackendError":
       return statusError(Status.INTERNAL, error.message)
+    case "CapacityExceeded":
+      // Our server's front answers such a cost with the contract's denial instead (its
+      // `overCapacity: "deny"`); a front built to raise it gets OUT_OF_RANGE, the cost being past what
+      // the policy can ever admit, which no retry fixes.
+      return statusError(Status.OUT_OF_RANGE, error.message)
   }
 }
 
@@ -190,7 +196,17 @@ export interface CallSubject {
 }
 
 /** The operations that consume (count, spend, hold) when the server applies them. */
-const consuming: ReadonlySet<Operation> = new Set<Operation>(["check", "checkMany", "debit", "admit", "reserve"])
+const consuming: ReadonlySet<Operation> = new Set<Operation>([
+  "check",
+  "checkMany",
+  "debit",
+  "admit",
+  "reserve",
+  // The admin writes (a reset is idempotent, as is an unblock: retrying either is safe).
+  "penalize",
+  "reward",
+  "block"
+])
 
 /**
  * The `RateLimiter` error a client reports for a failed call. NOT_FOUND, UNIMPLEMENTED, UNAVAILABLE,

@@ -2,7 +2,8 @@
  * Rate limiting for `HttpApi` apps, per endpoint or group, as an `HttpApiMiddleware`. A denial fails
  * the endpoint with `TooManyRequests` (status 429, `Retry-After` and rate-limit headers added); a
  * fail-closed backend fault with `RateLimiterUnavailable` (503). Both are declared on the middleware, so
- * they appear in the API's schema and clients decode them.
+ * they appear in the API's schema and clients decode them. A request costing more than the policy can
+ * ever admit fails with `CostExceedsCapacity` (413, no `Retry-After`), whatever the fail mode.
  *
  * ```ts
  * const Api = HttpApi.make("api").add(
@@ -46,6 +47,19 @@ export class TooManyRequests extends Schema.TaggedError<TooManyRequests>()("TooM
 }, HttpApiSchema.annotations({ status: 429 })) {}
 
 /**
+ * The endpoint failure of a request that costs more than the policy can ever admit (`CapacityExceeded`):
+ * status 413, without `Retry-After`, since no wait admits it.
+ *
+ * @since 0.3.0
+ * @category errors
+ */
+export class CostExceedsCapacity extends Schema.TaggedError<CostExceedsCapacity>()("CostExceedsCapacity", {
+  policy: Schema.String,
+  cost: Schema.Number,
+  capacity: Schema.Number
+}, HttpApiSchema.annotations({ status: 413 })) {}
+
+/**
  * The endpoint failure when the limiter fails closed and the backend cannot decide: status 503.
  *
  * @since 0.1.0
@@ -61,7 +75,7 @@ export class RateLimiterUnavailable extends Schema.TaggedError<RateLimiterUnavai
  * @since 0.1.0
  * @category errors
  */
-export const RateLimitFailure = Schema.Union(TooManyRequests, RateLimiterUnavailable)
+export const RateLimitFailure = Schema.Union(TooManyRequests, RateLimiterUnavailable, CostExceedsCapacity)
 
 /**
  * The service a rate-limit `HttpApiMiddleware` tag holds.
@@ -69,7 +83,10 @@ export const RateLimitFailure = Schema.Union(TooManyRequests, RateLimiterUnavail
  * @since 0.1.0
  * @category models
  */
-export type RateLimitApiMiddleware = HttpApiMiddleware.HttpApiMiddleware<void, TooManyRequests | RateLimiterUnavailable>
+export type RateLimitApiMiddleware = HttpApiMiddleware.HttpApiMiddleware<
+  void,
+  TooManyRequests | RateLimiterUnavailable | CostExceedsCapacity
+>
 
 /**
  * A ready-made rate-limit middleware tag: add it to endpoints or groups with `.middleware(RateLimit)`
@@ -104,7 +121,7 @@ export const makeMiddleware = (
       Effect.flatMap(HttpServerRequest.HttpServerRequest, (request) =>
         Effect.flatMap(
           limiter.decide(request),
-          (outcome): Effect.Effect<void, TooManyRequests | RateLimiterUnavailable> => {
+          (outcome): Effect.Effect<void, TooManyRequests | RateLimiterUnavailable | CostExceedsCapacity> => {
             switch (outcome._tag) {
               case "Allowed":
                 return stampHeaders(outcome.headers)
@@ -114,6 +131,14 @@ export const makeMiddleware = (
                   Effect.fail(
                     new TooManyRequests({ policy: limiter.policy, retryAfter: retryAfterSeconds(outcome.decision) })
                   )
+                )
+              case "TooCostly":
+                return Effect.fail(
+                  new CostExceedsCapacity({
+                    policy: limiter.policy,
+                    cost: outcome.error.cost,
+                    capacity: outcome.error.capacity
+                  })
                 )
               case "FailedOpen":
                 return Effect.void

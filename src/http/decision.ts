@@ -12,7 +12,13 @@ import * as Either from "effect/Either"
 import * as Metric from "effect/Metric"
 import type * as Scope from "effect/Scope"
 import type { Decision } from "../Decision.js"
-import { InvalidArgument, type OperationNotSupported, type PolicyNotFound, type RateLimiterError } from "../Errors.js"
+import {
+  type CapacityExceeded,
+  InvalidArgument,
+  type OperationNotSupported,
+  type PolicyNotFound,
+  type RateLimiterError
+} from "../Errors.js"
 import type { Policy } from "../Policy.js"
 import { type AdmitOptions, RateLimiter } from "../services/RateLimiter.js"
 import * as Validate from "../Validate.js"
@@ -21,9 +27,10 @@ import { clientAddress, type ForwardedHeader, type KeyFunction, TrustedProxies }
 import * as Metrics from "./metrics.js"
 
 /**
- * What to do when the backend cannot decide (any `RateLimiterError`: unreachable Redis or server, an
- * unknown policy, a rejected key or cost): `"open"` lets the request through (logged and counted),
- * `"closed"` answers 503.
+ * What to do when the backend cannot decide (any `RateLimiterError` but `CapacityExceeded`: unreachable
+ * Redis or server, an unknown policy, a rejected key or cost): `"open"` lets the request through (logged
+ * and counted), `"closed"` answers 503. A request whose cost is above the policy's capacity is decided:
+ * it is never served (`TooCostly`), whatever the fail mode.
  *
  * @since 0.1.0
  * @category models
@@ -88,6 +95,8 @@ export interface RateLimitOptions<E = never, R = never> {
  * The outcome of one request's decision.
  * - `Allowed`: go on, stamping `headers` on the response.
  * - `Denied`: answer 429 with `headers` (which include `Retry-After`).
+ * - `TooCostly`: the request costs more than the policy can ever admit: answer 413, without
+ *   `Retry-After` (no wait would help; a 429 would invite retries that never succeed). `@since 0.3.0`
  * - `FailedOpen`: the backend failed and the request goes through without rate-limit headers.
  * - `FailedClosed`: the backend failed and the request is answered 503.
  *
@@ -97,6 +106,7 @@ export interface RateLimitOptions<E = never, R = never> {
 export type Outcome =
   | { readonly _tag: "Allowed"; readonly decision: Decision; readonly headers: Record<string, string> }
   | { readonly _tag: "Denied"; readonly decision: Decision; readonly headers: Record<string, string> }
+  | { readonly _tag: "TooCostly"; readonly error: CapacityExceeded }
   | { readonly _tag: "FailedOpen"; readonly error: RateLimiterError }
   | { readonly _tag: "FailedClosed"; readonly error: RateLimiterError }
 
@@ -192,6 +202,9 @@ export const compile = <E = never, R = never>(
     }
 
     const onFault = (error: RateLimiterError): Effect.Effect<Outcome> => {
+      if (error._tag === "CapacityExceeded") {
+        return Effect.as(Metric.increment(deniedCounter), { _tag: "TooCostly", error } as const)
+      }
       const outcome: Outcome = failMode === "open" ? { _tag: "FailedOpen", error } : { _tag: "FailedClosed", error }
       const consequence = failMode === "open" ? "failing open" : "failing closed (503)"
       const counted = Metric.update(Metric.tagged(faults, "error", error._tag), 1)
@@ -227,7 +240,9 @@ export const compile = <E = never, R = never>(
         const [elapsed, result] = yield* Effect.timed(Effect.either(ask(key, cost)))
         yield* Metric.update(latency, Duration.toMillis(elapsed))
         if (Either.isLeft(result)) {
-          yield* Effect.annotateCurrentSpan({ "throttlekit.outcome": `failed-${failMode}` })
+          yield* Effect.annotateCurrentSpan({
+            "throttlekit.outcome": result.left._tag === "CapacityExceeded" ? "too-costly" : `failed-${failMode}`
+          })
           return yield* onFault(result.left)
         }
         const decision = result.right

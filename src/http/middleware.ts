@@ -1,7 +1,8 @@
 /**
  * The rate-limit middleware for `@effect/platform` HTTP apps (an `HttpRouter`, any `HttpApp`, or a whole
  * `HttpApi` through `HttpApiBuilder.middleware`). Per request it checks a policy (or admits into a
- * concurrency policy around the handler), answers 429 with `Retry-After` on a denial, stamps the
+ * concurrency policy around the handler), answers 429 with `Retry-After` on a denial (413 without it
+ * for a cost above the policy's capacity, which no wait admits), stamps the
  * rate-limit headers on allowed responses, and fails open or closed when the backend cannot decide.
  *
  * ```ts
@@ -49,6 +50,16 @@ export const tooManyRequests = (policy: string, decision: Decision, headers: Rec
   )
 
 /**
+ * The body of a 413 for a request that costs more than the policy can ever admit:
+ * `{ "error": "cost_exceeds_capacity", "policy", "cost", "capacity" }`. No `Retry-After`: no wait helps.
+ *
+ * @since 0.3.0
+ * @category responses
+ */
+export const costExceedsCapacity = (policy: string, cost: number, capacity: number) =>
+  HttpServerResponse.unsafeJson({ error: "cost_exceeds_capacity", policy, cost, capacity }, { status: 413 })
+
+/**
  * The body of a fail-closed 503: `{ "error": "rate_limiter_unavailable", "policy" }`.
  *
  * @since 0.1.0
@@ -86,6 +97,10 @@ export const fromLimiter = <EK, RK>(limiter: HttpLimiter<EK, RK>): RateLimitMidd
                 )
               case "Denied":
                 return Effect.succeed(tooManyRequests(limiter.policy, outcome.decision, outcome.headers))
+              case "TooCostly":
+                return Effect.succeed(
+                  costExceedsCapacity(limiter.policy, outcome.error.cost, outcome.error.capacity)
+                )
               case "FailedOpen":
                 return limiter.admits ? Effect.interruptible(app) : app
               case "FailedClosed":

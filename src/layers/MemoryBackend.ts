@@ -35,6 +35,7 @@ import { randomBytes } from "node:crypto"
 import { Admission, Forecast, fromData } from "../Decision.js"
 import type { Admitter } from "../engine/admission.js"
 import { BackendError } from "../Errors.js"
+import { fiberNowMillis } from "../internal/fiberClock.js"
 import { sameDefinition } from "../internal/sameDefinition.js"
 import type { AdmitterPolicy, FairPolicy, LimiterPolicy, MeterPolicy, Policy } from "../Policy.js"
 import * as PolicyFile from "../PolicyFile.js"
@@ -42,10 +43,12 @@ import type { PolicyError } from "../PolicySet.js"
 import { PolicySet } from "../PolicySet.js"
 import { type FrontOptions, make as makeFront, RateLimiter, type RateLimiterService } from "../services/RateLimiter.js"
 import {
+  type BoundAdmin,
   type BoundAdmitter,
   type BoundFair,
   type BoundLimiter,
   type BoundMeter,
+  type CheckAll,
   type FleetGuardState,
   type HeartbeatResult,
   type LocalStore,
@@ -53,7 +56,14 @@ import {
 } from "../services/RateLimiterStore.js"
 import * as FairEscrow from "./fair/FairEscrow.js"
 import type { FullTable, OnFull } from "./memory/FullTable.js"
-import { type Compiled, PolicyStore, type TableOptions } from "./memory/KeyStore.js"
+import {
+  checkAllAt,
+  type Compiled,
+  PolicyStore,
+  type RateState,
+  type StateCheck,
+  type TableOptions
+} from "./memory/KeyStore.js"
 import { type LocalLimiter, makeLocalLimiter } from "./memory/Local.js"
 
 export type {
@@ -155,9 +165,8 @@ const storeOver = (
       }
     }
     return {
-      // The hot path: one clock read and the engine, no further Effect steps.
-      check: (key: string, cost: number) =>
-        Effect.clockWith((clock) => Effect.succeed(rate.check(key, clock.unsafeCurrentTimeMillis(), cost))),
+      // The hot path: one synchronous step reading the calling fiber's clock, then the engine.
+      check: (key: string, cost: number) => Effect.sync(() => rate.check(key, fiberNowMillis(), cost)),
       checkMany: (batch: ReadonlyArray<string>, cost: number) =>
         Effect.map(Clock.currentTimeMillis, (now) => batch.map((key) => rate.check(key, now, cost))),
       peek: (key: string) => Effect.map(Clock.currentTimeMillis, (now) => fromData(rate.peek(key, now))),
@@ -236,6 +245,41 @@ const storeOver = (
       }
     })
 
+  // All or nothing in one synchronous step on the key tables (`checkAllAt`): one clock read, no yield
+  // between the reads and the writes.
+  const checkAll: CheckAll = (checks) => {
+    const states: Array<StateCheck> = []
+    for (const { cost, key, policy } of checks) {
+      const compiled = keys.get(policy.name)
+      const state = compiled?.kind === "limiter"
+        ? compiled.rate
+        : compiled?.kind === "meter"
+        ? compiled.budget
+        : undefined
+      if (state === undefined) return foreign(policy)
+      states.push({ state, key, cost })
+    }
+    return Effect.clockWith((clock) => Effect.succeed(checkAllAt(states, clock.unsafeCurrentTimeMillis())))
+  }
+
+  const admin = (policy: Policy): BoundAdmin => {
+    const compiled = keys.get(policy.name)
+    const rate = compiled === undefined
+      ? undefined
+      : compiled.kind === "limiter"
+      ? compiled.rate
+      : compiled.kind === "meter"
+      ? compiled.budget
+      : compiled.kind === "admitter"
+      ? compiled.rate
+      : undefined
+    if (rate === undefined) {
+      const fail = () => foreign(policy)
+      return { reset: fail, penalize: fail, reward: fail, block: fail, unblock: fail }
+    }
+    return adminOver(rate)
+  }
+
   const fairs = fairEscrows(policies, carried.fairs)
   const fair = (policy: FairPolicy): BoundFair => fairs.get(policy.name) ?? { check: () => foreign(policy) }
 
@@ -265,9 +309,21 @@ const storeOver = (
     admitter,
     fair,
     leases: { ttlMs, release, heartbeat },
-    ...(fleet.length === 0 ? {} : { fleetGuards })
+    checkAll,
+    ...(fleet.length === 0 ? {} : { fleetGuards }),
+    admin
   }
 }
+
+/** The admin operations on one key table, at the `Clock`'s now (the table's own clock). */
+const adminOver = (rate: RateState): BoundAdmin => ({
+  reset: (key) => Effect.sync(() => rate.reset(key)),
+  penalize: (key, units) => Effect.map(Clock.currentTimeMillis, (now) => fromData(rate.penalize(key, now, units))),
+  reward: (key, units) => Effect.map(Clock.currentTimeMillis, (now) => fromData(rate.reward(key, now, units))),
+  block: (key, durationMs) =>
+    Effect.map(Clock.currentTimeMillis, (now) => fromData(rate.block(key, now, now + durationMs))),
+  unblock: (key) => Effect.map(Clock.currentTimeMillis, (now) => fromData(rate.unblock(key, now)))
+})
 
 /**
  * The fair-escrow policies' checks, by name: tenants in this process; a federated one's region pool too

@@ -46,7 +46,7 @@ import type * as Scope from "effect/Scope"
 import { randomBytes } from "node:crypto"
 import * as RedisConcurrencyCoordinator from "../coordinator/RedisConcurrencyCoordinator.js"
 import { Admission, type Decision, Forecast, fromData } from "../Decision.js"
-import { BackendError, type RateLimiterError, type ServiceUnavailable } from "../Errors.js"
+import { BackendError, InvalidArgument, type RateLimiterError, type ServiceUnavailable } from "../Errors.js"
 import {
   type AdmitterPolicy,
   type FairPolicy,
@@ -62,26 +62,38 @@ import * as RedisClient from "../redis/RedisClient.js"
 import type { RedisConnection, SharedRedis } from "../redis/RedisClient.js"
 import * as Replies from "../redis/Replies.js"
 import { type ScriptClock, scriptNow } from "../redis/ScriptClock.js"
-import { type BatchCall, evalArgs, type ScriptCall, type ScriptRunner } from "../redis/ScriptRunner.js"
+import {
+  type BatchCall,
+  type EvalArgs,
+  evalArgs,
+  type Reply,
+  type ScriptCall,
+  type ScriptRunner
+} from "../redis/ScriptRunner.js"
 import { type Named, type Script, type ScriptCatalog, sha1Hex } from "../redis/Scripts.js"
+import { slotOf } from "../redis/Slots.js"
 import { scriptsOf } from "../redis/StrategyScripts.js"
 import { type FrontOptions, make as makeFront, RateLimiter, type RateLimiterService } from "../services/RateLimiter.js"
 import {
   type AcquireOptions,
+  type BoundAdmin,
   type BoundAdmitter,
   type BoundFair,
   type BoundLimiter,
   type BoundMeter,
+  type CheckAll,
   type HeartbeatResult,
   type LocalStore,
-  Store
+  Store,
+  unsupported
 } from "../services/RateLimiterStore.js"
 import * as FairEscrow from "./fair/FairEscrow.js"
 import * as RedisRegionPool from "./fair/RedisRegionPool.js"
 import * as FleetAdmission from "./FleetAdmission.js"
 
 /**
- * Options of the Redis door (`heartbeatIntervalMs` is the front's: how often `admit` renews its leases).
+ * Options of the Redis door (`heartbeatIntervalMs` and `overCapacity` are the front's: how often `admit`
+ * renews its leases, and what a cost above a capacity gets).
  *
  * @since 0.1.0
  * @category models
@@ -278,6 +290,16 @@ const foreign = (policy: Policy) =>
 const MAX_LEASE_ID_DRAWS = 4
 
 /**
+ * Why the Redis store does not block keys: a block every client honours would have every check script read
+ * a second key (the deny list) on the hot path, and the ThrottleKit core's clients sharing the keys would
+ * not honour it anyway. Reset, penalize and reward write the strategy's own state, which every client reads.
+ */
+const BLOCK_NOT_SERVED = unsupported(
+  "the Redis store does not block keys (a block would cost every check a second key read); " +
+    "block on the Memory store, or penalize the key's remaining to 0"
+)
+
+/**
  * Options of the Redis store over a shared connection (`RedisClient`): the connection and its bound are
  * the connection's.
  *
@@ -354,6 +376,61 @@ const withFleet = (
   )
 }
 
+/** How many ARGV values each dimension of a `multi.check` takes: kind, cost, then six parameters. */
+const MULTI_STRIDE = 8
+
+/** The ARGV names of a single-key consuming script that are not its parameters. */
+const notParams = new Set(["now", "cost", "tokens", "fence"])
+
+/**
+ * A policy's part of a `multi.check` ARGV after the cost: its kind (the strategy whose check, or the
+ * budget whose debit, it runs), then the parameters of that single-key script in its ARGV order, padded
+ * with "0" (so a multi-check runs each dimension exactly as its own script would).
+ */
+const multiPart = (entry: LimiterEntry | MeterEntry): { readonly kind: string; readonly params: Array<string> } => {
+  const script = entry.kind === "limiter" ? entry.check : entry.debit
+  const values: Named = entry.kind === "limiter"
+    ? entry.params
+    : { budget: entry.policy.budget, windowMs: entry.policy.windowMs }
+  const params = script.argv.filter((name) => !notParams.has(name)).map((name) => String(values[name]))
+  while (params.length < MULTI_STRIDE - 2) params.push("0")
+  return { kind: script.strategy, params }
+}
+
+/**
+ * Why a multi-check's Redis keys cannot run as one script, or undefined: two dimensions on one key
+ * (policies sharing a prefix), or, on a cluster, keys in different slots.
+ */
+const multiKeysFault = (keys: ReadonlyArray<string>, cluster: boolean): InvalidArgument | undefined => {
+  const seen = new Map<string, number>()
+  for (let i = 0; i < keys.length; i++) {
+    const first = seen.get(keys[i]!)
+    if (first !== undefined) {
+      return new InvalidArgument({
+        argument: `checks[${i}]`,
+        reason: `addresses the Redis key of checks[${first}] (their policies share a prefix): ` +
+          "a multi-check takes each key once"
+      })
+    }
+    seen.set(keys[i]!, i)
+  }
+  if (!cluster) return undefined
+  const slot = slotOf(keys[0]!)
+  for (let i = 1; i < keys.length; i++) {
+    const other = slotOf(keys[i]!)
+    if (other !== slot) {
+      return new InvalidArgument({
+        argument: `checks[${i}].key`,
+        reason: `on a Redis Cluster the keys of one multi-check must share a slot, as one script runs them: ` +
+          `${JSON.stringify(keys[i])} is in slot ${other}, ${JSON.stringify(keys[0])} in slot ${slot}; ` +
+          "put one hash tag {…} in every key (e.g. \"{tenant-7}:alice\" and \"{tenant-7}\"), so that " +
+          "only the tag is hashed"
+      })
+    }
+  }
+  return undefined
+}
+
 /**
  * Builds the Redis store over a shared connection (its client, scripts and runner): validates the
  * policies and compiles the scripts. The connection stays its owner's.
@@ -412,25 +489,27 @@ export const makeStoreOn = (
           Effect.flatMap(now, (at) =>
             runner.runDecoded(template.script, template.args(keyOf(prefix, key), at, cost), Replies.decisionOf))
 
-      // A batch builds each key's call from the template (plain array copies, no Effect per key) and is
-      // sent as one pipeline per node.
-      const checkMany = Effect.fn("RedisBackend.checkMany")(
-        function*(
-          keys: ReadonlyArray<string>,
-          cost: number
-        ): Effect.fn.Return<ReadonlyArray<Decision>, RateLimiterError> {
-          const at = yield* now
-          const calls: Array<BatchCall> = template === undefined
-            ? yield* Effect.forEach(keys, (key) =>
+      // A batch builds each key's call from the template (plain array copies, no Effect per key), is sent
+      // as one pipeline per node, and its replies are decoded in one plain loop (one Effect, not one per
+      // reply).
+      const checkManyAt = (keys: ReadonlyArray<string>, cost: number, at: number) =>
+        template === undefined
+          ? Effect.flatMap(
+            Effect.forEach(keys, (key) =>
               Effect.map(
                 runner.prepare(entry.check, { key: keyOf(prefix, key) }, { ...params, now: at, cost }),
                 (call): BatchCall => ({ script: call.script, args: evalArgs(call) })
-              ))
-            : keys.map((key) => ({ script: template.script, args: template.args(keyOf(prefix, key), at, cost) }))
-          const replies = yield* runner.runBatch(calls)
-          return yield* Effect.forEach(replies, Replies.decisionOf)
-        }
-      )
+              )),
+            runner.runBatch
+          )
+          : runner.runBatch(
+            keys.map((key) => ({ script: template.script, args: template.args(keyOf(prefix, key), at, cost) }))
+          )
+      const checkMany: BoundLimiter["checkMany"] = (keys, cost) =>
+        Effect.flatMap(now, (at) =>
+          Effect.flatMap(checkManyAt(keys, cost, at), Replies.decisionsOf)).pipe(
+            Effect.withSpan("RedisBackend.checkMany")
+          )
 
       const peek = Effect.fn("RedisBackend.peek")(
         function*(key: string): Effect.fn.Return<Decision, RateLimiterError> {
@@ -458,8 +537,7 @@ export const makeStoreOn = (
       const entry = entries.get(policy.name)
       if (entry === undefined || entry.kind !== "meter") {
         return {
-          debit: () =>
-            foreign(policy),
+          debit: () => foreign(policy),
           peek: () => foreign(policy),
           forecast: () => foreign(policy)
         }
@@ -591,6 +669,41 @@ export const makeStoreOn = (
     }
     const fair = (policy: FairPolicy): BoundFair => fairs.get(policy.name) ?? { check: () => foreign(policy) }
 
+    // The multi-check: one `multi.check` script over every dimension's wire key (read all, decide, then
+    // write all or nothing; one `TIME` for all), fenced like every consuming script.
+    const multiScript = redis.scripts.find("multi", "check")
+    const multiParts = new Map<string, ReturnType<typeof multiPart>>()
+    for (const entry of entries.values()) {
+      if (entry.kind === "limiter" || entry.kind === "meter") multiParts.set(entry.policy.name, multiPart(entry))
+    }
+    const cluster = redis.client.isCluster
+    // No span of its own, as the single check (a span per call cost as much CPU as the script call).
+    const checkAll: CheckAll | undefined = multiScript === undefined ? undefined : (checks) => {
+      const count = checks.length
+      const keys: Array<string> = []
+      const args: EvalArgs = [count]
+      for (const { key, policy } of checks) {
+        if (!multiParts.has(policy.name)) return foreign(policy)
+        keys.push(keyOf(policy.prefix, key))
+      }
+      const fault = multiKeysFault(keys, cluster)
+      if (fault !== undefined) return Effect.fail(fault)
+      for (const key of keys) args.push(key)
+      // ARGV: now (filled below), the fence (the runner's to fill), then each dimension's part.
+      args.push(0, 0)
+      for (const { cost, policy } of checks) {
+        const part = multiParts.get(policy.name)!
+        args.push(part.kind, cost, ...part.params)
+      }
+      const decode = (reply: Reply) => Replies.multiDecisionsOf(reply, count)
+      return redisClock
+        ? runner.runDecoded(multiScript, args, decode)
+        : Effect.flatMap(now, (at) => {
+          args[1 + count] = at
+          return runner.runDecoded(multiScript, args, decode)
+        })
+    }
+
     const admitterOfLease = (leaseId: string): AdmitterEntry | undefined =>
       /^[0-9a-f]{40}$/.test(leaseId) ? admitters.get(leaseId.slice(0, 8)) : undefined
 
@@ -653,6 +766,47 @@ export const makeStoreOn = (
       }
     )
 
+    // The admin scripts: a limiter's strategy's (or a budget's) penalize and reward, and one reset for any
+    // key. Looked up when a policy is bound, so a catalog without them serves no admin for that policy.
+    const resetScript = redis.scripts.find("key", "reset")
+    const admin = (policy: Policy): BoundAdmin => {
+      const entry = entries.get(policy.name)
+      const served = entry?.kind === "limiter"
+        ? { strategy: scriptsOf(entry.policy.strategy).strategy, params: entry.params, prefix: entry.policy.prefix }
+        : entry?.kind === "meter"
+        ? {
+          strategy: "tokenBudget",
+          params: { budget: entry.policy.budget, windowMs: entry.policy.windowMs },
+          prefix: entry.policy.prefix
+        }
+        : undefined
+      const penalizeScript = served === undefined ? undefined : redis.scripts.find(served.strategy, "penalize")
+      const rewardScript = served === undefined ? undefined : redis.scripts.find(served.strategy, "reward")
+      if (
+        served === undefined || penalizeScript === undefined || rewardScript === undefined || resetScript === undefined
+      ) {
+        const reason = unsupported(
+          "the Redis store's admin serves limiters and meters (a unified admitter's rate keys: not yet)"
+        )
+        return { reset: reason, penalize: reason, reward: reason, block: reason, unblock: reason }
+      }
+      const { params, prefix } = served
+      const adjust = (script: Script) => (key: string, units: number) =>
+        Effect.flatMap(now, (at) =>
+          Effect.flatMap(
+            runner.prepare(script, { key: keyOf(prefix, key) }, { ...params, now: at, units }),
+            runDecision
+          ))
+      return {
+        reset: (key) =>
+          Effect.asVoid(Effect.flatMap(runner.prepare(resetScript, { key: keyOf(prefix, key) }, {}), runner.run)),
+        penalize: adjust(penalizeScript),
+        reward: adjust(rewardScript),
+        block: BLOCK_NOT_SERVED,
+        unblock: BLOCK_NOT_SERVED
+      }
+    }
+
     return {
       _tag: "Local",
       backend: "redis",
@@ -661,7 +815,9 @@ export const makeStoreOn = (
       meter,
       admitter,
       fair,
-      leases: { ttlMs, release, heartbeat }
+      leases: { ttlMs, release, heartbeat },
+      ...(checkAll === undefined ? {} : { checkAll }),
+      admin
     } satisfies LocalStore
   })
 
@@ -714,10 +870,10 @@ export const make = (
   options: RedisBackendOptions
 ): Effect.Effect<RateLimiterService, PolicyError | ServiceUnavailable | BackendError, Scope.Scope> =>
   Effect.flatMap(makeStore(options), (store) =>
-    makeFront(
-      store,
-      options.heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs: options.heartbeatIntervalMs }
-    ))
+    makeFront(store, {
+      ...(options.heartbeatIntervalMs === undefined ? {} : { heartbeatIntervalMs: options.heartbeatIntervalMs }),
+      ...(options.overCapacity === undefined ? {} : { overCapacity: options.overCapacity })
+    }))
 
 /**
  * The Redis door as a layer. The client it creates is closed with the layer (a given `{ client }` is not).

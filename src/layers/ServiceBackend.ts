@@ -35,6 +35,18 @@
  *   on the placeholder key: our server answers it on a meter (a token budget peeks), so an answer is a
  *   meter's, and an admit on it is `OperationNotSupported`.
  *
+ * **A cost above the capacity.** The server knows the policy, so such a cost is sent; our server (and
+ * the contract) deny it, consuming nothing on a plain strategy. The front turns the denial into
+ * `CapacityExceeded` where the answer proves it (`overCapacity`, default `"fail"`):
+ * - check / checkMany on a rate limiter: a denial with `cost > limit`, since a rate limiter reports its
+ *   capacity as `limit` (gcra `burst`, tokenBucket `capacity`, the windows' and quotas' `limit`; a
+ *   twoTier or federated one its strategy's). A fair escrow reports the tenant's current share instead,
+ *   which grows as tenants leave, so before converting a check the store asks `isLimiter` (a keyless
+ *   `CheckMany`, consuming nothing, only on that path): a fair escrow's denial stays a denial;
+ * - admit: a denial bound on the `rate` axis with `cost > limit` (the rate axis reports its capacity);
+ * - debit: never (a token budget admits a debit of any size in a fresh window).
+ * A cost of 1 fits every policy, so those calls pay nothing for this.
+ *
  * Blind spot: debit or admit with a bad argument on a policy that is a meter or an admitter of the other
  * kind, where Peek cannot tell them apart: debit on an admitter (any server), and admit on a meter of
  * the reference server (which answers UNIMPLEMENTED to Peek on a meter). Only a Debit or an Admit could
@@ -55,17 +67,11 @@ import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
 import type * as Scope from "effect/Scope"
 import type { Admission, Decision, Forecast } from "../Decision.js"
-import {
-  BackendError,
-  type InvalidArgument,
-  type Operation,
-  OperationNotSupported,
-  type RateLimiterError
-} from "../Errors.js"
+import { type InvalidArgument, type Operation, OperationNotSupported, type RateLimiterError } from "../Errors.js"
 import { acquireChannel } from "../grpc/channel.js"
 import { type CallOptions, unary, type UnaryMethod, unaryWith } from "../grpc/client.js"
 import * as CoalescedChecks from "../grpc/CoalescedChecks.js"
-import { admissionFromWire, decisionFromWire, forecastFromWire, fromInt64 } from "../grpc/convert.js"
+import { admissionFromWire, decisionFromWire, decisionsFromWire, forecastFromWire, fromInt64 } from "../grpc/convert.js"
 import { type CheckResponse, RateLimiter as RateLimiterRpc } from "../grpc/generated/throttlekit_pb.js"
 import { type GrpcStatusError, isUnsupportedByPolicy, toRateLimiterError } from "../grpc/status.js"
 import {
@@ -209,24 +215,23 @@ export const makeStore = (
           (error) => toRateLimiterError(error, { service, policy, operation: "check" })
         )
 
-    const checkMany = Effect.fn("ServiceBackend.checkMany")(
-      function*(
-        policy: string,
-        keys: ReadonlyArray<string>,
-        cost: number
-      ): Effect.fn.Return<ReadonlyArray<Decision>, RateLimiterError> {
-        const response = yield* call(
-          RateLimiterRpc.method.checkMany,
-          { policy, keys: [...keys], cost: BigInt(cost) },
+    // One `Effect.async` for the RPC (a literal request), its answer decoded in one plain loop inside the
+    // call's callback (not an Effect per decision).
+    const checkMany: RemoteStore["checkMany"] = (policy, keys, cost) =>
+      unaryWith(
+        client,
+        RateLimiterRpc.method.checkMany,
+        {
+          $typeName: "throttlekit.v1.CheckManyRequest",
           policy,
-          "checkMany"
-        )
-        if (response.decisions.length !== keys.length) {
-          return yield* Effect.fail(toProtocolError(`${response.decisions.length} decisions for ${keys.length} keys`))
-        }
-        return yield* Effect.forEach(response.decisions, (decision) => decisionFromWire(decision, BACKEND))
-      }
-    )
+          keys: [...keys],
+          cost: cost === 1 ? 1n : BigInt(cost)
+        },
+        callOptions,
+        (response): Effect.Effect<ReadonlyArray<Decision>, RateLimiterError> =>
+          decisionsFromWire(response.decisions, keys.length, BACKEND),
+        (error) => toRateLimiterError(error, { service, policy, operation: "checkMany" })
+      ).pipe(Effect.withSpan("ServiceBackend.checkMany"))
 
     const peek = Effect.fn("ServiceBackend.peek")(
       function*(policy: string, key: string): Effect.fn.Return<Decision, RateLimiterError> {
@@ -345,6 +350,11 @@ export const makeStore = (
       }
     }
 
+    // Only a rate limiter answers a keyless CheckMany (a fair escrow, a meter, an admitter refuse it).
+    const isLimiter: RemoteStore["isLimiter"] = (policy) =>
+      Effect.map(ask(policy, "checkMany"), (status) =>
+        status === undefined)
+
     return {
       _tag: "Remote",
       backend: BACKEND,
@@ -355,13 +365,10 @@ export const makeStore = (
       debit,
       acquire,
       leases: { ttlMs: options.leaseTtlMs ?? 2000, release, heartbeat },
-      probe
+      probe,
+      isLimiter
     } satisfies RemoteStore
   })
-
-/** A response that breaks the contract (e.g. fewer decisions than keys). */
-const toProtocolError = (detail: string): RateLimiterError =>
-  new BackendError({ backend: BACKEND, code: "PROTOCOL", detail })
 
 /**
  * Builds the Service door's `RateLimiter` service: the front (`RateLimiter.make`) over `makeStore`.

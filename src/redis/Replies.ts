@@ -41,6 +41,59 @@ export const decisionOf = (reply: Reply): Effect.Effect<Decision.Decision, Backe
 }
 
 /**
+ * A batch's replies, each the head of a decision (as `decisionOf` reads one), as decisions in order: one
+ * Effect for the whole batch, a plain loop inside. The first malformed reply fails the batch.
+ *
+ * @since 0.3.0
+ * @category decoders
+ */
+export const decisionsOf = (replies: ReadonlyArray<Reply>): Effect.Effect<Array<Decision.Decision>, BackendError> => {
+  const decisions = new Array<Decision.Decision>(replies.length)
+  for (let i = 0; i < replies.length; i++) {
+    const reply = replies[i]!
+    if (!Array.isArray(reply) || reply.length < 5) return Effect.fail(malformed("decision", reply))
+    const [allowed, limit, remaining, resetAt, retryAfterMs] = reply as ReadonlyArray<Reply>
+    if (
+      typeof allowed !== "number" || typeof limit !== "number" || typeof remaining !== "number" ||
+      typeof resetAt !== "number" || typeof retryAfterMs !== "number"
+    ) return Effect.fail(malformed("decision", reply))
+    decisions[i] = Decision.decisionOf(allowed === 1, limit, remaining, resetAt, retryAfterMs)
+  }
+  return Effect.succeed(decisions)
+}
+
+/**
+ * A multi-check's reply (`multi.check`): five integers per dimension, `count` dimensions, as `Decision`s
+ * in order.
+ *
+ * @since 0.3.0
+ * @category decoders
+ */
+export const multiDecisionsOf = (
+  reply: Reply,
+  count: number
+): Effect.Effect<ReadonlyArray<Decision.Decision>, BackendError> => {
+  if (Array.isArray(reply) && reply.length === 2 && reply[0] === -3) {
+    return Effect.fail(
+      new BackendError({
+        backend: "redis",
+        code: "REPLY",
+        detail: `multi.check: dimension ${String(reply[1])} names a kind the script does not know`
+      })
+    )
+  }
+  const n = integers(reply, 0, 5 * count)
+  if (n === undefined || (reply as ReadonlyArray<Reply>).length !== 5 * count) {
+    return Effect.fail(malformed("multi-check", reply))
+  }
+  const decisions: Array<Decision.Decision> = []
+  for (let i = 0; i < 5 * count; i += 5) {
+    decisions.push(Decision.decisionOf(n[i] === 1, n[i + 1]!, n[i + 2]!, n[i + 3]!, n[i + 4]!))
+  }
+  return Effect.succeed(decisions)
+}
+
+/**
  * `[spendableNow, nextReplenishAt, fullAt]`.
  *
  * @since 0.1.0

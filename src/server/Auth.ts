@@ -1,10 +1,11 @@
 /**
- * Who may call the Monitor and Fleet doors (CONTRACT.md §2, auth posture): without a secret, loopback
- * peers only; with a secret, every caller (loopback included) must present it, as call metadata
- * `x-monitor-secret` / `x-fleet-secret` or as `authorization: Bearer <secret>` (the word `Bearer` in any
- * case). The comparison runs in constant time over SHA-256 digests (equal lengths whatever was sent), and
- * neither the secret nor what was presented is ever logged or echoed. A refusal is UNAUTHENTICATED and
- * comes before anything else, so an unauthorised caller learns nothing about the policies.
+ * Who may call the Monitor, Fleet and Admin doors (CONTRACT.md §2, auth posture; the Admin door is this
+ * package's own): without a secret, loopback peers only; with a secret, every caller (loopback included)
+ * must present it, as call metadata `x-monitor-secret` / `x-fleet-secret` / `x-admin-secret` or as
+ * `authorization: Bearer <secret>` (the word `Bearer` in any case). The comparison runs in constant time
+ * over SHA-256 digests (equal lengths whatever was sent), and neither the secret nor what was presented is
+ * ever logged or echoed. A refusal is UNAUTHENTICATED and comes before anything else, so an unauthorised
+ * caller learns nothing about the policies.
  *
  * @since 0.1.0
  */
@@ -124,6 +125,19 @@ export const monitorAuth = (secret: Option.Option<Redacted.Redacted<string>>): D
 export const fleetAuth = (secret: Option.Option<Redacted.Redacted<string>>): DoorAuth => ({
   door: "Fleet",
   header: "x-fleet-secret",
+  secret
+})
+
+/**
+ * The admin door's auth with `secret` (none: loopback callers only): `x-admin-secret` or
+ * `authorization: Bearer`.
+ *
+ * @since 0.3.0
+ * @category auth
+ */
+export const adminAuth = (secret: Option.Option<Redacted.Redacted<string>>): DoorAuth => ({
+  door: "Admin",
+  header: "x-admin-secret",
   secret
 })
 

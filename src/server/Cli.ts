@@ -64,6 +64,9 @@ options:
       --monitor-secret-file FILE  read it from FILE (env THROTTLEKIT_MONITOR_SECRET_FILE)
       --fleet-secret S       secret for the Fleet door (env THROTTLEKIT_FLEET_SECRET)
       --fleet-secret-file FILE    read it from FILE (env THROTTLEKIT_FLEET_SECRET_FILE)
+      --admin-secret S       secret for the admin door (env THROTTLEKIT_ADMIN_SECRET); without one it
+                             answers loopback callers only
+      --admin-secret-file FILE    read it from FILE (env THROTTLEKIT_ADMIN_SECRET_FILE)
       --tls-cert FILE        PEM certificate chain; with --tls-key enables TLS
       --tls-key FILE         PEM private key
       --tls-ca FILE          PEM CA: clients must present a certificate it signed (mTLS)
@@ -79,6 +82,8 @@ options:
       --max-watch-streams N  the most Monitor Watch streams open at once; one more is answered
                              RESOURCE_EXHAUSTED; 0 refuses every Watch (default 100)
       --monitor on|off       serve the Monitor door (default on); off: its calls answer UNIMPLEMENTED
+      --admin on|off         serve the admin door (reset, penalize, reward, block a key; default on);
+                             off: its calls answer UNIMPLEMENTED
       --metrics-port N       serve Prometheus /metrics and /healthz over HTTP on port N (0: a free one);
                              not served unless given
       --metrics-host HOST    the interface of the metrics port (default 127.0.0.1; the page is aggregate,
@@ -246,6 +251,8 @@ export interface ServeArgs {
   readonly failMode: FailMode
   readonly monitorSecret: Option.Option<Redacted.Redacted<string>>
   readonly fleetSecret: Option.Option<Redacted.Redacted<string>>
+  /** The admin door's secret (`--admin-secret`; since 0.3.0). */
+  readonly adminSecret: Option.Option<Redacted.Redacted<string>>
   readonly tls: Option.Option<TlsPaths>
   readonly leaseTtlMs: number
   readonly shutdownTimeoutMs: number
@@ -259,6 +266,8 @@ export interface ServeArgs {
   readonly maxWatchStreams: number
   /** Serve the Monitor door (`--monitor on|off`). */
   readonly monitor: boolean
+  /** Serve the admin door (`--admin on|off`; since 0.3.0). */
+  readonly admin: boolean
   /** Where `/metrics` and `/healthz` are served (`--metrics-port`, `--metrics-host`); none: not served. */
   readonly metrics: Option.Option<{ readonly host: string; readonly port: number }>
   /** Where the Lens is served, with its secret; none: not served. */
@@ -276,10 +285,13 @@ export interface ServeArgs {
  * @since 0.2.0
  * @category models
  */
-export interface ParsedServeArgs extends Omit<ServeArgs, "store" | "monitorSecret" | "fleetSecret" | "lens"> {
+export interface ParsedServeArgs
+  extends Omit<ServeArgs, "store" | "monitorSecret" | "fleetSecret" | "adminSecret" | "lens">
+{
   readonly store: ParsedStore
   readonly monitorSecret: Option.Option<SecretRef>
   readonly fleetSecret: Option.Option<SecretRef>
+  readonly adminSecret: Option.Option<SecretRef>
   readonly lens: Option.Option<LensArgs<SecretRef>>
 }
 
@@ -390,6 +402,8 @@ const valueFlags: Record<string, string> = {
   "--monitor-secret-file": "monitor-secret-file",
   "--fleet-secret": "fleet-secret",
   "--fleet-secret-file": "fleet-secret-file",
+  "--admin-secret": "admin-secret",
+  "--admin-secret-file": "admin-secret-file",
   "--tls-cert": "tls-cert",
   "--tls-key": "tls-key",
   "--tls-ca": "tls-ca",
@@ -401,6 +415,7 @@ const valueFlags: Record<string, string> = {
   "--max-watch-streams": "max-watch-streams",
   // The operator surface: the Monitor switch, /metrics, and the server's identity (see `operatorFlags`).
   "--monitor": "monitor",
+  "--admin": "admin",
   "--metrics-port": "metrics-port",
   "--metrics-host": "metrics-host",
   "--lens-port": "lens-port",
@@ -511,14 +526,19 @@ const identity = (
     : Effect.succeed(Option.some(text))
 }
 
-/** `--monitor`, `--metrics-port`, `--metrics-host`, `--region`, `--node-id` (with `TK_REGION`, `TK_NODE_ID`). */
+/**
+ * `--monitor`, `--admin`, `--metrics-port`, `--metrics-host`, `--region`, `--node-id` (with `TK_REGION`,
+ * `TK_NODE_ID`).
+ */
 const operatorFlags = (
   values: ReadonlyMap<string, string>,
   env: Readonly<Record<string, string | undefined>>
-): Effect.Effect<Pick<ServeArgs, "monitor" | "metrics" | "region" | "nodeId">, UsageError> =>
+): Effect.Effect<Pick<ServeArgs, "monitor" | "admin" | "metrics" | "region" | "nodeId">, UsageError> =>
   Effect.gen(function*() {
     const monitorText = values.get("monitor") ?? "on"
     if (monitorText !== "on" && monitorText !== "off") return yield* fail("--monitor must be on or off")
+    const adminText = values.get("admin") ?? "on"
+    if (adminText !== "on" && adminText !== "off") return yield* fail("--admin must be on or off")
     const portText = values.get("metrics-port")
     const host = values.get("metrics-host")
     if (host === "") return yield* fail("--metrics-host must not be empty")
@@ -529,7 +549,13 @@ const operatorFlags = (
     })
     const region = yield* identity(values, env, "region", "TK_REGION")
     const nodeId = yield* identity(values, env, "node-id", "TK_NODE_ID")
-    return { monitor: monitorText === "on", metrics, region: Option.getOrElse(region, () => "default"), nodeId }
+    return {
+      monitor: monitorText === "on",
+      admin: adminText === "on",
+      metrics,
+      region: Option.getOrElse(region, () => "default"),
+      nodeId
+    }
   })
 
 /**
@@ -813,6 +839,7 @@ export const parse = (
 
     const monitorSecret = yield* setting(values, env, "monitor-secret", "THROTTLEKIT_MONITOR_SECRET")
     const fleetSecret = yield* setting(values, env, "fleet-secret", "THROTTLEKIT_FLEET_SECRET")
+    const adminSecret = yield* setting(values, env, "admin-secret", "THROTTLEKIT_ADMIN_SECRET")
 
     /** A whole-number flag, or its default when not given. */
     const numberFlag = (flag: string, fallback: number, min: number, max: number) =>
@@ -837,6 +864,7 @@ export const parse = (
         failMode,
         monitorSecret,
         fleetSecret,
+        adminSecret,
         tls,
         leaseTtlMs,
         shutdownTimeoutMs,
@@ -862,7 +890,7 @@ export const resolve = (
   command: ParsedCommand
 ): Effect.Effect<Command, SecretFileError, FileSystem.FileSystem> => {
   if (command._tag !== "Serve") return Effect.succeed(command)
-  const { fleetSecret, lens, monitorSecret, store, ...rest } = command.args
+  const { adminSecret, fleetSecret, lens, monitorSecret, store, ...rest } = command.args
   return Effect.gen(function*() {
     const args: ServeArgs = {
       ...rest,
@@ -872,7 +900,8 @@ export const resolve = (
       lens: yield* Effect.transposeMapOption(
         lens,
         (l) => Effect.map(readOptionalRef(l.secret), (secret) => ({ ...l, secret }))
-      )
+      ),
+      adminSecret: yield* readOptionalRef(adminSecret)
     }
     return { _tag: "Serve", args } as const
   })

@@ -171,6 +171,7 @@ const following = (live: { generation: Generation }): RateLimiterService => {
     checkMany: (policy, keys, cost) => front().checkMany(policy, keys, cost),
     peek: (policy, key) => front().peek(policy, key),
     forecast: (policy, key, cost) => front().forecast(policy, key, cost),
+    checkAll: (checks) => front().checkAll(checks),
     debit: (policy, key, tokens) => front().debit(policy, key, tokens),
     admit: (policy, key, options) => front().admit(policy, key, options),
     leases: {

@@ -195,6 +195,8 @@ export const serverOptions = (
   maxWatchStreams: args.maxWatchStreams,
   ...(Option.isSome(args.monitorSecret) ? { monitorSecret: args.monitorSecret.value } : {}),
   ...(Option.isSome(args.fleetSecret) ? { fleetSecret: args.fleetSecret.value } : {}),
+  admin: args.admin,
+  ...(Option.isSome(args.adminSecret) ? { adminSecret: args.adminSecret.value } : {}),
   ...(tls === undefined ? {} : { tls })
 })
 
@@ -216,7 +218,7 @@ export const startupLine = (
 ): string => {
   const names = policies.names.length === 0 ? "none" : policies.names.join(", ")
   const count = `${policies.names.length} ${policies.names.length === 1 ? "policy" : "policies"}`
-  const operator = (args.monitor ? "" : ", monitor=off") +
+  const operator = (args.monitor ? "" : ", monitor=off") + (args.admin ? "" : ", admin=off") +
     Option.match(metrics, { onNone: () => "", onSome: (m) => `, metrics=${m.address}` }) +
     Option.match(lens, { onNone: () => "", onSome: (l) => `, lens=${l.address}` })
   return `throttlekit-effect listening on ${server.address} [store=${

@@ -14,6 +14,8 @@
  *   is not a decision), with the `RateLimiter` front on top;
  * - the gRPC server: `throttlekit.v1.RateLimiter` over the front, `Monitor` unless `monitor: false`,
  *   `Fleet` when some policy is `federated:` (as the reference server), and health;
+ *   `throttlekit_effect.admin.v1.RateLimiterAdmin` (our own admin door over the store, behind `adminSecret`,
+ *   loopback callers only without one) unless `admin: false`;
  * - with `metrics`, the HTTP listener of `/metrics` (Prometheus text, from the hub and the server's error
  *   and outage counters) and `/healthz`;
  * - with `lens`, the Lens: a web page with the hub's picture and live denials, on its own HTTP port.
@@ -48,7 +50,9 @@ import type { Policy } from "../Policy.js"
 import { type PolicyError, PolicySet } from "../PolicySet.js"
 import * as RedisClient from "../redis/RedisClient.js"
 import * as Front from "../services/RateLimiter.js"
+import * as RateLimiterAdmin from "../services/RateLimiterAdmin.js"
 import type { BoundFair, LocalStore } from "../services/RateLimiterStore.js"
+import * as AdminRpc from "./AdminRpc.js"
 import { isAuthorized, isLoopbackPeer, monitorAuth } from "./Auth.js"
 import * as FailMode from "./FailMode.js"
 import * as FleetRpc from "./FleetRpc.js"
@@ -122,6 +126,19 @@ export interface ThrottleKitServerOptions extends GrpcServerOptions {
   readonly monitorSecret?: Redacted.Redacted<string>
   /** The Fleet door's secret (none: loopback callers only). */
   readonly fleetSecret?: Redacted.Redacted<string>
+  /**
+   * Serve the admin door (`throttlekit_effect.admin.v1.RateLimiterAdmin`: reset, penalize, reward, block,
+   * unblock a key; default true). Without `adminSecret` it answers loopback callers only.
+   *
+   * @since 0.3.0
+   */
+  readonly admin?: boolean
+  /**
+   * The admin door's secret (none: loopback callers only).
+   *
+   * @since 0.3.0
+   */
+  readonly adminSecret?: Redacted.Redacted<string>
   /**
    * The node id the Monitor reports (default: the configured `host:port`) and `/metrics` labels (default:
    * the bound `host:port`); on Redis also this server's id among the nodes of a `distributedConcurrency`
@@ -232,21 +249,28 @@ export const warnings = (
     readonly policies: PolicySet
     readonly monitorSecret?: Redacted.Redacted<string> | undefined
     readonly fleetSecret?: Redacted.Redacted<string> | undefined
+    readonly adminSecret?: Redacted.Redacted<string> | undefined
     readonly monitor?: boolean | undefined
+    readonly admin?: boolean | undefined
   },
   host: string
 ): ReadonlyArray<string> => {
   if (isLoopbackPeer(host)) return []
   const doors = [
     ...(options.monitor !== false && options.monitorSecret === undefined ? ["Monitor"] : []),
-    ...(servesFleet(options.policies) && options.fleetSecret === undefined ? ["Fleet"] : [])
+    ...(servesFleet(options.policies) && options.fleetSecret === undefined ? ["Fleet"] : []),
+    ...(options.admin !== false && options.adminSecret === undefined ? ["Admin"] : [])
   ]
   return doors.length === 0 ? [] : [
-    `warning: ${doors.join(" and ")} ${doors.length === 1 ? "answers" : "answer"} loopback callers only ` +
+    `warning: ${listed(doors)} ${doors.length === 1 ? "answers" : "answer"} loopback callers only ` +
     `(remote calls get UNAUTHENTICATED); pass ${doors.map((d) => `--${d.toLowerCase()}-secret`).join(" / ")} ` +
     "to allow remote callers"
   ]
 }
+
+/** "A", "A and B", "A, B and C". */
+const listed = (names: ReadonlyArray<string>): string =>
+  names.length <= 1 ? names.join("") : `${names.slice(0, -1).join(", ")} and ${names[names.length - 1]}`
 
 /** `maxWatchStreams`, when given, is a whole number from 0. */
 const checkMaxWatchStreams = (options: ThrottleKitServerOptions): Effect.Effect<void, StartupError> => {
@@ -350,13 +374,14 @@ const backing = (
 }
 
 /**
- * The services beside RateLimiter and health: the Monitor (unless turned off), and the Fleet door when
- * some policy is federated.
+ * The services beside RateLimiter and health: the Monitor (unless turned off), the Fleet door when
+ * some policy is federated, and the admin door (unless turned off) over the store.
  */
 const doors = (options: ThrottleKitServerOptions, policies: PolicySet) =>
   Effect.gen(function*() {
     const hub = yield* Hub.MonitorHub
     const coordinator = yield* Coordinator
+    const admin = yield* RateLimiterAdmin.RateLimiterAdmin
     const services: Array<ServedService> = []
     if (options.monitor !== false) {
       services.push(MonitorRpc.make({
@@ -375,6 +400,12 @@ const doors = (options: ThrottleKitServerOptions, policies: PolicySet) =>
       }
       services.push(FleetRpc.make({ policies: served, coordinator, secret: Option.fromNullable(options.fleetSecret) }))
     }
+    if (options.admin !== false) {
+      services.push(AdminRpc.make({
+        admin,
+        secret: Option.fromNullable(options.adminSecret)
+      }))
+    }
     return services
   })
 
@@ -386,7 +417,7 @@ const serving = (
 ): Layer.Layer<
   GrpcServer,
   GrpcBindError | TlsMaterialError,
-  Front.RateLimiter | Hub.MonitorHub | Coordinator | ServerReload
+  Front.RateLimiter | Hub.MonitorHub | Coordinator | ServerReload | RateLimiterAdmin.RateLimiterAdmin
 > =>
   Layer.scoped(
     GrpcServer,
@@ -455,7 +486,11 @@ const generations = (
   options: ThrottleKitServerOptions,
   first: PolicySet,
   counters: ServerCounters
-): Layer.Layer<Front.RateLimiter | ServerReload, never, BaseStore | Coordinator | Hub.MonitorHub> =>
+): Layer.Layer<
+  Front.RateLimiter | ServerReload | RateLimiterAdmin.RateLimiterAdmin,
+  never,
+  BaseStore | Coordinator | Hub.MonitorHub
+> =>
   Layer.scopedContext(Effect.gen(function*() {
     const base = yield* BaseStore
     const coordinator = yield* Coordinator
@@ -470,6 +505,16 @@ const generations = (
       fleet: servesFleet(first),
       sharedCoordinator: options.coordinator !== undefined || usesCoordinator(first)
     }
+    let admin: RateLimiterAdmin.RateLimiterAdminService | undefined
+    const currentAdmin = () => admin!
+    const followingAdmin: RateLimiterAdmin.RateLimiterAdminService = {
+      backend: base.first.backend,
+      reset: (policy, key) => currentAdmin().reset(policy, key),
+      penalize: (policy, key, units) => currentAdmin().penalize(policy, key, units),
+      reward: (policy, key, units) => currentAdmin().reward(policy, key, units),
+      block: (policy, key, duration) => currentAdmin().block(policy, key, duration),
+      unblock: (policy, key) => currentAdmin().unblock(policy, key)
+    }
     // Lives with the server: unchanged two-tier policies keep their local credits across reloads.
     const twoTiers = yield* TwoTier.makeReloadable(coordinator)
     const build = (policies: PolicySet, before: PolicySet | undefined) =>
@@ -478,7 +523,10 @@ const generations = (
         if (before !== undefined) hub.reload(policies.policies)
         const twoTier = yield* twoTiers(store)
         const wrapped = yield* FailMode.make(tracked ? Tap.wrap(twoTier, hub) : twoTier, failMode)
-        return yield* Front.make(wrapped)
+        // The admin door follows the same generations as the front (it binds the policies of its store).
+        admin = RateLimiterAdmin.make(wrapped)
+        // Costs above a capacity get the contract's denial on the wire (`overCapacity: "deny"`).
+        return yield* Front.make(wrapped, { overCapacity: "deny" })
       })
     const { limiter, reloader } = yield* Reload.make({
       first,
@@ -486,7 +534,10 @@ const generations = (
       refuse: (before, after) => refusal(options, before, after, started),
       graceMs: options.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS
     }).pipe(Effect.orDie) // the first generation is built from the store already made: it cannot be refused
-    return Context.make(Front.RateLimiter, limiter).pipe(Context.add(ServerReload, reloader))
+    return Context.make(Front.RateLimiter, limiter).pipe(
+      Context.add(ServerReload, reloader),
+      Context.add(RateLimiterAdmin.RateLimiterAdmin, followingAdmin)
+    )
   }))
 
 /**
@@ -583,7 +634,7 @@ export const layer = (
         Layer.provideMerge(serving(options, policies, counters)),
         Layer.provideMerge(generations(options, policies, counters)),
         Layer.provideMerge(base),
-        Layer.map((context) => Context.omit(BaseStore, Front.RateLimiter)(context))
+        Layer.map((context) => Context.omit(BaseStore, Front.RateLimiter, RateLimiterAdmin.RateLimiterAdmin)(context))
       )
     })
   )

@@ -61,6 +61,7 @@ import { sameDefinition } from "../internal/sameDefinition.js"
 import { type LimiterPolicy, type Policy, reportedLimit, storeKey } from "../Policy.js"
 import {
   type BoundLimiter,
+  type CheckAll,
   type LocalStore,
   type RateLimiterStore,
   Store,
@@ -389,7 +390,24 @@ export const makeReloadable = (
         }
         kept = next
         if (next.size === 0) return inner
-        return { ...inner, limiter: (policy) => next.get(policy.name)?.bound ?? inner.limiter(policy) }
+        // A multi-check through the inner store would skip a leased policy's local credits: it serves only
+        // dimensions none of which is leased.
+        const innerAll = inner.checkAll
+        const checkAll: CheckAll | undefined = innerAll === undefined ? undefined : (checks) => {
+          const leased = checks.find((check) => next.has(check.policy.name))
+          return leased === undefined ? innerAll(checks) : Effect.fail(
+            new OperationNotSupported({
+              policy: leased.policy.name,
+              operation: "checkAll",
+              reason: "a leased (two-tier) policy: its local credits are not the store's state"
+            })
+          )
+        }
+        return {
+          ...inner,
+          limiter: (policy) => next.get(policy.name)?.bound ?? inner.limiter(policy),
+          ...(checkAll === undefined ? {} : { checkAll })
+        }
       })
   })
 

@@ -5,8 +5,9 @@
  *
  * The front validates every call in one order — the policy (unknown: `PolicyNotFound`; the wrong kind
  * for the operation: `OperationNotSupported`; a name over 256 UTF-8 bytes, which no policy can have:
- * `InvalidArgument`), then the key, then the cost / tokens / hints (`InvalidArgument`) — before the
- * store is touched, so every door raises the same fault for the same bad call and a rejected call
+ * `InvalidArgument`), then the key, then the cost / tokens / hints (`InvalidArgument`), then a cost
+ * above what the policy can ever admit (`CapacityExceeded`, unless `overCapacity: "deny"`) — before
+ * the store is touched, so every door raises the same fault for the same bad call and a rejected call
  * changes nothing. It runs the scoped `admit` (held until the scope closes). The doors are stores
  * (`RateLimiterStore`): primitives on resolved policies only.
  *
@@ -41,8 +42,9 @@ import * as Context from "effect/Context"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
-import type { Admission, Decision, Forecast } from "../Decision.js"
+import { type Admission, type Decision, type Forecast, type MultiDecision, multiDecisionOf } from "../Decision.js"
 import {
+  CapacityExceeded,
   InvalidArgument,
   type Operation,
   OperationNotSupported,
@@ -51,7 +53,7 @@ import {
   type RateLimiterError
 } from "../Errors.js"
 import { type KeeperOptions, makeKeeper } from "../internal/keeper.js"
-import { maxCost, type Policy } from "../Policy.js"
+import { capacity, type LimiterPolicy, maxCost, type MeterPolicy, type Policy, type Strategy } from "../Policy.js"
 import type { PolicySet } from "../PolicySet.js"
 import * as Validate from "../Validate.js"
 import {
@@ -65,7 +67,8 @@ import {
   type LocalStore,
   type RateLimiterStore,
   type RemoteStore,
-  Store
+  Store,
+  type StoreCheck
 } from "./RateLimiterStore.js"
 
 export type {
@@ -95,6 +98,27 @@ export interface AdmitOptions {
   /** Interrupt the holding fiber if the backend reclaims the lease anyway (default false). */
   readonly interruptOnReclaim?: boolean
 }
+
+/**
+ * One dimension of a multi-check (`checkAll`): a limiter policy (a check of `cost` units) or a meter
+ * policy (a debit of `cost` tokens), and the key. `cost` defaults to 1.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface DimensionCheck {
+  readonly policy: string
+  readonly key: string
+  readonly cost?: number | undefined
+}
+
+/**
+ * The most dimensions one multi-check takes.
+ *
+ * @since 0.3.0
+ * @category constants
+ */
+export const MAX_CHECK_ALL = 64
 
 /**
  * The lease operations under `admit`: what a server serves and what the admission keeper drives.
@@ -159,6 +183,19 @@ export interface RateLimiterService {
    * debit does), and the window's end for both instants (`now` when nothing is spent in this window).
    */
   readonly forecast: (policy: string, key: string, cost?: number) => Effect.Effect<Forecast, RateLimiterError>
+  /**
+   * Checks several dimensions all or nothing, at one instant: each a limiter check or a meter debit
+   * (`DimensionCheck`). Either every dimension allows and every one is consumed, or none is: a request
+   * denied by one dimension consumes nothing from the others. Answers one decision per dimension, in
+   * input order, and the verdict (`MultiDecision`). Every dimension is validated first, in input order
+   * (policy, key, cost; the same policy and key twice is refused): bad input changes nothing. One engine
+   * step on the Memory door, one script on the Redis door (on a cluster the keys must share a slot: put
+   * a hash tag `{…}` in them); the Service door answers `OperationNotSupported` (the wire has no
+   * multi-check).
+   *
+   * @since 0.3.0
+   */
+  readonly checkAll: (checks: ReadonlyArray<DimensionCheck>) => Effect.Effect<MultiDecision, RateLimiterError>
   /** Spends `tokens` (default 1) of a token budget (the cost axis). */
   readonly debit: (policy: string, key: string, tokens?: number) => Effect.Effect<Decision, RateLimiterError>
   /**
@@ -190,7 +227,17 @@ export class RateLimiter extends Context.Tag("throttlekit-effect/RateLimiter")<R
  * @since 0.2.0
  * @category models
  */
-export type FrontOptions = KeeperOptions
+export interface FrontOptions extends KeeperOptions {
+  /**
+   * What a cost above the policy's capacity gets, a cost no wait can make fit (`Policy.capacity`: a
+   * GCRA's burst, a token bucket's capacity, a window's or a quota's limit, a fair escrow's budget, a
+   * unified admitter's rate axis). `"fail"` (the default): the call fails with `CapacityExceeded` before
+   * any state is touched. `"deny"`: the store decides it as the ThrottleKit contract does, a denial whose
+   * retry hint never comes true; our gRPC server uses it, so its wire answers stay the contract's (and
+   * the Service door turns such a denial back into `CapacityExceeded`). `@since 0.3.0`
+   */
+  readonly overCapacity?: "fail" | "deny"
+}
 
 // ---------------------------------------------------------------------------------------------------------
 // Argument checks, in the one order
@@ -198,19 +245,49 @@ export type FrontOptions = KeeperOptions
 
 const invalid = (argument: string, reason: string) => new InvalidArgument({ argument, reason })
 
+/** A bad amount, or one the policy can never admit. */
+type AmountFault = InvalidArgument | CapacityExceeded
+
 /**
- * Why `amount` is not usable as `argument`, or undefined. `most` is the policy's largest usable amount
- * (`Policy.maxCost`: beyond it no wait could be stated in a `Decision`).
+ * A policy's bounds on the amount of one call: `capacity`, the most it can ever admit
+ * (`Policy.capacity`), and `maxCost`, the most whose wait a `Decision` can state (`Policy.maxCost`, at
+ * least the capacity). `most` is the one number the hot path compares an amount with; only an amount
+ * above it takes the slow path (`beyond`).
  */
-const amountFault = (amount: number, argument: string, most: number): InvalidArgument | undefined => {
+class Limits {
+  /**
+   * The largest amount handed to the store without a second look. `declare`d and set in the
+   * constructor, so V8 keeps it as a plain double (see `engine/gcra.ts`'s `Cell`).
+   */
+  declare readonly most: number
+  constructor(
+    readonly policy: string,
+    readonly capacity: number,
+    readonly maxCost: number,
+    readonly failOver: boolean
+  ) {
+    this.most = failOver && capacity < maxCost ? capacity : maxCost
+  }
+
+  /** The fault of an amount above `most`: beyond the capacity (when raised), else beyond `maxCost`. */
+  beyond(key: string, amount: number, argument: string): AmountFault {
+    return this.failOver && amount > this.capacity
+      ? new CapacityExceeded({ policy: this.policy, key, cost: amount, capacity: this.capacity })
+      : invalid(
+        argument,
+        `must be at most ${this.maxCost} for this policy (a larger cost could never be admitted, nor its wait stated), got ${amount}`
+      )
+  }
+}
+
+/** No bound but the one every amount has (2^53 − 1, checked with the amount itself). */
+const UNBOUNDED = new Limits("", Number.MAX_SAFE_INTEGER, Number.MAX_SAFE_INTEGER, false)
+
+/** Why `amount` is not usable as `argument` for `key` under `limits`, or undefined. */
+const amountFault = (amount: number, argument: string, key: string, limits: Limits): AmountFault | undefined => {
   const amountProblem = Validate.costProblem(amount)
   if (amountProblem !== undefined) return invalid(argument, amountProblem)
-  return amount <= most
-    ? undefined
-    : invalid(
-      argument,
-      `must be at most ${most} for this policy (a larger cost could never be admitted, nor its wait stated), got ${amount}`
-    )
+  return amount <= limits.most ? undefined : limits.beyond(key, amount, argument)
 }
 
 /** The first bad argument of a key-and-amount call (key, then amount), or undefined. */
@@ -218,18 +295,18 @@ const keyAmountFault = (
   key: string,
   amount: number,
   argument: string,
-  most: number = Number.MAX_SAFE_INTEGER
-): InvalidArgument | undefined => {
+  limits: Limits = UNBOUNDED
+): AmountFault | undefined => {
   const keyProblem = Validate.keyProblem(key)
-  return keyProblem !== undefined ? invalid("key", keyProblem) : amountFault(amount, argument, most)
+  return keyProblem !== undefined ? invalid("key", keyProblem) : amountFault(amount, argument, key, limits)
 }
 
 /** The first bad argument of a batch (size, each key, then cost), or undefined. */
 const batchFault = (
   keys: ReadonlyArray<string>,
   cost: number,
-  most: number = Number.MAX_SAFE_INTEGER
-): InvalidArgument | undefined => {
+  limits: Limits = UNBOUNDED
+): AmountFault | undefined => {
   if (!Array.isArray(keys)) return invalid("keys", "must be an array of keys")
   if (keys.length > Validate.MAX_BATCH_KEYS) {
     return invalid("keys", `at most ${Validate.MAX_BATCH_KEYS} keys per call, got ${keys.length}`)
@@ -238,7 +315,56 @@ const batchFault = (
     const problem = Validate.keyProblem(keys[i]!)
     if (problem !== undefined) return invalid(`keys[${i}]`, problem)
   }
-  return amountFault(cost, "cost", most)
+  return amountFault(cost, "cost", keys[0] ?? "", limits)
+}
+
+/** A policy a multi-check can take, resolved, with the bounds on its cost. */
+class Checkable {
+  constructor(readonly policy: LimiterPolicy | MeterPolicy, readonly limits: Limits) {}
+}
+
+/**
+ * The dimensions of a multi-check, checked in the one order (the array, then each dimension in input
+ * order: its policy through `lookup`, its key, its cost, and that it does not repeat an earlier
+ * (policy, key)), resolved for the store; or the first fault.
+ */
+const checkAllArguments = (
+  checks: ReadonlyArray<DimensionCheck>,
+  lookup: (policy: string) => Checkable | RateLimiterError
+): ReadonlyArray<StoreCheck> | RateLimiterError => {
+  if (!Array.isArray(checks)) return invalid("checks", "must be an array of { policy, key, cost? }")
+  if (checks.length === 0) return invalid("checks", "must hold at least one { policy, key, cost? }")
+  if (checks.length > MAX_CHECK_ALL) {
+    return invalid("checks", `at most ${MAX_CHECK_ALL} dimensions per multi-check, got ${checks.length}`)
+  }
+  const resolved: Array<StoreCheck> = []
+  const seen = new Map<string, Map<string, number>>()
+  for (let i = 0; i < checks.length; i++) {
+    const check: DimensionCheck | undefined = checks[i]
+    if (typeof check !== "object" || check === null) {
+      return invalid(`checks[${i}]`, "must be { policy, key, cost? }")
+    }
+    const found = lookup(check.policy)
+    if (!(found instanceof Checkable)) return found
+    const keyProblem = Validate.keyProblem(check.key)
+    if (keyProblem !== undefined) return invalid(`checks[${i}].key`, keyProblem)
+    const cost = check.cost ?? 1
+    const costFault = amountFault(cost, `checks[${i}].cost`, check.key, found.limits)
+    if (costFault !== undefined) return costFault
+    let keys = seen.get(check.policy)
+    if (keys === undefined) seen.set(check.policy, keys = new Map())
+    const first = keys.get(check.key)
+    if (first !== undefined) {
+      return invalid(
+        `checks[${i}]`,
+        `repeats the policy and key of checks[${first}]: each dimension is one (policy, key); ` +
+          "to take more from one key, raise its cost"
+      )
+    }
+    keys.set(check.key, i)
+    resolved.push({ policy: found.policy, key: check.key, cost })
+  }
+  return resolved
 }
 
 /** A hint (hold, value): a finite number from 0 to 2^53 − 1, or why not. */
@@ -251,12 +377,12 @@ const hintProblem = (value: number): string | undefined =>
 const acquireArguments = (
   key: string,
   options: Pick<AdmitOptions, "cost" | "hold" | "value"> | undefined,
-  most: number = Number.MAX_SAFE_INTEGER
-): AcquireOptions | InvalidArgument => {
+  limits: Limits = UNBOUNDED
+): AcquireOptions | AmountFault => {
   const cost = options?.cost ?? 1
   const hold = options?.hold ?? 0
   const value = options?.value ?? 0
-  const fault = keyAmountFault(key, cost, "cost", most)
+  const fault = keyAmountFault(key, cost, "cost", limits)
   if (fault !== undefined) return fault
   const holdProblem = hintProblem(hold)
   if (holdProblem !== undefined) return invalid("hold", holdProblem)
@@ -269,9 +395,11 @@ const acquireArguments = (
 // The front
 // ---------------------------------------------------------------------------------------------------------
 
-/** A policy's bound operations and the largest cost they accept (`Policy.maxCost`). */
-class Bound<Ops> {
-  constructor(readonly ops: Ops, readonly most: number) {}
+/** A policy's bound operations and its bounds on a call's cost. */
+class Bound<Ops> extends Limits {
+  constructor(readonly ops: Ops, policy: string, capacity: number, maxCost: number, failOver: boolean) {
+    super(policy, capacity, maxCost, failOver)
+  }
 }
 
 /** The operations of the service before the scoped `admit` is added. */
@@ -289,7 +417,8 @@ export const make = (
   options: FrontOptions = {}
 ): Effect.Effect<RateLimiterService, never, Scope.Scope> =>
   Effect.gen(function*() {
-    const front = store._tag === "Local" ? localFront(store) : remoteFront(store)
+    const failOver = options.overCapacity !== "deny"
+    const front = store._tag === "Local" ? localFront(store, failOver) : remoteFront(store, failOver)
     const keep = yield* makeKeeper(store.leases, options)
     const admit: RateLimiterService["admit"] = (policy, key, admitOptions = {}) =>
       keep(front.leases.acquire(policy, key, admitOptions), {
@@ -309,30 +438,41 @@ export const make = (
 export const FAIR_SERVES = "a fair-escrow policy serves check only (key = tenant)"
 
 /** The front of a store that knows its policies: one lookup per call, then the bound operation. */
-const localFront = (store: LocalStore): Unscoped => {
+const localFront = (store: LocalStore, failOver: boolean): Unscoped => {
   const policies = store.policies
   const limiters = new Map<string, Bound<BoundLimiter>>()
   const meters = new Map<string, BoundMeter>()
   const admitters = new Map<string, Bound<BoundAdmitter>>()
-  const fairs = new Map<string, BoundFair>()
+  const fairs = new Map<string, Bound<BoundFair>>()
   const kinds = new Map<string, Policy["kind"]>()
+  const checkables = new Map<string, Checkable>()
+  const MAX = Number.MAX_SAFE_INTEGER
+  const bind = <Ops>(ops: Ops, name: string, strategy: Strategy | undefined) =>
+    strategy === undefined
+      ? new Bound(ops, name, MAX, MAX, false)
+      : new Bound(ops, name, capacity(strategy), maxCost(strategy), failOver)
+  // A meter has no capacity: a debit is admitted while the window's budget is not spent, however large
+  // (the crossing debit counts in full), so every debit fits a fresh window. A pure concurrency
+  // admitter's cost is not spent on any axis; a unified one's is its rate axis's.
   for (const policy of policies) {
     kinds.set(policy.name, policy.kind)
     switch (policy.kind) {
-      case "limiter":
-        limiters.set(policy.name, new Bound(store.limiter(policy), maxCost(policy.strategy)))
+      case "limiter": {
+        const bound = bind(store.limiter(policy), policy.name, policy.strategy)
+        limiters.set(policy.name, bound)
+        checkables.set(policy.name, new Checkable(policy, bound))
         break
+      }
       case "meter":
         meters.set(policy.name, store.meter(policy))
+        checkables.set(policy.name, new Checkable(policy, UNBOUNDED))
         break
       case "admitter":
-        admitters.set(
-          policy.name,
-          new Bound(store.admitter(policy), policy.rate === undefined ? Number.MAX_SAFE_INTEGER : maxCost(policy.rate))
-        )
+        admitters.set(policy.name, bind(store.admitter(policy), policy.name, policy.rate))
         break
       case "fair":
-        fairs.set(policy.name, store.fair(policy))
+        // A tenant never gets more than the window's whole budget, whoever else is active.
+        fairs.set(policy.name, new Bound(store.fair(policy), policy.name, policy.fairEscrow.limit, MAX, failOver))
         break
     }
   }
@@ -385,7 +525,7 @@ const localFront = (store: LocalStore): Unscoped => {
   const check: RateLimiterService["check"] = (policy, key, cost = 1) => {
     const bound = limiters.get(policy)
     if (bound === undefined) return checkFair(policy, key, cost)
-    const fault = keyAmountFault(key, cost, "cost", bound.most)
+    const fault = keyAmountFault(key, cost, "cost", bound)
     return fault === undefined ? bound.ops.check(key, cost) : Effect.fail(fault)
   }
 
@@ -393,14 +533,14 @@ const localFront = (store: LocalStore): Unscoped => {
   const checkFair = (policy: string, key: string, cost: number): Effect.Effect<Decision, RateLimiterError> => {
     const fair = fairs.get(policy)
     if (fair === undefined) return Effect.fail(policyFault(policy, "check"))
-    const fault = keyAmountFault(key, cost, "cost")
-    return fault === undefined ? fair.check(key, cost) : Effect.fail(fault)
+    const fault = keyAmountFault(key, cost, "cost", fair)
+    return fault === undefined ? fair.ops.check(key, cost) : Effect.fail(fault)
   }
 
   const checkMany: RateLimiterService["checkMany"] = (policy, keys, cost = 1) => {
     const bound = limiters.get(policy)
     if (bound === undefined) return Effect.fail(policyFault(policy, "checkMany"))
-    const fault = batchFault(keys, cost, bound.most)
+    const fault = batchFault(keys, cost, bound)
     if (fault !== undefined) return Effect.fail(fault)
     return keys.length === 0 ? Effect.succeed([]) : bound.ops.checkMany(keys, cost)
   }
@@ -430,11 +570,43 @@ const localFront = (store: LocalStore): Unscoped => {
     return fault === undefined ? bound.debit(key, tokens) : Effect.fail(fault)
   }
 
+  // Off the hot path: the single-check operations above are untouched by it.
+  const checkAllLookup = (policy: string): Checkable | RateLimiterError => {
+    const found = checkables.get(policy)
+    if (found !== undefined) return found
+    const kind = kinds.get(policy)
+    return kind === "admitter" || kind === "fair"
+      ? new OperationNotSupported({
+        policy,
+        operation: "checkAll",
+        reason: `a ${kind === "fair" ? "fair-escrow" : kind} policy: a multi-check takes limiter and meter policies`
+      })
+      : policyFault(policy, "checkAll")
+  }
+  const serveAll = store.checkAll
+  const checkAll: RateLimiterService["checkAll"] = (checks) => {
+    const resolved = checkAllArguments(checks, checkAllLookup)
+    if (!Array.isArray(resolved)) return Effect.fail(resolved as RateLimiterError)
+    if (serveAll === undefined) {
+      return Effect.fail(
+        new OperationNotSupported({
+          policy: resolved[0]!.policy.name,
+          operation: "checkAll",
+          reason: `this ${store.backend} store is wrapped (fail mode, monitor, two-tier) and its wrappers ` +
+            "do not serve a multi-check"
+        })
+      )
+    }
+    return Effect.map(serveAll(resolved), multiDecisionOf)
+  }
+
   const acquire: Leases["acquire"] = (policy, key, acquireOptions) => {
     const bound = admitters.get(policy)
     if (bound === undefined) return Effect.fail(policyFault(policy, "admit"))
-    const checked = acquireArguments(key, acquireOptions, bound.most)
-    return checked instanceof InvalidArgument ? Effect.fail(checked) : bound.ops.acquire(key, checked)
+    const checked = acquireArguments(key, acquireOptions, bound)
+    return checked instanceof InvalidArgument || checked instanceof CapacityExceeded
+      ? Effect.fail(checked)
+      : bound.ops.acquire(key, checked)
   }
 
   return {
@@ -443,6 +615,7 @@ const localFront = (store: LocalStore): Unscoped => {
     resolve,
     check,
     checkMany,
+    checkAll,
     peek,
     forecast,
     debit,
@@ -451,15 +624,34 @@ const localFront = (store: LocalStore): Unscoped => {
 }
 
 /**
+ * Why the Service door answers no multi-check: the reason of its `OperationNotSupported`.
+ *
+ * @since 0.3.0
+ * @internal
+ */
+export const NO_WIRE_CHECK_ALL = "the ThrottleKit wire (throttlekit.v1) has no multi-check RPC, and checks sent one " +
+  "by one are not all or nothing; use checkAll on the Memory or Redis door"
+
+/**
  * The front of a store whose server resolves policies: arguments are checked here (bad input never
  * leaves the process); a bad argument first asks the server about the policy, so an unknown policy or a
  * wrong kind is reported before the argument, as on every other door.
+ *
+ * The capacity is the server's to know, so a cost above it is sent, and the server denies it as the
+ * contract does (consuming nothing). With `failOver`, such a denial comes back as `CapacityExceeded`
+ * where the decision proves it: a rate limiter's decisions report its capacity as `limit` (burst,
+ * capacity, or the window's limit), so a denial with `cost > limit` can never succeed. A fair escrow's
+ * `limit` is the tenant's current share instead, which grows when other tenants leave, so before
+ * converting a check's denial the store confirms the policy is a rate limiter (`isLimiter`, one
+ * round trip consuming nothing, taken only on that path). An admission denied on its rate axis is
+ * proved by the decision alone (only admitters admit, and their rate axis reports its capacity). A cost
+ * of 1 fits every policy: those calls are handed over as they are.
  */
-const remoteFront = (store: RemoteStore): Unscoped => {
+const remoteFront = (store: RemoteStore, failOver: boolean): Unscoped => {
   const rejected = <A>(
     policy: string,
     operation: Operation,
-    fault: InvalidArgument
+    fault: RateLimiterError
   ): Effect.Effect<A, RateLimiterError> => {
     // A name no policy can have is the policy's fault, and comes first (as on every door); it needs no
     // probe to know.
@@ -468,14 +660,40 @@ const remoteFront = (store: RemoteStore): Unscoped => {
     return Effect.flatMap(store.probe(policy, operation), (policyFault) => Effect.fail(policyFault ?? fault))
   }
 
+  /** `decision`, or `CapacityExceeded` when it denies a cost above a rate limiter's capacity. */
+  const overCapacity = (
+    policy: string,
+    key: string,
+    cost: number,
+    decision: Decision
+  ): Effect.Effect<Decision, RateLimiterError> =>
+    decision.allowed || cost <= decision.limit
+      ? Effect.succeed(decision)
+      : Effect.flatMap(store.isLimiter(policy), (limiter) =>
+        limiter
+          ? Effect.fail(new CapacityExceeded({ policy, key, cost, capacity: decision.limit }))
+          : Effect.succeed(decision))
+
   const check: RateLimiterService["check"] = (policy, key, cost = 1) => {
     const fault = keyAmountFault(key, cost, "cost")
-    return fault === undefined ? store.check(policy, key, cost) : rejected(policy, "check", fault)
+    if (fault !== undefined) return rejected(policy, "check", fault)
+    return cost <= 1 || !failOver
+      ? store.check(policy, key, cost)
+      : Effect.flatMap(store.check(policy, key, cost), (decision) => overCapacity(policy, key, cost, decision))
   }
 
   const checkMany: RateLimiterService["checkMany"] = (policy, keys, cost = 1) => {
     const fault = batchFault(keys, cost)
-    return fault === undefined ? store.checkMany(policy, keys, cost) : rejected(policy, "checkMany", fault)
+    if (fault !== undefined) return rejected(policy, "checkMany", fault)
+    if (cost <= 1 || !failOver || keys.length === 0) return store.checkMany(policy, keys, cost)
+    // Only a rate limiter answers CheckMany, and every key shares its capacity: one denial above it
+    // says the cost can never fit, for any key.
+    return Effect.flatMap(store.checkMany(policy, keys, cost), (decisions) => {
+      const over = decisions.find((decision) => !decision.allowed && cost > decision.limit)
+      return over === undefined
+        ? Effect.succeed(decisions)
+        : Effect.fail(new CapacityExceeded({ policy, key: keys[0]!, cost, capacity: over.limit }))
+    })
   }
 
   const peek: RateLimiterService["peek"] = (policy, key) => {
@@ -493,11 +711,27 @@ const remoteFront = (store: RemoteStore): Unscoped => {
     return fault === undefined ? store.debit(policy, key, tokens) : rejected(policy, "debit", fault)
   }
 
+  const checkAll: RateLimiterService["checkAll"] = (checks) =>
+    Effect.fail(
+      Array.isArray(checks) && checks.length > 0 && typeof checks[0]?.policy === "string"
+        ? new OperationNotSupported({ policy: checks[0].policy, operation: "checkAll", reason: NO_WIRE_CHECK_ALL })
+        : invalid("checks", "must be a non-empty array of { policy, key, cost? }")
+    )
+
   const acquire: Leases["acquire"] = (policy, key, acquireOptions) => {
     const checked = acquireArguments(key, acquireOptions)
-    return checked instanceof InvalidArgument
-      ? rejected(policy, "admit", checked)
-      : store.acquire(policy, key, checked)
+    if (checked instanceof InvalidArgument || checked instanceof CapacityExceeded) {
+      return rejected(policy, "admit", checked)
+    }
+    const cost = checked.cost
+    if (cost <= 1 || !failOver) return store.acquire(policy, key, checked)
+    return Effect.flatMap(
+      store.acquire(policy, key, checked),
+      (admission) =>
+        !admission.held && admission.bindingAxis === "rate" && cost > admission.decision.limit
+          ? Effect.fail(new CapacityExceeded({ policy, key, cost, capacity: admission.decision.limit }))
+          : Effect.succeed(admission)
+    )
   }
 
   return {
@@ -506,6 +740,7 @@ const remoteFront = (store: RemoteStore): Unscoped => {
     resolve: () => Effect.succeed(false),
     check,
     checkMany,
+    checkAll,
     peek,
     forecast,
     debit,
@@ -566,6 +801,54 @@ export const limit = (
       (decision) =>
         decision.allowed ? Effect.succeed(decision) : Effect.fail(new RateLimited({ policy, key, decision }))
     ))
+
+/**
+ * Checks several dimensions all or nothing (`RateLimiterService.checkAll`) and fails with `RateLimited`
+ * when any denies, carrying the binding dimension's policy, key and decision (its `retryAfterMs` is the
+ * longest wait among the denying dimensions). A denial consumed nothing from any dimension.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { limitAll, MemoryBackend } from "throttlekit-effect"
+ *
+ * // A request counts against its user, its organisation and a token budget, or against none of them.
+ * const handle = (user: string, org: string, tokens: number) =>
+ *   limitAll([
+ *     { policy: "per-user", key: user },
+ *     { policy: "per-org", key: org },
+ *     { policy: "llm", key: org, cost: tokens }
+ *   ]).pipe(
+ *     Effect.as("served"),
+ *     Effect.catchTag("RateLimited", (denied) => Effect.succeed(`429 by ${denied.policy}`))
+ *   )
+ *
+ * const limits = MemoryBackend.layer({
+ *   policies: [
+ *     { kind: "limiter", name: "per-user", prefix: "u", maxKeys: 10_000, strategy: { kind: "gcra", limit: 5, periodMs: 1000, burst: 5 } },
+ *     { kind: "limiter", name: "per-org", prefix: "o", maxKeys: 1000, strategy: { kind: "fixedWindow", limit: 2, windowMs: 60_000 } },
+ *     { kind: "meter", name: "llm", prefix: "llm", budget: 10_000, windowMs: 3_600_000, maxKeys: 1000, shared: false }
+ *   ]
+ * })
+ *
+ * const program = Effect.forEach(["alice", "bob", "carol"], (user) => handle(user, "acme", 100))
+ * Effect.runPromise(program.pipe(Effect.provide(limits))).then(console.log) // [ "served", "served", "429 by per-org" ]
+ * ```
+ *
+ * @since 0.3.0
+ * @category combinators
+ */
+export const limitAll = (
+  checks: ReadonlyArray<DimensionCheck>
+): Effect.Effect<MultiDecision, RateLimited | RateLimiterError, RateLimiter> =>
+  Effect.flatMap(RateLimiter, (limiter) =>
+    Effect.flatMap(limiter.checkAll(checks), (verdict) => {
+      if (verdict.allowed) return Effect.succeed(verdict)
+      const binding = checks[verdict.binding]!
+      return Effect.fail(
+        new RateLimited({ policy: binding.policy, key: binding.key, decision: verdict.bindingDecision })
+      )
+    }))
 
 /**
  * Spends `tokens` of a budget and fails with `RateLimited` when the budget refuses it.

@@ -19,7 +19,7 @@ import * as Context from "effect/Context"
 import type * as Effect from "effect/Effect"
 import type { Admission, Decision, Forecast } from "../Decision.js"
 import type { Operation, RateLimiterError } from "../Errors.js"
-import type { AdmitterPolicy, FairPolicy, LimiterPolicy, MeterPolicy } from "../Policy.js"
+import type { AdmitterPolicy, FairPolicy, LimiterPolicy, MeterPolicy, Policy } from "../Policy.js"
 import type { PolicySet } from "../PolicySet.js"
 
 /**
@@ -166,6 +166,46 @@ export interface FleetGuardState {
 }
 
 /**
+ * One dimension of a multi-check, resolved by the front: a limiter policy (a rate check of `cost`) or a
+ * meter policy (a debit of `cost` tokens), a checked key, and a checked cost. The front never sends the
+ * same (policy, key) twice in one multi-check.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface StoreCheck {
+  readonly policy: LimiterPolicy | MeterPolicy
+  readonly key: string
+  readonly cost: number
+}
+
+/**
+ * A multi-check: every dimension decided at one instant, and either all consumed (every one allowed) or
+ * none. One decision per dimension, in input order.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export type CheckAll = (checks: ReadonlyArray<StoreCheck>) => Effect.Effect<ReadonlyArray<Decision>, RateLimiterError>
+
+/**
+ * The admin operations on one policy's keys (`RateLimiterAdmin`), each on a checked key and amount:
+ * `units` a whole number ≥ 1, `untilMs` a block's end (epoch-ms in the store's clock, after now, as
+ * `durationMs` from now). Each answers what a 1-unit peek of the key sees afterwards (`reset`: nothing).
+ * An operation the store cannot serve for the policy is `Unsupported`, with its reason.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface BoundAdmin {
+  readonly reset: ((key: string) => Effect.Effect<void, RateLimiterError>) | Unsupported
+  readonly penalize: ((key: string, units: number) => Effect.Effect<Decision, RateLimiterError>) | Unsupported
+  readonly reward: ((key: string, units: number) => Effect.Effect<Decision, RateLimiterError>) | Unsupported
+  readonly block: ((key: string, durationMs: number) => Effect.Effect<Decision, RateLimiterError>) | Unsupported
+  readonly unblock: ((key: string) => Effect.Effect<Decision, RateLimiterError>) | Unsupported
+}
+
+/**
  * A store that knows its policies: the front binds each one once, when it is built.
  *
  * @since 0.2.0
@@ -183,8 +223,22 @@ export interface LocalStore {
   /** @since 0.3.0 */
   readonly fair: (policy: FairPolicy) => BoundFair
   readonly leases: StoreLeases
+  /**
+   * The all-or-nothing multi-check (`CheckAll`), when this store serves it (absent: the front answers
+   * `OperationNotSupported`).
+   *
+   * @since 0.3.0
+   */
+  readonly checkAll?: CheckAll | undefined
   /** The fleet-shared guards' state at `now` (epoch-ms), for the Monitor; absent when there are none. */
   readonly fleetGuards?: (now: number) => ReadonlyArray<FleetGuardState>
+  /**
+   * The admin operations on `policy`'s keys (`RateLimiterAdmin`); absent when the store serves none.
+   * Wrappers pass it through: an admin writes the state the wrapped store keeps.
+   *
+   * @since 0.3.0
+   */
+  readonly admin?: (policy: Policy) => BoundAdmin
 }
 
 /**
@@ -218,6 +272,12 @@ export interface RemoteStore {
     policy: string,
     operation: Operation
   ) => Effect.Effect<RateLimiterError | undefined>
+  /**
+   * Asks the server, consuming nothing, whether `policy` is a rate limiter (it answers a `CheckMany`
+   * with no keys), whose decisions report its capacity as `limit`. `false` when it is not, or when the
+   * server cannot tell. `@since 0.3.0`
+   */
+  readonly isLimiter: (policy: string) => Effect.Effect<boolean>
 }
 
 /**
@@ -240,6 +300,9 @@ export class Store extends Context.Tag("throttlekit-effect/RateLimiterStore")<St
 /**
  * A local store whose bound operations are `wrap`ped, policy by policy; the lease operations and the
  * rest pass through. The shape every local-store wrapper (FailMode, the Monitor tap, TwoTier) shares.
+ * The multi-check (`checkAll`) passes through only when neither the limiters nor the meters are wrapped,
+ * or when `wrap.checkAll` wraps it too: a multi-check that skipped a wrapper of its dimensions would
+ * answer what the wrapped single operations do not.
  *
  * @since 0.2.0
  * @category combinators
@@ -252,9 +315,18 @@ export const mapLocal = (
     readonly admitter?: (policy: AdmitterPolicy, bound: BoundAdmitter) => BoundAdmitter
     readonly fair?: (policy: FairPolicy, bound: BoundFair) => BoundFair
     readonly leases?: (leases: StoreLeases) => StoreLeases
+    /** @since 0.3.0 */
+    readonly checkAll?: (checkAll: CheckAll) => CheckAll
   }
 ): LocalStore => {
   const { admitter, fair, leases, limiter, meter } = wrap
+  const checkAll = inner.checkAll === undefined
+    ? undefined
+    : wrap.checkAll !== undefined
+    ? wrap.checkAll(inner.checkAll)
+    : limiter === undefined && meter === undefined
+    ? inner.checkAll
+    : undefined
   return {
     _tag: "Local",
     backend: inner.backend,
@@ -264,6 +336,8 @@ export const mapLocal = (
     admitter: admitter === undefined ? inner.admitter : (policy) => admitter(policy, inner.admitter(policy)),
     fair: fair === undefined ? inner.fair : (policy) => fair(policy, inner.fair(policy)),
     leases: leases === undefined ? inner.leases : leases(inner.leases),
-    ...(inner.fleetGuards === undefined ? {} : { fleetGuards: inner.fleetGuards })
+    ...(checkAll === undefined ? {} : { checkAll }),
+    ...(inner.fleetGuards === undefined ? {} : { fleetGuards: inner.fleetGuards }),
+    ...(inner.admin === undefined ? {} : { admin: inner.admin })
   }
 }

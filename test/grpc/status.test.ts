@@ -2,6 +2,7 @@ import { describe, expect, it } from "@effect/vitest"
 import { status as Status } from "@grpc/grpc-js"
 import {
   BackendError,
+  CapacityExceeded,
   InvalidArgument,
   MAX_SHOWN_BYTES,
   OperationNotSupported,
@@ -28,7 +29,8 @@ describe("status mapping", () => {
       [new InvalidArgument({ argument: "cost", reason: "must be at least 1, got -1" }), Status.INVALID_ARGUMENT],
       [new ServiceUnavailable({ service: "redis", reason: "down" }), Status.UNAVAILABLE],
       [new Unauthenticated({ reason: "no secret" }), Status.UNAUTHENTICATED],
-      [new BackendError({ backend: "redis", code: "SCRIPT", detail: "boom" }), Status.INTERNAL]
+      [new BackendError({ backend: "redis", code: "SCRIPT", detail: "boom" }), Status.INTERNAL],
+      [new CapacityExceeded({ policy: "x", key: "k", cost: 6, capacity: 5 }), Status.OUT_OF_RANGE]
     ] as const
     for (const [error, code] of cases) {
       const status = fromRateLimiterError(error, { listPolicies: true })

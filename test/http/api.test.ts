@@ -87,6 +87,20 @@ describe("HttpRateLimitApi", () => {
       expect((yield* request(`${url}/report`)).status).toBe(429)
     }).pipe(Effect.provide(Backend)))
 
+  it.scopedLive("a request costing more than the capacity fails with CostExceedsCapacity: 413, no Retry-After", () =>
+    Effect.gen(function*() {
+      const costly = HttpApiBuilder.api(Api).pipe(
+        Layer.provide([ItemsLive, HealthLive]),
+        Layer.provide(HttpRateLimitApi.layer({ policy: items, cost: 3 })),
+        Layer.provide(Layer.effect(ReportLimit, HttpRateLimitApi.makeMiddleware({ policy: reports, admit: true })))
+      )
+      const url = yield* serveLayer(HttpApiBuilder.serve().pipe(Layer.provide(costly)))
+      const reply = yield* request(`${url}/items`)
+      expect(reply.status).toBe(413)
+      expect(reply.headers.get("retry-after")).toBeNull()
+      expect(JSON.parse(reply.body)).toEqual({ _tag: "CostExceedsCapacity", policy: "api-items", cost: 3, capacity: 2 })
+    }).pipe(Effect.provide(Backend)))
+
   it.scopedLive("an endpoint's admission tag holds its slot in the request scope and frees it after", () =>
     Effect.gen(function*() {
       const url = yield* serveLayer(HttpApiBuilder.serve().pipe(Layer.provide(ApiLive)))

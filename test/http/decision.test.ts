@@ -29,6 +29,7 @@ const remote: RateLimiterService = {
   resolve: () => Effect.succeed(false),
   check: (name) => Effect.fail(new PolicyNotFound({ policy: name, configured: ["traced"] })),
   checkMany: () => unused,
+  checkAll: () => unused,
   peek: () => unused,
   forecast: () => unused,
   debit: () => unused,

@@ -217,6 +217,37 @@ describe("HttpRateLimit", () => {
     }).pipe(withBackend(policy, perRoute))
   })
 
+  it.scopedLive("a cost above the capacity is a 413 without Retry-After, in either fail mode, spending nothing", () => {
+    const policy = burstPolicy("too-costly", 3)
+    return Effect.gen(function*() {
+      for (const failMode of ["open", "closed"] as const) {
+        const limited = yield* HttpRateLimit.make({
+          policy,
+          failMode,
+          key: () => Effect.succeed(failMode),
+          cost: (request) => request.url.startsWith("/expensive") ? 4 : 3
+        })
+        const url = yield* serve(ok.pipe(limited))
+        const tooCostly = yield* request(`${url}/expensive`)
+        expect(tooCostly.status).toBe(413)
+        expect(tooCostly.headers.get("retry-after")).toBeNull()
+        expect(JSON.parse(tooCostly.body)).toEqual({
+          error: "cost_exceeds_capacity",
+          policy: "too-costly",
+          cost: 4,
+          capacity: 3
+        })
+        // Nothing was spent: the whole burst still passes, then a cost within it is an ordinary 429.
+        const whole = yield* request(`${url}/cheap`)
+        expect([failMode, whole.status]).toEqual([failMode, 200])
+        expect(whole.headers.get("ratelimit")).toMatch(/r=0;/)
+        const denied = yield* request(`${url}/cheap`)
+        expect(denied.status).toBe(429)
+        expect(denied.headers.get("retry-after")).not.toBeNull()
+      }
+    }).pipe(withBackend(policy))
+  })
+
   it.scopedLive("bad options fail with InvalidArgument before anything is served", () => {
     const policy = burstPolicy("bad-options", 1)
     return Effect.gen(function*() {

@@ -6,7 +6,7 @@
  * from `Config`).
  */
 import { describe, expect, it } from "@effect/vitest"
-import { Config, ConfigError, Effect, Fiber, Layer, TestClock } from "effect"
+import { Clock, Config, ConfigError, Effect, Fiber, Layer, TestClock } from "effect"
 import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
 import type { Policy } from "../../src/Policy.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
@@ -133,6 +133,25 @@ describe("MemoryBackend with TestClock", () => {
       yield* TestClock.adjust(60_000)
       for (const key of ["a", "e", "f", "g"]) expect((yield* limiter.check("small", key)).remaining).toBe(0)
       expect((yield* limiter.check("small", "a")).allowed).toBe(false)
+    }).pipe(Effect.provide(backend)))
+
+  it.effect("a check reads the clock of the fiber that runs it, when fibers with other clocks alternate", () =>
+    Effect.gen(function*() {
+      const limiter = yield* RateLimiter
+      // A fiber whose clock stands two windows ahead: "late" goes fresh there, not on the TestClock.
+      const ahead = Clock.make()
+      const later: Clock.Clock = {
+        ...ahead,
+        unsafeCurrentTimeMillis: () => 120_000,
+        currentTimeMillis: Effect.succeed(120_000)
+      }
+      expect((yield* limiter.check("small", "late")).allowed).toBe(true)
+      expect((yield* limiter.check("small", "late")).allowed).toBe(false)
+      expect((yield* Effect.withClock(limiter.check("small", "late"), later)).allowed).toBe(true)
+      // Back on the TestClock (time 0): the key holds the window of 120 s, another window than this one,
+      // so it reads fresh here once; then this window's one unit is spent.
+      expect((yield* limiter.check("small", "late")).allowed).toBe(true)
+      expect(yield* limiter.check("small", "late")).toMatchObject({ allowed: false, retryAfterMs: 60_000 })
     }).pipe(Effect.provide(backend)))
 
   it.effect("a token budget's peek and forecast change nothing; debits then get what they said", () =>

@@ -18,7 +18,7 @@ const byName = new Map(manifest.scripts.map((s) => [s.name, s]))
 
 describe("vendor/lua manifest", () => {
   it("lists every script with the SHA-1 of its exact bytes", () => {
-    expect(manifest.scripts.length).toBe(48)
+    expect(manifest.scripts.length).toBe(66)
     for (const spec of manifest.scripts) {
       const bytes = readFileSync(join(luaDir, spec.file))
       expect([spec.name, createHash("sha1").update(bytes).digest("hex")]).toEqual([spec.name, spec.sha1])
@@ -90,21 +90,26 @@ describe("vendor/lua manifest", () => {
       ]
     })
     expect(byName.get("distributedConcurrency.leave")).toMatchObject({ keys: ["key"], argv: ["nodeId"] })
-    // Exactly the consuming scripts take a fence, last.
+    // Exactly the consuming scripts (and the admin's penalize and reward, which write) take a fence, last.
     const fenced = [...byName.values()].filter((spec) => spec.argv.includes("fence"))
     expect(fenced.map((spec) => spec.name).sort()).toEqual(
       [...byName.values()].filter((spec) =>
-        ["check", "admit", "acquire", "debit", "reserve", "lease", "grant"].includes(spec.role)
+        ["check", "admit", "acquire", "debit", "reserve", "lease", "grant", "penalize", "reward"].includes(spec.role)
       )
         .map((spec) => spec.name).sort()
     )
-    for (const spec of fenced) expect(spec.argv.at(-1)).toBe("fence")
+    // Last, or just before a list (which takes the rest of ARGV): the fence sits at a fixed index.
+    for (const spec of fenced) {
+      expect([spec.name, spec.argv.at(spec.argv.at(-1)!.endsWith("...") ? -2 : -1)]).toEqual([spec.name, "fence"])
+    }
+    // The multi-check: every dimension's wire key, then its kind, cost and parameters after now and fence.
+    expect(byName.get("multi.check")).toMatchObject({ keys: ["keys..."], argv: ["now", "fence", "dims..."] })
   })
 
   it.effect("loads every script, and refuses a file whose bytes drifted from the manifest", () =>
     Effect.gen(function*() {
       const catalog = yield* loadScripts()
-      expect(catalog.scripts.size).toBe(48)
+      expect(catalog.scripts.size).toBe(66)
       expect(catalog.find("gcra", "check")?.name).toBe("gcra.check")
 
       const copy = mkdtempSync(join(tmpdir(), "tk-lua-"))

@@ -108,7 +108,7 @@ describe("Monitor and Fleet auth, end to end", () => {
         })
         expect(answers(near)).toEqual({ snapshot: "ok", watch: "ok", reserve: "ok", check: "ok" })
         // The server said so at startup.
-        expect(server.output().stderr).toContain("Monitor and Fleet answer loopback callers only")
+        expect(server.output().stderr).toContain("Monitor, Fleet and Admin answer loopback callers only")
       })),
     { timeout: 180_000 }
   )

@@ -28,6 +28,7 @@ const stub = (overrides: Partial<RateLimiterService>): RateLimiterService => ({
   resolve: () => Effect.succeed(false),
   check: () => unused,
   checkMany: () => unused,
+  checkAll: () => unused,
   peek: () => unused,
   forecast: () => unused,
   debit: () => unused,

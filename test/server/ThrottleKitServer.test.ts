@@ -63,19 +63,29 @@ const adminClient = (url: string) =>
   Effect.acquireRelease(Effect.sync(() => new Redis(url)), (client) => Effect.sync(() => client.disconnect()))
 
 describe("ThrottleKitServer", () => {
-  it.scoped("serves Monitor always and Fleet only with a federated policy", () =>
+  it.scoped("serves Monitor always, Fleet only with a federated policy, and the admin door unless turned off", () =>
     Effect.gen(function*() {
       const services = (config: string) =>
         Effect.scoped(Effect.flatMap(
           Effect.flatMap(policiesOf(config), (policies) => serve({ policies })),
           (context) => Effect.succeed(Context.get(context, ThrottleKitServer.GrpcServer).services)
         ))
-      expect(yield* services(plain)).toEqual(["throttlekit.v1.RateLimiter", "throttlekit.v1.Monitor"])
+      expect(yield* services(plain)).toEqual([
+        "throttlekit.v1.RateLimiter",
+        "throttlekit.v1.Monitor",
+        "throttlekit_effect.admin.v1.RateLimiterAdmin"
+      ])
       expect(yield* services(withFederated)).toEqual([
         "throttlekit.v1.RateLimiter",
         "throttlekit.v1.Monitor",
-        "throttlekit.v1.Fleet"
+        "throttlekit.v1.Fleet",
+        "throttlekit_effect.admin.v1.RateLimiterAdmin"
       ])
+      const withoutAdmin = yield* Effect.scoped(Effect.flatMap(
+        Effect.flatMap(policiesOf(plain), (policies) => serve({ policies, admin: false })),
+        (context) => Effect.succeed(Context.get(context, ThrottleKitServer.GrpcServer).services)
+      ))
+      expect(withoutAdmin).toEqual(["throttlekit.v1.RateLimiter", "throttlekit.v1.Monitor"])
     }))
 
   it.effect("uses the coordinator only for policies that lease from it", () =>
@@ -94,12 +104,20 @@ describe("ThrottleKitServer", () => {
       expect(ThrottleKitServer.warnings(open, "127.0.0.1")).toEqual([])
       expect(ThrottleKitServer.warnings(open, "::1")).toEqual([])
       const [warning] = ThrottleKitServer.warnings(open, "0.0.0.0")
-      expect(warning).toContain("Monitor and Fleet answer loopback callers only")
-      expect(warning).toContain("--monitor-secret / --fleet-secret")
-      const guarded = { policies: federated, monitorSecret: Redacted.make("m"), fleetSecret: Redacted.make("f") }
+      expect(warning).toContain("Monitor, Fleet and Admin answer loopback callers only")
+      expect(warning).toContain("--monitor-secret / --fleet-secret / --admin-secret")
+      const guarded = {
+        policies: federated,
+        monitorSecret: Redacted.make("m"),
+        fleetSecret: Redacted.make("f"),
+        adminSecret: Redacted.make("a")
+      }
       expect(ThrottleKitServer.warnings(guarded, "0.0.0.0")).toEqual([])
-      expect(ThrottleKitServer.warnings({ policies: yield* policiesOf(plain) }, "192.0.2.2")).toEqual([
+      expect(ThrottleKitServer.warnings({ policies: yield* policiesOf(plain), admin: false }, "192.0.2.2")).toEqual([
         "warning: Monitor answers loopback callers only (remote calls get UNAUTHENTICATED); pass --monitor-secret to allow remote callers"
+      ])
+      expect(ThrottleKitServer.warnings({ policies: yield* policiesOf(plain) }, "192.0.2.2")).toEqual([
+        "warning: Monitor and Admin answer loopback callers only (remote calls get UNAUTHENTICATED); pass --monitor-secret / --admin-secret to allow remote callers"
       ])
     }))
 

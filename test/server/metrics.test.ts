@@ -272,7 +272,7 @@ describe("monitor: false (serve --monitor off)", () => {
   it.live("the Monitor door is not served: its calls answer UNIMPLEMENTED and health does not know it", () =>
     Effect.scoped(Effect.gen(function*() {
       const server = yield* startServer({ monitor: false })
-      expect(server.services).toEqual(["throttlekit.v1.RateLimiter"])
+      expect(server.services).toEqual(["throttlekit.v1.RateLimiter", "throttlekit_effect.admin.v1.RateLimiterAdmin"])
       const raw = yield* rawClient(server.target)
       const snapshot = yield* sendRaw(raw, "/throttlekit.v1.Monitor/GetSnapshot", Buffer.alloc(0))
       expect(snapshot.code).toBe(12) // UNIMPLEMENTED
@@ -299,8 +299,11 @@ describe("monitor: false (serve --monitor off)", () => {
   it.effect("a door left out is not in the loopback warning", () =>
     Effect.gen(function*() {
       const policies = yield* PolicyFile.parse(config, "test")
-      expect(ThrottleKitServer.warnings({ policies }, "0.0.0.0")).toHaveLength(1)
-      expect(ThrottleKitServer.warnings({ policies, monitor: false }, "0.0.0.0")).toEqual([])
+      expect(ThrottleKitServer.warnings({ policies, admin: false }, "0.0.0.0")).toHaveLength(1)
+      expect(ThrottleKitServer.warnings({ policies, monitor: false, admin: false }, "0.0.0.0")).toEqual([])
+      expect(ThrottleKitServer.warnings({ policies, monitor: false }, "0.0.0.0")).toEqual([
+        "warning: Admin answers loopback callers only (remote calls get UNAUTHENTICATED); pass --admin-secret to allow remote callers"
+      ])
     }))
 })
 

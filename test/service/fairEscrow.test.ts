@@ -42,11 +42,15 @@ const replay = (limiter: RateLimiterService, scenario: FairScenario) =>
 
 const sample = (runs: number, seed: number) => fc.sample(fairScenario, { numRuns: runs, seed })
 
+// The scenarios ask costs up to 6 of limits from 4: they replay the contract's decisions, so the fronts
+// are built with `overCapacity: "deny"` (a cost above the limit reaches the escrow, is denied there and
+// has its tenant join, as on the core). The default front refuses it first (the last test below).
+
 describe("fair escrow on the Memory door", () => {
   it.scoped("decides as the engine, scenario for scenario", () =>
     Effect.gen(function*() {
       for (const scenario of sample(60, 7)) {
-        const limiter = yield* MemoryBackend.make({ policies: [fairPolicy(scenario)] })
+        const limiter = yield* MemoryBackend.make({ policies: [fairPolicy(scenario)], overCapacity: "deny" })
         const steps = yield* replay(limiter, scenario)
         expect(steps.map((s) => s.decision)).toEqual(replayEscrow(scenario, START).map((s) => s.decision))
       }
@@ -56,7 +60,8 @@ describe("fair escrow on the Memory door", () => {
     Effect.gen(function*() {
       for (const scenario of sample(60, 8)) {
         const limiter = yield* MemoryBackend.make({
-          policies: [fairPolicy(scenario, { region: "solo", key: "fair", prefix: "tk:rfp" })]
+          policies: [fairPolicy(scenario, { region: "solo", key: "fair", prefix: "tk:rfp" })],
+          overCapacity: "deny"
         })
         for (const step of yield* replay(limiter, scenario)) {
           expect(step.windowTotal).toBeLessThanOrEqual(scenario.limit)
@@ -76,6 +81,29 @@ describe("fair escrow on the Memory door", () => {
       expect(yield* Effect.flip(limiter.check("fair", "a", 0))).toMatchObject({ _tag: "InvalidArgument" })
       expect(yield* limiter.resolve("fair", "check")).toBe(true)
     }))
+
+  it.scoped("by default a cost above the window's budget is CapacityExceeded, and the tenant does not join", () =>
+    Effect.gen(function*() {
+      const limiter = yield* MemoryBackend.make({
+        policies: [{
+          kind: "fair",
+          name: "fair",
+          prefix: "fair",
+          maxKeys: 100,
+          fairEscrow: { limit: 6, windowMs: 60_000, weights: {} }
+        }]
+      })
+      expect(yield* Effect.flip(limiter.check("fair", "b", 7))).toMatchObject({
+        _tag: "CapacityExceeded",
+        policy: "fair",
+        key: "b",
+        cost: 7,
+        capacity: 6
+      })
+      // b never joined: a, alone, is guaranteed the whole budget.
+      const whole = yield* limiter.check("fair", "a", 6)
+      expect([whole.allowed, whole.limit, whole.remaining]).toEqual([true, 6, 0])
+    }))
 })
 
 describe("fair escrow on the Redis door", () => {
@@ -87,7 +115,8 @@ describe("fair escrow on the Redis door", () => {
           const limiter = yield* RedisBackend.make({
             policies: [fairPolicy(scenario)],
             redis: env.url,
-            clock: "effect"
+            clock: "effect",
+            overCapacity: "deny"
           })
           const steps = yield* replay(limiter, scenario)
           expect(steps.map((s) => s.decision)).toEqual(replayEscrow(scenario, START).map((s) => s.decision))
@@ -103,7 +132,8 @@ describe("fair escrow on the Redis door", () => {
           const limiter = yield* RedisBackend.make({
             policies: [fairPolicy(scenario, { region: "eu", key: "fair", prefix })],
             redis: env.url,
-            clock: "effect"
+            clock: "effect",
+            overCapacity: "deny"
           })
           for (const step of yield* replay(limiter, scenario)) {
             expect(step.windowTotal).toBeLessThanOrEqual(scenario.limit)

@@ -6,9 +6,9 @@
  * fixed one an anchor half a period back), so their boundaries are at least 11 hours away.
  */
 import { describe, expect, layer, type Vitest } from "@effect/vitest"
-import { Effect, Exit, type Layer } from "effect"
+import { Effect, Either, Exit, type Layer } from "effect"
 import { randomUUID } from "node:crypto"
-import { InvalidArgument, type RateLimiterError } from "../../src/Errors.js"
+import { CapacityExceeded, InvalidArgument, type RateLimiterError } from "../../src/Errors.js"
 import type { Policy } from "../../src/Policy.js"
 import { admitted, limit, RateLimiter } from "../../src/services/RateLimiter.js"
 import { oraclePeriod, type PeriodQuota } from "./quotaCalendar.js"
@@ -157,6 +157,20 @@ export const conformancePolicies: ReadonlyArray<Policy> = [
   }
 ]
 
+/** The rate limiters of the suite and their capacities: what each admits on a cold key, at most. */
+const rateCapacities: ReadonlyArray<readonly [string, number]> = [
+  ["burst", 5],
+  ["window", 2],
+  ["bucket", 10],
+  ["sliding", 4],
+  ["log", 3],
+  ["quota-month", 3],
+  ["quota-week", 2],
+  ["quota-day", 2],
+  ["quota-fixed", 2],
+  ["quota-rolling", 4]
+]
+
 const badCosts: ReadonlyArray<readonly [string, number]> = [
   ["zero", 0],
   ["negative", -1],
@@ -225,30 +239,58 @@ export const conformanceSuite = (name: string, within: (tests: ConformanceTests)
         Effect.gen(function*() {
           const limiter = yield* RateLimiter
           const key = fresh("cost")
-          const big = yield* limiter.check("bucket", key, 11)
-          expect(big.allowed).toBe(false)
-          expect(big.limit).toBe(10)
-          const after = yield* limiter.check("bucket", key, 10)
+          expect((yield* limiter.check("bucket", key, 4)).remaining).toBe(6)
+          const big = yield* limiter.check("bucket", key, 7)
+          expect([big.allowed, big.limit, big.remaining]).toEqual([false, 10, 6])
+          expect(big.retryAfterMs).toBeGreaterThan(0)
+          const after = yield* limiter.check("bucket", key, 6)
           expect(after.allowed).toBe(true)
           expect(after.remaining).toBe(0)
+        }))
+
+      it.effect("a cost above a policy's capacity is CapacityExceeded, on every call, and changes no state", () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          for (const [policy, capacity] of rateCapacities) {
+            const key = fresh(`over-${policy}`)
+            const other = fresh(`over-${policy}-other`)
+            for (const cost of [capacity + 1, capacity * 1000]) {
+              // Asked twice: the second answer is the same (no retry hint that never comes true).
+              for (let attempt = 0; attempt < 2; attempt++) {
+                const error = yield* Effect.flip(limiter.check(policy, key, cost))
+                expect(error).toEqual(new CapacityExceeded({ policy, key, cost, capacity }))
+              }
+              const many = yield* Effect.flip(limiter.checkMany(policy, [key, other], cost))
+              expect(many).toEqual(new CapacityExceeded({ policy, key, cost, capacity }))
+              expect((yield* Effect.flip(limit(policy, key, cost)))._tag).toBe("CapacityExceeded")
+            }
+            // Nothing was consumed: the whole capacity is still there, for both keys, in one call.
+            const whole = yield* limiter.checkMany(policy, [key, other], capacity)
+            expect([policy, whole.map((d) => [d.allowed, d.remaining])]).toEqual([policy, [[true, 0], [true, 0]]])
+          }
+          // A unified admitter's cost is its rate axis's (a gcra of burst 1): nothing is held or spent.
+          const u = fresh("over-unified")
+          const admission = yield* Effect.flip(Effect.scoped(limiter.admit("unified", u, { cost: 2 })))
+          expect(admission).toEqual(new CapacityExceeded({ policy: "unified", key: u, cost: 2, capacity: 1 }))
+          expect((yield* Effect.flip(Effect.void.pipe(admitted("unified", u, { cost: 2 }))))._tag).toBe(
+            "CapacityExceeded"
+          )
+          expect((yield* Effect.scoped(limiter.admit("unified", u))).held).toBe(true)
+          // A pure concurrency admitter spends its cost on no axis; a token budget admits a debit of any
+          // size while its window is unspent (the crossing debit counts in full): neither has a capacity.
+          expect((yield* Effect.scoped(limiter.admit("pool", fresh("over-pool"), { cost: 1000 }))).held).toBe(true)
+          const huge = yield* limiter.debit("tokens", fresh("over-tokens"), 1000)
+          expect([huge.allowed, huge.remaining]).toEqual([true, 0])
+          // A cost within the capacity but above what is left is still a denial, as the contract has it.
+          const w = fresh("over-window")
+          expect((yield* limiter.check("window", w)).allowed).toBe(true)
+          expect((yield* limiter.check("window", w, 2)).allowed).toBe(false)
         }))
 
       it.effect("every strategy admits exactly its limit on a cold key", () =>
         Effect.gen(function*() {
           const limiter = yield* RateLimiter
-          const expected: ReadonlyArray<readonly [string, number]> = [
-            ["burst", 5],
-            ["window", 2],
-            ["bucket", 10],
-            ["sliding", 4],
-            ["log", 3],
-            ["quota-month", 3],
-            ["quota-week", 2],
-            ["quota-day", 2],
-            ["quota-fixed", 2],
-            ["quota-rolling", 4]
-          ]
-          for (const [policy, admits] of expected) {
+          for (const [policy, admits] of rateCapacities) {
             const key = fresh(policy)
             let allowed = 0
             for (let i = 0; i < admits + 2; i++) {
@@ -535,6 +577,19 @@ export const conformanceSuite = (name: string, within: (tests: ConformanceTests)
           ]
           for (const op of cases) expect((yield* Effect.flip(op))._tag).toBe("OperationNotSupported")
           expect((yield* Effect.flip(limiter.check("fair", "gold", 0)))._tag).toBe("InvalidArgument")
+          // No tenant ever gets more than the window's budget (10). A door that knows its policies says
+          // so before the escrow is touched; over the Service door a fair escrow's denial reports the
+          // tenant's share as its limit, which grows as tenants leave, so it stays a denial (and the
+          // server's escrow has the tenant join, as the contract does).
+          const over = yield* Effect.either(limiter.check("fair", "gold", 11))
+          if (limiter.policies !== undefined) {
+            expect(over).toEqual(
+              Either.left(new CapacityExceeded({ policy: "fair", key: "gold", cost: 11, capacity: 10 }))
+            )
+          } else {
+            expect(Either.isRight(over) && !over.right.allowed).toBe(true)
+          }
+          expect(plain(yield* limiter.check("fair", "gold"))).toEqual({ allowed: true, limit: 8, remaining: 0 })
         }))
 
       it.effect("an operation the policy's kind does not support is OperationNotSupported", () =>

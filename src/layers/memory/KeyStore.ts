@@ -9,11 +9,12 @@
  * @since 0.1.0
  * @internal
  */
-import type { Decision, DecisionData } from "../../Decision.js"
+import { type Decision, type DecisionData, fromData } from "../../Decision.js"
 import { Admitter } from "../../engine/admission.js"
 import * as Gcra from "../../engine/gcra.js"
 import { rateEngine } from "../../engine/index.js"
 import { boxed, deny } from "../../engine/internal.js"
+import { budgetReward, type Reward, rewardOf } from "../../engine/reward.js"
 import * as TokenBudget from "../../engine/tokenBudget.js"
 import type { ForecastData, InPlaceEngine, RateEngine } from "../../engine/types.js"
 import { InvalidArgument, OperationNotSupported, PolicyNotFound } from "../../Errors.js"
@@ -108,9 +109,14 @@ export class KeyTable<C> {
     return this.entries.get(key)
   }
 
-  /** Drops `key` (a cell that reads fresh and that a denied check did not write). */
+  /** Drops `key` (a cell that reads fresh and that a denied check did not write, or an admin's reset). */
   drop(key: string): void {
     this.entries.delete(key)
+  }
+
+  /** Replaces the cell of `key`, which the table holds (an admin's write; the key keeps its place). */
+  replace(key: string, cell: C): void {
+    this.entries.set(key, cell)
   }
 
   /**
@@ -126,6 +132,30 @@ export class KeyTable<C> {
   /** How many keys the table holds (some may read fresh until the next sweep or lookup). */
   get size(): number {
     return this.entries.size
+  }
+
+  /**
+   * Whether those of `keys` (distinct) the table does not hold can all be stored at `now`: then their
+   * `add`s succeed. Under `"grow"` always (an `add` makes room). Under `"deny"`, when they fit within
+   * `maxKeys`, sweeping first if a sweep is due (it drops only fresh cells, so a key may be new after it);
+   * otherwise they count as one refused key, as a refused `add` does. For a multi-check, which stores its
+   * new keys only when every one of them fits.
+   */
+  roomFor(keys: ReadonlyArray<string>, now: number): boolean {
+    if (this.onFull === "grow") return true
+    const fits = () => {
+      let size = this.entries.size
+      for (const key of keys) if (!this.entries.has(key)) size++
+      return size <= this.maxKeys
+    }
+    if (fits()) return true
+    if (this.refused >= this.slack || now > this.retryAt) {
+      this.sweep(now)
+      if (fits()) return true
+    }
+    this.refused++
+    this.once()
+    return false
   }
 
   /** For a refused key: the ms until the next sweep is due by time (at least 1). */
@@ -214,30 +244,43 @@ const tableFor = <C>(policy: Policy, rules: CellRules<C>, options: TableOptions)
 export class RateState {
   /** The key table: cells only, written by this class alone. */
   private readonly table: KeyTable<unknown>
+  /**
+   * The blocked keys (an admin's `block`): key → the epoch-ms the block ends. Empty unless an admin
+   * blocked a key, and a check reads only its size then.
+   */
+  private readonly blocked = new Map<string, number>()
+  /**
+   * Whether `blocked` may hold a key: the one field a check reads for blocks (a plain boolean, set in the
+   * constructor, so the hot path pays one field read and no Map call while no key is blocked).
+   */
+  declare private blocking: boolean
   private constructor(
     /** The strategy's pure functions, on the states the cells hold (peek, forecast). */
     private readonly engine: RateEngine<unknown>,
     private readonly cells: InPlaceEngine<unknown, unknown>,
+    /** Gives units back to a live state (an admin's `reward`). */
+    private readonly rewardState: Reward,
     policy: Policy,
     options: TableOptions
   ) {
     this.table = tableFor(policy, cells, options)
+    this.blocking = false
   }
 
   /** The rate state of `strategy`, in a table bounded by `policy.maxKeys`. */
   static of(strategy: Strategy, policy: Policy, options: TableOptions): RateState {
     if (strategy.kind === "gcra") {
       const engine = Gcra.make(strategy)
-      return RateState.erased(engine, engine.inPlace, policy, options)
+      return RateState.erased(engine, engine.inPlace, rewardOf(strategy), policy, options)
     }
     const engine = rateEngine(strategy)
-    return RateState.erased(engine, boxed(engine), policy, options)
+    return RateState.erased(engine, boxed(engine), rewardOf(strategy), policy, options)
   }
 
   /** The token budget of a meter `policy`: its `check` is the debit (cost = tokens). */
   static budget(policy: MeterPolicy, options: TableOptions): RateState {
     const engine = TokenBudget.make({ budget: policy.budget, windowMs: policy.windowMs })
-    return RateState.erased(engine, boxed(engine), policy, options)
+    return RateState.erased(engine, boxed(engine), budgetReward, policy, options)
   }
 
   /**
@@ -247,12 +290,14 @@ export class RateState {
   private static erased<C, S>(
     engine: RateEngine<S>,
     cells: InPlaceEngine<C, S>,
+    reward: Reward,
     policy: Policy,
     options: TableOptions
   ): RateState {
     return new RateState(
       engine as unknown as RateEngine<unknown>,
       cells as unknown as InPlaceEngine<unknown, unknown>,
+      reward,
       policy,
       options
     )
@@ -265,6 +310,7 @@ export class RateState {
 
   /** A consuming check of a key already validated: the state is written only when allowed. */
   check(key: string, now: number, cost: number): Decision {
+    if (this.blocking) return this.blockDenial(key, now) ?? this.checkKnown(key, now, cost)
     const cell = this.table.cellOf(key)
     return cell === undefined ? this.checkFresh(key, now, cost) : this.checkStored(key, cell, now, cost)
   }
@@ -276,9 +322,28 @@ export class RateState {
    * cost a third of the whole check.
    */
   checkUnvalidated(key: string, now: number, cost: number): Decision | undefined {
+    if (this.blocking) return this.checkBlockable(key, now, cost)
     const cell = this.table.cellOf(key)
     if (cell !== undefined) return this.checkStored(key, cell, now, cost)
     return Validate.keyProblem(key) === undefined ? this.checkFresh(key, now, cost) : undefined
+  }
+
+  /**
+   * A check while some key is blocked: the block's denial for a blocked key, else the usual check (the
+   * key is valid either way: a blocked key was checked when it was blocked, any other is checked here).
+   */
+  private checkBlockable(key: string, now: number, cost: number): Decision | undefined {
+    const denial = this.blockDenial(key, now)
+    if (denial !== undefined) return denial
+    const cell = this.table.cellOf(key)
+    if (cell !== undefined) return this.checkStored(key, cell, now, cost)
+    return Validate.keyProblem(key) === undefined ? this.checkFresh(key, now, cost) : undefined
+  }
+
+  /** `check` past the blocks: the key's own state decides. */
+  private checkKnown(key: string, now: number, cost: number): Decision {
+    const cell = this.table.cellOf(key)
+    return cell === undefined ? this.checkFresh(key, now, cost) : this.checkStored(key, cell, now, cost)
   }
 
   /**
@@ -305,6 +370,30 @@ export class RateState {
     return decision
   }
 
+  /** Whether the table holds a cell for `key` (live or not). */
+  holds(key: string): boolean {
+    return this.table.cellOf(key) !== undefined
+  }
+
+  /**
+   * What `check(key, now, cost)` decides, writing nothing: the engine's pure check on the key's state
+   * (no state when it expired), which decides as the in-place check does (`InPlaceEngine`). A new key's
+   * room in a full table is not asked here: see `roomFor`.
+   */
+  preview(key: string, now: number, cost: number): Decision {
+    const cell = this.table.cellOf(key)
+    const live = cell !== undefined && now <= this.cells.expiresAt(cell, now)
+    return fromData(this.engine.check(live ? this.cells.stateOf(cell) : undefined, now, cost).decision)
+  }
+
+  /**
+   * `undefined` when those of `keys` the table does not hold can all be stored at `now`
+   * (`KeyTable.roomFor`), else the denial each of them gets (the refusal of a table full of live keys).
+   */
+  roomFor(keys: ReadonlyArray<string>, now: number): Decision | undefined {
+    return this.table.roomFor(keys, now) ? undefined : this.refusal(now)
+  }
+
   /** The denial of a new key a full table refused: nothing left, retry when a sweep is due by time. */
   private refusal(now: number): Decision {
     const retryAfterMs = this.table.retryAfterMs(now)
@@ -319,12 +408,101 @@ export class RateState {
 
   /** A read-only check of cost 1. */
   peek(key: string, now: number): DecisionData {
+    if (this.blocking) {
+      const denial = this.blockDenial(key, now)
+      if (denial !== undefined) return denial
+    }
     return this.engine.peek(this.stateAt(key, now), now)
   }
 
-  /** What `key` can take at `now`, in units of `cost` (read-only). */
+  /** What `key` can take at `now`, in units of `cost` (read-only). A blocked key can take nothing. */
   forecast(key: string, now: number, cost: number): ForecastData {
-    return this.engine.forecast(this.stateAt(key, now), now, cost)
+    const forecast = this.engine.forecast(this.stateAt(key, now), now, cost)
+    const until = this.blocking ? this.blockedUntil(key, now) : undefined
+    return until === undefined
+      ? forecast
+      : { spendableNow: 0, nextReplenishAt: until, fullAt: forecast.fullAt > until ? forecast.fullAt : until }
+  }
+
+  // ---------------------------------------------------------------------------------------------------
+  // Admin operations (`RateLimiterAdmin`): keys and units checked by the admin front.
+  // ---------------------------------------------------------------------------------------------------
+
+  /** When the block on `key` ends, or `undefined` when it is not blocked at `now` (an ended block goes). */
+  private blockedUntil(key: string, now: number): number | undefined {
+    const until = this.blocked.get(key)
+    if (until === undefined) return undefined
+    if (now < until) return until
+    this.unblockKey(key)
+    return undefined
+  }
+
+  /** Drops the block on `key`; with none left, checks stop looking for blocks. */
+  private unblockKey(key: string): void {
+    this.blocked.delete(key)
+    if (this.blocked.size === 0) this.blocking = false
+  }
+
+  /** The denial of a blocked key: nothing left, reset and retry at the block's end. */
+  private blockDenial(key: string, now: number): Decision | undefined {
+    const until = this.blockedUntil(key, now)
+    return until === undefined ? undefined : deny(this.engine.limit, 0, until, until - now)
+  }
+
+  /** Forgets `key`: its state and any block on it; it reads as a fresh key's. */
+  reset(key: string): void {
+    this.table.drop(key)
+    this.unblockKey(key)
+  }
+
+  /**
+   * Takes `units` from `key` at `now`, down to none left at most: a check of the units left (at most
+   * `units`), written as a check writes, whatever a block says. Answers what a 1-unit peek sees after.
+   */
+  penalize(key: string, now: number, units: number): DecisionData {
+    const left = this.engine.peek(this.stateAt(key, now), now).remaining
+    const taken = left < units ? left : units
+    if (taken >= 1) {
+      const cell = this.table.cellOf(key)
+      if (cell === undefined) this.checkFresh(key, now, taken)
+      else this.checkStored(key, cell, now, taken)
+    }
+    return this.peek(key, now)
+  }
+
+  /**
+   * Gives `units` back to `key` at `now`, up to a fresh key's capacity (see `engine/reward.ts` for what
+   * each strategy changes). Answers what a 1-unit peek sees after.
+   */
+  reward(key: string, now: number, units: number): DecisionData {
+    const cell = this.table.get(key, now)
+    if (cell !== undefined) {
+      const state = this.cells.stateOf(cell)
+      const next = state === undefined ? undefined : this.rewardState(state, now, units)
+      if (next === undefined) this.table.drop(key)
+      else this.table.replace(key, this.cells.cellOf(next))
+    }
+    return this.peek(key, now)
+  }
+
+  /**
+   * Blocks `key` until `until` (epoch-ms, after `now`): every check, peek and forecast of it is denied
+   * with `resetAt = until` and `retryAfterMs = until − now` until then; its state is kept as it is.
+   * Ended blocks of other keys are dropped here.
+   */
+  block(key: string, now: number, until: number): DecisionData {
+    for (const [blockedKey, end] of this.blocked) {
+      if (end <= now) this.blocked.delete(blockedKey)
+    }
+    this.blocked.set(key, until)
+    this.blocking = true
+    return deny(this.engine.limit, 0, until, until - now)
+  }
+
+  /** Lifts a block on `key` (none: nothing happens). Answers what a 1-unit peek sees after. */
+  unblock(key: string, now: number): DecisionData {
+    this.unblockKey(key)
+    return this.peek(key, now)
   }
 }
 
@@ -337,7 +515,13 @@ export class RateState {
 export type Compiled =
   | { readonly kind: "limiter"; readonly policy: LimiterPolicy; readonly rate: RateState }
   | { readonly kind: "meter"; readonly policy: MeterPolicy; readonly budget: RateState }
-  | { readonly kind: "admitter"; readonly policy: AdmitterPolicy; readonly admitter: Admitter }
+  | {
+    readonly kind: "admitter"
+    readonly policy: AdmitterPolicy
+    readonly admitter: Admitter
+    /** The rate axis of a unified admitter (the state an admin can change), shared with `admitter`. */
+    readonly rate: RateState | undefined
+  }
   | { readonly kind: "fair"; readonly policy: FairPolicy }
 
 const compile = (policy: Policy, leaseTtlMs: number, tables: TableOptions): Compiled => {
@@ -346,16 +530,10 @@ const compile = (policy: Policy, leaseTtlMs: number, tables: TableOptions): Comp
       return { kind: "limiter", policy, rate: RateState.of(policy.strategy, policy, tables) }
     case "meter":
       return { kind: "meter", policy, budget: RateState.budget(policy, tables) }
-    case "admitter":
-      return {
-        kind: "admitter",
-        policy,
-        admitter: new Admitter(
-          policy.concurrency,
-          policy.rate === undefined ? undefined : RateState.of(policy.rate, policy, tables),
-          leaseTtlMs
-        )
-      }
+    case "admitter": {
+      const rate = policy.rate === undefined ? undefined : RateState.of(policy.rate, policy, tables)
+      return { kind: "admitter", policy, admitter: new Admitter(policy.concurrency, rate, leaseTtlMs), rate }
+    }
     case "fair": // its tenants live in the door's fair-escrow table (`fair/FairEscrow.ts`)
       return { kind: "fair", policy }
   }
@@ -477,3 +655,44 @@ export const unsupported = (
   operation: OperationNotSupported["operation"],
   kind: string
 ): OperationNotSupported => new OperationNotSupported({ policy, operation, reason: `a ${kind} policy` })
+
+/**
+ * One dimension of a multi-check on the Memory door: a rate state (a limiter's, or a meter's budget), a
+ * key and a cost, all checked.
+ *
+ * @since 0.3.0
+ * @internal
+ */
+export interface StateCheck {
+  readonly state: RateState
+  readonly key: string
+  readonly cost: number
+}
+
+/**
+ * A multi-check at `now`, all or nothing, in one synchronous step (nothing can run between the reads and
+ * the writes): every dimension is decided on the current state, writing nothing (`RateState.preview`);
+ * when all allow, and every table has room for its new keys (`RateState.roomFor`; a refusal denies those
+ * keys' dimensions), each is checked for real, which decides exactly as its preview and writes. Otherwise
+ * nothing is written. No two dimensions share a (state, key): the front refuses a repeated one.
+ *
+ * @since 0.3.0
+ * @internal
+ */
+export const checkAllAt = (checks: ReadonlyArray<StateCheck>, now: number): ReadonlyArray<Decision> => {
+  const previews = checks.map((c) => c.state.preview(c.key, now, c.cost))
+  for (const decision of previews) if (!decision.allowed) return previews
+  const byState = new Map<RateState, Array<string>>()
+  for (const c of checks) {
+    const keys = byState.get(c.state)
+    if (keys === undefined) byState.set(c.state, [c.key])
+    else keys.push(c.key)
+  }
+  for (const [state, keys] of byState) {
+    const refusal = state.roomFor(keys, now)
+    if (refusal !== undefined) {
+      return checks.map((c, i) => c.state === state && !c.state.holds(c.key) ? refusal : previews[i]!)
+    }
+  }
+  return checks.map((c) => c.state.check(c.key, now, c.cost))
+}

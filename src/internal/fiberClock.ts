@@ -1,0 +1,42 @@
+/**
+ * The running fiber's `Clock`, read from plain code inside a synchronous step (`Effect.sync`): the same
+ * clock `Effect.clockWith` hands over, without its extra runtime step. `Effect.clockWith` is a
+ * `withFiberRuntime` step that builds a fiber status and then runs a second Effect; on an in-process
+ * check those two steps cost more than the check itself (see bench/, `memory.hotKey.serviceVsEffectFloor`).
+ *
+ * `Fiber.getCurrentFiber` is the fiber whose step is running; `currentDefaultServices` is that fiber's
+ * default services (a `TestClock` or `Effect.withClock` replaces the clock there), cached by the
+ * fiber itself. The clock found for the last services seen is kept, so a call pays one comparison.
+ *
+ * @since 0.3.0
+ * @internal
+ */
+import * as Clock from "effect/Clock"
+import type * as Context from "effect/Context"
+import type * as DefaultServices from "effect/DefaultServices"
+import * as Fiber from "effect/Fiber"
+import * as Option from "effect/Option"
+
+let lastServices: Context.Context<DefaultServices.DefaultServices> | undefined
+let lastClock: Clock.Clock | undefined
+
+/** The clock of `services`, remembered for the next call with the same services. */
+const clockIn = (services: Context.Context<DefaultServices.DefaultServices>): Clock.Clock => {
+  if (services === lastServices) return lastClock!
+  const clock = services.unsafeMap.get(Clock.Clock.key) as Clock.Clock
+  lastServices = services
+  lastClock = clock
+  return clock
+}
+
+/**
+ * The current time in ms on the running fiber's `Clock`. Call it only inside a step of a fiber (an
+ * `Effect.sync` body); outside any fiber there is no fiber clock, and it reads the system clock.
+ *
+ * @since 0.3.0
+ * @internal
+ */
+export const fiberNowMillis = (): number => {
+  const fiber = Fiber.getCurrentFiber()
+  return Option.isSome(fiber) ? clockIn(fiber.value.currentDefaultServices).unsafeCurrentTimeMillis() : Date.now()
+}

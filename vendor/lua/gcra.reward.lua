@@ -1,0 +1,167 @@
+-- throttlekit-effect gcra.reward: built from vendor/lua/src by `npm run lua:build` (edit the sources, not this file).
+-- KEYS: key
+-- ARGV: now, periodMs, limit, burst, units, fence
+-- gcra reward (this package's admin role): gives `units` back to the key, up to a fresh key's capacity
+-- (src/engine/reward.ts). Replies with the peek afterwards.
+
+-- ARGV "now" is epoch-ms; 0 means the Redis server clock (TIME: seconds * 1000 + floor(microseconds / 1000)),
+-- the skew-free choice when many processes share a key.
+local function tk_now(arg)
+  local now = tonumber(arg)
+  if now == 0 then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now
+end
+
+-- Every number written to Redis goes through %.17g: 17 significant digits round-trip a double exactly, and
+-- whole numbers print without a fraction or exponent (below 1e17).
+local function tk_fmt(x)
+  return string.format('%.17g', x)
+end
+
+-- The earliest whole-ms instant in (from, to] at which reached(t) holds (reached is monotone), by bisection
+-- over the offset from `from`; `to` when it holds nowhere earlier.
+local function tk_first_instant(from, to, reached)
+  local lo = 0
+  local hi = math.ceil(to - from)
+  if hi <= 0 then return to end
+  while hi - lo > 1 do
+    local mid = lo + math.floor((hi - lo) / 2)
+    if reached(from + mid) then hi = mid else lo = mid end
+  end
+  local t = from + hi
+  if t < to then return t end
+  return to
+end
+
+-- floor(a / b) for whole a >= 0, b >= 1, corrected where the float quotient rounds across an integer.
+local function tk_whole_quotient(a, b)
+  if a <= 0 then return 0 end
+  local q = math.floor(a / b)
+  while q > 0 and q * b > a do q = q - 1 end
+  while (q + 1) * b <= a do q = q + 1 end
+  return q
+end
+
+-- ARGV "fence" (the last ARGV of a consuming script; optional): an epoch-ms deadline on the Redis server
+-- clock. A script that starts after it applies nothing and replies {-2}: its caller has given up on it (the
+-- call timed out or was cancelled), so it must never count later. Absent, empty or 0: no deadline.
+local function tk_fenced(arg)
+  local fence = tonumber(arg)
+  if fence == nil or fence <= 0 then return false end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > fence
+end
+
+-- GCRA. The key is a string: the theoretical arrival time (TAT), written with %.17g.
+-- a = { periodMs, limit, burst }; T = periodMs / limit; tau = T * burst; the reported limit is burst.
+local GCRA_FORECAST_SIMULATION_LIMIT = 4096
+
+local function gcra_tat(key, now)
+  local stored = redis.call('GET', key)
+  local tat = now
+  if stored then tat = tonumber(stored) end
+  if tat < now then tat = now end
+  return tat
+end
+
+local function gcra_units_left(tat, now, T, tau)
+  local remaining = math.floor((tau - (tat - now)) / T)
+  if remaining < 0 then remaining = 0 end
+  return remaining
+end
+
+-- Decides a check of `cost`; returns the five-integer reply and, when allowed, the write to apply.
+local function gcra_check(key, now, a, cost)
+  local T = a.periodMs / a.limit
+  local tau = T * a.burst
+  local tat = gcra_tat(key, now)
+  local inc = T * cost
+  local newTat = tat + inc
+  local allowAt = newTat - tau
+  if now < allowAt then
+    return { 0, a.burst, gcra_units_left(tat, now, T, tau), math.ceil(tat), math.ceil(allowAt - now) }, nil
+  end
+  local remaining = math.floor((tau - (newTat - now)) / T)
+  if remaining < 0 then remaining = 0 end
+  local px = math.ceil(newTat - now)
+  if px < 1 then px = 1 end
+  local write = function()
+    redis.call('SET', key, tk_fmt(newTat), 'PX', tk_fmt(px))
+  end
+  return { 1, a.burst, remaining, math.ceil(newTat), 0 }, write
+end
+
+-- Peek's remaining for a current TAT: the units left, but at least 1 when a 1-unit check would pass.
+local function gcra_peek_units(tat, now, T, tau)
+  local remaining = gcra_units_left(tat, now, T, tau)
+  if remaining < 1 and not (now < tat + T - tau) then return 1 end
+  return remaining
+end
+
+-- The decision a 1-unit check would get, consuming nothing; resetAt describes the state as it stands.
+local function gcra_peek(key, now, a)
+  local T = a.periodMs / a.limit
+  local tau = T * a.burst
+  local tat = gcra_tat(key, now)
+  local newTat = tat + T
+  local allowAt = newTat - tau
+  local remaining = gcra_peek_units(tat, now, T, tau)
+  if now < allowAt then
+    return { 0, a.burst, remaining, math.ceil(tat), math.ceil(allowAt - now) }
+  end
+  return { 1, a.burst, remaining, math.ceil(tat), 0 }
+end
+
+-- { spendableNow, nextReplenishAt, fullAt } for units of `cost`: successive checks are simulated one by one
+-- (exactly what check would do) up to a bound, beyond which the closed form takes over. Capacity is counted
+-- in whole units as peek reports them; "full" is what a fresh key reports.
+local function gcra_forecast(key, now, a, cost)
+  local T = a.periodMs / a.limit
+  local tau = T * a.burst
+  local tat0 = gcra_tat(key, now)
+  local inc = T * cost
+  local spendable = 0
+  local tat = tat0
+  while spendable < GCRA_FORECAST_SIMULATION_LIMIT do
+    local newTat = tat + inc
+    if now < newTat - tau then break end
+    tat = newTat
+    spendable = spendable + 1
+  end
+  if spendable == GCRA_FORECAST_SIMULATION_LIMIT then
+    local closed = math.floor((tau - (tat0 - now)) / inc)
+    if closed > spendable then spendable = closed end
+  end
+  local full = gcra_peek_units(now, now, T, tau)
+  local current = gcra_peek_units(tat0, now, T, tau)
+  if current >= full then return { spendable, now, now } end
+  local units_at = function(t)
+    local x = t
+    if tat0 > t then x = tat0 end
+    return gcra_peek_units(x, t, T, tau)
+  end
+  local fullAt = tk_first_instant(now, math.ceil(tat0), function(t) return units_at(t) >= full end)
+  local nextAt = tk_first_instant(now, fullAt, function(t) return units_at(t) > current end)
+  return { spendable, nextAt, fullAt }
+end
+
+if tk_fenced(ARGV[6]) then return { -2 } end
+local now = tk_now(ARGV[1])
+local a = { periodMs = tonumber(ARGV[2]), limit = tonumber(ARGV[3]), burst = tonumber(ARGV[4]) }
+local units = tonumber(ARGV[5])
+-- The TAT moves back by units x T, not before now (a TAT at or before now reads fresh).
+local stored = redis.call('GET', KEYS[1])
+if stored and tonumber(stored) > now then
+  local newTat = tonumber(stored) - (a.periodMs / a.limit) * units
+  if newTat <= now then
+    redis.call('DEL', KEYS[1])
+  else
+    local px = math.ceil(newTat - now)
+    if px < 1 then px = 1 end
+    redis.call('SET', KEYS[1], tk_fmt(newTat), 'PX', tk_fmt(px))
+  end
+end
+return gcra_peek(KEYS[1], now, a)

@@ -1,0 +1,83 @@
+-- throttlekit-effect shaper.reserve: built from vendor/lua/src by `npm run lua:build` (edit the sources, not this file).
+-- KEYS: key
+-- ARGV: now, ratePerSec, maxQueueMs, cost, fence
+-- Shaper reserve (this package's leaky-bucket shaper, not the ThrottleKit wire): the key is a string, the
+-- departure instant (epoch-ms, fractional) of the key's next call. departure = max(stored or now, now);
+-- a call waiting longer than maxQueueMs (departure - now > maxQueueMs) is refused and nothing is written;
+-- otherwise end = departure + (1000 / ratePerSec) * cost is stored (%.17g, PX ceil(end - now), at least 1).
+-- Reply {accepted (1|0), delayMs, retryAfterMs, start, end, remaining, limit}: start and end as %.17g
+-- strings (the exact departures, for shaper.giveBack); remaining the cost-1 calls still accepted now,
+-- limit those an empty queue accepts at one instant. The arithmetic is src/engine/shaper.ts's, in order.
+
+-- ARGV "now" is epoch-ms; 0 means the Redis server clock (TIME: seconds * 1000 + floor(microseconds / 1000)),
+-- the skew-free choice when many processes share a key.
+local function tk_now(arg)
+  local now = tonumber(arg)
+  if now == 0 then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now
+end
+
+-- Every number written to Redis goes through %.17g: 17 significant digits round-trip a double exactly, and
+-- whole numbers print without a fraction or exponent (below 1e17).
+local function tk_fmt(x)
+  return string.format('%.17g', x)
+end
+
+-- The earliest whole-ms instant in (from, to] at which reached(t) holds (reached is monotone), by bisection
+-- over the offset from `from`; `to` when it holds nowhere earlier.
+local function tk_first_instant(from, to, reached)
+  local lo = 0
+  local hi = math.ceil(to - from)
+  if hi <= 0 then return to end
+  while hi - lo > 1 do
+    local mid = lo + math.floor((hi - lo) / 2)
+    if reached(from + mid) then hi = mid else lo = mid end
+  end
+  local t = from + hi
+  if t < to then return t end
+  return to
+end
+
+-- floor(a / b) for whole a >= 0, b >= 1, corrected where the float quotient rounds across an integer.
+local function tk_whole_quotient(a, b)
+  if a <= 0 then return 0 end
+  local q = math.floor(a / b)
+  while q > 0 and q * b > a do q = q - 1 end
+  while (q + 1) * b <= a do q = q + 1 end
+  return q
+end
+
+-- ARGV "fence" (the last ARGV of a consuming script; optional): an epoch-ms deadline on the Redis server
+-- clock. A script that starts after it applies nothing and replies {-2}: its caller has given up on it (the
+-- call timed out or was cancelled), so it must never count later. Absent, empty or 0: no deadline.
+local function tk_fenced(arg)
+  local fence = tonumber(arg)
+  if fence == nil or fence <= 0 then return false end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > fence
+end
+
+if tk_fenced(ARGV[5]) then return { -2 } end
+local now = tk_now(ARGV[1])
+local T = 1000 / tonumber(ARGV[2])
+local maxQueueMs = tonumber(ARGV[3])
+local cost = tonumber(ARGV[4])
+local limit = math.floor(maxQueueMs / T) + 1
+local base = tonumber(redis.call('GET', KEYS[1]) or now)
+local departure = base
+if departure < now then departure = now end
+local delay = departure - now
+if delay > maxQueueMs then
+  return { 0, 0, math.ceil(delay - maxQueueMs), tk_fmt(departure), tk_fmt(departure), 0, limit }
+end
+local finish = departure + T * cost
+local px = math.ceil(finish - now)
+if px < 1 then px = 1 end
+redis.call('SET', KEYS[1], tk_fmt(finish), 'PX', px)
+local wait = finish - now
+local remaining = 0
+if wait <= maxQueueMs then remaining = math.floor((maxQueueMs - wait) / T) + 1 end
+return { 1, math.ceil(delay), 0, tk_fmt(departure), tk_fmt(finish), remaining, limit }

@@ -1,0 +1,183 @@
+-- throttlekit-effect slidingWindowLog.reward: built from vendor/lua/src by `npm run lua:build` (edit the sources, not this file).
+-- KEYS: key
+-- ARGV: now, windowMs, limit, units, fence
+-- slidingWindowLog reward (this package's admin role): gives `units` back to the key, up to a fresh key's capacity
+-- (src/engine/reward.ts). Replies with the peek afterwards.
+
+-- ARGV "now" is epoch-ms; 0 means the Redis server clock (TIME: seconds * 1000 + floor(microseconds / 1000)),
+-- the skew-free choice when many processes share a key.
+local function tk_now(arg)
+  local now = tonumber(arg)
+  if now == 0 then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now
+end
+
+-- Every number written to Redis goes through %.17g: 17 significant digits round-trip a double exactly, and
+-- whole numbers print without a fraction or exponent (below 1e17).
+local function tk_fmt(x)
+  return string.format('%.17g', x)
+end
+
+-- The earliest whole-ms instant in (from, to] at which reached(t) holds (reached is monotone), by bisection
+-- over the offset from `from`; `to` when it holds nowhere earlier.
+local function tk_first_instant(from, to, reached)
+  local lo = 0
+  local hi = math.ceil(to - from)
+  if hi <= 0 then return to end
+  while hi - lo > 1 do
+    local mid = lo + math.floor((hi - lo) / 2)
+    if reached(from + mid) then hi = mid else lo = mid end
+  end
+  local t = from + hi
+  if t < to then return t end
+  return to
+end
+
+-- floor(a / b) for whole a >= 0, b >= 1, corrected where the float quotient rounds across an integer.
+local function tk_whole_quotient(a, b)
+  if a <= 0 then return 0 end
+  local q = math.floor(a / b)
+  while q > 0 and q * b > a do q = q - 1 end
+  while (q + 1) * b <= a do q = q + 1 end
+  return q
+end
+
+-- ARGV "fence" (the last ARGV of a consuming script; optional): an epoch-ms deadline on the Redis server
+-- clock. A script that starts after it applies nothing and replies {-2}: its caller has given up on it (the
+-- call timed out or was cancelled), so it must never count later. Absent, empty or 0: no deadline.
+local function tk_fenced(arg)
+  local fence = tonumber(arg)
+  if fence == nil or fence <= 0 then return false end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > fence
+end
+
+-- Sliding window log (exact). The key is a sorted set with one member per admitted unit, score = the
+-- admission instant, member "<now>-<n>" (n = the live count before it plus its rank, so members stay unique).
+-- a = { windowMs, limit }; the reported limit is limit. Entries with score <= now - windowMs have left.
+
+-- Adds `cost` members of score `now` after `count` live ones, in chunks that fit unpack().
+local function swl_add(key, now, count, cost)
+  local score = tk_fmt(now)
+  local i = 1
+  while i <= cost do
+    local args = {}
+    local last = i + 499
+    if last > cost then last = cost end
+    for n = i, last do
+      args[#args + 1] = score
+      args[#args + 1] = score .. '-' .. tk_fmt(count + n)
+    end
+    redis.call('ZADD', key, unpack(args))
+    i = last + 1
+  end
+end
+
+-- The score of the k-th oldest live entry (1-based), without pruning: live entries have score > windowStart.
+local function swl_kth(key, windowStart, k)
+  local entry = redis.call('ZRANGEBYSCORE', key, '(' .. tk_fmt(windowStart), '+inf', 'WITHSCORES', 'LIMIT', k - 1, 1)
+  return tonumber(entry[2])
+end
+
+local function swl_left(limit, count)
+  local remaining = limit - count
+  if remaining < 0 then remaining = 0 end
+  return remaining
+end
+
+local function swl_retry(key, windowStart, now, a, count, cost)
+  if count == 0 then return a.windowMs end
+  local k = count + cost - a.limit
+  if k < 1 then k = 1 end
+  if k > count then k = count end
+  local retry = math.ceil(swl_kth(key, windowStart, k) + a.windowMs - now)
+  if retry < 1 then retry = 1 end
+  return retry
+end
+
+local function swl_reset(key, windowStart, now, a, count)
+  if count == 0 then return math.ceil(now + a.windowMs) end
+  return math.ceil(swl_kth(key, windowStart, 1) + a.windowMs)
+end
+
+-- The consuming check prunes departed entries first (as every client of this wire does), then decides.
+local function swl_check(key, now, a, cost)
+  local windowStart = now - a.windowMs
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', tk_fmt(windowStart))
+  local count = redis.call('ZCARD', key)
+  if count + cost <= a.limit then
+    local ttl = math.ceil(a.windowMs)
+    if ttl < 1 then ttl = 1 end
+    -- The oldest entry once `cost` entries of score `now` are added: `now` bounds it only when something
+    -- is added (a cost of 0 adds nothing, so entries stamped after `now` by a clock that stepped back
+    -- keep their own score).
+    local oldest = now
+    if count > 0 then oldest = swl_kth(key, windowStart, 1) end
+    if cost > 0 and now < oldest then oldest = now end
+    local write = function()
+      swl_add(key, now, count, cost)
+      redis.call('PEXPIRE', key, tk_fmt(ttl))
+    end
+    return { 1, a.limit, swl_left(a.limit, count + cost), math.ceil(oldest + a.windowMs), 0 }, write
+  end
+  return {
+    0, a.limit, swl_left(a.limit, count), swl_reset(key, windowStart, now, a, count),
+    swl_retry(key, windowStart, now, a, count, cost)
+  }, nil
+end
+
+local function swl_live_count(key, windowStart)
+  return redis.call('ZCOUNT', key, '(' .. tk_fmt(windowStart), '+inf')
+end
+
+local function swl_peek(key, now, a)
+  local windowStart = now - a.windowMs
+  local count = swl_live_count(key, windowStart)
+  local resetAt = swl_reset(key, windowStart, now, a, count)
+  if count + 1 <= a.limit then return { 1, a.limit, swl_left(a.limit, count), resetAt, 0 } end
+  return { 0, a.limit, swl_left(a.limit, count), resetAt, swl_retry(key, windowStart, now, a, count, 1) }
+end
+
+local function swl_forecast(key, now, a, cost)
+  local windowStart = now - a.windowMs
+  local entries = redis.call('ZRANGEBYSCORE', key, '(' .. tk_fmt(windowStart), '+inf', 'WITHSCORES')
+  local count = #entries / 2
+  local spendable = 0
+  if count <= a.limit then spendable = tk_whole_quotient(a.limit - count, cost) end
+  if count == 0 then return { spendable, now, now } end
+  local current = swl_left(a.limit, count)
+  local nextAt = now
+  local left = count
+  local i = 2
+  while i <= #entries do
+    -- One run: every entry sharing this score leaves at the same instant.
+    local at = tonumber(entries[i])
+    while i <= #entries and tonumber(entries[i]) == at do
+      left = left - 1
+      i = i + 2
+    end
+    if swl_left(a.limit, left) > current then
+      nextAt = math.ceil(at + a.windowMs)
+      break
+    end
+  end
+  local fullAt = math.ceil(tonumber(entries[#entries]) + a.windowMs)
+  return { spendable, nextAt, fullAt }
+end
+
+if tk_fenced(ARGV[5]) then return { -2 } end
+local now = tk_now(ARGV[1])
+local a = { windowMs = tonumber(ARGV[2]), limit = tonumber(ARGV[3]) }
+local units = tonumber(ARGV[4])
+-- Departed entries are pruned (as a check prunes), then the units newest entries go.
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', tk_fmt(now - a.windowMs))
+local held = redis.call('ZCARD', KEYS[1])
+if held > 0 then
+  local k = units
+  if k > held then k = held end
+  redis.call('ZREMRANGEBYRANK', KEYS[1], tk_fmt(-k), -1)
+end
+return swl_peek(KEYS[1], now, a)

@@ -1,0 +1,13 @@
+-- fixedWindow reward (this package's admin role): gives `units` back to the key, up to a fresh key's capacity
+-- (src/engine/reward.ts). Replies with the peek afterwards.
+--! strategy: fixedWindow
+--! role: reward
+--! keys: key
+--! argv: now limit windowMs units fence
+--! uses: clock fixedWindow reward
+if tk_fenced(ARGV[5]) then return { -2 } end
+local now = tk_now(ARGV[1])
+local a = { limit = tonumber(ARGV[2]), windowMs = tonumber(ARGV[3]) }
+local units = tonumber(ARGV[4])
+rw_count_down(KEYS[1], math.floor(now / a.windowMs) * a.windowMs, units)
+return fw_peek(KEYS[1], now, a)

@@ -1,0 +1,59 @@
+-- Multi-dimension check, all or nothing: every dimension (a rate check or a token-budget debit, each on its
+-- own key) is decided at one instant on the state as it stands, then either every one is written (all
+-- allowed) or none is. Each dimension runs its strategy's own check (the same library part as its
+-- single-key script, on the same key and state layout), so a multi-check and single checks share state.
+-- ARGV after now and fence: 8 values per dimension, in KEYS order: kind, cost, then the parameters of
+-- kind's single-key script in its ARGV order (the rest "0"): gcra periodMs limit burst; tokenBucket
+-- capacity refillPerSec; fixedWindow limit windowMs; slidingWindow windowMs limit buckets;
+-- slidingWindowLog windowMs limit; quota limit mode periodMs anchor offsetMs weekStartsOn; tokenBudget
+-- budget windowMs. Reply: five integers per dimension, in order; {-3, i} when dimension i names no known
+-- kind (nothing written). The keys must be distinct (the caller refuses a repeated one).
+--! strategy: multi
+--! role: check
+--! keys: keys...
+--! argv: now fence dims...
+--! uses: clock gcra tokenBucket fixedWindow slidingWindow slidingWindowLog quota tokenBudget
+if tk_fenced(ARGV[2]) then return { -2 } end
+local now = tk_now(ARGV[1])
+local decisions = {}
+local writes = {}
+local allowed = true
+for i = 1, #KEYS do
+  local s = 3 + (i - 1) * 8
+  local kind = ARGV[s]
+  local cost = tonumber(ARGV[s + 1])
+  local p1 = tonumber(ARGV[s + 2])
+  local p2 = tonumber(ARGV[s + 3])
+  local p3 = tonumber(ARGV[s + 4])
+  local key = KEYS[i]
+  local d, w
+  if kind == 'gcra' then
+    d, w = gcra_check(key, now, { periodMs = p1, limit = p2, burst = p3 }, cost)
+  elseif kind == 'tokenBucket' then
+    d, w = tb_check(key, now, { capacity = p1, refillPerSec = p2 }, cost)
+  elseif kind == 'fixedWindow' then
+    d, w = fw_check(key, now, { limit = p1, windowMs = p2 }, cost)
+  elseif kind == 'slidingWindow' then
+    d, w = sw_check(key, now, { windowMs = p1, limit = p2, buckets = p3 }, cost)
+  elseif kind == 'slidingWindowLog' then
+    d, w = swl_check(key, now, { windowMs = p1, limit = p2 }, cost)
+  elseif kind == 'quota' then
+    d, w = qt_check(key, now, qt_params(p1, ARGV, s + 3), cost)
+  elseif kind == 'tokenBudget' then
+    d, w = tbud_debit(key, now, { budget = p1, windowMs = p2 }, cost)
+  else
+    return { -3, i }
+  end
+  decisions[i] = d
+  writes[i] = w
+  if not w then allowed = false end
+end
+if allowed then
+  for i = 1, #KEYS do writes[i]() end
+end
+local reply = {}
+for i = 1, #KEYS do
+  local d = decisions[i]
+  for j = 1, 5 do reply[#reply + 1] = d[j] end
+end
+return reply

@@ -1,0 +1,19 @@
+-- tokenBucket penalize (this package's admin role): takes `units` from the key, down to none left at most: a
+-- check of the units a 1-unit peek reports left (at most `units`), written as a check writes. Replies
+-- with the peek afterwards.
+--! strategy: tokenBucket
+--! role: penalize
+--! keys: key
+--! argv: now capacity refillPerSec units fence
+--! uses: clock tokenBucket
+if tk_fenced(ARGV[5]) then return { -2 } end
+local now = tk_now(ARGV[1])
+local a = { capacity = tonumber(ARGV[2]), refillPerSec = tonumber(ARGV[3]) }
+local units = tonumber(ARGV[4])
+local left = tb_peek(KEYS[1], now, a)[3]
+if left > units then left = units end
+if left >= 1 then
+  local _, write = tb_check(KEYS[1], now, a, left)
+  if write then write() end
+end
+return tb_peek(KEYS[1], now, a)

@@ -1,0 +1,13 @@
+-- tokenBudget reward (this package's admin role): gives `units` back to the key, up to a fresh key's capacity
+-- (src/engine/reward.ts). Replies with the peek afterwards.
+--! strategy: tokenBudget
+--! role: reward
+--! keys: key
+--! argv: now budget windowMs units fence
+--! uses: clock tokenBudgetRead reward
+if tk_fenced(ARGV[5]) then return { -2 } end
+local now = tk_now(ARGV[1])
+local a = { budget = tonumber(ARGV[2]), windowMs = tonumber(ARGV[3]) }
+local units = tonumber(ARGV[4])
+rw_count_down(KEYS[1], math.floor(now / a.windowMs) * a.windowMs, units)
+return tbud_peek(KEYS[1], now, a)

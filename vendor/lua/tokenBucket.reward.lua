@@ -1,0 +1,157 @@
+-- throttlekit-effect tokenBucket.reward: built from vendor/lua/src by `npm run lua:build` (edit the sources, not this file).
+-- KEYS: key
+-- ARGV: now, capacity, refillPerSec, units, fence
+-- tokenBucket reward (this package's admin role): gives `units` back to the key, up to a fresh key's capacity
+-- (src/engine/reward.ts). Replies with the peek afterwards.
+
+-- ARGV "now" is epoch-ms; 0 means the Redis server clock (TIME: seconds * 1000 + floor(microseconds / 1000)),
+-- the skew-free choice when many processes share a key.
+local function tk_now(arg)
+  local now = tonumber(arg)
+  if now == 0 then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now
+end
+
+-- Every number written to Redis goes through %.17g: 17 significant digits round-trip a double exactly, and
+-- whole numbers print without a fraction or exponent (below 1e17).
+local function tk_fmt(x)
+  return string.format('%.17g', x)
+end
+
+-- The earliest whole-ms instant in (from, to] at which reached(t) holds (reached is monotone), by bisection
+-- over the offset from `from`; `to` when it holds nowhere earlier.
+local function tk_first_instant(from, to, reached)
+  local lo = 0
+  local hi = math.ceil(to - from)
+  if hi <= 0 then return to end
+  while hi - lo > 1 do
+    local mid = lo + math.floor((hi - lo) / 2)
+    if reached(from + mid) then hi = mid else lo = mid end
+  end
+  local t = from + hi
+  if t < to then return t end
+  return to
+end
+
+-- floor(a / b) for whole a >= 0, b >= 1, corrected where the float quotient rounds across an integer.
+local function tk_whole_quotient(a, b)
+  if a <= 0 then return 0 end
+  local q = math.floor(a / b)
+  while q > 0 and q * b > a do q = q - 1 end
+  while (q + 1) * b <= a do q = q + 1 end
+  return q
+end
+
+-- ARGV "fence" (the last ARGV of a consuming script; optional): an epoch-ms deadline on the Redis server
+-- clock. A script that starts after it applies nothing and replies {-2}: its caller has given up on it (the
+-- call timed out or was cancelled), so it must never count later. Absent, empty or 0: no deadline.
+local function tk_fenced(arg)
+  local fence = tonumber(arg)
+  if fence == nil or fence <= 0 then return false end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > fence
+end
+
+-- Token bucket. The key is a hash: t = tokens (fractional, %.17g), l = the epoch-ms they were last brought
+-- current. a = { capacity, refillPerSec }; r = refillPerSec / 1000 tokens per ms; the reported limit is capacity.
+
+-- The tokens held at `now`: the stored count (capacity when there is none) refilled since l.
+local function tb_tokens_at(stored, last, now, capacity, r)
+  local elapsed = now - last
+  if elapsed < 0 then elapsed = 0 end
+  local tokens = stored + elapsed * r
+  if tokens > capacity then tokens = capacity end
+  return tokens
+end
+
+local function tb_state(key, now, capacity)
+  local fields = redis.call('HMGET', key, 't', 'l')
+  local stored = capacity
+  local last = now
+  if fields[1] then stored = tonumber(fields[1]) end
+  if fields[2] then last = tonumber(fields[2]) end
+  return stored, last
+end
+
+local function tb_whole(tokens)
+  local whole = math.floor(tokens)
+  if whole < 0 then whole = 0 end
+  return whole
+end
+
+local function tb_check(key, now, a, cost)
+  local capacity = a.capacity
+  local r = a.refillPerSec / 1000
+  local stored, last = tb_state(key, now, capacity)
+  local tokens = tb_tokens_at(stored, last, now, capacity, r)
+  if tokens >= cost then
+    local newTokens = tokens - cost
+    local ttl = math.ceil(capacity / r)
+    if ttl < 1 then ttl = 1 end
+    local write = function()
+      redis.call('HSET', key, 't', tk_fmt(newTokens), 'l', tk_fmt(now))
+      redis.call('PEXPIRE', key, tk_fmt(ttl))
+    end
+    return { 1, capacity, tb_whole(newTokens), now + math.ceil((capacity - newTokens) / r), 0 }, write
+  end
+  return {
+    0, capacity, tb_whole(tokens), now + math.ceil((capacity - tokens) / r), math.ceil((cost - tokens) / r)
+  }, nil
+end
+
+local function tb_peek(key, now, a)
+  local capacity = a.capacity
+  local r = a.refillPerSec / 1000
+  local stored, last = tb_state(key, now, capacity)
+  local tokens = tb_tokens_at(stored, last, now, capacity, r)
+  local resetAt = now + math.ceil((capacity - tokens) / r)
+  if tokens >= 1 then return { 1, capacity, tb_whole(tokens), resetAt, 0 } end
+  return { 0, capacity, tb_whole(tokens), resetAt, math.ceil((1 - tokens) / r) }
+end
+
+local function tb_forecast(key, now, a, cost)
+  local capacity = a.capacity
+  local r = a.refillPerSec / 1000
+  local stored, last = tb_state(key, now, capacity)
+  local tokens = tb_tokens_at(stored, last, now, capacity, r)
+  local spendable = 0
+  if tokens >= cost then spendable = math.floor(tokens / cost) end
+  while spendable > 0 and spendable * cost > tokens do spendable = spendable - 1 end
+  while (spendable + 1) * cost <= tokens do spendable = spendable + 1 end
+  if tokens >= capacity then return { spendable, now, now } end
+  local tokens_at = function(t) return tb_tokens_at(stored, last, t, capacity, r) end
+  local refilledAt = now + math.ceil((capacity - tokens) / r)
+  -- Refilling from the stored state can land a rounding error short of capacity: step past it.
+  for _ = 1, 4 do
+    if tokens_at(refilledAt) < capacity then refilledAt = refilledAt + 1 else break end
+  end
+  local fullAt = tk_first_instant(now, refilledAt, function(t) return tokens_at(t) >= capacity end)
+  local current = tb_whole(tokens)
+  local nextAt = tk_first_instant(now, fullAt, function(t) return tb_whole(tokens_at(t)) > current end)
+  return { spendable, nextAt, fullAt }
+end
+
+if tk_fenced(ARGV[5]) then return { -2 } end
+local now = tk_now(ARGV[1])
+local a = { capacity = tonumber(ARGV[2]), refillPerSec = tonumber(ARGV[3]) }
+local units = tonumber(ARGV[4])
+-- The tokens held now (refilled) plus units; a full bucket reads fresh.
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  local r = a.refillPerSec / 1000
+  local stored, last = tb_state(KEYS[1], now, a.capacity)
+  local elapsed = now - last
+  if elapsed < 0 then elapsed = 0 end
+  local tokens = stored + elapsed * r + units
+  if tokens >= a.capacity then
+    redis.call('DEL', KEYS[1])
+  else
+    local ttl = math.ceil(a.capacity / r)
+    if ttl < 1 then ttl = 1 end
+    redis.call('HSET', KEYS[1], 't', tk_fmt(tokens), 'l', tk_fmt(now))
+    redis.call('PEXPIRE', KEYS[1], tk_fmt(ttl))
+  end
+end
+return tb_peek(KEYS[1], now, a)

@@ -1,0 +1,140 @@
+-- throttlekit-effect tokenBudget.penalize: built from vendor/lua/src by `npm run lua:build` (edit the sources, not this file).
+-- KEYS: key
+-- ARGV: now, budget, windowMs, units, fence
+-- tokenBudget penalize (this package's admin role): takes `units` from the key, down to none left at most: a
+-- check of the units a 1-unit peek reports left (at most `units`), written as a check writes. Replies
+-- with the peek afterwards.
+
+-- ARGV "now" is epoch-ms; 0 means the Redis server clock (TIME: seconds * 1000 + floor(microseconds / 1000)),
+-- the skew-free choice when many processes share a key.
+local function tk_now(arg)
+  local now = tonumber(arg)
+  if now == 0 then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now
+end
+
+-- Every number written to Redis goes through %.17g: 17 significant digits round-trip a double exactly, and
+-- whole numbers print without a fraction or exponent (below 1e17).
+local function tk_fmt(x)
+  return string.format('%.17g', x)
+end
+
+-- The earliest whole-ms instant in (from, to] at which reached(t) holds (reached is monotone), by bisection
+-- over the offset from `from`; `to` when it holds nowhere earlier.
+local function tk_first_instant(from, to, reached)
+  local lo = 0
+  local hi = math.ceil(to - from)
+  if hi <= 0 then return to end
+  while hi - lo > 1 do
+    local mid = lo + math.floor((hi - lo) / 2)
+    if reached(from + mid) then hi = mid else lo = mid end
+  end
+  local t = from + hi
+  if t < to then return t end
+  return to
+end
+
+-- floor(a / b) for whole a >= 0, b >= 1, corrected where the float quotient rounds across an integer.
+local function tk_whole_quotient(a, b)
+  if a <= 0 then return 0 end
+  local q = math.floor(a / b)
+  while q > 0 and q * b > a do q = q - 1 end
+  while (q + 1) * b <= a do q = q + 1 end
+  return q
+end
+
+-- ARGV "fence" (the last ARGV of a consuming script; optional): an epoch-ms deadline on the Redis server
+-- clock. A script that starts after it applies nothing and replies {-2}: its caller has given up on it (the
+-- call timed out or was cancelled), so it must never count later. Absent, empty or 0: no deadline.
+local function tk_fenced(arg)
+  local fence = tonumber(arg)
+  if fence == nil or fence <= 0 then return false end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > fence
+end
+
+-- Token budget reads (peek, forecast): the debit's window and state (hash s = window start, c = tokens spent),
+-- read only. a = { budget, windowMs }. Kept apart from the debit's part so the debit script's bytes (and SHA)
+-- stay as they were.
+
+local function tbud_spent(key, start)
+  local fields = redis.call('HMGET', key, 's', 'c')
+  if fields[1] and tonumber(fields[1]) == start and fields[2] then return tonumber(fields[2]) end
+  return 0
+end
+
+-- The decision a 1-token debit would get now, remaining = max(0, budget - spent); nothing is debited.
+local function tbud_peek(key, now, a)
+  local start = math.floor(now / a.windowMs) * a.windowMs
+  local resetAt = start + a.windowMs
+  local spent = tbud_spent(key, start)
+  local remaining = a.budget - spent
+  if remaining < 0 then remaining = 0 end
+  if spent < a.budget then return { 1, a.budget, remaining, resetAt, 0 } end
+  return { 0, a.budget, remaining, resetAt, math.ceil(resetAt - now) }
+end
+
+-- ceil(a / b) for whole a >= 0, b >= 1, corrected where the float quotient rounds across an integer.
+local function tbud_ceil_quotient(x, y)
+  if x <= 0 then return 0 end
+  local q = math.ceil(x / y)
+  while q > 1 and (q - 1) * y >= x do q = q - 1 end
+  while q * y < x do q = q + 1 end
+  return q
+end
+
+-- {spendableNow, nextReplenishAt, fullAt} for debits of `tokens`: debit k (from 0) is admitted while
+-- spent + k * tokens < budget, so ceil((budget - spent) / tokens) of them; the budget returns whole at the
+-- window's end (now when nothing is spent in this window).
+local function tbud_forecast(key, now, a, tokens)
+  local start = math.floor(now / a.windowMs) * a.windowMs
+  local spent = tbud_spent(key, start)
+  local spendable = 0
+  if spent < a.budget then spendable = tbud_ceil_quotient(a.budget - spent, tokens) end
+  if spent == 0 then return { spendable, now, now } end
+  local resetAt = start + a.windowMs
+  return { spendable, resetAt, resetAt }
+end
+
+-- Token budget (the cost axis), epoch-aligned windows. The key is a hash like a fixed window's:
+-- s = window start, c = tokens spent in it. A debit is admitted while budget remains before it
+-- (spent < budget) and then counts in full, so the crossing debit may overshoot; later debits in the window
+-- are refused until its end. a = { budget, windowMs }; the reported limit is budget.
+
+local function tbud_debit(key, now, a, tokens)
+  local start = math.floor(now / a.windowMs) * a.windowMs
+  local resetAt = start + a.windowMs
+  local spent = 0
+  local fields = redis.call('HMGET', key, 's', 'c')
+  if fields[1] and tonumber(fields[1]) == start and fields[2] then spent = tonumber(fields[2]) end
+  if spent < a.budget then
+    local newSpent = spent + tokens
+    local px = math.ceil(resetAt - now)
+    if px < 1 then px = 1 end
+    local remaining = a.budget - newSpent
+    if remaining < 0 then remaining = 0 end
+    local write = function()
+      redis.call('HSET', key, 's', tk_fmt(start), 'c', tk_fmt(newSpent))
+      redis.call('PEXPIRE', key, tk_fmt(px))
+    end
+    return { 1, a.budget, remaining, resetAt, 0 }, write
+  end
+  local remaining = a.budget - spent
+  if remaining < 0 then remaining = 0 end
+  return { 0, a.budget, remaining, resetAt, math.ceil(resetAt - now) }, nil
+end
+
+if tk_fenced(ARGV[5]) then return { -2 } end
+local now = tk_now(ARGV[1])
+local a = { budget = tonumber(ARGV[2]), windowMs = tonumber(ARGV[3]) }
+local units = tonumber(ARGV[4])
+local left = tbud_peek(KEYS[1], now, a)[3]
+if left > units then left = units end
+if left >= 1 then
+  local _, write = tbud_debit(KEYS[1], now, a, left)
+  if write then write() end
+end
+return tbud_peek(KEYS[1], now, a)

@@ -1,0 +1,122 @@
+-- throttlekit-effect tokenBudget.reward: built from vendor/lua/src by `npm run lua:build` (edit the sources, not this file).
+-- KEYS: key
+-- ARGV: now, budget, windowMs, units, fence
+-- tokenBudget reward (this package's admin role): gives `units` back to the key, up to a fresh key's capacity
+-- (src/engine/reward.ts). Replies with the peek afterwards.
+
+-- ARGV "now" is epoch-ms; 0 means the Redis server clock (TIME: seconds * 1000 + floor(microseconds / 1000)),
+-- the skew-free choice when many processes share a key.
+local function tk_now(arg)
+  local now = tonumber(arg)
+  if now == 0 then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now
+end
+
+-- Every number written to Redis goes through %.17g: 17 significant digits round-trip a double exactly, and
+-- whole numbers print without a fraction or exponent (below 1e17).
+local function tk_fmt(x)
+  return string.format('%.17g', x)
+end
+
+-- The earliest whole-ms instant in (from, to] at which reached(t) holds (reached is monotone), by bisection
+-- over the offset from `from`; `to` when it holds nowhere earlier.
+local function tk_first_instant(from, to, reached)
+  local lo = 0
+  local hi = math.ceil(to - from)
+  if hi <= 0 then return to end
+  while hi - lo > 1 do
+    local mid = lo + math.floor((hi - lo) / 2)
+    if reached(from + mid) then hi = mid else lo = mid end
+  end
+  local t = from + hi
+  if t < to then return t end
+  return to
+end
+
+-- floor(a / b) for whole a >= 0, b >= 1, corrected where the float quotient rounds across an integer.
+local function tk_whole_quotient(a, b)
+  if a <= 0 then return 0 end
+  local q = math.floor(a / b)
+  while q > 0 and q * b > a do q = q - 1 end
+  while (q + 1) * b <= a do q = q + 1 end
+  return q
+end
+
+-- ARGV "fence" (the last ARGV of a consuming script; optional): an epoch-ms deadline on the Redis server
+-- clock. A script that starts after it applies nothing and replies {-2}: its caller has given up on it (the
+-- call timed out or was cancelled), so it must never count later. Absent, empty or 0: no deadline.
+local function tk_fenced(arg)
+  local fence = tonumber(arg)
+  if fence == nil or fence <= 0 then return false end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > fence
+end
+
+-- Token budget reads (peek, forecast): the debit's window and state (hash s = window start, c = tokens spent),
+-- read only. a = { budget, windowMs }. Kept apart from the debit's part so the debit script's bytes (and SHA)
+-- stay as they were.
+
+local function tbud_spent(key, start)
+  local fields = redis.call('HMGET', key, 's', 'c')
+  if fields[1] and tonumber(fields[1]) == start and fields[2] then return tonumber(fields[2]) end
+  return 0
+end
+
+-- The decision a 1-token debit would get now, remaining = max(0, budget - spent); nothing is debited.
+local function tbud_peek(key, now, a)
+  local start = math.floor(now / a.windowMs) * a.windowMs
+  local resetAt = start + a.windowMs
+  local spent = tbud_spent(key, start)
+  local remaining = a.budget - spent
+  if remaining < 0 then remaining = 0 end
+  if spent < a.budget then return { 1, a.budget, remaining, resetAt, 0 } end
+  return { 0, a.budget, remaining, resetAt, math.ceil(resetAt - now) }
+end
+
+-- ceil(a / b) for whole a >= 0, b >= 1, corrected where the float quotient rounds across an integer.
+local function tbud_ceil_quotient(x, y)
+  if x <= 0 then return 0 end
+  local q = math.ceil(x / y)
+  while q > 1 and (q - 1) * y >= x do q = q - 1 end
+  while q * y < x do q = q + 1 end
+  return q
+end
+
+-- {spendableNow, nextReplenishAt, fullAt} for debits of `tokens`: debit k (from 0) is admitted while
+-- spent + k * tokens < budget, so ceil((budget - spent) / tokens) of them; the budget returns whole at the
+-- window's end (now when nothing is spent in this window).
+local function tbud_forecast(key, now, a, tokens)
+  local start = math.floor(now / a.windowMs) * a.windowMs
+  local spent = tbud_spent(key, start)
+  local spendable = 0
+  if spent < a.budget then spendable = tbud_ceil_quotient(a.budget - spent, tokens) end
+  if spent == 0 then return { spendable, now, now } end
+  local resetAt = start + a.windowMs
+  return { spendable, resetAt, resetAt }
+end
+
+-- Rewards (this package's admin role): giving units back to a key, as `src/engine/reward.ts` computes them
+-- on the same state. A state that would read as a fresh key's is deleted; otherwise the key keeps its expiry.
+
+-- A counting hash (s = period start, c = count or tokens spent): the count of the period starting at `start`
+-- goes down by `units`; 0 or less deletes the key. Another period's count is already fresh: nothing changes.
+local function rw_count_down(key, start, units)
+  local fields = redis.call('HMGET', key, 's', 'c')
+  if not (fields[1] and tonumber(fields[1]) == start and fields[2]) then return end
+  local count = tonumber(fields[2]) - units
+  if count <= 0 then
+    redis.call('DEL', key)
+  else
+    redis.call('HSET', key, 'c', tk_fmt(count))
+  end
+end
+
+if tk_fenced(ARGV[5]) then return { -2 } end
+local now = tk_now(ARGV[1])
+local a = { budget = tonumber(ARGV[2]), windowMs = tonumber(ARGV[3]) }
+local units = tonumber(ARGV[4])
+rw_count_down(KEYS[1], math.floor(now / a.windowMs) * a.windowMs, units)
+return tbud_peek(KEYS[1], now, a)
