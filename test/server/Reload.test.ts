@@ -5,6 +5,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Context, Effect, Either, Layer } from "effect"
+import * as AdminBackend from "../../src/clients/AdminBackend.js"
 import { sameDefinition } from "../../src/internal/sameDefinition.js"
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
 import type { Policy } from "../../src/Policy.js"
@@ -14,6 +15,7 @@ import { MonitorHub } from "../../src/server/monitor/Hub.js"
 import { appliedLine, refusedLine, summarize } from "../../src/server/Reload.js"
 import * as ThrottleKitServer from "../../src/server/ThrottleKitServer.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
+import { RateLimiterAdmin } from "../../src/services/RateLimiterAdmin.js"
 import { redisServer } from "../support/redisServer.js"
 
 const policiesOf = (config: string) => PolicyFile.parse(config, "test.yaml")
@@ -148,4 +150,19 @@ describe("live reload (in process)", () => {
     () => Effect.flatMap(redisServer, (redis) => fairKept({ kind: "redis", redis: redis.url })),
     { timeout: 60_000 }
   )
+
+  it.scoped("the admin door follows: it resets a key of an added policy and refuses a removed one", () =>
+    Effect.gen(function*() {
+      const { call, reloader, server } = yield* running(`limiters:\n${plain}`)
+      yield* reloader.reload(yield* policiesOf(`limiters:\n${other}`))
+      yield* call(Effect.forEach([1, 2], () => check("other", "k")))
+      const admin = Context.get(
+        yield* Layer.build(AdminBackend.layer({ target: server.address })),
+        RateLimiterAdmin
+      )
+      yield* admin.reset("other", "k")
+      expect((yield* call(check("other", "k"))).remaining).toBe(6)
+      const removed = yield* Effect.either(admin.reset("api", "k"))
+      expect(Either.isLeft(removed) && removed.left._tag).toBe("PolicyNotFound")
+    }))
 })
