@@ -9,6 +9,17 @@ import * as Schema from "effect/Schema"
 /**
  * The five integers of CONTRACT.md §1. `remaining` is never negative and `retryAfterMs` is 0 when allowed.
  *
+ * Two flags say how the decision was made (both `false` on an ordinary decision; neither is on the wire,
+ * which carries the five fields only):
+ * - `shadowed` (since 0.3.0): the policy is in shadow mode and its real answer was a denial, turned into
+ *   this allowance (`retryAfterMs` 0, as any allowance; `limit`, `remaining` and `resetAt` are the real
+ *   decision's, so `remaining` is what was really left: usually 0);
+ * - `degraded` (since 0.3.0): the shared store was unreachable and this process decided alone, against
+ *   its share of the limit (`RedisBackend`'s `insurance`); `limit` is then that share.
+ *
+ * The flags are read from the prototype (`false`) unless a decision sets its own: an ordinary decision
+ * keeps its five own fields, as fast to build and to compare as before.
+ *
  * @since 0.1.0
  * @category models
  */
@@ -17,8 +28,28 @@ export class Decision extends Schema.Class<Decision>("Decision")({
   limit: Schema.Number,
   remaining: Schema.Number,
   resetAt: Schema.Number,
-  retryAfterMs: Schema.Number
-}) {}
+  retryAfterMs: Schema.Number,
+  shadowed: Schema.optional(Schema.Boolean),
+  degraded: Schema.optional(Schema.Boolean)
+}) {
+  /**
+   * True when a shadow-mode policy's denial was answered as this allowance.
+   *
+   * @since 0.3.0
+   */
+  declare readonly shadowed: boolean
+  /**
+   * True when decided in this process alone while the shared store was unreachable.
+   *
+   * @since 0.3.0
+   */
+  declare readonly degraded: boolean
+}
+
+// The flags' defaults, shared by every decision that does not set its own (writable, so a decision that
+// sets one gets its own property).
+Object.defineProperty(Decision.prototype, "shadowed", { value: false, writable: true, enumerable: false })
+Object.defineProperty(Decision.prototype, "degraded", { value: false, writable: true, enumerable: false })
 
 /**
  * The plain shape of a decision, as the engine computes it and the wire carries it.
@@ -77,6 +108,42 @@ export const decisionOf = (
   resetAt: number,
   retryAfterMs: number
 ): Decision => new DecisionOf(allowed, limit, remaining, resetAt, retryAfterMs)
+
+/**
+ * `decision` answered as a shadow-mode allowance: a denial becomes an allowed decision with `shadowed`
+ * set (its `limit`, `remaining` and `resetAt` kept, `retryAfterMs` 0, `degraded` kept); an allowance is
+ * returned as it is.
+ *
+ * @since 0.3.0
+ * @category constructors
+ */
+export const shadowOf = (decision: Decision): Decision =>
+  decision.allowed ? decision : new Decision({
+    allowed: true,
+    limit: decision.limit,
+    remaining: decision.remaining,
+    resetAt: decision.resetAt,
+    retryAfterMs: 0,
+    shadowed: true,
+    ...(decision.degraded ? { degraded: true } : {})
+  }, true)
+
+/**
+ * `decision` marked as made in degraded mode (decided in this process alone while the shared store was
+ * unreachable).
+ *
+ * @since 0.3.0
+ * @category constructors
+ */
+export const degradedOf = (decision: Decision): Decision =>
+  new Decision({
+    allowed: decision.allowed,
+    limit: decision.limit,
+    remaining: decision.remaining,
+    resetAt: decision.resetAt,
+    retryAfterMs: decision.retryAfterMs,
+    degraded: true
+  }, true)
 
 /**
  * Wraps engine output in a `Decision` without re-validating it (the engine already guarantees the shape).

@@ -282,7 +282,13 @@ export const LimiterPolicy = Schema.Struct({
   strategy: Strategy,
   maxKeys: PositiveInt,
   twoTier: Schema.optional(TwoTier),
-  federated: Schema.optional(Federated)
+  federated: Schema.optional(Federated),
+  /**
+   * Shadow mode: decide and record as usual, but always allow (a denial is answered as an allowance with
+   * `Decision.shadowed` set, and counted by the Monitor and `/metrics` as a shadow denial). For rolling a
+   * new limit out safely. Absent: enforced. @since 0.3.0
+   */
+  shadow: Schema.optional(Schema.Boolean)
 })
 
 /**
@@ -304,7 +310,13 @@ export const MeterPolicy = Schema.Struct({
   budget: PositiveInt,
   windowMs: PositiveInt,
   maxKeys: PositiveInt,
-  shared: Schema.Boolean
+  shared: Schema.Boolean,
+  /**
+   * Shadow mode: decide and record as usual, but always allow (a denial is answered as an allowance with
+   * `Decision.shadowed` set, and counted by the Monitor and `/metrics` as a shadow denial). For rolling a
+   * new limit out safely. Absent: enforced. @since 0.3.0
+   */
+  shadow: Schema.optional(Schema.Boolean)
 })
 
 /**
@@ -385,7 +397,12 @@ export const AdmitterPolicy = Schema.Struct({
   rate: Schema.optional(Strategy),
   maxKeys: PositiveInt,
   /** The ceiling is shared by a fleet (see `DistributedConcurrency`). @since 0.3.0 */
-  distributed: Schema.optional(DistributedConcurrency)
+  distributed: Schema.optional(DistributedConcurrency),
+  /**
+   * Shadow mode (see `LimiterPolicy.shadow`): a denied admission is answered allowed (`shadowed`) but
+   * holds no slot (`leaseId` ""): the ceiling counts only the admissions it really admitted. @since 0.3.0
+   */
+  shadow: Schema.optional(Schema.Boolean)
 })
 
 /**
@@ -450,7 +467,13 @@ export const FairPolicy = Schema.Struct({
   prefix: Schema.String,
   fairEscrow: FairEscrow,
   maxKeys: PositiveInt,
-  federation: Schema.optional(FairFederation)
+  federation: Schema.optional(FairFederation),
+  /**
+   * Shadow mode: decide and record as usual, but always allow (a denial is answered as an allowance with
+   * `Decision.shadowed` set, and counted by the Monitor and `/metrics` as a shadow denial). For rolling a
+   * new limit out safely. Absent: enforced. @since 0.3.0
+   */
+  shadow: Schema.optional(Schema.Boolean)
 })
 
 /**
@@ -472,6 +495,14 @@ export const Policy = Schema.Union(LimiterPolicy, MeterPolicy, AdmitterPolicy, F
  * @category models
  */
 export type Policy = typeof Policy.Type
+
+/**
+ * True when `policy` is in shadow mode (never denies; see `LimiterPolicy.shadow`).
+ *
+ * @since 0.3.0
+ * @category utils
+ */
+export const isShadow = (policy: Policy): boolean => policy.shadow === true
 
 /**
  * The per-policy key cap used when a config does not give one (state beyond it is evicted oldest first).

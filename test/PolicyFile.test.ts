@@ -775,7 +775,7 @@ describe("PolicyFile.parse: errors (exact path and reason)", () => {
       expectProblem(
         yield* quota({ limit: 1, resetCadence: "fixed", windowMs: 1000 }),
         "limiters.q.windowMs",
-        "unknown field; a quota policy takes strategy, limit, resetCadence, period, periodMs, anchor, offsetMinutes, weekStartsOn, buckets, prefix, maxKeys"
+        "unknown field; a quota policy takes strategy, limit, resetCadence, period, periodMs, anchor, offsetMinutes, weekStartsOn, buckets, prefix, maxKeys, shadow"
       )
       expectProblem(
         yield* quota({ limit: 1, resetCadence: "fixed", period: "1d", anchor: 1.5 }),
@@ -843,12 +843,12 @@ describe("PolicyFile.parse: errors (exact path and reason)", () => {
       expectProblem(
         yield* failureOf({ limiters: { api: { ...gcra, brust: 5 } } }),
         "limiters.api.brust",
-        "unknown field; a gcra policy takes strategy, limit, period, periodMs, windowMs, burst, prefix, maxKeys"
+        "unknown field; a gcra policy takes strategy, limit, period, periodMs, windowMs, burst, prefix, maxKeys, shadow"
       )
       expectProblem(
         yield* failureOf({ limiters: { api: { strategy: "fixedWindow", limit: 1, periodMs: 100 } } }),
         "limiters.api.periodMs",
-        "unknown field; a fixedWindow policy takes strategy, limit, period, windowMs, prefix, maxKeys"
+        "unknown field; a fixedWindow policy takes strategy, limit, period, windowMs, prefix, maxKeys, shadow"
       )
       expectProblem(
         yield* failureOf({ limiters: { api: { ...gcra, twoTier: { batch: 2, bacth: 3 } } } }),
@@ -858,7 +858,7 @@ describe("PolicyFile.parse: errors (exact path and reason)", () => {
       expectProblem(
         yield* failureOf({ limiters: { llm: { strategy: "gcra", tokenBudget: { budget: 1, windowMs: 1 } } } }),
         "limiters.llm.strategy",
-        "unknown field; a tokenBudget policy takes tokenBudget, prefix"
+        "unknown field; a tokenBudget policy takes tokenBudget, prefix, shadow"
       )
       expectProblem(
         yield* failureOf({ limiters: { llm: { tokenBudget: { budget: 1, windowMs: 1, prefix: "x" } } } }),
@@ -873,7 +873,7 @@ describe("PolicyFile.parse: errors (exact path and reason)", () => {
       expectProblem(
         yield* failureOf({ limiters: { w: { limit: 5, concurrency: {} } } }),
         "limiters.w.limit",
-        "unknown field; a concurrency policy takes concurrency, prefix, maxKeys"
+        "unknown field; a concurrency policy takes concurrency, prefix, maxKeys, shadow"
       )
     }))
 

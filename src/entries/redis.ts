@@ -32,3 +32,11 @@ export * as RedisCoordinator from "../coordinator/RedisCoordinator.js"
  * @since 0.3.0
  */
 export * as RedisShaper from "../layers/RedisShaper.js"
+
+/**
+ * Insurance: while Redis is unreachable, each process decides against its share of each limit
+ * (`RedisBackend`'s `insurance` option).
+ *
+ * @since 0.3.0
+ */
+export * as Insurance from "../layers/Insurance.js"

@@ -31,6 +31,9 @@
  *   heartbeat fiber per policy to the ThrottleKit core's coordinator hash in Redis (`FleetAdmission`);
  *   `nodeId` names the node (default `<hostname>#<pid>`). Their leases are this process's. `makeStoreOn`
  *   (no scope for the fiber) serves them as plain concurrency admitters held in Redis.
+ * - Insurance (`insurance`, since 0.3.0): while Redis is unreachable, limiter checks and meter debits are
+ *   decided in this process against its share of each limit (`Decision.degraded`), and go back to Redis
+ *   by themselves once it answers a PING (see `Insurance`).
  * - Fair-escrow policies keep their tenants in this process, as the ThrottleKit core's server does (so
  *   their `maxKeys` applies); a `federatedFairEscrow` policy's pool is the hash at `prefix:key` (default
  *   `tk:rfp:<policy>`), in the core's layout, shared by every server of every region.
@@ -46,7 +49,7 @@ import type * as Scope from "effect/Scope"
 import { randomBytes } from "node:crypto"
 import * as RedisConcurrencyCoordinator from "../coordinator/RedisConcurrencyCoordinator.js"
 import { Admission, type Decision, Forecast, fromData } from "../Decision.js"
-import { BackendError, InvalidArgument, type RateLimiterError, type ServiceUnavailable } from "../Errors.js"
+import { BackendError, InvalidArgument, type RateLimiterError, ServiceUnavailable } from "../Errors.js"
 import {
   type AdmitterPolicy,
   type FairPolicy,
@@ -90,6 +93,7 @@ import {
 import * as FairEscrow from "./fair/FairEscrow.js"
 import * as RedisRegionPool from "./fair/RedisRegionPool.js"
 import * as FleetAdmission from "./FleetAdmission.js"
+import * as Insurance from "./Insurance.js"
 
 /**
  * Options of the Redis door (`heartbeatIntervalMs` and `overCapacity` are the front's: how often `admit`
@@ -132,6 +136,15 @@ export interface RedisBackendOptions extends FrontOptions {
    * @since 0.3.0
    */
   readonly nodeId?: string
+  /**
+   * Insurance while Redis is unreachable: this process decides limiter checks and meter debits alone
+   * against its share of each limit (`{ instances: N }` or `{ share: s }`), marks those decisions
+   * `degraded`, and goes back to Redis by itself once a PING answers (see `Insurance`). Absent: a call
+   * fails with `ServiceUnavailable` while Redis is down.
+   *
+   * @since 0.3.0
+   */
+  readonly insurance?: Insurance.InsuranceOptions
 }
 
 /**
@@ -325,8 +338,34 @@ export const makeStore = (
       keyPrefix: options.keyPrefix,
       replicaAcks: options.replicaAcks
     })
-    return yield* withFleet(redis, yield* makeStoreOn(redis, { ...options, policies }), options)
+    return yield* insured(
+      redis,
+      yield* withFleet(redis, yield* makeStoreOn(redis, { ...options, policies }), options),
+      options
+    )
   })
+
+/** A PING, within the connection's bound: whether Redis answers (the insurance's probe). */
+const ping = (redis: SharedRedis): Effect.Effect<void, ServiceUnavailable> => {
+  const down = (reason: string) => new ServiceUnavailable({ service: "redis", reason })
+  return Effect.tryPromise({
+    try: () => redis.client.ping(),
+    catch: (cause) => down(`PING failed: ${cause instanceof Error ? cause.message : String(cause)}`)
+  }).pipe(
+    Effect.timeoutFail({ duration: redis.runner.timeoutMs, onTimeout: () => down("PING timed out") }),
+    Effect.asVoid
+  )
+}
+
+/** `store` with its insurance (`Insurance.make`, probing with a PING), or as it is without one. */
+const insured = (
+  redis: SharedRedis,
+  store: LocalStore,
+  options: Pick<RedisBackendOptions, "insurance">
+): Effect.Effect<LocalStore, BackendError, Scope.Scope> =>
+  options.insurance === undefined
+    ? Effect.succeed(store)
+    : Insurance.make(store, { ...options.insurance, probe: ping(redis) })
 
 /**
  * A unified `distributedConcurrency` policy's rate axis: the strategy's wire check on `prefix:key`, as a
@@ -846,7 +885,7 @@ export const layerStoreShared = (
 
 /**
  * `layerStoreShared` as an Effect: the Redis store over the shared connection in context, with its
- * `distributedConcurrency` policies' heartbeat fibers in the scope.
+ * `distributedConcurrency` policies' heartbeat fibers (and its insurance, when asked) in the scope.
  *
  * @since 0.3.0
  * @category constructors
@@ -856,7 +895,11 @@ export const makeStoreShared = (
 ): Effect.Effect<LocalStore, PolicyError | BackendError, RedisClient.RedisClient | Scope.Scope> =>
   Effect.flatMap(
     RedisClient.RedisClient,
-    (redis) => Effect.flatMap(makeStoreOn(redis, options), (store) => withFleet(redis, store, options))
+    (redis) =>
+      Effect.flatMap(
+        makeStoreOn(redis, options),
+        (store) => Effect.flatMap(withFleet(redis, store, options), (fleet) => insured(redis, fleet, options))
+      )
   )
 
 /**

@@ -138,7 +138,8 @@ export const MonitorMeta = Schema.Struct({
 export type MonitorMeta = typeof MonitorMeta.Type
 
 /**
- * A policy in the full snapshot: the summary plus totals since the server started and denials by axis.
+ * A policy in the full snapshot: the summary plus totals since the server started and denials by axis
+ * (and, for a policy in shadow mode, its shadow denials).
  *
  * @since 0.1.0
  * @category models
@@ -147,7 +148,17 @@ export const PolicyDetail = Schema.Struct({
   ...PolicySummary.fields,
   allowedTotal: Schema.Number,
   deniedTotal: Schema.Number,
-  deniedByAxis: Schema.Record({ key: Schema.String, value: Schema.Number })
+  deniedByAxis: Schema.Record({ key: Schema.String, value: Schema.Number }),
+  /**
+   * Present (true) when the policy is in shadow mode: its would-be denials were answered allowed, and are
+   * counted in `allowed` / `allowedTotal` (what callers got) and in `shadowDenied` / `shadowDeniedTotal`
+   * (what the limit would have denied), never in `denied`. @since 0.3.0
+   */
+  shadow: Schema.optional(Schema.Boolean),
+  /** Shadow-mode denials over the rolling window (a shadow-mode policy only). @since 0.3.0 */
+  shadowDenied: Schema.optional(Schema.Number),
+  /** Shadow-mode denials since the server started (a shadow-mode policy only). @since 0.3.0 */
+  shadowDeniedTotal: Schema.optional(Schema.Number)
 })
 
 /**

@@ -28,6 +28,9 @@
  * - A concurrency block may say `algorithm: fixed` (a pinned ceiling); `minLimit == maxLimit` also pins it.
  * - A leased `twoTier` block needs `lowWater` below `batch` (the reference takes any value).
  *
+ * Any policy may say `shadow: true` (shadow mode: decided and recorded as usual, never denied; see
+ * `Policy.LimiterPolicy.shadow`); `shadow: false`, the default, leaves the policy as if the line were absent.
+ *
  * Errors: loading stops at the first problem, in file order, and fails with one `PolicyError` naming the
  * path of the offending field (`limiters.api.burst`) and the reason. A bad file never yields a partial
  * `PolicySet`.
@@ -397,6 +400,13 @@ type KindBlock = typeof KIND_BLOCKS[number]
 const andList = (items: ReadonlyArray<string>): string =>
   items.length <= 1 ? items.join("") : `${items.slice(0, -1).join(", ")} and ${items[items.length - 1]}`
 
+/**
+ * A policy's `shadow:` flag (true or false; default false), as the policy's own field: present only when
+ * true, so a policy that is enforced has the same shape with or without the line.
+ */
+const shadowOf = (section: Section): Decoded<{ readonly shadow?: true }> =>
+  Either.map(optional(section, "shadow", boolean), (shadow) => shadow === true ? { shadow } : {})
+
 const prefixOf = (section: Section, name: string, defaultPrefix: string | undefined): Decoded<string> =>
   Either.map(optional(section, "prefix", string), (own) => own ?? defaultPrefix ?? name)
 
@@ -440,7 +450,14 @@ const decodeLimiter = (
 ): Decoded<LimiterPolicy> =>
   Either.gen(function*() {
     const kind = yield* strategyKind(section)
-    const fields = ["strategy", ...STRATEGY_FIELDS[kind], "prefix", "maxKeys", ...(block === undefined ? [] : [block])]
+    const fields = [
+      "strategy",
+      ...STRATEGY_FIELDS[kind],
+      "prefix",
+      "maxKeys",
+      "shadow",
+      ...(block === undefined ? [] : [block])
+    ]
     yield* onlyFields(section, fields, `a ${kind} policy${block === undefined ? "" : ` with ${block}`}`)
     if (block === "federated" && !isWindowed(kind)) {
       return yield* fail(at(section, "strategy"), federatedStrategyReason(kind))
@@ -448,7 +465,7 @@ const decodeLimiter = (
     const strategy = yield* decodeStrategy(section, kind)
     const prefix = yield* prefixOf(section, name, defaultPrefix)
     const maxKeys = yield* withDefault(section, "maxKeys", positiveInt, DEFAULT_MAX_KEYS)
-    const policy: LimiterPolicy = { kind: "limiter", name, prefix, strategy, maxKeys }
+    const policy: LimiterPolicy = { kind: "limiter", name, prefix, strategy, maxKeys, ...(yield* shadowOf(section)) }
     if (block === "twoTier") return { ...policy, twoTier: yield* decodeTwoTier(yield* subsection(section, block)) }
     if (block === "federated") {
       return { ...policy, federated: yield* decodeFederated(yield* subsection(section, block), options) }
@@ -486,7 +503,7 @@ const decodeMeter = (
   block: "tokenBudget" | "fleetBudget"
 ): Decoded<MeterPolicy> =>
   Either.gen(function*() {
-    yield* onlyFields(section, [block, "prefix"], `a ${block} policy`)
+    yield* onlyFields(section, [block, "prefix", "shadow"], `a ${block} policy`)
     const settings = yield* subsection(section, block)
     const shared = block === "fleetBudget"
     const fields = ["budget", "windowMs", "maxKeys", ...(shared ? ["prefix"] : [])]
@@ -496,7 +513,7 @@ const decodeMeter = (
     const maxKeys = yield* withDefault(settings, "maxKeys", positiveInt, DEFAULT_MAX_KEYS)
     const blockPrefix = shared ? yield* optional(settings, "prefix", string) : undefined
     const prefix = blockPrefix ?? (yield* prefixOf(section, name, defaultPrefix))
-    return { kind: "meter", name, prefix, budget, windowMs, maxKeys, shared }
+    return { kind: "meter", name, prefix, budget, windowMs, maxKeys, shared, ...(yield* shadowOf(section)) }
   })
 
 const FAIR_FIELDS = [
@@ -542,7 +559,7 @@ const decodeFair = (
   options: DecodeOptions
 ): Decoded<FairPolicy> =>
   Either.gen(function*() {
-    yield* onlyFields(section, [block, "prefix"], `a ${block} policy`)
+    yield* onlyFields(section, [block, "prefix", "shadow"], `a ${block} policy`)
     const settings = yield* subsection(section, block)
     const federated = block === "federatedFairEscrow"
     yield* onlyFields(settings, federated ? [...FAIR_FIELDS, "region", "key", "prefix"] : FAIR_FIELDS, block)
@@ -559,7 +576,14 @@ const decodeFair = (
     yield* optional(settings, "costRoomRingSize", positiveInt)
     yield* optional(settings, "unit", string)
     const prefix = yield* prefixOf(section, name, defaultPrefix)
-    const policy: FairPolicy = { kind: "fair", name, prefix, fairEscrow: { limit, windowMs, weights }, maxKeys }
+    const policy: FairPolicy = {
+      kind: "fair",
+      name,
+      prefix,
+      fairEscrow: { limit, windowMs, weights },
+      maxKeys,
+      ...(yield* shadowOf(section))
+    }
     if (!federated) return policy
     const fallback = options.region === undefined || options.region === "" ? "default" : options.region
     const region = yield* withDefault(settings, "region", nonEmptyString, fallback)
@@ -613,7 +637,7 @@ const decodeAdmitter = (
     const kind = has(section, "strategy") ? yield* strategyKind(section) : undefined
     const rateFields = kind === undefined ? [] : ["strategy", ...STRATEGY_FIELDS[kind]]
     const owner = `a ${block} policy${kind === undefined ? "" : ` with a ${kind} rate`}`
-    yield* onlyFields(section, [block, ...rateFields, "prefix", "maxKeys"], owner)
+    yield* onlyFields(section, [block, ...rateFields, "prefix", "maxKeys", "shadow"], owner)
     const rate = kind === undefined ? undefined : yield* decodeStrategy(section, kind)
     const settings = yield* subsection(section, block)
     const concurrency = yield* decodeConcurrency(settings, block === "distributedConcurrency")
@@ -626,7 +650,8 @@ const decodeAdmitter = (
       prefix,
       concurrency,
       maxKeys,
-      ...(distributed === undefined ? {} : { distributed })
+      ...(distributed === undefined ? {} : { distributed }),
+      ...(yield* shadowOf(section))
     }
     return rate === undefined ? policy : { ...policy, rate }
   })

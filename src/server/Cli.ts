@@ -59,7 +59,16 @@ options:
                              0 answers at once (default 0; see the README on failover)
       --fail open|closed     while the store is down, Check/CheckMany on limiter policies answer allowed
                              (open) or denied (closed) instead of UNAVAILABLE; other calls and other
-                             errors are unchanged (default open)
+                             errors are unchanged (default open); with insurance, only the checks it
+                             does not decide (two-tier leases, fair escrows)
+      --insurance-instances N  while Redis is unreachable, decide limiter checks and meter debits in
+                             this process against 1/N of each limit (N servers share it), and go back
+                             to Redis by itself once it answers; counted as
+                             throttlekit_degraded_answers_total (needs --store redis)
+      --insurance-share S    the same with a share S of each limit, 0 < S <= 1 (e.g. 0.25)
+      --shadow               serve every policy in shadow mode: decide and record as usual, but answer
+                             every denial allowed (counted as throttlekit_shadow_denied_total); a policy
+                             can also say shadow: true in the file
       --monitor-secret S     secret for the Monitor door (env THROTTLEKIT_MONITOR_SECRET)
       --monitor-secret-file FILE  read it from FILE (env THROTTLEKIT_MONITOR_SECRET_FILE)
       --fleet-secret S       secret for the Fleet door (env THROTTLEKIT_FLEET_SECRET)
@@ -174,6 +183,13 @@ export interface RedisStore<S> {
   readonly keyPrefix: Option.Option<string>
   /** `--redis-replica-acks`. */
   readonly replicaAcks: number
+  /**
+   * `--insurance-instances N` / `--insurance-share S`: while Redis is unreachable, decide limiter checks
+   * and meter debits in this process against its share of each limit. Absent: no insurance.
+   *
+   * @since 0.3.0
+   */
+  readonly insurance?: { readonly instances: number } | { readonly share: number }
 }
 
 /**
@@ -276,6 +292,8 @@ export interface ServeArgs {
   readonly region: string
   /** This server's node id (`--node-id`, `TK_NODE_ID`); none: the server's `host:port`. */
   readonly nodeId: Option.Option<string>
+  /** Serve every policy in shadow mode (`--shadow`); absent: each policy's own `shadow`. @since 0.3.0 */
+  readonly shadow?: boolean
 }
 
 /**
@@ -397,6 +415,8 @@ const valueFlags: Record<string, string> = {
   "--redis-password-file": "redis-password-file",
   "--redis-prefix": "redis-prefix",
   "--redis-replica-acks": "redis-replica-acks",
+  "--insurance-instances": "insurance-instances",
+  "--insurance-share": "insurance-share",
   "--fail": "fail",
   "--monitor-secret": "monitor-secret",
   "--monitor-secret-file": "monitor-secret-file",
@@ -429,7 +449,8 @@ const valueFlags: Record<string, string> = {
 /** Flags that take no value. */
 const switchFlags: Record<string, string> = {
   "--tls-allow-not-yet-valid": "tls-allow-not-yet-valid",
-  "--watch-config": "watch-config"
+  "--watch-config": "watch-config",
+  "--shadow": "shadow"
 }
 
 /** A flag's name without any `=value` (which may be a secret), for error messages. */
@@ -698,7 +719,7 @@ const parseStore = (
       ...(cluster === undefined ? [] : [cluster.source]),
       ...(sentinel === undefined ? [] : [sentinel.source])
     ]
-    const redisOnly = ["redis-sentinel-name", "redis-prefix", "redis-replica-acks"]
+    const redisOnly = ["redis-sentinel-name", "redis-prefix", "redis-replica-acks", ...INSURANCE_FLAGS]
       .filter((flag) => values.has(flag))
       .map((flag) => `--${flag}`)
     const storeName = values.get("store") ?? (named.length > 0 ? "redis" : "memory")
@@ -749,7 +770,34 @@ const parseStore = (
       return yield* fail("--redis-prefix must be at most 256 bytes")
     }
     const replicaAcks = yield* wholeNumber("redis-replica-acks", values.get("redis-replica-acks") ?? "0", 0, 16)
-    return { kind: "redis", target, keyPrefix: Option.fromNullable(keyPrefix), replicaAcks } as const
+    const insurance = yield* insuranceFlags(values)
+    return {
+      kind: "redis",
+      target,
+      keyPrefix: Option.fromNullable(keyPrefix),
+      replicaAcks,
+      ...(insurance === undefined ? {} : { insurance })
+    } as const
+  })
+
+const INSURANCE_FLAGS = ["insurance-instances", "insurance-share"]
+
+/** `--insurance-instances N` (1 to 10 000) or `--insurance-share S` (in (0, 1]), at most one; neither: none. */
+const insuranceFlags = (
+  values: ReadonlyMap<string, string>
+): Effect.Effect<RedisStore<never>["insurance"], UsageError> =>
+  Effect.gen(function*() {
+    const instances = values.get("insurance-instances")
+    const share = values.get("insurance-share")
+    if (instances !== undefined && share !== undefined) {
+      return yield* fail("--insurance-instances and --insurance-share both size the local share; give one")
+    }
+    if (instances !== undefined) return { instances: yield* wholeNumber("insurance-instances", instances, 1, 10_000) }
+    if (share === undefined) return undefined
+    const fraction = /^(?:0|1)?(?:\.\d+)?$/.test(share) && share !== "" && share !== "." ? Number(share) : Number.NaN
+    return fraction > 0 && fraction <= 1
+      ? { share: fraction }
+      : yield* fail("--insurance-share must be a number greater than 0 and at most 1 (e.g. 0.25)")
   })
 
 /**
@@ -873,7 +921,8 @@ export const parse = (
         maxConnections,
         maxWatchStreams,
         ...operator,
-        lens
+        lens,
+        ...(switches.has("shadow") ? { shadow: true } : {})
       }
     } as const
   })

@@ -177,7 +177,8 @@ export const serverOptions = (
     kind: "redis",
     redis: redisConnection(args.store.target),
     replicaAcks: args.store.replicaAcks,
-    ...(Option.isSome(args.store.keyPrefix) ? { keyPrefix: args.store.keyPrefix.value } : {})
+    ...(Option.isSome(args.store.keyPrefix) ? { keyPrefix: args.store.keyPrefix.value } : {}),
+    ...(args.store.insurance === undefined ? {} : { insurance: args.store.insurance })
   },
   leaseTtlMs: args.leaseTtlMs,
   failMode: args.failMode,
@@ -197,14 +198,16 @@ export const serverOptions = (
   ...(Option.isSome(args.fleetSecret) ? { fleetSecret: args.fleetSecret.value } : {}),
   admin: args.admin,
   ...(Option.isSome(args.adminSecret) ? { adminSecret: args.adminSecret.value } : {}),
-  ...(tls === undefined ? {} : { tls })
+  ...(tls === undefined ? {} : { tls }),
+  ...(args.shadow === true ? { shadow: true } : {})
 })
 
 /**
  * The one line printed once the server is listening, e.g.
  * `throttlekit-effect listening on 127.0.0.1:50051 [store=memory, insecure, lease-ttl=2000ms, fail=open] (2 policies: api, llm)`;
- * `, monitor=off` follows `fail=` when the Monitor door is off, `, metrics=HOST:PORT` (the bound
- * address) when `/metrics` is served, and `, lens=HOST:PORT` when the Lens is.
+ * `, monitor=off` follows `fail=` when the Monitor door is off, `, shadow=all` when `--shadow` is given,
+ * `, insurance=1/N` (or `=S`) with `--insurance-instances N` (`--insurance-share S`), `, metrics=HOST:PORT`
+ * (the bound address) when `/metrics` is served, and `, lens=HOST:PORT` when the Lens is.
  *
  * @since 0.1.0
  * @category utils
@@ -218,7 +221,12 @@ export const startupLine = (
 ): string => {
   const names = policies.names.length === 0 ? "none" : policies.names.join(", ")
   const count = `${policies.names.length} ${policies.names.length === 1 ? "policy" : "policies"}`
+  const insurance = args.store.kind === "redis" ? args.store.insurance : undefined
   const operator = (args.monitor ? "" : ", monitor=off") + (args.admin ? "" : ", admin=off") +
+    (args.shadow === true ? ", shadow=all" : "") +
+    (insurance === undefined
+      ? ""
+      : `, insurance=${"instances" in insurance ? `1/${insurance.instances}` : insurance.share}`) +
     Option.match(metrics, { onNone: () => "", onSome: (m) => `, metrics=${m.address}` }) +
     Option.match(lens, { onNone: () => "", onSome: (l) => `, lens=${l.address}` })
   return `throttlekit-effect listening on ${server.address} [store=${

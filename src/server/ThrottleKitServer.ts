@@ -44,6 +44,7 @@ import * as MemoryCoordinator from "../coordinator/MemoryCoordinator.js"
 import * as RedisCoordinator from "../coordinator/RedisCoordinator.js"
 import { isWindowed } from "../coordinator/reserve.js"
 import { sameDefinition } from "../internal/sameDefinition.js"
+import type * as Insurance from "../layers/Insurance.js"
 import * as MemoryBackend from "../layers/MemoryBackend.js"
 import * as RedisBackend from "../layers/RedisBackend.js"
 import type { Policy } from "../Policy.js"
@@ -102,6 +103,12 @@ export type ServerStore =
     readonly timeoutMs?: number
     readonly keyPrefix?: string
     readonly replicaAcks?: number
+    /**
+     * Insurance while Redis is unreachable (`--insurance-instances` / `--insurance-share`): limiter
+     * checks and meter debits are decided in this server against its share of each limit, counted by
+     * `/metrics` (see `Insurance`). @since 0.3.0
+     */
+    readonly insurance?: Pick<Insurance.InsuranceOptions, "instances" | "share" | "probeIntervalMs">
   }
 
 /**
@@ -179,6 +186,14 @@ export interface ThrottleKitServerOptions extends GrpcServerOptions {
   readonly maxWatchStreams?: number
   /** A coordinator to use instead of the store's (embedding and tests). */
   readonly coordinator?: CoordinatorService
+  /**
+   * Serve every policy in shadow mode (`serve --shadow`): as if each had `shadow: true` (decided and
+   * recorded as usual, a denial answered allowed and counted as a shadow denial). Default false: each
+   * policy's own `shadow` holds.
+   *
+   * @since 0.3.0
+   */
+  readonly shadow?: boolean
 }
 
 /**
@@ -318,7 +333,8 @@ const refusedBy = (error: { readonly message: string }) => new ReloadRefused({ r
 /** The store and the coordinator, over one Redis connection when the store is Redis. */
 const backing = (
   options: ThrottleKitServerOptions,
-  policies: PolicySet
+  policies: PolicySet,
+  counters: ServerCounters
 ): Layer.Layer<BaseStore | Coordinator, PolicyError | StartupError> => {
   const lease = options.leaseTtlMs === undefined ? {} : { leaseTtlMs: options.leaseTtlMs }
   const given = options.coordinator === undefined ? undefined : Layer.succeed(Coordinator, options.coordinator)
@@ -350,7 +366,18 @@ const backing = (
         BaseStore,
         Effect.gen(function*() {
           const redis = yield* RedisClient.RedisClient
-          const first = yield* RedisBackend.makeStoreShared({ policies, ...lease, ...nodeOf(options) })
+          const first = yield* RedisBackend.makeStoreShared({
+            policies,
+            ...lease,
+            ...nodeOf(options),
+            ...(store.insurance === undefined ? {} : {
+              insurance: {
+                ...store.insurance,
+                onDegraded: counters.degradedAnswered,
+                onStateChange: counters.storeDegraded
+              }
+            })
+          })
           let previous = first
           return {
             first,
@@ -449,6 +476,10 @@ const serving = (
  */
 export const DEFAULT_REGION = "default"
 
+/** `policies`, each in shadow mode (`shadow: true`): the server-wide `shadow` switch. */
+const allShadowed = (policies: PolicySet): Effect.Effect<PolicySet, PolicyError> =>
+  PolicySet.from(policies.policies.map((policy): Policy => ({ ...policy, shadow: true })))
+
 /**
  * Why this server cannot serve `after` (reloaded) without a restart, if it cannot: what was decided once,
  * at startup, from the first policy set.
@@ -464,6 +495,9 @@ const refusal = (
       "restart the server to add it"
   }
   if (options.store?.kind !== "redis") return undefined
+  if (options.store.insurance !== undefined) {
+    return "a Redis store with insurance is not reloadable (its state would restart): restart the server"
+  }
   if (usesCoordinator(after) && !started.sharedCoordinator) {
     return "a federated: or leased two-tier policy on a windowed strategy needs the Redis coordinator, which is " +
       "started only when the startup config needs it: restart the server to add it"
@@ -534,8 +568,12 @@ const generations = (
       refuse: (before, after) => refusal(options, before, after, started),
       graceMs: options.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS
     }).pipe(Effect.orDie) // the first generation is built from the store already made: it cannot be refused
+    // The server-wide shadow switch applies to a reloaded file as to the first one.
+    const reload: Reload.Reloader["reload"] = options.shadow === true
+      ? (next) => Effect.flatMap(Effect.mapError(allShadowed(next), refusedBy), reloader.reload)
+      : reloader.reload
     return Context.make(Front.RateLimiter, limiter).pipe(
-      Context.add(ServerReload, reloader),
+      Context.add(ServerReload, { ...reloader, reload }),
       Context.add(RateLimiterAdmin.RateLimiterAdmin, followingAdmin)
     )
   }))
@@ -623,12 +661,16 @@ export const layer = (
 > =>
   Layer.unwrapEffect(
     Effect.gen(function*() {
-      const policies = yield* Effect.zipLeft(PolicySet.from(options.policies), checkMaxWatchStreams(options))
+      const given = yield* Effect.zipLeft(PolicySet.from(options.policies), checkMaxWatchStreams(options))
+      const policies = options.shadow === true ? yield* allShadowed(given) : given
       const counters = yield* Effect.sync(() => new ServerCounters())
       const store = options.store ?? { kind: "memory" }
       const nodeId = options.nodeId ??
         formatAddress(options.host ?? "127.0.0.1", options.port ?? DEFAULT_PORT)
-      const base = Layer.merge(backing(options, policies), Hub.layer({ policies, nodeId, backend: store.kind }))
+      const base = Layer.merge(
+        backing(options, policies, counters),
+        Hub.layer({ policies, nodeId, backend: store.kind })
+      )
       // Built last, so released first: /metrics and the Lens close before the gRPC server drains.
       return Layer.merge(metricsListener(options, counters), lensListener(options)).pipe(
         Layer.provideMerge(serving(options, policies, counters)),

@@ -53,7 +53,16 @@ import {
   type RateLimiterError
 } from "../Errors.js"
 import { type KeeperOptions, makeKeeper } from "../internal/keeper.js"
-import { capacity, type LimiterPolicy, maxCost, type MeterPolicy, type Policy, type Strategy } from "../Policy.js"
+import * as Shadow from "../internal/shadow.js"
+import {
+  capacity,
+  isShadow,
+  type LimiterPolicy,
+  maxCost,
+  type MeterPolicy,
+  type Policy,
+  type Strategy
+} from "../Policy.js"
 import type { PolicySet } from "../PolicySet.js"
 import * as Validate from "../Validate.js"
 import {
@@ -456,24 +465,36 @@ const localFront = (store: LocalStore, failOver: boolean): Unscoped => {
   // admitter's cost is not spent on any axis; a unified one's is its rate axis's.
   for (const policy of policies) {
     kinds.set(policy.name, policy.kind)
+    // A shadowed policy's operations are wrapped here, once: an enforced one is bound as the store gives it.
+    const shadow = isShadow(policy)
     switch (policy.kind) {
       case "limiter": {
-        const bound = bind(store.limiter(policy), policy.name, policy.strategy)
+        const ops = store.limiter(policy)
+        const bound = bind(shadow ? Shadow.limiter(ops) : ops, policy.name, policy.strategy)
         limiters.set(policy.name, bound)
         checkables.set(policy.name, new Checkable(policy, bound))
         break
       }
-      case "meter":
-        meters.set(policy.name, store.meter(policy))
+      case "meter": {
+        const ops = store.meter(policy)
+        meters.set(policy.name, shadow ? Shadow.meter(ops) : ops)
         checkables.set(policy.name, new Checkable(policy, UNBOUNDED))
         break
-      case "admitter":
-        admitters.set(policy.name, bind(store.admitter(policy), policy.name, policy.rate))
+      }
+      case "admitter": {
+        const ops = store.admitter(policy)
+        admitters.set(policy.name, bind(shadow ? Shadow.admitter(ops) : ops, policy.name, policy.rate))
         break
-      case "fair":
+      }
+      case "fair": {
+        const ops = store.fair(policy)
         // A tenant never gets more than the window's whole budget, whoever else is active.
-        fairs.set(policy.name, new Bound(store.fair(policy), policy.name, policy.fairEscrow.limit, MAX, failOver))
+        fairs.set(
+          policy.name,
+          new Bound(shadow ? Shadow.fair(ops) : ops, policy.name, policy.fairEscrow.limit, MAX, failOver)
+        )
         break
+      }
     }
   }
 
@@ -894,7 +915,8 @@ export const spend = (
 
 /**
  * Runs `self` inside an admission: the slot is held while it runs and released when it ends (as dropped
- * when it fails or is interrupted). A denied admission fails with `RateLimited` and `self` never runs.
+ * when it fails or is interrupted). A denied admission fails with `RateLimited` and `self` never runs (a
+ * shadow-mode policy's would-be denial runs `self`, holding no slot).
  *
  * @example
  * ```ts
@@ -943,7 +965,8 @@ export const admitted: {
       Effect.flatMap(
         limiter.admit(policy, key, options),
         (admission): Effect.Effect<A, E | RateLimited, R> =>
-          admission.held
+          // Allowed: a slot is held, or the policy is in shadow mode (answered allowed, holding none).
+          admission.decision.allowed
             ? self
             : Effect.fail(
               new RateLimited({ policy, key, decision: admission.decision, bindingAxis: admission.bindingAxis })

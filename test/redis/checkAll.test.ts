@@ -21,7 +21,7 @@ import type { Decision, MultiDecision } from "../../src/Decision.js"
 import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
 import * as RedisBackend from "../../src/layers/RedisBackend.js"
 import type { Policy, Strategy } from "../../src/Policy.js"
-import type { DimensionCheck, RateLimiterService } from "../../src/services/RateLimiter.js"
+import { type DimensionCheck, make as makeFront, type RateLimiterService } from "../../src/services/RateLimiter.js"
 import { type RedisEnv, TestRedis, testRedisLayer } from "./harness.js"
 
 const RUNS = Number(process.env["CHECK_ALL_PROP_RUNS"] ?? 60)
@@ -104,12 +104,21 @@ const scenarioArb = fc.integer({ min: 2, max: 4 }).chain((n) =>
   })
 )
 
-/** The doors of one history: Memory and Redis, over the same policies (their keys in a fresh namespace). */
+/**
+ * The doors of one history: Memory and Redis, over the same policies (their keys in a fresh namespace).
+ * Their fronts answer a cost above a policy's capacity with the contract's denial (`overCapacity:
+ * "deny"`), so such costs reach the engine and the scripts and are compared too.
+ */
 const doors = (env: RedisEnv, policies: ReadonlyArray<Policy>) =>
   Effect.gen(function*() {
     yield* TestClock.setTime(T0)
-    const memory = yield* MemoryBackend.make({ policies })
-    const redis = yield* RedisBackend.make({ policies, redis: { client: env.client }, clock: "effect" })
+    const memory = yield* Effect.flatMap(MemoryBackend.makeStore({ policies }), (store) =>
+      makeFront(store, { overCapacity: "deny" }))
+    const redis = yield* Effect.flatMap(
+      RedisBackend.makeStore({ policies, redis: { client: env.client }, clock: "effect" }),
+      (store) =>
+        makeFront(store, { overCapacity: "deny" })
+    )
     return { memory, redis }
   })
 

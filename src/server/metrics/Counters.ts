@@ -1,7 +1,8 @@
 /**
  * What the server counts beside the Monitor hub, for `/metrics`: the calls it answered with an error
- * status (by method and code), and the checks it answered with a fail-mode decision while the store was
- * down (by policy). Both are counted where the answer is made, on the failure path only: a successful
+ * status (by method and code), the checks it answered with a fail-mode decision while the store was
+ * down (by policy), and with insurance the calls it decided alone while the store was unreachable (by
+ * policy) and whether it is unreachable now. Both are counted where the answer is made, on the failure path only: a successful
  * call costs nothing here. Decisions are not counted here: the Monitor tap already records each one in
  * the hub, which `/metrics` reads.
  *
@@ -44,6 +45,8 @@ export const codeName = (code: number): string => {
 export class ServerCounters {
   private readonly failures = new Map<string, { readonly method: string; readonly code: string; count: number }>()
   private readonly outageAnswers = new Map<string, { readonly policy: string; count: number }>()
+  private readonly degradedAnswers = new Map<string, { readonly policy: string; count: number }>()
+  private degradedNow = false
 
   /** A call of `method` (e.g. `throttlekit.v1.RateLimiter/Check`) was answered with status `code`. */
   readonly rpcFailed = (method: string, code: number): void => {
@@ -58,6 +61,37 @@ export class ServerCounters {
     const entry = this.outageAnswers.get(policy)
     if (entry !== undefined) entry.count += answers
     else this.outageAnswers.set(policy, { policy, count: answers })
+  }
+
+  /**
+   * `answers` calls of `policy` were decided in this server alone, against its share, while the store was
+   * unreachable (insurance).
+   *
+   * @since 0.3.0
+   */
+  readonly degradedAnswered = (policy: string, answers: number): void => {
+    const entry = this.degradedAnswers.get(policy)
+    if (entry !== undefined) entry.count += answers
+    else this.degradedAnswers.set(policy, { policy, count: answers })
+  }
+
+  /**
+   * The store went unreachable (`true`: insurance decides) or came back (`false`).
+   *
+   * @since 0.3.0
+   */
+  readonly storeDegraded = (degraded: boolean): void => {
+    this.degradedNow = degraded
+  }
+
+  /** The degraded answers so far, by policy. @since 0.3.0 */
+  degraded(): ReadonlyArray<Counted<{ readonly policy: string }>> {
+    return Array.from(this.degradedAnswers.values(), (e) => ({ labels: { policy: e.policy }, count: e.count }))
+  }
+
+  /** Whether the store is unreachable now and insurance decides. @since 0.3.0 */
+  isDegraded(): boolean {
+    return this.degradedNow
   }
 
   /** The error answers so far, by method and code. */

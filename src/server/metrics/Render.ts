@@ -6,7 +6,9 @@
  * `throttlekit_guard_inflight`, `throttlekit_guard_limit`, `throttlekit_guard_fenced`); the counters
  * here are true counters (decisions since the server started, never decreasing), where the reference
  * reports its rolling 60 s window under the same names. The rest is ours: `throttlekit_server_info`,
- * `throttlekit_rpc_errors_total`, `throttlekit_store_outage_answers_total`,
+ * `throttlekit_rpc_errors_total`, `throttlekit_store_outage_answers_total`, `throttlekit_degraded_answers_total`
+ * and `throttlekit_store_degraded` (insurance), `throttlekit_shadow_denied_total`
+ * (the denials a shadow-mode policy answered allowed; they are also in `throttlekit_allowed_total`),
  * `throttlekit_grpc_connections`, `throttlekit_watch_streams`, `throttlekit_watch_dropped_total`.
  *
  * Aggregates only, as the reference's: no series is labelled by a request key (the Monitor door, which
@@ -78,6 +80,14 @@ export const render = (
   out.family("throttlekit_denied_total", "counter", "Decisions denied since the server started, per policy.")
   for (const p of policies) out.sample("throttlekit_denied_total", { policy: p.name }, p.deniedTotal)
   out.family(
+    "throttlekit_shadow_denied_total",
+    "counter",
+    "Decisions a shadow-mode policy would have denied (answered allowed, counted in allowed_total), per policy."
+  )
+  for (const p of policies) {
+    if (p.shadow === true) out.sample("throttlekit_shadow_denied_total", { policy: p.name }, p.shadowDeniedTotal ?? 0)
+  }
+  out.family(
     "throttlekit_denied_by_axis_total",
     "counter",
     "Admission denials by the axis that bound them (concurrency, rate), per admitter policy."
@@ -119,6 +129,16 @@ export const render = (
   for (const o of counters.outages()) {
     out.sample("throttlekit_store_outage_answers_total", { policy: o.labels.policy, answer }, o.count)
   }
+
+  out.family(
+    "throttlekit_degraded_answers_total",
+    "counter",
+    "Limiter checks and meter debits decided by this server alone against its share of the limit while the " +
+      "store was unreachable (insurance), per policy."
+  )
+  for (const d of counters.degraded()) out.sample("throttlekit_degraded_answers_total", d.labels, d.count)
+  out.family("throttlekit_store_degraded", "gauge", "1 while the store is unreachable and insurance decides, else 0.")
+    .sample("throttlekit_store_degraded", {}, counters.isDegraded() ? 1 : 0)
 
   out.family("throttlekit_grpc_connections", "gauge", "gRPC connections open now.")
     .sample("throttlekit_grpc_connections", {}, live.connections)

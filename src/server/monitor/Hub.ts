@@ -5,7 +5,9 @@
  * Per policy (limiters, then admitters, in config order; meters are not tracked): decisions allowed and
  * denied over a rolling window (60 one-second buckets by default), the limit of the latest decision, the
  * latency of the last 256 decisions (p50/p99 by nearest rank), the 10 keys most often requested and
- * denied, totals, and denials by axis. Per admitter: its concurrency guard's ceiling and slots held (a
+ * denied, totals, and denials by axis. A policy in shadow mode (`shadow: true`) answered its denials
+ * allowed: they are counted as allowed and as shadow denials (`shadowDenied`, `shadowDeniedTotal`), and
+ * go neither to the denial ring nor to Watch (no caller was denied). Per admitter: its concurrency guard's ceiling and slots held (a
  * fleet-shared guard reports its own: ceiling, slots held, share, global ceiling, nodes, fence). The
  * last 200 denials are kept in a ring.
  *
@@ -36,7 +38,7 @@ import {
   type PolicyDetail,
   type RawSnapshot
 } from "../../monitor/Snapshot.js"
-import type { Policy } from "../../Policy.js"
+import { isShadow, type Policy } from "../../Policy.js"
 import type { FleetGuardState } from "../../services/RateLimiterStore.js"
 import * as WatchFeed from "./WatchFeed.js"
 
@@ -120,36 +122,43 @@ class RollingCounts {
   private readonly second: Array<number>
   private readonly allowed: Array<number>
   private readonly denied: Array<number>
+  private readonly shadowDenied: Array<number>
   constructor(private readonly buckets: number) {
     this.second = new Array<number>(buckets).fill(-1)
     this.allowed = new Array<number>(buckets).fill(0)
     this.denied = new Array<number>(buckets).fill(0)
+    this.shadowDenied = new Array<number>(buckets).fill(0)
   }
 
-  add(now: number, allowed: boolean): void {
+  /** One decision: answered `allowed` or not; `shadowed` when the allowance was a shadow-mode denial. */
+  add(now: number, allowed: boolean, shadowed: boolean): void {
     const second = Math.floor(now / 1000)
     const i = ((second % this.buckets) + this.buckets) % this.buckets
     if (this.second[i] !== second) {
       this.second[i] = second
       this.allowed[i] = 0
       this.denied[i] = 0
+      this.shadowDenied[i] = 0
     }
     if (allowed) this.allowed[i]! += 1
     else this.denied[i]! += 1
+    if (shadowed) this.shadowDenied[i]! += 1
   }
 
-  totals(now: number): { allowed: number; denied: number } {
+  totals(now: number): { allowed: number; denied: number; shadowDenied: number } {
     const current = Math.floor(now / 1000)
     let allowed = 0
     let denied = 0
+    let shadowDenied = 0
     for (let i = 0; i < this.buckets; i++) {
       const second = this.second[i]!
       if (second > current - this.buckets && second <= current) {
         allowed += this.allowed[i]!
         denied += this.denied[i]!
+        shadowDenied += this.shadowDenied[i]!
       }
     }
-    return { allowed, denied }
+    return { allowed, denied, shadowDenied }
   }
 }
 
@@ -188,12 +197,15 @@ class PolicyStats {
   readonly deniedByAxis = new Map<string, number>()
   allowedTotal = 0
   deniedTotal = 0
+  shadowDeniedTotal = 0
   limit = 0
   constructor(
     readonly name: string,
     readonly kind: "limiter" | "admitter",
     readonly strategy: string,
-    buckets: number
+    buckets: number,
+    /** The policy is in shadow mode: its denials were answered allowed. */
+    readonly shadow: boolean
   ) {
     this.rolling = new RollingCounts(buckets)
   }
@@ -234,7 +246,7 @@ export interface Hub {
    */
   readonly observeFleetGuards: (read: (now: number) => ReadonlyArray<FleetGuardState>) => void
   /**
-   * Follows a reloaded policy set: a policy still of the same kind and strategy keeps its statistics
+   * Follows a reloaded policy set: a policy still of the same kind, strategy and shadow mode keeps its statistics
    * (an admitter whose definition changed gets a fresh guard, as its store does), an added one starts
    * empty, a removed one is dropped from the snapshot. The fleet-shared guards are forgotten until
    * `observeFleetGuards` is called again.
@@ -296,9 +308,10 @@ export const make = (options: HubOptions): Effect.Effect<Hub, never, Scope.Scope
       const nextAdmitters = new Map<string, Policy>()
       const statsOf = (policy: Policy, kind: "limiter" | "admitter", strategy: string) => {
         const before = keep ? stats.get(policy.name) : undefined
-        return before !== undefined && before.kind === kind && before.strategy === strategy
+        return before !== undefined && before.kind === kind && before.strategy === strategy &&
+            before.shadow === isShadow(policy)
           ? before
-          : new PolicyStats(policy.name, kind, strategy, buckets)
+          : new PolicyStats(policy.name, kind, strategy, buckets, isShadow(policy))
       }
       for (const policy of list) {
         if (policy.kind === "limiter") nextStats.set(policy.name, statsOf(policy, "limiter", strategyName(policy)))
@@ -358,14 +371,17 @@ export const make = (options: HubOptions): Effect.Effect<Hub, never, Scope.Scope
     ): DenialEvent | undefined => {
       const s = stats.get(policy)
       if (s === undefined) return undefined
-      s.rolling.add(now, decision.allowed)
+      // A shadow-mode denial was answered allowed: counted as allowed and as a shadow denial, not a denial.
+      const shadowed = s.shadow && !decision.allowed
+      s.rolling.add(now, decision.allowed || shadowed, shadowed)
       s.latency.add(latencyMs)
       s.requested.add(key)
       s.limit = decision.limit
       const guard = guards.get(policy)
       if (guard !== undefined && (axis === "concurrency" || !guard.rateAxis)) guard.limit = decision.limit
-      if (decision.allowed) {
+      if (decision.allowed || shadowed) {
         s.allowedTotal++
+        if (shadowed) s.shadowDeniedTotal++
         return undefined
       }
       s.deniedTotal++
@@ -434,7 +450,10 @@ export const make = (options: HubOptions): Effect.Effect<Hub, never, Scope.Scope
             topRequested: s.requested.top(limits.topKeys),
             allowedTotal: s.allowedTotal,
             deniedTotal: s.deniedTotal,
-            deniedByAxis: Object.fromEntries(s.deniedByAxis)
+            deniedByAxis: Object.fromEntries(s.deniedByAxis),
+            ...(s.shadow
+              ? { shadow: true, shadowDenied: counts.shadowDenied, shadowDeniedTotal: s.shadowDeniedTotal }
+              : {})
           })
         }
         const fleet = new Map<string, FleetGuardState>()
