@@ -21,9 +21,10 @@ import { memory } from "./sections/memory.js"
 import { redis } from "./sections/redis.js"
 import { redisCluster } from "./sections/redisCluster.js"
 import { service } from "./sections/service.js"
+import { waiting } from "./sections/waiting.js"
 import { watch } from "./sections/watch.js"
 
-const sections: ReadonlyArray<Section> = [memory, redis, redisCluster, service, leasing, footprint, watch]
+const sections: ReadonlyArray<Section> = [memory, waiting, redis, redisCluster, service, leasing, footprint, watch]
 
 /** The headline comparisons of the issue, in the order the table lists them, with their targets. */
 const HEADLINES: ReadonlyArray<string> = [

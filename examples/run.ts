@@ -1,8 +1,9 @@
 /**
- * `npm run example -- <name> [flags]`: runs one example (rate, llm-budget, concurrency, fleet, monitor, http-server).
+ * `npm run example -- <name> [flags]`: runs one example (rate, llm-budget, concurrency, waiting, fleet, monitor,
+ * http-server).
  * Each also runs on its own: `npx tsx examples/<name>.ts [flags]`.
  */
-const examples = ["rate", "llm-budget", "concurrency", "fleet", "monitor", "http-server"] as const
+const examples = ["rate", "llm-budget", "concurrency", "waiting", "fleet", "monitor", "http-server"] as const
 
 const [name, ...rest] = process.argv.slice(2)
 if (name === undefined || !(examples as ReadonlyArray<string>).includes(name)) {

@@ -67,6 +67,7 @@ export {
   limit,
   /** @since 0.3.0 */
   limitAll,
+  type LimitOptions,
   /** @since 0.3.0 */
   MAX_CHECK_ALL,
   /** @since 0.1.0 */
@@ -74,7 +75,9 @@ export {
   /** @since 0.1.0 */
   type RateLimiterService,
   /** @since 0.1.0 */
-  spend
+  spend,
+  /** @since 0.3.0 */
+  type SpendOptions
 } from "./services/RateLimiter.js"
 
 /**

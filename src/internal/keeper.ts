@@ -37,6 +37,21 @@ export interface KeepOptions {
   readonly keepAlive: boolean
   /** Interrupt the holding fiber if the store reclaims the lease anyway. */
   readonly interruptOnReclaim: boolean
+  /** The admission's policy and key, named to `ReleaseSignal` when its slot is given back. */
+  readonly policy: string
+  readonly key: string
+}
+
+/**
+ * Who hears that a held slot was given back (the front's waiting line for admissions).
+ *
+ * @since 0.3.0
+ */
+export interface ReleaseSignal {
+  /** True while anyone listens (otherwise a release signals nothing and costs nothing more). */
+  readonly waiting: () => boolean
+  /** The slot of (policy, key) is free again. */
+  readonly released: (policy: string, key: string) => void
 }
 
 interface KeptLease {
@@ -60,7 +75,11 @@ export type Keep = (
  *
  * @since 0.2.0
  */
-export const makeKeeper = (leases: StoreLeases, options: KeeperOptions = {}): Effect.Effect<Keep, never, Scope.Scope> =>
+export const makeKeeper = (
+  leases: StoreLeases,
+  options: KeeperOptions = {},
+  signal?: ReleaseSignal
+): Effect.Effect<Keep, never, Scope.Scope> =>
   Effect.gen(function*() {
     const kept = new Map<string, KeptLease>()
     const interval = Duration.millis(options.heartbeatIntervalMs ?? Math.max(10, Math.floor(leases.ttlMs / 3)))
@@ -110,18 +129,27 @@ export const makeKeeper = (leases: StoreLeases, options: KeeperOptions = {}): Ef
       return Effect.as(Effect.forkIn(keeper, scope), watched)
     }
 
-    const release = (admission: Admission, exit: Exit.Exit<unknown, unknown>) => {
+    const release = (admission: Admission, exit: Exit.Exit<unknown, unknown>, keepOptions: KeepOptions) => {
       if (!admission.held) return Effect.void
       const lease = kept.get(admission.leaseId)
       kept.delete(admission.leaseId)
-      if (lease !== undefined && lease.reclaimed) return Effect.void
-      return leases.release(admission.leaseId, Exit.isFailure(exit)).pipe(
-        Effect.catchAll((error) =>
-          Effect.logWarning("admission release failed; the store reclaims the lease after its TTL").pipe(
-            Effect.annotateLogs({ error: error.message })
+      const listening = signal !== undefined && signal.waiting()
+      if (lease !== undefined && lease.reclaimed) {
+        // The store already freed the slot.
+        if (listening) signal.released(keepOptions.policy, keepOptions.key)
+        return Effect.void
+      }
+      const released = leases.release(admission.leaseId, Exit.isFailure(exit))
+      // Signalled only once the store has the slot back, so the woken waiter finds it free. A line created
+      // while this release is in flight is not signalled: its head's backoff covers that.
+      return (listening ? Effect.tap(released, () => signal.released(keepOptions.policy, keepOptions.key)) : released)
+        .pipe(
+          Effect.catchAll((error) =>
+            Effect.logWarning("admission release failed; the store reclaims the lease after its TTL").pipe(
+              Effect.annotateLogs({ error: error.message })
+            )
           )
         )
-      )
     }
 
     return (acquire, keepOptions) =>
@@ -134,7 +162,7 @@ export const makeKeeper = (leases: StoreLeases, options: KeeperOptions = {}): Ef
                 reclaimed: false,
                 holder: keepOptions.interruptOnReclaim ? fiber : undefined
               })),
-          release
+          (admission, exit) => release(admission, exit, keepOptions)
         )
       )
   })

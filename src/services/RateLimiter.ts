@@ -39,6 +39,7 @@
  * @since 0.1.0
  */
 import * as Context from "effect/Context"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
@@ -54,6 +55,7 @@ import {
 } from "../Errors.js"
 import { type KeeperOptions, makeKeeper } from "../internal/keeper.js"
 import * as Shadow from "../internal/shadow.js"
+import { makeWaitLines, type Reading } from "../internal/waitLine.js"
 import {
   capacity,
   isShadow,
@@ -106,6 +108,81 @@ export interface AdmitOptions {
   readonly keepAlive?: boolean
   /** Interrupt the holding fiber if the backend reclaims the lease anyway (default false). */
   readonly interruptOnReclaim?: boolean
+  /**
+   * Wait up to this long for a slot instead of answering a denial at once (`@since 0.3.0`; default: no
+   * wait). Waiters on one (policy, key) are served in arrival order; see `RateLimiterService.admit`.
+   */
+  readonly wait?: Duration.DurationInput
+}
+
+/**
+ * Options of a waiting `limit`: the request waits in line (first come, first served) until the limit lets
+ * it through, up to `wait`, then fails with `RateLimited` carrying the last denial.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { limit, MemoryBackend } from "throttlekit-effect"
+ *
+ * // 2 per second: the third call waits for the next token (about 500 ms) instead of failing.
+ * const limits = MemoryBackend.layer({
+ *   policies: [{
+ *     kind: "limiter",
+ *     name: "api",
+ *     prefix: "api",
+ *     maxKeys: 10_000,
+ *     strategy: { kind: "gcra", limit: 2, periodMs: 1000, burst: 2 }
+ *   }]
+ * })
+ *
+ * const program = Effect.forEach([1, 2, 3], () => limit("api", "alice", { wait: "2 seconds" })).pipe(
+ *   Effect.map((decisions) => decisions.map((decision) => decision.allowed))
+ * )
+ *
+ * Effect.runPromise(program.pipe(Effect.provide(limits))).then(console.log) // [ true, true, true ]
+ * ```
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface LimitOptions {
+  /** The cost of the check (default 1). */
+  readonly cost?: number
+  /** Wait up to this long for the cost to be admitted, instead of failing at once (default: no wait). */
+  readonly wait?: Duration.DurationInput
+}
+
+/**
+ * Options of a waiting `spend`: the spend waits in line until the budget admits it (its next window), up
+ * to `wait`, then fails with `RateLimited` carrying the last denial.
+ *
+ * @example
+ * ```ts
+ * import { Effect } from "effect"
+ * import { MemoryBackend, spend } from "throttlekit-effect"
+ *
+ * // 100 tokens per second: the second spend waits for the next window instead of failing.
+ * const limits = MemoryBackend.layer({
+ *   policies: [{ kind: "meter", name: "llm", prefix: "llm", budget: 100, windowMs: 1000, maxKeys: 100, shared: false }]
+ * })
+ *
+ * const program = Effect.gen(function*() {
+ *   yield* spend("llm", "team-a", 100)
+ *   const next = yield* spend("llm", "team-a", { tokens: 40, wait: "2 seconds" })
+ *   return next.remaining
+ * })
+ *
+ * Effect.runPromise(program.pipe(Effect.provide(limits))).then(console.log) // 60
+ * ```
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface SpendOptions {
+  /** The tokens to spend (default 1). */
+  readonly tokens?: number
+  /** Wait up to this long for the budget to admit the spend, instead of failing at once (default: no wait). */
+  readonly wait?: Duration.DurationInput
 }
 
 /**
@@ -175,6 +252,19 @@ export interface RateLimiterService {
   ) => Effect.Effect<boolean, PolicyNotFound | OperationNotSupported | InvalidArgument>
   /** Consumes `cost` (default 1) from `key`'s limit. A denial is a `Decision` with `allowed = false`. */
   readonly check: (policy: string, key: string, cost?: number) => Effect.Effect<Decision, RateLimiterError>
+  /**
+   * `check`, waiting up to `wait` for the cost to be admitted (`@since 0.3.0`): answers the allowed
+   * decision, or the last denial once `wait` has passed (at once when the denial's `retryAfterMs` is past
+   * it). Waiters on one (policy, key) in this process are served in arrival order, and only the first in
+   * line retries, when the denial says it can succeed (plus jitter on a remote door). Interrupting a waiter
+   * frees its place; a fault ends the wait with that fault. A bad `wait` is an `InvalidArgument`.
+   */
+  readonly checkWithin: (
+    policy: string,
+    key: string,
+    wait: Duration.DurationInput,
+    cost?: number
+  ) => Effect.Effect<Decision, RateLimiterError>
   /** Checks many keys at one consistent instant; decisions come back in input order. */
   readonly checkMany: (
     policy: string,
@@ -207,10 +297,24 @@ export interface RateLimiterService {
   readonly checkAll: (checks: ReadonlyArray<DimensionCheck>) => Effect.Effect<MultiDecision, RateLimiterError>
   /** Spends `tokens` (default 1) of a token budget (the cost axis). */
   readonly debit: (policy: string, key: string, tokens?: number) => Effect.Effect<Decision, RateLimiterError>
+  /** `debit`, waiting up to `wait` for the budget to admit it, as `checkWithin` waits (`@since 0.3.0`). */
+  readonly debitWithin: (
+    policy: string,
+    key: string,
+    wait: Duration.DurationInput,
+    tokens?: number
+  ) => Effect.Effect<Decision, RateLimiterError>
   /**
    * Admits into a concurrency (or unified rate × concurrency) policy. A held slot stays held until the
    * scope closes (renewed in the background), then is released, as dropped when the scope closed by
    * failure or interruption. A denial holds nothing.
+   *
+   * With `wait`, a denial waits up to that long for a slot (answering the last denial after it): waiters
+   * on one (policy, key) in this process are served in arrival order, and only the first in line retries:
+   * on the concurrency axis when a slot of the policy is released in this process (the ceiling is the
+   * policy's, whatever the key; a slot freed elsewhere is seen after a bounded backoff with jitter on a
+   * remote door, or the lease TTL on the Memory door), on the rate and cost axes when the denial's
+   * `retryAfterMs` has passed. Interrupting a waiter frees its place; a fault ends the wait.
    */
   readonly admit: (
     policy: string,
@@ -411,8 +515,42 @@ class Bound<Ops> extends Limits {
   }
 }
 
-/** The operations of the service before the scoped `admit` is added. */
-type Unscoped = Omit<RateLimiterService, "admit">
+/** The operations of the service before the scoped `admit` and the waiting calls are added. */
+interface Unscoped extends Omit<RateLimiterService, "admit" | "checkWithin" | "debitWithin"> {
+  /**
+   * The fault of a call whose arguments are fine up to a bad `wait`: the policy's fault first, then the
+   * arguments' (`argumentsFault`, given the policy's bounds on an amount), then `waitFault`. Changes nothing.
+   */
+  readonly rejectWait: (
+    policy: string,
+    operation: "check" | "debit" | "admit",
+    argumentsFault: (limits: Limits) => AmountFault | undefined,
+    waitFault: InvalidArgument
+  ) => Effect.Effect<never, RateLimiterError>
+}
+
+/** A wait in ms (`Infinity` waits for ever), or the fault of a bad one. */
+const waitMillis = (wait: Duration.DurationInput): number | InvalidArgument => {
+  const negative = typeof wait === "number"
+    ? !(wait >= 0)
+    : typeof wait === "bigint"
+    ? wait < 0n
+    : typeof wait === "string" && wait.trimStart().startsWith("-")
+  const decoded = negative ? undefined : Duration.decodeUnknown(wait)
+  return decoded !== undefined && decoded._tag === "Some"
+    ? Duration.toMillis(decoded.value)
+    : invalid("wait", `must be a non-negative Duration (e.g. "2 seconds" or a number of ms), got ${String(wait)}`)
+}
+
+const decisionReading: Reading<Decision> = {
+  allowed: (decision) => decision.allowed,
+  retryAfterMs: (decision) => decision.retryAfterMs
+}
+
+const admissionReading: Reading<Admission> = {
+  allowed: (admission) => admission.held,
+  retryAfterMs: (admission) => admission.bindingAxis === "concurrency" ? undefined : admission.decision.retryAfterMs
+}
 
 /**
  * The front over `store`: the only implementation of `RateLimiterService`. Local stores have each policy
@@ -427,14 +565,56 @@ export const make = (
 ): Effect.Effect<RateLimiterService, never, Scope.Scope> =>
   Effect.gen(function*() {
     const failOver = options.overCapacity !== "deny"
-    const front = store._tag === "Local" ? localFront(store, failOver) : remoteFront(store, failOver)
-    const keep = yield* makeKeeper(store.leases, options)
-    const admit: RateLimiterService["admit"] = (policy, key, admitOptions = {}) =>
-      keep(front.leases.acquire(policy, key, admitOptions), {
+    const { rejectWait, ...front } = store._tag === "Local" ? localFront(store, failOver) : remoteFront(store, failOver)
+    // Only the Memory door keeps its limits in this process; any other store shares them with other processes.
+    const lineOptions = { remote: store.backend !== "memory", ttlMs: store.leases.ttlMs }
+    const checkLines = makeWaitLines<Decision, RateLimiterError>(decisionReading, lineOptions)
+    const debitLines = makeWaitLines<Decision, RateLimiterError>(decisionReading, lineOptions)
+    const admitLines = makeWaitLines<Admission, RateLimiterError>(admissionReading, lineOptions)
+    const keep = yield* makeKeeper(store.leases, options, admitLines)
+
+    const admit: RateLimiterService["admit"] = (policy, key, admitOptions = {}) => {
+      const acquire = front.leases.acquire(policy, key, admitOptions)
+      const keepOptions = {
         keepAlive: admitOptions.keepAlive !== false,
-        interruptOnReclaim: admitOptions.interruptOnReclaim === true
-      })
-    return { ...front, admit }
+        interruptOnReclaim: admitOptions.interruptOnReclaim === true,
+        policy,
+        key
+      }
+      if (admitOptions.wait === undefined) return keep(acquire, keepOptions)
+      const waitMs = waitMillis(admitOptions.wait)
+      return waitMs instanceof InvalidArgument
+        ? rejectWait(policy, "admit", (limits) => {
+          const checked = acquireArguments(key, admitOptions, limits)
+          return checked instanceof InvalidArgument || checked instanceof CapacityExceeded ? checked : undefined
+        }, waitMs)
+        : keep(waitMs > 0 ? admitLines.wait(policy, key, acquire, waitMs) : acquire, keepOptions)
+    }
+
+    /** A check or a debit that waits in its line (`amount` being the cost or the tokens). */
+    const waited = (
+      lines: typeof checkLines,
+      operation: "check" | "debit",
+      argument: "cost" | "tokens",
+      run: (policy: string, key: string, amount: number) => Effect.Effect<Decision, RateLimiterError>
+    ) =>
+    (
+      policy: string,
+      key: string,
+      wait: Duration.DurationInput,
+      amount = 1
+    ): Effect.Effect<Decision, RateLimiterError> => {
+      const waitMs = waitMillis(wait)
+      if (waitMs instanceof InvalidArgument) {
+        return rejectWait(policy, operation, (limits) => keyAmountFault(key, amount, argument, limits), waitMs)
+      }
+      const once = run(policy, key, amount)
+      return waitMs > 0 ? lines.wait(policy, key, once, waitMs) : once
+    }
+    const checkWithin: RateLimiterService["checkWithin"] = waited(checkLines, "check", "cost", front.check)
+    const debitWithin: RateLimiterService["debitWithin"] = waited(debitLines, "debit", "tokens", front.debit)
+
+    return { ...front, checkWithin, debitWithin, admit }
   })
 
 /**
@@ -630,10 +810,21 @@ const localFront = (store: LocalStore, failOver: boolean): Unscoped => {
       : bound.ops.acquire(key, checked)
   }
 
+  const rejectWait: Unscoped["rejectWait"] = (policy, operation, argumentsFault, waitFault) =>
+    Effect.flatMap(resolve(policy, operation), () => {
+      const limits = operation === "check"
+        ? limiters.get(policy)
+        : operation === "admit"
+        ? admitters.get(policy)
+        : undefined
+      return Effect.fail(argumentsFault(limits ?? UNBOUNDED) ?? waitFault)
+    })
+
   return {
     backend: store.backend,
     policies,
     resolve,
+    rejectWait,
     check,
     checkMany,
     checkAll,
@@ -755,10 +946,14 @@ const remoteFront = (store: RemoteStore, failOver: boolean): Unscoped => {
     )
   }
 
+  const rejectWait: Unscoped["rejectWait"] = (policy, operation, argumentsFault, waitFault) =>
+    rejected(policy, operation, argumentsFault(UNBOUNDED) ?? waitFault)
+
   return {
     backend: store.backend,
     policies: undefined,
     resolve: () => Effect.succeed(false),
+    rejectWait,
     check,
     checkMany,
     checkAll,
@@ -814,11 +1009,13 @@ export const layer = (options: FrontOptions = {}): Layer.Layer<RateLimiter, neve
 export const limit = (
   policy: string,
   key: string,
-  cost?: number
+  cost?: number | LimitOptions
 ): Effect.Effect<Decision, RateLimited | RateLimiterError, RateLimiter> =>
   Effect.flatMap(RateLimiter, (limiter) =>
     Effect.flatMap(
-      limiter.check(policy, key, cost),
+      typeof cost === "object" && cost !== null && cost.wait !== undefined
+        ? limiter.checkWithin(policy, key, cost.wait, cost.cost)
+        : limiter.check(policy, key, typeof cost === "object" && cost !== null ? cost.cost : cost),
       (decision) =>
         decision.allowed ? Effect.succeed(decision) : Effect.fail(new RateLimited({ policy, key, decision }))
     ))
@@ -904,11 +1101,13 @@ export const limitAll = (
 export const spend = (
   policy: string,
   key: string,
-  tokens?: number
+  tokens?: number | SpendOptions
 ): Effect.Effect<Decision, RateLimited | RateLimiterError, RateLimiter> =>
   Effect.flatMap(RateLimiter, (limiter) =>
     Effect.flatMap(
-      limiter.debit(policy, key, tokens),
+      typeof tokens === "object" && tokens !== null && tokens.wait !== undefined
+        ? limiter.debitWithin(policy, key, tokens.wait, tokens.tokens)
+        : limiter.debit(policy, key, typeof tokens === "object" && tokens !== null ? tokens.tokens : tokens),
       (decision) =>
         decision.allowed ? Effect.succeed(decision) : Effect.fail(new RateLimited({ policy, key, decision }))
     ))

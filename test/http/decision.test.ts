@@ -33,6 +33,8 @@ const remote: RateLimiterService = {
   peek: () => unused,
   forecast: () => unused,
   debit: () => unused,
+  checkWithin: () => unused,
+  debitWithin: () => unused,
   admit: () => unused,
   leases: { ttlMs: 2000, acquire: () => unused, release: () => unused, heartbeat: () => unused }
 }

@@ -50,6 +50,12 @@ const proof: Record<string, ReadonlyArray<RegExp>> = {
     /the next admission is held/,
     /bound by the rate axis/
   ],
+  "waiting.ts": [
+    /all 50 jobs done; peak in flight [1-5] \(ceiling 5\)/,
+    /the store answered \d+ acquires: 50 held/,
+    /a 6th request on "api" waited \d+ ms, then was allowed/,
+    /a request willing to wait 1 ms: RateLimited/
+  ],
   "http-server.ts": [
     /listening on http:\/\/127\.0\.0\.1:\d+/,
     /GET \/export -> 429 .*retry-after: \d+/,
@@ -119,7 +125,7 @@ describe("examples", () => {
         const unknown = yield* runExample("run.ts", ["no-such-example"])
         expect(unknown.code).toBe(2)
         expect(unknown.stderr).toMatch(
-          /usage: npm run example -- <rate\|llm-budget\|concurrency\|fleet\|monitor\|http-server>/
+          /usage: npm run example -- <rate\|llm-budget\|concurrency\|waiting\|fleet\|monitor\|http-server>/
         )
         const badFlag = yield* runExample("rate.ts", ["--redis"])
         expect(badFlag.code).toBe(2)

@@ -32,6 +32,8 @@ const stub = (overrides: Partial<RateLimiterService>): RateLimiterService => ({
   peek: () => unused,
   forecast: () => unused,
   debit: () => unused,
+  checkWithin: () => unused,
+  debitWithin: () => unused,
   admit: () => unused,
   leases: { ttlMs: 2000, acquire: () => unused, release: () => unused, heartbeat: () => unused },
   ...overrides
