@@ -168,11 +168,13 @@ const following = (live: { generation: Generation }): RateLimiterService => {
     },
     resolve: (policy, operation) => front().resolve(policy, operation),
     check: (policy, key, cost) => front().check(policy, key, cost),
+    checkWithin: (policy, key, wait, cost) => front().checkWithin(policy, key, wait, cost),
     checkMany: (policy, keys, cost) => front().checkMany(policy, keys, cost),
     peek: (policy, key) => front().peek(policy, key),
     forecast: (policy, key, cost) => front().forecast(policy, key, cost),
     checkAll: (checks) => front().checkAll(checks),
     debit: (policy, key, tokens) => front().debit(policy, key, tokens),
+    debitWithin: (policy, key, wait, tokens) => front().debitWithin(policy, key, wait, tokens),
     admit: (policy, key, options) => front().admit(policy, key, options),
     leases: {
       get ttlMs() {
