@@ -36,6 +36,7 @@ import { Admission, Forecast, fromData } from "../Decision.js"
 import type { Admitter } from "../engine/admission.js"
 import { BackendError } from "../Errors.js"
 import { fiberNowMillis } from "../internal/fiberClock.js"
+import { sameDefinition } from "../internal/sameDefinition.js"
 import type { AdmitterPolicy, FairPolicy, LimiterPolicy, MeterPolicy, Policy } from "../Policy.js"
 import * as PolicyFile from "../PolicyFile.js"
 import type { PolicyError } from "../PolicySet.js"
@@ -141,9 +142,14 @@ const foreign = (policy: Policy) =>
  * The Memory store over `keys` (the tables it shares with the synchronous `Local` door): every primitive
  * reads the calling fiber's `Clock` once and runs the engine.
  */
-const storeOver = (policies: PolicySet, keys: PolicyStore, ttlMs: number): LocalStore => {
-  /** The admitter that minted each held lease id. */
-  const owners = new Map<string, Admitter>()
+const storeOver = (
+  policies: PolicySet,
+  keys: PolicyStore,
+  ttlMs: number,
+  carried: Carried = { owners: new Map(), fairs: new Map() }
+): LocalStore => {
+  /** The admitter that minted each held lease id (shared by every generation of a reloaded store). */
+  const owners = carried.owners
   const forget = (ids: ReadonlyArray<string>) => {
     for (const id of ids) owners.delete(id)
   }
@@ -274,7 +280,7 @@ const storeOver = (policies: PolicySet, keys: PolicyStore, ttlMs: number): Local
     return adminOver(rate)
   }
 
-  const fairs = fairEscrows(policies)
+  const fairs = fairEscrows(policies, carried.fairs)
   const fair = (policy: FairPolicy): BoundFair => fairs.get(policy.name) ?? { check: () => foreign(policy) }
 
   // A distributedConcurrency policy here is one node holding the whole ceiling: its share is its own limit.
@@ -323,23 +329,41 @@ const adminOver = (rate: RateState): BoundAdmin => ({
  * The fair-escrow policies' checks, by name: tenants in this process; a federated one's region pool too
  * (one pool per policy: a single process is every region there is).
  */
-const fairEscrows = (policies: PolicySet): ReadonlyMap<string, BoundFair> => {
+const fairEscrows = (
+  policies: PolicySet,
+  previous: Map<string, { readonly policy: FairPolicy; readonly bound: BoundFair }>
+): ReadonlyMap<string, BoundFair> => {
   const fairs = new Map<string, BoundFair>()
+  const kept = new Map<string, { readonly policy: FairPolicy; readonly bound: BoundFair }>()
   for (const policy of policies) {
     if (policy.kind !== "fair") continue
+    const before = previous.get(policy.name)
     const federation = policy.federation
-    fairs.set(
-      policy.name,
-      federation === undefined
-        ? FairEscrow.local(policy)
-        : FairEscrow.federated(
-          policy,
-          federation.region,
-          FairEscrow.memoryPool(policy.fairEscrow.limit, policy.fairEscrow.windowMs)
-        )
-    )
+    const bound = before !== undefined && sameDefinition(before.policy, policy)
+      ? before.bound
+      : federation === undefined
+      ? FairEscrow.local(policy)
+      : FairEscrow.federated(
+        policy,
+        federation.region,
+        FairEscrow.memoryPool(policy.fairEscrow.limit, policy.fairEscrow.windowMs)
+      )
+    fairs.set(policy.name, bound)
+    kept.set(policy.name, { policy, bound })
   }
+  // The next generation starts from these: a removed policy's tenants are dropped with it.
+  previous.clear()
+  for (const [name, entry] of kept) previous.set(name, entry)
   return fairs
+}
+
+/**
+ * What every generation of one Memory store shares: who minted each held lease (so a lease held on a
+ * policy's old definition is still released and renewed there), and the fair-escrow tables by policy.
+ */
+interface Carried {
+  readonly owners: Map<string, Admitter>
+  readonly fairs: Map<string, { readonly policy: FairPolicy; readonly bound: BoundFair }>
 }
 
 /** The warning a table full of live keys logs, once per policy. */
@@ -364,7 +388,46 @@ const build = (options: MemoryBackendOptions) =>
     }
     const ttlMs = options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS
     const keys = new PolicyStore(policies, ttlMs, tables)
-    return { keys, store: storeOver(policies, keys, ttlMs) }
+    const carried: Carried = { owners: new Map(), fairs: new Map() }
+    return { carried, keys, ttlMs, store: storeOver(policies, keys, ttlMs, carried) }
+  })
+
+/**
+ * A Memory store that can take a new policy set (a live reload), and its first generation.
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface ReloadableStore {
+  /** The store of the policies it was built with. */
+  readonly store: LocalStore
+  /**
+   * The store of `policies`, on the same state: a policy whose definition is unchanged (deep-equal) keeps
+   * its key table, admitter and fair-escrow tenants; a changed or added one starts fresh (every key as
+   * new); a removed one is not served. Leases held on an old definition (changed or removed) stay valid
+   * there until released, renewed away or reclaimed at their TTL, and do not count against the new
+   * definition's ceiling. Earlier generations keep working for the calls in flight on them.
+   */
+  readonly reload: (policies: PolicySet) => LocalStore
+}
+
+/**
+ * The Memory store of `makeStore`, reloadable (see `ReloadableStore`): what the server's live reload
+ * builds on.
+ *
+ * @since 0.3.0
+ * @category constructors
+ */
+export const makeReloadableStore = (options: MemoryBackendOptions): Effect.Effect<ReloadableStore, PolicyError> =>
+  Effect.map(build(options), ({ carried, keys, store, ttlMs }) => {
+    let current = keys
+    return {
+      store,
+      reload: (policies) => {
+        current = current.next(policies)
+        return storeOver(policies, current, ttlMs, carried)
+      }
+    }
   })
 
 /**

@@ -881,16 +881,25 @@ export const layerStore = (
 export const layerStoreShared = (
   options: RedisStoreOptions
 ): Layer.Layer<Store, PolicyError | BackendError, RedisClient.RedisClient> =>
-  Layer.scoped(
-    Store,
-    Effect.flatMap(
-      RedisClient.RedisClient,
-      (redis) =>
-        Effect.flatMap(
-          makeStoreOn(redis, options),
-          (store) => Effect.flatMap(withFleet(redis, store, options), (fleet) => insured(redis, fleet, options))
-        )
-    )
+  Layer.scoped(Store, makeStoreShared(options))
+
+/**
+ * `layerStoreShared` as an Effect: the Redis store over the shared connection in context, with its
+ * `distributedConcurrency` policies' heartbeat fibers (and its insurance, when asked) in the scope.
+ *
+ * @since 0.3.0
+ * @category constructors
+ */
+export const makeStoreShared = (
+  options: RedisStoreOptions
+): Effect.Effect<LocalStore, PolicyError | BackendError, RedisClient.RedisClient | Scope.Scope> =>
+  Effect.flatMap(
+    RedisClient.RedisClient,
+    (redis) =>
+      Effect.flatMap(
+        makeStoreOn(redis, options),
+        (store) => Effect.flatMap(withFleet(redis, store, options), (fleet) => insured(redis, fleet, options))
+      )
   )
 
 /**

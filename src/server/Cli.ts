@@ -34,9 +34,12 @@ import { DEFAULT_MAX_WATCH_STREAMS } from "./monitor/MonitorRpc.js"
 export const usage = `usage: throttlekit-effect serve --config FILE [options]
 
 Serves the policies in FILE (YAML or JSON) over gRPC (throttlekit.v1 + grpc.health.v1).
+SIGHUP reloads FILE: validated whole first (a bad file changes nothing), then served from the next call
+on; unchanged policies keep their state. One line per reload: applied, or refused with the reason.
 
 options:
   -c, --config FILE          the policy file (required)
+      --watch-config         also reload FILE when it changes on disk (changes within 250 ms count once)
       --host HOST            the interface to bind (default 127.0.0.1)
   -p, --port N               the port; 0 picks a free one (default ${DEFAULT_PORT})
       --store memory|redis   where limit state lives (default: redis when a Redis URL is given, else memory)
@@ -251,6 +254,12 @@ export interface LensArgs<S> {
  */
 export interface ServeArgs {
   readonly config: string
+  /**
+   * Reload the config when its file changes (`--watch-config`), besides on SIGHUP.
+   *
+   * @since 0.3.0
+   */
+  readonly watchConfig: boolean
   readonly host: string
   readonly port: number
   readonly store: Store
@@ -440,6 +449,7 @@ const valueFlags: Record<string, string> = {
 /** Flags that take no value. */
 const switchFlags: Record<string, string> = {
   "--tls-allow-not-yet-valid": "tls-allow-not-yet-valid",
+  "--watch-config": "watch-config",
   "--shadow": "shadow"
 }
 
@@ -895,6 +905,7 @@ export const parse = (
       _tag: "Serve",
       args: {
         config,
+        watchConfig: switches.has("watch-config"),
         host,
         port,
         store,

@@ -39,7 +39,10 @@ import { implement, type ServedService } from "./Service.js"
  * @category models
  */
 export interface FleetRpcOptions {
-  /** The served policies; the `federated:` ones are leasable. */
+  /**
+   * The served policies; the `federated:` ones are leasable. Read on each call: an object whose
+   * `policies` changes (a live reload) is followed.
+   */
   readonly policies: ReadonlyArray<Policy> | { readonly policies: ReadonlyArray<Policy> }
   /** The coordinator the policies' checks lease from too. */
   readonly coordinator: CoordinatorService
@@ -115,13 +118,24 @@ export const wantsFromWire = (wants: bigint) => {
  * @category constructors
  */
 export const make = (options: FleetRpcOptions): ServedService => {
-  const leasable = leasablePolicies(options.policies)
+  const source = options.policies
+  let list: ReadonlyArray<Policy> | undefined
+  let leasable: ReadonlyMap<string, Leasable> = new Map()
+  /** The leasable policies now, recomputed only when the served list has changed (a reload). */
+  const leasableNow = () => {
+    const now = "policies" in source ? source.policies : source
+    if (now !== list) {
+      list = now
+      leasable = leasablePolicies(now)
+    }
+    return leasable
+  }
   const auth = fleetAuth(options.secret)
   return implement(Fleet, {
     reserve: (request, context) =>
       Effect.gen(function*() {
         yield* authorize(auth, context)
-        const policy = leasable.get(request.policy)
+        const policy = leasableNow().get(request.policy)
         if (policy === undefined) {
           // No policy name is longer than MAX_POLICY_BYTES: a longer one is refused, not repeated back.
           const tooLong = policyNameProblem(request.policy)

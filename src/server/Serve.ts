@@ -2,18 +2,24 @@
  * `throttlekit-effect serve`: load the policy file and the TLS files, then run `ThrottleKitServer.layer`
  * until interrupted (SIGINT/SIGTERM under `NodeRuntime.runMain`), printing one line once it listens and
  * one when it has stopped. Shutdown is the layer's: stop accepting, drain in-flight calls within a bound,
- * end open streams, release the store.
+ * end open streams, release the store. SIGHUP (and, with `--watch-config`, a change to the file) reloads
+ * the policy file through the layer's `ServerReload`, with one line per reload (`reloadConfig`).
  *
  * @since 0.1.0
  */
 import * as FileSystem from "@effect/platform/FileSystem"
 import * as Console from "effect/Console"
+import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
+import * as Queue from "effect/Queue"
 import type * as Redacted from "effect/Redacted"
 import * as Ref from "effect/Ref"
 import * as Schema from "effect/Schema"
+import * as Stream from "effect/Stream"
+import { watch } from "node:fs"
+import { basename, dirname } from "node:path"
 import * as PolicyFile from "../PolicyFile.js"
 import type { PolicyError, PolicySet } from "../PolicySet.js"
 import type { RedisConnection } from "../redis/RedisClient.js"
@@ -26,6 +32,7 @@ import {
   type ServerTls,
   type TlsMaterialError
 } from "./GrpcServer.js"
+import { appliedLine, refusedLine, type Reloader, ServerReload } from "./Reload.js"
 import * as ThrottleKitServer from "./ThrottleKitServer.js"
 import {
   LensServer,
@@ -228,19 +235,91 @@ export const startupLine = (
 }
 
 /**
+ * Reads the config file again and hands it to the server: one line either way, on stdout when applied
+ * (with what changed), on stderr when refused (the first problem: the file does not decode or validate,
+ * or the server cannot take it without a restart). A refused reload changes nothing.
+ *
+ * @since 0.3.0
+ * @category utils
+ */
+export const reloadConfig = (args: Cli.ServeArgs, reloader: Reloader): Effect.Effect<void> =>
+  PolicyFile.load(args.config, { region: args.region }).pipe(
+    Effect.flatMap((policies) =>
+      Effect.map(reloader.reload(policies), (summary) => appliedLine(args.config, summary, policies.size))
+    ),
+    Effect.matchEffect({
+      onFailure: (error) => Console.error(refusedLine(args.config, error.message)),
+      onSuccess: (line) => Console.log(line)
+    })
+  )
+
+/** How long `--watch-config` lets changes to the file gather before one reload. */
+const WATCH_DEBOUNCE = Duration.millis(250)
+
+/**
+ * Changes to the file at `path` (seen on its directory, so a file replaced by a rename, as editors and
+ * config tools do, is still followed), for the life of the scope. A watch that fails ends the stream with
+ * the system's reason.
+ */
+const fileChanges = (path: string): Stream.Stream<void, string> =>
+  Stream.asyncScoped<void, string>((emit) =>
+    Effect.acquireRelease(
+      Effect.sync(() => {
+        const name = basename(path)
+        const watcher = watch(dirname(path), (_event, changed) => {
+          if (changed === null || changed === name) void emit.single(undefined)
+        })
+        watcher.on("error", (error) => void emit.fail(error.message))
+        return watcher
+      }),
+      (watcher) => Effect.sync(() => watcher.close())
+    ), { bufferSize: 1, strategy: "sliding" })
+
+/**
+ * Reloads the config on each SIGHUP (and, with `--watch-config`, on each change to the file), one reload
+ * at a time (requests arriving meanwhile make one more), for the life of the scope. The signal listener is
+ * in place when this returns, and removed (the file watch closed) when the scope closes.
+ */
+const reloadOnRequest = (args: Cli.ServeArgs, reloader: Reloader) =>
+  Effect.gen(function*() {
+    const requests = yield* Queue.sliding<void>(1)
+    yield* Effect.acquireRelease(
+      Effect.sync(() => {
+        const onHangup = () => void Queue.unsafeOffer(requests, undefined)
+        process.on("SIGHUP", onHangup)
+        return onHangup
+      }),
+      (onHangup) => Effect.sync(() => process.removeListener("SIGHUP", onHangup))
+    )
+    if (args.watchConfig) {
+      yield* Effect.forkScoped(
+        Stream.runForEach(Stream.debounce(fileChanges(args.config), WATCH_DEBOUNCE), () =>
+          Queue.offer(requests, undefined))
+          .pipe(Effect.catchAll((reason) =>
+            Console.error(`throttlekit-effect: --watch-config stopped watching ${args.config}: ${reason}`)
+          ))
+      )
+    }
+    yield* Effect.forkScoped(Stream.runForEach(Stream.fromQueue(requests), () =>
+      reloadConfig(args, reloader)))
+  })
+
+/**
  * What `serve` prints while the server runs: the startup line and warnings once it listens, and a line
- * when shutdown begins (released before the server, so it comes before the drain).
+ * when shutdown begins (released before the server, so it comes before the drain). SIGHUP reloads the
+ * config from the startup line on.
  */
 const announce = (
   args: Cli.ServeArgs,
   options: ThrottleKitServer.ThrottleKitServerOptions & { readonly policies: PolicySet },
   started: Ref.Ref<boolean>
-): Layer.Layer<never, never, GrpcServer | MetricsServer | LensServer> =>
+): Layer.Layer<never, never, GrpcServer | MetricsServer | LensServer | ServerReload> =>
   Layer.scopedDiscard(Effect.gen(function*() {
     const server = yield* GrpcServer
     const metrics = yield* MetricsServer
     const lens = yield* LensServer
     yield* Effect.addFinalizer(() => Console.log("throttlekit-effect shutting down: draining in-flight calls"))
+    yield* reloadOnRequest(args, yield* ServerReload)
     yield* Console.log(startupLine(server, args, options.policies, metrics, lens))
     yield* Ref.set(started, true)
     if (server.security === "insecure" && !LOOPBACK.has(args.host)) {

@@ -37,11 +37,13 @@ import * as Layer from "effect/Layer"
 import * as Option from "effect/Option"
 import type * as Redacted from "effect/Redacted"
 import * as Schema from "effect/Schema"
+import type * as Scope from "effect/Scope"
 import { Coordinator } from "../coordinator/Coordinator.js"
 import type { CoordinatorService } from "../coordinator/Coordinator.js"
 import * as MemoryCoordinator from "../coordinator/MemoryCoordinator.js"
 import * as RedisCoordinator from "../coordinator/RedisCoordinator.js"
 import { isWindowed } from "../coordinator/reserve.js"
+import { sameDefinition } from "../internal/sameDefinition.js"
 import type * as Insurance from "../layers/Insurance.js"
 import * as MemoryBackend from "../layers/MemoryBackend.js"
 import * as RedisBackend from "../layers/RedisBackend.js"
@@ -50,13 +52,14 @@ import { type PolicyError, PolicySet } from "../PolicySet.js"
 import * as RedisClient from "../redis/RedisClient.js"
 import * as Front from "../services/RateLimiter.js"
 import * as RateLimiterAdmin from "../services/RateLimiterAdmin.js"
-import { Store } from "../services/RateLimiterStore.js"
+import type { BoundFair, LocalStore } from "../services/RateLimiterStore.js"
 import * as AdminRpc from "./AdminRpc.js"
 import { isAuthorized, isLoopbackPeer, monitorAuth } from "./Auth.js"
 import * as FailMode from "./FailMode.js"
 import * as FleetRpc from "./FleetRpc.js"
 import {
   DEFAULT_PORT,
+  DEFAULT_SHUTDOWN_TIMEOUT_MS,
   formatAddress,
   GrpcBindError,
   GrpcServer,
@@ -78,6 +81,8 @@ import * as Hub from "./monitor/Hub.js"
 import * as MonitorRpc from "./monitor/MonitorRpc.js"
 import * as Tap from "./monitor/Tap.js"
 import * as RateLimiterRpc from "./RateLimiterRpc.js"
+import * as Reload from "./Reload.js"
+import { ReloadRefused, ServerReload } from "./Reload.js"
 import type { ServedService } from "./Service.js"
 import * as TwoTier from "./TwoTier.js"
 
@@ -293,19 +298,57 @@ const checkMaxWatchStreams = (options: ThrottleKitServerOptions): Effect.Effect<
 /** The fleet node id of `distributedConcurrency` policies: `nodeId`, else the store's default (`host#pid`). */
 const nodeOf = (options: ThrottleKitServerOptions) => options.nodeId === undefined ? {} : { nodeId: options.nodeId }
 
+/**
+ * The store's generations: the store of the first policy set, and how to build the store of a reloaded
+ * one (`Reload`). Memory: on the same key tables, keeping the state of unchanged policies. Redis: a new
+ * store over the same connection (the state is in Redis, at the same keys).
+ */
+interface StoreGenerations {
+  readonly first: LocalStore
+  readonly next: (policies: PolicySet) => Effect.Effect<LocalStore, ReloadRefused, Scope.Scope>
+}
+
+/** The store's generations, as the server builds them. */
+class BaseStore extends Context.Tag("throttlekit-effect/server/BaseStore")<BaseStore, StoreGenerations>() {}
+
+/**
+ * `next` with the fair-escrow tenants of `previous` kept for each fair policy whose definition did not
+ * change: on Redis they live in this process (only a federated pool is in Redis).
+ */
+const keepFairTenants = (previous: LocalStore, next: LocalStore): LocalStore => {
+  const kept = new Map<string, BoundFair>()
+  for (const policy of next.policies) {
+    const before = previous.policies.get(policy.name)
+    if (policy.kind === "fair" && Option.isSome(before) && sameDefinition(before.value, policy)) {
+      kept.set(policy.name, previous.fair(policy))
+    }
+  }
+  if (kept.size === 0) return next
+  return { ...next, fair: (policy) => kept.get(policy.name) ?? next.fair(policy) }
+}
+
+/** A reload whose store cannot be built is refused with the store's reason. */
+const refusedBy = (error: { readonly message: string }) => new ReloadRefused({ reason: error.message })
+
 /** The store and the coordinator, over one Redis connection when the store is Redis. */
 const backing = (
   options: ThrottleKitServerOptions,
   policies: PolicySet,
   counters: ServerCounters
-): Layer.Layer<Store | Coordinator, PolicyError | StartupError> => {
+): Layer.Layer<BaseStore | Coordinator, PolicyError | StartupError> => {
   const lease = options.leaseTtlMs === undefined ? {} : { leaseTtlMs: options.leaseTtlMs }
   const given = options.coordinator === undefined ? undefined : Layer.succeed(Coordinator, options.coordinator)
   const store = options.store ?? { kind: "memory" }
   switch (store.kind) {
     case "memory":
       return Layer.merge(
-        MemoryBackend.layerStore({ policies, ...lease }),
+        Layer.effect(
+          BaseStore,
+          Effect.map(MemoryBackend.makeReloadableStore({ policies, ...lease }), (reloadable) => ({
+            first: reloadable.store,
+            next: (next) => Effect.sync(() => reloadable.reload(next))
+          }))
+        ),
         given ?? MemoryCoordinator.layer()
       )
     case "redis": {
@@ -319,19 +362,36 @@ const backing = (
       const coordinator = given ?? (usesCoordinator(policies)
         ? RedisCoordinator.layerShared().pipe(Layer.mapError(failed("the coordinator")))
         : MemoryCoordinator.layer())
-      return Layer.merge(
-        RedisBackend.layerStoreShared({
-          policies,
-          ...lease,
-          ...nodeOf(options),
-          ...(store.insurance === undefined ? {} : {
-            insurance: {
-              ...store.insurance,
-              onDegraded: counters.degradedAnswered,
-              onStateChange: counters.storeDegraded
-            }
+      const generations = Layer.scoped(
+        BaseStore,
+        Effect.gen(function*() {
+          const redis = yield* RedisClient.RedisClient
+          const first = yield* RedisBackend.makeStoreShared({
+            policies,
+            ...lease,
+            ...nodeOf(options),
+            ...(store.insurance === undefined ? {} : {
+              insurance: {
+                ...store.insurance,
+                onDegraded: counters.degradedAnswered,
+                onStateChange: counters.storeDegraded
+              }
+            })
           })
-        }).pipe(
+          let previous = first
+          return {
+            first,
+            // A reload refuses distributedConcurrency policies on Redis (`refusal`): a plain store is enough.
+            next: (next: PolicySet) =>
+              Effect.map(
+                Effect.mapError(RedisBackend.makeStoreOn(redis, { policies: next, ...lease }), refusedBy),
+                (store) => previous = keepFairTenants(previous, store)
+              )
+          }
+        })
+      )
+      return Layer.merge(
+        generations.pipe(
           Layer.mapError((error) => error._tag === "PolicyError" ? error : failed("the Redis store")(error))
         ),
         coordinator
@@ -348,7 +408,7 @@ const doors = (options: ThrottleKitServerOptions, policies: PolicySet) =>
   Effect.gen(function*() {
     const hub = yield* Hub.MonitorHub
     const coordinator = yield* Coordinator
-    const store = yield* Store
+    const admin = yield* RateLimiterAdmin.RateLimiterAdmin
     const services: Array<ServedService> = []
     if (options.monitor !== false) {
       services.push(MonitorRpc.make({
@@ -358,11 +418,18 @@ const doors = (options: ThrottleKitServerOptions, policies: PolicySet) =>
       }))
     }
     if (servesFleet(policies)) {
-      services.push(FleetRpc.make({ policies, coordinator, secret: Option.fromNullable(options.fleetSecret) }))
+      // The Fleet door follows reloads: it reads the policies served now on each call.
+      const reloader = yield* ServerReload
+      const served = {
+        get policies() {
+          return reloader.policies().policies
+        }
+      }
+      services.push(FleetRpc.make({ policies: served, coordinator, secret: Option.fromNullable(options.fleetSecret) }))
     }
     if (options.admin !== false) {
       services.push(AdminRpc.make({
-        admin: RateLimiterAdmin.make(store),
+        admin,
         secret: Option.fromNullable(options.adminSecret)
       }))
     }
@@ -377,7 +444,7 @@ const serving = (
 ): Layer.Layer<
   GrpcServer,
   GrpcBindError | TlsMaterialError,
-  Front.RateLimiter | Hub.MonitorHub | Coordinator | Store
+  Front.RateLimiter | Hub.MonitorHub | Coordinator | ServerReload | RateLimiterAdmin.RateLimiterAdmin
 > =>
   Layer.scoped(
     GrpcServer,
@@ -413,8 +480,103 @@ export const DEFAULT_REGION = "default"
 const allShadowed = (policies: PolicySet): Effect.Effect<PolicySet, PolicyError> =>
   PolicySet.from(policies.policies.map((policy): Policy => ({ ...policy, shadow: true })))
 
-/** The store below, unchanged (where the tap would go when nothing tracks decisions). */
-const untapped: Layer.Layer<Store, never, Store> = Layer.effect(Store, Store)
+/**
+ * Why this server cannot serve `after` (reloaded) without a restart, if it cannot: what was decided once,
+ * at startup, from the first policy set.
+ */
+const refusal = (
+  options: ThrottleKitServerOptions,
+  before: PolicySet,
+  after: PolicySet,
+  started: { readonly fleet: boolean; readonly sharedCoordinator: boolean }
+): string | undefined => {
+  if (servesFleet(after) && !started.fleet) {
+    return "a federated: policy needs the Fleet door, which is served only when the startup config has one: " +
+      "restart the server to add it"
+  }
+  if (options.store?.kind !== "redis") return undefined
+  if (options.store.insurance !== undefined) {
+    return "a Redis store with insurance is not reloadable (its state would restart): restart the server"
+  }
+  if (usesCoordinator(after) && !started.sharedCoordinator) {
+    return "a federated: or leased two-tier policy on a windowed strategy needs the Redis coordinator, which is " +
+      "started only when the startup config needs it: restart the server to add it"
+  }
+  const distributed = [...before, ...after].find((p) => p.kind === "admitter" && p.distributed !== undefined)
+  if (distributed !== undefined) {
+    return `distributedConcurrency policies on Redis are not reloadable (policy ${
+      JSON.stringify(distributed.name)
+    }): ` +
+      "restart the server"
+  }
+  return undefined
+}
+
+/**
+ * The served `RateLimiter` and the `ServerReload`: each generation is the store of one policy set under
+ * its wrappers (outermost first: the fail mode, the Monitor tap, the two tiers) and the front on top.
+ */
+const generations = (
+  options: ThrottleKitServerOptions,
+  first: PolicySet,
+  counters: ServerCounters
+): Layer.Layer<
+  Front.RateLimiter | ServerReload | RateLimiterAdmin.RateLimiterAdmin,
+  never,
+  BaseStore | Coordinator | Hub.MonitorHub
+> =>
+  Layer.scopedContext(Effect.gen(function*() {
+    const base = yield* BaseStore
+    const coordinator = yield* Coordinator
+    const hub = yield* Hub.MonitorHub
+    // Decisions are tracked for the Monitor door, /metrics or the Lens; with none, the tap is left out.
+    const tracked = options.monitor !== false || options.metrics !== undefined || options.lens !== undefined
+    const failMode = {
+      mode: options.failMode ?? FailMode.DEFAULT_FAIL_MODE,
+      onOutage: counters.outageAnswered
+    }
+    const started = {
+      fleet: servesFleet(first),
+      sharedCoordinator: options.coordinator !== undefined || usesCoordinator(first)
+    }
+    let admin: RateLimiterAdmin.RateLimiterAdminService | undefined
+    const currentAdmin = () => admin!
+    const followingAdmin: RateLimiterAdmin.RateLimiterAdminService = {
+      backend: base.first.backend,
+      reset: (policy, key) => currentAdmin().reset(policy, key),
+      penalize: (policy, key, units) => currentAdmin().penalize(policy, key, units),
+      reward: (policy, key, units) => currentAdmin().reward(policy, key, units),
+      block: (policy, key, duration) => currentAdmin().block(policy, key, duration),
+      unblock: (policy, key) => currentAdmin().unblock(policy, key)
+    }
+    // Lives with the server: unchanged two-tier policies keep their local credits across reloads.
+    const twoTiers = yield* TwoTier.makeReloadable(coordinator)
+    const build = (policies: PolicySet, before: PolicySet | undefined) =>
+      Effect.gen(function*() {
+        const store = before === undefined ? base.first : yield* base.next(policies)
+        if (before !== undefined) hub.reload(policies.policies)
+        const twoTier = yield* twoTiers(store)
+        const wrapped = yield* FailMode.make(tracked ? Tap.wrap(twoTier, hub) : twoTier, failMode)
+        // The admin door follows the same generations as the front (it binds the policies of its store).
+        admin = RateLimiterAdmin.make(wrapped)
+        // Costs above a capacity get the contract's denial on the wire (`overCapacity: "deny"`).
+        return yield* Front.make(wrapped, { overCapacity: "deny" })
+      })
+    const { limiter, reloader } = yield* Reload.make({
+      first,
+      build,
+      refuse: (before, after) => refusal(options, before, after, started),
+      graceMs: options.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS
+    }).pipe(Effect.orDie) // the first generation is built from the store already made: it cannot be refused
+    // The server-wide shadow switch applies to a reloaded file as to the first one.
+    const reload: Reload.Reloader["reload"] = options.shadow === true
+      ? (next) => Effect.flatMap(Effect.mapError(allShadowed(next), refusedBy), reloader.reload)
+      : reloader.reload
+    return Context.make(Front.RateLimiter, limiter).pipe(
+      Context.add(ServerReload, { ...reloader, reload }),
+      Context.add(RateLimiterAdmin.RateLimiterAdmin, followingAdmin)
+    )
+  }))
 
 /**
  * The metrics listener when `options.metrics` asks for one (none otherwise), over the hub and the
@@ -465,8 +627,11 @@ const lensListener = (options: ThrottleKitServerOptions): Layer.Layer<LensServer
 /**
  * The server, running for the life of the layer. Provides the running `GrpcServer` (its bound address:
  * give `port: 0` for a free one), the `MonitorHub` and `Coordinator` it serves from, its
- * `MetricsServer` (the bound address of `/metrics`, when `metrics` is given) and its `LensServer` (the
- * bound address of the Lens, when `lens` is given).
+ * `MetricsServer` (the bound address of `/metrics`, when `metrics` is given), its `LensServer` (the
+ * bound address of the Lens, when `lens` is given), and its `ServerReload` (since 0.3.0):
+ * `reload(policies)` serves a new, validated policy set from the next call on, keeping the state of the
+ * policies whose definition did not change, or refuses it with `ReloadRefused` (nothing changed) when the
+ * server cannot take it without a restart.
  *
  * @example
  * ```ts
@@ -490,7 +655,10 @@ const lensListener = (options: ThrottleKitServerOptions): Layer.Layer<LensServer
  */
 export const layer = (
   options: ThrottleKitServerOptions
-): Layer.Layer<GrpcServer | Hub.MonitorHub | Coordinator | MetricsServer | LensServer, ThrottleKitServerError> =>
+): Layer.Layer<
+  GrpcServer | Hub.MonitorHub | Coordinator | MetricsServer | LensServer | ServerReload,
+  ThrottleKitServerError
+> =>
   Layer.unwrapEffect(
     Effect.gen(function*() {
       const given = yield* Effect.zipLeft(PolicySet.from(options.policies), checkMaxWatchStreams(options))
@@ -503,24 +671,12 @@ export const layer = (
         backing(options, policies, counters),
         Hub.layer({ policies, nodeId, backend: store.kind })
       )
-      // Decisions are tracked for the Monitor door, /metrics or the Lens; with none, the tap is left out.
-      const tracked = options.monitor !== false || options.metrics !== undefined || options.lens !== undefined
-      const tap: Layer.Layer<Store, never, Store | Hub.MonitorHub> = tracked ? Tap.layer : untapped
-      // Under the front, outermost first: the fail mode, the Monitor tap, the two tiers, the store.
-      // Costs above a capacity get the contract's denial on the wire (`overCapacity: "deny"`).
-      const front = Front.layer({ overCapacity: "deny" }).pipe(
-        Layer.provide(FailMode.layer({
-          mode: options.failMode ?? FailMode.DEFAULT_FAIL_MODE,
-          onOutage: counters.outageAnswered
-        })),
-        Layer.provide(tap),
-        Layer.provide(TwoTier.layer)
-      )
       // Built last, so released first: /metrics and the Lens close before the gRPC server drains.
       return Layer.merge(metricsListener(options, counters), lensListener(options)).pipe(
-        Layer.provideMerge(serving(options, policies, counters).pipe(Layer.provide(front))),
+        Layer.provideMerge(serving(options, policies, counters)),
+        Layer.provideMerge(generations(options, policies, counters)),
         Layer.provideMerge(base),
-        Layer.map((context) => Context.omit(Store)(context))
+        Layer.map((context) => Context.omit(BaseStore, Front.RateLimiter, RateLimiterAdmin.RateLimiterAdmin)(context))
       )
     })
   )
@@ -538,6 +694,10 @@ export {
   MetricsBindError,
   /** @since 0.3.0 */
   MetricsServer,
+  /** @since 0.3.0 */
+  ReloadRefused,
+  /** @since 0.3.0 */
+  ServerReload,
   /** @since 0.2.0 */
   TlsMaterialError
 }
@@ -548,6 +708,13 @@ export type {
   /** @since 0.3.0 */
   RunningLensServer
 } from "./lens/LensServer.js"
+
+export type {
+  /** @since 0.3.0 */
+  Reloader,
+  /** @since 0.3.0 */
+  ReloadSummary
+} from "./Reload.js"
 
 export type {
   /** @since 0.3.0 */

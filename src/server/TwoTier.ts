@@ -41,6 +41,7 @@
 import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import * as Exit from "effect/Exit"
+import * as Fiber from "effect/Fiber"
 import * as FiberId from "effect/FiberId"
 import * as Layer from "effect/Layer"
 import * as Schedule from "effect/Schedule"
@@ -56,6 +57,7 @@ import { isWindowed } from "../coordinator/reserve.js"
 import { type Decision, type DecisionData, fromData } from "../Decision.js"
 import { OperationNotSupported, type RateLimiterError } from "../Errors.js"
 import * as LeasedCredits from "../fleet/LeasedCredits.js"
+import { sameDefinition } from "../internal/sameDefinition.js"
 import { type LimiterPolicy, type Policy, reportedLimit, storeKey } from "../Policy.js"
 import {
   type BoundLimiter,
@@ -334,56 +336,80 @@ const boundOf = (handler: Handler): BoundLimiter => {
 export const make = (
   inner: LocalStore,
   coordinator: CoordinatorService
-): Effect.Effect<LocalStore, never, Scope.Scope> =>
+): Effect.Effect<LocalStore, never, Scope.Scope> => Effect.flatMap(makeReloadable(coordinator), (wrap) => wrap(inner))
+
+/** An intercepted policy's definition, its bound limiter and its idle sweep (if any). */
+interface Intercepted {
+  readonly policy: Policy
+  readonly bound: BoundLimiter
+  readonly sweeper: Fiber.RuntimeFiber<unknown> | undefined
+}
+
+/**
+ * The wrapper for a store whose policies are reloaded: each call wraps one generation of the store
+ * below. A two-tier or federated policy whose definition did not change keeps its tables (the local
+ * credits and cached denials of its keys) from the generation before; a changed or added one gets fresh
+ * tables (its keys lease afresh: dropping credits never loosens a bound); a removed one's idle sweep
+ * stops. Background refreshes and idle sweeps run in the scope of `makeReloadable`, not a generation's.
+ *
+ * @since 0.3.0
+ * @category constructors
+ */
+export const makeReloadable = (
+  coordinator: CoordinatorService
+): Effect.Effect<(inner: LocalStore) => Effect.Effect<LocalStore>, never, Scope.Scope> =>
   Effect.gen(function*() {
+    const scope = yield* Effect.scope
     const background = yield* LeasedCredits.makeBackground
     const lifetime = { closed: false }
     yield* Effect.addFinalizer(() => Effect.sync(() => lifetime.closed = true))
-    const { idle, store } = wrapWith(inner, coordinator, background, lifetime)
-    for (const { everyMs, sweep } of idle) {
-      const once = Effect.clockWith((clock) => Effect.sync(() => sweep(clock.unsafeCurrentTimeMillis())))
-      yield* Effect.forkScoped(Effect.repeat(once, Schedule.spaced(everyMs)))
-    }
-    return store
-  })
-
-const wrapWith = (
-  inner: LocalStore,
-  coordinator: CoordinatorService,
-  background: LeasedCredits.Background,
-  lifetime: { readonly closed: boolean }
-): { readonly store: LocalStore; readonly idle: ReadonlyArray<NonNullable<Handler["idle"]>> } => {
-  const bound = new Map<string, BoundLimiter>()
-  const idle: Array<NonNullable<Handler["idle"]>> = []
-  for (const policy of inner.policies) {
-    const handler = handlerOf(policy, inner, coordinator, background, lifetime)
-    if (handler === undefined) continue
-    bound.set(policy.name, boundOf(handler))
-    if (handler.idle !== undefined) idle.push(handler.idle)
-  }
-  if (bound.size === 0) return { store: inner, idle }
-  // A multi-check through the inner store would skip a leased policy's local credits: it serves only
-  // dimensions none of which is leased.
-  const innerAll = inner.checkAll
-  const checkAll: CheckAll | undefined = innerAll === undefined ? undefined : (checks) => {
-    const leased = checks.find((check) => bound.has(check.policy.name))
-    return leased === undefined ? innerAll(checks) : Effect.fail(
-      new OperationNotSupported({
-        policy: leased.policy.name,
-        operation: "checkAll",
-        reason: "a leased (two-tier) policy: its local credits are not the store's state"
+    let kept = new Map<string, Intercepted>()
+    return (inner) =>
+      Effect.gen(function*() {
+        const next = new Map<string, Intercepted>()
+        for (const policy of inner.policies) {
+          const before = kept.get(policy.name)
+          if (before !== undefined && sameDefinition(before.policy, policy)) {
+            next.set(policy.name, before)
+            continue
+          }
+          const handler = handlerOf(policy, inner, coordinator, background, lifetime)
+          if (handler === undefined) continue
+          const idle = handler.idle
+          const sweeper = idle === undefined ? undefined : yield* Effect.forkIn(
+            Effect.repeat(
+              Effect.clockWith((clock) => Effect.sync(() => idle.sweep(clock.unsafeCurrentTimeMillis()))),
+              Schedule.spaced(idle.everyMs)
+            ),
+            scope
+          )
+          next.set(policy.name, { policy, bound: boundOf(handler), sweeper })
+        }
+        for (const [name, before] of kept) {
+          if (next.get(name) !== before && before.sweeper !== undefined) yield* Fiber.interruptFork(before.sweeper)
+        }
+        kept = next
+        if (next.size === 0) return inner
+        // A multi-check through the inner store would skip a leased policy's local credits: it serves only
+        // dimensions none of which is leased.
+        const innerAll = inner.checkAll
+        const checkAll: CheckAll | undefined = innerAll === undefined ? undefined : (checks) => {
+          const leased = checks.find((check) => next.has(check.policy.name))
+          return leased === undefined ? innerAll(checks) : Effect.fail(
+            new OperationNotSupported({
+              policy: leased.policy.name,
+              operation: "checkAll",
+              reason: "a leased (two-tier) policy: its local credits are not the store's state"
+            })
+          )
+        }
+        return {
+          ...inner,
+          limiter: (policy) => next.get(policy.name)?.bound ?? inner.limiter(policy),
+          ...(checkAll === undefined ? {} : { checkAll })
+        }
       })
-    )
-  }
-  return {
-    store: {
-      ...inner,
-      limiter: (policy) => bound.get(policy.name) ?? inner.limiter(policy),
-      ...(checkAll === undefined ? {} : { checkAll })
-    },
-    idle
-  }
-}
+  })
 
 /**
  * The wrapper as a layer over the `Store` below it and a `Coordinator`, under the front, e.g.

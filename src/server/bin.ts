@@ -4,7 +4,7 @@
  * the command line parsed and its secret files read (`Cli.load`), then `Layer.launch` of the server
  * (`Serve.layer`). A bad flag, secret file, config, TLS file or bind exits 1 with a one-line reason on
  * stderr; `--version` prints the package version; SIGINT/SIGTERM shut the server down gracefully and
- * exit 0.
+ * exit 0; SIGHUP reloads the policy file (see `Serve`).
  */
 import { NodeContext, NodeRuntime } from "@effect/platform-node"
 import type * as FileSystem from "@effect/platform/FileSystem"

@@ -18,6 +18,7 @@ import { budgetReward, type Reward, rewardOf } from "../../engine/reward.js"
 import * as TokenBudget from "../../engine/tokenBudget.js"
 import type { ForecastData, InPlaceEngine, RateEngine } from "../../engine/types.js"
 import { InvalidArgument, OperationNotSupported, PolicyNotFound } from "../../Errors.js"
+import { sameDefinition } from "../../internal/sameDefinition.js"
 import type { AdmitterPolicy, FairPolicy, LimiterPolicy, MeterPolicy, Policy, Strategy } from "../../Policy.js"
 import * as Validate from "../../Validate.js"
 import type { FullTable, OnFull } from "./FullTable.js"
@@ -574,12 +575,30 @@ export class PolicyStore {
    * Compiles `policies`; admitters' leases live `leaseTtlMs` without renewal; key tables full of live
    * keys do as `tables` says.
    */
-  constructor(policies: Iterable<Policy>, leaseTtlMs: number, tables: TableOptions = DEFAULT_TABLE_OPTIONS) {
-    this.compiled = new Map(Array.from(policies, (p) => [p.name, compile(p, leaseTtlMs, tables)]))
+  constructor(
+    policies: Iterable<Policy>,
+    private readonly leaseTtlMs: number,
+    private readonly tables: TableOptions = DEFAULT_TABLE_OPTIONS,
+    /** A previous store whose compiled policies (and their state) are kept where the definition is the same. */
+    previous?: PolicyStore
+  ) {
+    this.compiled = new Map(Array.from(policies, (p) => {
+      const kept = previous?.compiled.get(p.name)
+      return [p.name, kept !== undefined && sameDefinition(kept.policy, p) ? kept : compile(p, leaseTtlMs, tables)]
+    }))
     this.names = Array.from(this.compiled.keys())
     for (const [name, compiled] of this.compiled) {
       if (compiled.kind === "limiter") this.limiters.set(name, compiled.rate)
     }
+  }
+
+  /**
+   * The store of `policies` after a reload: a policy whose definition is the same as here keeps its
+   * compiled state (its key table, its admitter and the leases it holds); a changed or added one starts
+   * fresh; a removed one is not carried. This store is left as it is (calls in flight finish on it).
+   */
+  next(policies: Iterable<Policy>): PolicyStore {
+    return new PolicyStore(policies, this.leaseTtlMs, this.tables, this)
   }
 
   /** The compiled policy called `name`, or `undefined`. */

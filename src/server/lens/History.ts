@@ -76,17 +76,22 @@ export const make = (hub: Hub, options: HistoryOptions): Effect.Effect<History, 
     let since = baseline.meta.generatedAt
     for (const p of baseline.policies) series.set(p.name, new Series(capacity, p.allowedTotal, p.deniedTotal))
 
-    /** Closes an interval at the snapshot's time. */
+    /**
+     * Closes an interval at the snapshot's time. The series follow a reloaded server's policies: an added
+     * one counts all its decisions (its statistics start empty), a removed one is dropped, and one whose
+     * counts restarted (its statistics were renewed) counts from zero.
+     */
     const record = (snapshot: RawSnapshot) => {
       const totals = new Map(snapshot.policies.map((p) => [p.name, p] as const))
+      for (const name of series.keys()) if (!totals.has(name)) series.delete(name)
+      for (const p of snapshot.policies) if (!series.has(p.name)) series.set(p.name, new Series(capacity, 0, 0))
       for (const [name, s] of series) {
-        const p = totals.get(name)
-        s.allowed[next] = p === undefined ? 0 : p.allowedTotal - s.lastAllowed
-        s.denied[next] = p === undefined ? 0 : p.deniedTotal - s.lastDenied
-        if (p !== undefined) {
-          s.lastAllowed = p.allowedTotal
-          s.lastDenied = p.deniedTotal
-        }
+        const p = totals.get(name)!
+        const restarted = p.allowedTotal < s.lastAllowed || p.deniedTotal < s.lastDenied
+        s.allowed[next] = p.allowedTotal - (restarted ? 0 : s.lastAllowed)
+        s.denied[next] = p.deniedTotal - (restarted ? 0 : s.lastDenied)
+        s.lastAllowed = p.allowedTotal
+        s.lastDenied = p.deniedTotal
       }
       // Full: the oldest interval goes, and the next one (which starts where it ended) becomes the first.
       if (count === capacity) since = at[next]!

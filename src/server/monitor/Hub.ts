@@ -28,6 +28,7 @@ import type * as Option from "effect/Option"
 import type * as Scope from "effect/Scope"
 import type * as Stream from "effect/Stream"
 import type { DecisionData } from "../../Decision.js"
+import { sameDefinition } from "../../internal/sameDefinition.js"
 import {
   DenialEvent,
   type GuardSummary,
@@ -244,6 +245,15 @@ export interface Hub {
    * @since 0.3.0
    */
   readonly observeFleetGuards: (read: (now: number) => ReadonlyArray<FleetGuardState>) => void
+  /**
+   * Follows a reloaded policy set: a policy still of the same kind, strategy and shadow mode keeps its statistics
+   * (an admitter whose definition changed gets a fresh guard, as its store does), an added one starts
+   * empty, a removed one is dropped from the snapshot. The fleet-shared guards are forgotten until
+   * `observeFleetGuards` is called again.
+   *
+   * @since 0.3.0
+   */
+  readonly reload: (policies: ReadonlyArray<Policy>) => void
   /** The full snapshot now. */
   readonly snapshot: Effect.Effect<RawSnapshot>
   /**
@@ -287,26 +297,43 @@ export const make = (options: HubOptions): Effect.Effect<Hub, never, Scope.Scope
     const list = "policies" in options.policies ? options.policies.policies : options.policies
     const windowMs = Math.max(1000, Math.round((options.windowMs ?? limits.windowMs) / 1000) * 1000)
     const buckets = windowMs / 1000
-    const stats = new Map<string, PolicyStats>()
-    const guards = new Map<string, GuardStats>()
-    for (const policy of list) {
-      if (policy.kind === "limiter") {
-        stats.set(
+    let stats = new Map<string, PolicyStats>()
+    let guards = new Map<string, GuardStats>()
+    /** The admitters' definitions, to tell a changed one (a fresh guard) on reload. */
+    let admitters = new Map<string, Policy>()
+    /** The tracked policies of `list` (limiters, then admitters), keeping what `keep` still describes. */
+    const track = (list: ReadonlyArray<Policy>, keep: boolean) => {
+      const nextStats = new Map<string, PolicyStats>()
+      const nextGuards = new Map<string, GuardStats>()
+      const nextAdmitters = new Map<string, Policy>()
+      const statsOf = (policy: Policy, kind: "limiter" | "admitter", strategy: string) => {
+        const before = keep ? stats.get(policy.name) : undefined
+        return before !== undefined && before.kind === kind && before.strategy === strategy &&
+            before.shadow === isShadow(policy)
+          ? before
+          : new PolicyStats(policy.name, kind, strategy, buckets, isShadow(policy))
+      }
+      for (const policy of list) {
+        if (policy.kind === "limiter") nextStats.set(policy.name, statsOf(policy, "limiter", strategyName(policy)))
+      }
+      for (const policy of list) {
+        if (policy.kind !== "admitter") continue
+        nextStats.set(policy.name, statsOf(policy, "admitter", policy.rate?.kind ?? ""))
+        const before = keep ? admitters.get(policy.name) : undefined
+        const guard = keep && before !== undefined && sameDefinition(before, policy)
+          ? guards.get(policy.name)
+          : undefined
+        nextGuards.set(
           policy.name,
-          new PolicyStats(policy.name, "limiter", strategyName(policy), buckets, isShadow(policy))
+          guard ?? new GuardStats(policy.name, policy.concurrency.initialLimit, policy.rate !== undefined)
         )
+        nextAdmitters.set(policy.name, policy)
       }
+      stats = nextStats
+      guards = nextGuards
+      admitters = nextAdmitters
     }
-    for (const policy of list) {
-      if (policy.kind !== "admitter") {
-        continue
-      }
-      stats.set(
-        policy.name,
-        new PolicyStats(policy.name, "admitter", policy.rate?.kind ?? "", buckets, isShadow(policy))
-      )
-      guards.set(policy.name, new GuardStats(policy.name, policy.concurrency.initialLimit, policy.rate !== undefined))
-    }
+    track(list, false)
     const recent: Array<DenialEvent> = []
     let recentNext = 0
     const slots = new Map<string, { readonly policy: string; expiresAt: number }>()
@@ -467,6 +494,11 @@ export const make = (options: HubOptions): Effect.Effect<Hub, never, Scope.Scope
       slotsRenewed,
       observeFleetGuards: (read) => {
         fleetGuards = read
+      },
+      reload: (policies) => {
+        track(policies, true)
+        feed.follow(stats.keys())
+        fleetGuards = undefined
       },
       snapshot,
       watch: (policy = "") => feed.stream(policy),

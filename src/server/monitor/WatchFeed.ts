@@ -113,6 +113,13 @@ export interface WatchFeed {
   ) => Effect.Effect<Effect.Effect<Chunk.Chunk<DenialEvent>, Option.Option<never>>, never, Scope.Scope>
   /** `subscribe` as a `Stream`, which ends when the feed's scope closes. */
   readonly stream: (policy: string) => Stream.Stream<DenialEvent>
+  /**
+   * Lets streams follow `policies` alone from now on (a live reload added them); names already followed
+   * keep their index. A removed policy keeps its index too: it merely receives no more events.
+   *
+   * @since 0.3.0
+   */
+  readonly follow: (policies: Iterable<string>) => void
   /** How many streams are open now. */
   readonly streams: () => number
   /** How many events streams have skipped so far (they fell behind the ring, or were over their cap). */
@@ -380,5 +387,9 @@ export const make = (options: WatchFeedOptions): Effect.Effect<WatchFeed, never,
     const stream: WatchFeed["stream"] = (policy) =>
       Stream.unwrapScoped(Effect.map(subscribe(policy), Stream.repeatEffectChunkOption))
 
-    return { append, subscribe, stream, streams: () => open, dropped: () => dropped }
+    const follow: WatchFeed["follow"] = (policies) => {
+      for (const name of policies) if (!byPolicy.has(name)) byPolicy.set(name, new PolicyIndex(ring))
+    }
+
+    return { append, subscribe, stream, follow, streams: () => open, dropped: () => dropped }
   })

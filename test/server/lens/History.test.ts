@@ -74,4 +74,30 @@ describe("the Lens history", () => {
       expect(full.recentDenials).toHaveLength(4)
       expect(history.picture(yield* hub.snapshot, 2, streams).recentDenials).toHaveLength(2)
     }))
+
+  it.scoped("follows a reloaded hub: an added policy from its first sample, a removed one gone, a renewed one from zero", () =>
+    Effect.gen(function*() {
+      const policies = yield* PolicyFile.parse(lensConfig, "test")
+      const hub = yield* Hub.make({ policies, nodeId: "n1" })
+      const history = yield* History.make(hub, { sampleMs: 5000, samples: 3 })
+      const picture = Effect.map(hub.snapshot, (snapshot) => history.picture(snapshot, 50, streams))
+      yield* decide(hub, allow, 2)
+      yield* advance(5000)
+
+      // `login` becomes a gcra limiter (its statistics renewed), `export` goes, `fresh` comes.
+      const reloaded = yield* PolicyFile.parse(
+        "limiters:\n  login:\n    strategy: gcra\n    limit: 3\n    period: 1m\n" +
+          "  fresh:\n    strategy: gcra\n    limit: 3\n    period: 1m\n",
+        "test"
+      )
+      hub.reload(reloaded.policies)
+      yield* Effect.repeatN(hub.recordDecision("fresh", "k", allow, 0.1, ""), 2)
+      yield* decide(hub, allow, 1)
+      yield* advance(5000)
+      const after = yield* picture
+      expect(after.policies.map((p) => p.name)).toEqual(["login", "fresh"])
+      const of = (name: string) => after.policies.find((p) => p.name === name)!
+      expect(of("login").allowedHistory).toEqual([2, 1])
+      expect(of("fresh").allowedHistory).toEqual([0, 3])
+    }))
 })
