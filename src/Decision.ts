@@ -166,7 +166,8 @@ export const fromData = (data: DecisionData): Decision =>
  *
  * `binding` is the index of the dimension that decides the verdict: on a denial, the denied dimension
  * with the longest `retryAfterMs` (the first on a tie), so its wait is the least before the whole request
- * can pass; when allowed, the dimension with the fewest units `remaining` (the next one to deny).
+ * can pass; when allowed, the dimension with the fewest units `remaining` (the next one to deny; a
+ * shadowed dimension, which never denies, binds only when every dimension is shadowed).
  *
  * @since 0.3.0
  * @category models
@@ -181,6 +182,9 @@ export class MultiDecision extends Schema.Class<MultiDecision>("MultiDecision")(
     return this.decisions[this.binding]!
   }
 }
+
+/** How close a dimension is to denying: its `remaining`; never, for a shadowed one (it never denies). */
+const headroom = (decision: Decision): number => decision.shadowed ? Number.POSITIVE_INFINITY : decision.remaining
 
 /**
  * The verdict over `decisions` (one per dimension, non-empty), with its binding dimension (see
@@ -202,7 +206,7 @@ export const multiDecisionOf = (decisions: ReadonlyArray<Decision>): MultiDecisi
     const best = decisions[binding]!
     if (
       allowed
-        ? decision.remaining < best.remaining
+        ? headroom(decision) < headroom(best)
         : !decision.allowed && decision.retryAfterMs > best.retryAfterMs
     ) {
       binding = i

@@ -43,7 +43,14 @@ import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import type * as Scope from "effect/Scope"
-import { type Admission, type Decision, type Forecast, type MultiDecision, multiDecisionOf } from "../Decision.js"
+import {
+  type Admission,
+  type Decision,
+  type Forecast,
+  type MultiDecision,
+  multiDecisionOf,
+  shadowOf
+} from "../Decision.js"
 import {
   CapacityExceeded,
   InvalidArgument,
@@ -73,6 +80,7 @@ import {
   type BoundFair,
   type BoundLimiter,
   type BoundMeter,
+  type CheckAll,
   type HeartbeatResult,
   isUnsupported,
   type LocalStore,
@@ -643,10 +651,12 @@ const localFront = (store: LocalStore, failOver: boolean): Unscoped => {
   // A meter has no capacity: a debit is admitted while the window's budget is not spent, however large
   // (the crossing debit counts in full), so every debit fits a fresh window. A pure concurrency
   // admitter's cost is not spent on any axis; a unified one's is its rate axis's.
+  const shadowedPolicies = new Set<string>()
   for (const policy of policies) {
     kinds.set(policy.name, policy.kind)
     // A shadowed policy's operations are wrapped here, once: an enforced one is bound as the store gives it.
     const shadow = isShadow(policy)
+    if (shadow) shadowedPolicies.add(policy.name)
     switch (policy.kind) {
       case "limiter": {
         const ops = store.limiter(policy)
@@ -798,8 +808,42 @@ const localFront = (store: LocalStore, failOver: boolean): Unscoped => {
         })
       )
     }
-    return Effect.map(serveAll(resolved), multiDecisionOf)
+    if (shadowedPolicies.size === 0) return Effect.map(serveAll(resolved), multiDecisionOf)
+    return checkAllWithShadow(serveAll, resolved)
   }
+
+  /**
+   * A multi-check with shadowed dimensions: they are decided and consumed as usual but never deny. One
+   * all-or-nothing call first; when only shadowed dimensions denied, a second call consumes every
+   * dimension that allowed, the shadowed denials answered as allowances (`shadowed`); when an enforced
+   * dimension denied, that is the verdict and nothing is consumed (the shadowed denials, marked
+   * `shadowed`, never bind).
+   */
+  const checkAllWithShadow = (
+    serve: CheckAll,
+    resolved: ReadonlyArray<StoreCheck>
+  ): Effect.Effect<MultiDecision, RateLimiterError> =>
+    Effect.flatMap(serve(resolved), (first) => {
+      const isShadowed = (i: number) => shadowedPolicies.has(resolved[i]!.policy.name)
+      const enforcedDenial = first.some((d, i) => !d.allowed && !isShadowed(i))
+      if (first.every((d) => d.allowed)) return Effect.succeed(multiDecisionOf(first))
+      // An enforced denial is the verdict (nothing consumed); a shadowed dimension's denial never binds.
+      if (enforcedDenial) {
+        return Effect.succeed(multiDecisionOf(first.map((d, i) => isShadowed(i) ? shadowOf(d) : d)))
+      }
+      const passing = resolved.filter((_, i) => first[i]!.allowed)
+      const retried = passing.length === 0 ? Effect.succeed([]) : serve(passing)
+      return Effect.map(retried, (second) => {
+        // The second call may deny an enforced dimension that changed meanwhile: that is the verdict then.
+        const decisions: Array<Decision> = []
+        let next = 0
+        for (let i = 0; i < resolved.length; i++) {
+          const decision = first[i]!.allowed ? second[next++]! : first[i]!
+          decisions.push(isShadowed(i) ? shadowOf(decision) : decision)
+        }
+        return multiDecisionOf(decisions)
+      })
+    })
 
   const acquire: Leases["acquire"] = (policy, key, acquireOptions) => {
     const bound = admitters.get(policy)
