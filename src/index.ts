@@ -67,6 +67,7 @@ export {
   limit,
   /** @since 0.3.0 */
   limitAll,
+  /** @since 0.3.0 */
   type LimitOptions,
   /** @since 0.3.0 */
   MAX_CHECK_ALL,
