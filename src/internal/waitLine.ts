@@ -23,6 +23,8 @@
  * @since 0.3.0
  */
 import * as Clock from "effect/Clock"
+import * as Context from "effect/Context"
+import * as DefaultServices from "effect/DefaultServices"
 import * as Duration from "effect/Duration"
 import * as Effect from "effect/Effect"
 import * as Fiber from "effect/Fiber"
@@ -57,37 +59,77 @@ const BACKOFF_CAP_MS = 1000
 export const backoffMs = (hintMs: number, attempt: number): number =>
   Math.min(BACKOFF_CAP_MS, Math.max(hintMs, BACKOFF_BASE_MS) * 2 ** Math.min(attempt, 16))
 
+/** The live `Clock` (a fiber's own unless a test replaced it). */
+const liveClock = Context.get(DefaultServices.liveServices, Clock.Clock)
+/** The longest delay a Node timer takes (the live `Clock` never wakes a longer sleep either). */
+const MAX_TIMER_MS = 2 ** 31 - 1
+
 /**
  * Waits for the signal `listen` arms (true) or for `ms` (false), whichever comes first; `listen` answers
- * "now" when the signal already came, else how to disarm it. The timer is a daemon sleep on the fiber's
- * `Clock` (so `TestClock` drives it), interrupted without being awaited: a signalled waiter resumes at
- * once, never after a timer's teardown (racing a sleep with `Effect.timeout` made every hand-over in a line
- * wait for that). No timer at all for an endless wait.
+ * "now" when the signal already came, else how to disarm it. A signalled waiter resumes at once, never
+ * after a timer's teardown (racing a sleep with `Effect.timeout` made every hand-over in a line wait for
+ * that). No timer at all for an endless wait.
+ *
+ * On the live `Clock` the timer is a Node timer cleared by whichever comes first: the live `Clock` sleeps
+ * on the same timers, and a forked sleep costs tens of µs per wait (two waits per admission in a busy
+ * line). On any other `Clock` (`TestClock`) it is a daemon sleep on that `Clock`, interrupted without
+ * being awaited, so the test's clock drives it.
  */
-const signalOrTimeout = (ms: number, listen: (signal: () => void) => "now" | (() => void)): Effect.Effect<boolean> => {
-  const waitFor = (timer: Fiber.RuntimeFiber<void> | undefined) =>
-    Effect.async<boolean>((resume) => {
-      let settled = false
-      // Called only after `listen` has answered (a signal comes later, a timer's observer is added later).
-      const settle = (signalled: boolean) => {
-        if (settled) return
-        settled = true
-        if (armed !== "now") armed()
-        resume(timer === undefined ? Effect.succeed(signalled) : Effect.as(Fiber.interruptFork(timer), signalled))
-      }
-      const armed = listen(() => settle(true))
-      if (armed === "now") return settle(true)
-      timer?.addObserver(() => settle(false))
-      return Effect.suspend(() => {
-        settled = true
-        armed()
-        return timer === undefined ? Effect.void : Fiber.interruptFork(timer)
-      })
+const signalOrTimeout = (ms: number, listen: (signal: () => void) => "now" | (() => void)): Effect.Effect<boolean> =>
+  ms === Number.POSITIVE_INFINITY
+    ? waitFor(listen, undefined)
+    : Effect.clockWith((clock) =>
+      clock === liveClock && ms <= MAX_TIMER_MS
+        ? waitOnTimer(ms, listen)
+        : Effect.flatMap(Effect.forkDaemon(Effect.sleep(Duration.millis(ms))), (timer) => waitFor(listen, timer))
+    )
+
+/** `signalOrTimeout` on a Node timer of `ms`. */
+const waitOnTimer = (ms: number, listen: (signal: () => void) => "now" | (() => void)): Effect.Effect<boolean> =>
+  Effect.async<boolean>((resume) => {
+    let settled = false
+    // Runs only after `listen` has answered and the timer is set (a signal comes later).
+    const settle = (signalled: boolean) => {
+      if (settled) return
+      settled = true
+      clearTimeout(timer)
+      disarm()
+      resume(Effect.succeed(signalled))
+    }
+    const armed = listen(() => settle(true))
+    if (armed === "now") return resume(Effect.succeed(true))
+    const disarm = armed
+    const timer = setTimeout(() => settle(false), ms)
+    return Effect.sync(() => {
+      settled = true
+      clearTimeout(timer)
+      disarm()
     })
-  return ms === Number.POSITIVE_INFINITY
-    ? waitFor(undefined)
-    : Effect.flatMap(Effect.forkDaemon(Effect.sleep(Duration.millis(ms))), waitFor)
-}
+  })
+
+/** `signalOrTimeout` on `timer`'s end (a forked sleep), or on the signal alone when there is no timer. */
+const waitFor = (
+  listen: (signal: () => void) => "now" | (() => void),
+  timer: Fiber.RuntimeFiber<void> | undefined
+): Effect.Effect<boolean> =>
+  Effect.async<boolean>((resume) => {
+    let settled = false
+    // Called only after `listen` has answered (a signal comes later, a timer's observer is added later).
+    const settle = (signalled: boolean) => {
+      if (settled) return
+      settled = true
+      if (armed !== "now") armed()
+      resume(timer === undefined ? Effect.succeed(signalled) : Effect.as(Fiber.interruptFork(timer), signalled))
+    }
+    const armed = listen(() => settle(true))
+    if (armed === "now") return settle(true)
+    timer?.addObserver(() => settle(false))
+    return Effect.suspend(() => {
+      settled = true
+      armed()
+      return timer === undefined ? Effect.void : Fiber.interruptFork(timer)
+    })
+  })
 
 /**
  * One waiting call. `resume` is set while it waits for its turn; `granted` once the turn is its (possibly

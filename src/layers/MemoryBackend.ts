@@ -31,11 +31,11 @@ import * as Effect from "effect/Effect"
 import * as Layer from "effect/Layer"
 import * as Runtime from "effect/Runtime"
 import type * as Scope from "effect/Scope"
-import { randomBytes } from "node:crypto"
 import { Admission, Forecast, fromData } from "../Decision.js"
 import type { Admitter } from "../engine/admission.js"
 import { BackendError } from "../Errors.js"
 import { fiberNowMillis } from "../internal/fiberClock.js"
+import { makeLeaseIds } from "../internal/leaseIds.js"
 import { sameDefinition } from "../internal/sameDefinition.js"
 import type { AdmitterPolicy, FairPolicy, LimiterPolicy, MeterPolicy, Policy } from "../Policy.js"
 import * as PolicyFile from "../PolicyFile.js"
@@ -113,7 +113,7 @@ export interface MemoryBackendOptions extends FrontOptions {
  */
 export const DEFAULT_LEASE_TTL_MS = 2000
 
-const mintLeaseId = (): string => randomBytes(16).toString("hex")
+const mintLeaseId = makeLeaseIds()
 
 /**
  * The compiled policy `policy` names, or `undefined` when it is not this store's (the front binds only
