@@ -14,6 +14,13 @@
  *   name). An admitter keeps its held leases and its ceiling state in `{prefix}#leases` / `{prefix}#guard`
  *   and a unified admitter's rate keys in `{prefix}:key`: one hash tag, so one admission is one script
  *   in one cluster slot.
+ * - Admin blocks (`RateLimiterAdmin.block`): a block lives beside the key's state, in its cluster slot
+ *   (`prefix:key` with a hash tag: `prefix:key:block`; else `{prefix:key}:block`), holding the block's
+ *   end (epoch-ms) and expiring then. Every script that decides or reads the key (check, `checkMany`,
+ *   `checkAll`, debit, peek, forecast, the admin's penalize / reward replies) reads it in the same call
+ *   (one `GET`, no extra round trip): a blocked key is denied with `resetAt` = the block's end, remaining 0,
+ *   nothing written. Other ThrottleKit clients calling the core scripts with one key share the state but do
+ *   not honour blocks; a unified admitter's rate axis does not read them (the admin does not serve it).
  * - Time: the Redis server clock by default (skew-free across a fleet); `clock: "effect"` passes Effect's
  *   `Clock` instead (deterministic tests and replays). `checkMany` is one pipelined round trip; with the
  *   Redis clock each key's script reads `TIME` itself, so one instant for the batch is likely (the scripts
@@ -382,7 +389,11 @@ const fleetRateCheck =
     return (key, cost) =>
       Effect.flatMap(now, (at) =>
         Effect.flatMap(
-          redis.runner.prepare(script, stateKeys(redis.keyPrefix + storeKey(prefix, key)), { ...params, now: at, cost }),
+          redis.runner.prepare(script, stateKeys(redis.keyPrefix + storeKey(prefix, key)), {
+            ...params,
+            now: at,
+            cost
+          }),
           (call) => redis.runner.runDecoded(call.script, evalArgs(call), Replies.decisionOf)
         ))
   }
@@ -837,8 +848,10 @@ export const makeStoreOn = (
       const { params, prefix } = served
       // What a 1-unit peek sees (after a block or an unblock: the answer of either, as the Memory store's).
       const peekAfter = (key: string) =>
-        Effect.flatMap(now, (at) =>
-          Effect.flatMap(runner.prepare(peekScript, keysOf(prefix, key), { ...params, now: at }), runDecision))
+        Effect.flatMap(
+          now,
+          (at) => Effect.flatMap(runner.prepare(peekScript, keysOf(prefix, key), { ...params, now: at }), runDecision)
+        )
       const adjust = (script: Script) => (key: string, units: number) =>
         Effect.flatMap(now, (at) =>
           Effect.flatMap(
@@ -846,8 +859,7 @@ export const makeStoreOn = (
             runDecision
           ))
       return {
-        reset: (key) =>
-          Effect.asVoid(Effect.flatMap(runner.prepare(resetScript, keysOf(prefix, key), {}), runner.run)),
+        reset: (key) => Effect.asVoid(Effect.flatMap(runner.prepare(resetScript, keysOf(prefix, key), {}), runner.run)),
         penalize: adjust(penalizeScript),
         reward: adjust(rewardScript),
         block: (key, durationMs) =>
