@@ -182,6 +182,15 @@ describe("RateLimiterAdmin on the Redis door", () => {
         expect(yield* Effect.promise(() => env.client.exists(`{${stateKey}}:block`))).toBe(0)
         expect(yield* Effect.promise(() => env.client.hgetall(stateKey))).toEqual(afterReset)
         yield* admin.reset("fixedWindow", "k")
+        // A client that sends the core's one key (no block key) shares the state and reads no block.
+        yield* admin.block("fixedWindow", "core", "1 hour")
+        const coreCheck = env.catalog.scripts.get("fixedWindow.check")!
+        const coreReply = yield* Effect.promise(() =>
+          env.client.eval(coreCheck.text, 1, `${ns}:fixedWindow:core`, "5000", "5", "1000", "1")
+        )
+        expect(coreReply).toEqual([1, 5, 4, 6000, 0])
+        expect((yield* limiter.check("fixedWindow", "core", 1)).resetAt).toBeGreaterThan(3_600_000)
+        yield* admin.reset("fixedWindow", "core")
         yield* TestClock.setTime(5000)
         yield* limiter.check("fixedWindow", "k", 2)
         expect(before).toEqual({ s: "5000", c: "2" })
