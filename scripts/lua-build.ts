@@ -47,6 +47,10 @@ const notes = [
   "one key (prefix:key), the core's ARGV first and state layout (see vendor/lua/README.md).",
   "Role multi.check is this package's own: several dimensions (rate checks and token-budget debits) on their wire keys",
   "(KEYS, one per dimension), decided at one instant and written all or nothing; on a cluster its keys must share a slot.",
+  "KEYS 'block' (check, debit, peek, forecast, penalize, reward; optional, after the key) is the key's admin block",
+  "(RateLimiterAdmin.block): in the key's slot, holding the block's end; a blocked key is denied with resetAt = that",
+  "end and nothing written. One key sent (the core's clients): no block is read. multi.check: the n keys, then their",
+  "n block keys. Roles block / unblock set / delete it; reset deletes the key and its block.",
   "Files here are built from src/ by `npm run lua:build`; sha1 is the SHA-1 of the file's bytes (the EVALSHA id)."
 ]
 

@@ -28,6 +28,7 @@ import type { LimiterPolicy } from "../../src/Policy.js"
 import * as Replies from "../../src/redis/Replies.js"
 import { evalArgs, type Reply } from "../../src/redis/ScriptRunner.js"
 import { loadScripts, marshal } from "../../src/redis/Scripts.js"
+import { blockKeyOf } from "../../src/redis/Slots.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
 import {
   MISSING_REDIS_HINT,
@@ -134,10 +135,13 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
     const experimentalLimiter = await limiterOf(experimental)
     const verifyExperimental = () => verifyConsume(experimental, experimentalLimiter, keyOf(0))
 
-    // The floor: the same script, KEYS and ARGV as the Redis door sends, straight through ioredis.
+    // The floor: the same script, KEYS (the state key and its block key) and ARGV as the Redis door sends,
+    // straight through ioredis.
     const catalog = await Effect.runPromise(loadScripts())
     const script = catalog.find("gcra", "check")
     if (script === undefined) throw new Error("vendor/lua has no gcra check script")
+    const blocks = script.keys.length === 2
+    const stateKeys = (key: string) => blocks ? [key, blockKeyOf(key)] : [key]
     const { kind: _kind, ...params } = gcraStrategy
     const argv = await Effect.runPromise(marshal(script, "argv", { ...params, now: 0, cost: 1 }))
     const raw = await connect(server.url)
@@ -146,7 +150,7 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
     const rawCheck = (i: number) =>
       raw.evalsha(
         script.sha1,
-        ...evalArgs({ script, keys: [storeKey(benchPolicy.prefix, keyOf(i))], argv })
+        ...evalArgs({ script, keys: stateKeys(storeKey(benchPolicy.prefix, keyOf(i))), argv })
       ) as Promise<Reply>
 
     const rlfClient = await connect(server.url)

@@ -14,6 +14,13 @@
  *   name). An admitter keeps its held leases and its ceiling state in `{prefix}#leases` / `{prefix}#guard`
  *   and a unified admitter's rate keys in `{prefix}:key`: one hash tag, so one admission is one script
  *   in one cluster slot.
+ * - Admin blocks (`RateLimiterAdmin.block`): a block lives beside the key's state, in its cluster slot
+ *   (`prefix:key` with a hash tag: `prefix:key:block`; else `{prefix:key}:block`), holding the block's
+ *   end (epoch-ms) and expiring then. Every script that decides or reads the key (check, `checkMany`,
+ *   `checkAll`, debit, peek, forecast, the admin's penalize / reward replies) reads it in the same call
+ *   (one `GET`, no extra round trip): a blocked key is denied with `resetAt` = the block's end, remaining 0,
+ *   nothing written. Other ThrottleKit clients calling the core scripts with one key share the state but do
+ *   not honour blocks; a unified admitter's rate axis does not read them (the admin does not serve it).
  * - Time: the Redis server clock by default (skew-free across a fleet); `clock: "effect"` passes Effect's
  *   `Clock` instead (deterministic tests and replays). `checkMany` is one pipelined round trip; with the
  *   Redis clock each key's script reads `TIME` itself, so one instant for the batch is likely (the scripts
@@ -74,7 +81,7 @@ import {
   type ScriptRunner
 } from "../redis/ScriptRunner.js"
 import { type Named, type Script, type ScriptCatalog, sha1Hex } from "../redis/Scripts.js"
-import { slotOf } from "../redis/Slots.js"
+import { blockKeyOf, slotOf } from "../redis/Slots.js"
 import { scriptsOf } from "../redis/StrategyScripts.js"
 import { type FrontOptions, make as makeFront, RateLimiter, type RateLimiterService } from "../services/RateLimiter.js"
 import {
@@ -303,14 +310,10 @@ const foreign = (policy: Policy) =>
 const MAX_LEASE_ID_DRAWS = 4
 
 /**
- * Why the Redis store does not block keys: a block every client honours would have every check script read
- * a second key (the deny list) on the hot path, and the ThrottleKit core's clients sharing the keys would
- * not honour it anyway. Reset, penalize and reward write the strategy's own state, which every client reads.
+ * The KEYS of a script on a limiter's or budget's state key: the key and its admin block's key (in its
+ * cluster slot). Every script that reads a key's state for a decision reads its block too, in the same call.
  */
-const BLOCK_NOT_SERVED = unsupported(
-  "the Redis store does not block keys (a block would cost every check a second key read); " +
-    "block on the Memory store, or penalize the key's remaining to 0"
-)
+const stateKeys = (key: string): Named => ({ key, block: blockKeyOf(key) })
 
 /**
  * Options of the Redis store over a shared connection (`RedisClient`): the connection and its bound are
@@ -386,7 +389,11 @@ const fleetRateCheck =
     return (key, cost) =>
       Effect.flatMap(now, (at) =>
         Effect.flatMap(
-          redis.runner.prepare(script, { key: redis.keyPrefix + storeKey(prefix, key) }, { ...params, now: at, cost }),
+          redis.runner.prepare(script, stateKeys(redis.keyPrefix + storeKey(prefix, key)), {
+            ...params,
+            now: at,
+            cost
+          }),
           (call) => redis.runner.runDecoded(call.script, evalArgs(call), Replies.decisionOf)
         ))
   }
@@ -490,6 +497,8 @@ export const makeStoreOn = (
     const keyOf = deployment === ""
       ? storeKey
       : (prefix: string, key: string) => deployment + storeKey(prefix, key)
+    /** A limiter's or budget's KEYS: its state key and, beside it in its slot, its admin block's key. */
+    const keysOf = (prefix: string, key: string): Named => stateKeys(keyOf(prefix, key))
     const runner: ScriptRunner = redis.runner
 
     /** The `now` ARGV: 0 (the Redis clock) or Effect's clock, which must be a real instant. */
@@ -518,7 +527,7 @@ export const makeStoreOn = (
         ? (key, cost) =>
           Effect.flatMap(now, (at) =>
             Effect.flatMap(
-              runner.prepare(entry.check, { key: keyOf(prefix, key) }, { ...params, now: at, cost }),
+              runner.prepare(entry.check, keysOf(prefix, key), { ...params, now: at, cost }),
               runDecision
             ))
         : redisClock
@@ -536,7 +545,7 @@ export const makeStoreOn = (
           ? Effect.flatMap(
             Effect.forEach(keys, (key) =>
               Effect.map(
-                runner.prepare(entry.check, { key: keyOf(prefix, key) }, { ...params, now: at, cost }),
+                runner.prepare(entry.check, keysOf(prefix, key), { ...params, now: at, cost }),
                 (call): BatchCall => ({ script: call.script, args: evalArgs(call) })
               )),
             runner.runBatch
@@ -552,14 +561,14 @@ export const makeStoreOn = (
 
       const peek = Effect.fn("RedisBackend.peek")(
         function*(key: string): Effect.fn.Return<Decision, RateLimiterError> {
-          const call = yield* runner.prepare(entry.peek, { key: keyOf(prefix, key) }, { ...params, now: yield* now })
+          const call = yield* runner.prepare(entry.peek, keysOf(prefix, key), { ...params, now: yield* now })
           return yield* runDecision(call)
         }
       )
 
       const forecast = Effect.fn("RedisBackend.forecast")(
         function*(key: string, cost: number): Effect.fn.Return<Forecast, RateLimiterError> {
-          const call = yield* runner.prepare(entry.forecast, { key: keyOf(prefix, key) }, {
+          const call = yield* runner.prepare(entry.forecast, keysOf(prefix, key), {
             ...params,
             now: yield* now,
             cost
@@ -584,7 +593,7 @@ export const makeStoreOn = (
       const { budget, prefix, windowMs } = entry.policy
       const debit = Effect.fn("RedisBackend.debit")(
         function*(key: string, tokens: number): Effect.fn.Return<Decision, RateLimiterError> {
-          const call = yield* runner.prepare(entry.debit, { key: keyOf(prefix, key) }, {
+          const call = yield* runner.prepare(entry.debit, keysOf(prefix, key), {
             budget,
             windowMs,
             now: yield* now,
@@ -596,7 +605,7 @@ export const makeStoreOn = (
       // Read-only: the same key and state as the debit; nothing written, no TTL touched.
       const peek = Effect.fn("RedisBackend.peekBudget")(
         function*(key: string): Effect.fn.Return<Decision, RateLimiterError> {
-          const call = yield* runner.prepare(entry.peek, { key: keyOf(prefix, key) }, {
+          const call = yield* runner.prepare(entry.peek, keysOf(prefix, key), {
             budget,
             windowMs,
             now: yield* now
@@ -606,7 +615,7 @@ export const makeStoreOn = (
       )
       const forecast = Effect.fn("RedisBackend.forecastBudget")(
         function*(key: string, tokens: number): Effect.fn.Return<Forecast, RateLimiterError> {
-          const call = yield* runner.prepare(entry.forecast, { key: keyOf(prefix, key) }, {
+          const call = yield* runner.prepare(entry.forecast, keysOf(prefix, key), {
             budget,
             windowMs,
             now: yield* now,
@@ -720,7 +729,8 @@ export const makeStoreOn = (
     const checkAll: CheckAll | undefined = multiScript === undefined ? undefined : (checks) => {
       const count = checks.length
       const keys: Array<string> = []
-      const args: EvalArgs = [count]
+      // KEYS: every dimension's state key, then each one's block key (in its slot) in the same order.
+      const args: EvalArgs = [2 * count]
       for (const { key, policy } of checks) {
         if (!multiParts.has(policy.name)) return foreign(policy)
         keys.push(keyOf(policy.prefix, key))
@@ -728,6 +738,7 @@ export const makeStoreOn = (
       const fault = multiKeysFault(keys, cluster)
       if (fault !== undefined) return Effect.fail(fault)
       for (const key of keys) args.push(key)
+      for (const key of keys) args.push(blockKeyOf(key))
       // ARGV: now (filled below), the fence (the runner's to fill), then each dimension's part.
       args.push(0, 0)
       for (const { cost, policy } of checks) {
@@ -738,7 +749,7 @@ export const makeStoreOn = (
       return redisClock
         ? runner.runDecoded(multiScript, args, decode)
         : Effect.flatMap(now, (at) => {
-          args[1 + count] = at
+          args[1 + 2 * count] = at
           return runner.runDecoded(multiScript, args, decode)
         })
     }
@@ -808,6 +819,8 @@ export const makeStoreOn = (
     // The admin scripts: a limiter's strategy's (or a budget's) penalize and reward, and one reset for any
     // key. Looked up when a policy is bound, so a catalog without them serves no admin for that policy.
     const resetScript = redis.scripts.find("key", "reset")
+    const blockScript = redis.scripts.find("key", "block")
+    const unblockScript = redis.scripts.find("key", "unblock")
     const admin = (policy: Policy): BoundAdmin => {
       const entry = entries.get(policy.name)
       const served = entry?.kind === "limiter"
@@ -820,9 +833,12 @@ export const makeStoreOn = (
         }
         : undefined
       const penalizeScript = served === undefined ? undefined : redis.scripts.find(served.strategy, "penalize")
+      const peekScript = served === undefined ? undefined : redis.scripts.find(served.strategy, "peek")
       const rewardScript = served === undefined ? undefined : redis.scripts.find(served.strategy, "reward")
       if (
-        served === undefined || penalizeScript === undefined || rewardScript === undefined || resetScript === undefined
+        served === undefined || penalizeScript === undefined || rewardScript === undefined ||
+        peekScript === undefined || resetScript === undefined || blockScript === undefined ||
+        unblockScript === undefined
       ) {
         const reason = unsupported(
           "the Redis store's admin serves limiters and meters (a unified admitter's rate keys: not yet)"
@@ -830,19 +846,33 @@ export const makeStoreOn = (
         return { reset: reason, penalize: reason, reward: reason, block: reason, unblock: reason }
       }
       const { params, prefix } = served
+      // What a 1-unit peek sees (after a block or an unblock: the answer of either, as the Memory store's).
+      const peekAfter = (key: string) =>
+        Effect.flatMap(
+          now,
+          (at) => Effect.flatMap(runner.prepare(peekScript, keysOf(prefix, key), { ...params, now: at }), runDecision)
+        )
       const adjust = (script: Script) => (key: string, units: number) =>
         Effect.flatMap(now, (at) =>
           Effect.flatMap(
-            runner.prepare(script, { key: keyOf(prefix, key) }, { ...params, now: at, units }),
+            runner.prepare(script, keysOf(prefix, key), { ...params, now: at, units }),
             runDecision
           ))
       return {
-        reset: (key) =>
-          Effect.asVoid(Effect.flatMap(runner.prepare(resetScript, { key: keyOf(prefix, key) }, {}), runner.run)),
+        reset: (key) => Effect.asVoid(Effect.flatMap(runner.prepare(resetScript, keysOf(prefix, key), {}), runner.run)),
         penalize: adjust(penalizeScript),
         reward: adjust(rewardScript),
-        block: BLOCK_NOT_SERVED,
-        unblock: BLOCK_NOT_SERVED
+        block: (key, durationMs) =>
+          Effect.flatMap(now, (at) =>
+            Effect.flatMap(
+              runner.prepare(blockScript, { block: blockKeyOf(keyOf(prefix, key)) }, { now: at, durationMs }),
+              (call) => Effect.zipRight(runner.run(call), peekAfter(key))
+            )),
+        unblock: (key) =>
+          Effect.flatMap(
+            runner.prepare(unblockScript, { block: blockKeyOf(keyOf(prefix, key)) }, {}),
+            (call) => Effect.zipRight(runner.run(call), peekAfter(key))
+          )
       }
     }
 

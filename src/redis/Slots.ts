@@ -37,3 +37,40 @@ export const slotOf = (key: string): number => {
   }
   return crc16(bytes, 0, bytes.length) % SLOT_COUNT
 }
+
+/** Whether `key` has a hash tag: a `{` followed later by a `}` with at least one character between. */
+const hasHashTag = (key: string): boolean => {
+  const open = key.indexOf("{")
+  if (open < 0) return false
+  const close = key.indexOf("}", open + 1)
+  return close > open + 1
+}
+
+/** A short tag of each slot asked for (`slotTagOf`), found once by search. */
+const slotTags = new Map<number, string>()
+
+/** A short string without braces whose slot is `slot` (the first base-36 counter that lands there). */
+const slotTagOf = (slot: number): string => {
+  const known = slotTags.get(slot)
+  if (known !== undefined) return known
+  for (let n = 0;; n++) {
+    const tag = n.toString(36)
+    if (slotOf(tag) === slot) {
+      slotTags.set(slot, tag)
+      return tag
+    }
+  }
+}
+
+/**
+ * The key holding an admin block of the state key `stateKey`, in `stateKey`'s slot (one script reads
+ * both, on a cluster too): `stateKey:block` when `stateKey` has a hash tag (the same tag), else
+ * `{stateKey}:block` (the tag is the whole state key, hashed as the cluster hashes an untagged key). A
+ * state key with a `}` but no tag cannot be a tag itself: its block key is `{t}:block:stateKey`, with `t`
+ * a short tag found for its slot.
+ */
+export const blockKeyOf = (stateKey: string): string => {
+  if (hasHashTag(stateKey)) return stateKey + ":block"
+  if (stateKey.indexOf("}") < 0) return "{" + stateKey + "}:block"
+  return "{" + slotTagOf(slotOf(stateKey)) + "}:block:" + stateKey
+}

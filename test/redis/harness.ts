@@ -19,6 +19,7 @@ import {
   type ScriptRunner
 } from "../../src/redis/ScriptRunner.js"
 import { loadScripts, type Named, type Script, type ScriptCatalog, sha1Hex } from "../../src/redis/Scripts.js"
+import { blockKeyOf } from "../../src/redis/Slots.js"
 import { RedisCluster, type RedisClusterHandle } from "../support/redisCluster.js"
 import { type RedisServerHandle, startRedisServer } from "../support/redisServer.js"
 
@@ -153,9 +154,17 @@ export const script = (env: RedisEnv, name: string): Script => {
   return found
 }
 
-/** A call of `name` with named KEYS and ARGV. */
-export const call = (env: RedisEnv, name: string, keys: Named, argv: Named): Effect.Effect<ScriptCall, HarnessError> =>
-  env.runner.prepare(script(env, name), keys, argv).pipe(Effect.mapError(harnessError))
+/**
+ * A call of `name` with named KEYS and ARGV. A script that reads a key's admin block (KEYS `block`) gets
+ * the block key of `keys.key` unless one is given, as the Redis store passes it.
+ */
+export const call = (env: RedisEnv, name: string, keys: Named, argv: Named): Effect.Effect<ScriptCall, HarnessError> => {
+  const found = script(env, name)
+  const withBlock = found.keys.includes("block") && keys.block === undefined && typeof keys.key === "string"
+    ? { ...keys, block: blockKeyOf(keys.key) }
+    : keys
+  return env.runner.prepare(found, withBlock, argv).pipe(Effect.mapError(harnessError))
+}
 
 /** One step of a transaction: a script call or a raw command. */
 export type Step = ScriptCall | { readonly command: string; readonly args: ReadonlyArray<string | number> }

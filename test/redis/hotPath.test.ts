@@ -38,7 +38,11 @@ describe("Redis check hot path", () => {
           if (template === undefined) continue
           templated++
           for (const [now, cost] of [[0, 1], [1_800_000_000_123, 7], [42, 9_007_199_254_740_991]] as const) {
-            const byName = yield* env.runner.prepare(script, { key: "p:k" }, { ...params, now, cost })
+            const byName = yield* env.runner.prepare(script, { key: "p:k", block: "{p:k}:block" }, {
+              ...params,
+              now,
+              cost
+            })
             expect(template.args("p:k", now, cost)).toEqual(evalArgs(byName))
           }
         }

@@ -18,7 +18,7 @@ const byName = new Map(manifest.scripts.map((s) => [s.name, s]))
 
 describe("vendor/lua manifest", () => {
   it("lists every script with the SHA-1 of its exact bytes", () => {
-    expect(manifest.scripts.length).toBe(66)
+    expect(manifest.scripts.length).toBe(68)
     for (const spec of manifest.scripts) {
       const bytes = readFileSync(join(luaDir, spec.file))
       expect([spec.name, createHash("sha1").update(bytes).digest("hex")]).toEqual([spec.name, spec.sha1])
@@ -40,12 +40,13 @@ describe("vendor/lua manifest", () => {
       ["quota", ["now", "limit", "cost", "mode", "periodMs", "anchor", "offsetMs", "weekStartsOn"]]
     ]
     // A consuming script takes the wire's ARGV and then its optional fence: a client that sends only
-    // the wire's ARGV runs it unfenced.
+    // the wire's ARGV runs it unfenced. Its KEYS: the wire's key, then the key's admin block (optional: a
+    // client that sends one key reads no block).
     for (const [strategy, argv] of wire) {
       expect(byName.get(`${strategy}.check`)).toMatchObject({
         strategy,
         role: "check",
-        keys: ["key"],
+        keys: ["key", "block"],
         argv: [...argv, "fence"]
       })
       expect(byName.get(`${strategy}.read`)).toMatchObject({ strategy, role: "read", keys: ["key"], argv: [] })
@@ -56,9 +57,13 @@ describe("vendor/lua manifest", () => {
     }
     expect(byName.get("tokenBudget.debit")?.argv).toEqual(["now", "budget", "windowMs", "tokens", "fence"])
     // The budget's reads take the debit's key and parameters, and no fence (they write nothing).
-    expect(byName.get("tokenBudget.peek")).toMatchObject({ keys: ["key"], argv: ["now", "budget", "windowMs"] })
+    expect(byName.get("tokenBudget.debit")?.keys).toEqual(["key", "block"])
+    expect(byName.get("tokenBudget.peek")).toMatchObject({
+      keys: ["key", "block"],
+      argv: ["now", "budget", "windowMs"]
+    })
     expect(byName.get("tokenBudget.forecast")).toMatchObject({
-      keys: ["key"],
+      keys: ["key", "block"],
       argv: ["now", "budget", "windowMs", "tokens"]
     })
     // The core's coordinator and region-pool wire (federated, federatedFairEscrow): its ARGV, then the fence.
@@ -94,7 +99,8 @@ describe("vendor/lua manifest", () => {
     const fenced = [...byName.values()].filter((spec) => spec.argv.includes("fence"))
     expect(fenced.map((spec) => spec.name).sort()).toEqual(
       [...byName.values()].filter((spec) =>
-        ["check", "admit", "acquire", "debit", "reserve", "lease", "grant", "penalize", "reward"].includes(spec.role)
+        ["check", "admit", "acquire", "debit", "reserve", "lease", "grant", "penalize", "reward", "block", "unblock"]
+          .includes(spec.role)
       )
         .map((spec) => spec.name).sort()
     )
@@ -103,13 +109,18 @@ describe("vendor/lua manifest", () => {
       expect([spec.name, spec.argv.at(spec.argv.at(-1)!.endsWith("...") ? -2 : -1)]).toEqual([spec.name, "fence"])
     }
     // The multi-check: every dimension's wire key, then its kind, cost and parameters after now and fence.
+    // (The Redis store sends each dimension's block key after the wire keys: 2n KEYS.)
     expect(byName.get("multi.check")).toMatchObject({ keys: ["keys..."], argv: ["now", "fence", "dims..."] })
+    // The admin's block and unblock take the block key alone; reset forgets the state and the block.
+    expect(byName.get("key.block")).toMatchObject({ keys: ["block"], argv: ["now", "durationMs", "fence"] })
+    expect(byName.get("key.unblock")).toMatchObject({ keys: ["block"], argv: ["fence"] })
+    expect(byName.get("key.reset")).toMatchObject({ keys: ["key", "block"], argv: [] })
   })
 
   it.effect("loads every script, and refuses a file whose bytes drifted from the manifest", () =>
     Effect.gen(function*() {
       const catalog = yield* loadScripts()
-      expect(catalog.scripts.size).toBe(66)
+      expect(catalog.scripts.size).toBe(68)
       expect(catalog.find("gcra", "check")?.name).toBe("gcra.check")
 
       const copy = mkdtempSync(join(tmpdir(), "tk-lua-"))

@@ -177,7 +177,7 @@ describe("the admin door over gRPC", () => {
       expect((yield* farLimiter.check("api", "k")).allowed).toBe(false)
     })))
 
-  it.live("over a Redis store: reset, penalize and reward write the keys every client reads; block is UNIMPLEMENTED", () =>
+  it.live("over a Redis store: reset, penalize, reward and block write the keys every client of the store reads", () =>
     Effect.scoped(Effect.gen(function*() {
       const redis = yield* redisServer
       const server = yield* serve({ store: { kind: "redis", redis: redis.url } })
@@ -193,11 +193,23 @@ describe("the admin door over gRPC", () => {
       expect((yield* admin.reward("api", "k", 2)).remaining).toBe(3)
       expect((yield* limiter.check("api", "k")).remaining).toBe(2)
       expect((yield* admin.penalize("llm", "team", 30)).remaining).toBe(70)
-      const unsupported = yield* Effect.flip(admin.block("api", "k", 1000))
-      expect(unsupported._tag).toBe("OperationNotSupported")
+      // A block: the key beside the state key holds its end; checks through the server are denied with it.
+      const blocked = yield* admin.block("api", "k", "1 hour")
+      const ends = Number(yield* Effect.promise(() => client.get("{api:k}:block")))
+      expect([blocked.allowed, blocked.remaining, blocked.resetAt]).toEqual([false, 0, ends])
+      expect(blocked.retryAfterMs).toBeGreaterThan(3_500_000)
+      const denied = yield* limiter.check("api", "k")
+      expect([denied.allowed, denied.resetAt]).toEqual([false, ends])
+      expect(yield* Effect.promise(() => client.hget("api:k", "c"))).toBe("3")
+      expect((yield* admin.unblock("api", "k")).allowed).toBe(true)
+      expect(yield* Effect.promise(() => client.exists("{api:k}:block"))).toBe(0)
+      expect((yield* limiter.check("api", "k")).remaining).toBe(1)
+      yield* admin.block("api", "k", "1 hour")
+      expect((yield* Effect.flip(admin.block("api", "k", 0)))._tag).toBe("InvalidArgument")
       expect((yield* Effect.flip(admin.penalize("api", "k", 0)))._tag).toBe("InvalidArgument")
+      // Reset forgets the state and lifts the block.
       yield* admin.reset("api", "k")
-      expect(yield* Effect.promise(() => client.exists("api:k"))).toBe(0)
+      expect(yield* Effect.promise(() => client.exists("api:k", "{api:k}:block"))).toBe(0)
       expect((yield* limiter.check("api", "k")).remaining).toBe(4)
     })))
 

@@ -10,7 +10,9 @@
 -- capacity refillPerSec; fixedWindow limit windowMs; slidingWindow windowMs limit buckets;
 -- slidingWindowLog windowMs limit; quota limit mode periodMs anchor offsetMs weekStartsOn; tokenBudget
 -- budget windowMs. Reply: five integers per dimension, in order; {-3, i} when dimension i names no known
--- kind (nothing written). The keys must be distinct (the caller refuses a repeated one).
+-- kind (nothing written). The keys must be distinct (the caller refuses a repeated one). KEYS: the n state
+-- keys, then optionally each one's block key in the same order (2n keys): a blocked dimension is denied with
+-- the block's end (the others answer their own decision) and nothing is written.
 
 -- ARGV "now" is epoch-ms; 0 means the Redis server clock (TIME: seconds * 1000 + floor(microseconds / 1000)),
 -- the skew-free choice when many processes share a key.
@@ -61,6 +63,43 @@ local function tk_fenced(arg)
   if fence == nil or fence <= 0 then return false end
   local t = redis.call('TIME')
   return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > fence
+end
+
+-- Admin blocks (RateLimiterAdmin.block): KEYS "block" beside a state key, in its cluster slot, holds the
+-- epoch-ms the block ends (expiring then). A blocked key is denied with resetAt = the block's end and
+-- retryAfterMs = the time left, remaining 0, and nothing is written. A caller that passes no block key
+-- (the core's clients: one key) reads no block.
+
+-- The end of the block on `key` at `now`, or nil when `key` is absent or holds no block running at `now`.
+local function tk_block_end(key, now)
+  if key == nil then return nil end
+  local stored = redis.call('GET', key)
+  if not stored then return nil end
+  local ends = tonumber(stored)
+  if ends == nil or ends <= now then return nil end
+  return ends
+end
+
+-- The denial of a blocked key: the limit of `d` (the key's own decision), nothing left, retry at `ends`.
+local function tk_block_denial(d, ends, now)
+  return { 0, d[2], 0, ends, ends - now }
+end
+
+-- `d` (a read of the key's state), or the block's denial while `blockKey` holds a block at `now`.
+local function tk_unless_blocked(blockKey, now, d)
+  local ends = tk_block_end(blockKey, now)
+  if ends then return tk_block_denial(d, ends, now) end
+  return d
+end
+
+-- Forecast `f` ({spendableNow, nextReplenishAt, fullAt}), or, while blocked, nothing spendable until the
+-- block's end and full no earlier than it.
+local function tk_forecast_unless_blocked(blockKey, now, f)
+  local ends = tk_block_end(blockKey, now)
+  if not ends then return f end
+  local full = f[3]
+  if full < ends then full = ends end
+  return { 0, ends, full }
 end
 
 -- GCRA. The key is a string: the theoretical arrival time (TAT), written with %.17g.
@@ -673,7 +712,9 @@ local now = tk_now(ARGV[1])
 local decisions = {}
 local writes = {}
 local allowed = true
-for i = 1, #KEYS do
+local n = (#ARGV - 2) / 8
+local blocks = #KEYS == 2 * n
+for i = 1, n do
   local s = 3 + (i - 1) * 8
   local kind = ARGV[s]
   local cost = tonumber(ARGV[s + 1])
@@ -699,15 +740,22 @@ for i = 1, #KEYS do
   else
     return { -3, i }
   end
+  if blocks then
+    local ends = tk_block_end(KEYS[n + i], now)
+    if ends then
+      d = tk_block_denial(d, ends, now)
+      w = nil
+    end
+  end
   decisions[i] = d
   writes[i] = w
   if not w then allowed = false end
 end
 if allowed then
-  for i = 1, #KEYS do writes[i]() end
+  for i = 1, n do writes[i]() end
 end
 local reply = {}
-for i = 1, #KEYS do
+for i = 1, n do
   local d = decisions[i]
   for j = 1, 5 do reply[#reply + 1] = d[j] end
 end

@@ -3,9 +3,9 @@
 -- with the peek afterwards.
 --! strategy: fixedWindow
 --! role: penalize
---! keys: key
+--! keys: key block
 --! argv: now limit windowMs units fence
---! uses: clock fixedWindow
+--! uses: clock fixedWindow block
 if tk_fenced(ARGV[5]) then return { -2 } end
 local now = tk_now(ARGV[1])
 local a = { limit = tonumber(ARGV[2]), windowMs = tonumber(ARGV[3]) }
@@ -16,4 +16,4 @@ if left >= 1 then
   local _, write = fw_check(KEYS[1], now, a, left)
   if write then write() end
 end
-return fw_peek(KEYS[1], now, a)
+return tk_unless_blocked(KEYS[2], now, fw_peek(KEYS[1], now, a))

@@ -3,9 +3,9 @@
 -- with the peek afterwards.
 --! strategy: gcra
 --! role: penalize
---! keys: key
+--! keys: key block
 --! argv: now periodMs limit burst units fence
---! uses: clock gcra
+--! uses: clock gcra block
 if tk_fenced(ARGV[6]) then return { -2 } end
 local now = tk_now(ARGV[1])
 local a = { periodMs = tonumber(ARGV[2]), limit = tonumber(ARGV[3]), burst = tonumber(ARGV[4]) }
@@ -16,4 +16,4 @@ if left >= 1 then
   local _, write = gcra_check(KEYS[1], now, a, left)
   if write then write() end
 end
-return gcra_peek(KEYS[1], now, a)
+return tk_unless_blocked(KEYS[2], now, gcra_peek(KEYS[1], now, a))

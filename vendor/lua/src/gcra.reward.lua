@@ -2,9 +2,9 @@
 -- (src/engine/reward.ts). Replies with the peek afterwards.
 --! strategy: gcra
 --! role: reward
---! keys: key
+--! keys: key block
 --! argv: now periodMs limit burst units fence
---! uses: clock gcra
+--! uses: clock gcra block
 if tk_fenced(ARGV[6]) then return { -2 } end
 local now = tk_now(ARGV[1])
 local a = { periodMs = tonumber(ARGV[2]), limit = tonumber(ARGV[3]), burst = tonumber(ARGV[4]) }
@@ -21,4 +21,4 @@ if stored and tonumber(stored) > now then
     redis.call('SET', KEYS[1], tk_fmt(newTat), 'PX', tk_fmt(px))
   end
 end
-return gcra_peek(KEYS[1], now, a)
+return tk_unless_blocked(KEYS[2], now, gcra_peek(KEYS[1], now, a))

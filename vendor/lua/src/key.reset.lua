@@ -1,8 +1,8 @@
--- key reset (this package's admin role): forgets a limiter's or budget's key, whatever its strategy: it
--- reads as a fresh key's. Replies with the number of keys removed (0 or 1).
+-- key reset (this package's admin role): forgets a limiter's or budget's key, whatever its strategy, and any
+-- block on it: it reads as a fresh key's. Replies with the number of keys removed (0 to 2).
 --! strategy: key
 --! role: reset
---! keys: key
+--! keys: key block
 --! argv:
 --! uses:
-return redis.call('DEL', KEYS[1])
+return redis.call('DEL', KEYS[1], KEYS[2])

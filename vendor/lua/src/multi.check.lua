@@ -7,18 +7,22 @@
 -- capacity refillPerSec; fixedWindow limit windowMs; slidingWindow windowMs limit buckets;
 -- slidingWindowLog windowMs limit; quota limit mode periodMs anchor offsetMs weekStartsOn; tokenBudget
 -- budget windowMs. Reply: five integers per dimension, in order; {-3, i} when dimension i names no known
--- kind (nothing written). The keys must be distinct (the caller refuses a repeated one).
+-- kind (nothing written). The keys must be distinct (the caller refuses a repeated one). KEYS: the n state
+-- keys, then optionally each one's block key in the same order (2n keys): a blocked dimension is denied with
+-- the block's end (the others answer their own decision) and nothing is written.
 --! strategy: multi
 --! role: check
 --! keys: keys...
 --! argv: now fence dims...
---! uses: clock gcra tokenBucket fixedWindow slidingWindow slidingWindowLog quota tokenBudget
+--! uses: clock block gcra tokenBucket fixedWindow slidingWindow slidingWindowLog quota tokenBudget
 if tk_fenced(ARGV[2]) then return { -2 } end
 local now = tk_now(ARGV[1])
 local decisions = {}
 local writes = {}
 local allowed = true
-for i = 1, #KEYS do
+local n = (#ARGV - 2) / 8
+local blocks = #KEYS == 2 * n
+for i = 1, n do
   local s = 3 + (i - 1) * 8
   local kind = ARGV[s]
   local cost = tonumber(ARGV[s + 1])
@@ -44,15 +48,22 @@ for i = 1, #KEYS do
   else
     return { -3, i }
   end
+  if blocks then
+    local ends = tk_block_end(KEYS[n + i], now)
+    if ends then
+      d = tk_block_denial(d, ends, now)
+      w = nil
+    end
+  end
   decisions[i] = d
   writes[i] = w
   if not w then allowed = false end
 end
 if allowed then
-  for i = 1, #KEYS do writes[i]() end
+  for i = 1, n do writes[i]() end
 end
 local reply = {}
-for i = 1, #KEYS do
+for i = 1, n do
   local d = decisions[i]
   for j = 1, 5 do reply[#reply + 1] = d[j] end
 end

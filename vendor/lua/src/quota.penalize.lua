@@ -3,9 +3,9 @@
 -- with the peek afterwards.
 --! strategy: quota
 --! role: penalize
---! keys: key
+--! keys: key block
 --! argv: now limit mode periodMs anchor offsetMs weekStartsOn units fence
---! uses: clock quota
+--! uses: clock quota block
 if tk_fenced(ARGV[9]) then return { -2 } end
 local now = tk_now(ARGV[1])
 local a = qt_params(tonumber(ARGV[2]), ARGV, 3)
@@ -16,4 +16,4 @@ if left >= 1 then
   local _, write = qt_check(KEYS[1], now, a, left)
   if write then write() end
 end
-return qt_peek(KEYS[1], now, a)
+return tk_unless_blocked(KEYS[2], now, qt_peek(KEYS[1], now, a))

@@ -3,9 +3,9 @@
 -- with the peek afterwards.
 --! strategy: slidingWindow
 --! role: penalize
---! keys: key
+--! keys: key block
 --! argv: now windowMs limit buckets units fence
---! uses: clock slidingWindow
+--! uses: clock slidingWindow block
 if tk_fenced(ARGV[6]) then return { -2 } end
 local now = tk_now(ARGV[1])
 local a = { windowMs = tonumber(ARGV[2]), limit = tonumber(ARGV[3]), buckets = tonumber(ARGV[4]) }
@@ -16,4 +16,4 @@ if left >= 1 then
   local _, write = sw_check(KEYS[1], now, a, left)
   if write then write() end
 end
-return sw_peek(KEYS[1], now, a)
+return tk_unless_blocked(KEYS[2], now, sw_peek(KEYS[1], now, a))

@@ -2,9 +2,9 @@
 -- (src/engine/reward.ts). Replies with the peek afterwards.
 --! strategy: slidingWindow
 --! role: reward
---! keys: key
+--! keys: key block
 --! argv: now windowMs limit buckets units fence
---! uses: clock slidingWindow
+--! uses: clock slidingWindow block
 if tk_fenced(ARGV[6]) then return { -2 } end
 local now = tk_now(ARGV[1])
 local a = { windowMs = tonumber(ARGV[2]), limit = tonumber(ARGV[3]), buckets = tonumber(ARGV[4]) }
@@ -31,4 +31,4 @@ for tick = c, c - a.buckets, -1 do
   end
 end
 if counted == 0 then redis.call('DEL', KEYS[1]) end
-return sw_peek(KEYS[1], now, a)
+return tk_unless_blocked(KEYS[2], now, sw_peek(KEYS[1], now, a))

@@ -1,9 +1,9 @@
 -- slidingWindowLog peek: the decision a 1-unit check would get now, computed atomically; writes nothing.
 --! strategy: slidingWindowLog
 --! role: peek
---! keys: key
+--! keys: key block
 --! argv: now windowMs limit
---! uses: clock slidingWindowLog
+--! uses: clock slidingWindowLog block
 local now = tk_now(ARGV[1])
 local a = { windowMs = tonumber(ARGV[2]), limit = tonumber(ARGV[3]) }
-return swl_peek(KEYS[1], now, a)
+return tk_unless_blocked(KEYS[2], now, swl_peek(KEYS[1], now, a))

@@ -3,9 +3,9 @@
 -- with the peek afterwards.
 --! strategy: slidingWindowLog
 --! role: penalize
---! keys: key
+--! keys: key block
 --! argv: now windowMs limit units fence
---! uses: clock slidingWindowLog
+--! uses: clock slidingWindowLog block
 if tk_fenced(ARGV[5]) then return { -2 } end
 local now = tk_now(ARGV[1])
 local a = { windowMs = tonumber(ARGV[2]), limit = tonumber(ARGV[3]) }
@@ -16,4 +16,4 @@ if left >= 1 then
   local _, write = swl_check(KEYS[1], now, a, left)
   if write then write() end
 end
-return swl_peek(KEYS[1], now, a)
+return tk_unless_blocked(KEYS[2], now, swl_peek(KEYS[1], now, a))

@@ -2,9 +2,9 @@
 -- (src/engine/reward.ts). Replies with the peek afterwards.
 --! strategy: slidingWindowLog
 --! role: reward
---! keys: key
+--! keys: key block
 --! argv: now windowMs limit units fence
---! uses: clock slidingWindowLog
+--! uses: clock slidingWindowLog block
 if tk_fenced(ARGV[5]) then return { -2 } end
 local now = tk_now(ARGV[1])
 local a = { windowMs = tonumber(ARGV[2]), limit = tonumber(ARGV[3]) }
@@ -17,4 +17,4 @@ if held > 0 then
   if k > held then k = held end
   redis.call('ZREMRANGEBYRANK', KEYS[1], tk_fmt(-k), -1)
 end
-return swl_peek(KEYS[1], now, a)
+return tk_unless_blocked(KEYS[2], now, swl_peek(KEYS[1], now, a))

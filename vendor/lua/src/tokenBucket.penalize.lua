@@ -3,9 +3,9 @@
 -- with the peek afterwards.
 --! strategy: tokenBucket
 --! role: penalize
---! keys: key
+--! keys: key block
 --! argv: now capacity refillPerSec units fence
---! uses: clock tokenBucket
+--! uses: clock tokenBucket block
 if tk_fenced(ARGV[5]) then return { -2 } end
 local now = tk_now(ARGV[1])
 local a = { capacity = tonumber(ARGV[2]), refillPerSec = tonumber(ARGV[3]) }
@@ -16,4 +16,4 @@ if left >= 1 then
   local _, write = tb_check(KEYS[1], now, a, left)
   if write then write() end
 end
-return tb_peek(KEYS[1], now, a)
+return tk_unless_blocked(KEYS[2], now, tb_peek(KEYS[1], now, a))

@@ -2,9 +2,9 @@
 -- (src/engine/reward.ts). Replies with the peek afterwards.
 --! strategy: tokenBucket
 --! role: reward
---! keys: key
+--! keys: key block
 --! argv: now capacity refillPerSec units fence
---! uses: clock tokenBucket
+--! uses: clock tokenBucket block
 if tk_fenced(ARGV[5]) then return { -2 } end
 local now = tk_now(ARGV[1])
 local a = { capacity = tonumber(ARGV[2]), refillPerSec = tonumber(ARGV[3]) }
@@ -25,4 +25,4 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
     redis.call('PEXPIRE', KEYS[1], tk_fmt(ttl))
   end
 end
-return tb_peek(KEYS[1], now, a)
+return tk_unless_blocked(KEYS[2], now, tb_peek(KEYS[1], now, a))

@@ -3,9 +3,9 @@
 -- with the peek afterwards.
 --! strategy: tokenBudget
 --! role: penalize
---! keys: key
+--! keys: key block
 --! argv: now budget windowMs units fence
---! uses: clock tokenBudgetRead tokenBudget
+--! uses: clock tokenBudgetRead tokenBudget block
 if tk_fenced(ARGV[5]) then return { -2 } end
 local now = tk_now(ARGV[1])
 local a = { budget = tonumber(ARGV[2]), windowMs = tonumber(ARGV[3]) }
@@ -16,4 +16,4 @@ if left >= 1 then
   local _, write = tbud_debit(KEYS[1], now, a, left)
   if write then write() end
 end
-return tbud_peek(KEYS[1], now, a)
+return tk_unless_blocked(KEYS[2], now, tbud_peek(KEYS[1], now, a))

@@ -1,0 +1,59 @@
+-- throttlekit-effect key.unblock: built from vendor/lua/src by `npm run lua:build` (edit the sources, not this file).
+-- KEYS: block
+-- ARGV: fence
+-- key unblock (this package's admin role): lifts a block on a key (none: nothing changes); the key's state
+-- is not touched. Replies with the number of blocks lifted (0 or 1).
+
+-- ARGV "now" is epoch-ms; 0 means the Redis server clock (TIME: seconds * 1000 + floor(microseconds / 1000)),
+-- the skew-free choice when many processes share a key.
+local function tk_now(arg)
+  local now = tonumber(arg)
+  if now == 0 then
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return now
+end
+
+-- Every number written to Redis goes through %.17g: 17 significant digits round-trip a double exactly, and
+-- whole numbers print without a fraction or exponent (below 1e17).
+local function tk_fmt(x)
+  return string.format('%.17g', x)
+end
+
+-- The earliest whole-ms instant in (from, to] at which reached(t) holds (reached is monotone), by bisection
+-- over the offset from `from`; `to` when it holds nowhere earlier.
+local function tk_first_instant(from, to, reached)
+  local lo = 0
+  local hi = math.ceil(to - from)
+  if hi <= 0 then return to end
+  while hi - lo > 1 do
+    local mid = lo + math.floor((hi - lo) / 2)
+    if reached(from + mid) then hi = mid else lo = mid end
+  end
+  local t = from + hi
+  if t < to then return t end
+  return to
+end
+
+-- floor(a / b) for whole a >= 0, b >= 1, corrected where the float quotient rounds across an integer.
+local function tk_whole_quotient(a, b)
+  if a <= 0 then return 0 end
+  local q = math.floor(a / b)
+  while q > 0 and q * b > a do q = q - 1 end
+  while (q + 1) * b <= a do q = q + 1 end
+  return q
+end
+
+-- ARGV "fence" (the last ARGV of a consuming script; optional): an epoch-ms deadline on the Redis server
+-- clock. A script that starts after it applies nothing and replies {-2}: its caller has given up on it (the
+-- call timed out or was cancelled), so it must never count later. Absent, empty or 0: no deadline.
+local function tk_fenced(arg)
+  local fence = tonumber(arg)
+  if fence == nil or fence <= 0 then return false end
+  local t = redis.call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > fence
+end
+
+if tk_fenced(ARGV[1]) then return { -2 } end
+return redis.call('DEL', KEYS[1])
