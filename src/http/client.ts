@@ -35,6 +35,7 @@ import {
   RateLimited,
   type RateLimiterError
 } from "../Errors.js"
+import { setBounded } from "../internal/boundedMap.js"
 import { RateLimiter } from "../services/RateLimiter.js"
 
 // ---------------------------------------------------------------------------------------------------------
@@ -362,12 +363,7 @@ class LearnedTable<A extends { readonly until: number }> {
   }
 
   set(key: string, entry: A): void {
-    this.entries.delete(key)
-    this.entries.set(key, entry)
-    if (this.entries.size > this.maxKeys) {
-      const oldest = this.entries.keys().next()
-      if (oldest.done !== true) this.entries.delete(oldest.value)
-    }
+    setBounded(this.entries, key, entry, this.maxKeys)
   }
 
   /** Replaces `key`'s entry if it is still `expected` (the same object). */

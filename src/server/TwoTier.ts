@@ -57,6 +57,7 @@ import { isWindowed } from "../coordinator/reserve.js"
 import { type Decision, type DecisionData, fromData } from "../Decision.js"
 import { OperationNotSupported, type RateLimiterError } from "../Errors.js"
 import * as LeasedCredits from "../fleet/LeasedCredits.js"
+import { setBounded } from "../internal/boundedMap.js"
 import { sameDefinition } from "../internal/sameDefinition.js"
 import { type LimiterPolicy, type Policy, reportedLimit, storeKey } from "../Policy.js"
 import {
@@ -100,12 +101,7 @@ class Table<A> {
   }
 
   set(key: string, entry: A): void {
-    this.entries.delete(key)
-    this.entries.set(key, entry)
-    if (this.entries.size > this.maxKeys) {
-      const oldest = this.entries.keys().next()
-      if (oldest.done !== true) this.entries.delete(oldest.value)
-    }
+    setBounded(this.entries, key, entry, this.maxKeys)
   }
 
   delete(key: string): void {
