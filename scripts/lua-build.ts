@@ -47,6 +47,8 @@ const notes = [
   "one key (prefix:key), the core's ARGV first and state layout (see vendor/lua/README.md).",
   "Role multi.check is this package's own: several dimensions (rate checks and token-budget debits) on their wire keys",
   "(KEYS, one per dimension), decided at one instant and written all or nothing; on a cluster its keys must share a slot.",
+  "Role many.check is this package's own: many checks of one policy (KEYS: n keys, then their n block keys), each key",
+  "checked in turn at one instant and written as allowed, as its single-key script would; on a cluster its keys share a slot.",
   "KEYS 'block' (check, debit, peek, forecast, penalize, reward; optional, after the key) is the key's admin block",
   "(RateLimiterAdmin.block): in the key's slot, holding the block's end; a blocked key is denied with resetAt = that",
   "end and nothing written. One key sent (the core's clients): no block is read. multi.check: the n keys, then their",

@@ -68,6 +68,7 @@ import {
 import * as PolicyFile from "../PolicyFile.js"
 import { type PolicyError, PolicySet } from "../PolicySet.js"
 import * as CallTemplate from "../redis/CallTemplate.js"
+import * as CheckBatches from "../redis/CheckBatches.js"
 import * as RedisClient from "../redis/RedisClient.js"
 import type { RedisConnection, SharedRedis } from "../redis/RedisClient.js"
 import * as Replies from "../redis/Replies.js"
@@ -506,6 +507,9 @@ export const makeStoreOn = (
     const redisClock = options.clock !== "effect"
 
     const runDecision = (call: ScriptCall) => runner.runDecoded(call.script, evalArgs(call), Replies.decisionOf)
+    /** The script that decides many checks of one policy in one run (coalesced checks, `checkMany`). */
+    const manyScript = redis.scripts.find("many", "check")
+    const cluster = redis.client.isCluster
 
     const limiter = (policy: LimiterPolicy): BoundLimiter => {
       const entry = entries.get(policy.name)
@@ -520,6 +524,13 @@ export const makeStoreOn = (
       const { params, policy: { prefix } } = entry
       const template = entry.checkCall
 
+      // Checks in flight together run many to a `many.check` (CheckBatches); a door on the Effect clock (or
+      // a policy without a prebuilt call) sends each check on its own.
+      const batching = template === undefined || manyScript === undefined
+        ? undefined
+        : { runner, single: template, many: manyScript, part: multiPart(entry), cluster }
+      const coalesced = batching === undefined ? undefined : CheckBatches.coalescer(batching)
+
       // The hot path: one Effect (the script call and the reply's decoding), chosen here, once. It carries
       // no span of its own: a span per call cost about as much CPU as the whole raw EVALSHA it wraps (see
       // bench/). Callers that want one per check wrap it (the HTTP middleware does).
@@ -531,33 +542,35 @@ export const makeStoreOn = (
               runDecision
             ))
         : redisClock
-        ? (key, cost) =>
-          runner.runDecoded(template.script, template.args(keyOf(prefix, key), 0, cost), Replies.decisionOf)
+        ? coalesced === undefined
+          ? (key, cost) =>
+            runner.runDecoded(template.script, template.args(keyOf(prefix, key), 0, cost), Replies.decisionOf)
+          : (key, cost) => coalesced(keyOf(prefix, key), cost)
         : (key, cost) =>
           Effect.flatMap(now, (at) =>
             runner.runDecoded(template.script, template.args(keyOf(prefix, key), at, cost), Replies.decisionOf))
 
-      // A batch builds each key's call from the template (plain array copies, no Effect per key), is sent
-      // as one pipeline per node, and its replies are decoded in one plain loop (one Effect, not one per
-      // reply).
-      const checkManyAt = (keys: ReadonlyArray<string>, cost: number, at: number) =>
-        template === undefined
-          ? Effect.flatMap(
+      // A batch runs its keys many to a `many.check` (one node: up to 128 keys a run; a cluster: a run per
+      // slot), all in one pipeline per node, and its replies are decoded in one plain loop.
+      const checkManyAt = (keys: ReadonlyArray<string>, cost: number, at: number) => {
+        if (batching === undefined) {
+          return Effect.flatMap(
             Effect.forEach(keys, (key) =>
               Effect.map(
                 runner.prepare(entry.check, keysOf(prefix, key), { ...params, now: at, cost }),
                 (call): BatchCall => ({ script: call.script, args: evalArgs(call) })
               )),
-            runner.runBatch
+            (calls) =>
+              Effect.flatMap(runner.runBatch(calls), Replies.decisionsOf)
           )
-          : runner.runBatch(
-            keys.map((key) => ({ script: template.script, args: template.args(keyOf(prefix, key), at, cost) }))
-          )
+        }
+        const plan = CheckBatches.planMany(batching, keys.map((key) => keyOf(prefix, key)), cost, at)
+        return Effect.flatMap(runner.runBatch(plan.calls), plan.decode)
+      }
       const checkMany: BoundLimiter["checkMany"] = (keys, cost) =>
-        Effect.flatMap(now, (at) =>
-          Effect.flatMap(checkManyAt(keys, cost, at), Replies.decisionsOf)).pipe(
-            Effect.withSpan("RedisBackend.checkMany")
-          )
+        Effect.flatMap(now, (at) => checkManyAt(keys, cost, at)).pipe(
+          Effect.withSpan("RedisBackend.checkMany")
+        )
 
       const peek = Effect.fn("RedisBackend.peek")(
         function*(key: string): Effect.fn.Return<Decision, RateLimiterError> {
@@ -724,7 +737,6 @@ export const makeStoreOn = (
     for (const entry of entries.values()) {
       if (entry.kind === "limiter" || entry.kind === "meter") multiParts.set(entry.policy.name, multiPart(entry))
     }
-    const cluster = redis.client.isCluster
     // No span of its own, as the single check (a span per call cost as much CPU as the script call).
     const checkAll: CheckAll | undefined = multiScript === undefined ? undefined : (checks) => {
       const count = checks.length

@@ -63,6 +63,43 @@ export const decisionsOf = (replies: ReadonlyArray<Reply>): Effect.Effect<Array<
 }
 
 /**
+ * The reply of a script that decides several keys in one run (`multi.check`, `many.check`): five integers
+ * per key, `count` keys, as `Decision`s in order; or the `BackendError` of a malformed reply. Plain (no
+ * Effect), for callers that settle many fibers from one reply.
+ *
+ * @since 0.3.0
+ * @category decoders
+ */
+export const decisionsIn = (
+  reply: Reply,
+  count: number,
+  script: string
+): ReadonlyArray<Decision.Decision> | BackendError => {
+  if (Array.isArray(reply) && reply.length === 2 && reply[0] === -3) {
+    return new BackendError({
+      backend: "redis",
+      code: "REPLY",
+      detail: `${script}: check ${String(reply[1])} names a kind the script does not know`
+    })
+  }
+  if (!Array.isArray(reply) || reply.length !== 5 * count) return malformed(script, reply)
+  const decisions = new Array<Decision.Decision>(count)
+  for (let i = 0, at = 0; i < count; i++, at += 5) {
+    const allowed: Reply = reply[at]
+    const limit: Reply = reply[at + 1]
+    const remaining: Reply = reply[at + 2]
+    const resetAt: Reply = reply[at + 3]
+    const retryAfterMs: Reply = reply[at + 4]
+    if (
+      typeof allowed !== "number" || typeof limit !== "number" || typeof remaining !== "number" ||
+      typeof resetAt !== "number" || typeof retryAfterMs !== "number"
+    ) return malformed(script, reply)
+    decisions[i] = Decision.decisionOf(allowed === 1, limit, remaining, resetAt, retryAfterMs)
+  }
+  return decisions
+}
+
+/**
  * A multi-check's reply (`multi.check`): five integers per dimension, `count` dimensions, as `Decision`s
  * in order.
  *
@@ -73,24 +110,8 @@ export const multiDecisionsOf = (
   reply: Reply,
   count: number
 ): Effect.Effect<ReadonlyArray<Decision.Decision>, BackendError> => {
-  if (Array.isArray(reply) && reply.length === 2 && reply[0] === -3) {
-    return Effect.fail(
-      new BackendError({
-        backend: "redis",
-        code: "REPLY",
-        detail: `multi.check: dimension ${String(reply[1])} names a kind the script does not know`
-      })
-    )
-  }
-  const n = integers(reply, 0, 5 * count)
-  if (n === undefined || (reply as ReadonlyArray<Reply>).length !== 5 * count) {
-    return Effect.fail(malformed("multi-check", reply))
-  }
-  const decisions: Array<Decision.Decision> = []
-  for (let i = 0; i < 5 * count; i += 5) {
-    decisions.push(Decision.decisionOf(n[i] === 1, n[i + 1]!, n[i + 2]!, n[i + 3]!, n[i + 4]!))
-  }
-  return Effect.succeed(decisions)
+  const decisions = decisionsIn(reply, count, "multi.check")
+  return decisions instanceof BackendError ? Effect.fail(decisions) : Effect.succeed(decisions)
 }
 
 /**

@@ -18,7 +18,7 @@ const byName = new Map(manifest.scripts.map((s) => [s.name, s]))
 
 describe("vendor/lua manifest", () => {
   it("lists every script with the SHA-1 of its exact bytes", () => {
-    expect(manifest.scripts.length).toBe(68)
+    expect(manifest.scripts.length).toBe(69)
     for (const spec of manifest.scripts) {
       const bytes = readFileSync(join(luaDir, spec.file))
       expect([spec.name, createHash("sha1").update(bytes).digest("hex")]).toEqual([spec.name, spec.sha1])
@@ -111,6 +111,12 @@ describe("vendor/lua manifest", () => {
     // The multi-check: every dimension's wire key, then its kind, cost and parameters after now and fence.
     // (The Redis store sends each dimension's block key after the wire keys: 2n KEYS.)
     expect(byName.get("multi.check")).toMatchObject({ keys: ["keys..."], argv: ["now", "fence", "dims..."] })
+    // Many checks of one policy: each key's check in turn (coalesced checks, checkMany), written as allowed;
+    // the policy's kind and parameters once, then one cost per key.
+    expect(byName.get("many.check")).toMatchObject({
+      keys: ["keys..."],
+      argv: ["now", "kind", "p1", "p2", "p3", "p4", "p5", "p6", "fence", "costs..."]
+    })
     // The admin's block and unblock take the block key alone; reset forgets the state and the block.
     expect(byName.get("key.block")).toMatchObject({ keys: ["block"], argv: ["now", "durationMs", "fence"] })
     expect(byName.get("key.unblock")).toMatchObject({ keys: ["block"], argv: ["fence"] })
@@ -120,7 +126,7 @@ describe("vendor/lua manifest", () => {
   it.effect("loads every script, and refuses a file whose bytes drifted from the manifest", () =>
     Effect.gen(function*() {
       const catalog = yield* loadScripts()
-      expect(catalog.scripts.size).toBe(68)
+      expect(catalog.scripts.size).toBe(69)
       expect(catalog.find("gcra", "check")?.name).toBe("gcra.check")
 
       const copy = mkdtempSync(join(tmpdir(), "tk-lua-"))

@@ -4,14 +4,22 @@
 -- Concurrency heartbeat: reclaims expired leases, then extends every listed lease still held to now + ttlMs.
 -- ARGV from position 11 on are lease ids. Reply: {liveIds, reclaimedIds (listed but not held), nextDeadline}.
 
--- ARGV "now" is epoch-ms; 0 means the Redis server clock (TIME: seconds * 1000 + floor(microseconds / 1000)),
--- the skew-free choice when many processes share a key.
+-- The Redis server clock in epoch-ms (TIME: seconds * 1000 + floor(microseconds / 1000)), read at most once
+-- per run of a script: the fence and "now" share one TIME call (each redis.call costs about as much as a
+-- small script's own arithmetic).
+local tk_server_ms_read = nil
+local function tk_server_ms()
+  if tk_server_ms_read == nil then
+    local t = redis.call('TIME')
+    tk_server_ms_read = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return tk_server_ms_read
+end
+
+-- ARGV "now" is epoch-ms; 0 means the Redis server clock, the skew-free choice when many processes share a key.
 local function tk_now(arg)
   local now = tonumber(arg)
-  if now == 0 then
-    local t = redis.call('TIME')
-    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  end
+  if now == 0 then now = tk_server_ms() end
   return now
 end
 
@@ -51,8 +59,7 @@ end
 local function tk_fenced(arg)
   local fence = tonumber(arg)
   if fence == nil or fence <= 0 then return false end
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > fence
+  return tk_server_ms() > fence
 end
 
 -- Concurrency admission: one in-flight ceiling per policy, shared by every process on this Redis.

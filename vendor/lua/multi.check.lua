@@ -14,14 +14,22 @@
 -- keys, then optionally each one's block key in the same order (2n keys): a blocked dimension is denied with
 -- the block's end (the others answer their own decision) and nothing is written.
 
--- ARGV "now" is epoch-ms; 0 means the Redis server clock (TIME: seconds * 1000 + floor(microseconds / 1000)),
--- the skew-free choice when many processes share a key.
+-- The Redis server clock in epoch-ms (TIME: seconds * 1000 + floor(microseconds / 1000)), read at most once
+-- per run of a script: the fence and "now" share one TIME call (each redis.call costs about as much as a
+-- small script's own arithmetic).
+local tk_server_ms_read = nil
+local function tk_server_ms()
+  if tk_server_ms_read == nil then
+    local t = redis.call('TIME')
+    tk_server_ms_read = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return tk_server_ms_read
+end
+
+-- ARGV "now" is epoch-ms; 0 means the Redis server clock, the skew-free choice when many processes share a key.
 local function tk_now(arg)
   local now = tonumber(arg)
-  if now == 0 then
-    local t = redis.call('TIME')
-    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  end
+  if now == 0 then now = tk_server_ms() end
   return now
 end
 
@@ -61,8 +69,7 @@ end
 local function tk_fenced(arg)
   local fence = tonumber(arg)
   if fence == nil or fence <= 0 then return false end
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > fence
+  return tk_server_ms() > fence
 end
 
 -- Admin blocks (RateLimiterAdmin.block): KEYS "block" beside a state key, in its cluster slot, holds the
@@ -70,14 +77,18 @@ end
 -- retryAfterMs = the time left, remaining 0, and nothing is written. A caller that passes no block key
 -- (the core's clients: one key) reads no block.
 
--- The end of the block on `key` at `now`, or nil when `key` is absent or holds no block running at `now`.
-local function tk_block_end(key, now)
-  if key == nil then return nil end
-  local stored = redis.call('GET', key)
+-- The end of a block whose key holds `stored` (false or nil: no key) at `now`, or nil when no block runs then.
+local function tk_block_end_of(stored, now)
   if not stored then return nil end
   local ends = tonumber(stored)
   if ends == nil or ends <= now then return nil end
   return ends
+end
+
+-- The end of the block on `key` at `now`, or nil when `key` is absent or holds no block running at `now`.
+local function tk_block_end(key, now)
+  if key == nil then return nil end
+  return tk_block_end_of(redis.call('GET', key), now)
 end
 
 -- The denial of a blocked key: the limit of `d` (the key's own decision), nothing left, retry at `ends`.
@@ -707,6 +718,45 @@ local function tbud_debit(key, now, a, tokens)
   return { 0, a.budget, remaining, resetAt, math.ceil(resetAt - now) }, nil
 end
 
+-- Dimensions (multi.check, many.check): a rate check or a token-budget debit named by its kind, run by its
+-- strategy's own library check on its own key, exactly as its single-key script runs it.
+
+-- The parameters of `kind` read from `argv` at `s` onwards, in its single-key script's ARGV order (six
+-- slots, the unused ones "0"), or nil when `kind` names no known check.
+local function tk_dim_params(kind, argv, s)
+  local p1 = tonumber(argv[s])
+  local p2 = tonumber(argv[s + 1])
+  local p3 = tonumber(argv[s + 2])
+  if kind == 'gcra' then return { periodMs = p1, limit = p2, burst = p3 } end
+  if kind == 'tokenBucket' then return { capacity = p1, refillPerSec = p2 } end
+  if kind == 'fixedWindow' then return { limit = p1, windowMs = p2 } end
+  if kind == 'slidingWindow' then return { windowMs = p1, limit = p2, buckets = p3 } end
+  if kind == 'slidingWindowLog' then return { windowMs = p1, limit = p2 } end
+  if kind == 'quota' then return qt_params(p1, argv, s + 1) end
+  if kind == 'tokenBudget' then return { budget = p1, windowMs = p2 } end
+  return nil
+end
+
+-- Decides `cost` on `key` for `kind` with parameters `a` (from tk_dim_params): the five-integer decision
+-- and, when allowed, the write to apply.
+local function tk_dim_check(kind, key, now, a, cost)
+  if kind == 'gcra' then return gcra_check(key, now, a, cost) end
+  if kind == 'tokenBucket' then return tb_check(key, now, a, cost) end
+  if kind == 'fixedWindow' then return fw_check(key, now, a, cost) end
+  if kind == 'slidingWindow' then return sw_check(key, now, a, cost) end
+  if kind == 'slidingWindowLog' then return swl_check(key, now, a, cost) end
+  if kind == 'quota' then return qt_check(key, now, a, cost) end
+  return tbud_debit(key, now, a, cost)
+end
+
+-- The limit `kind` reports in its decisions (a GCRA's burst, a bucket's capacity, a budget, else the limit).
+local function tk_dim_limit(kind, a)
+  if kind == 'gcra' then return a.burst end
+  if kind == 'tokenBucket' then return a.capacity end
+  if kind == 'tokenBudget' then return a.budget end
+  return a.limit
+end
+
 if tk_fenced(ARGV[2]) then return { -2 } end
 local now = tk_now(ARGV[1])
 local decisions = {}
@@ -717,29 +767,10 @@ local blocks = #KEYS == 2 * n
 for i = 1, n do
   local s = 3 + (i - 1) * 8
   local kind = ARGV[s]
-  local cost = tonumber(ARGV[s + 1])
-  local p1 = tonumber(ARGV[s + 2])
-  local p2 = tonumber(ARGV[s + 3])
-  local p3 = tonumber(ARGV[s + 4])
+  local a = tk_dim_params(kind, ARGV, s + 2)
+  if a == nil then return { -3, i } end
   local key = KEYS[i]
-  local d, w
-  if kind == 'gcra' then
-    d, w = gcra_check(key, now, { periodMs = p1, limit = p2, burst = p3 }, cost)
-  elseif kind == 'tokenBucket' then
-    d, w = tb_check(key, now, { capacity = p1, refillPerSec = p2 }, cost)
-  elseif kind == 'fixedWindow' then
-    d, w = fw_check(key, now, { limit = p1, windowMs = p2 }, cost)
-  elseif kind == 'slidingWindow' then
-    d, w = sw_check(key, now, { windowMs = p1, limit = p2, buckets = p3 }, cost)
-  elseif kind == 'slidingWindowLog' then
-    d, w = swl_check(key, now, { windowMs = p1, limit = p2 }, cost)
-  elseif kind == 'quota' then
-    d, w = qt_check(key, now, qt_params(p1, ARGV, s + 3), cost)
-  elseif kind == 'tokenBudget' then
-    d, w = tbud_debit(key, now, { budget = p1, windowMs = p2 }, cost)
-  else
-    return { -3, i }
-  end
+  local d, w = tk_dim_check(kind, key, now, a, tonumber(ARGV[s + 1]))
   if blocks then
     local ends = tk_block_end(KEYS[n + i], now)
     if ends then

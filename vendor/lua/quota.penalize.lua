@@ -5,14 +5,22 @@
 -- check of the units a 1-unit peek reports left (at most `units`), written as a check writes. Replies
 -- with the peek afterwards.
 
--- ARGV "now" is epoch-ms; 0 means the Redis server clock (TIME: seconds * 1000 + floor(microseconds / 1000)),
--- the skew-free choice when many processes share a key.
+-- The Redis server clock in epoch-ms (TIME: seconds * 1000 + floor(microseconds / 1000)), read at most once
+-- per run of a script: the fence and "now" share one TIME call (each redis.call costs about as much as a
+-- small script's own arithmetic).
+local tk_server_ms_read = nil
+local function tk_server_ms()
+  if tk_server_ms_read == nil then
+    local t = redis.call('TIME')
+    tk_server_ms_read = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  end
+  return tk_server_ms_read
+end
+
+-- ARGV "now" is epoch-ms; 0 means the Redis server clock, the skew-free choice when many processes share a key.
 local function tk_now(arg)
   local now = tonumber(arg)
-  if now == 0 then
-    local t = redis.call('TIME')
-    now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-  end
+  if now == 0 then now = tk_server_ms() end
   return now
 end
 
@@ -52,8 +60,7 @@ end
 local function tk_fenced(arg)
   local fence = tonumber(arg)
   if fence == nil or fence <= 0 then return false end
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000) > fence
+  return tk_server_ms() > fence
 end
 
 -- Quota (the ThrottleKit core's quota strategy, cadences calendar-month, calendar-week, calendar-day and
@@ -168,14 +175,18 @@ end
 -- retryAfterMs = the time left, remaining 0, and nothing is written. A caller that passes no block key
 -- (the core's clients: one key) reads no block.
 
--- The end of the block on `key` at `now`, or nil when `key` is absent or holds no block running at `now`.
-local function tk_block_end(key, now)
-  if key == nil then return nil end
-  local stored = redis.call('GET', key)
+-- The end of a block whose key holds `stored` (false or nil: no key) at `now`, or nil when no block runs then.
+local function tk_block_end_of(stored, now)
   if not stored then return nil end
   local ends = tonumber(stored)
   if ends == nil or ends <= now then return nil end
   return ends
+end
+
+-- The end of the block on `key` at `now`, or nil when `key` is absent or holds no block running at `now`.
+local function tk_block_end(key, now)
+  if key == nil then return nil end
+  return tk_block_end_of(redis.call('GET', key), now)
 end
 
 -- The denial of a blocked key: the limit of `d` (the key's own decision), nothing left, retry at `ends`.

@@ -14,7 +14,7 @@
 --! role: check
 --! keys: keys...
 --! argv: now fence dims...
---! uses: clock block gcra tokenBucket fixedWindow slidingWindow slidingWindowLog quota tokenBudget
+--! uses: clock block gcra tokenBucket fixedWindow slidingWindow slidingWindowLog quota tokenBudget dims
 if tk_fenced(ARGV[2]) then return { -2 } end
 local now = tk_now(ARGV[1])
 local decisions = {}
@@ -25,29 +25,10 @@ local blocks = #KEYS == 2 * n
 for i = 1, n do
   local s = 3 + (i - 1) * 8
   local kind = ARGV[s]
-  local cost = tonumber(ARGV[s + 1])
-  local p1 = tonumber(ARGV[s + 2])
-  local p2 = tonumber(ARGV[s + 3])
-  local p3 = tonumber(ARGV[s + 4])
+  local a = tk_dim_params(kind, ARGV, s + 2)
+  if a == nil then return { -3, i } end
   local key = KEYS[i]
-  local d, w
-  if kind == 'gcra' then
-    d, w = gcra_check(key, now, { periodMs = p1, limit = p2, burst = p3 }, cost)
-  elseif kind == 'tokenBucket' then
-    d, w = tb_check(key, now, { capacity = p1, refillPerSec = p2 }, cost)
-  elseif kind == 'fixedWindow' then
-    d, w = fw_check(key, now, { limit = p1, windowMs = p2 }, cost)
-  elseif kind == 'slidingWindow' then
-    d, w = sw_check(key, now, { windowMs = p1, limit = p2, buckets = p3 }, cost)
-  elseif kind == 'slidingWindowLog' then
-    d, w = swl_check(key, now, { windowMs = p1, limit = p2 }, cost)
-  elseif kind == 'quota' then
-    d, w = qt_check(key, now, qt_params(p1, ARGV, s + 3), cost)
-  elseif kind == 'tokenBudget' then
-    d, w = tbud_debit(key, now, { budget = p1, windowMs = p2 }, cost)
-  else
-    return { -3, i }
-  end
+  local d, w = tk_dim_check(kind, key, now, a, tonumber(ARGV[s + 1]))
   if blocks then
     local ends = tk_block_end(KEYS[n + i], now)
     if ends then

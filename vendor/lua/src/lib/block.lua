@@ -3,14 +3,18 @@
 -- retryAfterMs = the time left, remaining 0, and nothing is written. A caller that passes no block key
 -- (the core's clients: one key) reads no block.
 
--- The end of the block on `key` at `now`, or nil when `key` is absent or holds no block running at `now`.
-local function tk_block_end(key, now)
-  if key == nil then return nil end
-  local stored = redis.call('GET', key)
+-- The end of a block whose key holds `stored` (false or nil: no key) at `now`, or nil when no block runs then.
+local function tk_block_end_of(stored, now)
   if not stored then return nil end
   local ends = tonumber(stored)
   if ends == nil or ends <= now then return nil end
   return ends
+end
+
+-- The end of the block on `key` at `now`, or nil when `key` is absent or holds no block running at `now`.
+local function tk_block_end(key, now)
+  if key == nil then return nil end
+  return tk_block_end_of(redis.call('GET', key), now)
 end
 
 -- The denial of a blocked key: the limit of `d` (the key's own decision), nothing left, retry at `ends`.

@@ -1,0 +1,179 @@
+/**
+ * Coalesced checks on the Redis door (src/redis/CheckBatches.ts): the checks in flight in one tick run many
+ * to a `many.check`, and must answer exactly as the same checks sent one at a time, in the same order.
+ *
+ * - Random histories (fast-check) over every strategy: one tick of 1 to 48 concurrent checks on a few keys
+ *   with random costs, against the same checks one after another on a twin policy.
+ * - The runs counted on the client: a tick of n ≥ 2 checks is ⌈n / 16⌉ script calls.
+ * - A blocked key inside a batch is denied until its block ends, and nothing is written for it.
+ * - On a Redis Cluster, batches are per slot: hash-tagged keys share one, plain keys spread.
+ *
+ * Spans are 30 days long on the Redis clock (the only clock that coalesces): a history takes milliseconds,
+ * so no window, period or refill moves between the twin runs, and `limit`, `remaining` and `allowed`
+ * must be equal while `resetAt` differs by at most the test's own duration.
+ */
+import { describe, expect, layer } from "@effect/vitest"
+import { Effect, FastCheck as fc } from "effect"
+import { Redis } from "ioredis"
+import { vi } from "vitest"
+import type { Decision } from "../../src/Decision.js"
+import * as RedisBackend from "../../src/layers/RedisBackend.js"
+import type { LimiterPolicy, Strategy } from "../../src/Policy.js"
+import { slotOf } from "../../src/redis/Slots.js"
+import { make as makeFront } from "../../src/services/RateLimiter.js"
+import * as RateLimiterAdmin from "../../src/services/RateLimiterAdmin.js"
+import { RedisCluster } from "../support/redisCluster.js"
+import { TestRedis, testRedisLayer } from "./harness.js"
+
+const SPAN = 30 * 86_400_000
+const limitArb = fc.integer({ min: 1, max: 6 })
+
+const strategyArb: fc.Arbitrary<Strategy> = fc.oneof(
+  fc.record({ kind: fc.constant("gcra" as const), limit: limitArb, periodMs: fc.constant(SPAN), burst: limitArb }),
+  fc.record({ kind: fc.constant("tokenBucket" as const), capacity: limitArb, refillPerSec: fc.constant(0.000001) }),
+  fc.record({ kind: fc.constant("fixedWindow" as const), limit: limitArb, windowMs: fc.constant(SPAN) }),
+  fc.record({
+    kind: fc.constant("slidingWindow" as const),
+    limit: limitArb,
+    windowMs: fc.constant(SPAN),
+    buckets: fc.integer({ min: 1, max: 6 })
+  }),
+  fc.record({ kind: fc.constant("slidingWindowLog" as const), limit: limitArb, windowMs: fc.constant(SPAN) }),
+  fc.record({
+    kind: fc.constant("quota" as const),
+    resetCadence: fc.constant("fixed" as const),
+    limit: limitArb,
+    periodMs: fc.constant(SPAN),
+    anchor: fc.constant(0)
+  })
+)
+
+/** One tick's checks: a key (of three) and a cost each; costs may exceed the limit. */
+const historyArb = fc.record({
+  strategy: strategyArb,
+  checks: fc.array(fc.record({ key: fc.nat({ max: 2 }), cost: fc.integer({ min: 1, max: 4 }) }), {
+    minLength: 1,
+    maxLength: 48
+  })
+})
+
+const limiterOf = (name: string, prefix: string, strategy: Strategy): LimiterPolicy => ({
+  kind: "limiter",
+  name,
+  prefix,
+  maxKeys: 100,
+  strategy
+})
+
+const fields = (d: Decision) => [d.allowed, d.limit, d.remaining]
+
+let histories = 0
+
+describe("coalesced checks on one Redis", () => {
+  layer(testRedisLayer())((it) => {
+    it.scoped.prop(
+      "a tick of concurrent checks answers as the same checks one at a time, in ⌈n / 16⌉ script calls",
+      [historyArb],
+      ([{ checks, strategy }]) =>
+        Effect.gen(function*() {
+          const env = yield* TestRedis
+          const ns = `${env.ns}:h${histories++}`
+          const client = new Redis(env.url)
+          yield* Effect.addFinalizer(() => Effect.sync(() => client.disconnect()))
+          const store = yield* RedisBackend.makeStore({
+            policies: [limiterOf("together", `${ns}:t`, strategy), limiterOf("alone", `${ns}:a`, strategy)],
+            redis: { client }
+          })
+          // The contract's denial for a cost above capacity, so such costs reach the scripts too.
+          const limiter = yield* makeFront(store, { overCapacity: "deny" })
+          // Redis's script cache may not hold many.check yet: warm it, so the count below sees EVALSHA only.
+          yield* limiter.checkMany("together", ["warm-a", "warm-b"])
+          const evalsha = vi.spyOn(client, "evalsha")
+          const started = Date.now()
+          const together = yield* Effect.all(
+            checks.map(({ cost, key }) => limiter.check("together", `k${key}`, cost)),
+            { concurrency: "unbounded" }
+          )
+          const calls = evalsha.mock.calls.length
+          evalsha.mockRestore()
+          const alone: Array<Decision> = []
+          for (const { cost, key } of checks) alone.push(yield* limiter.check("alone", `k${key}`, cost))
+          const elapsed = Date.now() - started
+          expect(together.map(fields)).toEqual(alone.map(fields))
+          for (let i = 0; i < checks.length; i++) {
+            expect(Math.abs(together[i]!.resetAt - alone[i]!.resetAt)).toBeLessThanOrEqual(elapsed + 1)
+          }
+          expect(calls).toBe(Math.ceil(checks.length / 16))
+        }),
+      { timeout: 120_000, fastCheck: { numRuns: 60 } }
+    )
+
+    it.scoped("a blocked key inside a batch is denied until its block ends; nothing is written for it", () =>
+      Effect.gen(function*() {
+        const env = yield* TestRedis
+        const ns = `${env.ns}:blocked`
+        const store = yield* RedisBackend.makeStore({
+          policies: [limiterOf("user", ns, { kind: "fixedWindow", limit: 5, windowMs: SPAN })],
+          redis: env.url
+        })
+        const limiter = yield* makeFront(store)
+        const admin = RateLimiterAdmin.make(store)
+        expect((yield* limiter.check("user", "mallory")).remaining).toBe(4)
+        const state = () => Effect.promise(() => env.client.hgetall(`${ns}:mallory`))
+        const before = yield* state()
+        const block = yield* admin.block("user", "mallory", "10 minutes")
+        const decisions = yield* Effect.all(
+          Array.from({ length: 12 }, (_, i) => limiter.check("user", i % 2 === 0 ? "alice" : "mallory")),
+          { concurrency: "unbounded" }
+        )
+        const alice = decisions.filter((_, i) => i % 2 === 0)
+        const mallory = decisions.filter((_, i) => i % 2 === 1)
+        expect(alice.map((d) => [d.allowed, d.remaining])).toEqual([
+          [true, 4],
+          [true, 3],
+          [true, 2],
+          [true, 1],
+          [true, 0],
+          [false, 0]
+        ])
+        for (const d of mallory) expect([d.allowed, d.remaining, d.resetAt]).toEqual([false, 0, block.resetAt])
+        expect(before.c).toBe("1")
+        expect(yield* state()).toEqual(before)
+      }))
+  })
+})
+
+layer(RedisCluster.layer, { timeout: 60_000, excludeTestServices: true })(
+  "coalesced checks on a Redis Cluster",
+  (it) => {
+    it.scoped("batches are per slot: hash-tagged keys share a run, plain keys spread; every answer is exact", () =>
+      Effect.gen(function*() {
+        const cluster = yield* RedisCluster
+        const store = yield* RedisBackend.makeStore({
+          policies: [limiterOf("user", "cc", { kind: "fixedWindow", limit: 10, windowMs: SPAN })],
+          redis: { cluster: cluster.seeds }
+        })
+        const limiter = yield* makeFront(store)
+        const keys = ["{acme}:a", "{acme}:b", "{acme}:c", "plain-x", "plain-y", "plain-z"]
+        // The tagged keys share a slot; the plain ones are elsewhere.
+        expect(new Set(keys.slice(0, 3).map((k) => slotOf(`cc:${k}`))).size).toBe(1)
+        expect(new Set(keys.map((k) => slotOf(`cc:${k}`))).size).toBeGreaterThan(2)
+        const decisions = yield* Effect.all(
+          Array.from({ length: 72 }, (_, i) => limiter.check("user", keys[i % keys.length]!)),
+          { concurrency: "unbounded" }
+        )
+        for (let k = 0; k < keys.length; k++) {
+          const mine = decisions.filter((_, i) => i % keys.length === k)
+          // 12 checks each on a limit of 10: the first 10 in arrival order allowed, counting down.
+          expect([keys[k], mine.map((d) => d.allowed ? d.remaining : -1)]).toEqual([
+            keys[k],
+            [9, 8, 7, 6, 5, 4, 3, 2, 1, 0, -1, -1]
+          ])
+        }
+        for (const key of keys) {
+          const count = yield* Effect.promise(() => cluster.command(["HGET", `cc:${key}`, "c"]))
+          expect([key, count]).toEqual([key, "10"])
+        }
+      }))
+  }
+)
