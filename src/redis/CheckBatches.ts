@@ -137,7 +137,8 @@ export const coalescer = (
       },
       (failure) => {
         for (const resume of resumes) resume(Effect.fail(failure))
-      }
+      },
+      true
     )
   }
 

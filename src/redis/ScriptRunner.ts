@@ -73,13 +73,15 @@ export interface ScriptRunner {
   /**
    * The callback form of `runDecoded`, for callers outside any fiber (a background lease refresh): sends
    * `script` with `args` (EVALSHA, EVAL on NOSCRIPT) under the same bound and reports exactly once,
-   * `onReply(reply)` or `onFailure(failure)`, from the event loop (never before it returns).
+   * `onReply(reply)` or `onFailure(failure)`, from the event loop (never before it returns). With
+   * `ownWrite` (a script carrying many checks) it leaves in a socket write of its own, at once.
    */
   readonly runCallback: (
     script: Script,
     args: EvalArgs,
     onReply: (reply: Reply) => void,
-    onFailure: (failure: RedisFailure) => void
+    onFailure: (failure: RedisFailure) => void,
+    ownWrite?: boolean
   ) => void
   /**
    * Runs calls in one pipeline round trip (one per node on a cluster), replies in order. Calls that did
@@ -364,10 +366,18 @@ export const makeScriptRunner = (
     corked = undefined
     if (streams !== undefined) { for (const stream of streams) stream.uncork() }
   }
-  const coalesceWrites = () => {
+  const coalesceWrites = (ownWrite: boolean) => {
     commandsThisTick++
     if (commandsThisTick === 1) {
       process.nextTick(endTick)
+    } else if (ownWrite) {
+      // A command that carries many checks leaves now, after what is buffered, so Redis starts on it while
+      // the tick goes on (corked with the tick's other batches, Redis ran them all before answering any,
+      // and the process sat idle meanwhile).
+      if (corked !== undefined) {
+        for (const stream of corked) stream.uncork()
+        corked = undefined
+      }
     } else if (corked === undefined) {
       corked = streamsOf(client)
       for (const stream of corked) stream.cork()
@@ -503,11 +513,11 @@ export const makeScriptRunner = (
   const deadlines = new Deadlines(timeoutMs)
 
   /** Sends `call` (EVALSHA, then EVAL on NOSCRIPT) under the shared deadlines, and settles it. */
-  const dispatch = (call: InFlight, script: Script, args: EvalArgs): void => {
+  const dispatch = (call: InFlight, script: Script, args: EvalArgs, ownWrite = false): void => {
     call.fenced = fence(script, args)
     deadlines.track(call)
     if (acked(script)) return enqueueAcked({ call, script, args, redirections: 0 })
-    coalesceWrites()
+    coalesceWrites(ownWrite)
     const sent = sendOne(script, args, false)
     const answered = (reply: Reply) => {
       if (call.fenced && isFencedReply(reply)) call.fail(fencedOut(script.name))
@@ -524,7 +534,7 @@ export const makeScriptRunner = (
           return
         }
         // NOSCRIPT: the script did not run, so sending its text cannot apply it twice.
-        coalesceWrites()
+        coalesceWrites(ownWrite)
         const resent = sendOne(script, args, true)
         resent.then(
           answered,
@@ -545,8 +555,8 @@ export const makeScriptRunner = (
       dispatch(new FiberCall(resume, decode, script.name, performance.now() + timeoutMs), script, args)
     })
 
-  const runCallback: ScriptRunner["runCallback"] = (script, args, onReply, onFailure) =>
-    dispatch(new CallbackCall(onReply, onFailure, script.name, performance.now() + timeoutMs), script, args)
+  const runCallback: ScriptRunner["runCallback"] = (script, args, onReply, onFailure, ownWrite) =>
+    dispatch(new CallbackCall(onReply, onFailure, script.name, performance.now() + timeoutMs), script, args, ownWrite)
 
   const run: ScriptRunner["run"] = (call) => runDecoded(call.script, evalArgs(call), Effect.succeed)
 
