@@ -14,6 +14,12 @@
  * in the same Effect loop as ours: `redis.c64.vsExperimental` (target ≥ 1.5). `redis.c64.p99VsRaw` is
  * ours' p99 over the raw client's at 64 callers (target ≤ 1.2).
  *
+ * At 64 callers the door coalesces the checks in flight into `many.check` runs of up to 16 keys
+ * (src/redis/CheckBatches.ts), so it sends fewer, larger commands than a raw client calling the contract's
+ * script once per decision. The last c64 row is the floor of that path: raw ioredis sending `many.check`
+ * over 16 keys, 4 calls in flight (64 decisions), each decision timed as its call
+ * (`redis.c64.vsRawBatched`, informational).
+ *
  * The multi-check rows (`redis.multi3.*`, serial and 64 in flight): one request counted against three
  * dimensions (a gcra, a fixed-window and a sliding-window policy, the same key), as one `checkAll` (one
  * script, all or nothing) against three `check`s one after another (three round trips, not atomic), on
@@ -25,6 +31,7 @@ import { RateLimiterRedis } from "rate-limiter-flexible"
 import * as RedisBackend from "../../src/layers/RedisBackend.js"
 import { storeKey } from "../../src/Policy.js"
 import type { LimiterPolicy } from "../../src/Policy.js"
+import * as CheckBatches from "../../src/redis/CheckBatches.js"
 import * as Replies from "../../src/redis/Replies.js"
 import { evalArgs, type Reply } from "../../src/redis/ScriptRunner.js"
 import { loadScripts, marshal } from "../../src/redis/Scripts.js"
@@ -38,7 +45,17 @@ import {
 } from "../../test/support/redisServer.js"
 import { effectCallers, effectCallersFiberPerCall, effectSerial } from "../effectWorkloads.js"
 import { consume, experimentalRedis, limiterOf, verifyConsume } from "../experimental.js"
-import { measure, type Plan, promiseCallers, promiseSerial, type Result, type Workload } from "../harness.js"
+import {
+  CALLERS,
+  concurrentCallers,
+  measure,
+  nowNs,
+  type Plan,
+  promiseCallers,
+  promiseSerial,
+  type Result,
+  type Workload
+} from "../harness.js"
 import { benchPolicy, gcraStrategy, keyOf, LIMIT_PER_SEC, POLICY } from "../policies.js"
 import { type Comparison, ratio, resultOf, type Section, type SectionOutcome } from "../section.js"
 
@@ -48,6 +65,9 @@ const RLF = "rate-limiter-flexible Redis.consume"
 const FLOOR = "Effect.tryPromise(raw EVALSHA)"
 const OURS_FIBER_PER_CALL = "RedisBackend.check, a root fiber per call"
 const EXPERIMENTAL = "@effect/experimental consume (Redis store)"
+/** The keys of one raw `many.check` call in the batched floor row (the door's full batch). */
+const BATCH = 16
+const RAW_BATCHED = "raw ioredis many.check (16 keys a call, 4 in flight)"
 const MULTI = "RedisBackend.checkAll (3 dimensions)"
 const SEQUENTIAL = "3 × RedisBackend.check in sequence"
 
@@ -153,6 +173,40 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
         ...evalArgs({ script, keys: stateKeys(storeKey(benchPolicy.prefix, keyOf(i))), argv })
       ) as Promise<Reply>
 
+    // The floor of the door's coalesced path: the same 64 decisions in flight as 4 callers each sending
+    // `many.check` over 16 keys (what the door sends for a full batch), by raw ioredis on its own connection.
+    const many = catalog.find("many", "check")
+    if (many === undefined) throw new Error("vendor/lua has no many.check script")
+    const rawBatched = await connect(server.url)
+    clients.push(rawBatched)
+    await rawBatched.script("LOAD", many.text)
+    const part: CheckBatches.ManyPart = {
+      kind: "gcra",
+      params: script.argv.filter((name) => !["now", "cost", "fence"].includes(name)).map((name) =>
+        String((params as Record<string, unknown>)[name])
+      ).concat(["0", "0", "0"]).slice(0, 6)
+    }
+    const rawBatch = (first: number) => {
+      const keys = Array.from({ length: BATCH }, (_, j) => storeKey(benchPolicy.prefix, keyOf(first + j)))
+      return rawBatched.evalsha(many.sha1, ...CheckBatches.manyArgs(part, keys, () => 1, 0)) as Promise<Reply>
+    }
+    const rawBatchedCallers = concurrentCallers(RAW_BATCHED, false, async (deadline, next, record) => {
+      let t = nowNs()
+      while (t < deadline) {
+        await rawBatch(next() * BATCH)
+        const t1 = nowNs()
+        for (let j = 0; j < BATCH; j++) record(t1 - t)
+        t = t1
+      }
+    }, CALLERS / BATCH)
+    const verifyRawBatched = () =>
+      rawBatch(0).then((reply) => {
+        const decisions = Replies.decisionsIn(reply, BATCH, many.name)
+        if (!Array.isArray(decisions) || decisions.some((d) => !d.allowed)) {
+          throw new Error(`${RAW_BATCHED}: the first batch was not all allowed`)
+        }
+      })
+
     const rlfClient = await connect(server.url)
     clients.push(rlfClient)
     const rlf = new RateLimiterRedis({
@@ -195,7 +249,8 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
       {
         ...effectCallers(EXPERIMENTAL, experimental.runFork, (i) => consume(experimentalLimiter, keyOf(i)), false),
         verify: verifyExperimental
-      }
+      },
+      { ...rawBatchedCallers, verify: verifyRawBatched }
     ]
     results.push(...(await measure("redis.c64", c64, plan)))
     results.push(...(await multiRows(server.url, plan)))
@@ -214,6 +269,7 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
         ratio(results, "redis.c64.vsEffectFloor", "redis.c64", OURS, FLOOR),
         ratio(results, "redis.c64.effectFloorVsRaw", "redis.c64", FLOOR, RAW),
         ratio(results, "redis.c64.fiberPerCall.vsRaw", "redis.c64", OURS_FIBER_PER_CALL, RAW),
+        ratio(results, "redis.c64.vsRawBatched", "redis.c64", OURS, RAW_BATCHED),
         ratio(results, "redis.serial.vsRaw", "redis.serial", OURS, RAW),
         ratio(results, "redis.serial.vsRlf", "redis.serial", OURS, RLF),
         ratio(results, "redis.multi3.c64.vsSequential", "redis.multi3.c64", MULTI, SEQUENTIAL),
