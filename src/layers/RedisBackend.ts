@@ -178,6 +178,8 @@ interface MeterEntry {
   readonly kind: "meter"
   readonly policy: MeterPolicy
   readonly debit: Script
+  /** The debit's prebuilt call (the hot path), when the script's shape allows one. */
+  readonly debitCall: CallTemplate.CallTemplate | undefined
   /** The read-only scripts on the debit's key and state. */
   readonly peek: Script
   readonly forecast: Script
@@ -233,14 +235,17 @@ const compile = (catalog: ScriptCatalog, policy: Policy, keyPrefix: string): Eff
         }
       })
     case "meter":
-      return Effect.map(
-        Effect.all({
-          debit: need("tokenBudget", "debit"),
-          peek: need("tokenBudget", "peek"),
-          forecast: need("tokenBudget", "forecast")
-        }),
-        (scripts): Entry => ({ kind: "meter", policy, ...scripts })
-      )
+      return Effect.gen(function*() {
+        const debit = yield* need("tokenBudget", "debit")
+        return {
+          kind: "meter",
+          policy,
+          debit,
+          debitCall: yield* CallTemplate.make(debit, { budget: policy.budget, windowMs: policy.windowMs }, "tokens"),
+          peek: yield* need("tokenBudget", "peek"),
+          forecast: yield* need("tokenBudget", "forecast")
+        }
+      })
     case "admitter": {
       const tag = `${keyPrefix}{${policy.prefix === "" ? policy.name : policy.prefix}}`
       const leases = `${tag}#leases`
@@ -604,17 +609,24 @@ export const makeStoreOn = (
         }
       }
       const { budget, prefix, windowMs } = entry.policy
-      const debit = Effect.fn("RedisBackend.debit")(
-        function*(key: string, tokens: number): Effect.fn.Return<Decision, RateLimiterError> {
-          const call = yield* runner.prepare(entry.debit, keysOf(prefix, key), {
-            budget,
-            windowMs,
-            now: yield* now,
-            tokens
-          })
-          return yield* runDecision(call)
-        }
-      )
+      const template = entry.debitCall
+      // As a limiter's check: debits in flight together run many to a `many.check` (on the Redis clock),
+      // each one on its own otherwise; no span per call.
+      const coalesced = template === undefined || manyScript === undefined || !redisClock
+        ? undefined
+        : CheckBatches.coalescer({ runner, single: template, many: manyScript, part: multiPart(entry), cluster })
+      const debit: BoundMeter["debit"] = coalesced !== undefined
+        ? (key, tokens) => coalesced(keyOf(prefix, key), tokens)
+        : template !== undefined
+        ? (key, tokens) =>
+          Effect.flatMap(now, (at) =>
+            runner.runDecoded(template.script, template.args(keyOf(prefix, key), at, tokens), Replies.decisionOf))
+        : (key, tokens) =>
+          Effect.flatMap(now, (at) =>
+            Effect.flatMap(
+              runner.prepare(entry.debit, keysOf(prefix, key), { budget, windowMs, now: at, tokens }),
+              runDecision
+            ))
       // Read-only: the same key and state as the debit; nothing written, no TTL touched.
       const peek = Effect.fn("RedisBackend.peekBudget")(
         function*(key: string): Effect.fn.Return<Decision, RateLimiterError> {
@@ -645,10 +657,13 @@ export const makeStoreOn = (
       const entry = entries.get(policy.name)
       if (entry === undefined || entry.kind !== "admitter") {
         return {
-          acquire: () => foreign(policy)
+          acquire: () =>
+            foreign(policy)
         }
       }
-      const mintLeaseId = Effect.sync(() => entry.leaseTag + randomBytes(16).toString("hex"))
+      const mintLeaseId = Effect.sync(() =>
+        entry.leaseTag + randomBytes(16).toString("hex")
+      )
       const acquire = Effect.fn("RedisBackend.acquire")(
         function*(key: string, acquireOptions: AcquireOptions): Effect.fn.Return<Admission, RateLimiterError> {
           const keys: Named = entry.ratePrefix === undefined

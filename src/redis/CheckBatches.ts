@@ -1,6 +1,6 @@
 /**
- * Checks of one limiter policy decided many to a script run (`many.check`): the Redis door's coalescing of
- * concurrent checks, and its `checkMany`.
+ * Checks of one policy (a limiter's checks, or a token budget's debits) decided many to a script run
+ * (`many.check`): the Redis door's coalescing of concurrent checks and debits, and its `checkMany`.
  *
  * Redis spends about as much on starting a script (parsing the command, calling into Lua, `TIME`) as on a
  * small check's own reads and writes, and Node spends as much on each command's encoding, promise and
@@ -100,8 +100,8 @@ export interface CoalescerOptions {
 }
 
 /**
- * The hot-path check of one policy with coalescing: `check(stateKey, cost)` decides `cost` on the full
- * state key `stateKey` on the Redis clock, in a batch with the checks of the same tick.
+ * The hot-path check (or debit) of one policy with coalescing: `check(stateKey, cost)` decides `cost` on
+ * the full state key `stateKey` on the Redis clock, in a batch with the checks of the same tick.
  *
  * @since 0.3.0
  * @category constructors

@@ -2,8 +2,9 @@
  * Coalesced checks on the Redis door (src/redis/CheckBatches.ts): the checks in flight in one tick run many
  * to a `many.check`, and must answer exactly as the same checks sent one at a time, in the same order.
  *
- * - Random histories (fast-check) over every strategy: one tick of 1 to 48 concurrent checks on a few keys
- *   with random costs, against the same checks one after another on a twin policy.
+ * - Random histories (fast-check) over every strategy and token budgets: one tick of 1 to 48 concurrent
+ *   checks (or debits) on a few keys with random costs, against the same checks one after another on a
+ *   twin policy.
  * - The runs counted on the client: a tick of n ≥ 2 checks is ⌈n / 16⌉ script calls.
  * - A blocked key inside a batch is denied until its block ends, and nothing is written for it.
  * - On a Redis Cluster, batches are per slot: hash-tagged keys share one, plain keys spread.
@@ -18,9 +19,9 @@ import { Redis } from "ioredis"
 import { vi } from "vitest"
 import type { Decision } from "../../src/Decision.js"
 import * as RedisBackend from "../../src/layers/RedisBackend.js"
-import type { LimiterPolicy, Strategy } from "../../src/Policy.js"
+import type { LimiterPolicy, Policy, Strategy } from "../../src/Policy.js"
 import { slotOf } from "../../src/redis/Slots.js"
-import { make as makeFront } from "../../src/services/RateLimiter.js"
+import { make as makeFront, type RateLimiterService } from "../../src/services/RateLimiter.js"
 import * as RateLimiterAdmin from "../../src/services/RateLimiterAdmin.js"
 import { RedisCluster } from "../support/redisCluster.js"
 import { TestRedis, testRedisLayer } from "./harness.js"
@@ -48,9 +49,20 @@ const strategyArb: fc.Arbitrary<Strategy> = fc.oneof(
   })
 )
 
+/** A limiter's strategy, or a token budget (whose debits coalesce alike). */
+type Kind = { readonly _tag: "limiter"; readonly strategy: Strategy } | {
+  readonly _tag: "meter"
+  readonly budget: number
+}
+
+const kindArb: fc.Arbitrary<Kind> = fc.oneof(
+  { weight: 6, arbitrary: strategyArb.map((strategy): Kind => ({ _tag: "limiter", strategy })) },
+  { weight: 1, arbitrary: fc.integer({ min: 1, max: 8 }).map((budget): Kind => ({ _tag: "meter", budget })) }
+)
+
 /** One tick's checks: a key (of three) and a cost each; costs may exceed the limit. */
 const historyArb = fc.record({
-  strategy: strategyArb,
+  kind: kindArb,
   checks: fc.array(fc.record({ key: fc.nat({ max: 2 }), cost: fc.integer({ min: 1, max: 4 }) }), {
     minLength: 1,
     maxLength: 48
@@ -65,6 +77,15 @@ const limiterOf = (name: string, prefix: string, strategy: Strategy): LimiterPol
   strategy
 })
 
+const policyOf = (kind: Kind, name: string, prefix: string): Policy =>
+  kind._tag === "limiter"
+    ? limiterOf(name, prefix, kind.strategy)
+    : { kind: "meter", name, prefix, maxKeys: 100, budget: kind.budget, windowMs: SPAN, shared: false }
+
+/** A check, or a debit on a token budget. */
+const spend = (limiter: RateLimiterService, kind: Kind, policy: string, key: string, cost: number) =>
+  kind._tag === "limiter" ? limiter.check(policy, key, cost) : limiter.debit(policy, key, cost)
+
 const fields = (d: Decision) => [d.allowed, d.limit, d.remaining]
 
 let histories = 0
@@ -74,30 +95,35 @@ describe("coalesced checks on one Redis", () => {
     it.scoped.prop(
       "a tick of concurrent checks answers as the same checks one at a time, in ⌈n / 16⌉ script calls",
       [historyArb],
-      ([{ checks, strategy }]) =>
+      ([{ checks, kind }]) =>
         Effect.gen(function*() {
           const env = yield* TestRedis
           const ns = `${env.ns}:h${histories++}`
           const client = new Redis(env.url)
           yield* Effect.addFinalizer(() => Effect.sync(() => client.disconnect()))
           const store = yield* RedisBackend.makeStore({
-            policies: [limiterOf("together", `${ns}:t`, strategy), limiterOf("alone", `${ns}:a`, strategy)],
+            policies: [policyOf(kind, "together", `${ns}:t`), policyOf(kind, "alone", `${ns}:a`)],
             redis: { client }
           })
           // The contract's denial for a cost above capacity, so such costs reach the scripts too.
           const limiter = yield* makeFront(store, { overCapacity: "deny" })
           // Redis's script cache may not hold many.check yet: warm it, so the count below sees EVALSHA only.
-          yield* limiter.checkMany("together", ["warm-a", "warm-b"])
+          yield* Effect.all([
+            spend(limiter, kind, "together", "warm-a", 1),
+            spend(limiter, kind, "together", "warm-b", 1)
+          ], {
+            concurrency: "unbounded"
+          })
           const evalsha = vi.spyOn(client, "evalsha")
           const started = Date.now()
           const together = yield* Effect.all(
-            checks.map(({ cost, key }) => limiter.check("together", `k${key}`, cost)),
+            checks.map(({ cost, key }) => spend(limiter, kind, "together", `k${key}`, cost)),
             { concurrency: "unbounded" }
           )
           const calls = evalsha.mock.calls.length
           evalsha.mockRestore()
           const alone: Array<Decision> = []
-          for (const { cost, key } of checks) alone.push(yield* limiter.check("alone", `k${key}`, cost))
+          for (const { cost, key } of checks) alone.push(yield* spend(limiter, kind, "alone", `k${key}`, cost))
           const elapsed = Date.now() - started
           expect(together.map(fields)).toEqual(alone.map(fields))
           for (let i = 0; i < checks.length; i++) {
