@@ -13,6 +13,7 @@ import type { ConcurrencyOptions } from "../../src/engine/concurrency.js"
 import { Guard } from "../../src/engine/concurrency.js"
 import { LeaseTable } from "../../src/engine/leaseTable.js"
 import { slotOfLeaseId } from "../../src/internal/leaseIds.js"
+import { pool } from "../reliability/support.js"
 
 const RUNS = Number(process.env["ADMISSION_PROP_RUNS"] ?? 200)
 
@@ -209,19 +210,10 @@ describe("engine admission", () => {
   })
 
   it("routes a minted id to the admitter holding it in a shared table, and an old id to nothing", () => {
-    const fixed = (limit: number): ConcurrencyOptions => ({
-      algorithm: "fixed",
-      minLimit: limit,
-      maxLimit: limit,
-      initialLimit: limit,
-      backoffRatio: 0.9,
-      smoothing: 0.2,
-      tolerance: 2,
-      rttWindow: 10
-    })
+    const ceilingOfTwo = pool("two", 2).concurrency
     const table = new LeaseTable<Admitter>()
-    const first = new Admitter(fixed(2), undefined, 1000, undefined, table)
-    const second = new Admitter(fixed(2), undefined, 1000, undefined, table)
+    const first = new Admitter(ceilingOfTwo, undefined, 1000, undefined, table)
+    const second = new Admitter(ceilingOfTwo, undefined, 1000, undefined, table)
     const a = first.admit(0, "k", 1)
     const b = second.admit(0, "k", 1)
     expect([a.axis, b.axis]).toEqual(["", ""])
