@@ -2,10 +2,10 @@
  * The lease table: held leases in a dense array of slots, each named by an id that encodes its slot
  * (`internal/leaseIds.ts`), so finding a lease by id is a parse, an array index and one string compare,
  * whatever the number held, instead of hashing the id into a table as large as the leases held. Freed
- * slots go on a free list and are taken again last-freed first (the slot most likely still in cache). A
- * slot's record is reused across its leases; its generation counts them, so a reference to an earlier
- * lease of the slot (a queued expiry) is recognised as stale, and an earlier lease's id no longer
- * matches (the new lease has new random bits).
+ * slots go on a free list and are taken again last-freed first (the slot most likely still in cache); a
+ * freed last slot leaves the table with the free ones before it. A slot's record is reused across its
+ * leases; its generation counts them, so a reference to an earlier lease of the record (a queued expiry)
+ * is recognised as stale, and an earlier lease's id no longer matches (the new lease has new random bits).
  *
  * One table may serve several owners (the Memory store's admitters, across reloads): each slot names its
  * owner, so an id alone routes to the admitter that holds it.
@@ -51,7 +51,7 @@ export class LeaseTable<Owner> {
     private readonly mint: (slot: number) => string = sharedMint
   ) {}
 
-  /** How many slots the table has (held and free). */
+  /** How many slots the table has (held and free, up to the last held one). */
   get capacity(): number {
     return this.slots.length
   }
@@ -61,13 +61,19 @@ export class LeaseTable<Owner> {
    * it by id, its owner keeps it), else under a freshly minted id.
    */
   take(owner: Owner, acquiredAt: number, expiresAt: number, id?: string): LeaseSlot<Owner> {
-    const free = this.free.pop()
-    let lease: LeaseSlot<Owner>
-    if (free === undefined) {
-      lease = new LeaseSlot<Owner>(this.slots.length)
-      this.slots.push(lease)
-    } else {
-      lease = this.slots[free]!
+    const slots = this.slots
+    let lease: LeaseSlot<Owner> | undefined
+    // The free list may name slots trimmed since they were freed: past the end, they are passed over. (The
+    // table grows only once the list is empty, so a slot it names inside the table is free.)
+    for (let free = this.free.pop(); free !== undefined; free = this.free.pop()) {
+      if (free < slots.length) {
+        lease = slots[free]!
+        break
+      }
+    }
+    if (lease === undefined) {
+      lease = new LeaseSlot<Owner>(slots.length)
+      slots.push(lease)
     }
     lease.owner = owner
     lease.acquiredAt = acquiredAt
@@ -77,13 +83,22 @@ export class LeaseTable<Owner> {
     return lease
   }
 
-  /** Frees `lease`'s slot: its id names nothing from now on. */
+  /**
+   * Frees `lease`'s slot: its id names nothing from now on. The last slot, and the free ones before it,
+   * leave the table (so a table drained after a burst gives its memory back).
+   */
   release(lease: LeaseSlot<Owner>): void {
     lease.id = ""
     lease.owner = undefined
     lease.named = false
     lease.generation++
-    this.free.push(lease.slot)
+    const slots = this.slots
+    if (lease.slot !== slots.length - 1) {
+      this.free.push(lease.slot)
+      return
+    }
+    slots.pop()
+    while (slots.length > 0 && slots[slots.length - 1]!.owner === undefined) slots.pop()
   }
 
   /** The held lease whose minted id is `id`, if any. */

@@ -11,7 +11,7 @@ import * as fc from "fast-check"
 import { type Acquired, Admitter } from "../../src/engine/admission.js"
 import type { ConcurrencyOptions } from "../../src/engine/concurrency.js"
 import { Guard } from "../../src/engine/concurrency.js"
-import { LeaseTable } from "../../src/engine/leaseTable.js"
+import { type LeaseSlot, LeaseTable } from "../../src/engine/leaseTable.js"
 import { slotOfLeaseId } from "../../src/internal/leaseIds.js"
 import { pool } from "../reliability/support.js"
 
@@ -244,7 +244,33 @@ describe("engine admission", () => {
     // Reclaimed at their TTL, by the admitter that holds them, named by their ids.
     expect(first.sweep(1001)).toEqual(["mine"])
     expect(second.sweep(1003)).toEqual([b.leaseId, c.leaseId].sort())
-    expect(table.capacity).toBe(3)
+    // Drained, the table gives its slots back.
+    expect(table.capacity).toBe(0)
+  })
+
+  it("finds every held lease by its id and no released one, and ends at the last held slot", () => {
+    fc.assert(
+      fc.property(fc.array(fc.tuple(fc.boolean(), fc.nat()), { maxLength: 300 }), (ops) => {
+        const table = new LeaseTable<string>()
+        const held: Array<LeaseSlot<string>> = []
+        const released: Array<string> = []
+        for (const [take, pick] of ops) {
+          if (take || held.length === 0) {
+            held.push(table.take("owner", 0, 1))
+          } else {
+            const [lease] = held.splice(pick % held.length, 1)
+            released.push(lease!.id)
+            table.release(lease!)
+          }
+          const slots = held.map((lease) => lease.slot)
+          expect(new Set(slots).size).toBe(held.length)
+          expect(table.capacity).toBe(held.length === 0 ? 0 : Math.max(...slots) + 1)
+          for (const lease of held) expect(table.find(lease.id)).toBe(lease)
+          for (const id of released) expect(table.find(id)).toBeUndefined()
+        }
+      }),
+      { numRuns: RUNS }
+    )
   })
 
   it("mints 40 lowercase hex characters that give their slot back, and reads no other string as a slot", () => {
