@@ -107,8 +107,10 @@ export interface Renewed {
   readonly reclaimed: ReadonlyArray<string>
 }
 
-/** A lease's expiry as queued: the instant, the lease's slot and which of the slot's leases it was (stale
- * once that lease is renewed or gone). */
+/**
+ * A lease's expiry as queued: the instant, the lease's slot and which of the slot's leases it was (stale
+ * once that lease is renewed or gone).
+ */
 class Expiry {
   declare readonly at: number
   declare readonly lease: LeaseSlot<Admitter>
@@ -352,10 +354,12 @@ export class Admitter {
    * "" when denied), which names its slot in `leases`.
    */
   admit(now: number, key: string, cost: number): Admitted {
-    return this.decide(now, key, cost, undefined) as Admitted
+    return this.decide(now, key, cost, undefined)
   }
 
   /** An acquire under `id` (an `Acquired`), or under a minted id (an `Admitted`) when `id` is undefined. */
+  private decide(now: number, key: string, cost: number, id: undefined): Admitted
+  private decide(now: number, key: string, cost: number, id: string): Acquired
   private decide(now: number, key: string, cost: number, id: string | undefined): Acquired | Admitted {
     const reclaimed = this.sweep(now)
     const guard = this.guard
