@@ -2,8 +2,8 @@
  * The lease table: held leases in a dense array of slots, each named by an id that encodes its slot
  * (`internal/leaseIds.ts`), so finding a lease by id is a parse, an array index and one string compare,
  * whatever the number held, instead of hashing the id into a table as large as the leases held. Freed
- * slots go on a free list and are taken again last-freed first (the slot most likely still in cache); a
- * freed last slot leaves the table with the free ones before it. A slot's record is reused across its
+ * slots go on a free list and are taken again last-freed first (the slot most likely still in cache); once
+ * most of the table is free, the free slots at its end leave it. A slot's record is reused across its
  * leases; its generation counts them, so a reference to an earlier lease of the record (a queued expiry)
  * is recognised as stale, and an earlier lease's id no longer matches (the new lease has new random bits).
  *
@@ -33,6 +33,9 @@ export class LeaseSlot<Owner> {
   constructor(readonly slot: number) {}
 }
 
+/** How many free slots a table keeps in any case. */
+const TRIM_ABOVE = 1024
+
 /** The minter every table without its own shares. */
 const sharedMint = makeSlotLeaseIds()
 
@@ -51,7 +54,7 @@ export class LeaseTable<Owner> {
     private readonly mint: (slot: number) => string = sharedMint
   ) {}
 
-  /** How many slots the table has (held and free, up to the last held one). */
+  /** How many slots the table has, held and free. */
   get capacity(): number {
     return this.slots.length
   }
@@ -84,21 +87,25 @@ export class LeaseTable<Owner> {
   }
 
   /**
-   * Frees `lease`'s slot: its id names nothing from now on. The last slot, and the free ones before it,
-   * leave the table (so a table drained after a burst gives its memory back).
+   * Frees `lease`'s slot: its id names nothing from now on. Once most of the table is free (after a
+   * burst), the free slots at its end leave it, so a drained table gives its memory back; below that its
+   * slots are kept for the next leases.
    */
   release(lease: LeaseSlot<Owner>): void {
     lease.id = ""
     lease.owner = undefined
     lease.named = false
     lease.generation++
+    const free = this.free
+    free.push(lease.slot)
+    if (free.length > TRIM_ABOVE && 2 * free.length > this.slots.length) this.trim()
+  }
+
+  /** Drops the free slots at the end of the table (the free list's entries for them are passed over). */
+  private trim(): void {
     const slots = this.slots
-    if (lease.slot !== slots.length - 1) {
-      this.free.push(lease.slot)
-      return
-    }
-    slots.pop()
     while (slots.length > 0 && slots[slots.length - 1]!.owner === undefined) slots.pop()
+    if (slots.length === 0) this.free.length = 0
   }
 
   /** The held lease whose minted id is `id`, if any. */
