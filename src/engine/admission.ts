@@ -10,7 +10,7 @@
  * 2. Acquire: no free slot → denied on the concurrency axis (`limit` the ceiling, `remaining` 0,
  *    `resetAt` now, `retryAfterMs` = max(1, round(latest healthy RTT))), nothing consumed. Otherwise,
  *    with a rate axis, a consuming rate check of `cost` on the key; a rate denial is the answer (axis
- *    `rate`) and holds nothing. Otherwise the slot is taken under the given lease id, expiring at
+ *    `rate`) and holds nothing. Otherwise the slot is taken under the given (or a minted) id, expiring at
  *    `now + ttlMs`, and the decision is the concurrency one (`remaining` = ceiling − in-flight, `resetAt`
  *    now) unless the rate decision has fewer `remaining`, in which case it is the rate decision.
  * 3. Release: an unknown id releases nothing; a held one frees its slot (`dropped` contracts an
@@ -18,12 +18,15 @@
  * 4. Renew: each held id's expiry moves to `now + ttlMs`; unknown ids are gone; the next deadline is
  *    `now + ttlMs`.
  *
- * No clock, no I/O: the caller passes `now` and mints lease ids.
+ * No clock, no I/O: the caller passes `now`; lease ids are the caller's (`acquire`) or minted by the lease
+ * table over the slot they name (`admit`).
  *
  * @since 0.2.0
  */
 import type { DecisionData } from "../Decision.js"
 import { type ConcurrencyOptions, Guard } from "./concurrency.js"
+import type { LeaseSlot } from "./leaseTable.js"
+import { LeaseTable } from "./leaseTable.js"
 
 /**
  * The rate axis of a unified admitter: a consuming check of `cost` units on `key` at `now`, whose state
@@ -70,6 +73,16 @@ export interface Acquired {
 }
 
 /**
+ * The outcome of an `admit`: an `Acquired` and the minted id of the lease it holds ("" when denied).
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface Admitted extends Acquired {
+  readonly leaseId: string
+}
+
+/**
  * The outcome of a release: 1 when the id was held and is now free, else 0; plus the sweep's reclaims.
  *
  * @since 0.2.0
@@ -94,23 +107,23 @@ export interface Renewed {
   readonly reclaimed: ReadonlyArray<string>
 }
 
-/** A held slot: when it was taken and when it lapses unless renewed. */
-class HeldLease {
-  declare readonly acquiredAt: number
-  declare expiresAt: number
-  constructor(acquiredAt: number, expiresAt: number) {
-    this.acquiredAt = acquiredAt
-    this.expiresAt = expiresAt
-  }
-}
-
-/** A lease's expiry as queued: the instant and the id (stale once the lease is renewed or gone). */
+/**
+ * A lease's expiry as queued: the instant, the lease's slot and which of the slot's leases it was (stale
+ * once that lease is renewed or gone).
+ */
 class Expiry {
   declare readonly at: number
-  declare readonly id: string
-  constructor(at: number, id: string) {
+  declare readonly lease: LeaseSlot<Admitter>
+  declare readonly generation: number
+  constructor(at: number, lease: LeaseSlot<Admitter>) {
     this.at = at
-    this.id = id
+    this.lease = lease
+    this.generation = lease.generation
+  }
+
+  /** Whether this is the current expiry of a held lease. */
+  get live(): boolean {
+    return this.lease.generation === this.generation && this.lease.expiresAt === this.at
   }
 }
 
@@ -202,10 +215,12 @@ class ExpiryQueue {
     }
   }
 
-  /** Drops the latest entry when it is `id`'s (a lease released before any other was queued). */
-  dropLast(id: string): void {
+  /** Drops the latest entry when it is `lease`'s current one (a lease released before any other was queued). */
+  dropLast(lease: LeaseSlot<Admitter>): void {
     const fifo = this.fifo
-    if (fifo.length > this.head && fifo[fifo.length - 1]!.id === id) fifo.pop()
+    if (fifo.length === this.head) return
+    const last = fifo[fifo.length - 1]!
+    if (last.lease === lease && last.generation === lease.generation) fifo.pop()
   }
 
   /** Drops every entry (all stale once no lease is held). */
@@ -215,11 +230,22 @@ class ExpiryQueue {
     this.late.items.length = 0
   }
 
-  /** Replaces every entry with `entries`, in order of instant. */
-  rebuild(entries: Array<Expiry>): void {
-    // Held leases come in acquire order, so their expiries are nearly sorted: the sort is about linear.
-    entries.sort((a, b) => a.at - b.at)
-    this.fifo = entries
+  /** Keeps only the current expiry of each held lease, in order of instant. */
+  compact(): void {
+    const kept: Array<Expiry> = []
+    const seen = new Set<LeaseSlot<Admitter>>()
+    const keep = (entry: Expiry) => {
+      // A lease renewed back to an instant it had before is queued twice at it: one entry is enough.
+      if (entry.live && !seen.has(entry.lease)) {
+        seen.add(entry.lease)
+        kept.push(entry)
+      }
+    }
+    for (let i = this.head; i < this.fifo.length; i++) keep(this.fifo[i]!)
+    for (const entry of this.late.items) keep(entry)
+    // Entries come nearly in order of instant (the FIFO is sorted): the sort is about linear.
+    kept.sort((a, b) => a.at - b.at)
+    this.fifo = kept
     this.head = 0
     this.late.items.length = 0
   }
@@ -228,7 +254,13 @@ class ExpiryQueue {
 /**
  * One admitter's state: its ceiling, its held leases and (for a unified admitter) its rate axis. A
  * sweep, an acquire and a renewal cost O(1) per lease they touch (amortized; O(log n) for an expiry queued
- * after the clock stepped back), never a scan of every lease held.
+ * after the clock stepped back), never a scan of every lease held, and finding a lease by a minted id
+ * costs the same however many are held (its slot is in the id: see `LeaseTable`).
+ *
+ * Leases live in a `LeaseTable`, the admitter's own unless one is given (the Memory store gives all its
+ * admitters one, so an id alone finds its admitter). `admit` mints the lease's id; `acquire` holds it under
+ * the caller's id (the differential tests against the Lua scripts, the fleet's node-tagged ids), which the
+ * admitter then finds through a map of its own: correct, not as fast.
  *
  * @since 0.2.0
  * @category models
@@ -236,8 +268,10 @@ class ExpiryQueue {
 export class Admitter {
   /** The concurrency ceiling and its in-flight count. */
   readonly guard: Guard
-  private readonly leases = new Map<string, HeldLease>()
   private readonly expiries = new ExpiryQueue()
+  /** The leases held under a caller's id, by id (created at the first). */
+  private named: Map<string, LeaseSlot<Admitter>> | undefined
+  private count = 0
 
   constructor(
     concurrency: ConcurrencyOptions,
@@ -245,19 +279,35 @@ export class Admitter {
     /** How long a lease lives without renewal, in ms. */
     readonly ttlMs: number,
     /** A ceiling above the guard's (a fleet share), if any. */
-    private readonly gate?: AdmissionGate
+    private readonly gate?: AdmissionGate,
+    /** The table the leases are held in (shared with other admitters, or this one's own). */
+    readonly leases: LeaseTable<Admitter> = new LeaseTable()
   ) {
     this.guard = new Guard(concurrency)
   }
 
+  /** The lease held here under `id`, if any. */
+  private find(id: string): LeaseSlot<Admitter> | undefined {
+    const lease = this.leases.find(id)
+    if (lease !== undefined && lease.owner === this) return lease
+    return this.named === undefined ? undefined : this.named.get(id)
+  }
+
+  /** Frees `lease`'s slot. */
+  private free(lease: LeaseSlot<Admitter>): void {
+    if (lease.named) this.named!.delete(lease.id)
+    this.leases.release(lease)
+    this.count--
+  }
+
   /** Whether `id` is held (reclaimed leases are not, once swept). */
   holds(id: string): boolean {
-    return this.leases.has(id)
+    return this.find(id) !== undefined
   }
 
   /** How many leases are held (expired ones included until a sweep). */
   get held(): number {
-    return this.leases.size
+    return this.count
   }
 
   /** How many expiries are queued, stale ones included (at most twice the held leases, plus 64). */
@@ -271,31 +321,46 @@ export class Admitter {
     const queue = this.expiries
     for (let next = queue.peek(); next !== undefined && next.at <= now; next = queue.peek()) {
       queue.pop()
-      const lease = this.leases.get(next.id)
       // A renewed lease queued its new expiry; a released one is gone: either way this entry is stale.
-      if (lease === undefined || lease.expiresAt !== next.at) continue
-      this.leases.delete(next.id)
-      this.guard.release(true, Math.max(0, now - lease.acquiredAt))
-      ;(reclaimed ??= []).push(next.id)
+      if (!next.live) continue
+      const lease = next.lease
+      const id = lease.id
+      const acquiredAt = lease.acquiredAt
+      this.free(lease)
+      this.guard.release(true, Math.max(0, now - acquiredAt))
+      ;(reclaimed ??= []).push(id)
     }
-    if (this.leases.size === 0 && queue.size > 0) this.expiries.clear()
+    if (this.count === 0 && queue.size > 0) this.expiries.clear()
     return reclaimed === undefined ? [] : reclaimed.sort()
   }
 
   /**
    * Queues a lease's expiry. Released and renewed leases leave stale entries behind; once they
-   * outnumber the live ones the queue is rebuilt from the held leases (amortized O(1) per operation).
+   * outnumber the live ones the queue keeps only the live ones (amortized O(1) per operation).
    */
-  private queue(id: string, at: number): void {
+  private queue(lease: LeaseSlot<Admitter>, at: number): void {
     const queue = this.expiries
-    queue.push(new Expiry(at, id))
-    if (queue.size > 2 * this.leases.size + 64) {
-      queue.rebuild(Array.from(this.leases, ([held, lease]) => new Expiry(lease.expiresAt, held)))
-    }
+    queue.push(new Expiry(at, lease))
+    if (queue.size > 2 * this.count + 64) queue.compact()
   }
 
   /** Decides an admission at `now` and, when allowed, holds a slot under `id` (which must not be held). */
   acquire(now: number, id: string, key: string, cost: number): Acquired {
+    return this.decide(now, key, cost, id)
+  }
+
+  /**
+   * Decides an admission at `now` and, when allowed, holds a slot under a freshly minted id (`leaseId`,
+   * "" when denied), which names its slot in `leases`.
+   */
+  admit(now: number, key: string, cost: number): Admitted {
+    return this.decide(now, key, cost, undefined)
+  }
+
+  /** An acquire under `id` (an `Acquired`), or under a minted id (an `Admitted`) when `id` is undefined. */
+  private decide(now: number, key: string, cost: number, id: undefined): Admitted
+  private decide(now: number, key: string, cost: number, id: string): Acquired
+  private decide(now: number, key: string, cost: number, id: string | undefined): Acquired | Admitted {
     const reclaimed = this.sweep(now)
     const guard = this.guard
     const limit = this.gate === undefined ? guard.limit : this.gate.ceiling(now, guard.limit)
@@ -307,17 +372,19 @@ export class Admitter {
         resetAt: now,
         retryAfterMs: Math.max(1, Math.round(guard.lastRttMs))
       }
-      return { decision, axis: "concurrency", expiresAt: 0, reclaimed }
+      return outcome(decision, "concurrency", 0, reclaimed, id, "")
     }
     let rateDecision: DecisionData | undefined
     if (this.rate !== undefined) {
       rateDecision = this.rate.check(key, now, cost)
-      if (!rateDecision.allowed) return { decision: rateDecision, axis: "rate", expiresAt: 0, reclaimed }
+      if (!rateDecision.allowed) return outcome(rateDecision, "rate", 0, reclaimed, id, "")
     }
     guard.tryAcquire()
     const expiresAt = now + this.ttlMs
-    this.leases.set(id, new HeldLease(now, expiresAt))
-    this.queue(id, expiresAt)
+    const lease = this.leases.take(this, now, expiresAt, id)
+    if (id !== undefined) (this.named ??= new Map()).set(id, lease)
+    this.count++
+    this.queue(lease, expiresAt)
     const concurrency: DecisionData = {
       allowed: true,
       limit,
@@ -328,7 +395,7 @@ export class Admitter {
     const decision = rateDecision !== undefined && rateDecision.remaining < concurrency.remaining
       ? rateDecision
       : concurrency
-    return { decision, axis: "", expiresAt, reclaimed }
+    return outcome(decision, "", expiresAt, reclaimed, id, lease.id)
   }
 
   /**
@@ -336,8 +403,10 @@ export class Admitter {
    * no RTT sample, the ceiling unchanged. Returns whether `id` was held.
    */
   cancel(id: string): boolean {
-    if (!this.leases.delete(id)) return false
-    this.expiries.dropLast(id)
+    const lease = this.find(id)
+    if (lease === undefined) return false
+    this.expiries.dropLast(lease)
+    this.free(lease)
     this.guard.cancel()
     return true
   }
@@ -345,12 +414,13 @@ export class Admitter {
   /** Frees the slot of `id` at `now` (a no-op for an id not held). */
   release(now: number, id: string, dropped: boolean): Released {
     const reclaimed = this.sweep(now)
-    const lease = this.leases.get(id)
+    const lease = this.find(id)
     if (lease === undefined) return { released: 0, reclaimed }
-    this.leases.delete(id)
+    const acquiredAt = lease.acquiredAt
     // Its expiry is stale now; when it is the last one queued it goes at once (no stale entry left).
-    this.expiries.dropLast(id)
-    this.guard.release(dropped, Math.max(0, now - lease.acquiredAt))
+    this.expiries.dropLast(lease)
+    this.free(lease)
+    this.guard.release(dropped, Math.max(0, now - acquiredAt))
     return { released: 1, reclaimed }
   }
 
@@ -361,13 +431,13 @@ export class Admitter {
     const gone: Array<string> = []
     const deadline = now + this.ttlMs
     for (const id of ids) {
-      const lease = this.leases.get(id)
+      const lease = this.find(id)
       if (lease === undefined) {
         gone.push(id)
       } else {
         if (lease.expiresAt !== deadline) {
           lease.expiresAt = deadline
-          this.queue(id, deadline)
+          this.queue(lease, deadline)
         }
         live.push(id)
       }
@@ -375,3 +445,17 @@ export class Admitter {
     return { live, gone, deadline, reclaimed }
   }
 }
+
+/**
+ * The outcome of an acquire: under the caller's `id`, an `Acquired`; under a minted id (`id` undefined),
+ * an `Admitted` naming `leaseId` ("" when nothing is held).
+ */
+const outcome = (
+  decision: DecisionData,
+  axis: AdmissionAxis,
+  expiresAt: number,
+  reclaimed: ReadonlyArray<string>,
+  id: string | undefined,
+  leaseId: string
+): Acquired | Admitted =>
+  id === undefined ? { decision, axis, expiresAt, reclaimed, leaseId } : { decision, axis, expiresAt, reclaimed }

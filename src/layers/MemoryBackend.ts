@@ -35,7 +35,6 @@ import { Admission, Forecast, fromData } from "../Decision.js"
 import type { Admitter } from "../engine/admission.js"
 import { BackendError } from "../Errors.js"
 import { fiberNowMillis } from "../internal/fiberClock.js"
-import { makeLeaseIds } from "../internal/leaseIds.js"
 import { sameDefinition } from "../internal/sameDefinition.js"
 import type { AdmitterPolicy, FairPolicy, LimiterPolicy, MeterPolicy, Policy } from "../Policy.js"
 import * as PolicyFile from "../PolicyFile.js"
@@ -113,8 +112,6 @@ export interface MemoryBackendOptions extends FrontOptions {
  */
 export const DEFAULT_LEASE_TTL_MS = 2000
 
-const mintLeaseId = makeLeaseIds()
-
 /**
  * The compiled policy `policy` names, or `undefined` when it is not this store's (the front binds only
  * the store's own policies, so only a caller that bypasses it gets there).
@@ -146,13 +143,10 @@ const storeOver = (
   policies: PolicySet,
   keys: PolicyStore,
   ttlMs: number,
-  carried: Carried = { owners: new Map(), fairs: new Map() }
+  carried: Carried = { fairs: new Map() }
 ): LocalStore => {
-  /** The admitter that minted each held lease id (shared by every generation of a reloaded store). */
-  const owners = carried.owners
-  const forget = (ids: ReadonlyArray<string>) => {
-    for (const id of ids) owners.delete(id)
-  }
+  /** Every admitter's leases, by slot (shared by every generation of a reloaded store). */
+  const leases = keys.leases
 
   const limiter = (policy: LimiterPolicy): BoundLimiter => {
     const rate = compiledOf(keys, policy, "limiter")?.rate
@@ -197,15 +191,10 @@ const storeOver = (
     return {
       acquire: (key: string, options: { readonly cost: number }) =>
         Effect.map(Clock.currentTimeMillis, (now) => {
-          let id = mintLeaseId()
-          while (owners.has(id)) id = mintLeaseId()
-          const outcome = engine.acquire(now, id, key, options.cost)
-          forget(outcome.reclaimed)
-          const held = outcome.axis === ""
-          if (held) owners.set(id, engine)
+          const outcome = engine.admit(now, key, options.cost)
           return new Admission({
             decision: fromData(outcome.decision),
-            leaseId: held ? id : "",
+            leaseId: outcome.leaseId,
             leaseExpiresAt: outcome.expiresAt,
             bindingAxis: outcome.axis,
             policyDenied: false
@@ -216,17 +205,14 @@ const storeOver = (
 
   const release = (id: string, dropped: boolean): Effect.Effect<void> =>
     Effect.map(Clock.currentTimeMillis, (now) => {
-      const owner = owners.get(id)
-      if (owner === undefined) return
-      owners.delete(id)
-      forget(owner.release(now, id, dropped).reclaimed)
+      leases.ownerOf(id)?.release(now, id, dropped)
     })
 
   const heartbeat = (ids: ReadonlyArray<string>): Effect.Effect<HeartbeatResult> =>
     Effect.map(Clock.currentTimeMillis, (now) => {
       const byOwner = new Map<Admitter, Array<string>>()
       for (const id of ids) {
-        const owner = owners.get(id)
+        const owner = leases.ownerOf(id)
         if (owner === undefined) continue
         const group = byOwner.get(owner)
         if (group === undefined) byOwner.set(owner, [id])
@@ -234,9 +220,7 @@ const storeOver = (
       }
       const live = new Set<string>()
       for (const [owner, group] of byOwner) {
-        const renewed = owner.renew(now, group)
-        forget(renewed.reclaimed)
-        for (const id of renewed.live) live.add(id)
+        for (const id of owner.renew(now, group).live) live.add(id)
       }
       return {
         live: ids.filter((id) => live.has(id)),
@@ -358,11 +342,11 @@ const fairEscrows = (
 }
 
 /**
- * What every generation of one Memory store shares: who minted each held lease (so a lease held on a
- * policy's old definition is still released and renewed there), and the fair-escrow tables by policy.
+ * What every generation of one Memory store shares besides its key store's lease table (through which a
+ * lease held on a policy's old definition is still released and renewed there): the fair-escrow tables
+ * by policy.
  */
 interface Carried {
-  readonly owners: Map<string, Admitter>
   readonly fairs: Map<string, { readonly policy: FairPolicy; readonly bound: BoundFair }>
 }
 
@@ -388,7 +372,7 @@ const build = (options: MemoryBackendOptions) =>
     }
     const ttlMs = options.leaseTtlMs ?? DEFAULT_LEASE_TTL_MS
     const keys = new PolicyStore(policies, ttlMs, tables)
-    const carried: Carried = { owners: new Map(), fairs: new Map() }
+    const carried: Carried = { fairs: new Map() }
     return { carried, keys, ttlMs, store: storeOver(policies, keys, ttlMs, carried) }
   })
 

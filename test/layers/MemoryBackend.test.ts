@@ -2,18 +2,21 @@
  * The Memory door beyond the shared conformance suite (in its own file, since a suite-level layer
  * and `TestClock` tests do not mix in one file): what only an in-process backend with `TestClock`
  * can show exactly: lease expiry and reclaim, keep-alive heartbeats, adaptive contraction on dropped
- * releases, the key tables that never forget a key still counting, and `layerConfig` (its options read
- * from `Config`).
+ * releases, lease ids that name their slot (an old id never frees the slot's next lease), leases held
+ * across a reload, the key tables that never forget a key still counting, and `layerConfig` (its options
+ * read from `Config`).
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Clock, Config, ConfigError, Effect, Fiber, Layer, TestClock } from "effect"
+import { slotOfLeaseId } from "../../src/internal/leaseIds.js"
 import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
-import type { Policy } from "../../src/Policy.js"
+import type { AdmitterPolicy, Policy } from "../../src/Policy.js"
+import { PolicySet } from "../../src/PolicySet.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
 import { withConfig } from "../support/config.js"
 import { prng } from "../support/prng.js"
 
-const pool = (name: string, algorithm: "fixed" | "aimd", min: number, max: number): Policy => ({
+const pool = (name: string, algorithm: "fixed" | "aimd", min: number, max: number): AdmitterPolicy => ({
   kind: "admitter",
   name,
   prefix: name,
@@ -107,6 +110,51 @@ describe("MemoryBackend with TestClock", () => {
       const exit = yield* Fiber.await(holder)
       expect(exit._tag).toBe("Failure")
     }).pipe(Effect.provide(backend)))
+
+  it.scoped("a released id names nothing once its slot holds another lease: release and heartbeat leave that one", () =>
+    Effect.gen(function*() {
+      const limiter = yield* RateLimiter
+      const a = yield* limiter.leases.acquire("adaptive", "k")
+      yield* limiter.leases.release(a.leaseId, false)
+      const b = yield* limiter.leases.acquire("adaptive", "k")
+      // b took a's slot (the slot a lease id names), under new random bits.
+      expect(slotOfLeaseId(b.leaseId)).toBe(slotOfLeaseId(a.leaseId))
+      expect(b.leaseId).not.toBe(a.leaseId)
+      // a's id again, as an overload: were it b's slot freed as dropped, the adaptive ceiling would halve.
+      yield* limiter.leases.release(a.leaseId, true)
+      const beat = yield* limiter.leases.heartbeat([a.leaseId, b.leaseId])
+      expect(beat).toEqual({ live: [b.leaseId], reclaimed: [a.leaseId], nextDeadline: 2000 })
+      const c = yield* limiter.leases.acquire("adaptive", "k")
+      expect([c.decision.limit, c.decision.remaining]).toEqual([8, 6])
+      // Another policy's lease id releases there and only there.
+      const pooled = yield* limiter.leases.acquire("pool", "k")
+      yield* limiter.leases.release(pooled.leaseId, true)
+      expect(yield* limiter.leases.heartbeat([pooled.leaseId, b.leaseId, c.leaseId])).toEqual({
+        live: [b.leaseId, c.leaseId],
+        reclaimed: [pooled.leaseId],
+        nextDeadline: 2000
+      })
+    }).pipe(Effect.provide(backend)))
+
+  it.effect("a lease held on a policy's old definition is renewed and released there after a reload", () =>
+    Effect.gen(function*() {
+      const before = pool("slots", "fixed", 1, 1)
+      const after = pool("slots", "fixed", 2, 2)
+      const reloadable = yield* MemoryBackend.makeReloadableStore({ policies: [before], leaseTtlMs: 2000 })
+      const options = { cost: 1, hold: 0, value: 0 }
+      const old = yield* reloadable.store.admitter(before).acquire("k", options)
+      expect(old.held).toBe(true)
+      const next = reloadable.reload(yield* PolicySet.from([after]))
+      // The old lease does not count against the new definition's ceiling of 2.
+      const fresh = yield* Effect.forEach([1, 2, 3], () => next.admitter(after).acquire("k", options))
+      expect(fresh.map((a) => a.held)).toEqual([true, true, false])
+      // Through the new generation, the old id still names its lease on the old definition.
+      expect((yield* next.leases.heartbeat([old.leaseId])).live).toEqual([old.leaseId])
+      yield* next.leases.release(old.leaseId, false)
+      expect((yield* next.leases.heartbeat([old.leaseId, fresh[0]!.leaseId])).reclaimed).toEqual([old.leaseId])
+      // Back on the old generation, its slot is free again.
+      expect((yield* reloadable.store.admitter(before).acquire("k", options)).held).toBe(true)
+    }))
 
   it.scoped("an adaptive ceiling contracts on dropped releases", () =>
     Effect.gen(function*() {

@@ -14,6 +14,7 @@ import { Admitter } from "../../engine/admission.js"
 import * as Gcra from "../../engine/gcra.js"
 import { rateEngine } from "../../engine/index.js"
 import { boxed, deny } from "../../engine/internal.js"
+import { LeaseTable } from "../../engine/leaseTable.js"
 import { budgetReward, type Reward, rewardOf } from "../../engine/reward.js"
 import * as TokenBudget from "../../engine/tokenBudget.js"
 import type { ForecastData, InPlaceEngine, RateEngine } from "../../engine/types.js"
@@ -524,7 +525,7 @@ export type Compiled =
   }
   | { readonly kind: "fair"; readonly policy: FairPolicy }
 
-const compile = (policy: Policy, leaseTtlMs: number, tables: TableOptions): Compiled => {
+const compile = (policy: Policy, leaseTtlMs: number, tables: TableOptions, leases: LeaseTable<Admitter>): Compiled => {
   switch (policy.kind) {
     case "limiter":
       return { kind: "limiter", policy, rate: RateState.of(policy.strategy, policy, tables) }
@@ -532,7 +533,12 @@ const compile = (policy: Policy, leaseTtlMs: number, tables: TableOptions): Comp
       return { kind: "meter", policy, budget: RateState.budget(policy, tables) }
     case "admitter": {
       const rate = policy.rate === undefined ? undefined : RateState.of(policy.rate, policy, tables)
-      return { kind: "admitter", policy, admitter: new Admitter(policy.concurrency, rate, leaseTtlMs), rate }
+      return {
+        kind: "admitter",
+        policy,
+        admitter: new Admitter(policy.concurrency, rate, leaseTtlMs, undefined, leases),
+        rate
+      }
     }
     case "fair": // its tenants live in the door's fair-escrow table (`fair/FairEscrow.ts`)
       return { kind: "fair", policy }
@@ -570,6 +576,11 @@ export class PolicyStore {
   private readonly limiters = new Map<string, RateState>()
   /** The configured policy names, in configuration order (what `PolicyNotFound` lists). */
   readonly names: ReadonlyArray<string>
+  /**
+   * The leases of every admitter here, and of every generation before and after a reload: a lease id
+   * alone names the admitter that holds it, even one whose policy has since changed or gone.
+   */
+  readonly leases: LeaseTable<Admitter>
 
   /**
    * Compiles `policies`; admitters' leases live `leaseTtlMs` without renewal; key tables full of live
@@ -582,9 +593,14 @@ export class PolicyStore {
     /** A previous store whose compiled policies (and their state) are kept where the definition is the same. */
     previous?: PolicyStore
   ) {
+    const leases = previous?.leases ?? new LeaseTable<Admitter>()
+    this.leases = leases
     this.compiled = new Map(Array.from(policies, (p) => {
       const kept = previous?.compiled.get(p.name)
-      return [p.name, kept !== undefined && sameDefinition(kept.policy, p) ? kept : compile(p, leaseTtlMs, tables)]
+      return [
+        p.name,
+        kept !== undefined && sameDefinition(kept.policy, p) ? kept : compile(p, leaseTtlMs, tables, leases)
+      ]
     }))
     this.names = Array.from(this.compiled.keys())
     for (const [name, compiled] of this.compiled) {
