@@ -83,23 +83,29 @@ const movedCount = (cluster: RedisClusterHandle, port: number) =>
     (info) => Number(/errorstat_MOVED:count=(\d+)/.exec(info)?.[1] ?? 0)
   )
 
-/** The store's door over the cluster, never reading the slot map again by itself. */
-const door = (cluster: RedisClusterHandle) =>
-  RedisBackend.make({
-    policies: [policy],
-    redis: { cluster: cluster.seeds, options: { slotsRefreshInterval: 0 } }
+/**
+ * The cluster, a door over it that never reads the slot map again by itself, 40 keys named `name-i`, the
+ * slot of the first, its owner (`from`) and another primary (`to`).
+ */
+const setup = (name: string) =>
+  Effect.gen(function*() {
+    const cluster = yield* RedisCluster
+    const limiter = yield* RedisBackend.make({
+      policies: [policy],
+      redis: { cluster: cluster.seeds, options: { slotsRefreshInterval: 0 } }
+    })
+    const primaries = yield* Effect.promise(() => cluster.primaries())
+    const keys = Array.from({ length: 40 }, (_, i) => `${name}-${i}`)
+    const slot = keySlot(`rs:${keys[0]}`)
+    const from = primaries.find((p) => slotIn(slot, p.slots))!
+    const to = primaries.find((p) => p !== from)!
+    return { cluster, limiter, keys, slot, from, to }
   })
 
 layer(RedisCluster.layer, { timeout: 90_000, excludeTestServices: true })("checkMany while a slot moves", (it) => {
   it.scoped("MOVED: a slot moved behind the client's back; every key answered, each check applied once", () =>
     Effect.gen(function*() {
-      const cluster = yield* RedisCluster
-      const limiter = yield* door(cluster)
-      const primaries = yield* Effect.promise(() => cluster.primaries())
-      const keys = Array.from({ length: 40 }, (_, i) => `moved-${i}`)
-      const slot = keySlot(`rs:${keys[0]}`)
-      const from = primaries.find((p) => slotIn(slot, p.slots))!
-      const to = primaries.find((p) => p !== from)!
+      const { cluster, from, keys, limiter, slot, to } = yield* setup("moved")
 
       const first = yield* limiter.checkMany("reshard", keys)
       expect(first.map((d) => [d.allowed, d.remaining])).toEqual(keys.map(() => [true, LIMIT - 1]))
@@ -114,13 +120,7 @@ layer(RedisCluster.layer, { timeout: 90_000, excludeTestServices: true })("check
 
   it.scoped("ASK: a half-migrated slot; the batch answers or fails typed, never applies a check twice", () =>
     Effect.gen(function*() {
-      const cluster = yield* RedisCluster
-      const limiter = yield* door(cluster)
-      const primaries = yield* Effect.promise(() => cluster.primaries())
-      const keys = Array.from({ length: 40 }, (_, i) => `asked-${i}`)
-      const slot = keySlot(`rs:${keys[0]}`)
-      const from = primaries.find((p) => slotIn(slot, p.slots))!
-      const to = primaries.find((p) => p !== from)!
+      const { cluster, from, keys, limiter, slot, to } = yield* setup("asked")
 
       yield* limiter.checkMany("reshard", keys)
       yield* migrate(cluster, slot, from, to, false)
