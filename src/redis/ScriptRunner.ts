@@ -6,17 +6,17 @@
  * same, and the call is sent again to the node that owns the slot; no other failure is retried. Every
  * call is bounded by a timeout and fails with a typed error, never a hang.
  *
- * On a cluster a batch (`runPipelined`) is split by node: one pipeline per node, all sent at once, the
- * replies put back in input order.
+ * A batch (`runBatch`, `runPipelined`) is one call: one bound, one fence. On a cluster it is split by
+ * node: one pipeline per node, written on the node's own connection, all sent at once, the replies put
+ * back in input order.
  *
  * @since 0.1.0
  */
-import * as Clock from "effect/Clock"
 import * as Effect from "effect/Effect"
 import type { Cluster, Redis } from "ioredis"
 import type { BackendError, ServiceUnavailable } from "../Errors.js"
 import type { RedisHandle } from "./RedisClient.js"
-import { classify, fencedOut, isNoScript, isRedirection, timedOut } from "./RedisErrors.js"
+import { classify, fencedOut, isNoScript, timedOut } from "./RedisErrors.js"
 import type { RedisTime } from "./RedisTime.js"
 import { marshal, type Named, type Script } from "./Scripts.js"
 import { slotOf } from "./Slots.js"
@@ -120,19 +120,6 @@ export type EvalArgs = [numkeys: number, ...keysThenArgv: Array<string | number>
  */
 export const evalArgs = (call: ScriptCall): EvalArgs => [call.keys.length, ...call.keys, ...call.argv]
 
-/** Bounds run on the real clock, so a `TestClock` in the caller's context never stalls a timeout. */
-const liveClock = Clock.make()
-
-const settle = (results: PipelineResult, size: number): Array<Reply | RedisFailure> => {
-  if (results === null) {
-    return Array.from({ length: size }, () => classify(new Error("pipeline discarded (transaction aborted)")))
-  }
-  return results.map(([error, result]) => error === null ? result as Reply : classify(error))
-}
-
-const isFailure = (value: Reply | RedisFailure): value is RedisFailure =>
-  typeof value === "object" && value !== null && "_tag" in value
-
 /**
  * At most this many commands of one tick share a write: Redis starts on a batch while the next one is
  * being prepared (one write for the whole tick left Redis idle until every fiber of the tick had run,
@@ -208,6 +195,46 @@ class CallbackCall extends InFlight {
 
   protected onFailure(failure: RedisFailure): void {
     this.failure(failure)
+  }
+}
+
+/**
+ * A batch in flight (`runBatch`): one deadline and one outcome for all its calls, settled once, with
+ * every reply (in input order) or the first failure, or on expiry.
+ */
+class BatchRun implements Expiring {
+  settled = false
+  /** True when the batch's consuming calls carry its fence: timed out, none of them can apply. */
+  fenced = false
+  readonly replies: Array<Reply>
+  private waiting: number
+
+  constructor(
+    readonly calls: ReadonlyArray<BatchCall>,
+    readonly resume: (effect: Effect.Effect<ReadonlyArray<Reply>, RedisFailure>) => void,
+    readonly deadline: number
+  ) {
+    this.replies = new Array<Reply>(calls.length)
+    this.waiting = calls.length
+  }
+
+  /** Sets call `i`'s reply; the last one answers the batch. */
+  answer(i: number, reply: Reply): void {
+    if (this.settled) return
+    this.replies[i] = reply
+    if (--this.waiting > 0) return
+    this.settled = true
+    this.resume(Effect.succeed(this.replies))
+  }
+
+  fail(failure: RedisFailure): void {
+    if (this.settled) return
+    this.settled = true
+    this.resume(Effect.fail(failure))
+  }
+
+  expire(timeoutMs: number): void {
+    this.fail(timedOut(timeoutMs, `pipeline of ${this.calls.length} scripts`, this.fenced))
   }
 }
 
@@ -496,13 +523,6 @@ export const makeScriptRunner = (
     }, failAll)
   }
 
-  const bounded = <A>(what: string, effect: Effect.Effect<A, RedisFailure>) =>
-    Effect.timeoutFail(effect, { duration: timeoutMs, onTimeout: () => timedOut(timeoutMs, what) }).pipe(
-      Effect.withClock(liveClock)
-    )
-
-  const send = <A>(promise: () => Promise<A>) => Effect.tryPromise({ try: promise, catch: classify })
-
   const prepare: ScriptRunner["prepare"] = (script, keys, argv) =>
     Effect.zipWith(
       marshal(script, "keys", keys),
@@ -512,9 +532,14 @@ export const makeScriptRunner = (
 
   const deadlines = new Deadlines(timeoutMs)
 
-  /** Sends `call` (EVALSHA, then EVAL on NOSCRIPT) under the shared deadlines, and settles it. */
+  /** Sends `call` (EVALSHA, then EVAL on NOSCRIPT) with its fence, under the shared deadlines, and settles it. */
   const dispatch = (call: InFlight, script: Script, args: EvalArgs, ownWrite = false): void => {
     call.fenced = fence(script, args)
+    deliver(call, script, args, ownWrite)
+  }
+
+  /** `dispatch` for a call whose fence (if any) is written already: `call.fenced` says whether it is. */
+  const deliver = (call: InFlight, script: Script, args: EvalArgs, ownWrite = false): void => {
     deadlines.track(call)
     if (acked(script)) return enqueueAcked({ call, script, args, redirections: 0 })
     coalesceWrites(ownWrite)
@@ -563,113 +588,174 @@ export const makeScriptRunner = (
   /** True for a consuming script's reply `{-2}`: it reached Redis after its fence and applied nothing. */
   const fencedOutAt = (call: BatchCall, reply: Reply) => call.script.fenceAt >= 0 && isFencedReply(reply)
 
+  /** Writes one fence (the batch's) into every call of `calls` that takes one; true when one did. */
+  const fenceAll = (calls: ReadonlyArray<BatchCall>): boolean => {
+    if (time === undefined) return false
+    let at: string | undefined
+    for (const { args, script } of calls) {
+      if (script.fenceAt < 0) continue
+      at ??= String(time.fenceAfter(fenceWithin))
+      args[1 + args[0] + script.fenceAt] = at
+    }
+    return at !== undefined
+  }
+
   /**
-   * Sends `calls` in one pipeline (by SHA-1, or by text), with one `WAIT` after them when one of them
-   * must be acknowledged; settles each call's reply.
+   * Sends the calls `members` (indexes into `batch.calls`) of one node in one pipeline on `target` (the
+   * node's own connection, or the cluster client, which routes a pipeline to its slots' node), by SHA-1
+   * or by text, with one `WAIT` after them when one of them must be acknowledged, and settles their
+   * replies in `batch`. A call that did not run is sent again: after NOSCRIPT by text to the same node,
+   * after a redirection (MOVED / ASK) through the cluster client, which follows it. Any other failure
+   * fails the batch.
    */
-  const sendPipeline = (calls: ReadonlyArray<BatchCall>, asText: boolean) =>
-    Effect.flatMap(
-      send(() => {
-        const pipeline = client.pipeline()
-        for (const call of calls) {
-          fence(call.script, call.args)
-          if (asText) pipeline.eval(call.script.text, ...call.args)
-          else pipeline.evalsha(call.script.sha1, ...call.args)
-        }
-        if (calls.some((call) => acked(call.script))) pipeline.wait(replicaAcks, waitMs)
-        return pipeline.exec()
-      }),
+  const sendBatchPipeline = (
+    batch: BatchRun,
+    target: RedisHandle,
+    members: ReadonlyArray<number>,
+    asText: boolean
+  ): void => {
+    const calls = batch.calls
+    const pipeline = target.pipeline()
+    let waits = false
+    for (const i of members) {
+      const { args, script } = calls[i]!
+      if (asText) pipeline.eval(script.text, ...args)
+      else pipeline.evalsha(script.sha1, ...args)
+      waits ||= acked(script)
+    }
+    if (waits) pipeline.wait(replicaAcks, waitMs)
+    pipeline.exec().then(
       (results: PipelineResult) => {
-        const settled = settle(results, calls.length)
-        if (settled.length > calls.length) {
-          const acks = settled.pop()!
-          if (isFailure(acks)) return Effect.fail(acks)
-          if (typeof acks !== "number" || acks < replicaAcks) return Effect.fail(classify(notAcknowledged(acks)))
-        }
-        return Effect.succeed(settled)
+        if (batch.settled) return
+        const failure = batchFailure(batch, members, results, waits, asText)
+        if (failure !== undefined) batch.fail(failure)
+        else resendUnrun(batch, target, members, results!, asText)
+        deadlines.settled()
+      },
+      (error: unknown) => {
+        batch.fail(classify(error))
+        deadlines.settled()
       }
     )
+  }
 
   /**
-   * One pipeline round trip for `calls` (one node's share of a batch). Calls that did not run (NOSCRIPT:
-   * re-sent by text in a second pipeline; a cluster redirection: re-sent one by one, to the node that now
-   * owns the slot) are sent again; any other failure fails the batch.
+   * Why the replies `results` of one node's pipeline fail the batch, or undefined: a discarded
+   * pipeline, too few replica acknowledgements, a call fenced out, or an error other than NOSCRIPT and a
+   * redirection (a call that did not run).
    */
-  const pipelineRound = (calls: ReadonlyArray<BatchCall>) =>
-    Effect.gen(function*() {
-      const replies = yield* sendPipeline(calls, false)
-      const noScript: Array<number> = []
-      const redirected: Array<number> = []
-      for (let i = 0; i < replies.length; i++) {
-        const reply = replies[i]!
-        if (isFailure(reply)) {
-          if (isNoScript(reply)) noScript.push(i)
-          else if (isRedirection(reply)) redirected.push(i)
-          else return yield* Effect.fail(reply)
-        } else if (fencedOutAt(calls[i]!, reply)) {
-          return yield* Effect.fail(fencedOut(calls[i]!.script.name))
-        }
+  const batchFailure = (
+    batch: BatchRun,
+    members: ReadonlyArray<number>,
+    results: PipelineResult,
+    waits: boolean,
+    asText: boolean
+  ): RedisFailure | undefined => {
+    if (results === null || results.length < members.length + (waits ? 1 : 0)) {
+      return classify(new Error("pipeline discarded (transaction aborted)"))
+    }
+    if (waits) {
+      const [error, acks] = results[members.length]!
+      if (error !== null) return classify(error)
+      if (typeof acks !== "number" || acks < replicaAcks) return classify(notAcknowledged(acks))
+    }
+    for (let j = 0; j < members.length; j++) {
+      const [error, reply] = results[j]!
+      const call = batch.calls[members[j]!]!
+      if (error === null) {
+        if (fencedOutAt(call, reply as Reply)) return fencedOut(call.script.name)
+      } else if (!(asText ? /^(MOVED|ASK) / : /^(NOSCRIPT|MOVED|ASK) /).test(error.message)) {
+        return classify(error)
       }
-      if (noScript.length > 0) {
-        const second = yield* sendPipeline(noScript.map((i) => calls[i]!), true)
-        for (let j = 0; j < noScript.length; j++) {
-          const reply = second[j]!
-          if (isFailure(reply)) {
-            if (isRedirection(reply)) {
-              redirected.push(noScript[j]!)
-              continue
-            }
-            return yield* Effect.fail(reply)
-          }
-          if (fencedOutAt(calls[noScript[j]!]!, reply)) {
-            return yield* Effect.fail(fencedOut(calls[noScript[j]!]!.script.name))
-          }
-          replies[noScript[j]!] = reply
-        }
-      }
-      if (redirected.length > 0) {
-        const resent = yield* Effect.forEach(
-          redirected,
-          (i) => runDecoded(calls[i]!.script, calls[i]!.args, Effect.succeed),
-          { concurrency: "unbounded" }
-        )
-        for (let j = 0; j < redirected.length; j++) replies[redirected[j]!] = resent[j]!
-      }
-      return replies as Array<Reply>
-    })
+    }
+    return undefined
+  }
 
+  /**
+   * Settles the calls of one node's pipeline that ran, and sends again those that did not (see
+   * `sendBatchPipeline`); neither kind ran, so sending them again cannot apply them twice.
+   */
+  const resendUnrun = (
+    batch: BatchRun,
+    target: RedisHandle,
+    members: ReadonlyArray<number>,
+    results: NonNullable<PipelineResult>,
+    asText: boolean
+  ): void => {
+    let noScript: Array<number> | undefined
+    for (let j = 0; j < members.length && !batch.settled; j++) {
+      const [error, reply] = results[j]!
+      const i = members[j]!
+      if (error === null) {
+        batch.answer(i, reply as Reply)
+      } else if (/^NOSCRIPT /.test(error.message) && !asText) {
+        ;(noScript ??= []).push(i)
+      } else {
+        // A redirection: the cluster client sends it to the slot's node now (following MOVED / ASK),
+        // with the batch's fence and deadline.
+        const { args, script } = batch.calls[i]!
+        const call = new CallbackCall(
+          (reply) => batch.answer(i, reply),
+          (failure) => batch.fail(failure),
+          script.name,
+          batch.deadline
+        )
+        call.fenced = batch.fenced && script.fenceAt >= 0
+        deliver(call, script, args)
+      }
+    }
+    if (noScript !== undefined && !batch.settled) sendBatchPipeline(batch, target, noScript, true)
+  }
+
+  /** The node connection that serves `slot` (its primary's), or undefined when the client has none ready. */
+  const primaryOf = (cluster: Cluster, slot: number, nodes: Map<string, Redis>): Redis | undefined => {
+    const primary = cluster.slots[slot]?.[0]
+    if (primary === undefined) return undefined
+    if (nodes.size === 0) {
+      for (const node of cluster.nodes("master")) nodes.set(`${node.options.host}:${node.options.port}`, node)
+    }
+    const node = nodes.get(primary)
+    return node !== undefined && node.status === "ready" ? node : undefined
+  }
+
+  /**
+   * Sends a batch: one pipeline on a single node; on a cluster, one per node, each written straight on
+   * the node's connection (the cluster client's pipeline would work out every call's slot again and
+   * route each call on its own), all at once. A node the client has no ready connection to (or a
+   * cluster not mapped yet) gets its share through the cluster client's pipeline.
+   */
+  const startBatch = (batch: BatchRun): void => {
+    const calls = batch.calls
+    if (!client.isCluster) return sendBatchPipeline(batch, client, calls.map((_, i) => i), false)
+    const cluster = client as Cluster
+    // ioredis numbers each set of nodes serving a slot (its primary and replicas): one group per number.
+    const groupsBySlot = cluster._groupsBySlot
+    const groups = new Map<number, { slot: number; members: Array<number> }>()
+    for (let i = 0; i < calls.length; i++) {
+      const args = calls[i]!.args
+      const slot = args[0] > 0 ? slotOf(String(args[1])) : 0
+      const group = groupsBySlot[slot] ?? -1
+      const known = groups.get(group)
+      if (known === undefined) groups.set(group, { slot, members: [i] })
+      else known.members.push(i)
+    }
+    const nodes = new Map<string, Redis>()
+    for (const [group, { members, slot }] of groups) {
+      const node = group < 0 ? undefined : primaryOf(cluster, slot, nodes)
+      sendBatchPipeline(batch, node ?? cluster, members, false)
+    }
+  }
+
+  // One callback-based Effect, as `runDecoded`: the batch is one call under the shared deadlines (one
+  // bound and one fence for all of its calls), settled once, with every reply in input order.
   const runBatch: ScriptRunner["runBatch"] = (calls) => {
     if (calls.length === 0) return Effect.succeed([])
-    const what = `pipeline of ${calls.length} scripts`
-    const groupOf = nodeGroupOf(client)
-    if (groupOf === undefined) return bounded(what, pipelineRound(calls))
-    // A cluster: one pipeline per node (the slots a node serves form one group), all in flight at once.
-    const groups = new Map<string, Array<number>>()
-    for (let i = 0; i < calls.length; i++) {
-      const call = calls[i]!
-      const group = groupOf(call.args[0] > 0 ? String(call.args[1]) : "")
-      const members = groups.get(group)
-      if (members === undefined) groups.set(group, [i])
-      else members.push(i)
-    }
-    if (groups.size === 1) return bounded(what, pipelineRound(calls))
-    return bounded(
-      what,
-      Effect.map(
-        Effect.forEach(
-          groups.values(),
-          (members) => Effect.map(pipelineRound(members.map((i) => calls[i]!)), (replies) => ({ members, replies })),
-          { concurrency: "unbounded" }
-        ),
-        (answers) => {
-          const replies = new Array<Reply>(calls.length)
-          for (const { members, replies: groupReplies } of answers) {
-            for (let j = 0; j < members.length; j++) replies[members[j]!] = groupReplies[j]!
-          }
-          return replies
-        }
-      )
-    )
+    return Effect.async<ReadonlyArray<Reply>, RedisFailure>((resume) => {
+      const batch = new BatchRun(calls, resume, performance.now() + timeoutMs)
+      batch.fenced = fenceAll(calls)
+      deadlines.track(batch)
+      startBatch(batch)
+    })
   }
 
   const runPipelined: ScriptRunner["runPipelined"] = (calls) =>

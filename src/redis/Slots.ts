@@ -10,32 +10,52 @@
 /** The number of slots of a Redis Cluster. */
 export const SLOT_COUNT = 16384
 
-/** CRC16 with polynomial 0x1021, initial value 0, no reflection (the cluster's hash). */
-const crc16 = (bytes: Uint8Array, from: number, to: number): number => {
-  let crc = 0
-  for (let i = from; i < to; i++) {
-    crc ^= bytes[i]! << 8
+/** CRC16 with polynomial 0x1021, initial value 0, no reflection (the cluster's hash), one byte at a time. */
+const CRC16_TABLE = ((): Uint16Array => {
+  const table = new Uint16Array(256)
+  for (let byte = 0; byte < 256; byte++) {
+    let crc = byte << 8
     for (let bit = 0; bit < 8; bit++) {
       crc = (crc & 0x8000) !== 0 ? ((crc << 1) ^ 0x1021) & 0xffff : (crc << 1) & 0xffff
     }
+    table[byte] = crc
   }
-  return crc
-}
+  return table
+})()
 
 const encoder = new TextEncoder()
 
+/** The slot of the UTF-8 bytes of `text` (any characters). */
+const slotOfBytes = (text: string): number => {
+  let crc = 0
+  for (const byte of encoder.encode(text)) crc = ((crc << 8) & 0xffff) ^ CRC16_TABLE[(crc >> 8) ^ byte]!
+  return crc % SLOT_COUNT
+}
+
 /**
  * The slot of `key`: only the part between the first `{` and the next `}` is hashed when that part is
- * not empty (the hash tag), so keys sharing a tag share a slot.
+ * not empty (the hash tag), so keys sharing a tag share a slot. The braces are ASCII, so they sit at the
+ * same places in the string as in its UTF-8 bytes; an ASCII part is hashed as it is (its characters are
+ * its bytes), any other through its UTF-8 encoding.
  */
 export const slotOf = (key: string): number => {
-  const bytes = encoder.encode(key)
-  const open = bytes.indexOf(0x7b)
+  let from = 0
+  let to = key.length
+  const open = key.indexOf("{")
   if (open >= 0) {
-    const close = bytes.indexOf(0x7d, open + 1)
-    if (close > open + 1) return crc16(bytes, open + 1, close) % SLOT_COUNT
+    const close = key.indexOf("}", open + 1)
+    if (close > open + 1) {
+      from = open + 1
+      to = close
+    }
   }
-  return crc16(bytes, 0, bytes.length) % SLOT_COUNT
+  let crc = 0
+  for (let i = from; i < to; i++) {
+    const code = key.charCodeAt(i)
+    if (code >= 0x80) return slotOfBytes(key.slice(from, to))
+    crc = ((crc << 8) & 0xffff) ^ CRC16_TABLE[(crc >> 8) ^ code]!
+  }
+  return crc % SLOT_COUNT
 }
 
 /** Whether `key` has a hash tag: a `{` followed later by a `}` with at least one character between. */
