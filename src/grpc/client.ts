@@ -159,20 +159,60 @@ const closedChannel = (error: unknown) =>
 /** A call on the channel, as `createCall` returns it. */
 type ChannelCall = ReturnType<grpc.ChannelInterface["createCall"]>
 
-/** The cancel handle of a direct call (what `ClientUnaryCall.cancel` does). */
-class DirectCall implements UnaryCall {
-  constructor(private readonly call: ChannelCall) {}
+/**
+ * One direct call: the channel call's listener (what grpc-js's `makeUnaryRequest` and its bottom
+ * intercepting call make of the call's events, with the same outcomes) and its cancel handle (what
+ * `ClientUnaryCall.cancel` does). One object with methods, no closures per call.
+ */
+class DirectCall<M extends UnaryMethod> implements UnaryCall {
+  private response: MessageShape<M["output"]> | undefined = undefined
+  private readError: GrpcStatusError | undefined = undefined
+  private ended = false
+
+  constructor(
+    private readonly call: ChannelCall,
+    private readonly codec: MethodCodec<M>,
+    private readonly onResponse: (response: MessageShape<M["output"]>) => void,
+    private readonly onError: (error: GrpcStatusError) => void
+  ) {}
+
+  onReceiveMetadata(): void {}
+
+  onReceiveMessage(bytes: Buffer): void {
+    if (this.response !== undefined) {
+      this.call.cancelWithStatus(grpc.status.UNIMPLEMENTED, "Too many responses received")
+      return
+    }
+    try {
+      this.response = this.codec.deserialize(bytes)
+    } catch (error) {
+      this.readError = new GrpcStatusError({
+        code: grpc.status.INTERNAL,
+        details: `Response message parsing error: ${describe(error)}`
+      })
+      this.call.cancelWithStatus(this.readError.code, this.readError.details)
+    }
+  }
+
+  onReceiveStatus(status: grpc.StatusObject): void {
+    if (this.ended) return
+    this.ended = true
+    if (this.readError !== undefined) this.onError(this.readError)
+    else if (status.code !== grpc.status.OK) {
+      this.onError(new GrpcStatusError({ code: status.code, details: status.details }))
+    } else if (this.response === undefined) {
+      this.onError(new GrpcStatusError({ code: grpc.status.UNIMPLEMENTED, details: "No message received" }))
+    } else this.onResponse(this.response)
+  }
+
   cancel(): void {
     this.call.cancelWithStatus(grpc.status.CANCELLED, "Cancelled on client")
   }
 }
 
-const ignoreMetadata = (): void => {}
-
 /**
- * `sendUnary` on the channel: what grpc-js's `makeUnaryRequest` and its bottom intercepting call do for a
- * client without interceptors, in the same order (start, read, send, half-close), with the same
- * outcomes, minus the layers that serve interceptors and events.
+ * `sendUnary` on the channel: what grpc-js's `makeUnaryRequest` does for a client without interceptors,
+ * in the same order (start, read, send, half-close), minus the layers that serve interceptors and events.
  */
 const sendDirect = <M extends UnaryMethod>(
   client: grpc.Client,
@@ -189,48 +229,19 @@ const sendDirect = <M extends UnaryMethod>(
     onError(closedChannel(error))
     return undefined
   }
-  let response: MessageShape<M["output"]> | undefined
-  let readError: GrpcStatusError | undefined
-  let ended = false
-  call.start(options.metadata ?? new grpc.Metadata(), {
-    onReceiveMetadata: ignoreMetadata,
-    onReceiveMessage: (bytes: Buffer) => {
-      if (response !== undefined) {
-        call.cancelWithStatus(grpc.status.UNIMPLEMENTED, "Too many responses received")
-        return
-      }
-      try {
-        response = codec.deserialize(bytes)
-      } catch (error) {
-        readError = new GrpcStatusError({
-          code: grpc.status.INTERNAL,
-          details: `Response message parsing error: ${describe(error)}`
-        })
-        call.cancelWithStatus(readError.code, readError.details)
-      }
-    },
-    onReceiveStatus: (status: grpc.StatusObject) => {
-      if (ended) return
-      ended = true
-      if (readError !== undefined) onError(readError)
-      else if (status.code !== grpc.status.OK) {
-        onError(new GrpcStatusError({ code: status.code, details: status.details }))
-      } else if (response === undefined) {
-        onError(new GrpcStatusError({ code: grpc.status.UNIMPLEMENTED, details: "No message received" }))
-      } else onResponse(response)
-    }
-  })
+  const pending = new DirectCall(call, codec, onResponse, onError)
+  call.start(options.metadata ?? new grpc.Metadata(), pending)
   call.startRead()
   let bytes: Buffer
   try {
     bytes = codec.serialize(message)
   } catch (error) {
     call.cancelWithStatus(grpc.status.INTERNAL, `Request message serialization failure: ${describe(error)}`)
-    return new DirectCall(call)
+    return pending
   }
   call.sendMessageWithContext({}, bytes)
   call.halfClose()
-  return new DirectCall(call)
+  return pending
 }
 
 const describe = (error: unknown): string => error instanceof Error ? error.message : String(error)
