@@ -107,6 +107,7 @@ export const make = (options: CoalescedChecksOptions) => {
   /** An RPC ended: the oldest open batches leave while there is room. */
   const ended = (): void => {
     inFlight--
+    if (open.size === 0) return
     for (const [id, batch] of open) {
       if (inFlight >= maxInFlight) return
       open.delete(id)
@@ -172,34 +173,35 @@ export const make = (options: CoalescedChecksOptions) => {
     )
   }
 
-  /** A check sent on its own, cancelled on the wire when its fiber is interrupted. */
-  const alone = (policy: string, key: string, cost: number) =>
-    Effect.async<Decision, RateLimiterError>((resume) => {
-      const call = sendOne(policy, key, cost, resume)
-      return call === undefined ? undefined : Effect.sync(() => call.cancel())
-    })
-
-  const joinBatch = (policy: string, key: string, cost: number) =>
-    Effect.async<Decision, RateLimiterError>((resume) => {
-      const id = `${cost}:${policy}`
-      let batch = open.get(id)
-      if (batch === undefined) {
-        batch = new Batch(policy, cost)
-        open.set(id, batch)
-      }
-      batch.keys.push(key)
-      batch.waiters.push(resume)
-      if (batch.keys.length >= maxKeys) {
-        open.delete(id)
-        send(batch)
-      }
-    })
+  /** Adds a check to its policy and cost's open batch; a full batch leaves at once. */
+  const join = (policy: string, key: string, cost: number, resume: Resume): void => {
+    const id = `${cost}:${policy}`
+    let batch = open.get(id)
+    if (batch === undefined) {
+      batch = new Batch(policy, cost)
+      open.set(id, batch)
+    }
+    batch.keys.push(key)
+    batch.waiters.push(resume)
+    if (batch.keys.length >= maxKeys) {
+      open.delete(id)
+      send(batch)
+    }
+  }
 
   return {
-    /** Runs one check of valid arguments: on its own while there is room in flight, else in a batch. */
+    /**
+     * Runs one check of valid arguments: on its own while there is room in flight, else in a batch. One
+     * `Effect.async` picks the way when it runs: a check sent on its own returns its canceler (so an
+     * interrupted fiber cancels it on the wire); a check that joins a batch returns none.
+     */
     check: (policy: string, key: string, cost: number): Effect.Effect<Decision, RateLimiterError> =>
-      Effect.suspend(() =>
-        inFlight < maxInFlight || unbatchable.has(policy) ? alone(policy, key, cost) : joinBatch(policy, key, cost)
-      )
+      Effect.async<Decision, RateLimiterError>((resume) => {
+        if (inFlight < maxInFlight || unbatchable.has(policy)) {
+          const call = sendOne(policy, key, cost, resume)
+          return call === undefined ? undefined : Effect.sync(() => call.cancel())
+        }
+        join(policy, key, cost, resume)
+      })
   }
 }

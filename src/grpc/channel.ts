@@ -9,6 +9,7 @@ import * as Effect from "effect/Effect"
 import * as Redacted from "effect/Redacted"
 import type * as Scope from "effect/Scope"
 import { InvalidArgument } from "../Errors.js"
+import { allowDirectCalls } from "./client.js"
 
 /**
  * Where and how to dial: the target ("host:port", "dns:///host:port", "unix:/path"), the channel
@@ -26,9 +27,14 @@ export interface DialOptions {
   readonly channelOptions?: grpc.ChannelOptions
 }
 
+/** The client options that grpc-js's client layer applies per call (then its calls cannot skip that layer). */
+const PER_CALL_CLIENT_OPTIONS = ["interceptors", "interceptor_providers", "callInvocationTransformer"] as const
+
 /**
  * A grpc-js client for `target` (created lazily: nothing is dialled until the first call), closed with the
- * scope. A target grpc-js cannot parse fails with `InvalidArgument` (argument "target").
+ * scope. A target grpc-js cannot parse fails with `InvalidArgument` (argument "target"). Without
+ * interceptors or a call invocation transformer in the options, its unary calls skip grpc-js's client
+ * layer (`allowDirectCalls`).
  *
  * @since 0.1.0
  * @category constructors
@@ -36,12 +42,16 @@ export interface DialOptions {
 export const acquireChannel = (options: DialOptions): Effect.Effect<grpc.Client, InvalidArgument, Scope.Scope> =>
   Effect.acquireRelease(
     Effect.try({
-      try: () =>
-        new grpc.Client(
+      try: () => {
+        const channelOptions = options.channelOptions ?? {}
+        const client = new grpc.Client(
           options.target,
           options.credentials ?? grpc.credentials.createInsecure(),
-          options.channelOptions ?? {}
-        ),
+          channelOptions
+        )
+        if (PER_CALL_CLIENT_OPTIONS.every((option) => channelOptions[option] === undefined)) allowDirectCalls(client)
+        return client
+      },
       catch: (error) =>
         new InvalidArgument({ argument: "target", reason: error instanceof Error ? error.message : String(error) })
     }),

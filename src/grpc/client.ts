@@ -81,10 +81,41 @@ export const unaryWith = <M extends UnaryMethod, A, E>(
   })
 
 /**
+ * A unary call in flight, to cancel it (grpc-js's `ClientUnaryCall`, or the direct call of a plain client).
+ *
+ * @since 0.3.0
+ * @category models
+ */
+export interface UnaryCall {
+  /** Cancels the call on the wire (status CANCELLED); nothing once it has ended. */
+  readonly cancel: () => void
+}
+
+/** The clients whose unary calls may go straight to the channel (see `allowDirectCalls`). */
+const direct = new WeakSet<grpc.Client>()
+
+/**
+ * Lets `sendUnary` start `client`'s unary calls on its channel directly, without grpc-js's client layer
+ * (argument checks, an interceptor chain built per call, an event emitter, a stack trace captured per
+ * call): only for a client built without `interceptors`, `interceptor_providers` or a
+ * `callInvocationTransformer`, which that layer would apply. `acquireChannel` marks the clients it dials.
+ *
+ * @since 0.3.0
+ * @category calls
+ */
+export const allowDirectCalls = (client: grpc.Client): void => {
+  direct.add(client)
+}
+
+/**
  * Sends one unary call outside any fiber and reports its outcome exactly once: the response to
  * `onResponse`, a failed status (or an empty response) to `onError`, from grpc-js's callback. A closed
  * channel, on which grpc-js throws synchronously, is reported as UNAVAILABLE before this returns, and
  * then there is no call. Returns the call, to cancel it.
+ *
+ * On a client marked by `allowDirectCalls` the call starts on the channel itself, with the outcomes of
+ * grpc-js's `makeUnaryRequest` (the same statuses for a second response, no response, a response that
+ * does not decode); any other client goes through `makeUnaryRequest`.
  *
  * @since 0.1.0
  * @category calls
@@ -96,8 +127,9 @@ export const sendUnary = <M extends UnaryMethod>(
   options: CallOptions,
   onResponse: (response: MessageShape<M["output"]>) => void,
   onError: (error: GrpcStatusError) => void
-): grpc.ClientUnaryCall | undefined => {
+): UnaryCall | undefined => {
   const codec = codecOf<M>(method)
+  if (direct.has(client)) return sendDirect(client, codec, message, options, onResponse, onError)
   try {
     return client.makeUnaryRequest(
       codec.path,
@@ -116,9 +148,100 @@ export const sendUnary = <M extends UnaryMethod>(
     )
   } catch (error) {
     // grpc-js throws synchronously on a closed channel (a call made after its layer was released).
-    onError(new GrpcStatusError({ code: grpc.status.UNAVAILABLE, details: describe(error) }))
+    onError(closedChannel(error))
     return undefined
   }
+}
+
+const closedChannel = (error: unknown) =>
+  new GrpcStatusError({ code: grpc.status.UNAVAILABLE, details: describe(error) })
+
+/** A call on the channel, as `createCall` returns it. */
+type ChannelCall = ReturnType<grpc.ChannelInterface["createCall"]>
+
+/**
+ * One direct call: the channel call's listener (what grpc-js's `makeUnaryRequest` and its bottom
+ * intercepting call make of the call's events, with the same outcomes) and its cancel handle (what
+ * `ClientUnaryCall.cancel` does). One object with methods, no closures per call.
+ */
+class DirectCall<M extends UnaryMethod> implements UnaryCall {
+  private response: MessageShape<M["output"]> | undefined = undefined
+  private readError: GrpcStatusError | undefined = undefined
+  private ended = false
+
+  constructor(
+    private readonly call: ChannelCall,
+    private readonly codec: MethodCodec<M>,
+    private readonly onResponse: (response: MessageShape<M["output"]>) => void,
+    private readonly onError: (error: GrpcStatusError) => void
+  ) {}
+
+  onReceiveMetadata(): void {}
+
+  onReceiveMessage(bytes: Buffer): void {
+    if (this.response !== undefined) {
+      this.call.cancelWithStatus(grpc.status.UNIMPLEMENTED, "Too many responses received")
+      return
+    }
+    try {
+      this.response = this.codec.deserialize(bytes)
+    } catch (error) {
+      this.readError = new GrpcStatusError({
+        code: grpc.status.INTERNAL,
+        details: `Response message parsing error: ${describe(error)}`
+      })
+      this.call.cancelWithStatus(this.readError.code, this.readError.details)
+    }
+  }
+
+  onReceiveStatus(status: grpc.StatusObject): void {
+    if (this.ended) return
+    this.ended = true
+    if (this.readError !== undefined) this.onError(this.readError)
+    else if (status.code !== grpc.status.OK) {
+      this.onError(new GrpcStatusError({ code: status.code, details: status.details }))
+    } else if (this.response === undefined) {
+      this.onError(new GrpcStatusError({ code: grpc.status.UNIMPLEMENTED, details: "No message received" }))
+    } else this.onResponse(this.response)
+  }
+
+  cancel(): void {
+    this.call.cancelWithStatus(grpc.status.CANCELLED, "Cancelled on client")
+  }
+}
+
+/**
+ * `sendUnary` on the channel: what grpc-js's `makeUnaryRequest` does for a client without interceptors,
+ * in the same order (start, read, send, half-close), minus the layers that serve interceptors and events.
+ */
+const sendDirect = <M extends UnaryMethod>(
+  client: grpc.Client,
+  codec: MethodCodec<M>,
+  message: MessageShape<M["input"]>,
+  options: CallOptions,
+  onResponse: (response: MessageShape<M["output"]>) => void,
+  onError: (error: GrpcStatusError) => void
+): UnaryCall | undefined => {
+  let call: ChannelCall
+  try {
+    call = client.getChannel().createCall(codec.path, Date.now() + options.deadlineMs, undefined, null, undefined)
+  } catch (error) {
+    onError(closedChannel(error))
+    return undefined
+  }
+  const pending = new DirectCall(call, codec, onResponse, onError)
+  call.start(options.metadata ?? new grpc.Metadata(), pending)
+  call.startRead()
+  let bytes: Buffer
+  try {
+    bytes = codec.serialize(message)
+  } catch (error) {
+    call.cancelWithStatus(grpc.status.INTERNAL, `Request message serialization failure: ${describe(error)}`)
+    return pending
+  }
+  call.sendMessageWithContext({}, bytes)
+  call.halfClose()
+  return pending
 }
 
 const describe = (error: unknown): string => error instanceof Error ? error.message : String(error)
