@@ -1,6 +1,6 @@
 /**
  * The lease table: held leases in a dense array of slots, each named by an id that encodes its slot
- * (`internal/leaseIds.ts`), so finding a lease by id is a parse, an array index and one string compare,
+ * (`leaseIds.ts`), so finding a lease by id is a parse, an array index and one string compare,
  * whatever the number held, instead of hashing the id into a table as large as the leases held. Freed
  * slots go on a free list and are taken again last-freed first (the slot most likely still in cache); once
  * most of the table is free, the free slots at its end leave it. A slot's record is reused across its
@@ -12,7 +12,7 @@
  *
  * @since 0.3.0
  */
-import { makeSlotLeaseIds, slotOfLeaseId } from "../internal/leaseIds.js"
+import { makeSlotLeaseIds, slotOfLeaseId } from "./leaseIds.js"
 
 /**
  * One slot of a lease table and the lease it holds (`owner` undefined when free).

@@ -8,7 +8,7 @@
  */
 import { describe, expect, it } from "@effect/vitest"
 import { Clock, Config, ConfigError, Effect, Fiber, Layer, TestClock } from "effect"
-import { slotOfLeaseId } from "../../src/internal/leaseIds.js"
+import { slotOfLeaseId } from "../../src/engine/leaseIds.js"
 import * as MemoryBackend from "../../src/layers/MemoryBackend.js"
 import type { AdmitterPolicy, Policy } from "../../src/Policy.js"
 import { PolicySet } from "../../src/PolicySet.js"
