@@ -34,7 +34,10 @@ const policy: LimiterPolicy = {
   name: "fo",
   prefix: "fo",
   maxKeys: 100_000,
-  strategy: { kind: "fixedWindow", limit: LIMIT, windowMs: 3_600_000 }
+  // Fixed windows start at multiples of windowMs since the epoch: an hour-long window rolled over at the
+  // top of the hour under a run that straddled it, and the counts before it read as "lost". Thirty days
+  // make that a few-in-a-million chance for a run of seconds.
+  strategy: { kind: "fixedWindow", limit: LIMIT, windowMs: 30 * 86_400_000 }
 }
 
 interface Outcome {
