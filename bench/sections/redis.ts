@@ -14,10 +14,10 @@
  * in the same Effect loop as ours: `redis.c64.vsExperimental` (target ≥ 1.5). `redis.c64.p99VsRaw` is
  * ours' p99 over the raw client's at 64 callers (target ≤ 1.2).
  *
- * At 64 callers the door coalesces the checks in flight into `many.check` runs of up to 16 keys
+ * At 64 callers the door coalesces the checks in flight into `many.check` runs of up to 32 keys
  * (src/redis/CheckBatches.ts), so it sends fewer, larger commands than a raw client calling the contract's
  * script once per decision. The last c64 row is the floor of that path: raw ioredis sending `many.check`
- * over 16 keys, 4 calls in flight (64 decisions), each decision timed as its call
+ * over 32 keys, 2 calls in flight (64 decisions), each decision timed as its call
  * (`redis.c64.vsRawBatched`, informational).
  *
  * The multi-check rows (`redis.multi3.*`, serial and 64 in flight): one request counted against three
@@ -66,8 +66,8 @@ const FLOOR = "Effect.tryPromise(raw EVALSHA)"
 const OURS_FIBER_PER_CALL = "RedisBackend.check, a root fiber per call"
 const EXPERIMENTAL = "@effect/experimental consume (Redis store)"
 /** The keys of one raw `many.check` call in the batched floor row (the door's full batch). */
-const BATCH = 16
-const RAW_BATCHED = "raw ioredis many.check (16 keys a call, 4 in flight)"
+const BATCH = CheckBatches.BATCH_SIZE
+const RAW_BATCHED = "raw ioredis many.check (32 keys a call, 2 in flight)"
 const MULTI = "RedisBackend.checkAll (3 dimensions)"
 const SEQUENTIAL = "3 × RedisBackend.check in sequence"
 
@@ -173,8 +173,8 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
         ...evalArgs({ script, keys: stateKeys(storeKey(benchPolicy.prefix, keyOf(i))), argv })
       ) as Promise<Reply>
 
-    // The floor of the door's coalesced path: the same 64 decisions in flight as 4 callers each sending
-    // `many.check` over 16 keys (what the door sends for a full batch), by raw ioredis on its own connection.
+    // The floor of the door's coalesced path: the same 64 decisions in flight as 2 callers each sending
+    // `many.check` over 32 keys (what the door sends for a full batch), by raw ioredis on its own connection.
     const many = catalog.find("many", "check")
     if (many === undefined) throw new Error("vendor/lua has no many.check script")
     const rawBatched = await connect(server.url)

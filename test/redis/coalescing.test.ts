@@ -2,10 +2,10 @@
  * Coalesced checks on the Redis door (src/redis/CheckBatches.ts): the checks in flight in one tick run many
  * to a `many.check`, and must answer exactly as the same checks sent one at a time, in the same order.
  *
- * - Random histories (fast-check) over every strategy and token budgets: one tick of 1 to 48 concurrent
+ * - Random histories (fast-check) over every strategy and token budgets: one tick of 1 to 80 concurrent
  *   checks (or debits) on a few keys with random costs, against the same checks one after another on a
  *   twin policy.
- * - The runs counted on the client: a tick of n ≥ 2 checks is ⌈n / 16⌉ script calls.
+ * - The runs counted on the client: a tick of n ≥ 2 checks is ⌈n / BATCH_SIZE⌉ script calls.
  * - A blocked key inside a batch is denied until its block ends, and nothing is written for it.
  * - On a Redis Cluster, batches are per slot: hash-tagged keys share one, plain keys spread.
  *
@@ -20,6 +20,7 @@ import { vi } from "vitest"
 import type { Decision } from "../../src/Decision.js"
 import * as RedisBackend from "../../src/layers/RedisBackend.js"
 import type { LimiterPolicy, Policy, Strategy } from "../../src/Policy.js"
+import { BATCH_SIZE } from "../../src/redis/CheckBatches.js"
 import { slotOf } from "../../src/redis/Slots.js"
 import { make as makeFront, type RateLimiterService } from "../../src/services/RateLimiter.js"
 import * as RateLimiterAdmin from "../../src/services/RateLimiterAdmin.js"
@@ -65,7 +66,7 @@ const historyArb = fc.record({
   kind: kindArb,
   checks: fc.array(fc.record({ key: fc.nat({ max: 2 }), cost: fc.integer({ min: 1, max: 4 }) }), {
     minLength: 1,
-    maxLength: 48
+    maxLength: 80
   })
 })
 
@@ -93,7 +94,7 @@ let histories = 0
 describe("coalesced checks on one Redis", () => {
   layer(testRedisLayer())((it) => {
     it.scoped.prop(
-      "a tick of concurrent checks answers as the same checks one at a time, in ⌈n / 16⌉ script calls",
+      "a tick of concurrent checks answers as the same checks one at a time, in ⌈n / BATCH_SIZE⌉ script calls",
       [historyArb],
       ([{ checks, kind }]) =>
         Effect.gen(function*() {
@@ -129,7 +130,7 @@ describe("coalesced checks on one Redis", () => {
           for (let i = 0; i < checks.length; i++) {
             expect(Math.abs(together[i]!.resetAt - alone[i]!.resetAt)).toBeLessThanOrEqual(elapsed + 1)
           }
-          expect(calls).toBe(Math.ceil(checks.length / 16))
+          expect(calls).toBe(Math.ceil(checks.length / BATCH_SIZE))
         }),
       { timeout: 120_000, fastCheck: { numRuns: 60 } }
     )
