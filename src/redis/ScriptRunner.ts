@@ -573,8 +573,8 @@ export const makeScriptRunner = (
   }
 
   // One callback-based Effect with no canceler (a canceler wraps the call in an interruption handler;
-  // an interrupted fiber ignores a late answer anyway) and no timer of its own. (`bounded` races the
-  // call against a sleep, which forks two fibers per call; on a check that cost more than the round trip.)
+  // an interrupted fiber ignores a late answer anyway) and no timer of its own. (A timeout racing the call
+  // against a sleep forks two fibers per call; on a check that cost more than the round trip.)
   const runDecoded: ScriptRunner["runDecoded"] = (script, args, decode) =>
     Effect.async((resume) => {
       dispatch(new FiberCall(resume, decode, script.name, performance.now() + timeoutMs), script, args)
