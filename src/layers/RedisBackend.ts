@@ -534,7 +534,7 @@ export const makeStoreOn = (
       const batching = template === undefined || manyScript === undefined
         ? undefined
         : { runner, single: template, many: manyScript, part: multiPart(entry), cluster }
-      const coalesced = batching === undefined ? undefined : CheckBatches.coalescer(batching)
+      const coalesced = batching === undefined || !redisClock ? undefined : CheckBatches.coalescer(batching)
 
       // The hot path: one Effect (the script call and the reply's decoding), chosen here, once. It carries
       // no span of its own: a span per call cost about as much CPU as the whole raw EVALSHA it wraps (see
