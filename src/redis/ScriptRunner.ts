@@ -8,7 +8,9 @@
  *
  * A batch (`runBatch`, `runPipelined`) is one call: one bound, one fence. On a cluster it is split by
  * node: one pipeline per node, written on the node's own connection, all sent at once, the replies put
- * back in input order.
+ * back in input order. A single call on a cluster is written on its slot's primary connection too; a
+ * reply that says it did not run there (MOVED, ASK, TRYAGAIN, CLUSTERDOWN) sends it again through the
+ * cluster client.
  *
  * @since 0.1.0
  */
@@ -353,6 +355,46 @@ const streamsOf = (client: RedisHandle): ReadonlyArray<Redis["stream"]> => {
   return streams
 }
 
+/** The error replies of a cluster node that mean a command did not run there (it may run elsewhere). */
+const DID_NOT_RUN_THERE = /^(MOVED|ASK|TRYAGAIN|CLUSTERDOWN) /
+
+/**
+ * A cluster's node connections by address ("host:port", as its slot map names them), to write a call
+ * straight to its slot's primary. Read again from the cluster client after it adds or drops a node.
+ */
+class Primaries {
+  private byAddress = new Map<string, Redis>()
+  private stale = true
+
+  constructor(private readonly cluster: Cluster) {
+    const invalidate = () => {
+      this.stale = true
+    }
+    cluster.on("+node", invalidate)
+    cluster.on("-node", invalidate)
+  }
+
+  /** The ready connection of the primary serving `slot`, or undefined (slot not mapped, node not ready). */
+  forSlot(slot: number): Redis | undefined {
+    const address = this.cluster.slots[slot]?.[0]
+    if (address === undefined) return undefined
+    if (this.stale) {
+      this.stale = false
+      this.byAddress = new Map()
+      for (const node of this.cluster.nodes("all")) {
+        this.byAddress.set(`${node.options.host}:${node.options.port}`, node)
+      }
+    }
+    const node = this.byAddress.get(address)
+    return node !== undefined && node.status === "ready" ? node : undefined
+  }
+
+  /** `forSlot` of `key`'s slot. */
+  forKey(key: string): Redis | undefined {
+    return this.forSlot(slotOf(key))
+  }
+}
+
 /**
  * Builds the runner over `client` (one node or a cluster); every call fails with `ServiceUnavailable`
  * when it gets no answer within `timeoutMs`. With `options.time` (the Redis clock of the connection), every
@@ -370,6 +412,8 @@ export const makeScriptRunner = (
 ): ScriptRunner => {
   const time = options.time
   const replicaAcks = options.replicaAcks ?? 0
+  /** On a cluster, the primaries' own connections, to write a call straight to its slot's primary. */
+  const primaries = client.isCluster ? new Primaries(client as Cluster) : undefined
   /** How long a `WAIT` may block: half the bound, so its answer still comes back within it. */
   const waitMs = Math.max(1, Math.floor(timeoutMs / 2))
   const fenceWithin = timeoutMs * FENCE_FRACTION
@@ -436,9 +480,27 @@ export const makeScriptRunner = (
   /** Redirections an acknowledged call follows before it fails (ioredis follows those of a plain call). */
   const MAX_REDIRECTIONS = 3
 
-  /** Sends one script: its SHA-1, or its text after NOSCRIPT. */
-  const sendOne = (script: Script, args: EvalArgs, asText: boolean): Promise<Reply> =>
-    (asText ? client.eval(script.text, ...args) : client.evalsha(script.sha1, ...args)) as Promise<Reply>
+  /** Sends one script through `target`: its SHA-1, or its text after NOSCRIPT. */
+  const sendOn = (target: RedisHandle, script: Script, args: EvalArgs, asText: boolean): Promise<Reply> =>
+    (asText ? target.eval(script.text, ...args) : target.evalsha(script.sha1, ...args)) as Promise<Reply>
+
+  /**
+   * Sends one script. On a cluster it is written straight on the connection of its slot's primary: the
+   * cluster client's own routing (a command object per call, the slot worked out again, a rejection
+   * handler wrapped per call) cost more than the rest of a check. A reply saying it did not run there
+   * (a redirection, TRYAGAIN, CLUSTERDOWN) sends it again through the cluster client, which follows
+   * redirections, refreshes its slot map and waits out a failover as it does for any command. Without a
+   * ready connection for the slot, it goes through the cluster client at once.
+   */
+  const sendOne = (script: Script, args: EvalArgs, asText: boolean): Promise<Reply> => {
+    const node = primaries === undefined || args[0] === 0 ? undefined : primaries.forKey(String(args[1]))
+    if (node === undefined) return sendOn(client, script, args, asText)
+    return sendOn(node, script, args, asText).catch((error: unknown) =>
+      error instanceof Error && DID_NOT_RUN_THERE.test(error.message)
+        ? sendOn(client, script, args, asText)
+        : Promise.reject(error)
+    )
+  }
 
   // Consuming calls that must be acknowledged by replicas. WAIT blocks its connection until the replicas
   // answer, so a WAIT per call would serialize every caller on a node behind the previous one's wait.
@@ -707,17 +769,6 @@ export const makeScriptRunner = (
     if (noScript !== undefined && !batch.settled) sendBatchPipeline(batch, target, noScript, true)
   }
 
-  /** The node connection that serves `slot` (its primary's), or undefined when the client has none ready. */
-  const primaryOf = (cluster: Cluster, slot: number, nodes: Map<string, Redis>): Redis | undefined => {
-    const primary = cluster.slots[slot]?.[0]
-    if (primary === undefined) return undefined
-    if (nodes.size === 0) {
-      for (const node of cluster.nodes("master")) nodes.set(`${node.options.host}:${node.options.port}`, node)
-    }
-    const node = nodes.get(primary)
-    return node !== undefined && node.status === "ready" ? node : undefined
-  }
-
   /**
    * Sends a batch: one pipeline on a single node; on a cluster, one per node, each written straight on
    * the node's connection (the cluster client's pipeline would work out every call's slot again and
@@ -739,9 +790,8 @@ export const makeScriptRunner = (
       if (known === undefined) groups.set(group, { slot, members: [i] })
       else known.members.push(i)
     }
-    const nodes = new Map<string, Redis>()
     for (const [group, { members, slot }] of groups) {
-      const node = group < 0 ? undefined : primaryOf(cluster, slot, nodes)
+      const node = group < 0 ? undefined : primaries!.forSlot(slot)
       sendBatchPipeline(batch, node ?? cluster, members, false)
     }
   }

@@ -1,7 +1,8 @@
 /**
- * `checkMany` on a real Redis Cluster while a slot changes owner (resharding): each primary's share of a
- * batch is one pipeline written on the primary's own connection, so a call of a slot that moved comes back
- * with a redirection and must be sent again to the slot's new owner, never applied twice.
+ * Checks on a real Redis Cluster while a slot changes owner (resharding): each primary's share of a
+ * `checkMany` is one pipeline written on the primary's own connection, and a single check is written on
+ * its slot's primary connection too, so a call of a slot that moved comes back with a redirection and must
+ * be sent again to the slot's new owner, never applied twice.
  *
  * - MOVED: a slot (with its keys) is moved to another primary behind the client's back (no slot refresh);
  *   the next batch answers every key as if nothing moved, each check applied exactly once (the counts in
@@ -10,6 +11,7 @@
  *   script with two keys (the state key and its block key, which does not exist) is refused by the
  *   importing node with TRYAGAIN until the migration ends, so the batch either answers or fails typed; the
  *   counts show no check applied twice, and once the migration ends, the same batch answers again.
+ * - MOVED on single checks: concurrent checks of the moved slot and of others all answer, each applied once.
  */
 import { expect, layer } from "@effect/vitest"
 import { Effect, Either } from "effect"
@@ -102,7 +104,7 @@ const setup = (name: string) =>
     return { cluster, limiter, keys, slot, from, to }
   })
 
-layer(RedisCluster.layer, { timeout: 90_000, excludeTestServices: true })("checkMany while a slot moves", (it) => {
+layer(RedisCluster.layer, { timeout: 90_000, excludeTestServices: true })("checks while a slot moves", (it) => {
   it.scoped("MOVED: a slot moved behind the client's back; every key answered, each check applied once", () =>
     Effect.gen(function*() {
       const { cluster, from, keys, limiter, slot, to } = yield* setup("moved")
@@ -138,5 +140,27 @@ layer(RedisCluster.layer, { timeout: 90_000, excludeTestServices: true })("check
       const after = yield* limiter.checkMany("reshard", keys)
       expect(after.map((d) => d.remaining)).toEqual(afterDuring.map((count) => LIMIT - count - 1))
       expect(yield* counts(cluster, keys)).toEqual(afterDuring.map((count) => count + 1))
+    }))
+
+  it.scoped("MOVED on a single check: written to the old owner, answered by the new one, applied once", () =>
+    Effect.gen(function*() {
+      const { cluster, from, keys, limiter, slot, to } = yield* setup("single")
+      // A single check is written straight on its slot's primary connection (not through the cluster
+      // client's routing); after the slot moves behind the client's back, that primary answers MOVED and
+      // the check is sent again through the cluster client, which follows it.
+      const moving = keys.filter((key) => keySlot(`rs:${key}`) === slot)
+      const staying = keys.filter((key) => keySlot(`rs:${key}`) !== slot).slice(0, 3)
+      for (const key of [...moving, ...staying]) {
+        expect((yield* limiter.check("reshard", key)).remaining).toBe(LIMIT - 1)
+      }
+
+      yield* migrate(cluster, slot, from, to, true)
+      const movedBefore = yield* movedCount(cluster, from.port)
+      const answers = yield* Effect.forEach([...moving, ...staying], (key) => limiter.check("reshard", key), {
+        concurrency: "unbounded"
+      })
+      expect(answers.map((d) => [d.allowed, d.remaining])).toEqual([...moving, ...staying].map(() => [true, LIMIT - 2]))
+      expect(yield* movedCount(cluster, from.port)).toBeGreaterThan(movedBefore)
+      expect(yield* counts(cluster, [...moving, ...staying])).toEqual([...moving, ...staying].map(() => 2))
     }))
 })
