@@ -34,6 +34,7 @@ import { storeKey } from "../../src/Policy.js"
 import * as Replies from "../../src/redis/Replies.js"
 import { evalArgs, type Reply } from "../../src/redis/ScriptRunner.js"
 import { loadScripts, marshal } from "../../src/redis/Scripts.js"
+import { blockKeyOf } from "../../src/redis/Slots.js"
 import { RateLimiter, type RateLimiterService } from "../../src/services/RateLimiter.js"
 import {
   keySlot,
@@ -165,7 +166,12 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
     clients.push(rawCluster)
     await rawCluster.connect()
     for (const node of rawCluster.nodes("master")) await node.script("LOAD", script.text)
-    const argsOf = (key: string) => evalArgs({ script, keys: [storeKey(benchPolicy.prefix, key)], argv })
+    // The state key and, when the script reads blocks, its block key (same slot), as the door sends them.
+    const blocks = script.keys.length === 2
+    const argsOf = (key: string) => {
+      const stateKey = storeKey(benchPolicy.prefix, key)
+      return evalArgs({ script, keys: blocks ? [stateKey, blockKeyOf(stateKey)] : [stateKey], argv })
+    }
     const rawCheck = (client: Redis | Cluster) => (i: number) =>
       client.evalsha(script.sha1, ...argsOf(keyOf(i))) as Promise<Reply>
     // The raw floor of a batch: one pipeline of the 100 EVALSHA on one node; on the cluster, one per primary
