@@ -155,6 +155,8 @@ export const coalescer = (
       send(batch)
     }
     if (openBySlot.size > 0) {
+      // Several slots' batches (on up to every primary) leave in the tick's shared writes, one per node.
+      if (openBySlot.size > 1) runner.holdWrites()
       for (const batch of openBySlot.values()) send(batch)
       openBySlot.clear()
     }

@@ -93,6 +93,12 @@ export interface ScriptRunner {
   readonly runPipelined: (calls: ReadonlyArray<ScriptCall>) => Effect.Effect<ReadonlyArray<Reply>, RedisFailure>
   /** `runPipelined` for calls whose arguments are built already (`evalArgs` or a `CallTemplate`): the hot batch. */
   readonly runBatch: (calls: ReadonlyArray<BatchCall>) => Effect.Effect<ReadonlyArray<Reply>, RedisFailure>
+  /**
+   * Says that several calls are about to be sent in this tick: from now they share writes (every node's
+   * socket corked until the tick ends) from the first one on. Without it the tick's first call is written
+   * at once, alone, which suits a lone caller.
+   */
+  readonly holdWrites: () => void
 }
 
 /**
@@ -461,6 +467,16 @@ export const makeScriptRunner = (
     }
   }
 
+  const holdWrites = () => {
+    if (corked !== undefined) return
+    if (commandsThisTick === 0) {
+      commandsThisTick = 1
+      process.nextTick(endTick)
+    }
+    corked = streamsOf(client)
+    for (const stream of corked) stream.cork()
+  }
+
   /** A consuming script waits for its replicas' acknowledgement (when asked to) before it answers. */
   const acked = (script: Script) => replicaAcks > 0 && script.fenceAt >= 0
 
@@ -811,5 +827,5 @@ export const makeScriptRunner = (
   const runPipelined: ScriptRunner["runPipelined"] = (calls) =>
     runBatch(calls.map((call) => ({ script: call.script, args: evalArgs(call) })))
 
-  return { timeoutMs, prepare, run, runDecoded, runCallback, runPipelined, runBatch }
+  return { timeoutMs, prepare, run, runDecoded, runCallback, runPipelined, runBatch, holdWrites }
 }
