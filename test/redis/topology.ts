@@ -27,13 +27,17 @@ export const fixedConcurrency = (limit: number) => ({
   rttWindow: 10
 })
 
-/** A fixed-window limiter of `limit` an hour. */
+/**
+ * A fixed-window limiter of `limit` per 30 days: the failover tests count what was applied across seconds
+ * of failover, and a window of an hour would roll over mid-test at the top of the hour (windows start at
+ * multiples of their length).
+ */
 export const windowLimiter = (name: string, prefix: string, limit: number): Policy => ({
   kind: "limiter",
   name,
   prefix,
   maxKeys: 10_000,
-  strategy: { kind: "fixedWindow", limit, windowMs: HOUR }
+  strategy: { kind: "fixedWindow", limit, windowMs: 30 * 86_400_000 }
 })
 
 /** A concurrency admitter with a fixed ceiling. */

@@ -32,16 +32,23 @@ const TIMEOUT_MS = 300
 /** How long Redis stays frozen once the calls have failed (the commands wait in its socket meanwhile). */
 const FROZEN_AFTER_MS = 1500
 
+/**
+ * The windows' length: the tests compare what Redis holds with what was answered across a freeze of
+ * seconds, and a fixed window of an hour rolls over at the top of the hour (a fresh count mid-test).
+ * Windows start at multiples of their length, so 30 days rarely roll during a run.
+ */
+const WINDOW_MS = 30 * 86_400_000
+
 const budget: MeterPolicy = {
   kind: "meter",
   name: "tokens",
   prefix: "tokens",
   maxKeys: 100_000,
   budget: 1_000_000,
-  windowMs: 3_600_000,
+  windowMs: WINDOW_MS,
   shared: false
 }
-const window = fixedWindow("window", 1_000_000, 3_600_000)
+const window = fixedWindow("window", 1_000_000, WINDOW_MS)
 const slots = pool("slots", 100)
 
 /** A connection of the test's own, to read what Redis holds. */
@@ -182,8 +189,8 @@ describe("no ghost writes: a call reported as failed is never applied afterwards
         const { client, pid, url } = yield* frozenLater
         const server = yield* serveOnRedis(
           "limiters:\n" +
-            "  window:\n    strategy: fixedWindow\n    limit: 1000000\n    period: 1h\n" +
-            "  tokens:\n    tokenBudget:\n      budget: 1000000\n      windowMs: 1h\n" +
+            "  window:\n    strategy: fixedWindow\n    limit: 1000000\n    period: 30d\n" +
+            "  tokens:\n    tokenBudget:\n      budget: 1000000\n      windowMs: 30d\n" +
             "  slots:\n    concurrency:\n      algorithm: fixed\n      minLimit: 100\n      maxLimit: 100\n",
           url,
           "--fail",
