@@ -807,7 +807,7 @@ export const makeScriptRunner = (
       else known.members.push(i)
     }
     for (const [group, { members, slot }] of groups) {
-      const node = group < 0 ? undefined : primaries!.forSlot(slot)
+      const node = group < 0 ? undefined : primaries?.forSlot(slot)
       sendBatchPipeline(batch, node ?? cluster, members, false)
     }
   }
