@@ -3,6 +3,10 @@
  * alternate the implementations of a scenario, medians of the rounds' throughput and latency
  * percentiles from `process.hrtime.bigint()` timings.
  *
+ * Each round's CPU time (`process.cpuUsage`, the whole bench process) is divided by its operations: the
+ * client's own cost per operation, steadier than throughput on a busy machine, since the server's share
+ * and the scheduler's wake-ups are not in it.
+ *
  * A workload runs for a time budget and reports how many operations it completed and the latencies it
  * timed: per operation for network calls (serial or 64 in flight), per batch (divided by the batch size)
  * for in-process calls, where a clock read per operation would cost as much as the operation itself.
@@ -60,7 +64,7 @@ export interface Workload {
   readonly verify?: () => Promise<void>
 }
 
-/** One row of the results: a workload's median throughput and its latency percentiles. */
+/** One row of the results: a workload's median throughput, its latency percentiles and its CPU per operation. */
 export interface Result {
   readonly scenario: string
   readonly impl: string
@@ -68,8 +72,15 @@ export interface Result {
   readonly opsPerSec: number
   readonly p50Us: number
   readonly p99Us: number
+  /**
+   * The bench process's CPU time (user + system, every thread) per operation, µs, median of the rounds:
+   * what the caller's process pays, without the servers (Redis, our gRPC server) in their own processes.
+   */
+  readonly cpuUsPerOp: number
   /** Throughput of each round, ops/s, in the order they ran. */
   readonly rounds: ReadonlyArray<number>
+  /** CPU µs per operation of each round, in the same order as `rounds`. */
+  readonly cpuRounds: ReadonlyArray<number>
 }
 
 /** How long to measure. */
@@ -118,15 +129,22 @@ export const measure = async (
     if (workload.verify !== undefined) await workload.verify()
   }
   for (const workload of workloads) await workload.round(plan.warmupMs)
-  const perWorkload = workloads.map(() => ({ rounds: [] as Array<number>, latencies: new Latencies() }))
+  const perWorkload = workloads.map(() => ({
+    rounds: [] as Array<number>,
+    cpuRounds: [] as Array<number>,
+    latencies: new Latencies()
+  }))
   for (let round = 0; round < plan.rounds; round++) {
     const order = workloads.map((_, i) => i)
     if (round % 2 === 1) order.reverse()
     for (const i of order) {
       collectGarbage()
+      const cpuBefore = process.cpuUsage()
       const sample = await workloads[i]!.round(plan.roundMs)
+      const cpu = process.cpuUsage(cpuBefore)
       const slot = perWorkload[i]!
       slot.rounds.push(sample.ops / (sample.elapsedNs / 1e9))
+      slot.cpuRounds.push((cpu.user + cpu.system) / sample.ops)
       slot.latencies.append(sample.latencies)
     }
   }
@@ -139,7 +157,9 @@ export const measure = async (
       opsPerSec: median(slot.rounds),
       p50Us: slot.latencies.percentile(50) / 1000,
       p99Us: slot.latencies.percentile(99) / 1000,
-      rounds: slot.rounds
+      cpuUsPerOp: median(slot.cpuRounds),
+      rounds: slot.rounds,
+      cpuRounds: slot.cpuRounds
     }
   })
   for (const result of results) {

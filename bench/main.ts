@@ -143,7 +143,7 @@ const table = (
   )
   const header = `${"scenario".padEnd(18)} ${"implementation".padEnd(40)} ${"ops/s".padStart(13)} ${
     "p50 µs".padStart(9)
-  } ${"p99 µs".padStart(9)}`
+  } ${"p99 µs".padStart(9)} ${"cpu µs/op".padStart(10)}`
   lines.push(header, "-".repeat(header.length))
   let last = ""
   for (const r of results) {
@@ -152,10 +152,14 @@ const table = (
     lines.push(
       `${r.scenario.padEnd(18)} ${(r.ours ? "* " : "  ").concat(r.impl).padEnd(40)} ${
         formatOps(r.opsPerSec).padStart(13)
-      } ${formatUs(r.p50Us).padStart(9)} ${formatUs(r.p99Us).padStart(9)}`
+      } ${formatUs(r.p50Us).padStart(9)} ${formatUs(r.p99Us).padStart(9)} ${formatUs(r.cpuUsPerOp).padStart(10)}`
     )
   }
-  lines.push("(* = throttlekit-effect; p50/p99 per operation: per-batch timings for in-process rows)", "")
+  lines.push(
+    "(* = throttlekit-effect; p50/p99 per operation: per-batch timings for in-process rows; cpu µs/op: the",
+    " bench process's CPU time per operation, every thread, without the servers' processes)",
+    ""
+  )
   lines.push("targets", "-------")
   for (const name of HEADLINES) {
     const comparison = comparisons.find((c) => c.name === name)
@@ -250,7 +254,8 @@ const main = async (): Promise<number> => {
         impl: r.impl,
         opsPerSec: Math.round(r.opsPerSec),
         p50Us: round(r.p50Us, 3),
-        p99Us: round(r.p99Us, 3)
+        p99Us: round(r.p99Us, 3),
+        cpuUsPerOp: round(r.cpuUsPerOp, 3)
       })),
       ratios,
       targets: Object.fromEntries(

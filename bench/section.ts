@@ -67,6 +67,29 @@ const median = (values: ReadonlyArray<number>): number => {
 export const pairedRatio = (ours: Result, theirs: Result): number =>
   median(ours.rounds.map((ops, k) => ops / theirs.rounds[k]!))
 
+/**
+ * A CPU ratio in one scenario: `theirs`'s CPU per operation over `ours`'s (so, like a throughput ratio,
+ * higher is better: 1.10 means ours spends a tenth less of the caller's CPU per operation), paired by
+ * round as `pairedRatio`.
+ */
+export const cpuRatio = (
+  results: ReadonlyArray<Result>,
+  name: string,
+  scenario: string,
+  ours: string,
+  theirs: string
+): Comparison => {
+  const mine = resultOf(results, scenario, ours)
+  const other = resultOf(results, scenario, theirs)
+  return {
+    name,
+    value: median(mine.cpuRounds.map((cpu, k) => other.cpuRounds[k]! / cpu)),
+    unit: "x",
+    detail: `${scenario}: client CPU per operation, ${theirs} / ${ours}`,
+    headline: false
+  }
+}
+
 /** A throughput ratio `ours / theirs` in one scenario, as a comparison. */
 export const ratio = (
   results: ReadonlyArray<Result>,

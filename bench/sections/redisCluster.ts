@@ -52,7 +52,7 @@ import {
 import { effectCallers, effectSerial } from "../effectWorkloads.js"
 import { measure, type Plan, promiseCallers, promiseSerial, type Result, type Workload } from "../harness.js"
 import { benchPolicy, gcraStrategy, KEY_COUNT, keyOf, keys, POLICY } from "../policies.js"
-import { type Comparison, ratio, type Section, type SectionOutcome } from "../section.js"
+import { type Comparison, cpuRatio, ratio, type Section, type SectionOutcome } from "../section.js"
 
 const OURS_ONE = "RedisBackend.check, one node"
 const OURS_CLUSTER = "RedisBackend.check, cluster"
@@ -281,6 +281,7 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
       ratio(results, "redis-cluster.many100.vsConcurrent", "many100.cluster", MANY, CONCURRENT),
       ratio(results, "redis.many100.vsConcurrent", "many100.1-node", MANY, CONCURRENT),
       ratio(results, "redis-cluster.many100.vsRaw", "many100.cluster", MANY, RAW_PIPELINE),
+      cpuRatio(results, "redis-cluster.many100.cpu.vsRaw", "many100.cluster", MANY, RAW_PIPELINE),
       ratio(results, "redis.many100.vsRaw", "many100.1-node", MANY, RAW_PIPELINE),
       {
         ...ratio(results, "redis-cluster.many100.ceiling", "many100.cluster", RAW_PIPELINE, SEQUENTIAL),

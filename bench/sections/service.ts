@@ -34,7 +34,7 @@ import { sharedChildServer } from "../childServer.js"
 import { effectCallers, effectCallersFiberPerCall, effectSerial } from "../effectWorkloads.js"
 import { measure, type Plan, promiseCallers, promiseSerial, type Result, type Workload } from "../harness.js"
 import { KEY_COUNT, keyOf, keys, POLICY } from "../policies.js"
-import { ratio, type Section, type SectionOutcome } from "../section.js"
+import { cpuRatio, ratio, type Section, type SectionOutcome } from "../section.js"
 
 const OURS = "ServiceBackend.check"
 const RAW = "raw grpc-js unary Check"
@@ -167,9 +167,12 @@ const run = async (plan: Plan): Promise<SectionOutcome> => {
           target: { op: ">=", value: 0.95 },
           headline: true
         }),
+        ratio(results, "service.serial.vsEffectFloor", "service.serial", OURS, FLOOR),
         ratio(results, "service.serial.effectFloorVsRaw", "service.serial", FLOOR, RAW),
         ratio(results, "service.serial.deadlineVsRaw", "service.serial", RAW_DEADLINE, RAW),
         ratio(results, "service.serial.vsDeadlineFloor", "service.serial", OURS, RAW_DEADLINE),
+        cpuRatio(results, "service.serial.cpu.vsRaw", "service.serial", OURS, RAW),
+        cpuRatio(results, "service.serial.cpu.vsEffectFloor", "service.serial", OURS, FLOOR),
         ratio(results, "service.checkMany100VsChecks", "service.many100", MANY, SEQUENTIAL, {
           target: { op: ">=", value: 10 },
           headline: true
