@@ -572,9 +572,10 @@ export const makeStoreOn = (
         const plan = CheckBatches.planMany(batching, keys.map((key) => keyOf(prefix, key)), cost, at)
         return Effect.flatMap(runner.runBatch(plan.calls), plan.decode)
       }
+      // Its span captures no stack: taken here, the stack would name this file, not the caller's line.
       const checkMany: BoundLimiter["checkMany"] = (keys, cost) =>
         Effect.flatMap(now, (at) => checkManyAt(keys, cost, at)).pipe(
-          Effect.withSpan("RedisBackend.checkMany")
+          Effect.withSpan("RedisBackend.checkMany", { captureStackTrace: false })
         )
 
       const peek = Effect.fn("RedisBackend.peek")(

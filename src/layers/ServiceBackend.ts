@@ -217,6 +217,7 @@ export const makeStore = (
 
     // One `Effect.async` for the RPC (a literal request), its answer decoded in one plain loop inside the
     // call's callback (not an Effect per decision).
+    // Its span captures no stack: taken here, the stack would name this file, not the caller's line.
     const checkMany: RemoteStore["checkMany"] = (policy, keys, cost) =>
       unaryWith(
         client,
@@ -231,7 +232,7 @@ export const makeStore = (
         (response): Effect.Effect<ReadonlyArray<Decision>, RateLimiterError> =>
           decisionsFromWire(response.decisions, keys.length, BACKEND),
         (error) => toRateLimiterError(error, { service, policy, operation: "checkMany" })
-      ).pipe(Effect.withSpan("ServiceBackend.checkMany"))
+      ).pipe(Effect.withSpan("ServiceBackend.checkMany", { captureStackTrace: false }))
 
     const peek = Effect.fn("ServiceBackend.peek")(
       function*(policy: string, key: string): Effect.fn.Return<Decision, RateLimiterError> {

@@ -214,8 +214,9 @@ export const planMany = (
   now: number
 ): ManyPlan => {
   const { cluster, many, part, single } = options
-  // Each run's keys, as indexes into `keys`.
+  // Each run's keys, as indexes into `keys`; on a cluster, each run's slot.
   const runs: Array<Array<number>> = []
+  const slots: Array<number> = []
   if (!cluster) {
     for (let from = 0; from < keys.length; from += MANY_CHUNK) {
       const run: Array<number> = []
@@ -231,17 +232,21 @@ export const planMany = (
         const fresh = [i]
         bySlot.set(slot, fresh)
         runs.push(fresh)
+        slots.push(slot)
       } else {
         run.push(i)
       }
     }
   }
   const costOf = () => cost
-  const calls = runs.map((run): BatchCall =>
-    run.length === 1
-      ? { script: single.script, args: single.args(keys[run[0]!]!, now, cost) }
-      : { script: many, args: manyArgs(part, run.map((i) => keys[i]!), costOf, now) }
-  )
+  const calls = runs.map((run, r): BatchCall => {
+    const script = run.length === 1 ? single.script : many
+    const args = run.length === 1
+      ? single.args(keys[run[0]!]!, now, cost)
+      : manyArgs(part, run.map((i) => keys[i]!), costOf, now)
+    // On a cluster the runner groups the calls by slot: it takes the slot worked out here.
+    return cluster ? { script, args, slot: slots[r]! } : { script, args }
+  })
   const decode = (replies: ReadonlyArray<Reply>) => {
     const decisions = new Array<Decision.Decision>(keys.length)
     for (let r = 0; r < runs.length; r++) {

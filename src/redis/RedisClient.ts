@@ -438,7 +438,9 @@ export const make = Effect.fn("RedisClient.make")(function*(
   const scripts = yield* loadScripts()
   const client = yield* acquireClient(connection, timeoutMs)
   const time = yield* RedisTime.make(client, timeoutMs)
-  return { client, keyPrefix, scripts, runner: makeScriptRunner(client, timeoutMs, { time, replicaAcks }) }
+  const runner = makeScriptRunner(client, timeoutMs, { time, replicaAcks })
+  yield* Effect.addFinalizer(() => Effect.sync(runner.release))
+  return { client, keyPrefix, scripts, runner }
 })
 
 /**

@@ -99,6 +99,11 @@ export interface ScriptRunner {
    * at once, alone, which suits a lone caller.
    */
   readonly holdWrites: () => void
+  /**
+   * The runner is done: on a cluster it stops following the client's node changes (a client the caller
+   * gave keeps running without the runner's listeners). Nothing on one node.
+   */
+  readonly release: () => void
 }
 
 /**
@@ -110,6 +115,8 @@ export interface ScriptRunner {
 export interface BatchCall {
   readonly script: Script
   readonly args: EvalArgs
+  /** The cluster slot of the call's keys, when its planner already worked it out (else read from `args`). */
+  readonly slot?: number
 }
 
 /**
@@ -372,12 +379,19 @@ class Primaries {
   private byAddress = new Map<string, Redis>()
   private stale = true
 
+  private readonly invalidate = () => {
+    this.stale = true
+  }
+
   constructor(private readonly cluster: Cluster) {
-    const invalidate = () => {
-      this.stale = true
-    }
-    cluster.on("+node", invalidate)
-    cluster.on("-node", invalidate)
+    cluster.on("+node", this.invalidate)
+    cluster.on("-node", this.invalidate)
+  }
+
+  /** Stops following the cluster client's node changes. */
+  release(): void {
+    this.cluster.off("+node", this.invalidate)
+    this.cluster.off("-node", this.invalidate)
   }
 
   /** The ready connection of the primary serving `slot`, or undefined (slot not mapped, node not ready). */
@@ -799,8 +813,8 @@ export const makeScriptRunner = (
     const groupsBySlot = cluster._groupsBySlot
     const groups = new Map<number, { slot: number; members: Array<number> }>()
     for (let i = 0; i < calls.length; i++) {
-      const args = calls[i]!.args
-      const slot = args[0] > 0 ? slotOf(String(args[1])) : 0
+      const { args, slot: planned } = calls[i]!
+      const slot = planned ?? (args[0] > 0 ? slotOf(String(args[1])) : 0)
       const group = groupsBySlot[slot] ?? -1
       const known = groups.get(group)
       if (known === undefined) groups.set(group, { slot, members: [i] })
@@ -827,5 +841,7 @@ export const makeScriptRunner = (
   const runPipelined: ScriptRunner["runPipelined"] = (calls) =>
     runBatch(calls.map((call) => ({ script: call.script, args: evalArgs(call) })))
 
-  return { timeoutMs, prepare, run, runDecoded, runCallback, runPipelined, runBatch, holdWrites }
+  const release = () => primaries?.release()
+
+  return { timeoutMs, prepare, run, runDecoded, runCallback, runPipelined, runBatch, holdWrites, release }
 }

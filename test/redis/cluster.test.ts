@@ -249,6 +249,30 @@ layer(RedisCluster.layer, { timeout: 90_000, excludeTestServices: true })(
     )
 
     it.effect(
+      "an adopted Cluster client outlives the door without its node listeners",
+      () =>
+        Effect.scoped(Effect.gen(function*() {
+          const cluster = yield* RedisCluster
+          const { keys } = yield* windowKeys(cluster, "outlives")
+          const client = yield* ownCluster(cluster, "master")
+          const listening = () => [client.listenerCount("+node"), client.listenerCount("-node")]
+          const before = listening()
+          const during = yield* Effect.scoped(Effect.gen(function*() {
+            const limiter = yield* RedisBackend.make({ policies, redis: { client }, timeoutMs: TIMEOUT_MS })
+            expect((yield* limiter.check("window", keys[0]!)).allowed).toBe(true)
+            return listening()
+          }))
+          // The door followed the client's nodes while it ran (one listener each), and no longer does.
+          expect(during).toEqual([before[0]! + 1, before[1]! + 1])
+          expect(listening()).toEqual(before)
+          // The client is still the caller's, open and usable.
+          expect(client.status).toBe("ready")
+          expect(yield* Effect.promise(() => client.get(`cw:${keys[0]!}:absent`))).toBeNull()
+        })),
+      30_000
+    )
+
+    it.effect(
       "replicaAcks: 1: a WAIT follows every consuming call, and its write is on the replica when it answers",
       () =>
         Effect.scoped(Effect.gen(function*() {
