@@ -12,6 +12,8 @@
  * for in-process calls, where a clock read per operation would cost as much as the operation itself.
  */
 
+import { PerformanceObserver } from "node:perf_hooks"
+
 /** The latencies of one round, in ns per operation, grown as needed. */
 export class Latencies {
   private values = new Float64Array(4096)
@@ -77,10 +79,14 @@ export interface Result {
    * what the caller's process pays, without the servers (Redis, our gRPC server) in their own processes.
    */
   readonly cpuUsPerOp: number
+  /** The garbage collector's pauses of the bench process per operation, µs, median of the rounds. */
+  readonly gcUsPerOp: number
   /** Throughput of each round, ops/s, in the order they ran. */
   readonly rounds: ReadonlyArray<number>
   /** CPU µs per operation of each round, in the same order as `rounds`. */
   readonly cpuRounds: ReadonlyArray<number>
+  /** GC pause µs per operation of each round, in the same order as `rounds`. */
+  readonly gcRounds: ReadonlyArray<number>
 }
 
 /** How long to measure. */
@@ -110,6 +116,28 @@ const collectGarbage = (): void => {
   if (gc !== undefined) gc()
 }
 
+/**
+ * The garbage collector's pause time (ms) since the last `take()`, from Node's `gc` performance entries
+ * (delivered asynchronously: a round awaits a turn of the event loop before reading it).
+ */
+const gcPauses = (() => {
+  let pausedMs = 0
+  const observer = new PerformanceObserver((list) => {
+    for (const entry of list.getEntries()) pausedMs += entry.duration
+  })
+  observer.observe({ entryTypes: ["gc"] })
+  return {
+    take: (): number => {
+      const taken = pausedMs
+      pausedMs = 0
+      return taken
+    }
+  }
+})()
+
+/** Resolves after pending callbacks (such as performance entries) have been delivered. */
+const settle = (): Promise<void> => new Promise((resolve) => setImmediate(resolve))
+
 /** Writes a progress line to stderr. */
 export const progress = (line: string): void => {
   process.stderr.write(`${line}\n`)
@@ -132,6 +160,7 @@ export const measure = async (
   const perWorkload = workloads.map(() => ({
     rounds: [] as Array<number>,
     cpuRounds: [] as Array<number>,
+    gcRounds: [] as Array<number>,
     latencies: new Latencies()
   }))
   for (let round = 0; round < plan.rounds; round++) {
@@ -139,12 +168,17 @@ export const measure = async (
     if (round % 2 === 1) order.reverse()
     for (const i of order) {
       collectGarbage()
+      await settle()
+      gcPauses.take()
       const cpuBefore = process.cpuUsage()
       const sample = await workloads[i]!.round(plan.roundMs)
       const cpu = process.cpuUsage(cpuBefore)
+      await settle()
+      const gcMs = gcPauses.take()
       const slot = perWorkload[i]!
       slot.rounds.push(sample.ops / (sample.elapsedNs / 1e9))
       slot.cpuRounds.push((cpu.user + cpu.system) / sample.ops)
+      slot.gcRounds.push((gcMs * 1000) / sample.ops)
       slot.latencies.append(sample.latencies)
     }
   }
@@ -158,8 +192,10 @@ export const measure = async (
       p50Us: slot.latencies.percentile(50) / 1000,
       p99Us: slot.latencies.percentile(99) / 1000,
       cpuUsPerOp: median(slot.cpuRounds),
+      gcUsPerOp: median(slot.gcRounds),
       rounds: slot.rounds,
-      cpuRounds: slot.cpuRounds
+      cpuRounds: slot.cpuRounds,
+      gcRounds: slot.gcRounds
     }
   })
   for (const result of results) {

@@ -143,7 +143,7 @@ const table = (
   )
   const header = `${"scenario".padEnd(18)} ${"implementation".padEnd(40)} ${"ops/s".padStart(13)} ${
     "p50 µs".padStart(9)
-  } ${"p99 µs".padStart(9)} ${"cpu µs/op".padStart(10)}`
+  } ${"p99 µs".padStart(9)} ${"cpu µs/op".padStart(10)} ${"gc µs/op".padStart(9)}`
   lines.push(header, "-".repeat(header.length))
   let last = ""
   for (const r of results) {
@@ -152,12 +152,15 @@ const table = (
     lines.push(
       `${r.scenario.padEnd(18)} ${(r.ours ? "* " : "  ").concat(r.impl).padEnd(40)} ${
         formatOps(r.opsPerSec).padStart(13)
-      } ${formatUs(r.p50Us).padStart(9)} ${formatUs(r.p99Us).padStart(9)} ${formatUs(r.cpuUsPerOp).padStart(10)}`
+      } ${formatUs(r.p50Us).padStart(9)} ${formatUs(r.p99Us).padStart(9)} ${formatUs(r.cpuUsPerOp).padStart(10)} ${
+        formatUs(r.gcUsPerOp).padStart(9)
+      }`
     )
   }
   lines.push(
     "(* = throttlekit-effect; p50/p99 per operation: per-batch timings for in-process rows; cpu µs/op: the",
-    " bench process's CPU time per operation, every thread, without the servers' processes)",
+    " bench process's CPU time per operation, every thread, without the servers' processes; gc µs/op: its",
+    " garbage collector's pauses per operation)",
     ""
   )
   lines.push("targets", "-------")
@@ -255,7 +258,8 @@ const main = async (): Promise<number> => {
         opsPerSec: Math.round(r.opsPerSec),
         p50Us: round(r.p50Us, 3),
         p99Us: round(r.p99Us, 3),
-        cpuUsPerOp: round(r.cpuUsPerOp, 3)
+        cpuUsPerOp: round(r.cpuUsPerOp, 3),
+        gcUsPerOp: round(r.gcUsPerOp, 3)
       })),
       ratios,
       targets: Object.fromEntries(
