@@ -513,7 +513,18 @@ describe("PolicyFile.load", () => {
   it.effect("loads examples/policies.yaml from disk, with no platform layer provided", () =>
     Effect.gen(function*() {
       const set = yield* PolicyFile.load(examplePath)
-      expect(set.names).toEqual(["api", "search", "uploads", "feed", "audit", "monthly", "llm", "workers", "pool", "jobs"])
+      expect(set.names).toEqual([
+        "api",
+        "search",
+        "uploads",
+        "feed",
+        "audit",
+        "monthly",
+        "llm",
+        "workers",
+        "pool",
+        "jobs"
+      ])
       expect(Option.getOrThrow(set.get("api"))).toEqual({
         kind: "limiter",
         name: "api",

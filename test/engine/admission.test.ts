@@ -11,8 +11,8 @@ import * as fc from "fast-check"
 import { type Acquired, Admitter } from "../../src/engine/admission.js"
 import type { ConcurrencyOptions } from "../../src/engine/concurrency.js"
 import { Guard } from "../../src/engine/concurrency.js"
-import { type LeaseSlot, LeaseTable } from "../../src/engine/leaseTable.js"
 import { slotOfLeaseId } from "../../src/engine/leaseIds.js"
+import { type LeaseSlot, LeaseTable } from "../../src/engine/leaseTable.js"
 import { pool } from "../reliability/support.js"
 
 const RUNS = Number(process.env["ADMISSION_PROP_RUNS"] ?? 200)

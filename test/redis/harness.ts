@@ -158,7 +158,12 @@ export const script = (env: RedisEnv, name: string): Script => {
  * A call of `name` with named KEYS and ARGV. A script that reads a key's admin block (KEYS `block`) gets
  * the block key of `keys.key` unless one is given, as the Redis store passes it.
  */
-export const call = (env: RedisEnv, name: string, keys: Named, argv: Named): Effect.Effect<ScriptCall, HarnessError> => {
+export const call = (
+  env: RedisEnv,
+  name: string,
+  keys: Named,
+  argv: Named
+): Effect.Effect<ScriptCall, HarnessError> => {
   const found = script(env, name)
   const withBlock = found.keys.includes("block") && keys.block === undefined && typeof keys.key === "string"
     ? { ...keys, block: blockKeyOf(keys.key) }
