@@ -13,7 +13,9 @@ import { redisServer } from "../support/redisServer.js"
 import { CliFailure, type ServerProcess, startServer, tempFile } from "./cliProcess.js"
 
 const gcra = (limit: number) => `    strategy: gcra\n    limit: ${limit}\n    period: 1h\n    burst: ${limit}\n`
-const fixedWindow = (limit: number) => `    strategy: fixedWindow\n    limit: ${limit}\n    windowMs: 3600000\n`
+// 30 days: the test counts one key's window across reloads that take seconds, so no window may roll over
+// in the middle (an hour-long one did, at 01:00:00).
+const fixedWindow = (limit: number) => `    strategy: fixedWindow\n    limit: ${limit}\n    windowMs: 2592000000\n`
 const pool = (limit: number) =>
   `    concurrency:\n      algorithm: fixed\n      minLimit: ${limit}\n      maxLimit: ${limit}\n`
 
