@@ -5,7 +5,9 @@
  *
  * Each round's CPU time (`process.cpuUsage`, the whole bench process) is divided by its operations: the
  * client's own cost per operation, steadier than throughput on a busy machine, since the server's share
- * and the scheduler's wake-ups are not in it.
+ * and the scheduler's wake-ups are not in it. The garbage collector's pauses in the round (Node's `gc`
+ * performance entries) are divided the same way, to tell a round that collected more from one that ran
+ * more code.
  *
  * A workload runs for a time budget and reports how many operations it completed and the latencies it
  * timed: per operation for network calls (serial or 64 in flight), per batch (divided by the batch size)
@@ -66,7 +68,7 @@ export interface Workload {
   readonly verify?: () => Promise<void>
 }
 
-/** One row of the results: a workload's median throughput, its latency percentiles and its CPU per operation. */
+/** One row of the results: a workload's median throughput, latency percentiles, and CPU and GC per operation. */
 export interface Result {
   readonly scenario: string
   readonly impl: string
