@@ -86,7 +86,7 @@ const NAMES = [
 /** Starts the cluster and the single server at once; when either fails, closes the other and throws. */
 const startBoth = async (): Promise<{ cluster: RedisClusterHandle; server: RedisServerHandle }> => {
   const [cluster, server] = await Promise.allSettled([
-    startRedisCluster({ nodeTimeoutMs: 15_000 }),
+    startRedisCluster(),
     startRedisServer()
   ])
   if (cluster.status === "fulfilled" && server.status === "fulfilled") {

@@ -124,7 +124,7 @@ const ownCluster = (cluster: RedisClusterHandle, scaleReads: ClusterOptions["sca
     })
   )
 
-layer(RedisCluster.layer, { timeout: 90_000, excludeTestServices: true })(
+layer(RedisCluster.faultLayer, { timeout: 90_000, excludeTestServices: true })(
   "Redis door on a Redis Cluster: slots, script caches, replicas",
   (it) => {
     it.effect("slotOf is CLUSTER KEYSLOT for hundreds of keys of every shape", () =>

@@ -17,7 +17,7 @@ import { Effect, Ref } from "effect"
 import { monitorEventLoopDelay } from "node:perf_hooks"
 import * as RedisBackend from "../../src/layers/RedisBackend.js"
 import type { LimiterPolicy } from "../../src/Policy.js"
-import { keySlot, RedisCluster, slotIn } from "../support/redisCluster.js"
+import { FAULT_NODE_TIMEOUT_MS, keySlot, RedisCluster, slotIn } from "../support/redisCluster.js"
 
 const LIMIT = 1_000_000
 const TIMEOUT_MS = 1000
@@ -49,7 +49,7 @@ interface Outcome {
 
 const failover = (replicaAcks: number) =>
   Effect.gen(function*() {
-    const cluster = yield* RedisCluster.start()
+    const cluster = yield* RedisCluster.start({ nodeTimeoutMs: FAULT_NODE_TIMEOUT_MS })
     const primaries = yield* Effect.promise(() => cluster.primaries())
     const limiter = yield* RedisBackend.make({
       policies: [policy],

@@ -36,7 +36,7 @@ const roundTripThroughClient = (cluster: RedisClusterHandle, keys: ReadonlyArray
     (client) => Effect.promise(() => client.quit().catch(() => "closed"))
   )
 
-layer(RedisCluster.layer, { timeout: 60_000, excludeTestServices: true })("RedisCluster fixture", (it) => {
+layer(RedisCluster.faultLayer, { timeout: 60_000, excludeTestServices: true })("RedisCluster fixture", (it) => {
   it.effect(
     "comes up with three primaries, each with one replica in sync, over all 16384 slots",
     () =>

@@ -13,6 +13,8 @@ export interface CountingProxy {
   readonly port: number
   /** Round trips since the last `reset` (over every connection through this proxy). */
   readonly roundTrips: () => number
+  /** The commands that opened each round trip since the last `reset` (the start of each, for a failure's message). */
+  readonly openers: () => ReadonlyArray<string>
   /** Starts counting from zero. */
   readonly reset: () => void
   /** Closes the listener and every connection. */
@@ -23,6 +25,7 @@ export interface CountingProxy {
 export const startCountingProxy = (targetPort: number): Promise<CountingProxy> =>
   new Promise((resolve, reject) => {
     let roundTrips = 0
+    let openers: Array<string> = []
     const sockets = new Set<Socket>()
     const server: Server = createServer((client) => {
       const upstream = new Socket()
@@ -34,6 +37,7 @@ export const startCountingProxy = (targetPort: number): Promise<CountingProxy> =
         if (!clientTurn) {
           clientTurn = true
           roundTrips++
+          openers.push(chunk.subarray(0, 60).toString("latin1").replace(/\r\n/g, " "))
         }
         upstream.write(chunk)
       })
@@ -62,8 +66,10 @@ export const startCountingProxy = (targetPort: number): Promise<CountingProxy> =
       resolve({
         port,
         roundTrips: () => roundTrips,
+        openers: () => openers,
         reset: () => {
           roundTrips = 0
+          openers = []
         },
         close: () =>
           new Promise<void>((done) => {

@@ -2,9 +2,11 @@
  * A real Redis Cluster for tests: six `redis-server --cluster-enabled yes` processes (three primaries,
  * three replicas) on free loopback ports, each in its own temp dir, joined with `redis-cli --cluster
  * create`, and handed out only once every node says `cluster_state:ok`, all 16384 slots are assigned and
- * every primary has a replica in sync. The node timeout is short (1 s) and a replica is always eligible
- * (`cluster-replica-validity-factor 0`), so `killPrimary` (or `pausePrimary`) + `awaitPromotion` take a
- * few seconds.
+ * every primary has a replica in sync. A replica is always eligible (`cluster-replica-validity-factor 0`).
+ * The node timeout is 15 s by default, so a node that a busy machine stalls for a second is not flagged
+ * failing in the middle of a test that counts round trips or expects every call answered. Fault tests ask
+ * for the short one (`FAULT_NODE_TIMEOUT_MS`, `RedisCluster.faultLayer`), so `killPrimary` (or
+ * `pausePrimary`) + `awaitPromotion` take a few seconds.
  * Everything is killed and removed with the scope (or `close`).
  */
 import type { Effect } from "effect"
@@ -77,9 +79,15 @@ export interface Promotion {
   readonly elapsedMs: number
 }
 
-/** What can be tuned at start; the defaults suit failover tests on a small, busy machine. */
+/** `cluster-node-timeout` of a cluster that no stall of a busy machine makes fail over. */
+export const STEADY_NODE_TIMEOUT_MS = 15_000
+
+/** `cluster-node-timeout` of a cluster for fault tests: a stopped node is flagged, and replaced, in seconds. */
+export const FAULT_NODE_TIMEOUT_MS = 1000
+
+/** What can be tuned at start. */
 export interface RedisClusterOptions {
-  /** `cluster-node-timeout` (1000 ms unless given). */
+  /** `cluster-node-timeout` (`STEADY_NODE_TIMEOUT_MS` unless given; fault tests give `FAULT_NODE_TIMEOUT_MS`). */
   readonly nodeTimeoutMs?: number
   /** How long the whole start may take, joining and first sync included (60 s unless given). */
   readonly readyTimeoutMs?: number
@@ -457,7 +465,7 @@ export const startRedisCluster = async (options: RedisClusterOptions = {}): Prom
   if (!redisServerAvailable()) throw new Error(MISSING_REDIS_HINT)
   if (!redisCliAvailable()) throw new Error(MISSING_REDIS_CLI_HINT)
   const readyTimeoutMs = options.readyTimeoutMs ?? DEFAULT_READY_TIMEOUT_MS
-  const nodes = await startClusterNodes(options.nodeTimeoutMs ?? 1000)
+  const nodes = await startClusterNodes(options.nodeTimeoutMs ?? STEADY_NODE_TIMEOUT_MS)
   const handle = makeHandle(nodes)
   try {
     await createCluster(nodes.map((each) => each.port), readyTimeoutMs)
@@ -480,6 +488,11 @@ export const redisCluster = (
 export class RedisCluster extends Context.Tag("test/RedisCluster")<RedisCluster, RedisClusterHandle>() {
   /** A fresh cluster in the current scope: `const cluster = yield* RedisCluster.start()`. */
   static readonly start = redisCluster
-  /** A fresh cluster per layer build. */
+  /** A fresh steady cluster per layer build. */
   static readonly layer: Layer.Layer<RedisCluster, RedisClusterError> = Layer.scoped(RedisCluster, redisCluster())
+  /** A fresh cluster per layer build with the short node timeout, for suites that stop or kill nodes. */
+  static readonly faultLayer: Layer.Layer<RedisCluster, RedisClusterError> = Layer.scoped(
+    RedisCluster,
+    redisCluster({ nodeTimeoutMs: FAULT_NODE_TIMEOUT_MS })
+  )
 }
