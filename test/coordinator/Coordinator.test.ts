@@ -192,6 +192,12 @@ const viaCallback = (
     })
   })
 
+/**
+ * A fixed window of 30 days, for the tests that count one budget across calls on the Redis clock: windows
+ * start at multiples of their length, so an hour's would roll over mid-test at the top of the hour.
+ */
+const MONTH = 30 * 86_400_000
+
 /** A Redis coordinator on the Redis clock (the one that offers `reserveCallback`) over `url`, in the scope. */
 const onRedisClock = (url: string, timeoutMs?: number) =>
   Effect.map(
@@ -215,7 +221,7 @@ describe("RedisCoordinator.reserveCallback", () => {
     Effect.gen(function*() {
       const server = yield* redisServer
       const coordinator = yield* onRedisClock(server.url)
-      const strategy: WindowedStrategy = { kind: "fixedWindow", limit: 5, windowMs: 3_600_000 }
+      const strategy: WindowedStrategy = { kind: "fixedWindow", limit: 5, windowMs: MONTH }
       const reports = { count: 0 }
       // First sight of this strategy (no prebuilt call yet), then the prebuilt call, then reserve.
       const first = yield* viaCallback(coordinator, strategy, "cb:k", 2, reports)
@@ -254,7 +260,7 @@ describe("RedisCoordinator.reserveCallback", () => {
     Effect.gen(function*() {
       const server = yield* redisServer
       const coordinator = yield* onRedisClock(server.url)
-      const strategy: WindowedStrategy = { kind: "fixedWindow", limit: 10, windowMs: 3_600_000 }
+      const strategy: WindowedStrategy = { kind: "fixedWindow", limit: 10, windowMs: MONTH }
       expect((yield* coordinator.reserve(strategy, "flush:k", 3)).granted).toBe(3)
       const client = new Redis(server.url)
       yield* Effect.addFinalizer(() => Effect.sync(() => client.disconnect()))

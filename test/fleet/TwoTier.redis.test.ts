@@ -27,6 +27,9 @@ import { RateLimiter, type RateLimiterService } from "../../src/services/RateLim
 import { type LocalStore, Store } from "../../src/services/RateLimiterStore.js"
 import { RedisServer, redisServer } from "../support/redisServer.js"
 
+// `hot` lasts 30 days: the lowWater tests count its credits on the Redis clock across a freeze of seconds,
+// and an hour's window would roll over at the top of the hour. The 60 s windows are left to
+// `intoFreshWindow`.
 const config = `
 limiters:
   leased:
@@ -66,7 +69,7 @@ limiters:
   hot:
     strategy: fixedWindow
     limit: 1000
-    windowMs: 3600000
+    windowMs: 2592000000
     twoTier:
       mode: leased
       batch: 10

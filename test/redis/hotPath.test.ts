@@ -23,6 +23,12 @@ const strategies: ReadonlyArray<LimiterPolicy["strategy"]> = [
   { kind: "quota", resetCadence: "rolling", limit: 4, periodMs: 60_000, buckets: 6 }
 ]
 
+/**
+ * The windows of the tests that count on the Redis clock: 30 days, so none rolls over mid-test (fixed
+ * windows start at multiples of their length; an hour's rolls over at the top of every hour).
+ */
+const MONTH = 30 * 86_400_000
+
 describe("Redis check hot path", () => {
   layer(testRedisLayer())((it) => {
     it.effect("the call template sends exactly what marshalling by name sends, for every strategy", () =>
@@ -58,7 +64,7 @@ describe("Redis check hot path", () => {
           name: "burst",
           prefix: `${env.ns}:burst`,
           maxKeys: 10,
-          strategy: { kind: "fixedWindow", limit: 100, windowMs: 3_600_000 }
+          strategy: { kind: "fixedWindow", limit: 100, windowMs: MONTH }
         }
         const limiter = yield* RedisBackend.make({ policies: [policy], redis: env.url })
         const decisions = yield* Effect.all(
@@ -80,7 +86,7 @@ describe("Redis check hot path", () => {
           name: "flushed",
           prefix: `${env.ns}:flushed`,
           maxKeys: 10,
-          strategy: { kind: "fixedWindow", limit: 1000, windowMs: 3_600_000 }
+          strategy: { kind: "fixedWindow", limit: 1000, windowMs: MONTH }
         }
         const limiter = yield* RedisBackend.make({ policies: [policy], redis: env.url })
         yield* limiter.check("flushed", "k")

@@ -21,6 +21,7 @@ const PASSWORD = "hunter2"
 
 const withPassword = (url: string, user: string): string => urlWithPassword(url, user, PASSWORD)
 
+/** A meter of 10 per 30 days: a test debits it twice on the Redis clock, so no window may end in between. */
 const meter = (ns: string): ReadonlyArray<Policy> => [
   {
     kind: "meter",
@@ -28,7 +29,7 @@ const meter = (ns: string): ReadonlyArray<Policy> => [
     prefix: `${ns}:tokens`,
     maxKeys: 1000,
     budget: 10,
-    windowMs: 3_600_000,
+    windowMs: 30 * 86_400_000,
     shared: false
   }
 ]

@@ -32,6 +32,11 @@ import { redisServer } from "../support/redisServer.js"
 import { fixedWindow, pool } from "./support.js"
 
 const HOUR = 3_600_000
+/**
+ * The served windows' length: each row compares the state before and after a call on the real clock, and
+ * an hour's fixed window would roll over between them at the top of the hour.
+ */
+const MONTH = 30 * 24 * HOUR
 const BUDGET = 100
 
 const meter: MeterPolicy = {
@@ -40,12 +45,12 @@ const meter: MeterPolicy = {
   prefix: "tokens",
   maxKeys: 100_000,
   budget: BUDGET,
-  windowMs: HOUR,
+  windowMs: MONTH,
   shared: false
 }
 /** A leased two-tier limiter: the two-tier wrapper answers its checks from local credits. */
 const leased: LimiterPolicy = {
-  ...fixedWindow("leased", 10, HOUR),
+  ...fixedWindow("leased", 10, MONTH),
   twoTier: { mode: "leased", batch: 5, lowWater: 0, windowCoupled: true }
 }
 /** A slow GCRA limiter (one per 10 minutes), whose cost cap is low enough to reach. */
@@ -56,7 +61,7 @@ const slow: LimiterPolicy = {
   maxKeys: 100_000,
   strategy: { kind: "gcra", limit: 1, periodMs: 600_000, burst: 1 }
 }
-const policies: ReadonlyArray<Policy> = [fixedWindow("window", 10, HOUR), meter, pool("slots", 2), leased, slow]
+const policies: ReadonlyArray<Policy> = [fixedWindow("window", 10, MONTH), meter, pool("slots", 2), leased, slow]
 
 /** A door under test: its limiter, and the Redis keyspace behind it when there is one. */
 interface Door {

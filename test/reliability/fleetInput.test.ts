@@ -21,17 +21,19 @@ import { errorRecorder, keyspaceReader, rawClient, sendRaw } from "../support/ra
 import { redisServer } from "../support/redisServer.js"
 
 const LIMIT = 50
+// 30-day windows: each row compares the keyspace before and after a call on the real clock, and the keys
+// of an hour's window expire at the top of the hour.
 const config = `
 limiters:
   fleet:
     strategy: fixedWindow
     limit: ${LIMIT}
-    windowMs: 3600000
+    windowMs: 2592000000
     federated: {}
   local:
     strategy: fixedWindow
     limit: 5
-    windowMs: 3600000
+    windowMs: 2592000000
 `
 
 interface Rig {

@@ -22,18 +22,24 @@ import { errorRecorder, keyspaceReader, rawClient, sendRaw } from "../support/ra
 import { redisServer } from "../support/redisServer.js"
 import { fixedWindow, pool } from "./support.js"
 
+/**
+ * The windows' length: tests compare the keyspace before and after calls on the real clock, and the keys
+ * of an hour's fixed window expire at the top of the hour.
+ */
+const WINDOW_MS = 30 * 86_400_000
+
 /** A token budget, the policy a Debit names (a debit on a limiter is refused for its policy first). */
 const tokens: MeterPolicy = {
   kind: "meter",
   name: "tokens",
   prefix: "tokens",
   budget: 100,
-  windowMs: 3_600_000,
+  windowMs: WINDOW_MS,
   maxKeys: 100_000,
   shared: false
 }
 
-const policies = [fixedWindow("window", 10, 3_600_000), pool("slots", 2), tokens]
+const policies = [fixedWindow("window", 10, WINDOW_MS), pool("slots", 2), tokens]
 
 // ---------------------------------------------------------------------------------------------------------
 // Hand-built protobuf

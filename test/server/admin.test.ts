@@ -27,15 +27,21 @@ import { nonLoopbackAddress } from "../fleet/support.js"
 import { rawClient, sendRaw } from "../support/rawWire.js"
 import { redisServer } from "../support/redisServer.js"
 
+/**
+ * 30 days: the tests count one key across many calls on the real clock, and fixed windows start at
+ * multiples of their length, so an hour's would roll over mid-test at the top of the hour.
+ */
+const MONTH = 30 * 86_400_000
+
 const policies: ReadonlyArray<Policy> = [
   {
     kind: "limiter",
     name: "api",
     prefix: "api",
     maxKeys: 100,
-    strategy: { kind: "fixedWindow", limit: 5, windowMs: 3_600_000 }
+    strategy: { kind: "fixedWindow", limit: 5, windowMs: MONTH }
   },
-  { kind: "meter", name: "llm", prefix: "llm", maxKeys: 100, budget: 100, windowMs: 3_600_000, shared: false }
+  { kind: "meter", name: "llm", prefix: "llm", maxKeys: 100, budget: 100, windowMs: MONTH, shared: false }
 ]
 
 /** A running server on `host`, port 0; its address and the port it got. */

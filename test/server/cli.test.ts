@@ -15,6 +15,8 @@ import { RateLimiter } from "../../src/services/RateLimiter.js"
 import { redisServer } from "../support/redisServer.js"
 import { CliFailure, CliServer, cliServerLayer, repoRoot, runToEnd, startServer, tempFile } from "./cliProcess.js"
 
+// The token budget's window is 30 days: a test debits it three times on the real clock, and an hour's
+// window would roll over at the top of the hour.
 const policies = `
 limiters:
   api:
@@ -25,7 +27,7 @@ limiters:
   tokens:
     tokenBudget:
       budget: 100
-      windowMs: 1h
+      windowMs: 30d
   pool:
     concurrency:
       algorithm: fixed

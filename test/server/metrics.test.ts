@@ -24,12 +24,14 @@ import { rawClient, sendRaw } from "../support/rawWire.js"
 import { redisServer } from "../support/redisServer.js"
 import { repoRoot, startServer as startCli, tempFile } from "./cliProcess.js"
 
+// api's window is 30 days: the tests count its decisions across calls on the real clock, and a fixed
+// window of a minute rolls over at every minute's start.
 const config = `
 limiters:
   api:
     strategy: fixedWindow
     limit: 3
-    windowMs: 60000
+    windowMs: 30d
   quiet:
     strategy: gcra
     limit: 100

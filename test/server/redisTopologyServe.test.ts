@@ -22,13 +22,17 @@ import { RedisCluster, type RedisClusterHandle } from "../support/redisCluster.j
 import { RedisSentinel } from "../support/redisSentinel.js"
 import { runToEnd, type ServerProcess, startServer, tempFile } from "./cliProcess.js"
 
-/** The served policies, as a JSON policy file: a GCRA burst of 5, a fixed window of 2, a pool of 2. */
+/**
+ * The served policies, as a JSON policy file: a GCRA burst of 5, a fixed window of 2 (per 30 days: the
+ * test reads its counts after several calls, and an hour's window would roll over at the top of the
+ * hour), a pool of 2.
+ */
 const policyFile = tempFile(
   "policies.json",
   JSON.stringify({
     limiters: {
       api: { strategy: "gcra", limit: 5, period: "1h", burst: 5 },
-      win: { strategy: "fixedWindow", limit: 2, windowMs: 3_600_000 },
+      win: { strategy: "fixedWindow", limit: 2, windowMs: 30 * 86_400_000 },
       pool: { concurrency: { algorithm: "fixed", minLimit: 2, maxLimit: 2 } }
     }
   })

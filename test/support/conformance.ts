@@ -2,8 +2,10 @@
  * The `RateLimiter` conformance suite, written once and run against every door (memory, Redis, the
  * gRPC service). It needs no control over time: every limit is long enough that the suite runs inside
  * one window, and every test uses keys of its own, so it also runs against a shared, live backend. The
- * calendar quotas take the fixed UTC offset at which it is about noon when the suite is loaded (and the
- * fixed one an anchor half a period back), so their boundaries are at least 11 hours away.
+ * epoch-aligned fixed windows (the fixed window, the token budget, the fair escrow) last 30 days, as an
+ * hour's rolls over at the top of every hour; the calendar quotas take the fixed UTC offset at which it
+ * is about noon when the suite is loaded (and the fixed one an anchor half a period back), so their
+ * boundaries are at least 11 hours away.
  */
 import { describe, expect, layer, type Vitest } from "@effect/vitest"
 import { Effect, Either, Exit, type Layer } from "effect"
@@ -15,6 +17,7 @@ import { oraclePeriod, type PeriodQuota } from "./quotaCalendar.js"
 
 const HOUR = 3_600_000
 const DAY = 24 * HOUR
+const MONTH = 30 * DAY
 
 const loadedAt = Date.now()
 /** The fixed UTC offset (whole minutes, within ±12 h) at which it is about noon at `loadedAt`. */
@@ -52,7 +55,7 @@ export const conformancePolicies: ReadonlyArray<Policy> = [
     name: "window",
     prefix: "conf-window",
     maxKeys: 10_000,
-    strategy: { kind: "fixedWindow", limit: 2, windowMs: HOUR }
+    strategy: { kind: "fixedWindow", limit: 2, windowMs: MONTH }
   },
   {
     kind: "limiter",
@@ -95,7 +98,7 @@ export const conformancePolicies: ReadonlyArray<Policy> = [
     prefix: "conf-tokens",
     maxKeys: 10_000,
     budget: 10,
-    windowMs: HOUR,
+    windowMs: MONTH,
     shared: false
   },
   {
@@ -153,7 +156,7 @@ export const conformancePolicies: ReadonlyArray<Policy> = [
     name: "fair",
     prefix: "conf-fair",
     maxKeys: 10_000,
-    fairEscrow: { limit: 10, windowMs: HOUR, weights: { gold: 4 } }
+    fairEscrow: { limit: 10, windowMs: MONTH, weights: { gold: 4 } }
   }
 ]
 
@@ -467,13 +470,13 @@ export const conformanceSuite = (name: string, within: (tests: ConformanceTests)
             resetAt: 0,
             retryAfterMs: 0
           })
-          expect(untouched.resetAt % HOUR).toBe(0)
+          expect(untouched.resetAt % MONTH).toBe(0)
           expect(untouched.resetAt).toBeGreaterThan(before - 5_000)
           const full = yield* limiter.forecast("tokens", key, 3)
           // ceil(10 / 3) debits of 3 in a row are admitted: the fourth crosses the budget in full.
           expect(full.spendableNow).toBe(4)
           expect(full.nextReplenishAt).toBe(full.fullAt)
-          expect(full.fullAt).toBeGreaterThan(untouched.resetAt - HOUR)
+          expect(full.fullAt).toBeGreaterThan(untouched.resetAt - MONTH)
           expect(full.fullAt).toBeLessThanOrEqual(untouched.resetAt)
           // Reading spent nothing.
           const first = yield* limiter.debit("tokens", key, 4)
@@ -495,7 +498,7 @@ export const conformanceSuite = (name: string, within: (tests: ConformanceTests)
           const spent = yield* limiter.peek("tokens", key)
           expect([spent.allowed, spent.limit, spent.remaining, spent.resetAt]).toEqual([false, 10, 0, first.resetAt])
           expect(spent.retryAfterMs).toBeGreaterThan(0)
-          expect(spent.retryAfterMs).toBeLessThanOrEqual(HOUR)
+          expect(spent.retryAfterMs).toBeLessThanOrEqual(MONTH)
           expect({ ...(yield* limiter.forecast("tokens", key, 1)) }).toEqual({
             spendableNow: 0,
             nextReplenishAt: first.resetAt,

@@ -109,7 +109,7 @@ describe("the Lens page in headless Chromium", () => {
             Number(el.getAttribute("data-max-rate"))))
         expect(maxRate).toBeGreaterThan(0)
 
-        // A denied check: the fourth on one key of a limit of 3 per minute.
+        // A denied check: the fourth on one key of a limit of 3 per window.
         const key = `tenant-${Date.now().toString(36)}`
         for (let i = 0; i < 3; i++) {
           expect((yield* limiter.check("login", key)).allowed).toBe(true)

@@ -43,12 +43,13 @@ const heapMiB = (): number => {
   return process.memoryUsage().heapUsed / MiB
 }
 
+// 30 days: every check after the first must be denied, so the window may not roll over mid-test.
 const config = `
 limiters:
   flood:
     strategy: fixedWindow
     limit: 1
-    windowMs: 3600000
+    windowMs: 2592000000
 `
 
 const CAP = 200
