@@ -259,7 +259,12 @@ const main = async (): Promise<number> => {
         p50Us: round(r.p50Us, 3),
         p99Us: round(r.p99Us, 3),
         cpuUsPerOp: round(r.cpuUsPerOp, 3),
-        gcUsPerOp: round(r.gcUsPerOp, 3)
+        gcUsPerOp: round(r.gcUsPerOp, 3),
+        // Each round's numbers, in the order they ran, so a run whose medians look odd can be read round
+        // by round afterwards (a slow phase of the machine, one round's GC).
+        roundsOpsPerSec: r.rounds.map((value) => Math.round(value)),
+        roundsCpuUsPerOp: r.cpuRounds.map((value) => round(value, 1)),
+        roundsGcUsPerOp: r.gcRounds.map((value) => round(value, 1))
       })),
       ratios,
       targets: Object.fromEntries(
