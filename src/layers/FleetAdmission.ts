@@ -6,11 +6,12 @@
  * - Admission is local and costs no round trip: an engine `Admitter` (the same one the Memory door runs)
  *   whose ceiling is tightened to `min(share, local ceiling)` by the node's `FleetGate`. The local ceiling
  *   moves with what releases report (fixed, aimd or gradient2), as a plain concurrency admitter's does.
- * - One heartbeat fiber per policy, on a `Schedule.fixed(heartbeatMs)` (the first at once), reports the
- *   local ceiling and in-flight count to the coordinator and adopts the share it answers. A failed
+ * - One heartbeat per policy while the store is built, then a heartbeat fiber on a
+ *   `Schedule.fixed(heartbeatMs)`: each reports the local ceiling and in-flight count to the coordinator
+ *   and adopts the share it answers. A failed
  *   heartbeat applies `onCoordinatorOutage`; a node whose heartbeats stop landing fences itself off
- *   before the coordinator gives its share away (see `engine/fleetGate.ts`). Until the first grant lands,
- *   a `fail-closed` node admits nothing.
+ *   before the coordinator gives its share away (see `engine/fleetGate.ts`). Until a grant lands (the
+ *   first beat failed), a `fail-closed` node admits nothing.
  * - A unified admitter (a rate strategy beside the block) checks its rate axis on the store below once the
  *   slot is taken (`rateCheck`), the concurrency axis first as everywhere; a rate denial gives the slot
  *   back untouched.
@@ -143,10 +144,22 @@ export const wrap = (
       for (const id of ids) owners.delete(id)
     }
 
+    // Added before the fibers are forked, so they run after the fibers are interrupted.
     for (const node of nodes.values()) {
-      // Added before the fiber is forked, so it runs after the fiber is interrupted.
       yield* Effect.addFinalizer(() => Effect.ignore(options.coordinator.leave(node.key, options.nodeId)))
-      yield* Effect.forkScoped(heartbeats(node, options, forget))
+    }
+    // Each policy's first heartbeat lands before the store is handed out (one coordinator round trip,
+    // bounded like every other): a node that just started admits against its share from its first call,
+    // where a `fail-closed` one would refuse every call until a forked first beat landed.
+    const beats = Array.from(nodes.values(), (node) => ({ node, beat: heartbeat(node, options, forget) }))
+    yield* Effect.forEach(beats, ({ beat }) => beat, { concurrency: "unbounded", discard: true })
+    for (const { beat, node } of beats) {
+      yield* Effect.forkScoped(
+        Effect.zipRight(
+          Effect.sleep(node.fleet.heartbeatMs),
+          Effect.repeat(beat, Schedule.fixed(node.fleet.heartbeatMs))
+        )
+      )
     }
 
     const admitter = (policy: AdmitterPolicy): BoundAdmitter => {
@@ -181,8 +194,8 @@ export const wrap = (
     return { ...inner, admitter, leases, fleetGuards }
   })
 
-/** The node's heartbeats, one at once and then every `heartbeatMs`, until interrupted. */
-const heartbeats = (
+/** One heartbeat of the node: reports its ceiling and in-flight count, and adopts the share answered. */
+const heartbeat = (
   node: Node,
   options: FleetAdmissionOptions,
   forget: (ids: ReadonlyArray<string>) => void
@@ -222,7 +235,7 @@ const heartbeats = (
     Effect.withSpan("FleetAdmission.heartbeat", { attributes: { policy: node.policy.name } }),
     Effect.annotateLogs({ policy: node.policy.name, nodeId: options.nodeId })
   )
-  return Effect.asVoid(Effect.repeat(beat, Schedule.fixed(node.fleet.heartbeatMs)))
+  return beat
 }
 
 const mintLeaseId = (tag: string): string => tag + randomBytes(16).toString("hex")

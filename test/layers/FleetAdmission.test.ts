@@ -1,6 +1,8 @@
 /**
  * Fleet-shared concurrency (`FleetAdmission`) with three nodes in one process, each a Memory store wrapped
- * around one in-process coordinator, under `TestClock`: a cold `fail-closed` node admits nothing; the nodes
+ * around one in-process coordinator, under `TestClock`: a node's first heartbeat lands while it is built, so
+ * it admits against its share from its first call, and a `fail-closed` node whose first heartbeat failed
+ * admits nothing; the nodes
  * converge to an equal split of the global ceiling and each admits exactly its share; a node cut off from
  * the coordinator fences itself before its lease lapses, its share goes to the others, and it comes back
  * when the coordinator answers again; `local-only` serves through an outage; closing a node leaves the
@@ -86,31 +88,39 @@ const releaseAll = (node: Node, ids: ReadonlyArray<string>) =>
 const guardOf = (node: Node, now = 0) => node.store.fleetGuards!(now)[0]!
 
 describe("FleetAdmission", () => {
-  it.effect("a cold fail-closed node admits nothing; three nodes converge to an equal split", () =>
-    Effect.gen(function*() {
-      const coordinator = yield* ConcurrencyCoordinator.makeMemory
-      const policy = pool(fleet())
-      const a = yield* startNode("a", policy, coordinator)
-      // No heartbeat has run yet: share 0.
-      const cold = yield* a.limiter.leases.acquire("pool", "k")
-      expect(cold.held).toBe(false)
-      expect(cold.bindingAxis).toBe("concurrency")
-      yield* TestClock.adjust(1)
-      expect(guardOf(a)).toMatchObject({ share: 6, lGlobal: 6, nodes: 1, fenced: false })
-      const b = yield* startNode("b", policy, coordinator)
-      const c = yield* startNode("c", policy, coordinator)
-      yield* TestClock.adjust(1)
-      expect(guardOf(b).share).toBe(0) // a still holds 6
-      yield* TestClock.adjust(3000)
-      for (const node of [a, b, c]) {
-        expect(guardOf(node)).toMatchObject({ share: 2, lGlobal: 6, nodes: 3 })
-        const { denial, held } = yield* fill(node)
-        expect(held.length).toBe(2)
-        expect(denial.bindingAxis).toBe("concurrency")
-        expect(denial.decision).toMatchObject({ allowed: false, limit: 2, remaining: 0 })
-      }
-      for (const node of [a, b, c]) yield* Scope.close(node.scope, Exit.void)
-    }))
+  it.effect(
+    "a node admits against its share from its first call; one whose first heartbeat failed (fail-closed) admits nothing; three nodes converge to an equal split",
+    () =>
+      Effect.gen(function*() {
+        const cut = new Set<string>(["cold"])
+        const coordinator = cuttable(yield* ConcurrencyCoordinator.makeMemory, cut)
+        const policy = pool(fleet())
+        // Its first heartbeat failed while it was built: no grant, share 0, nothing admitted.
+        const cold = yield* startNode("cold", policy, coordinator)
+        const refused = yield* cold.limiter.leases.acquire("pool", "k")
+        expect(refused.held).toBe(false)
+        expect(refused.bindingAxis).toBe("concurrency")
+        yield* Scope.close(cold.scope, Exit.void)
+        // Its first heartbeat landed while it was built (no clock has moved): the whole ceiling at once.
+        const a = yield* startNode("a", policy, coordinator)
+        expect(guardOf(a)).toMatchObject({ share: 6, lGlobal: 6, nodes: 1, fenced: false })
+        const first = yield* a.limiter.leases.acquire("pool", "k")
+        expect(first.held).toBe(true)
+        if (first.held) yield* releaseAll(a, [first.leaseId])
+        const b = yield* startNode("b", policy, coordinator)
+        const c = yield* startNode("c", policy, coordinator)
+        expect(guardOf(b).share).toBe(0) // a still holds 6
+        yield* TestClock.adjust(3000)
+        for (const node of [a, b, c]) {
+          expect(guardOf(node)).toMatchObject({ share: 2, lGlobal: 6, nodes: 3 })
+          const { denial, held } = yield* fill(node)
+          expect(held.length).toBe(2)
+          expect(denial.bindingAxis).toBe("concurrency")
+          expect(denial.decision).toMatchObject({ allowed: false, limit: 2, remaining: 0 })
+        }
+        for (const node of [a, b, c]) yield* Scope.close(node.scope, Exit.void)
+      })
+  )
 
   it.effect("a node cut off fences itself before its lease lapses; the others take its share; it recovers", () =>
     Effect.gen(function*() {
