@@ -8,10 +8,10 @@
  *   moves with what releases report (fixed, aimd or gradient2), as a plain concurrency admitter's does.
  * - One heartbeat per policy while the store is built, then a heartbeat fiber on a
  *   `Schedule.fixed(heartbeatMs)`: each reports the local ceiling and in-flight count to the coordinator
- *   and adopts the share it answers. A failed
- *   heartbeat applies `onCoordinatorOutage`; a node whose heartbeats stop landing fences itself off
- *   before the coordinator gives its share away (see `engine/fleetGate.ts`). Until a grant lands (the
- *   first beat failed), a `fail-closed` node admits nothing.
+ *   and adopts the share it answers. A failed heartbeat applies `onCoordinatorOutage`; a node whose
+ *   heartbeats stop landing fences itself off before the coordinator gives its share away (see
+ *   `engine/fleetGate.ts`). Until a grant lands (the first beat failed), a `fail-closed` node admits
+ *   nothing.
  * - A unified admitter (a rate strategy beside the block) checks its rate axis on the store below once the
  *   slot is taken (`rateCheck`), the concurrency axis first as everywhere; a rate denial gives the slot
  *   back untouched.
