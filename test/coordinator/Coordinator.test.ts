@@ -19,6 +19,7 @@ import type { RateLimiterError } from "../../src/Errors.js"
 import * as RedisBackend from "../../src/layers/RedisBackend.js"
 import type { Policy } from "../../src/Policy.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
+import { LONG_WINDOW_MS } from "../support/longWindow.js"
 import { prng } from "../support/prng.js"
 import { RedisServer, redisServer } from "../support/redisServer.js"
 
@@ -192,12 +193,6 @@ const viaCallback = (
     })
   })
 
-/**
- * A fixed window of 30 days, for the tests that count one budget across calls on the Redis clock: windows
- * start at multiples of their length, so an hour's would roll over mid-test at the top of the hour.
- */
-const MONTH = 30 * 86_400_000
-
 /** A Redis coordinator on the Redis clock (the one that offers `reserveCallback`) over `url`, in the scope. */
 const onRedisClock = (url: string, timeoutMs?: number) =>
   Effect.map(
@@ -221,7 +216,7 @@ describe("RedisCoordinator.reserveCallback", () => {
     Effect.gen(function*() {
       const server = yield* redisServer
       const coordinator = yield* onRedisClock(server.url)
-      const strategy: WindowedStrategy = { kind: "fixedWindow", limit: 5, windowMs: MONTH }
+      const strategy: WindowedStrategy = { kind: "fixedWindow", limit: 5, windowMs: LONG_WINDOW_MS }
       const reports = { count: 0 }
       // First sight of this strategy (no prebuilt call yet), then the prebuilt call, then reserve.
       const first = yield* viaCallback(coordinator, strategy, "cb:k", 2, reports)
@@ -260,7 +255,7 @@ describe("RedisCoordinator.reserveCallback", () => {
     Effect.gen(function*() {
       const server = yield* redisServer
       const coordinator = yield* onRedisClock(server.url)
-      const strategy: WindowedStrategy = { kind: "fixedWindow", limit: 10, windowMs: MONTH }
+      const strategy: WindowedStrategy = { kind: "fixedWindow", limit: 10, windowMs: LONG_WINDOW_MS }
       expect((yield* coordinator.reserve(strategy, "flush:k", 3)).granted).toBe(3)
       const client = new Redis(server.url)
       yield* Effect.addFinalizer(() => Effect.sync(() => client.disconnect()))

@@ -19,21 +19,15 @@ import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
 import { Fleet } from "../../src/services/Fleet.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
 import { withConfig } from "../support/config.js"
+import { LONG_WINDOW_MS } from "../support/longWindow.js"
 import { nonLoopbackAddress, startServer } from "./support.js"
-
-/**
- * `five` and `big` last 30 days (`MONTH`): the tests count their budgets across calls on the real clock,
- * and fixed windows start at multiples of their length (a minute's rolls over at every minute's start).
- * `shortWindow` is the one whose rollover a test waits for.
- */
-const MONTH = 2_592_000_000
 
 const config = `
 limiters:
   five:
     strategy: fixedWindow
     limit: 5
-    windowMs: ${MONTH}
+    windowMs: ${LONG_WINDOW_MS}
     federated:
       batch: 4
   shortWindow:
@@ -45,7 +39,7 @@ limiters:
   big:
     strategy: fixedWindow
     limit: 1000
-    windowMs: ${MONTH}
+    windowMs: ${LONG_WINDOW_MS}
     federated:
       batch: 10
   plain:
@@ -81,10 +75,10 @@ describe("Fleet.Reserve", () => {
           expect(first.safeCapacity).toBe(3)
           expect(first.retryAfterMs).toBe(0)
           expect(first.limit).toBe(5)
-          expect(first.expiryMs % MONTH).toBe(0)
+          expect(first.expiryMs % LONG_WINDOW_MS).toBe(0)
           expect(first.expiryMs).toBeGreaterThan(before)
           expect(first.refreshIntervalMs).toBeGreaterThanOrEqual(1)
-          expect(first.refreshIntervalMs).toBeLessThanOrEqual(MONTH)
+          expect(first.refreshIntervalMs).toBeLessThanOrEqual(LONG_WINDOW_MS)
           const second = yield* fleet.reserve("five", { wants: 5 })
           expect(second.capacity).toBe(2)
           const third = yield* fleet.reserve("five", { wants: 1 })

@@ -18,15 +18,10 @@ import type { Policy } from "../../src/Policy.js"
 import { safeOptions } from "../../src/redis/RedisClient.js"
 import { layer as frontLayer, RateLimiter } from "../../src/services/RateLimiter.js"
 import { withConfig } from "../support/config.js"
+import { LONG_WINDOW_MS } from "../support/longWindow.js"
 import { TestRedis, testRedisLayer } from "./harness.js"
 
 const HOUR = 3_600_000
-/**
- * The fixed windows' length (the window and the meter): tests count them across calls on the Redis clock,
- * and an hour's window would roll over mid-test at the top of the hour (windows start at multiples of
- * their length).
- */
-const MONTH = 30 * 86_400_000
 
 const fixedConcurrency = (limit: number) => ({
   algorithm: "fixed" as const,
@@ -45,9 +40,17 @@ const policies = (ns: string): ReadonlyArray<Policy> => [
     name: "window",
     prefix: `${ns}:window`,
     maxKeys: 1000,
-    strategy: { kind: "fixedWindow", limit: 5, windowMs: MONTH }
+    strategy: { kind: "fixedWindow", limit: 5, windowMs: LONG_WINDOW_MS }
   },
-  { kind: "meter", name: "tokens", prefix: `${ns}:tokens`, maxKeys: 1000, budget: 10, windowMs: MONTH, shared: false },
+  {
+    kind: "meter",
+    name: "tokens",
+    prefix: `${ns}:tokens`,
+    maxKeys: 1000,
+    budget: 10,
+    windowMs: LONG_WINDOW_MS,
+    shared: false
+  },
   { kind: "admitter", name: "pool", prefix: `${ns}:pool`, maxKeys: 1000, concurrency: fixedConcurrency(2) },
   {
     kind: "admitter",
@@ -76,10 +79,10 @@ describe("RedisBackend", () => {
         if (error._tag === "InvalidArgument") expect(error.argument).toBe("clock")
         yield* TestClock.setTime(T0)
         const decision = yield* limiter.check("window", "k")
-        expect(decision.resetAt).toBe(T0 + MONTH - (T0 % MONTH))
+        expect(decision.resetAt).toBe(T0 + LONG_WINDOW_MS - (T0 % LONG_WINDOW_MS))
         // The state is at the wire's key, prefix:key.
         expect(yield* Effect.promise(() => env.client.hmget(`${env.ns}:zero:window:k`, "s", "c"))).toEqual([
-          String(T0 - (T0 % MONTH)),
+          String(T0 - (T0 % LONG_WINDOW_MS)),
           "1"
         ])
       }))

@@ -10,16 +10,11 @@ import { Cause, Effect, Exit, Fiber, Ref, Schedule } from "effect"
 import * as RedisBackend from "../../src/layers/RedisBackend.js"
 import type { Policy } from "../../src/Policy.js"
 import type { RateLimiterService } from "../../src/services/RateLimiter.js"
+import { LONG_WINDOW_MS } from "../support/longWindow.js"
 import { startRedisServer } from "../support/redisServer.js"
 import { TestRedis, testRedisLayer } from "./harness.js"
 
 const HOUR = 3_600_000
-/**
- * The fixed windows' length: tests compare counts before and after a fault that lasts seconds, and an
- * hour's window once rolled over at the top of the hour in the middle of one (a fresh window read as
- * "nothing applied"). Fixed windows start at multiples of their length, so 30 days rarely roll mid-run.
- */
-const MONTH = 30 * 86_400_000
 const BOUND_MS = 300
 /** A hang would last until the TCP stack gives up (minutes); the bound is 300 ms. 10x is the liveness margin. */
 const LIVENESS_MS = BOUND_MS * 10
@@ -30,7 +25,7 @@ const policies = (ns: string): ReadonlyArray<Policy> => [
     name: "window",
     prefix: `${ns}:window`,
     maxKeys: 1000,
-    strategy: { kind: "fixedWindow", limit: 25, windowMs: MONTH }
+    strategy: { kind: "fixedWindow", limit: 25, windowMs: LONG_WINDOW_MS }
   },
   {
     kind: "limiter",
@@ -46,7 +41,15 @@ const policies = (ns: string): ReadonlyArray<Policy> => [
     maxKeys: 1000,
     strategy: { kind: "slidingWindowLog", limit: 15, windowMs: HOUR }
   },
-  { kind: "meter", name: "tokens", prefix: `${ns}:tokens`, maxKeys: 1000, budget: 10, windowMs: MONTH, shared: false },
+  {
+    kind: "meter",
+    name: "tokens",
+    prefix: `${ns}:tokens`,
+    maxKeys: 1000,
+    budget: 10,
+    windowMs: LONG_WINDOW_MS,
+    shared: false
+  },
   {
     kind: "admitter",
     name: "pool",

@@ -10,6 +10,7 @@ import type { LimiterPolicy } from "../../src/Policy.js"
 import * as CallTemplate from "../../src/redis/CallTemplate.js"
 import { evalArgs } from "../../src/redis/ScriptRunner.js"
 import { scriptsOf } from "../../src/redis/StrategyScripts.js"
+import { LONG_WINDOW_MS } from "../support/longWindow.js"
 import { TestRedis, testRedisLayer } from "./harness.js"
 
 const strategies: ReadonlyArray<LimiterPolicy["strategy"]> = [
@@ -22,12 +23,6 @@ const strategies: ReadonlyArray<LimiterPolicy["strategy"]> = [
   { kind: "quota", resetCadence: "fixed", limit: 3, periodMs: 86_400_000, anchor: -3_600_000 },
   { kind: "quota", resetCadence: "rolling", limit: 4, periodMs: 60_000, buckets: 6 }
 ]
-
-/**
- * The windows of the tests that count on the Redis clock: 30 days, so none rolls over mid-test (fixed
- * windows start at multiples of their length; an hour's rolls over at the top of every hour).
- */
-const MONTH = 30 * 86_400_000
 
 describe("Redis check hot path", () => {
   layer(testRedisLayer())((it) => {
@@ -64,7 +59,7 @@ describe("Redis check hot path", () => {
           name: "burst",
           prefix: `${env.ns}:burst`,
           maxKeys: 10,
-          strategy: { kind: "fixedWindow", limit: 100, windowMs: MONTH }
+          strategy: { kind: "fixedWindow", limit: 100, windowMs: LONG_WINDOW_MS }
         }
         const limiter = yield* RedisBackend.make({ policies: [policy], redis: env.url })
         const decisions = yield* Effect.all(
@@ -86,7 +81,7 @@ describe("Redis check hot path", () => {
           name: "flushed",
           prefix: `${env.ns}:flushed`,
           maxKeys: 10,
-          strategy: { kind: "fixedWindow", limit: 1000, windowMs: MONTH }
+          strategy: { kind: "fixedWindow", limit: 1000, windowMs: LONG_WINDOW_MS }
         }
         const limiter = yield* RedisBackend.make({ policies: [policy], redis: env.url })
         yield* limiter.check("flushed", "k")

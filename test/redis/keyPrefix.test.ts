@@ -13,6 +13,7 @@ import { Redis } from "ioredis"
 import * as RedisBackend from "../../src/layers/RedisBackend.js"
 import type { Policy } from "../../src/Policy.js"
 import { slotOf } from "../../src/redis/Slots.js"
+import { LONG_WINDOW_MS } from "../support/longWindow.js"
 import { infoFields } from "../support/redisNode.js"
 import { onCluster, primaryNodes, type RedisEnv, TestRedis, testRedisLayer } from "./harness.js"
 import { connected, fixedConcurrency, HOUR, poolAdmitter, windowLimiter } from "./topology.js"
@@ -27,7 +28,7 @@ const policies: ReadonlyArray<Policy> = [
     prefix: "ktok",
     maxKeys: 10_000,
     budget: 10,
-    windowMs: 30 * 86_400_000,
+    windowMs: LONG_WINDOW_MS,
     shared: false
   },
   poolAdmitter("pool", "kpool", 2),

@@ -14,6 +14,7 @@ import type { Policy } from "../../src/Policy.js"
 import * as RedisClient from "../../src/redis/RedisClient.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
 import { withConfig } from "../support/config.js"
+import { LONG_WINDOW_MS } from "../support/longWindow.js"
 import { urlWithPassword } from "../support/redisServer.js"
 import { TestRedis, testRedisLayer } from "./harness.js"
 
@@ -29,7 +30,7 @@ const meter = (ns: string): ReadonlyArray<Policy> => [
     prefix: `${ns}:tokens`,
     maxKeys: 1000,
     budget: 10,
-    windowMs: 30 * 86_400_000,
+    windowMs: LONG_WINDOW_MS,
     shared: false
   }
 ]

@@ -28,15 +28,11 @@ import { RateLimiter, type RateLimiterService } from "../../src/services/RateLim
 import type { Store } from "../../src/services/RateLimiterStore.js"
 import { MAX_KEY_BYTES } from "../../src/Validate.js"
 import { serviceOver } from "../service/support.js"
+import { LONG_WINDOW_MS } from "../support/longWindow.js"
 import { redisServer } from "../support/redisServer.js"
 import { fixedWindow, pool } from "./support.js"
 
 const HOUR = 3_600_000
-/**
- * The served windows' length: each row compares the state before and after a call on the real clock, and
- * an hour's fixed window would roll over between them at the top of the hour.
- */
-const MONTH = 30 * 24 * HOUR
 const BUDGET = 100
 
 const meter: MeterPolicy = {
@@ -45,12 +41,12 @@ const meter: MeterPolicy = {
   prefix: "tokens",
   maxKeys: 100_000,
   budget: BUDGET,
-  windowMs: MONTH,
+  windowMs: LONG_WINDOW_MS,
   shared: false
 }
 /** A leased two-tier limiter: the two-tier wrapper answers its checks from local credits. */
 const leased: LimiterPolicy = {
-  ...fixedWindow("leased", 10, MONTH),
+  ...fixedWindow("leased", 10, LONG_WINDOW_MS),
   twoTier: { mode: "leased", batch: 5, lowWater: 0, windowCoupled: true }
 }
 /** A slow GCRA limiter (one per 10 minutes), whose cost cap is low enough to reach. */
@@ -61,7 +57,13 @@ const slow: LimiterPolicy = {
   maxKeys: 100_000,
   strategy: { kind: "gcra", limit: 1, periodMs: 600_000, burst: 1 }
 }
-const policies: ReadonlyArray<Policy> = [fixedWindow("window", 10, MONTH), meter, pool("slots", 2), leased, slow]
+const policies: ReadonlyArray<Policy> = [
+  fixedWindow("window", 10, LONG_WINDOW_MS),
+  meter,
+  pool("slots", 2),
+  leased,
+  slow
+]
 
 /** A door under test: its limiter, and the Redis keyspace behind it when there is one. */
 interface Door {

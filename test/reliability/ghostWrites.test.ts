@@ -24,6 +24,7 @@ import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
 import type { MeterPolicy } from "../../src/Policy.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
 import { startServer, tempFile } from "../server/cliProcess.js"
+import { LONG_WINDOW_MS } from "../support/longWindow.js"
 import { redisServer } from "../support/redisServer.js"
 import { fixedWindow, pool } from "./support.js"
 
@@ -32,23 +33,16 @@ const TIMEOUT_MS = 300
 /** How long Redis stays frozen once the calls have failed (the commands wait in its socket meanwhile). */
 const FROZEN_AFTER_MS = 1500
 
-/**
- * The windows' length: the tests compare what Redis holds with what was answered across a freeze of
- * seconds, and a fixed window of an hour rolls over at the top of the hour (a fresh count mid-test).
- * Windows start at multiples of their length, so 30 days rarely roll during a run.
- */
-const WINDOW_MS = 30 * 86_400_000
-
 const budget: MeterPolicy = {
   kind: "meter",
   name: "tokens",
   prefix: "tokens",
   maxKeys: 100_000,
   budget: 1_000_000,
-  windowMs: WINDOW_MS,
+  windowMs: LONG_WINDOW_MS,
   shared: false
 }
-const window = fixedWindow("window", 1_000_000, WINDOW_MS)
+const window = fixedWindow("window", 1_000_000, LONG_WINDOW_MS)
 const slots = pool("slots", 100)
 
 /** A connection of the test's own, to read what Redis holds. */

@@ -18,15 +18,10 @@ import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
 import type { MeterPolicy } from "../../src/Policy.js"
 import * as ThrottleKitServer from "../../src/server/ThrottleKitServer.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
+import { LONG_WINDOW_MS } from "../support/longWindow.js"
 import { errorRecorder, keyspaceReader, rawClient, sendRaw } from "../support/rawWire.js"
 import { redisServer } from "../support/redisServer.js"
 import { fixedWindow, pool } from "./support.js"
-
-/**
- * The windows' length: tests compare the keyspace before and after calls on the real clock, and the keys
- * of an hour's fixed window expire at the top of the hour.
- */
-const WINDOW_MS = 30 * 86_400_000
 
 /** A token budget, the policy a Debit names (a debit on a limiter is refused for its policy first). */
 const tokens: MeterPolicy = {
@@ -34,12 +29,12 @@ const tokens: MeterPolicy = {
   name: "tokens",
   prefix: "tokens",
   budget: 100,
-  windowMs: WINDOW_MS,
+  windowMs: LONG_WINDOW_MS,
   maxKeys: 100_000,
   shared: false
 }
 
-const policies = [fixedWindow("window", 10, WINDOW_MS), pool("slots", 2), tokens]
+const policies = [fixedWindow("window", 10, LONG_WINDOW_MS), pool("slots", 2), tokens]
 
 // ---------------------------------------------------------------------------------------------------------
 // Hand-built protobuf

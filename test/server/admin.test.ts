@@ -24,14 +24,9 @@ import * as ThrottleKitServer from "../../src/server/ThrottleKitServer.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
 import { RateLimiterAdmin } from "../../src/services/RateLimiterAdmin.js"
 import { nonLoopbackAddress } from "../fleet/support.js"
+import { LONG_WINDOW_MS } from "../support/longWindow.js"
 import { rawClient, sendRaw } from "../support/rawWire.js"
 import { redisServer } from "../support/redisServer.js"
-
-/**
- * 30 days: the tests count one key across many calls on the real clock, and fixed windows start at
- * multiples of their length, so an hour's would roll over mid-test at the top of the hour.
- */
-const MONTH = 30 * 86_400_000
 
 const policies: ReadonlyArray<Policy> = [
   {
@@ -39,9 +34,9 @@ const policies: ReadonlyArray<Policy> = [
     name: "api",
     prefix: "api",
     maxKeys: 100,
-    strategy: { kind: "fixedWindow", limit: 5, windowMs: MONTH }
+    strategy: { kind: "fixedWindow", limit: 5, windowMs: LONG_WINDOW_MS }
   },
-  { kind: "meter", name: "llm", prefix: "llm", maxKeys: 100, budget: 100, windowMs: MONTH, shared: false }
+  { kind: "meter", name: "llm", prefix: "llm", maxKeys: 100, budget: 100, windowMs: LONG_WINDOW_MS, shared: false }
 ]
 
 /** A running server on `host`, port 0; its address and the port it got. */

@@ -19,12 +19,11 @@ import type { FairPolicy, Policy } from "../../src/Policy.js"
 import * as ThrottleKitServer from "../../src/server/ThrottleKitServer.js"
 import type { RateLimiterService } from "../../src/services/RateLimiter.js"
 import { type FairScenario, fairScenario, replayFederated } from "../support/fairEscrow.js"
+import { LONG_WINDOW_MS } from "../support/longWindow.js"
 import { redisServer } from "../support/redisServer.js"
 
 /** One window for a whole scenario: an hour (a run crossing an hour boundary is not judged). */
 const HOUR = 3_600_000
-/** 30 days, for a test that counts across calls: fixed windows start at multiples of their length. */
-const MONTH = 30 * 24 * HOUR
 const REGIONS = ["us", "eu", "ap"] as const
 
 const serverOn = (url: string, region: string, policies: ReadonlyArray<Policy>) =>
@@ -110,7 +109,7 @@ describe("fair escrow served over gRPC", () => {
           name: "fair",
           prefix: "fair",
           maxKeys: 100,
-          fairEscrow: { limit: 12, windowMs: MONTH, weights: { gold: 3 } }
+          fairEscrow: { limit: 12, windowMs: LONG_WINDOW_MS, weights: { gold: 3 } }
         }]
         const address = yield* Effect.map(
           Layer.build(ThrottleKitServer.layer({ policies, host: "127.0.0.1", port: 0, monitor: false })),

@@ -18,6 +18,7 @@ import { randomUUID } from "node:crypto"
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
 import { keysOnEveryPrimary, primariesOf } from "../redis/topology.js"
+import { LONG_WINDOW_MS } from "../support/longWindow.js"
 import { RedisCluster, type RedisClusterHandle } from "../support/redisCluster.js"
 import { RedisSentinel } from "../support/redisSentinel.js"
 import { runToEnd, type ServerProcess, startServer, tempFile } from "./cliProcess.js"
@@ -32,7 +33,7 @@ const policyFile = tempFile(
   JSON.stringify({
     limiters: {
       api: { strategy: "gcra", limit: 5, period: "1h", burst: 5 },
-      win: { strategy: "fixedWindow", limit: 2, windowMs: 30 * 86_400_000 },
+      win: { strategy: "fixedWindow", limit: 2, windowMs: LONG_WINDOW_MS },
       pool: { concurrency: { algorithm: "fixed", minLimit: 2, maxLimit: 2 } }
     }
   })

@@ -14,11 +14,9 @@ import { RateLimiter as RateLimiterRpc } from "../../src/grpc/generated/throttle
 import * as ServiceBackend from "../../src/layers/ServiceBackend.js"
 import type { Policy } from "../../src/Policy.js"
 import { RateLimiter } from "../../src/services/RateLimiter.js"
+import { LONG_WINDOW_MS } from "../support/longWindow.js"
 import { redisServer } from "../support/redisServer.js"
 import { runningServer, type ServerOptions } from "./support.js"
-
-/** 30 days: a test checks "window" twice on the real clock, and an hour's would roll over on the hour. */
-const MONTH = 30 * 86_400_000
 
 const policies: ReadonlyArray<Policy> = [
   {
@@ -34,7 +32,7 @@ const policies: ReadonlyArray<Policy> = [
     name: "window",
     prefix: "cap-window",
     maxKeys: 1000,
-    strategy: { kind: "fixedWindow", limit: 3, windowMs: MONTH }
+    strategy: { kind: "fixedWindow", limit: 3, windowMs: LONG_WINDOW_MS }
   },
   {
     kind: "admitter",

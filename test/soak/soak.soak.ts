@@ -24,6 +24,7 @@ import type { MeterPolicy } from "../../src/Policy.js"
 import * as ThrottleKitServer from "../../src/server/ThrottleKitServer.js"
 import { RateLimiter, type RateLimiterService } from "../../src/services/RateLimiter.js"
 import { fixedWindow, pool } from "../reliability/support.js"
+import { LONG_WINDOW_MS } from "../support/longWindow.js"
 import { redisServer } from "../support/redisServer.js"
 
 const MiB = 1 << 20
@@ -80,9 +81,6 @@ const tracked = <A, E, R>(effect: (live: Effect.Effect<number>) => Effect.Effect
     yield* Effect.sleep("200 millis")
     return { value, leftRunning: yield* live }
   })
-
-/** 30 days: fixed windows start at multiples of their length, and an hour's rolls over on every hour. */
-const MONTH = 30 * 86_400_000
 
 /** A meter of 5 tokens per `windowMs` holding at most 10 000 keys. */
 const cappedMeter = (windowMs: number): MeterPolicy => ({
@@ -143,7 +141,7 @@ describe("soak", () => {
     "memory door, onFull deny: a million distinct keys still counting stay within maxKeys and the heap flat",
     () =>
       Effect.scoped(Effect.gen(function*() {
-        const { backend, last, trace } = yield* millionKeys("deny", MONTH)
+        const { backend, last, trace } = yield* millionKeys("deny", LONG_WINDOW_MS)
         // Nothing still counting was forgotten (the window is 30 days): the oldest key kept its count;
         // the newest, refused by the full table, stored nothing.
         expect((yield* backend.peek("capped", "k0")).remaining).toBe(3)

@@ -13,11 +13,11 @@ import { randomUUID } from "node:crypto"
 import { CapacityExceeded, InvalidArgument, type RateLimiterError } from "../../src/Errors.js"
 import type { Policy } from "../../src/Policy.js"
 import { admitted, limit, RateLimiter } from "../../src/services/RateLimiter.js"
+import { LONG_WINDOW_MS } from "./longWindow.js"
 import { oraclePeriod, type PeriodQuota } from "./quotaCalendar.js"
 
 const HOUR = 3_600_000
 const DAY = 24 * HOUR
-const MONTH = 30 * DAY
 
 const loadedAt = Date.now()
 /** The fixed UTC offset (whole minutes, within ±12 h) at which it is about noon at `loadedAt`. */
@@ -55,7 +55,7 @@ export const conformancePolicies: ReadonlyArray<Policy> = [
     name: "window",
     prefix: "conf-window",
     maxKeys: 10_000,
-    strategy: { kind: "fixedWindow", limit: 2, windowMs: MONTH }
+    strategy: { kind: "fixedWindow", limit: 2, windowMs: LONG_WINDOW_MS }
   },
   {
     kind: "limiter",
@@ -98,7 +98,7 @@ export const conformancePolicies: ReadonlyArray<Policy> = [
     prefix: "conf-tokens",
     maxKeys: 10_000,
     budget: 10,
-    windowMs: MONTH,
+    windowMs: LONG_WINDOW_MS,
     shared: false
   },
   {
@@ -156,7 +156,7 @@ export const conformancePolicies: ReadonlyArray<Policy> = [
     name: "fair",
     prefix: "conf-fair",
     maxKeys: 10_000,
-    fairEscrow: { limit: 10, windowMs: MONTH, weights: { gold: 4 } }
+    fairEscrow: { limit: 10, windowMs: LONG_WINDOW_MS, weights: { gold: 4 } }
   }
 ]
 
@@ -470,13 +470,13 @@ export const conformanceSuite = (name: string, within: (tests: ConformanceTests)
             resetAt: 0,
             retryAfterMs: 0
           })
-          expect(untouched.resetAt % MONTH).toBe(0)
+          expect(untouched.resetAt % LONG_WINDOW_MS).toBe(0)
           expect(untouched.resetAt).toBeGreaterThan(before - 5_000)
           const full = yield* limiter.forecast("tokens", key, 3)
           // ceil(10 / 3) debits of 3 in a row are admitted: the fourth crosses the budget in full.
           expect(full.spendableNow).toBe(4)
           expect(full.nextReplenishAt).toBe(full.fullAt)
-          expect(full.fullAt).toBeGreaterThan(untouched.resetAt - MONTH)
+          expect(full.fullAt).toBeGreaterThan(untouched.resetAt - LONG_WINDOW_MS)
           expect(full.fullAt).toBeLessThanOrEqual(untouched.resetAt)
           // Reading spent nothing.
           const first = yield* limiter.debit("tokens", key, 4)
@@ -498,7 +498,7 @@ export const conformanceSuite = (name: string, within: (tests: ConformanceTests)
           const spent = yield* limiter.peek("tokens", key)
           expect([spent.allowed, spent.limit, spent.remaining, spent.resetAt]).toEqual([false, 10, 0, first.resetAt])
           expect(spent.retryAfterMs).toBeGreaterThan(0)
-          expect(spent.retryAfterMs).toBeLessThanOrEqual(MONTH)
+          expect(spent.retryAfterMs).toBeLessThanOrEqual(LONG_WINDOW_MS)
           expect({ ...(yield* limiter.forecast("tokens", key, 1)) }).toEqual({
             spendableNow: 0,
             nextReplenishAt: first.resetAt,
