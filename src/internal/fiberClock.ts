@@ -4,9 +4,12 @@
  * `withFiberRuntime` step that builds a fiber status and then runs a second Effect; on an in-process
  * check those two steps cost more than the check itself (see bench/, `memory.hotKey.serviceVsEffectFloor`).
  *
- * `Fiber.getCurrentFiber` is the fiber whose step is running; `currentDefaultServices` is that fiber's
- * default services (a `TestClock` or `Effect.withClock` replaces the clock there), cached by the
- * fiber itself. The clock found for the last services seen is kept, so a call pays one comparison.
+ * The fiber whose step is running is the one the Effect 3 runtime keeps in its global slot
+ * `"effect/FiberCurrent"` while the step runs (`Fiber.getCurrentFiber` reads the same slot, and wraps it in
+ * an `Option`: an allocation per call that costs a tenth of a whole in-process check). Its
+ * `currentDefaultServices` are that fiber's default services (a `TestClock` or `Effect.withClock` replaces
+ * the clock there), cached by the fiber itself. The clock found for the last services seen is kept, so a
+ * call pays one comparison. The `TestClock` tests of the Memory door fail if the slot ever moves.
  *
  * @since 0.3.0
  * @internal
@@ -14,8 +17,13 @@
 import * as Clock from "effect/Clock"
 import type * as Context from "effect/Context"
 import type * as DefaultServices from "effect/DefaultServices"
-import * as Fiber from "effect/Fiber"
-import * as Option from "effect/Option"
+import type * as Fiber from "effect/Fiber"
+
+/** The global slot holding the fiber whose step is running (`effect/internal/fiber`'s `currentFiberURI`). */
+const CURRENT_FIBER = "effect/FiberCurrent"
+
+/** `globalThis`, seen as the holder of that slot. */
+const runtimeSlots = globalThis as { readonly [CURRENT_FIBER]?: Fiber.RuntimeFiber<unknown, unknown> | null }
 
 let lastServices: Context.Context<DefaultServices.DefaultServices> | undefined
 let lastClock: Clock.Clock | undefined
@@ -37,6 +45,8 @@ const clockIn = (services: Context.Context<DefaultServices.DefaultServices>): Cl
  * @internal
  */
 export const fiberNowMillis = (): number => {
-  const fiber = Fiber.getCurrentFiber()
-  return Option.isSome(fiber) ? clockIn(fiber.value.currentDefaultServices).unsafeCurrentTimeMillis() : Date.now()
+  const fiber = runtimeSlots[CURRENT_FIBER]
+  return fiber === undefined || fiber === null
+    ? Date.now()
+    : clockIn(fiber.currentDefaultServices).unsafeCurrentTimeMillis()
 }
