@@ -6,9 +6,10 @@
  * same, and the call is sent again to the node that owns the slot; no other failure is retried. Every
  * call is bounded by a timeout and fails with a typed error, never a hang.
  *
- * A batch (`runBatch`, `runPipelined`) is one call: one bound, one fence. On a cluster it is split by
- * node: one pipeline per node, written on the node's own connection, all sent at once, the replies put
- * back in input order. A single call on a cluster is written on its slot's primary connection too; a
+ * A batch (`runBatch`, `runPipelined`) is one call: one bound, one fence. A batch of one script is sent
+ * as a single call (no pipeline). A larger one is one pipeline, split by node on a cluster: one pipeline
+ * per node, written on the node's own connection, all sent at once, the replies put back in input
+ * order. A single call on a cluster is written on its slot's primary connection too; a
  * reply that says it did not run there (MOVED, ASK, TRYAGAIN, CLUSTERDOWN) sends it again through the
  * cluster client.
  *
@@ -192,6 +193,9 @@ class FiberCall<A> extends InFlight {
     this.resume(Effect.fail(failure))
   }
 }
+
+/** The replies of a batch of one call. */
+const onlyReply = (reply: Reply): Effect.Effect<ReadonlyArray<Reply>> => Effect.succeed([reply])
 
 /** A `runCallback` call: reports to plain callbacks. */
 class CallbackCall extends InFlight {
@@ -827,9 +831,17 @@ export const makeScriptRunner = (
   }
 
   // One callback-based Effect, as `runDecoded`: the batch is one call under the shared deadlines (one
-  // bound and one fence for all of its calls), settled once, with every reply in input order.
+  // bound and one fence for all of its calls), settled once, with every reply in input order. A batch of
+  // one call (a `checkMany` of up to 128 keys on one node) is sent as a single call, in a write of its own:
+  // the same bound, fence, NOSCRIPT and redirection handling, without a pipeline's objects and promise.
   const runBatch: ScriptRunner["runBatch"] = (calls) => {
     if (calls.length === 0) return Effect.succeed([])
+    if (calls.length === 1) {
+      const { args, script } = calls[0]!
+      return Effect.async<ReadonlyArray<Reply>, RedisFailure>((resume) => {
+        dispatch(new FiberCall(resume, onlyReply, script.name, performance.now() + timeoutMs), script, args, true)
+      })
+    }
     return Effect.async<ReadonlyArray<Reply>, RedisFailure>((resume) => {
       const batch = new BatchRun(calls, resume, performance.now() + timeoutMs)
       batch.fenced = fenceAll(calls)

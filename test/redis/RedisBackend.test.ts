@@ -146,7 +146,7 @@ describe("RedisBackend", () => {
         expect(first.leaseId.slice(0, 8)).toBe(second.leaseId.slice(0, 8))
       }))
 
-    it.scoped("checkMany is one pipeline; an adopted client is used as given and left open", () =>
+    it.scoped("checkMany is one script call (two in one pipeline past 128 keys); an adopted client is used as given and left open", () =>
       Effect.gen(function*() {
         const env = yield* TestRedis
         const client = new Redis(env.url, { ...safeOptions, lazyConnect: false })
@@ -154,20 +154,30 @@ describe("RedisBackend", () => {
         const pipeline = vi.spyOn(client, "pipeline")
         const evalsha = vi.spyOn(client, "evalsha")
         const keys = Array.from({ length: 50 }, (_, i) => `k${i % 10}`)
-        const decisions = yield* Effect.scoped(Effect.gen(function*() {
+        const wide = Array.from({ length: 130 }, (_, i) => `wide-${i}`)
+        const [decisions, wideDecisions] = yield* Effect.scoped(Effect.gen(function*() {
           const limiter = yield* RedisBackend.make({ policies: policies(`${env.ns}:many`), redis: { client } })
           // Redis's script cache may not hold many.check yet (a first run is sent again by text): warm it.
           yield* limiter.checkMany("window", ["warm-a", "warm-b"])
           pipeline.mockClear()
           evalsha.mockClear()
-          return yield* limiter.checkMany("window", keys)
+          const decisions = yield* limiter.checkMany("window", keys)
+          // 50 keys: one many.check (50 state keys and their 50 block keys), sent on its own.
+          expect(pipeline).not.toHaveBeenCalled()
+          expect(evalsha).toHaveBeenCalledTimes(1)
+          expect(evalsha.mock.calls[0]![1]).toBe(100)
+          evalsha.mockClear()
+          // 130 keys: two runs of many.check (128 + 2 keys), in one pipeline.
+          const wideDecisions = yield* limiter.checkMany("window", wide)
+          expect(pipeline).toHaveBeenCalledTimes(1)
+          expect(evalsha).not.toHaveBeenCalled()
+          return [decisions, wideDecisions] as const
         }))
-        expect(pipeline).toHaveBeenCalledTimes(1)
-        expect(evalsha).not.toHaveBeenCalled()
         // Each of the 10 keys admits 5 of its 5 occurrences, in input order.
         expect(decisions.filter((d) => d.allowed)).toHaveLength(50)
         expect(decisions.slice(0, 10).map((d) => d.remaining)).toEqual(Array(10).fill(4))
         expect(decisions.slice(40).map((d) => d.remaining)).toEqual(Array(10).fill(0))
+        expect(wideDecisions.map((d) => d.remaining)).toEqual(Array(130).fill(4))
         // The layer's scope is closed; the client it was given is still ours and still open.
         expect(client.status).toBe("ready")
         expect(yield* Effect.promise(() => client.ping())).toBe("PONG")
