@@ -6,7 +6,7 @@
  *
  * The fiber whose step is running is the one the Effect 3 runtime keeps in its global slot
  * `"effect/FiberCurrent"` while the step runs (`Fiber.getCurrentFiber` reads the same slot, and wraps it in
- * an `Option`: an allocation per call that costs a tenth of a whole in-process check). Its
+ * an `Option`: an allocation per call, ~10 ns of a ~240 ns in-process check on the bench VM). Its
  * `currentDefaultServices` are that fiber's default services (a `TestClock` or `Effect.withClock` replaces
  * the clock there), cached by the fiber itself. The clock found for the last services seen is kept, so a
  * call pays one comparison. The `TestClock` tests of the Memory door fail if the slot ever moves.
