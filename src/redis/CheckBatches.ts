@@ -53,7 +53,8 @@ const MANY_CHUNK = 128
 
 /**
  * The `many.check` arguments (numkeys, KEYS, ARGV) deciding `keys` (full state keys) with `costOf(i)` at
- * `now` (0: the Redis clock). The fence's place holds 0 (the runner writes it).
+ * `now` (0: the Redis clock). The fence's place holds 0 (the runner writes it). When every key spends the
+ * same cost, it is sent once.
  *
  * @since 0.3.0
  * @category constructors
@@ -71,7 +72,11 @@ export const manyArgs = (
   args.push(now, part.kind)
   for (const param of part.params) args.push(param)
   args.push(0)
-  for (let i = 0; i < n; i++) args.push(costOf(i))
+  const first = costOf(0)
+  let shared = true
+  for (let i = 1; i < n && shared; i++) shared = costOf(i) === first
+  if (shared) args.push(first)
+  else for (let i = 0; i < n; i++) args.push(costOf(i))
   return args
 }
 

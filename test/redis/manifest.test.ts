@@ -112,7 +112,7 @@ describe("vendor/lua manifest", () => {
     // (The Redis store sends each dimension's block key after the wire keys: 2n KEYS.)
     expect(byName.get("multi.check")).toMatchObject({ keys: ["keys..."], argv: ["now", "fence", "dims..."] })
     // Many checks of one policy: each key's check in turn (coalesced checks, checkMany), written as allowed;
-    // the policy's kind and parameters once, then one cost per key.
+    // the policy's kind and parameters once, then one cost per key (or one that every key spends).
     expect(byName.get("many.check")).toMatchObject({
       keys: ["keys..."],
       argv: ["now", "kind", "p1", "p2", "p3", "p4", "p5", "p6", "fence", "costs..."]

@@ -319,6 +319,29 @@ export const conformanceSuite = (name: string, within: (tests: ConformanceTests)
           expect(yield* limiter.checkMany("window", [])).toEqual([])
         }))
 
+      it.effect("a gcra checkMany spends as the same checks one by one: a key named again sees its earlier spend", () =>
+        Effect.gen(function*() {
+          const limiter = yield* RateLimiter
+          const a = fresh("many-gcra-a")
+          const b = fresh("many-gcra-b")
+          const decisions = yield* limiter.checkMany("burst", [a, b, a, a, a, a, a])
+          expect(decisions.map((d) => [d.allowed, d.limit, d.remaining])).toEqual([
+            [true, 5, 4],
+            [true, 5, 4],
+            [true, 5, 3],
+            [true, 5, 2],
+            [true, 5, 1],
+            [true, 5, 0],
+            [false, 5, 0]
+          ])
+          expect(decisions[6]!.retryAfterMs).toBeGreaterThan(0)
+          // A cost of 2 on a fresh key: 5 → 3 → 1, then a denial that spends nothing.
+          const c = fresh("many-gcra-c")
+          const twos = yield* limiter.checkMany("burst", [c, c, c], 2)
+          expect(twos.map((d) => [d.allowed, d.remaining])).toEqual([[true, 3], [true, 1], [false, 1]])
+          expect((yield* limiter.check("burst", c)).remaining).toBe(0)
+        }))
+
       it.effect("peek does not consume", () =>
         Effect.gen(function*() {
           const limiter = yield* RateLimiter

@@ -67,12 +67,16 @@ end
 -- a = { periodMs, limit, burst }; T = periodMs / limit; tau = T * burst; the reported limit is burst.
 local GCRA_FORECAST_SIMULATION_LIMIT = 4096
 
-local function gcra_tat(key, now)
-  local stored = redis.call('GET', key)
+-- The TAT a key holding `stored` (false or nil: no key) stands at `now`: never behind now.
+local function gcra_tat_of(stored, now)
   local tat = now
   if stored then tat = tonumber(stored) end
   if tat < now then tat = now end
   return tat
+end
+
+local function gcra_tat(key, now)
+  return gcra_tat_of(redis.call('GET', key), now)
 end
 
 local function gcra_units_left(tat, now, T, tau)
@@ -81,25 +85,35 @@ local function gcra_units_left(tat, now, T, tau)
   return remaining
 end
 
--- Decides a check of `cost`; returns the five-integer reply and, when allowed, the write to apply.
-local function gcra_check(key, now, a, cost)
+-- Decides a check of `cost` from the key's TAT: the five integers of the reply, then, when allowed, the
+-- new TAT and the write's expiry in ms (both nil when denied). Plain values, no table: many.check decides
+-- a hundred keys a run with it.
+local function gcra_decide(tat, now, a, cost)
   local T = a.periodMs / a.limit
   local tau = T * a.burst
-  local tat = gcra_tat(key, now)
-  local inc = T * cost
-  local newTat = tat + inc
+  local newTat = tat + T * cost
   local allowAt = newTat - tau
   if now < allowAt then
-    return { 0, a.burst, gcra_units_left(tat, now, T, tau), math.ceil(tat), math.ceil(allowAt - now) }, nil
+    return 0, a.burst, gcra_units_left(tat, now, T, tau), math.ceil(tat), math.ceil(allowAt - now), nil, nil
   end
   local remaining = math.floor((tau - (newTat - now)) / T)
   if remaining < 0 then remaining = 0 end
   local px = math.ceil(newTat - now)
   if px < 1 then px = 1 end
-  local write = function()
-    redis.call('SET', key, tk_fmt(newTat), 'PX', tk_fmt(px))
-  end
-  return { 1, a.burst, remaining, math.ceil(newTat), 0 }, write
+  return 1, a.burst, remaining, math.ceil(newTat), 0, newTat, px
+end
+
+-- Writes the TAT an allowed check reached, expiring when it is back to now. `px` is a whole number of ms,
+-- which Redis prints as such, so it needs no formatting of ours.
+local function gcra_write(key, newTat, px)
+  redis.call('SET', key, tk_fmt(newTat), 'PX', px)
+end
+
+-- Decides a check of `cost`; returns the five-integer reply and, when allowed, the write to apply.
+local function gcra_check(key, now, a, cost)
+  local allowed, limit, remaining, resetAt, retry, newTat, px = gcra_decide(gcra_tat(key, now), now, a, cost)
+  if newTat == nil then return { allowed, limit, remaining, resetAt, retry }, nil end
+  return { allowed, limit, remaining, resetAt, retry }, function() gcra_write(key, newTat, px) end
 end
 
 -- Peek's remaining for a current TAT: the units left, but at least 1 when a 1-unit check would pass.

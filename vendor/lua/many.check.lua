@@ -4,11 +4,13 @@
 -- Many independent checks of one policy in one run (this package's own: the Redis door's coalesced
 -- concurrent checks and its checkMany): each key in KEYS order gets exactly the check its policy's
 -- single-key script makes, at one instant, and is written as soon as it is allowed, so a key named twice
--- sees its first check's write. ARGV after now: the policy's kind and its six parameters (as one dimension
--- of multi.check: the single-key script's parameters in ARGV order, the rest "0"), the fence, then one cost
--- per key. KEYS: the n state keys, then optionally each one's block key in the same order (2n keys): a
--- blocked key is denied with the block's end and nothing is written for it. Reply: five integers per key,
--- in order; {-3, 1} when the kind is unknown (nothing written).
+-- sees its first check's write. KEYS: the n state keys, then each one's block key in the same order (2n
+-- keys): a blocked key is denied with the block's end and nothing is written for it. ARGV after now: the
+-- policy's kind and its six parameters (as one dimension of multi.check: the single-key script's
+-- parameters in ARGV order, the rest "0"), the fence, then the costs: one per key, or a single one that
+-- every key spends. Reply: five integers per key, in order; {-3, 1} when the kind is unknown (nothing
+-- written). A GCRA policy reads all its states in the same MGET as the blocks (a key holding another type
+-- reads as absent there, where GET would fail the run).
 
 -- The Redis server clock in epoch-ms (TIME: seconds * 1000 + floor(microseconds / 1000)), read at most once
 -- per run of a script: the fence and "now" share one TIME call (each redis.call costs about as much as a
@@ -113,12 +115,16 @@ end
 -- a = { periodMs, limit, burst }; T = periodMs / limit; tau = T * burst; the reported limit is burst.
 local GCRA_FORECAST_SIMULATION_LIMIT = 4096
 
-local function gcra_tat(key, now)
-  local stored = redis.call('GET', key)
+-- The TAT a key holding `stored` (false or nil: no key) stands at `now`: never behind now.
+local function gcra_tat_of(stored, now)
   local tat = now
   if stored then tat = tonumber(stored) end
   if tat < now then tat = now end
   return tat
+end
+
+local function gcra_tat(key, now)
+  return gcra_tat_of(redis.call('GET', key), now)
 end
 
 local function gcra_units_left(tat, now, T, tau)
@@ -127,25 +133,35 @@ local function gcra_units_left(tat, now, T, tau)
   return remaining
 end
 
--- Decides a check of `cost`; returns the five-integer reply and, when allowed, the write to apply.
-local function gcra_check(key, now, a, cost)
+-- Decides a check of `cost` from the key's TAT: the five integers of the reply, then, when allowed, the
+-- new TAT and the write's expiry in ms (both nil when denied). Plain values, no table: many.check decides
+-- a hundred keys a run with it.
+local function gcra_decide(tat, now, a, cost)
   local T = a.periodMs / a.limit
   local tau = T * a.burst
-  local tat = gcra_tat(key, now)
-  local inc = T * cost
-  local newTat = tat + inc
+  local newTat = tat + T * cost
   local allowAt = newTat - tau
   if now < allowAt then
-    return { 0, a.burst, gcra_units_left(tat, now, T, tau), math.ceil(tat), math.ceil(allowAt - now) }, nil
+    return 0, a.burst, gcra_units_left(tat, now, T, tau), math.ceil(tat), math.ceil(allowAt - now), nil, nil
   end
   local remaining = math.floor((tau - (newTat - now)) / T)
   if remaining < 0 then remaining = 0 end
   local px = math.ceil(newTat - now)
   if px < 1 then px = 1 end
-  local write = function()
-    redis.call('SET', key, tk_fmt(newTat), 'PX', tk_fmt(px))
-  end
-  return { 1, a.burst, remaining, math.ceil(newTat), 0 }, write
+  return 1, a.burst, remaining, math.ceil(newTat), 0, newTat, px
+end
+
+-- Writes the TAT an allowed check reached, expiring when it is back to now. `px` is a whole number of ms,
+-- which Redis prints as such, so it needs no formatting of ours.
+local function gcra_write(key, newTat, px)
+  redis.call('SET', key, tk_fmt(newTat), 'PX', px)
+end
+
+-- Decides a check of `cost`; returns the five-integer reply and, when allowed, the write to apply.
+local function gcra_check(key, now, a, cost)
+  local allowed, limit, remaining, resetAt, retry, newTat, px = gcra_decide(gcra_tat(key, now), now, a, cost)
+  if newTat == nil then return { allowed, limit, remaining, resetAt, retry }, nil end
+  return { allowed, limit, remaining, resetAt, retry }, function() gcra_write(key, newTat, px) end
 end
 
 -- Peek's remaining for a current TAT: the units left, but at least 1 when a 1-unit check would pass.
@@ -758,23 +774,50 @@ local now = tk_now(ARGV[1])
 local kind = ARGV[2]
 local a = tk_dim_params(kind, ARGV, 3)
 if a == nil then return { -3, 1 } end
-local n = #ARGV - 9
-local blocks = #KEYS == 2 * n
--- Every block key in one read (the keys share a slot on a cluster, as the batch does).
-local stored = {}
-if blocks then stored = redis.call('MGET', unpack(KEYS, n + 1, 2 * n)) end
+local n = math.floor(#KEYS / 2)
+local shared = nil
+if #ARGV == 10 then shared = tonumber(ARGV[10]) end
 local reply = {}
+local r = 0
+if kind == 'gcra' then
+  -- One read for every state and block (the keys share a slot on a cluster, as the batch does). A key
+  -- named again reads the TAT its earlier check wrote in this run.
+  local stored = redis.call('MGET', unpack(KEYS, 1, 2 * n))
+  local written = {}
+  for i = 1, n do
+    local ends = tk_block_end_of(stored[n + i], now)
+    if ends then
+      reply[r + 1], reply[r + 2], reply[r + 3], reply[r + 4], reply[r + 5] = 0, a.burst, 0, ends, ends - now
+    else
+      local key = KEYS[i]
+      local state = written[key]
+      if state == nil then state = stored[i] end
+      local allowed, limit, remaining, resetAt, retry, newTat, px =
+        gcra_decide(gcra_tat_of(state, now), now, a, shared or tonumber(ARGV[9 + i]))
+      if newTat ~= nil then
+        gcra_write(key, newTat, px)
+        written[key] = newTat
+      end
+      reply[r + 1], reply[r + 2], reply[r + 3], reply[r + 4], reply[r + 5] = allowed, limit, remaining, resetAt, retry
+    end
+    r = r + 5
+  end
+  return reply
+end
+-- Every block key in one read.
+local blocks = redis.call('MGET', unpack(KEYS, n + 1, 2 * n))
 for i = 1, n do
   local d
-  local ends = tk_block_end_of(stored[i], now)
+  local ends = tk_block_end_of(blocks[i], now)
   if ends then
     -- Blocked: denied with the block's end; its state is not even read.
     d = tk_block_denial({ 0, tk_dim_limit(kind, a) }, ends, now)
   else
     local w
-    d, w = tk_dim_check(kind, KEYS[i], now, a, tonumber(ARGV[9 + i]))
+    d, w = tk_dim_check(kind, KEYS[i], now, a, shared or tonumber(ARGV[9 + i]))
     if w then w() end
   end
-  for j = 1, 5 do reply[#reply + 1] = d[j] end
+  reply[r + 1], reply[r + 2], reply[r + 3], reply[r + 4], reply[r + 5] = d[1], d[2], d[3], d[4], d[5]
+  r = r + 5
 end
 return reply
