@@ -10,7 +10,7 @@ import { create } from "@bufbuild/protobuf"
 import * as grpc from "@grpc/grpc-js"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
-import { deserializer, methodPath, serializer } from "./codec.js"
+import { callSerializer, deserializer, methodPath, serializer } from "./codec.js"
 import { GrpcStatusError } from "./status.js"
 
 /**
@@ -260,7 +260,7 @@ const codecOf = <M extends DescMethod>(method: M): MethodCodec<M> => {
   if (known !== undefined) return known as MethodCodec<M>
   const codec: MethodCodec<M> = {
     path: methodPath(method),
-    serialize: serializer<M["input"]>(method.input),
+    serialize: callSerializer<M["input"]>(method.input),
     deserialize: deserializer<M["output"]>(method.output)
   }
   codecs.set(method, codec as MethodCodec<DescMethod>)
