@@ -101,10 +101,12 @@ local function gcra_decide(tat, now, a, cost)
   return 1, a.burst, remaining, math.ceil(newTat), 0, newTat, px
 end
 
--- Writes the TAT an allowed check reached, expiring when it is back to now. `px` is a whole number of ms,
--- which Redis prints as such, so it needs no formatting of ours.
+-- Writes the TAT an allowed check reached, expiring when it is back to now (px: a whole number of ms).
+-- Both go to Redis as Lua numbers: Redis prints a number argument itself, with up to 17 significant
+-- digits (7.0: "%.17g", the bytes tk_fmt writes; 7.2 on: the shortest form that reads back the same
+-- double), without the Lua string tk_fmt would build first.
 local function gcra_write(key, newTat, px)
-  redis.call('SET', key, tk_fmt(newTat), 'PX', px)
+  redis.call('SET', key, newTat, 'PX', px)
 end
 
 -- Decides a check of `cost`; returns the five-integer reply and, when allowed, the write to apply.
