@@ -75,6 +75,7 @@ import * as Replies from "../redis/Replies.js"
 import { type ScriptClock, scriptNow } from "../redis/ScriptClock.js"
 import {
   type BatchCall,
+  batchCall,
   type EvalArgs,
   evalArgs,
   type Reply,
@@ -563,20 +564,21 @@ export const makeStoreOn = (
             Effect.forEach(keys, (key) =>
               Effect.map(
                 runner.prepare(entry.check, keysOf(prefix, key), { ...params, now: at, cost }),
-                (call): BatchCall => ({ script: call.script, args: evalArgs(call) })
+                (call): BatchCall =>
+                  batchCall(call.script, evalArgs(call))
               )),
-            (calls) =>
-              Effect.flatMap(runner.runBatch(calls), Replies.decisionsOf)
+            (calls) => Effect.flatMap(runner.runBatch(calls), Replies.decisionsOf)
           )
         }
         const plan = CheckBatches.planMany(batching, keys.map((key) => keyOf(prefix, key)), cost, at)
         return Effect.flatMap(runner.runBatch(plan.calls), plan.decode)
       }
-      // Its span captures no stack: taken here, the stack would name this file, not the caller's line.
+      // No span of its own, as `check` (callers that want one wrap it): effect's native span keeps each
+      // call's outcome in an object V8 comes to allocate in the old generation, where it outlives the young
+      // collections; with 100 decisions an outcome, a probe of checkMany(100) spent 45–100 µs a call in the
+      // garbage collector with the span, 8–9 µs without.
       const checkMany: BoundLimiter["checkMany"] = (keys, cost) =>
-        Effect.flatMap(now, (at) => checkManyAt(keys, cost, at)).pipe(
-          Effect.withSpan("RedisBackend.checkMany", { captureStackTrace: false })
-        )
+        Effect.flatMap(now, (at) => checkManyAt(keys, cost, at))
 
       const peek = Effect.fn("RedisBackend.peek")(
         function*(key: string): Effect.fn.Return<Decision, RateLimiterError> {

@@ -24,7 +24,14 @@ import type * as Decision from "../Decision.js"
 import { BackendError } from "../Errors.js"
 import type { CallTemplate } from "./CallTemplate.js"
 import * as Replies from "./Replies.js"
-import type { BatchCall, EvalArgs, RedisFailure, Reply, ScriptRunner } from "./ScriptRunner.js"
+import {
+  type BatchCall,
+  batchCall,
+  type EvalArgs,
+  type RedisFailure,
+  type Reply,
+  type ScriptRunner
+} from "./ScriptRunner.js"
 import type { Script } from "./Scripts.js"
 import { blockKeyOf, slotOf } from "./Slots.js"
 
@@ -250,7 +257,7 @@ export const planMany = (
       ? single.args(keys[run[0]!]!, now, cost)
       : manyArgs(part, run.map((i) => keys[i]!), costOf, now)
     // On a cluster the runner groups the calls by slot: it takes the slot worked out here.
-    return cluster ? { script, args, slot: slots[r]! } : { script, args }
+    return batchCall(script, args, cluster ? slots[r]! : undefined)
   })
   const decode = (replies: ReadonlyArray<Reply>) => {
     const decisions = new Array<Decision.Decision>(keys.length)
