@@ -216,8 +216,9 @@ export const makeStore = (
         )
 
     // One `Effect.async` for the RPC (a literal request), its answer decoded in one plain loop inside the
-    // call's callback (not an Effect per decision).
-    // Its span captures no stack: taken here, the stack would name this file, not the caller's line.
+    // call's callback (not an Effect per decision). No span of its own, as `check` (callers that want one
+    // wrap it): effect's native span keeps the call's outcome in an object V8 may allocate in the old
+    // generation, where it outlives the young collections (see RedisBackend's checkMany).
     const checkMany: RemoteStore["checkMany"] = (policy, keys, cost) =>
       unaryWith(
         client,
@@ -232,7 +233,7 @@ export const makeStore = (
         (response): Effect.Effect<ReadonlyArray<Decision>, RateLimiterError> =>
           decisionsFromWire(response.decisions, keys.length, BACKEND),
         (error) => toRateLimiterError(error, { service, policy, operation: "checkMany" })
-      ).pipe(Effect.withSpan("ServiceBackend.checkMany", { captureStackTrace: false }))
+      )
 
     const peek = Effect.fn("ServiceBackend.peek")(
       function*(policy: string, key: string): Effect.fn.Return<Decision, RateLimiterError> {
