@@ -576,7 +576,7 @@ export const makeStoreOn = (
       // No span of its own, as `check` (callers that want one wrap it): effect's native span keeps each
       // call's outcome in an object V8 comes to allocate in the old generation, where it outlives the young
       // collections; with 100 decisions an outcome, a probe of checkMany(100) spent 45–100 µs a call in the
-      // garbage collector with the span, 8–9 µs without.
+      // garbage collector with the span, 8–13 µs without.
       const checkMany: BoundLimiter["checkMany"] = (keys, cost) =>
         Effect.flatMap(now, (at) => checkManyAt(keys, cost, at))
 
