@@ -126,9 +126,9 @@ export class ServiceUnavailable extends Schema.TaggedError<ServiceUnavailable>()
 /**
  * A consuming call (a check, a debit, an admission) was sent and no answer came back in time, and nothing
  * can tell whether the remote side applied it: it may have counted, or not, or may still count later.
- * Only the Service door reports it (a gRPC DEADLINE_EXCEEDED: the server measures the deadline from when
- * the request reached it, so it may apply a request its client has given up on). Retrying may count the
- * call twice; not retrying may count it never.
+ * Only the Service door reports it (a gRPC DEADLINE_EXCEEDED: the client gave up on the call and cancelled
+ * it, but a request that reached the server before the cancellation may have been applied, or may still
+ * be). Retrying may count the call twice; not retrying may count it never.
  *
  * @since 0.2.0
  * @category errors

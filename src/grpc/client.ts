@@ -10,6 +10,7 @@ import { create } from "@bufbuild/protobuf"
 import * as grpc from "@grpc/grpc-js"
 import * as Effect from "effect/Effect"
 import * as Stream from "effect/Stream"
+import { Deadlines, type Expiring } from "../internal/deadlines.js"
 import { callSerializer, deserializer, methodPath, serializer } from "./codec.js"
 import { GrpcStatusError } from "./status.js"
 
@@ -91,8 +92,14 @@ export interface UnaryCall {
   readonly cancel: () => void
 }
 
-/** The clients whose unary calls may go straight to the channel (see `allowDirectCalls`). */
-const direct = new WeakSet<grpc.Client>()
+/**
+ * The clients whose unary calls may go straight to the channel (see `allowDirectCalls`), each with the
+ * deadline queues of its direct calls, one per call bound (a door uses one).
+ */
+const direct = new WeakMap<grpc.Client, Map<number, Deadlines>>()
+
+/** How many distinct call bounds a client's direct calls share timers for; calls beyond get grpc-js's own. */
+const SHARED_BOUNDS = 8
 
 /**
  * Lets `sendUnary` start `client`'s unary calls on its channel directly, without grpc-js's client layer
@@ -104,7 +111,7 @@ const direct = new WeakSet<grpc.Client>()
  * @category calls
  */
 export const allowDirectCalls = (client: grpc.Client): void => {
-  direct.add(client)
+  if (!direct.has(client)) direct.set(client, new Map())
 }
 
 /**
@@ -129,7 +136,8 @@ export const sendUnary = <M extends UnaryMethod>(
   onError: (error: GrpcStatusError) => void
 ): UnaryCall | undefined => {
   const codec = codecOf<M>(method)
-  if (direct.has(client)) return sendDirect(client, codec, message, options, onResponse, onError)
+  const bounds = direct.get(client)
+  if (bounds !== undefined) return sendDirect(client, codec, message, options, bounds, onResponse, onError)
   try {
     return client.makeUnaryRequest(
       codec.path,
@@ -161,20 +169,25 @@ type ChannelCall = ReturnType<grpc.ChannelInterface["createCall"]>
 
 /**
  * One direct call: the channel call's listener (what grpc-js's `makeUnaryRequest` and its bottom
- * intercepting call make of the call's events, with the same outcomes) and its cancel handle (what
- * `ClientUnaryCall.cancel` does). One object with methods, no closures per call.
+ * intercepting call make of the call's events, with the same outcomes), its cancel handle (what
+ * `ClientUnaryCall.cancel` does) and its deadline, kept by the client's shared `Deadlines` rather than a
+ * grpc-js timer per call. One object with methods, no closures per call.
  */
-class DirectCall<M extends UnaryMethod> implements UnaryCall {
+class DirectCall<M extends UnaryMethod> implements UnaryCall, Expiring {
   private response: MessageShape<M["output"]> | undefined = undefined
   private readError: GrpcStatusError | undefined = undefined
-  private ended = false
+  settled = false
+  readonly deadline: number
 
   constructor(
     private readonly call: ChannelCall,
     private readonly codec: MethodCodec<M>,
+    private readonly deadlines: Deadlines | undefined,
     private readonly onResponse: (response: MessageShape<M["output"]>) => void,
     private readonly onError: (error: GrpcStatusError) => void
-  ) {}
+  ) {
+    this.deadline = deadlines === undefined ? Infinity : performance.now() + deadlines.timeoutMs
+  }
 
   onReceiveMetadata(): void {}
 
@@ -195,8 +208,9 @@ class DirectCall<M extends UnaryMethod> implements UnaryCall {
   }
 
   onReceiveStatus(status: grpc.StatusObject): void {
-    if (this.ended) return
-    this.ended = true
+    if (this.settled) return
+    this.settled = true
+    this.deadlines?.settled()
     if (this.readError !== undefined) this.onError(this.readError)
     else if (status.code !== grpc.status.OK) {
       this.onError(new GrpcStatusError({ code: status.code, details: status.details }))
@@ -208,28 +222,51 @@ class DirectCall<M extends UnaryMethod> implements UnaryCall {
   cancel(): void {
     this.call.cancelWithStatus(grpc.status.CANCELLED, "Cancelled on client")
   }
+
+  /** The shared bound passed: the call ends as grpc-js ends one past its deadline (the server sees it cancelled). */
+  expire(timeoutMs: number): void {
+    if (!this.settled) {
+      this.call.cancelWithStatus(grpc.status.DEADLINE_EXCEEDED, `Deadline exceeded after ${timeoutMs} ms`)
+    }
+  }
 }
 
 /**
  * `sendUnary` on the channel: what grpc-js's `makeUnaryRequest` does for a client without interceptors,
  * in the same order (start, read, send, half-close), minus the layers that serve interceptors and events.
+ * The call's deadline is one of the client's shared `Deadlines` (for up to `SHARED_BOUNDS` distinct
+ * bounds): grpc-js is given none, so it arms no timer per call and sends no `grpc-timeout` header (the
+ * server learns of a call given up on by its cancellation).
  */
 const sendDirect = <M extends UnaryMethod>(
   client: grpc.Client,
   codec: MethodCodec<M>,
   message: MessageShape<M["input"]>,
   options: CallOptions,
+  bounds: Map<number, Deadlines>,
   onResponse: (response: MessageShape<M["output"]>) => void,
   onError: (error: GrpcStatusError) => void
 ): UnaryCall | undefined => {
+  let deadlines = bounds.get(options.deadlineMs)
+  if (deadlines === undefined && bounds.size < SHARED_BOUNDS) {
+    deadlines = new Deadlines(options.deadlineMs)
+    bounds.set(options.deadlineMs, deadlines)
+  }
   let call: ChannelCall
   try {
-    call = client.getChannel().createCall(codec.path, Date.now() + options.deadlineMs, undefined, null, undefined)
+    call = client.getChannel().createCall(
+      codec.path,
+      deadlines === undefined ? Date.now() + options.deadlineMs : Infinity,
+      undefined,
+      null,
+      undefined
+    )
   } catch (error) {
     onError(closedChannel(error))
     return undefined
   }
-  const pending = new DirectCall(call, codec, onResponse, onError)
+  const pending = new DirectCall(call, codec, deadlines, onResponse, onError)
+  if (deadlines !== undefined) deadlines.track(pending)
   call.start(options.metadata ?? new grpc.Metadata(), pending)
   call.startRead()
   let bytes: Buffer

@@ -2,8 +2,9 @@
  * The Service door: a `RemoteStore` whose primitives are the RPCs of a ThrottleKit server (ours, or the
  * reference `throttlekit-server`), and the `RateLimiter` front over it (`make`, `layer`). The channel
  * (`grpc/channel.ts`, as the Fleet and Monitor clients dial) is scoped and closed with the layer; every
- * call carries a deadline (1 s by default) and a missed one is `ServiceUnavailable`; interrupting a call
- * cancels it on the wire (except a check that joined a batch).
+ * call carries a deadline (1 s by default, kept by one timer for all the calls in flight, see
+ * `grpc/client.ts`); a missed one is `OutcomeUnknown` for a consuming call and `ServiceUnavailable` for a
+ * read; interrupting a call cancels it on the wire (except a check that joined a batch).
  * Under load, concurrent checks to one policy leave together as one `CheckMany` (`coalesceChecks`, on by
  * default). The store validates nothing: the front checks every argument first, so bad input never
  * leaves the process.

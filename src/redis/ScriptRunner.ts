@@ -18,6 +18,7 @@
 import * as Effect from "effect/Effect"
 import type { Cluster, Redis } from "ioredis"
 import type { BackendError, ServiceUnavailable } from "../Errors.js"
+import { Deadlines, type Expiring } from "../internal/deadlines.js"
 import type { RedisHandle } from "./RedisClient.js"
 import { classify, fencedOut, isNoScript, timedOut } from "./RedisErrors.js"
 import type { RedisTime } from "./RedisTime.js"
@@ -282,65 +283,6 @@ interface AckedCall {
   readonly args: EvalArgs
   /** Redirections followed so far. */
   readonly redirections: number
-}
-
-/** What `Deadlines` needs of a call. */
-interface Expiring {
-  readonly settled: boolean
-  readonly deadline: number
-  /** Fails the call as timed out, unless it settled already. */
-  expire(timeoutMs: number): void
-}
-
-/**
- * The deadlines (on the monotonic `performance.now()` clock) of a runner's calls in flight. Every call
- * gets the same bound, so deadlines come in the order calls start: a queue whose head is the next to
- * expire, and one timer armed for the head. Calls that settled leave the head as soon as they reach it
- * (replies on one connection come in order, so the queue holds about the calls in flight). The timer is
- * unreferenced while nothing is in flight, so an idle runner never keeps the process alive.
- */
-class Deadlines {
-  private readonly calls: Array<Expiring> = []
-  private head = 0
-  private timer: ReturnType<typeof setTimeout> | undefined = undefined
-
-  constructor(readonly timeoutMs: number) {}
-
-  /** Tracks `call` (whose deadline is now + timeoutMs) until it settles or expires. */
-  track(call: Expiring): void {
-    this.calls.push(call)
-    if (this.timer === undefined) this.arm(this.timeoutMs)
-    else if (this.calls.length - this.head === 1) this.timer.ref()
-  }
-
-  /** Drops settled calls from the head; called after a call settles. */
-  settled(): void {
-    const calls = this.calls
-    while (this.head < calls.length && calls[this.head]!.settled) this.head++
-    if (this.head === calls.length) {
-      calls.length = 0
-      this.head = 0
-      this.timer?.unref()
-    } else if (this.head >= 1024 && this.head * 2 >= calls.length) {
-      calls.splice(0, this.head)
-      this.head = 0
-    }
-  }
-
-  private arm(inMs: number): void {
-    this.timer = setTimeout(this.expire, Math.max(1, inMs))
-  }
-
-  private readonly expire = (): void => {
-    this.timer = undefined
-    const now = performance.now()
-    const calls = this.calls
-    while (this.head < calls.length && calls[this.head]!.deadline <= now) {
-      calls[this.head++]!.expire(this.timeoutMs)
-    }
-    this.settled()
-    if (this.head < calls.length) this.arm(calls[this.head]!.deadline - now)
-  }
 }
 
 /**

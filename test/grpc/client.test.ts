@@ -111,6 +111,41 @@ describe("unary calls (direct and through grpc-js's client layer)", () => {
       }
     })))
 
+  it.live("calls with different bounds each end at their own deadline, cancelled at the server, on both", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const server = yield* testServer
+      for (const [name, client] of yield* clients(server.target)) {
+        const before = server.cancelled.length
+        const started = performance.now()
+        // A direct call's deadline is its client's shared queue for its bound: two bounds, interleaved.
+        const ends = yield* Effect.forEach(
+          [150, 400, 150],
+          (deadlineMs) =>
+            unary(client, check, request(behaviours.hang), { deadlineMs }).pipe(
+              Effect.flip,
+              Effect.map((error) => ({ code: error.code, deadlineMs, at: performance.now() - started }))
+            ),
+          { concurrency: "unbounded" }
+        )
+        for (const end of ends) {
+          expect(end.code, name).toBe(grpc.status.DEADLINE_EXCEEDED)
+          expect(end.at, `${name}: ended before its ${end.deadlineMs} ms bound`).toBeGreaterThanOrEqual(
+            end.deadlineMs - 5
+          )
+        }
+        expect(Math.max(ends[0]!.at, ends[2]!.at), name).toBeLessThan(ends[1]!.at)
+        let waited = 0
+        while (server.cancelled.length < before + 3 && waited < 5000) {
+          yield* Effect.sleep("20 millis")
+          waited += 20
+        }
+        expect(server.cancelled.length, name).toBe(before + 3)
+        // The client still answers after its bounds' queues emptied.
+        const answered = yield* unary(client, check, request(behaviours.answer), { deadlineMs: 150 })
+        expect(answered.decision?.allowed, name).toBe(true)
+      }
+    })))
+
   it.live("interrupting a call cancels it on the wire, on both", () =>
     Effect.scoped(Effect.gen(function*() {
       const server = yield* testServer
