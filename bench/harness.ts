@@ -173,9 +173,8 @@ export const measure = async (
   workloads: ReadonlyArray<Workload>,
   plan: Plan
 ): Promise<Array<Result>> => {
-  // One full collection for the scenario, before anything of it runs (not one per round: `gc()` leaves
-  // the heap at its smallest, with its limits shrunk, and the next second of a gRPC client ran ~30 % slower
-  // after it, every row alike; see the README's bench notes).
+  // One full collection for the scenario, before anything of it runs, not one per round: in a probe,
+  // serial gRPC checks ran 25–35 % slower in the second after a `gc()` (see the README's bench notes).
   collectGarbage()
   for (const workload of workloads) {
     if (workload.verify !== undefined) await workload.verify()

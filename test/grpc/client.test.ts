@@ -146,6 +146,24 @@ describe("unary calls (direct and through grpc-js's client layer)", () => {
       }
     })))
 
+  it.live("calls of more distinct bounds than a client shares timers for still end at their deadlines", () =>
+    Effect.scoped(Effect.gen(function*() {
+      const server = yield* testServer
+      const [[, client]] = yield* clients(server.target)
+      // Twelve bounds: the first eight get shared queues, the rest grpc-js's own deadline (see `sendDirect`).
+      const bounds = Array.from({ length: 12 }, (_, i) => 100 + 10 * i)
+      const codes = yield* Effect.forEach(
+        bounds,
+        (deadlineMs) =>
+          unary(client, check, request(behaviours.hang), { deadlineMs }).pipe(
+            Effect.flip,
+            Effect.map((error) => error.code)
+          ),
+        { concurrency: "unbounded" }
+      )
+      expect(codes).toEqual(bounds.map(() => grpc.status.DEADLINE_EXCEEDED))
+    })))
+
   it.live("interrupting a call cancels it on the wire, on both", () =>
     Effect.scoped(Effect.gen(function*() {
       const server = yield* testServer
