@@ -174,7 +174,8 @@ class ExpiryHeap {
  * the earliest of the two heads is next.
  */
 class ExpiryQueue {
-  private fifo: Array<Expiry> = []
+  /** The in-order expiries, from `head` on; slots before `head` are emptied so a popped entry is not kept. */
+  private fifo: Array<Expiry | undefined> = []
   private head = 0
   private readonly late = new ExpiryHeap()
 
@@ -205,7 +206,7 @@ class ExpiryQueue {
       return
     }
     if (first === undefined) return
-    this.head++
+    this.fifo[this.head++] = undefined
     if (this.head === this.fifo.length) {
       this.fifo = []
       this.head = 0

@@ -23,7 +23,8 @@ export interface Expiring {
  * settles from inside its own `expire` may report it (`settled()` then waits for the sweep to end).
  */
 export class Deadlines {
-  private readonly calls: Array<Expiring> = []
+  /** The calls tracked, from `head` on; slots before `head` are emptied so a settled call is not kept. */
+  private readonly calls: Array<Expiring | undefined> = []
   private head = 0
   private timer: ReturnType<typeof setTimeout> | undefined = undefined
   private sweeping = false
@@ -41,7 +42,7 @@ export class Deadlines {
   settled(): void {
     if (this.sweeping) return
     const calls = this.calls
-    while (this.head < calls.length && calls[this.head]!.settled) this.head++
+    while (this.head < calls.length && calls[this.head]!.settled) calls[this.head++] = undefined
     if (this.head === calls.length) {
       calls.length = 0
       this.head = 0
@@ -63,7 +64,9 @@ export class Deadlines {
     this.sweeping = true
     try {
       while (this.head < calls.length && calls[this.head]!.deadline <= now) {
-        calls[this.head++]!.expire(this.timeoutMs)
+        const call = calls[this.head]!
+        calls[this.head++] = undefined
+        call.expire(this.timeoutMs)
       }
     } finally {
       this.sweeping = false
