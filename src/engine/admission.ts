@@ -25,6 +25,7 @@
  */
 import type { DecisionData } from "../Decision.js"
 import { type ConcurrencyOptions, Guard } from "./concurrency.js"
+import { Fifo } from "./fifo.js"
 import type { LeaseSlot } from "./leaseTable.js"
 import { LeaseTable } from "./leaseTable.js"
 
@@ -174,24 +175,23 @@ class ExpiryHeap {
  * the earliest of the two heads is next.
  */
 class ExpiryQueue {
-  /** The in-order expiries, from `head` on; slots before `head` are emptied so a popped entry is not kept. */
-  private fifo: Array<Expiry | undefined> = []
-  private head = 0
+  /** The in-order expiries. */
+  private readonly fifo = new Fifo<Expiry>()
   private readonly late = new ExpiryHeap()
 
   get size(): number {
-    return this.fifo.length - this.head + this.late.items.length
+    return this.fifo.size + this.late.items.length
   }
 
   push(entry: Expiry): void {
-    const fifo = this.fifo
-    if (fifo.length === this.head || fifo[fifo.length - 1]!.at <= entry.at) fifo.push(entry)
+    const last = this.fifo.last()
+    if (last === undefined || last.at <= entry.at) this.fifo.push(entry)
     else this.late.push(entry)
   }
 
   /** The earliest entry, if any, without removing it. */
   peek(): Expiry | undefined {
-    const first = this.fifo[this.head]
+    const first = this.fifo.peek()
     const early = this.late.items[0]
     if (early === undefined) return first
     return first === undefined || early.at < first.at ? early : first
@@ -199,35 +199,24 @@ class ExpiryQueue {
 
   /** Removes the earliest entry (the one `peek` returns). */
   pop(): void {
-    const first = this.fifo[this.head]
+    const first = this.fifo.peek()
     const early = this.late.items[0]
     if (early !== undefined && (first === undefined || early.at < first.at)) {
       this.late.pop()
       return
     }
-    if (first === undefined) return
-    this.fifo[this.head++] = undefined
-    if (this.head === this.fifo.length) {
-      this.fifo = []
-      this.head = 0
-    } else if (this.head >= 1024 && this.head * 2 >= this.fifo.length) {
-      this.fifo = this.fifo.slice(this.head)
-      this.head = 0
-    }
+    this.fifo.shift()
   }
 
   /** Drops the latest entry when it is `lease`'s current one (a lease released before any other was queued). */
   dropLast(lease: LeaseSlot<Admitter>): void {
-    const fifo = this.fifo
-    if (fifo.length === this.head) return
-    const last = fifo[fifo.length - 1]!
-    if (last.lease === lease && last.generation === lease.generation) fifo.pop()
+    const last = this.fifo.last()
+    if (last !== undefined && last.lease === lease && last.generation === lease.generation) this.fifo.pop()
   }
 
   /** Drops every entry (all stale once no lease is held). */
   clear(): void {
-    this.fifo = []
-    this.head = 0
+    this.fifo.clear()
     this.late.items.length = 0
   }
 
@@ -242,12 +231,11 @@ class ExpiryQueue {
         kept.push(entry)
       }
     }
-    for (let i = this.head; i < this.fifo.length; i++) keep(this.fifo[i]!)
+    this.fifo.forEach(keep)
     for (const entry of this.late.items) keep(entry)
     // Entries come nearly in order of instant (the FIFO is sorted): the sort is about linear.
     kept.sort((a, b) => a.at - b.at)
-    this.fifo = kept
-    this.head = 0
+    this.fifo.reset(kept)
     this.late.items.length = 0
   }
 }

@@ -6,6 +6,7 @@
  *
  * @internal
  */
+import { Fifo } from "../engine/fifo.js"
 
 /** What `Deadlines` needs of a call. */
 export interface Expiring {
@@ -23,9 +24,7 @@ export interface Expiring {
  * settles from inside its own `expire` may report it (`settled()` then waits for the sweep to end).
  */
 export class Deadlines {
-  /** The calls tracked, from `head` on; slots before `head` are emptied so a settled call is not kept. */
-  private readonly calls: Array<Expiring | undefined> = []
-  private head = 0
+  private readonly calls = new Fifo<Expiring>()
   private timer: ReturnType<typeof setTimeout> | undefined = undefined
   private sweeping = false
 
@@ -35,22 +34,15 @@ export class Deadlines {
   track(call: Expiring): void {
     this.calls.push(call)
     if (this.timer === undefined) this.arm(this.timeoutMs)
-    else if (this.calls.length - this.head === 1) this.timer.ref()
+    else if (this.calls.size === 1) this.timer.ref()
   }
 
   /** Drops settled calls from the head; called after a call settles. */
   settled(): void {
     if (this.sweeping) return
     const calls = this.calls
-    while (this.head < calls.length && calls[this.head]!.settled) calls[this.head++] = undefined
-    if (this.head === calls.length) {
-      calls.length = 0
-      this.head = 0
-      this.timer?.unref()
-    } else if (this.head >= 1024 && this.head * 2 >= calls.length) {
-      calls.splice(0, this.head)
-      this.head = 0
-    }
+    while (calls.peek()?.settled === true) calls.shift()
+    if (calls.size === 0) this.timer?.unref()
   }
 
   private arm(inMs: number): void {
@@ -63,15 +55,15 @@ export class Deadlines {
     const calls = this.calls
     this.sweeping = true
     try {
-      while (this.head < calls.length && calls[this.head]!.deadline <= now) {
-        const call = calls[this.head]!
-        calls[this.head++] = undefined
+      for (let call = calls.peek(); call !== undefined && call.deadline <= now; call = calls.peek()) {
+        calls.shift()
         call.expire(this.timeoutMs)
       }
     } finally {
       this.sweeping = false
     }
     this.settled()
-    if (this.head < calls.length) this.arm(calls[this.head]!.deadline - now)
+    const next = calls.peek()
+    if (next !== undefined) this.arm(next.deadline - now)
   }
 }
